@@ -1,0 +1,53 @@
+"""RRPair JSONL: the proto3 JSON mapping, one RRPair per line.
+
+Reading is a stream (one line at a time), so a capture of any size costs constant memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO
+
+from google.protobuf import json_format
+
+from nodetap.v1 import rrpair_pb2 as pb
+
+
+class CaptureFormatError(ValueError):
+    """A line of a JSONL capture is not an RRPair."""
+
+
+def dumps(pair: pb.RRPair) -> str:
+    """One RRPair as one JSON line (no trailing newline)."""
+    return json_format.MessageToJson(pair, indent=None, preserving_proto_field_name=False)
+
+
+def loads(line: str | bytes, where: str = "") -> pb.RRPair:
+    """Parse one JSON line into an RRPair; CaptureFormatError says where and why."""
+    try:
+        return json_format.Parse(line, pb.RRPair(), ignore_unknown_fields=True)
+    except json_format.ParseError as e:
+        raise CaptureFormatError(f"{where}: not an RRPair: {e}") from None
+
+
+def write(fp: IO[str], pair: pb.RRPair) -> None:
+    fp.write(dumps(pair))
+    fp.write("\n")
+
+
+def iter_file(fp: IO[str], name: str = "<stream>") -> Iterator[pb.RRPair]:
+    """Yield the RRPairs of a JSONL stream, skipping blank lines."""
+    for lineno, line in enumerate(fp, 1):
+        if line.strip():
+            yield loads(line, f"{name}:{lineno}")
+
+
+def read_path(path: str) -> Iterator[pb.RRPair]:
+    """Yield the RRPairs of a JSONL file ("-" for stdin)."""
+    if path == "-":
+        import sys
+
+        yield from iter_file(sys.stdin, "<stdin>")
+        return
+    with open(path, encoding="utf-8") as fp:
+        yield from iter_file(fp, path)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run nodetap's whole test suite, as root, installing what it needs first.
+# Extra arguments go to pytest (for example: scripts/test.sh -k http1 -x).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+"$here/scripts/setup.sh"
+cd "$here"
+.venv/bin/ruff check --quiet .
+.venv/bin/mypy --no-error-summary
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+# pytest's exit code 5 means no test ran: that is a failure, not a pass.
+if [[ $rc -eq 5 ]]; then echo "test: pytest collected no tests" >&2; exit 1; fi
+exit $rc
