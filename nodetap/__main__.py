@@ -1,0 +1,5 @@
+import sys
+
+from nodetap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""The `nodetap` command: one entry point, subcommands in their own modules.
+
+Each module in nodetap/commands/ exposes ``register(subparsers)``, which adds its
+subparser and sets ``func`` (a callable taking the parsed args, returning an exit code).
+Foreseeable failures raise ``nodetap.errors.UserError``: one line on stderr, exit 2
+(or the error's code), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from nodetap.errors import UserError
+
+# Subcommand modules, in the order `nodetap --help` lists them.
+COMMANDS = (
+    "demo",
+    "capture",
+    "import_pcap",
+    "export",
+    "forwarder",
+    "snapshot",
+    "rules",
+    "replay",
+    "replay_agent",
+    "netsetup",
+    "status",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodetap",
+        description="Node-level, sidecar-less L7 traffic capture and replay.",
+        epilog="Run 'nodetap COMMAND --help' for a command's flags and examples.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"nodetap.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"nodetap.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="nodetap: %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"nodetap: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
