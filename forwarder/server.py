@@ -1,0 +1,312 @@
+"""The forwarder's gRPC server: Ingest (acknowledged, deduplicated), Subscribe, Export,
+snapshots; health checking and reflection; bearer token and TLS; retention in the background.
+
+``serve(listen, data_dir, **opts)`` starts it in the current process without blocking and
+returns a ForwarderHandle (``.port``, ``.stop(grace)``), so one process can embed a forwarder.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Gauge
+
+from forwarder.client import DEFAULT_MAX_MESSAGE_BYTES, read_file
+from forwarder.filters import matches
+from forwarder.storage import Store, open_store
+from nodetap.errors import UserError
+from nodetap.v1 import forwarder_pb2 as fpb
+from nodetap.v1 import forwarder_pb2_grpc as fgrpc
+from nodetap.v1 import rrpair_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+SERVICE = "nodetap.v1.Forwarder"
+
+BATCHES = Counter("nodetap_forwarder_batches_total", "Batches received", ["result"])
+PAIRS_STORED = Counter("nodetap_forwarder_pairs_stored_total", "RRPairs stored")
+SUB_DROPPED = Counter(
+    "nodetap_forwarder_subscribe_dropped_total", "Live RRPairs dropped for a slow subscriber"
+)
+RETENTION_DELETED = Counter(
+    "nodetap_forwarder_retention_deleted_total", "RRPairs removed by retention"
+)
+AUTH_REFUSED = Counter("nodetap_forwarder_auth_refused_total", "Calls refused for a bad token")
+SUBSCRIBERS = Gauge("nodetap_forwarder_subscribers", "Live Subscribe calls")
+
+
+# -- live tail ------------------------------------------------------------------------------
+@dataclass(eq=False)
+class _Subscriber:
+    flt: fpb.Filter
+    q: queue.Queue[pb.RRPair] = field(default_factory=lambda: queue.Queue(maxsize=10000))
+    dropped: int = 0
+
+
+class Hub:
+    """Fans stored RRPairs out to live subscribers (bounded queue each; overflow counted)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: list[_Subscriber] = []
+
+    def add(self, flt: fpb.Filter) -> _Subscriber:
+        sub = _Subscriber(flt)
+        with self._lock:
+            self._subs.append(sub)
+        SUBSCRIBERS.inc()
+        return sub
+
+    def remove(self, sub: _Subscriber) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+                SUBSCRIBERS.dec()
+
+    def publish(self, pairs: Any) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            for pair in pairs:
+                if matches(sub.flt, pair, check_time=False):
+                    try:
+                        sub.q.put_nowait(pair)
+                    except queue.Full:
+                        sub.dropped += 1
+                        SUB_DROPPED.inc()
+
+
+# -- service ----------------------------------------------------------------------------------
+class ForwarderService(fgrpc.ForwarderServicer):
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self.store = store
+        self.hub = hub
+
+    def Ingest(
+        self, request_iterator: Iterator[fpb.IngestBatch], context: grpc.ServicerContext
+    ) -> Iterator[fpb.IngestAck]:
+        for batch in request_iterator:
+            if not batch.agent_id or batch.seq == 0:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch needs agent_id and seq > 0")
+            stored = self.store.append(batch.agent_id, batch.seq, batch.pairs)
+            if stored is None:
+                BATCHES.labels("duplicate").inc()
+                yield fpb.IngestAck(agent_id=batch.agent_id, seq=batch.seq, duplicate=True)
+                continue
+            BATCHES.labels("stored").inc()
+            PAIRS_STORED.inc(stored)
+            yield fpb.IngestAck(agent_id=batch.agent_id, seq=batch.seq, stored=stored)
+            self.hub.publish(batch.pairs)
+
+    def Subscribe(
+        self, request: fpb.SubscribeRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.RRPair]:
+        sub = self.hub.add(request.filter)
+        try:
+            # Headers go out now: a client that has them knows the tail is live.
+            context.send_initial_metadata((("nodetap-subscribed", "1"),))
+            while context.is_active():
+                try:
+                    yield sub.q.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+        finally:
+            self.hub.remove(sub)
+
+    def Export(
+        self, request: fpb.ExportRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.RRPair]:
+        if request.snapshot_id:
+            if self.store.get_snapshot(request.snapshot_id) is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no snapshot {request.snapshot_id}")
+            yield from self.store.snapshot_pairs(
+                request.snapshot_id, request.filter, int(request.limit)
+            )
+            return
+        yield from self.store.query(request.filter, int(request.limit))
+
+    def CreateSnapshot(
+        self, request: fpb.CreateSnapshotRequest, context: grpc.ServicerContext
+    ) -> fpb.Snapshot:
+        return self.store.create_snapshot(request.name, request.filter)
+
+    def ListSnapshots(
+        self, request: fpb.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> fpb.ListSnapshotsResponse:
+        return fpb.ListSnapshotsResponse(snapshots=self.store.list_snapshots())
+
+    def DeleteSnapshot(
+        self, request: fpb.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> fpb.DeleteSnapshotResponse:
+        return fpb.DeleteSnapshotResponse(deleted=self.store.delete_snapshot(request.id))
+
+    def Stats(self, request: fpb.StatsRequest, context: grpc.ServicerContext) -> fpb.StatsResponse:
+        return self.store.stats()
+
+
+# -- bearer token ---------------------------------------------------------------------------
+class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Refuses every Forwarder call without ``authorization: Bearer <token>`` (health checking
+    and reflection stay open)."""
+
+    def __init__(self, token: str) -> None:
+        self._want = f"Bearer {token}".encode()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        if handler is None or not details.method.startswith(f"/{SERVICE}/"):
+            return handler
+        got = dict(details.invocation_metadata).get("authorization", "")
+        got_b = got.encode() if isinstance(got, str) else bytes(got)
+        if hmac.compare_digest(got_b, self._want):
+            return handler
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+            AUTH_REFUSED.inc()
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong bearer token; pass the forwarder's token (--token-file)",
+            )
+
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(refuse)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(refuse)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+@dataclass
+class ForwarderHandle:
+    """A running forwarder in this process."""
+
+    server: grpc.Server
+    store: Store
+    port: int
+    address: str
+    _stop: threading.Event
+    _threads: list[threading.Thread]
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._stop.set()
+        self.server.stop(grace).wait()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.store.close()
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def _retention_loop(
+    store: Store, age: float | None, size: int | None, every: float, stop: threading.Event
+) -> None:
+    while not stop.wait(every):
+        try:
+            RETENTION_DELETED.inc(store.enforce_retention(age, size))
+        except Exception:  # keep serving; the next round tries again
+            log.exception("retention failed")
+
+
+def serve(
+    listen: str,
+    data_dir: str,
+    *,
+    token: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    retention_age: float | None = None,
+    retention_bytes: int | None = None,
+    retention_interval: float = 60.0,
+    sync: str = "full",
+    workers: int = 32,
+    store: Store | None = None,
+) -> ForwarderHandle:
+    """Start a forwarder on listen ("HOST:PORT", port 0 = any) storing into data_dir."""
+    if bool(tls_cert) != bool(tls_key):
+        raise UserError("TLS needs both --tls-cert and --tls-key")
+    if tls_client_ca and not tls_cert:
+        raise UserError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
+    store = store if store is not None else open_store(data_dir, sync=sync)
+    hub = Hub()
+    interceptors = [TokenInterceptor(token)] if token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forwarder"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_time_ms", 5000),
+            ("grpc.keepalive_timeout_ms", 5000),
+        ],
+        maximum_concurrent_rpcs=workers - 2,
+    )
+    fgrpc.add_ForwarderServicer_to_server(ForwarderService(store, hub), server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        SERVICE,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    try:
+        if tls_cert:
+            creds = grpc.ssl_server_credentials(
+                [(read_file(tls_key, "TLS key") or b"", read_file(tls_cert, "TLS cert") or b"")],
+                root_certificates=read_file(tls_client_ca, "TLS client CA"),
+                require_client_auth=bool(tls_client_ca),
+            )
+            port = server.add_secure_port(listen, creds)
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError as e:
+        store.close()
+        raise UserError(f"cannot listen on {listen}: {e}; pick another --listen") from None
+    if port == 0:
+        store.close()
+        raise UserError(f"cannot listen on {listen}; is the port in use? pick another --listen")
+    server.start()
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    if retention_age is not None or retention_bytes is not None:
+        t = threading.Thread(
+            target=_retention_loop,
+            args=(store, retention_age, retention_bytes, retention_interval, stop),
+            name="forwarder-retention",
+            daemon=True,
+        )
+        t.start()
+        threads.append(t)
+    host = listen.rsplit(":", 1)[0]
+    log.info(
+        "forwarder listening on %s:%d (%s), data in %s",
+        host,
+        port,
+        "TLS" if tls_cert else "plaintext",
+        data_dir,
+    )
+    return ForwarderHandle(server, store, port, f"{host}:{port}", stop, threads)
