@@ -1,0 +1,154 @@
+"""Link-layer to TCP decoding with dpkt: one captured frame in, one TCP segment out.
+
+Sans-IO: takes the frame bytes and the capture's link type, knows nothing of files or
+sockets. Link types: Ethernet (with 802.1Q/802.1ad VLAN tags), Linux cooked captures
+(SLL and SLL2, as ``tcpdump -i any`` writes), BSD loopback (DLT_NULL and DLT_LOOP) and
+raw IP (v4 and v6).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import dpkt
+from dpkt import ethernet, ip, ip6, loopback, sll, sll2, tcp
+
+# TCP flags
+FIN = tcp.TH_FIN
+SYN = tcp.TH_SYN
+RST = tcp.TH_RST
+ACK = tcp.TH_ACK
+
+
+class LinkType(IntEnum):
+    """The link types (pcap LINKTYPE_* values) the decoder understands."""
+
+    NULL = 0
+    ETHERNET = 1
+    RAW_OPENBSD = 12
+    RAW_BSD = 14
+    RAW = 101
+    LOOP = 108
+    LINUX_SLL = 113
+    IPV4 = 228
+    IPV6 = 229
+    LINUX_SLL2 = 276
+
+
+SUPPORTED_LINKTYPES = frozenset(int(t) for t in LinkType)
+
+
+@dataclass(slots=True)
+class Segment:
+    """One TCP segment as seen on the wire."""
+
+    src: bytes  # packed IPv4 (4 bytes) or IPv6 (16 bytes) address
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    payload: bytes
+    missing: int = 0  # payload bytes announced by the IP header but cut by the snap length
+
+
+class NotTcp(Exception):
+    """The frame is well formed but carries no TCP segment (ARP, UDP, fragments, ...)."""
+
+
+class Malformed(Exception):
+    """The frame cannot be decoded (truncated headers, bad lengths)."""
+
+
+def _raw_ip(buf: bytes) -> dpkt.Packet:
+    if not buf:
+        raise Malformed("empty frame")
+    version = buf[0] >> 4
+    if version == 4:
+        return ip.IP(buf)
+    if version == 6:
+        return ip6.IP6(buf)
+    raise Malformed(f"IP version {version}")
+
+
+_IP_ETHERTYPES = (ethernet.ETH_TYPE_IP, ethernet.ETH_TYPE_IP6)
+
+
+def _network(linktype: int, buf: bytes) -> tuple[object, bool]:
+    """The network-layer object of a frame, and whether the link layer announced IP."""
+    if linktype == LinkType.ETHERNET:
+        eth = ethernet.Ethernet(buf)
+        return eth.data, eth.type in _IP_ETHERTYPES
+    if linktype == LinkType.LINUX_SLL:
+        cooked = sll.SLL(buf)
+        return cooked.data, cooked.ethtype in _IP_ETHERTYPES
+    if linktype == LinkType.LINUX_SLL2:
+        cooked2 = sll2.SLL2(buf)
+        return cooked2.data, cooked2.ethtype in _IP_ETHERTYPES
+    if linktype in (LinkType.NULL, LinkType.LOOP):
+        lo = loopback.Loopback(buf)
+        if isinstance(lo.data, ethernet.Ethernet):
+            return lo.data.data, lo.data.type in _IP_ETHERTYPES
+        return lo.data, True
+    if linktype in (LinkType.RAW, LinkType.RAW_OPENBSD, LinkType.RAW_BSD):
+        return _raw_ip(buf), True
+    if linktype == LinkType.IPV4:
+        return ip.IP(buf), True
+    if linktype == LinkType.IPV6:
+        return ip6.IP6(buf), True
+    raise Malformed(f"unsupported link type {linktype}")
+
+
+def decode(linktype: int, buf: bytes) -> Segment:
+    """Decode one frame; raise NotTcp or Malformed when it holds no usable TCP segment."""
+    try:
+        net, announced_ip = _network(linktype, buf)
+    except (dpkt.UnpackError, IndexError, ValueError, struct.error) as e:
+        raise Malformed(f"link/IP header: {e}") from None
+    if isinstance(net, ip.IP):
+        if net.p != ip.IP_PROTO_TCP:
+            raise NotTcp("not TCP")
+        if net.offset or net.mf:
+            raise NotTcp("IP fragment")
+        seg = net.data
+        announced = net.len - net.hl * 4 if net.len else -1
+    elif isinstance(net, ip6.IP6):
+        if net.p != ip.IP_PROTO_TCP:
+            raise NotTcp("not TCP")
+        if ip.IP_PROTO_FRAGMENT in net.extension_hdrs:
+            raise NotTcp("IPv6 fragment")
+        seg = net.data
+        ext = sum(h.length for h in net.all_extension_headers)
+        announced = net.plen - ext if net.plen else -1
+    elif announced_ip:
+        raise Malformed("IP header truncated or invalid")
+    else:
+        raise NotTcp("not IP")
+    if not isinstance(seg, tcp.TCP):
+        raise Malformed("TCP header truncated or invalid")
+    hdr_len = seg.off * 4
+    if hdr_len < 20:
+        raise Malformed("TCP data offset below 20")
+    payload = bytes(seg.data)
+    missing = 0
+    if announced >= 0:
+        expect = announced - hdr_len
+        if expect < 0:
+            raise Malformed("IP length shorter than the TCP header")
+        if len(payload) > expect:
+            payload = payload[:expect]  # Ethernet padding
+        missing = expect - len(payload)
+    return Segment(
+        src=net.src,
+        dst=net.dst,
+        sport=seg.sport,
+        dport=seg.dport,
+        seq=seg.seq,
+        ack=seg.ack,
+        flags=seg.flags,
+        payload=payload,
+        missing=missing,
+    )
