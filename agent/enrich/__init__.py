@@ -1,0 +1,20 @@
+"""Enrichment: pid -> cgroup -> container -> pod, namespace, labels, container, workload.
+
+``Enricher`` is the entry point (``Enricher.from_environment()`` in the agent); it works
+without a cluster (host-only values) and never fails.
+"""
+
+from agent.enrich.enricher import Enricher, EnrichInfo, load_api_client
+from agent.enrich.peers import PeerIndex, PeerInfo
+from agent.enrich.pods import OwnerResolver, PodIndex, PodInfo
+
+__all__ = [
+    "EnrichInfo",
+    "Enricher",
+    "OwnerResolver",
+    "PeerIndex",
+    "PeerInfo",
+    "PodIndex",
+    "PodInfo",
+    "load_api_client",
+]
