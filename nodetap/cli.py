@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Node-level, sidecar-less L7 traffic capture and replay.",
         epilog="Run 'nodetap COMMAND --help' for a command's flags and examples.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

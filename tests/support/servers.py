@@ -97,7 +97,9 @@ class Nginx:
 
 
 @contextlib.contextmanager
-def nginx(workers: int = 1, extra: str = "", files: dict[str, bytes] | None = None) -> Iterator[Nginx]:
+def nginx(
+    workers: int = 1, extra: str = "", files: dict[str, bytes] | None = None
+) -> Iterator[Nginx]:
     """Start nginx on a free loopback port with files served from its root."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     root = Path(tempfile.mkdtemp(prefix="nodetap-nginx-"))
@@ -132,7 +134,7 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _body(self) -> bytes:

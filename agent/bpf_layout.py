@@ -1,0 +1,132 @@
+"""The Python mirror of bpf/nodetap.h: constants, ctypes structs and fast decoders.
+
+tests/agent/test_bpf_layout.py compiles the C header and checks that every size and
+offset here agrees with it. Change both together.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+NT_MAX_CHUNK = 16384
+NT_MAX_PIECES = 72
+NT_MAX_IOV = 32
+
+NT_EV_OPEN = 1
+NT_EV_CLOSE = 2
+NT_EV_DATA = 3
+NT_EV_GAP = 4
+
+NT_ROLE_UNKNOWN = 0
+NT_ROLE_CLIENT = 1
+NT_ROLE_SERVER = 2
+
+NT_DIR_EGRESS = 0
+NT_DIR_INGRESS = 1
+
+NT_CONN_MUTED = 1
+NT_CONN_NOADDR = 2
+
+SYSCALL_NAMES = {
+    1: "read",
+    2: "write",
+    3: "readv",
+    4: "writev",
+    5: "recvfrom",
+    6: "sendto",
+    7: "recvmsg",
+    8: "sendmsg",
+    9: "sendfile",
+    10: "sendmmsg",
+    11: "recvmmsg",
+}
+
+# Per-CPU counters, by index (bpf/nodetap.h NT_DROP_* and NT_STAT_*).
+COUNTER_NAMES = (
+    "drop_ringbuf_data_records",
+    "drop_ringbuf_data_bytes",
+    "drop_ringbuf_control_records",
+    "drop_truncated_bytes",
+    "drop_iov_bytes",
+    "drop_read_fault_pieces",
+    "drop_sendfile_bytes",
+    "drop_mmsg_calls",
+    "drop_conn_table_full",
+    "drop_args_table_full",
+    "conns_opened",
+    "conns_filtered",
+    "data_records",
+    "data_bytes",
+    "muted_bytes",
+    "peek_calls",
+)
+NT_NCOUNTERS = len(COUNTER_NAMES)
+
+NT_CFG_FILTER_PIDS = 0
+NT_CFG_FILTER_PORTS = 1
+NT_CFG_FILTER_CGROUPS = 2
+NT_CFG_SELF_TGID = 3
+NT_CFG_ARMED = 4
+NT_NCONFIG = 5
+
+# Connection ids the agent assigns itself (connections found in /proc) have bit 63 set.
+AGENT_CONN_ID_BIT = 1 << 63
+
+
+class NtConn(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("off", ctypes.c_uint64 * 2),
+        ("role", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("family", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class NtConnEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("role", ctypes.c_uint8),
+        ("family", ctypes.c_uint16),
+        ("tgid", ctypes.c_uint32),
+        ("conn_id", ctypes.c_uint64),
+        ("ts_ns", ctypes.c_uint64),
+        ("fd", ctypes.c_uint32),
+        ("lport", ctypes.c_uint16),
+        ("rport", ctypes.c_uint16),
+        ("laddr", ctypes.c_uint8 * 16),
+        ("raddr", ctypes.c_uint8 * 16),
+        ("off", ctypes.c_uint64 * 2),
+        ("cgroup_id", ctypes.c_uint64),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+class NtDataEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("dir", ctypes.c_uint8),
+        ("syscall", ctypes.c_uint16),
+        ("len", ctypes.c_uint32),
+        ("conn_id", ctypes.c_uint64),
+        ("ts_ns", ctypes.c_uint64),
+        ("offset", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("data", ctypes.c_uint8 * NT_MAX_CHUNK),
+    ]
+
+
+NT_DATA_HDR_SIZE = NtDataEvent.data.offset  # 40
+
+# struct.Struct decoders for the hot path (one unpack per record, no ctypes objects).
+# DATA/GAP header: kind, dir, syscall, len, conn_id, ts_ns, offset, tgid, fd
+DATA_HDR = struct.Struct("<BBHIQQQII")
+# OPEN/CLOSE: kind, role, family, tgid, conn_id, ts_ns, fd, lport, rport, laddr, raddr,
+# off0, off1, cgroup_id, comm
+CONN_EVENT = struct.Struct("<BBHIQQIHH16s16sQQQ16s")
+
+assert DATA_HDR.size == NT_DATA_HDR_SIZE
+assert CONN_EVENT.size == ctypes.sizeof(NtConnEvent)

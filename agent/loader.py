@@ -1,0 +1,196 @@
+"""Compile and attach nodetap's syscall-capture programs with BCC, and detach them.
+
+Checks first what a node may lack (root, BCC, tracefs, kernel headers, tracepoints) and
+turns each into one actionable UserError instead of a compiler error or a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import bpf_layout as L
+from nodetap.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+# The capture program, in the order BCC must see it. BCC rewrites map accesses only in
+# its main text, so the files are joined into one text rather than #included.
+SOURCES = ("common.h", "conn_lifecycle.c", "data_io.c", "uncopied_io.c")
+TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+# Every tracepoint the programs attach to, for the pre-flight check and the report.
+TRACEPOINTS = tuple(
+    f"syscalls:sys_{edge}_{name}"
+    for name in (
+        "accept",
+        "accept4",
+        "connect",
+        "read",
+        "write",
+        "readv",
+        "writev",
+        "recvfrom",
+        "sendto",
+        "recvmsg",
+        "sendmsg",
+        "sendfile64",
+    )
+    for edge in ("enter", "exit")
+) + (
+    "syscalls:sys_enter_close",
+    "syscalls:sys_enter_sendmmsg",
+    "syscalls:sys_enter_recvmmsg",
+    "sock:inet_sock_set_state",
+)
+
+
+@dataclass
+class LoadOptions:
+    """What the loader needs to know before it compiles."""
+
+    ringbuf_pages: int = 4096  # 16 MiB with 4 KiB pages; a power of two
+    max_conns: int = 65536
+
+
+@dataclass
+class Probes:
+    """A loaded, attached program and its maps."""
+
+    bpf: Any
+    tracepoints: list[str] = field(default_factory=list)
+    ringbuf_size: int = 0
+
+    def table(self, name: str) -> Any:
+        return self.bpf[name]
+
+    def ringbuf_fd(self) -> int:
+        return int(self.bpf["events"].map_fd)
+
+    def set_config(self, index: int, value: int) -> None:
+        self.bpf["config"][ctypes.c_int(index)] = ctypes.c_uint64(value)
+
+    def counters(self) -> dict[str, int]:
+        table = self.bpf["counters"]
+        out = {}
+        for i, name in enumerate(L.COUNTER_NAMES):
+            out[name] = int(sum(table[ctypes.c_int(i)]))
+        return out
+
+    def close(self) -> None:
+        """Detach every probe and free the maps."""
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None
+
+
+def find_tracefs() -> Path:
+    """The mounted tracefs, mounting it when absent (as DESIGN describes)."""
+    for p in TRACEFS_CANDIDATES:
+        if (p / "events").is_dir():
+            return p
+    target = TRACEFS_CANDIDATES[0]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["mount", "-t", "tracefs", "tracefs", str(target)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    if (target / "events").is_dir():
+        log.info("mounted tracefs on %s", target)
+        return target
+    raise UserError(
+        "tracefs is not mounted and could not be mounted; "
+        "run: mount -t tracefs tracefs /sys/kernel/tracing"
+    )
+
+
+def preflight() -> Path:
+    """Check what BPF capture needs; return the tracefs path. Raises UserError."""
+    if os.geteuid() != 0:
+        raise UserError(
+            "must run as root: BPF capture needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN "
+            "(try: sudo nodetap ...)"
+        )
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "BCC is not importable from this Python; install python3-bpfcc and use the "
+            "virtual environment made by scripts/setup.sh (README: Install)"
+        ) from None
+    kver = platform.release()
+    build = Path("/lib/modules") / kver / "build"
+    if not (build / "include").exists():
+        raise UserError(
+            f"kernel headers not found for {kver} ({build}); install linux-headers-amd64 "
+            "and link them, or run scripts/setup.sh (README: Kernel headers)"
+        )
+    tracefs = find_tracefs()
+    for tp in TRACEPOINTS:
+        category, name = tp.split(":")
+        if not (tracefs / "events" / category / name / "format").exists():
+            raise UserError(
+                f"tracepoint {tp} is missing on this kernel (needs CONFIG_FTRACE_SYSCALLS "
+                "and CONFIG_TRACEPOINTS); nodetap cannot capture syscalls here"
+            )
+    return tracefs
+
+
+def program_text() -> str:
+    return "".join((BPF_DIR / name).read_text() for name in SOURCES)
+
+
+def cflags(opts: LoadOptions) -> list[str]:
+    return [
+        f"-I{BPF_DIR}",
+        f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
+        f"-DNT_MAX_CONNS={opts.max_conns}",
+    ]
+
+
+def load(opts: LoadOptions) -> Probes:
+    """Compile, load and attach. The programs track nothing until armed (NT_CFG_ARMED)."""
+    preflight()
+    if opts.ringbuf_pages <= 0 or opts.ringbuf_pages & (opts.ringbuf_pages - 1):
+        raise UserError(f"--ringbuf-pages must be a power of two, not {opts.ringbuf_pages}")
+    from bcc import BPF
+
+    try:
+        bpf = BPF(text=program_text(), cflags=cflags(opts))
+    except Exception as e:  # BCC raises bare Exceptions
+        msg = str(e)
+        if "Operation not permitted" in msg or "EPERM" in msg:
+            raise UserError(
+                "the kernel refused to load BPF programs (operation not permitted); run as "
+                "root with CAP_BPF/CAP_PERFMON, and check kernel.unprivileged_bpf_disabled "
+                "and lockdown settings"
+            ) from None
+        raise UserError(
+            f"BPF program failed to load: {msg.splitlines()[-1] if msg else e}"
+        ) from None
+    try:
+        step = bpf.load_func("nt_iov_step", BPF.TRACEPOINT)
+        bpf["iov_progs"][ctypes.c_int(0)] = ctypes.c_int(step.fd)
+    except Exception as e:
+        bpf.cleanup()
+        raise UserError(f"BPF tail-call program failed to load: {e}") from None
+    attached = sorted(
+        tp.decode() if isinstance(tp, bytes) else str(tp) for tp in bpf.tracepoint_fds
+    )
+    missing = set(TRACEPOINTS) - set(attached)
+    if missing:
+        bpf.cleanup()
+        raise UserError(f"could not attach tracepoints: {', '.join(sorted(missing))}")
+    log.info("attached %d tracepoints: %s", len(attached), ", ".join(attached))
+    size = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+    return Probes(bpf=bpf, tracepoints=attached, ringbuf_size=size)

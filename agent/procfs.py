@@ -1,0 +1,158 @@
+"""What /proc says about sockets: addresses of an fd, and connections that already exist.
+
+Used for connections the programs could not learn about at accept/connect time: those
+opened before the capture started, and accept() calls made without a sockaddr. Reads
+/proc/PID/net/tcp{,6}, which shows the network namespace of PID (pods have their own).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+TCP_ESTABLISHED = 0x01
+TCP_LISTEN = 0x0A
+
+
+@dataclass(frozen=True, slots=True)
+class SockInfo:
+    inode: int
+    local_ip: str
+    local_port: int
+    remote_ip: str
+    remote_port: int
+    state: int
+    family: int  # 2 or 10
+
+
+def _decode_addr(hexaddr: str) -> tuple[str, int]:
+    """/proc/net/tcp address ("0100007F:1F90") to ("127.0.0.1", 8080)."""
+    host, port = hexaddr.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        ip = str(ipaddress.IPv4Address(raw[::-1]))
+    else:
+        # four 32-bit words, each in host (little-endian) order
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        ip = normalize_ip(words)
+    return ip, int(port, 16)
+
+
+def normalize_ip(raw: bytes) -> str:
+    """16 (or 4) raw address bytes to text; IPv4-mapped IPv6 becomes plain IPv4."""
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    addr = ipaddress.IPv6Address(raw)
+    if addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def read_tcp_table(pid: int | str = "self") -> dict[int, SockInfo]:
+    """TCP sockets of the network namespace of `pid`, by socket inode."""
+    out: dict[int, SockInfo] = {}
+    for name, family in (("tcp", 2), ("tcp6", 10)):
+        try:
+            with open(f"/proc/{pid}/net/{name}") as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) < 10:
+                        continue
+                    lip, lport = _decode_addr(parts[1])
+                    rip, rport = _decode_addr(parts[2])
+                    inode = int(parts[9])
+                    if inode:
+                        out[inode] = SockInfo(
+                            inode, lip, lport, rip, rport, int(parts[3], 16), family
+                        )
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+def socket_inode(pid: int, fd: int) -> int | None:
+    """The socket inode behind /proc/PID/fd/FD, or None if it is not a socket."""
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+    if target.startswith("socket:["):
+        return int(target[8:-1])
+    return None
+
+
+def netns_id(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def lookup_fd(pid: int, fd: int) -> SockInfo | None:
+    """Addresses of a TCP socket fd of a process, or None (not TCP, or gone)."""
+    inode = socket_inode(pid, fd)
+    if inode is None:
+        return None
+    return read_tcp_table(pid).get(inode)
+
+
+def listening_ports(table: dict[int, SockInfo]) -> set[int]:
+    return {s.local_port for s in table.values() if s.state == TCP_LISTEN}
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingConn:
+    pid: int
+    fd: int
+    sock: SockInfo
+    server: bool  # the process accepted it (its local port is a listening port)
+
+
+def _pids() -> Iterator[int]:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            yield int(name)
+
+
+def scan_established(
+    pids: Iterable[int] | None = None, skip: int | None = None
+) -> Iterator[ExistingConn]:
+    """Established TCP connections of the given processes (all when None)."""
+    tables: dict[int, tuple[dict[int, SockInfo], set[int]]] = {}
+    for pid in pids if pids is not None else _pids():
+        if pid == skip:
+            continue
+        ns = netns_id(pid)
+        if ns is None:
+            continue
+        if ns not in tables:
+            t = read_tcp_table(pid)
+            tables[ns] = (t, listening_ports(t))
+        table, listening = tables[ns]
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd_name in fds:
+            inode = socket_inode(pid, int(fd_name))
+            if inode is None:
+                continue
+            sock = table.get(inode)
+            if sock is None or sock.state != TCP_ESTABLISHED:
+                continue
+            yield ExistingConn(pid, int(fd_name), sock, sock.local_port in listening)

@@ -1,0 +1,242 @@
+/* common.h: maps and helpers shared by nodetap's syscall-capture programs.
+ *
+ * Everything here reads only tracepoint arguments and user memory whose layout is the
+ * stable user ABI (sockaddr, iovec, msghdr): no internal kernel struct is read
+ * (DESIGN principle 1), so the kernel headers BCC compiles against may be of another
+ * kernel version without changing what the programs read.
+ *
+ * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS before this file.
+ */
+#include "nodetap.h"
+
+#define NT_AF_INET 2
+#define NT_AF_INET6 10
+#define NT_EINPROGRESS 115
+#define NT_MSG_PEEK 2
+#define NT_TCP_ESTABLISHED 1
+#define NT_TCP_SYN_SENT 2
+#define NT_TCP_SYN_RECV 3
+#define NT_IPPROTO_TCP 6
+
+/* One ring buffer for control and data records, so that an OPEN is always read before
+ * the data of its connection and a CLOSE after it. Records are written without waking
+ * the reader (BPF_RB_NO_WAKEUP): the agent drains on a short timer, in bulk, which is
+ * what keeps the cost per captured request low (DESIGN, performance notes). */
+BPF_RINGBUF_OUTPUT(events, NT_RINGBUF_PAGES);
+
+/* Tracked connections by (tgid << 32 | fd). A plain hash (not LRU): a full table is
+ * counted (NT_DROP_CONN_TABLE_FULL) instead of silently evicting a live connection;
+ * the agent removes entries of processes that exited without close(). */
+BPF_HASH(conns, u64, struct nt_conn, NT_MAX_CONNS);
+
+/* Arguments of an in-flight data syscall on a tracked connection, by thread. */
+struct nt_io_args {
+    u64 key;    /* conns key */
+    u64 buf;    /* buffer, or iovec array when iovcnt > 0 */
+    u32 iovcnt;
+    u8 dir;
+    u8 _pad;
+    u16 sc;
+};
+BPF_HASH(active_io, u64, struct nt_io_args, 16384);
+
+/* connect() in flight, by thread; inet_sock_set_state(SYN_SENT) runs in the same task
+ * inside connect() and fills in the local address (and proves the socket is TCP). */
+struct nt_pending_connect {
+    u64 addr; /* user sockaddr */
+    u32 fd;
+    u16 lport;
+    u8 tcp;
+    u8 _pad;
+    u8 laddr[16];
+};
+BPF_HASH(pending_connect, u64, struct nt_pending_connect, 4096);
+
+/* accept() in flight, by thread: where the kernel writes the peer's sockaddr. */
+BPF_HASH(pending_accept, u64, u64, 4096);
+
+/* Local address of passively opened connections, by peer address, learnt when the
+ * child socket becomes ESTABLISHED (softirq context, no fd yet) and picked up by the
+ * accept() that returns it. LRU: entries of connections never accepted age out. */
+struct nt_peer_key {
+    u8 addr[16];
+    u16 port;
+    u16 _pad[3];
+};
+struct nt_local_addr {
+    u8 addr[16];
+    u16 port;
+    u16 _pad[3];
+};
+BPF_TABLE("lru_hash", struct nt_peer_key, struct nt_local_addr, accepted_peers, 16384);
+
+BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
+BPF_ARRAY(config, u64, NT_NCONFIG);
+BPF_ARRAY(next_conn_id, u64, 1);
+BPF_HASH(filter_pids, u32, u8, 4096);
+BPF_HASH(filter_ports, u16, u8, 1024);
+BPF_HASH(filter_cgroups, u64, u8, 16384);
+
+/* Staging area for a data record: too large for the 512-byte BPF stack. */
+BPF_PERCPU_ARRAY(scratch, struct nt_data_event, 1);
+
+struct nt_iovec {
+    u64 base;
+    u64 len;
+};
+
+/* The user ABI's struct msghdr (as passed to sendmsg/recvmsg), up to msg_iovlen. */
+struct nt_user_msghdr {
+    u64 name;
+    u32 namelen;
+    u32 _pad;
+    u64 iov;
+    u64 iovlen;
+};
+
+struct nt_sockaddr_in {
+    u16 family;
+    u16 port; /* network byte order */
+    u8 addr[4];
+};
+
+struct nt_sockaddr_in6 {
+    u16 family;
+    u16 port;
+    u32 flowinfo;
+    u8 addr[16];
+};
+
+static __always_inline void nt_count(u32 idx, u64 n)
+{
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        *v += n; /* per-CPU: no atomics needed */
+}
+
+static __always_inline u64 nt_cfg(u32 idx)
+{
+    u64 *v = config.lookup(&idx);
+    return v ? *v : 0;
+}
+
+static __always_inline void nt_v4mapped(u8 *dst, const u8 *v4)
+{
+    __builtin_memset(dst, 0, 10);
+    dst[10] = 0xff;
+    dst[11] = 0xff;
+    dst[12] = v4[0];
+    dst[13] = v4[1];
+    dst[14] = v4[2];
+    dst[15] = v4[3];
+}
+
+/* Read a user sockaddr into (family, port, addr); 0 if it is not IPv4/IPv6. */
+static __always_inline u16 nt_read_sockaddr(u64 uaddr, u16 *port, u8 *addr)
+{
+    u16 family = 0;
+    if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
+        return 0;
+    if (family == NT_AF_INET) {
+        struct nt_sockaddr_in sin = {};
+        bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr);
+        *port = bpf_ntohs(sin.port);
+        nt_v4mapped(addr, sin.addr);
+        return family;
+    }
+    if (family == NT_AF_INET6) {
+        struct nt_sockaddr_in6 sin6 = {};
+        bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr);
+        *port = bpf_ntohs(sin6.port);
+        __builtin_memcpy(addr, sin6.addr, 16);
+        return family;
+    }
+    return 0;
+}
+
+/* The pid, cgroup and port filters, applied once per connection (at accept/connect),
+ * so that a connection nobody asked for never enters `conns` and its reads and writes
+ * cost one failed hash lookup. ports_known is 0 when the ports are not known yet (the
+ * agent applies the port filter after learning them from /proc). */
+static __always_inline int nt_wanted(u32 tgid, u16 lport, u16 rport, int ports_known)
+{
+    if (!nt_cfg(NT_CFG_ARMED))
+        return 0;
+    if (tgid == (u32)nt_cfg(NT_CFG_SELF_TGID))
+        return 0;
+    if (nt_cfg(NT_CFG_FILTER_PIDS) && !filter_pids.lookup(&tgid))
+        return 0;
+    if (nt_cfg(NT_CFG_FILTER_CGROUPS)) {
+        u64 cg = bpf_get_current_cgroup_id();
+        if (!filter_cgroups.lookup(&cg))
+            return 0;
+    }
+    if (ports_known && nt_cfg(NT_CFG_FILTER_PORTS)) {
+        if (!filter_ports.lookup(&lport) && !filter_ports.lookup(&rport))
+            return 0;
+    }
+    return 1;
+}
+
+/* Cheap pre-check for syscall entry: is this process possibly of interest? */
+static __always_inline int nt_pid_wanted(u32 tgid)
+{
+    if (!nt_cfg(NT_CFG_ARMED))
+        return 0;
+    if (tgid == (u32)nt_cfg(NT_CFG_SELF_TGID))
+        return 0;
+    if (nt_cfg(NT_CFG_FILTER_PIDS) && !filter_pids.lookup(&tgid))
+        return 0;
+    return 1;
+}
+
+static __always_inline void nt_emit_close(u64 key, struct nt_conn *c)
+{
+    struct nt_conn_event ev = {};
+    ev.kind = NT_EV_CLOSE;
+    ev.role = c->role;
+    ev.family = c->family;
+    ev.tgid = key >> 32;
+    ev.fd = (u32)key;
+    ev.conn_id = c->id;
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.off[0] = c->off[0];
+    ev.off[1] = c->off[1];
+    if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+        nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+}
+
+/* Start tracking (tgid, fd). ev carries the addresses; the rest is filled in here. */
+static __always_inline void nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct nt_conn_event *ev)
+{
+    u64 key = ((u64)tgid << 32) | fd;
+    u32 zero = 0;
+    u64 *ctr = next_conn_id.lookup(&zero);
+    if (!ctr)
+        return;
+    struct nt_conn c = {};
+    c.id = __sync_fetch_and_add(ctr, 1) + 1;
+    c.role = role;
+    c.flags = flags;
+    c.family = ev->family;
+    /* An entry still there means its close() was missed (dup2 over the fd, close_range):
+     * end that connection first, so fd reuse never mixes two connections. */
+    struct nt_conn *old = conns.lookup(&key);
+    if (old)
+        nt_emit_close(key, old);
+    if (conns.update(&key, &c)) {
+        nt_count(NT_DROP_CONN_TABLE_FULL, 1);
+        return;
+    }
+    ev->kind = NT_EV_OPEN;
+    ev->role = role;
+    ev->tgid = tgid;
+    ev->fd = fd;
+    ev->conn_id = c.id;
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+    if (events.ringbuf_output(ev, sizeof(*ev), BPF_RB_NO_WAKEUP))
+        nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+    nt_count(NT_STAT_CONNS_OPENED, 1);
+}

@@ -1,0 +1,170 @@
+/* conn_lifecycle.c: which connections exist, who opened them, and when they end.
+ *
+ * accept/accept4 (server side), connect (client side) and close, from syscall
+ * tracepoints, plus sock:inet_sock_set_state, which supplies the local address of a
+ * connection (the syscalls only give the peer's) and proves a connect() is TCP.
+ */
+
+/* ---- connect: the traced process is the client ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (!nt_pid_wanted(id >> 32))
+        return 0;
+    struct nt_pending_connect pc = {};
+    pc.addr = (u64)args->uservaddr;
+    pc.fd = args->fd;
+    pending_connect.update(&id, &pc);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct nt_pending_connect *pcp = pending_connect.lookup(&id);
+    if (!pcp)
+        return 0;
+    struct nt_pending_connect pc = *pcp;
+    pending_connect.delete(&id);
+    /* non-blocking sockets return -EINPROGRESS while the handshake goes on */
+    if ((args->ret != 0 && args->ret != -NT_EINPROGRESS) || !pc.tcp)
+        return 0;
+    struct nt_conn_event ev = {};
+    ev.family = nt_read_sockaddr(pc.addr, &ev.rport, ev.raddr);
+    if (!ev.family)
+        return 0;
+    ev.lport = pc.lport;
+    __builtin_memcpy(ev.laddr, pc.laddr, 16);
+    u32 tgid = id >> 32;
+    if (!nt_wanted(tgid, ev.lport, ev.rport, 1)) {
+        nt_count(NT_STAT_CONNS_FILTERED, 1);
+        return 0;
+    }
+    nt_open(tgid, pc.fd, NT_ROLE_CLIENT, 0, &ev);
+    return 0;
+}
+
+/* ---- accept: the traced process is the server ---- */
+
+static __always_inline int nt_accept_enter(u64 uaddr)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (!nt_pid_wanted(id >> 32))
+        return 0;
+    pending_accept.update(&id, &uaddr);
+    return 0;
+}
+
+static __always_inline int nt_accept_exit(long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u64 *up = pending_accept.lookup(&id);
+    if (!up)
+        return 0;
+    u64 uaddr = *up;
+    pending_accept.delete(&id);
+    if (ret < 0)
+        return 0;
+    struct nt_conn_event ev = {};
+    u8 flags = 0;
+    int ports_known = 0;
+    if (uaddr) {
+        ev.family = nt_read_sockaddr(uaddr, &ev.rport, ev.raddr);
+        if (!ev.family)
+            return 0; /* AF_UNIX and friends */
+        struct nt_peer_key k = {};
+        __builtin_memcpy(k.addr, ev.raddr, 16);
+        k.port = ev.rport;
+        struct nt_local_addr *local = accepted_peers.lookup(&k);
+        if (local) {
+            ev.lport = local->port;
+            __builtin_memcpy(ev.laddr, local->addr, 16);
+            accepted_peers.delete(&k);
+            ports_known = 1;
+        } else {
+            flags |= NT_CONN_NOADDR;
+        }
+    } else {
+        /* accept(fd, NULL, NULL): family and addresses unknown here */
+        flags |= NT_CONN_NOADDR;
+    }
+    u32 tgid = id >> 32;
+    if (!nt_wanted(tgid, ev.lport, ev.rport, ports_known)) {
+        nt_count(NT_STAT_CONNS_FILTERED, 1);
+        return 0;
+    }
+    nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+{
+    return nt_accept_enter((u64)args->upeer_sockaddr);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_accept)
+{
+    return nt_accept_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
+{
+    return nt_accept_enter((u64)args->upeer_sockaddr);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
+{
+    return nt_accept_exit(args->ret);
+}
+
+/* ---- TCP state changes: local addresses ---- */
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->protocol != NT_IPPROTO_TCP)
+        return 0;
+    if (args->newstate == NT_TCP_SYN_SENT) {
+        /* active open, inside connect() of the current task */
+        u64 id = bpf_get_current_pid_tgid();
+        struct nt_pending_connect *pc = pending_connect.lookup(&id);
+        if (!pc)
+            return 0;
+        pc->tcp = 1;
+        pc->lport = args->sport;
+        if (args->family == NT_AF_INET)
+            nt_v4mapped(pc->laddr, args->saddr);
+        else
+            __builtin_memcpy(pc->laddr, args->saddr_v6, 16);
+        return 0;
+    }
+    if (args->oldstate == NT_TCP_SYN_RECV && args->newstate == NT_TCP_ESTABLISHED) {
+        /* passive open completed; accept() will look this up by the peer's address */
+        struct nt_peer_key k = {};
+        struct nt_local_addr v = {};
+        k.port = args->dport;
+        v.port = args->sport;
+        if (args->family == NT_AF_INET) {
+            nt_v4mapped(k.addr, args->daddr);
+            nt_v4mapped(v.addr, args->saddr);
+        } else {
+            __builtin_memcpy(k.addr, args->daddr_v6, 16);
+            __builtin_memcpy(v.addr, args->saddr_v6, 16);
+        }
+        accepted_peers.update(&k, &v);
+    }
+    return 0;
+}
+
+/* ---- close ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close)
+{
+    u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
+    struct nt_conn *c = conns.lookup(&key);
+    if (!c)
+        return 0;
+    nt_emit_close(key, c);
+    conns.delete(&key);
+    return 0;
+}

@@ -1,0 +1,263 @@
+/* data_io.c: the bytes read and written on tracked connections.
+ *
+ * Entry handlers keep the syscall's arguments (only for tracked fds: one hash lookup
+ * is all an untracked read or write costs); exit handlers copy exactly the bytes the
+ * syscall moved (its return value) into variable-size ring-buffer records, split into
+ * pieces of at most NT_MAX_CHUNK bytes, each with its stream offset. Bytes that cannot
+ * be copied still advance the offset, so the agent always sees where a gap is.
+ */
+
+static __always_inline int nt_io_enter(u32 fd, u64 buf, u32 iovcnt, u8 dir, u16 sc)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u64 key = (id & 0xffffffff00000000ULL) | fd;
+    if (!conns.lookup(&key))
+        return 0;
+    struct nt_io_args a = {};
+    a.key = key;
+    a.buf = buf;
+    a.iovcnt = iovcnt;
+    a.dir = dir;
+    a.sc = sc;
+    if (active_io.update(&id, &a))
+        nt_count(NT_DROP_ARGS_TABLE_FULL, 1);
+    return 0;
+}
+
+/* Where an iovec syscall's copy stands, carried across tail calls (per CPU: a tail
+ * call runs on the CPU of its caller, with nothing in between). */
+struct nt_iov_cursor {
+    struct nt_io_args a;
+    u64 start; /* stream offset of the syscall's first byte */
+    u64 total; /* bytes the syscall moved */
+    u64 done;  /* bytes handled so far */
+    u32 iov_idx;
+    u32 _pad;
+};
+BPF_PERCPU_ARRAY(iov_cursor, struct nt_iov_cursor, 1);
+/* nt_iov_step, one iovec per call: a loop over iovecs nested around the loop over
+ * pieces is more than the verifier can prove; a tail call per iovec keeps each program
+ * to one loop. The loader puts nt_iov_step at index 0. */
+BPF_PROG_ARRAY(iov_progs, 1);
+
+/* Fill the parts of the staging record that are the same for every piece. */
+static __always_inline struct nt_data_event *nt_stage(struct nt_io_args *a, u64 conn_id, u32 tgid)
+{
+    u32 zero = 0;
+    struct nt_data_event *ev = scratch.lookup(&zero);
+    if (!ev)
+        return 0;
+    ev->kind = NT_EV_DATA;
+    ev->dir = a->dir;
+    ev->syscall = a->sc;
+    ev->conn_id = conn_id;
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->tgid = tgid;
+    ev->_pad = (u32)a->key; /* the fd, for an agent that missed the OPEN record */
+    return ev;
+}
+
+/* Copy `total` bytes at user address `base` into records of at most NT_MAX_CHUNK bytes.
+ * Returns the bytes handled (copied, or lost and counted); less than `total` only when
+ * NT_MAX_PIECES was reached. */
+static __always_inline u64 nt_emit_buffer(struct nt_data_event *ev, u64 base, u64 total, u64 start)
+{
+    u64 done = 0;
+    for (int i = 0; i < NT_MAX_PIECES; i++) {
+        if (done >= total)
+            break;
+        u64 n = total - done;
+        if (n > NT_MAX_CHUNK)
+            n = NT_MAX_CHUNK;
+        /* Launder the length through map memory: the verifier then bounds it by the check
+         * below alone, instead of tracking it back to `done`, which would keep every
+         * iteration's states apart and make the loop too complex to verify. */
+        ev->len = n;
+        u32 len = *(volatile u32 *)&ev->len;
+        if (len > NT_MAX_CHUNK)
+            break;
+        ev->offset = start + done;
+        if (bpf_probe_read_user(ev->data, len, (void *)base)) {
+            nt_count(NT_DROP_READ_FAULT, 1);
+        } else if (events.ringbuf_output(ev, NT_DATA_HDR_SIZE + len, BPF_RB_NO_WAKEUP)) {
+            nt_count(NT_DROP_RINGBUF_DATA, 1);
+            nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
+        } else {
+            nt_count(NT_STAT_DATA_RECORDS, 1);
+            nt_count(NT_STAT_DATA_BYTES, len);
+        }
+        done += len;
+        base += len;
+    }
+    return done;
+}
+
+/* Tail-call target: copy the next iovec of the syscall in iov_cursor. */
+int nt_iov_step(void *ctx)
+{
+    u32 zero = 0;
+    struct nt_iov_cursor *cur = iov_cursor.lookup(&zero);
+    struct nt_data_event *ev = scratch.lookup(&zero);
+    if (!cur || !ev)
+        return 0;
+    struct nt_iovec iov = {};
+    bpf_probe_read_user(&iov, sizeof(iov), (void *)(cur->a.buf + (u64)cur->iov_idx * sizeof(iov)));
+    u64 want = cur->total - cur->done;
+    if (iov.len < want)
+        want = iov.len;
+    u64 done = nt_emit_buffer(ev, iov.base, want, cur->start + cur->done);
+    if (done < want)
+        nt_count(NT_DROP_TRUNCATED_BYTES, want - done);
+    cur->done += want;
+    cur->iov_idx++;
+    if (cur->done >= cur->total)
+        return 0;
+    if (cur->iov_idx < cur->a.iovcnt && cur->iov_idx < NT_MAX_IOV)
+        iov_progs.call(ctx, 0);
+    /* reached only when no further tail call happened */
+    nt_count(NT_DROP_IOV_BYTES, cur->total - cur->done);
+    return 0;
+}
+
+static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 start, u64 n,
+                                        u32 tgid)
+{
+    u32 zero = 0;
+    struct nt_data_event *ev = scratch.lookup(&zero); /* a header only: no stack for 16 KiB */
+    if (!ev)
+        return;
+    ev->kind = NT_EV_GAP;
+    ev->dir = a->dir;
+    ev->syscall = a->sc;
+    ev->len = n;
+    ev->conn_id = conn_id;
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->offset = start;
+    ev->tgid = tgid;
+    ev->_pad = (u32)a->key;
+    if (events.ringbuf_output(ev, NT_DATA_HDR_SIZE, BPF_RB_NO_WAKEUP))
+        nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+}
+
+static __always_inline int nt_io_exit(void *ctx, long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct nt_io_args *ap = active_io.lookup(&id);
+    if (!ap)
+        return 0;
+    struct nt_io_args a = *ap;
+    active_io.delete(&id);
+    if (ret <= 0)
+        return 0;
+    struct nt_conn *c = conns.lookup(&a.key);
+    if (!c)
+        return 0;
+    u64 start = __sync_fetch_and_add(&c->off[a.dir & 1], (u64)ret);
+    if (a.sc == NT_SC_SENDFILE) {
+        /* the file's bytes never pass through a user buffer */
+        nt_count(NT_DROP_SENDFILE_BYTES, ret);
+        nt_emit_gap(&a, c->id, start, ret, id >> 32);
+        return 0;
+    }
+    if (c->flags & NT_CONN_MUTED) {
+        nt_count(NT_STAT_MUTED_BYTES, ret);
+        return 0;
+    }
+    struct nt_data_event *ev = nt_stage(&a, c->id, id >> 32);
+    if (!ev)
+        return 0;
+    if (!a.iovcnt) {
+        u64 done = nt_emit_buffer(ev, a.buf, ret, start);
+        if (done < (u64)ret)
+            nt_count(NT_DROP_TRUNCATED_BYTES, ret - done);
+        return 0;
+    }
+    u32 zero = 0;
+    struct nt_iov_cursor *cur = iov_cursor.lookup(&zero);
+    if (!cur)
+        return 0;
+    cur->a = a;
+    cur->start = start;
+    cur->total = ret;
+    cur->done = 0;
+    cur->iov_idx = 0;
+    iov_progs.call(ctx, 0);
+    nt_count(NT_DROP_IOV_BYTES, ret); /* the tail call failed: nothing was copied */
+    return 0;
+}
+
+/* ---- plain buffers ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_read)
+{
+    return nt_io_enter(args->fd, (u64)args->buf, 0, NT_DIR_INGRESS, NT_SC_READ);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_read) { return nt_io_exit(args, args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_write)
+{
+    return nt_io_enter(args->fd, (u64)args->buf, 0, NT_DIR_EGRESS, NT_SC_WRITE);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_write) { return nt_io_exit(args, args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+{
+    if (args->flags & NT_MSG_PEEK) {
+        /* the same bytes are read again later: copying them now would duplicate them */
+        u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
+        if (conns.lookup(&key))
+            nt_count(NT_STAT_PEEK_CALLS, 1);
+        return 0;
+    }
+    return nt_io_enter(args->fd, (u64)args->ubuf, 0, NT_DIR_INGRESS, NT_SC_RECVFROM);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) { return nt_io_exit(args, args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+{
+    return nt_io_enter(args->fd, (u64)args->buff, 0, NT_DIR_EGRESS, NT_SC_SENDTO);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_sendto) { return nt_io_exit(args, args->ret); }
+
+/* ---- iovecs ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_readv)
+{
+    return nt_io_enter(args->fd, (u64)args->vec, args->vlen ? args->vlen : 1, NT_DIR_INGRESS,
+                       NT_SC_READV);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_readv) { return nt_io_exit(args, args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_writev)
+{
+    return nt_io_enter(args->fd, (u64)args->vec, args->vlen ? args->vlen : 1, NT_DIR_EGRESS,
+                       NT_SC_WRITEV);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_writev) { return nt_io_exit(args, args->ret); }
+
+static __always_inline int nt_msg_enter(u32 fd, u64 umsg, u32 flags, u8 dir, u16 sc)
+{
+    u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | fd;
+    if (!conns.lookup(&key))
+        return 0;
+    if (dir == NT_DIR_INGRESS && (flags & NT_MSG_PEEK)) {
+        nt_count(NT_STAT_PEEK_CALLS, 1);
+        return 0;
+    }
+    struct nt_user_msghdr m = {};
+    if (bpf_probe_read_user(&m, sizeof(m), (void *)umsg))
+        return 0;
+    return nt_io_enter(fd, m.iov, m.iovlen ? (u32)m.iovlen : 1, dir, sc);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+{
+    return nt_msg_enter(args->fd, (u64)args->msg, args->flags, NT_DIR_INGRESS, NT_SC_RECVMSG);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) { return nt_io_exit(args, args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+{
+    return nt_msg_enter(args->fd, (u64)args->msg, args->flags, NT_DIR_EGRESS, NT_SC_SENDMSG);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) { return nt_io_exit(args, args->ret); }

@@ -1,0 +1,127 @@
+/* nodetap.h: the records and constants shared by nodetap's BPF programs and the agent.
+ *
+ * agent/bpf_layout.py mirrors every struct here with ctypes; tests/agent/test_bpf_layout.py
+ * compiles this header with the host compiler and checks that sizes and offsets agree.
+ * Change both together.
+ *
+ * Only fixed-width UAPI types are used, so the header compiles the same in BCC (kernel
+ * side) and with <linux/types.h> (user side).
+ */
+#ifndef NODETAP_H
+#define NODETAP_H
+
+/* Payload bytes in one data record. A syscall that moved more bytes is split across
+ * records (never cut silently): see NT_MAX_PIECES. Power of two. */
+#define NT_MAX_CHUNK 16384
+/* Records one syscall may produce: its bytes beyond NT_MAX_PIECES pieces are not copied,
+ * but the stream offset still advances, so the agent sees (and flags) a gap, and the
+ * kernel counts NT_DROP_TRUNCATED. Each iovec starts a new piece. */
+#define NT_MAX_PIECES 72
+/* iovecs looked at per readv/writev/sendmsg/recvmsg. */
+#define NT_MAX_IOV 32
+
+/* kind: the first byte of every ring-buffer record. */
+#define NT_EV_OPEN 1  /* a connection the agent should track (accept/connect) */
+#define NT_EV_CLOSE 2 /* close() of a tracked fd */
+#define NT_EV_DATA 3  /* bytes read or written on a tracked connection */
+#define NT_EV_GAP 4   /* bytes moved that could not be copied (sendfile, mmsg) */
+
+/* role of the traced process on the connection */
+#define NT_ROLE_UNKNOWN 0
+#define NT_ROLE_CLIENT 1 /* connect(): the process opened the connection */
+#define NT_ROLE_SERVER 2 /* accept(): the process accepted it */
+
+/* direction, relative to the traced process */
+#define NT_DIR_EGRESS 0  /* write/send */
+#define NT_DIR_INGRESS 1 /* read/recv */
+
+/* conn flags */
+#define NT_CONN_MUTED 1   /* the agent asked not to copy bytes (not a protocol it parses) */
+#define NT_CONN_NOADDR 2  /* accept() without a sockaddr: the agent learns addresses from /proc */
+
+/* Syscall ids carried in data records (for statistics and debugging). */
+#define NT_SC_READ 1
+#define NT_SC_WRITE 2
+#define NT_SC_READV 3
+#define NT_SC_WRITEV 4
+#define NT_SC_RECVFROM 5
+#define NT_SC_SENDTO 6
+#define NT_SC_RECVMSG 7
+#define NT_SC_SENDMSG 8
+#define NT_SC_SENDFILE 9
+#define NT_SC_SENDMMSG 10
+#define NT_SC_RECVMMSG 11
+
+/* Indexes of the per-CPU counters map `counters`: every place data can be lost has one. */
+#define NT_DROP_RINGBUF_DATA 0       /* data records lost: ring buffer full */
+#define NT_DROP_RINGBUF_DATA_BYTES 1 /* their payload bytes */
+#define NT_DROP_RINGBUF_CONTROL 2    /* open/close/gap records lost: ring buffer full */
+#define NT_DROP_TRUNCATED_BYTES 3    /* bytes past NT_MAX_PIECES pieces of one syscall */
+#define NT_DROP_IOV_BYTES 4          /* bytes in iovecs past NT_MAX_IOV */
+#define NT_DROP_READ_FAULT 5         /* bpf_probe_read_user failed (pieces) */
+#define NT_DROP_SENDFILE_BYTES 6     /* bytes sent by sendfile (kernel-internal copy) */
+#define NT_DROP_MMSG_CALLS 7         /* sendmmsg/recvmmsg calls on tracked connections */
+#define NT_DROP_CONN_TABLE_FULL 8    /* connections not tracked: conns map full */
+#define NT_DROP_ARGS_TABLE_FULL 9    /* syscalls not captured: in-flight args map full */
+#define NT_STAT_CONNS_OPENED 10      /* connections tracked */
+#define NT_STAT_CONNS_FILTERED 11    /* connections skipped by the pid/cgroup/port filters */
+#define NT_STAT_DATA_RECORDS 12      /* data records written */
+#define NT_STAT_DATA_BYTES 13        /* payload bytes written */
+#define NT_STAT_MUTED_BYTES 14       /* bytes on muted connections (not copied, on purpose) */
+#define NT_STAT_PEEK_CALLS 15        /* MSG_PEEK reads skipped (the bytes are read again) */
+#define NT_NCOUNTERS 16
+
+/* config array indexes (u64 values) */
+#define NT_CFG_FILTER_PIDS 0    /* nonzero: only tgids in filter_pids */
+#define NT_CFG_FILTER_PORTS 1   /* nonzero: only connections with a port in filter_ports */
+#define NT_CFG_FILTER_CGROUPS 2 /* nonzero: only cgroup v2 ids in filter_cgroups */
+#define NT_CFG_SELF_TGID 3      /* the agent itself: never traced */
+#define NT_CFG_ARMED 4          /* zero until the agent has filled the maps: track nothing */
+#define NT_NCONFIG 5
+
+/* A tracked connection, keyed by (tgid << 32 | fd). */
+struct nt_conn {
+    __u64 id;     /* unique per agent run: kernel ids count up from 1; ids the agent
+                     assigns (connections found in /proc) have bit 63 set */
+    __u64 off[2]; /* bytes moved so far, per direction: the next record's stream offset */
+    __u8 role;
+    __u8 flags;
+    __u16 family;
+    __u32 _pad;
+};
+
+/* NT_EV_OPEN and NT_EV_CLOSE */
+struct nt_conn_event {
+    __u8 kind;
+    __u8 role;
+    __u16 family; /* AF_INET or AF_INET6; 0 when unknown (accept without sockaddr) */
+    __u32 tgid;
+    __u64 conn_id;
+    __u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    __u32 fd;
+    __u16 lport; /* host byte order */
+    __u16 rport;
+    __u8 laddr[16]; /* IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d) */
+    __u8 raddr[16];
+    __u64 off[2];   /* bytes per direction (at close) */
+    __u64 cgroup_id;
+    char comm[16];
+};
+
+/* NT_EV_DATA and NT_EV_GAP: a header, then `len` payload bytes (DATA only). */
+struct nt_data_event {
+    __u8 kind;
+    __u8 dir;
+    __u16 syscall;
+    __u32 len; /* payload bytes in this record (DATA), or bytes missing (GAP) */
+    __u64 conn_id;
+    __u64 ts_ns;
+    __u64 offset; /* stream offset of the first byte, in this direction */
+    __u32 tgid;
+    __u32 _pad;
+    __u8 data[NT_MAX_CHUNK];
+};
+
+#define NT_DATA_HDR_SIZE 40
+
+#endif /* NODETAP_H */
