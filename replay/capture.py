@@ -1,0 +1,79 @@
+"""Reading a capture as a stream: a cheap scan (count, first/last time) and the items of one
+share of the capture (every n-th pair), each parsed only by the process that replays it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from nodetap import jsonl
+from nodetap.errors import UserError
+from replay.model import Item, item_from_rrpair
+
+_TS = re.compile(r'"ts"\s*:\s*"([^"]+)"')
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    count: int  # non-blank lines
+    first_ts_ns: int
+    last_ts_ns: int
+
+    @property
+    def span_s(self) -> float:
+        return max(0.0, (self.last_ts_ns - self.first_ts_ns) / 1e9)
+
+
+def _ts_ns(text: str) -> int:
+    # RFC 3339 with up to 9 fractional digits and a Z; datetime takes 6, so split the fraction.
+    base, _, frac = text.rstrip("Z").partition(".")
+    sec = datetime.fromisoformat(base + "+00:00").timestamp()
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def scan(path: str) -> CaptureInfo:
+    """Count the pairs and find the first and last timestamps without parsing the bodies."""
+    count, first, last = 0, 0, 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                count += 1
+                m = _TS.search(line, 0, 400) or _TS.search(line)
+                if m:
+                    ts = _ts_ns(m.group(1))
+                    first = ts if not first else min(first, ts)
+                    last = max(last, ts)
+    except FileNotFoundError:
+        raise UserError(f"capture {path} not found; give a JSONL capture file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"capture {path} is not UTF-8 JSONL; give a JSONL capture") from None
+    return CaptureInfo(count, first, last)
+
+
+def iter_items(
+    path: str,
+    share: int = 0,
+    shares: int = 1,
+    keep_body_limit: int = 64 * 1024,
+    summary_only: bool = False,
+) -> Iterator[Item]:
+    """The replayable items whose index i has i % shares == share, read line by line."""
+    i = -1
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            i += 1
+            if i % shares != share:
+                continue
+            try:
+                pair = jsonl.loads(line, f"{path}:{lineno}")
+            except jsonl.CaptureFormatError as e:
+                raise UserError(f"{e}; fix or remove that line") from None
+            item = item_from_rrpair(pair, i, keep_body_limit, summary_only)
+            if item is not None:
+                yield item

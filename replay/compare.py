@@ -1,0 +1,164 @@
+"""Compare a replayed response with the recorded one: status, headers, body.
+
+Bodies are compared exactly (by hash when the recording kept only a hash), or, when both
+sides are JSON, structurally with ignored paths: ``$.ts``, ``$.items[*].id``, ``$..id``
+(any depth) for noisy fields such as timestamps and ids.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from replay.model import Expected, Headers
+
+DEFAULT_IGNORE_HEADERS = frozenset(
+    {
+        "date",
+        "server",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "age",
+        "expires",
+        "last-modified",
+        "etag",
+        "set-cookie",
+        "x-request-id",
+        "x-trace-id",
+    }
+)
+MAX_DIFFS_PER_RESPONSE = 20
+
+
+@dataclass(slots=True)
+class Actual:
+    """A replayed response as the client read it."""
+
+    status: int
+    headers: Headers
+    body: bytes | None  # None when only the hash was kept
+    body_sha256: str
+    body_size: int
+
+
+@dataclass(slots=True)
+class Comparer:
+    ignore_headers: frozenset[str] = DEFAULT_IGNORE_HEADERS
+    ignore_json_paths: list[str] = field(default_factory=list)
+    compare_headers: bool = True
+
+    def compare(self, exp: Expected, act: Actual) -> list[str]:
+        """Differences as short lines ('status 200 != 201', 'header x-a: ...', 'body $.a: ...')."""
+        diffs: list[str] = []
+        if exp.status != act.status:
+            diffs.append(f"status: recorded {exp.status}, replayed {act.status}")
+        if self.compare_headers:
+            diffs += self._headers(exp.headers, act.headers)
+        diffs += self._body(exp, act)
+        return diffs[:MAX_DIFFS_PER_RESPONSE]
+
+    def _headers(self, exp: Headers, act: Headers) -> list[str]:
+        def norm(hs: Headers) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for n, v in hs:
+                low = n.lower()
+                if low not in self.ignore_headers:
+                    out[low] = f"{out[low]}, {v}" if low in out else v
+            return out
+
+        e, a = norm(exp), norm(act)
+        diffs = []
+        for name in sorted(e.keys() | a.keys()):
+            if name not in a:
+                diffs.append(f"header {name}: missing (recorded {e[name]!r})")
+            elif name not in e:
+                diffs.append(f"header {name}: extra {a[name]!r}")
+            elif e[name] != a[name]:
+                diffs.append(f"header {name}: recorded {e[name]!r}, replayed {a[name]!r}")
+        return diffs
+
+    def _body(self, exp: Expected, act: Actual) -> list[str]:
+        if exp.truncated:
+            if act.body_size != exp.body_size:
+                return [f"body size: recorded {exp.body_size}, replayed {act.body_size}"]
+            return []
+        if exp.body is not None and act.body is not None and self.ignore_json_paths:
+            ej, aj = _json(exp.body), _json(act.body)
+            if ej is not _NOT_JSON and aj is not _NOT_JSON:
+                return json_diff(ej, aj, self.ignore_json_paths)
+        if exp.body_sha256 == act.body_sha256:
+            return []
+        if exp.body is not None and act.body is not None:
+            ej, aj = _json(exp.body), _json(act.body)
+            if ej is not _NOT_JSON and aj is not _NOT_JSON:
+                d = json_diff(ej, aj, [])
+                return d or ["body: same JSON, different bytes"]
+        return [
+            f"body: differs (recorded {exp.body_size} bytes sha256 {exp.body_sha256[:12]}, "
+            f"replayed {act.body_size} bytes sha256 {act.body_sha256[:12]})"
+        ]
+
+
+_NOT_JSON = object()
+
+
+def _json(body: bytes) -> Any:
+    if not body or body[:1] not in b"{[":
+        return _NOT_JSON
+    try:
+        return json.loads(body)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    for p in patterns:
+        if p.startswith("$.."):
+            if path.endswith("." + p[3:]) or fnmatch.fnmatchcase(path, "$*." + p[3:]):
+                return True
+        elif fnmatch.fnmatchcase(path, p.replace("[*]", "[[]*[]]")):
+            return True
+    return False
+
+
+def json_diff(exp: Any, act: Any, ignore: list[str], path: str = "$") -> list[str]:
+    """Structural differences between two JSON values, skipping ignored paths."""
+    if _ignored(path, ignore):
+        return []
+    if isinstance(exp, dict) and isinstance(act, dict):
+        out: list[str] = []
+        for k in sorted(exp.keys() | act.keys()):
+            sub = f"{path}.{k}"
+            if _ignored(sub, ignore):
+                continue
+            if k not in act:
+                out.append(f"body {sub}: missing (recorded {_short(exp[k])})")
+            elif k not in exp:
+                out.append(f"body {sub}: extra {_short(act[k])}")
+            else:
+                out += json_diff(exp[k], act[k], ignore, sub)
+        return out
+    if isinstance(exp, list) and isinstance(act, list):
+        out = []
+        if len(exp) != len(act):
+            out.append(f"body {path}: length recorded {len(exp)}, replayed {len(act)}")
+        for i, (e, a) in enumerate(zip(exp, act, strict=False)):
+            out += json_diff(e, a, ignore, f"{path}[{i}]")
+        return out
+    if exp != act or type(exp) is not type(act):
+        return [f"body {path}: recorded {_short(exp)}, replayed {_short(act)}"]
+    return []
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,143 @@
+"""Replay items: a request rebuilt from an RRPair, and the recorded response to compare with.
+
+Plain data and pure functions: no sockets, no files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from nodetap.v1 import rrpair_pb2 as pb
+
+Headers = list[tuple[str, str]]
+
+# Hop-by-hop fields (RFC 9110 7.6.1) are the recording connection's business, not the request's:
+# the replay sets its own Connection and framing.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+
+@dataclass(slots=True)
+class Expected:
+    """The recorded response, reduced to what comparison needs."""
+
+    status: int
+    headers: Headers
+    body: bytes | None  # None when only the hash is kept (large body or --summary-only)
+    body_sha256: str
+    body_size: int
+    truncated: bool = False  # the recording cut the body: compare sizes only
+
+
+@dataclass(slots=True)
+class Item:
+    """One request to replay."""
+
+    index: int  # position in the capture (0-based)
+    id: str
+    ts_ns: int  # recorded time of the first request byte (0 when unknown)
+    conn_id: int
+    method: str
+    target: str  # request target as recorded
+    version: str
+    headers: Headers  # recorded order, hop-by-hop removed
+    body: bytes
+    recorded_close: bool  # the recorded exchange ended its connection
+    expected: Expected | None
+
+
+def _recorded_close(req: pb.HttpRequest, res: pb.HttpResponse | None) -> bool:
+    def tokens(hs: object) -> set[str]:
+        out: set[str] = set()
+        for h in hs:  # type: ignore[attr-defined]
+            if h.name.lower() == "connection":
+                out |= {t.strip().lower() for t in h.value.split(",")}
+        return out
+
+    if "close" in tokens(req.headers) or (res is not None and "close" in tokens(res.headers)):
+        return True
+    return req.version == "HTTP/1.0" and "keep-alive" not in tokens(req.headers)
+
+
+def item_from_rrpair(
+    pair: pb.RRPair, index: int, keep_body_limit: int = 64 * 1024, summary_only: bool = False
+) -> Item | None:
+    """The replayable request of an RRPair, or None when it holds no HTTP request."""
+    if pair.WhichOneof("payload") != "http" or not pair.http.HasField("req"):
+        return None
+    req = pair.http.req
+    res = pair.http.res if pair.http.HasField("res") else None
+    headers = [(h.name, h.value) for h in req.headers if h.name.lower() not in HOP_BY_HOP]
+    expected = None
+    if res is not None:
+        body = bytes(res.body)
+        keep = not summary_only and len(body) <= keep_body_limit
+        expected = Expected(
+            status=res.status_code,
+            headers=[(h.name, h.value) for h in res.headers],
+            body=body if keep else None,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            body_size=res.body_size or len(body),
+            truncated="truncated" in pair.flags or len(body) < res.body_size,
+        )
+    ts = pair.ts.ToNanoseconds() if pair.HasField("ts") else 0
+    return Item(
+        index=index,
+        id=pair.id,
+        ts_ns=ts,
+        conn_id=pair.meta.conn_id,
+        method=req.method,
+        target=req.url or "/",
+        version=req.version or "HTTP/1.1",
+        headers=headers,
+        body=bytes(req.body),
+        recorded_close=_recorded_close(req, res),
+        expected=expected,
+    )
+
+
+def origin_form(target: str) -> str:
+    """The origin-form of a request target ("http://h/a?b" -> "/a?b")."""
+    if target.startswith(("http://", "https://")):
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    return target
+
+
+def encode_request(item: Item, host: str, keep_alive: bool) -> bytes:
+    """The request's wire bytes: Host replaced in place (or added first), Content-Length
+    set from the body, the replay's own Connection field."""
+    out = [f"{item.method} {origin_form(item.target)} HTTP/1.1\r\n"]
+    saw_host = False
+    for name, value in item.headers:
+        low = name.lower()
+        if low == "host":
+            if saw_host:
+                continue
+            saw_host = True
+            value = host
+        elif low == "content-length":
+            continue
+        out.append(f"{name}: {value}\r\n")
+    if not saw_host:
+        out.insert(1, f"Host: {host}\r\n")
+    if item.body or item.method not in METHODS_WITHOUT_BODY:
+        out.append(f"Content-Length: {len(item.body)}\r\n")
+    if not keep_alive:
+        out.append("Connection: close\r\n")
+    out.append("\r\n")
+    return "".join(out).encode("latin-1") + item.body

@@ -1,0 +1,292 @@
+"""One replay process: reads its share of the capture, runs virtual users on an asyncio loop,
+and returns a JSON-able result (counters, histograms, per-second buckets, mismatch samples).
+
+Shared with the coordinating process: ``budget`` (new connections it may still open before the
+conntrack table reaches the threshold), ``pressure`` (prefer reusing connections), ``stop``,
+``progress`` (sent, errors, mismatches per worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import resource
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from replay.capture import iter_items
+from replay.client import Pool, classify
+from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
+from replay.model import Item, encode_request
+from replay.plan import Plan
+from replay.stats import Histogram
+
+log = logging.getLogger(__name__)
+CLONE_NEWNET = 0x40000000
+UNLIMITED = 1 << 62
+
+
+def enter_netns(name: str) -> None:
+    """Move this process into the named network namespace (/run/netns/NAME)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Shared:
+    """Objects shared between the coordinator and its workers (multiprocessing primitives)."""
+
+    budget: Any  # mp.Value('q')
+    pressure: Any  # mp.Value('b')
+    stop: Any  # mp.Event
+    go: Any  # mp.Event
+    start_at: Any  # mp.Value('d'), time.monotonic() of t=0
+    progress: Any  # mp.Array('q', 3 * workers)
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    responses: int = 0
+    compared: int = 0
+    mismatched: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    error_secs: Counter[str] = field(default_factory=Counter)  # "sec:kind"
+    secs: Counter[int] = field(default_factory=Counter)  # requests sent per second
+    statuses: Counter[int] = field(default_factory=Counter)
+    mismatch_kinds: Counter[str] = field(default_factory=Counter)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    latency: Histogram = field(default_factory=Histogram)
+    lag: Histogram = field(default_factory=Histogram)
+    latency_secs: dict[int, Histogram] = field(default_factory=dict)
+    pool: dict[str, Any] = field(default_factory=dict)
+    maxrss_kb: int = 0
+    cpu_s: float = 0.0
+    first_send: float = 0.0
+    last_send: float = 0.0
+    unsent: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "responses": self.responses,
+            "compared": self.compared,
+            "mismatched": self.mismatched,
+            "errors": dict(self.errors),
+            "error_secs": dict(self.error_secs),
+            "secs": {str(k): v for k, v in self.secs.items()},
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "mismatch_kinds": dict(self.mismatch_kinds),
+            "samples": self.samples,
+            "latency": self.latency.to_wire(),
+            "lag": self.lag.to_wire(),
+            "latency_secs": {str(k): h.to_wire() for k, h in self.latency_secs.items()},
+            "pool": self.pool,
+            "maxrss_kb": self.maxrss_kb,
+            "cpu_s": self.cpu_s,
+            "first_send": self.first_send,
+            "last_send": self.last_send,
+            "unsent": self.unsent,
+        }
+
+
+def _mismatch_kind(diff: str) -> str:
+    return diff.split(":", 1)[0].split(" ", 1)[0]
+
+
+class _Runner:
+    def __init__(self, plan: Plan, share: int, shares: int, shared: Shared) -> None:
+        self.plan, self.share, self.shares, self.sh = plan, share, shares, shared
+        self.res = Result()
+        self.cmp = Comparer(
+            ignore_headers=DEFAULT_IGNORE_HEADERS | {h.lower() for h in plan.ignore_headers},
+            ignore_json_paths=list(plan.ignore_json_paths),
+            compare_headers=plan.compare_headers,
+        )
+        self.pool = Pool(plan.host, plan.port, plan.timeout, plan.keep_body_limit, self._gate)
+        self.start = 0.0
+        self.deadline = float("inf")
+        self.ts0 = plan.ts0_ns
+        self.count = plan.count_hint
+        self.span = plan.span_hint_s
+        self.source = self._schedule()
+        self.prog = share * 3
+
+    async def _gate(self) -> float:
+        budget = self.sh.budget
+        t0 = 0.0
+        while True:
+            with budget.get_lock():
+                if budget.value > 0:
+                    budget.value -= 1
+                    break
+            if not t0:
+                t0 = time.monotonic()
+            if self.sh.stop.is_set():
+                break
+            await asyncio.sleep(0.005)
+        return time.monotonic() - t0 if t0 else 0.0
+
+    def _schedule(self) -> Iterator[tuple[Item, float]]:
+        """(item, due offset in seconds from the start), every pass over the capture."""
+        p = self.plan
+        loops = p.loops or 1_000_000_000
+        pass_len = self.span / p.speed + (1.0 / p.rate if p.rate else 0.01)
+        for n in range(loops):
+            for item in iter_items(
+                p.capture, self.share, self.shares, p.keep_body_limit, p.summary_only
+            ):
+                if p.rate:
+                    due = (n * self.count + item.index) / p.rate
+                elif p.timing == "original" and item.ts_ns and self.ts0:
+                    due = n * pass_len + (item.ts_ns - self.ts0) / 1e9 / p.speed
+                else:
+                    due = 0.0
+                yield item, due
+
+    async def vuser(self) -> None:
+        p, res, sh = self.plan, self.res, self.sh
+        rules = p.rules
+        pool = self.pool
+        progress = sh.progress
+        keep_mode = p.connection
+        timed = bool(p.rate) or p.timing == "original"
+        while not sh.stop.is_set():
+            try:
+                item, due = next(self.source)
+            except StopIteration:
+                return
+            now = time.monotonic() - self.start
+            if due > now:
+                if self.start + due >= self.deadline:
+                    res.unsent += 1
+                    return
+                await asyncio.sleep(due - now)
+                now = time.monotonic() - self.start
+            if self.start + now >= self.deadline:
+                res.unsent += 1
+                return
+            if timed:
+                res.lag.add(max(0.0, now - due))
+            rules.apply(item)
+            host = rules.host_for(_host_of(item), p.authority)
+            if keep_mode == "keepalive":
+                reuse = True
+            elif keep_mode == "close":
+                reuse = False
+            else:
+                reuse = not item.recorded_close or bool(sh.pressure.value)
+            data = encode_request(item, host, reuse)
+            sec = int(now)
+            res.sent += 1
+            res.secs[sec] += 1
+            progress[self.prog] += 1
+            if not res.first_send:
+                res.first_send = now
+            res.last_send = now
+            t0 = time.perf_counter()
+            conn = None
+            try:
+                conn = await pool.acquire()
+                actual = await conn.request(data, item.method == "HEAD", p.timeout)
+            except Exception as e:  # every failure is counted by kind
+                kind = classify(e)
+                res.errors[kind] += 1
+                res.error_secs[f"{sec}:{kind}"] += 1
+                progress[self.prog + 1] += 1
+                if conn is not None:
+                    conn.close()
+                if len(res.samples) < p.max_diffs and res.errors[kind] <= 3:
+                    res.samples.append(
+                        {
+                            "index": item.index,
+                            "id": item.id,
+                            "method": item.method,
+                            "target": item.target,
+                            "error": f"{kind}: {e}",
+                        }
+                    )
+                continue
+            lat = time.perf_counter() - t0
+            pool.release(conn, reuse)
+            res.responses += 1
+            res.latency.add(lat)
+            h = res.latency_secs.get(sec)
+            if h is None:
+                h = res.latency_secs[sec] = Histogram()
+            h.add(lat)
+            res.statuses[actual.status] += 1
+            if item.expected is not None:
+                res.compared += 1
+                diffs = self.cmp.compare(item.expected, actual)
+                if diffs:
+                    res.mismatched += 1
+                    progress[self.prog + 2] += 1
+                    for d in diffs:
+                        res.mismatch_kinds[_mismatch_kind(d)] += 1
+                    if len(res.samples) < p.max_diffs:
+                        res.samples.append(
+                            {
+                                "index": item.index,
+                                "id": item.id,
+                                "method": item.method,
+                                "target": item.target,
+                                "diffs": diffs,
+                            }
+                        )
+
+    async def run(self) -> Result:
+        self.start = self.sh.start_at.value
+        if self.plan.duration:
+            self.deadline = self.start + self.plan.duration
+        now = time.monotonic()
+        if self.start > now:
+            await asyncio.sleep(self.start - now)
+        users = max(
+            1, self.plan.vusers // self.shares + (self.share < self.plan.vusers % self.shares)
+        )
+        try:
+            await asyncio.gather(*(self.vuser() for _ in range(users)))
+        finally:
+            self.pool.close()
+        self.res.pool = asdict(self.pool.stats)
+        return self.res
+
+
+def _host_of(item: Item) -> str | None:
+    for n, v in item.headers:
+        if n.lower() == "host":
+            return v
+    return None
+
+
+def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: Any) -> None:
+    """Entry point of a replay process (multiprocessing target)."""
+    plan = Plan.from_json(plan_json)
+    try:
+        if plan.netns:
+            enter_netns(plan.netns)
+        out.put(("ready", share, None))
+        shared.go.wait()
+        runner = _Runner(plan, share, shares, shared)
+        res = asyncio.run(runner.run())
+        t = os.times()
+        res.cpu_s = t.user + t.system
+        res.maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out.put(("result", share, res.to_wire()))
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            out.put(("error", share, f"{type(e).__name__}: {e}"))
+        raise
