@@ -162,11 +162,11 @@ class PodIndex:
         self._by_container: dict[str, str] = {}
         self._by_ip: dict[str, str] = {}
         self._max = max_pods
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], object]] = []
         self.generation = 0
         self.synced = False
 
-    def add_listener(self, fn: Callable[[], None]) -> None:
+    def add_listener(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` (without arguments, outside the lock) after every change."""
         self._listeners.append(fn)
 
