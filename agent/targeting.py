@@ -368,3 +368,33 @@ class Targeting:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def status_document(
+    targeting: Targeting | None,
+    *,
+    node: str,
+    cluster: str = "",
+    agent_version: str = "",
+    ready: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The agent's /status JSON, which ``nodetap status`` prints."""
+    pods = targeting.status() if targeting is not None else []
+    doc: dict[str, Any] = {
+        "node": node,
+        "cluster": cluster,
+        "agent_version": agent_version,
+        "ready": ready,
+        "targeting": {
+            "mode": targeting.config.mode if targeting else "off",
+            "cgroup_root": str(targeting.cgroup_root)
+            if targeting and targeting.cgroup_root
+            else "",
+            "captured_cgroups": len(targeting.cgroup_ids()) if targeting else 0,
+        },
+        "pods": pods,
+    }
+    if extra:
+        doc.update(extra)
+    return doc
