@@ -1,0 +1,830 @@
+"""Sans-IO HTTP/1.x parsers: the bytes of one direction of a connection in, messages out.
+
+``RequestParser`` and ``ResponseParser`` take bytes with the capture timestamp of the chunk
+(``feed(data, ts_ns)``) and return the messages those bytes completed. They know nothing of
+sockets, BPF or files. ``Http1Stitcher`` (stitch.py) drives one of each per connection.
+
+The framing is hand-written over ``bytes`` methods (find/split/partition run in C): it knows
+the offset of every message boundary, which the stitcher needs for HEAD and CONNECT responses,
+pipelining, gaps, parse errors and resynchronisation. ``bench/http1_parse.py`` measures it
+against llhttp (httptools) and h11 on the same bytes.
+
+Bad input never raises (unless ``raise_errors=True``): it is counted in ``stats``, the
+message it hit is returned with the flag ``"parse_error"``, and the parser looks for the next
+start line. A stream whose first message is not HTTP/1.x marks the parser ``failed``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from agent.protocols.http1.types import Headers, HttpRequest, HttpResponse
+
+MAX_HEADER_BYTES = 64 * 1024  # a start line plus header block larger than this is an error
+MAX_CHUNK_LINE = 4096  # chunk-size line (with extensions)
+MAX_START_LINE = 16 * 1024  # longest start line the resynchroniser recognises
+RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
+
+# Parser states.
+_IDLE = 0  # between messages: expecting a start line
+_BODY = 1  # Content-Length body, _rem bytes left
+_CHUNK_SIZE = 2  # expecting a chunk-size line
+_CHUNK_DATA = 3  # inside chunk data, _rem bytes left
+_CHUNK_CRLF = 4  # expecting the CRLF after chunk data
+_TRAILERS = 5  # after the last chunk: trailer fields up to an empty line
+_CLOSE = 6  # response body delimited by connection close
+_SCAN = 7  # out of sync: looking for a start line
+_HELD = 8  # after an upgrade request: bytes held until the response decides
+_DEAD = 9  # upgraded or failed: bytes ignored
+
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+# Bytes allowed in a header block besides CR and LF (which are checked separately):
+# HTAB, SP, visible ASCII, obs-text.
+_FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_TARGET_BYTES = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
+_HEX = b"0123456789abcdefABCDEF"
+_DIGITS = b"0123456789"
+_VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
+
+# Where the resynchroniser may start parsing again: a request line (a known method anywhere,
+# any method token at the start of a line) or a status line, complete with its CRLF.
+_METHODS = (
+    b"GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE"
+    b"|LOCK|UNLOCK|SEARCH|REPORT|PURGE|MKCALENDAR|LINK|UNLINK|QUERY"
+)
+_REQ_START = re.compile(
+    rb"(?:(?<![^\n])[A-Z][A-Z0-9_-]{0,31}|%s) [\x21-\x7e\x80-\xff]{1,%d} HTTP/1\.[01]\r\n"
+    % (_METHODS, MAX_START_LINE)
+)
+_RESP_START = re.compile(rb"HTTP/1\.[01] [0-9]{3}(?: [^\r\n]{0,1024})?\r\n")
+
+
+class ParseError(Exception):
+    """Bytes that are not valid HTTP/1.x. ``messages`` holds those completed before it."""
+
+    def __init__(self, reason: str, messages: list[HttpRequest] | list[HttpResponse]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.messages = messages
+
+
+@dataclass(slots=True)
+class Http1Stats:
+    """Counters of one parser, or of both directions when a stitcher shares them."""
+
+    messages: int = 0  # complete messages returned (1xx interim responses not included)
+    interim: int = 0  # 1xx interim responses skipped
+    parse_errors: int = 0
+    resyncs: int = 0  # times a message start was found after skipping bytes
+    skipped_bytes: int = 0  # bytes skipped while out of sync
+    gaps: int = 0
+    gap_bytes: int = 0
+    truncated: int = 0  # messages whose body was cut to max_body
+    incomplete: int = 0  # messages cut short (close, gap, error)
+    exchanges: int = 0  # set by the stitcher
+
+
+class _Error(Exception):
+    """Internal: invalid bytes at ``pos`` of the current buffer."""
+
+    def __init__(self, reason: str, pos: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pos = pos
+
+
+def _token_list(value: str) -> list[str]:
+    return [t.strip().lower() for t in value.split(",")]
+
+
+M = TypeVar("M", HttpRequest, HttpResponse)
+
+
+class _Parser(Generic[M]):
+    """Framing shared by both directions; subclasses parse the start line and decide bodies."""
+
+    _is_request = True
+
+    def __init__(
+        self,
+        max_body: int = 1 << 20,
+        resync: bool = False,
+        *,
+        raise_errors: bool = False,
+        stats: Http1Stats | None = None,
+    ) -> None:
+        self.max_body = max_body
+        self.resync = resync
+        self.raise_errors = raise_errors
+        self.stats = stats if stats is not None else Http1Stats()
+        self._state = _SCAN if resync else _IDLE
+        self._rest = b""  # unconsumed bytes (partial header block or line)
+        self._rest_marks: list[tuple[int, int]] = []  # (offset in _rest, ts) chunk starts
+        self._marks: list[tuple[int, int]] = []  # same for the current buffer
+        self._ts = 0  # timestamp of the chunk being parsed
+        self._last_ts = 0  # timestamp of the chunk holding the last byte consumed
+        self._out: list[tuple[M, bool]] = []
+        self._msg: M | None = None  # message whose body/trailers are being read
+        self._parts: list[bytes] = []
+        self._room = max_body
+        self._rem = 0
+        self._seen = False  # a message has started in sync at least once
+        self._skipped_start = 0  # bytes skipped before the first message (resync mode)
+        self._gap_next = False  # flag the next message "gap" (bytes before it were lost)
+        self._failed = False
+        self._upgraded = False
+        self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
+        self.last_error: str | None = None
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def failed(self) -> bool:
+        """The stream is not HTTP/1.x: its first bytes did not parse (or resync found nothing)."""
+        return self._failed
+
+    @property
+    def upgraded(self) -> bool:
+        """The connection switched protocols; later bytes are ignored."""
+        return self._upgraded
+
+    @property
+    def in_message(self) -> bool:
+        """A message has started and is not complete yet."""
+        return self._msg is not None or (self._state == _IDLE and bool(self._rest.strip(b"\r\n")))
+
+    def feed(self, data: bytes | bytearray | memoryview, ts_ns: int) -> list[M]:
+        """Parse the next bytes of the stream; return the messages they completed."""
+        return [m for m, _ in self._feed(data, ts_ns)]
+
+    def gap(self, nbytes: int, ts_ns: int) -> list[M]:
+        """``nbytes`` of the stream are missing here; return messages this ends."""
+        return [m for m, _ in self._gap(nbytes, ts_ns)]
+
+    def close(self, ts_ns: int) -> list[M]:
+        """The stream ended: finish a close-delimited body, return a cut-short message."""
+        return [m for m, _ in self._close(ts_ns)]
+
+    # -- driving ----------------------------------------------------------------------------
+
+    def _feed(self, data: bytes | bytearray | memoryview, ts_ns: int) -> list[tuple[M, bool]]:
+        out: list[tuple[M, bool]] = []
+        self._out = out
+        state = self._state
+        if state >= _HELD:
+            if state == _HELD and data:
+                self._held.append((bytes(data), ts_ns, len(data)))
+            return out
+        if type(data) is not bytes:
+            data = bytes(data)
+        if not data:
+            return out
+        self._ts = ts_ns
+        rest = self._rest
+        if rest:
+            self._marks = [*self._rest_marks, (len(rest), ts_ns)]
+            buf = rest + data
+        else:
+            self._marks = []
+            buf = data
+        self._consume(buf)
+        return out
+
+    def _consume(self, buf: bytes) -> None:
+        """Run the state machine over ``buf``; keep what it could not use yet."""
+        pos = 0
+        while True:
+            try:
+                pos = self._run(buf, pos)
+                break
+            except _Error as e:
+                pos = self._on_error(buf, e)
+        if pos >= len(buf):
+            self._rest = b""
+            self._rest_marks = []
+        else:
+            self._rest = buf[pos:]
+            marks = self._marks
+            if not marks:
+                self._rest_marks = [(0, self._ts)]
+            else:
+                kept = [(0, self._ts_at(pos))]
+                kept.extend((off - pos, ts) for off, ts in marks if off > pos)
+                self._rest_marks = kept
+
+    def _ts_at(self, pos: int) -> int:
+        """Timestamp of the chunk holding byte ``pos`` of the current buffer."""
+        ts = self._ts
+        for off, mts in reversed(self._marks):
+            if off <= pos:
+                return mts
+        return ts
+
+    def _run(self, buf: bytes, pos: int) -> int:
+        n = len(buf)
+        while pos < n:
+            state = self._state
+            if state == _IDLE:
+                c = buf[pos]
+                if c == 13 or c == 10:  # empty lines between messages are tolerated
+                    pos += 1
+                    continue
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if n - pos > MAX_HEADER_BYTES:
+                        raise _Error("header block too large", pos)
+                    self._check_prefix(buf, pos)
+                    break
+                pos = self._head(buf, pos, end)
+            elif state in (_BODY, _CHUNK_DATA):
+                take = self._rem
+                if take >= n - pos:
+                    take = n - pos
+                    self._body(buf[pos:] if pos else buf)
+                else:
+                    self._body(buf[pos : pos + take])
+                pos += take
+                self._rem -= take
+                if self._rem == 0:
+                    if state == _BODY:
+                        self._complete()
+                    else:
+                        self._state = _CHUNK_CRLF
+            elif state == _CHUNK_SIZE:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > MAX_CHUNK_LINE:
+                        raise _Error("chunk size line too long", pos)
+                    break
+                self._chunk_size(buf[pos:eol], pos)
+                pos = eol + 2
+            elif state == _CHUNK_CRLF:
+                if n - pos < 2:
+                    if buf[pos] != 13:
+                        raise _Error("expected CRLF after chunk data", pos)
+                    break
+                if buf[pos] != 13 or buf[pos + 1] != 10:
+                    raise _Error("expected CRLF after chunk data", pos)
+                pos += 2
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILERS:
+                if n - pos < 2:
+                    break
+                if buf[pos] == 13 and buf[pos + 1] == 10:
+                    pos += 2
+                    self._complete()
+                    continue
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if n - pos > MAX_HEADER_BYTES:
+                        raise _Error("trailer block too large", pos)
+                    break
+                msg = self._msg
+                assert msg is not None
+                msg.trailers = self._fields(buf, pos, end)
+                pos = end + 4
+                self._complete()
+            elif state == _CLOSE:
+                self._body(buf[pos:] if pos else buf)
+                self._last_ts = self._ts
+                pos = n
+            elif state == _SCAN:
+                found = self._scan(buf, pos)
+                if found < 0:
+                    return self._scan_keep(buf, pos)
+                pos = found
+            elif state == _HELD:
+                self._held.append((buf[pos:], self._ts_at(pos), n - pos))
+                pos = n
+            else:  # _DEAD
+                pos = n
+        return pos
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _head(self, buf: bytes, start: int, end: int) -> int:
+        """Parse the start line and header block ``buf[start:end]``; set up the body."""
+        block = buf[start:end]
+        if block.count(b"\n") != block.count(b"\r\n") or block.count(b"\r") != block.count(b"\n"):
+            raise _Error("bare CR or LF in header block", start)
+        eol = block.find(b"\r\n")
+        first = block if eol < 0 else block[:eol]
+        msg = self._start_line(first, start)
+        self._seen = True
+        msg.start_ts_ns = self._ts_at(start)
+        if self._gap_next:
+            msg.flags.add("gap")
+            self._gap_next = False
+        self._msg = msg
+        self._parts = []
+        self._room = self.max_body
+        self._last_ts = self._ts
+        try:
+            if eol >= 0:
+                msg.headers = self._fields(block, eol + 2, len(block), start)
+            self._framing(msg, start)
+        except _Error as e:
+            self._head_error(msg)
+            e.pos = end + 3  # look for the next start line after this header block
+            raise
+        return end + 4
+
+    def _fields(self, buf: bytes, start: int, end: int, err_pos: int = -1) -> Headers:
+        """Header (or trailer) lines ``buf[start:end]``, CRLF separated, as (name, value)."""
+        raw = buf[start:end]
+        if raw.translate(None, _FIELD_BYTES).strip(b"\r\n") or b"\r\r" in raw:
+            raise _Error("invalid header value char", err_pos if err_pos >= 0 else start)
+        headers: Headers = []
+        append = headers.append
+        bad_name = _BAD_NAME.search
+        for line in raw.decode("latin-1").split("\r\n"):
+            name, colon, value = line.partition(":")
+            if not colon or not name or bad_name(name):
+                raise _Error("invalid header token", err_pos if err_pos >= 0 else start)
+            append((name, value.strip(" \t")))
+        return headers
+
+    def _start_line(self, line: bytes, pos: int) -> M:
+        raise NotImplementedError
+
+    def _check_prefix(self, buf: bytes, pos: int) -> None:
+        """Reject a partial message early if its first bytes cannot start one (not HTTP)."""
+        raise NotImplementedError
+
+    def _framing(self, msg: M, pos: int) -> None:
+        raise NotImplementedError
+
+    def _head_error(self, msg: M) -> None:
+        """The header block of ``msg`` is invalid (hook for the request parser)."""
+
+    def _chunked_or_length(self, msg: M, pos: int) -> tuple[bool, int | None, bool]:
+        """(chunked, content_length, transfer_encoding_present) from the headers."""
+        chunked = False
+        te_seen = False
+        length: int | None = None
+        for name, value in msg.headers:
+            ln = len(name)
+            if ln == 14 and name.lower() == "content-length":
+                v = value.strip(" \t")
+                if not v or v.strip("0123456789"):
+                    raise _Error("invalid character in Content-Length", pos)
+                if len(v) > 18:
+                    raise _Error("Content-Length overflow", pos)
+                cl = int(v)
+                if length is not None and cl != length:
+                    raise _Error("duplicate Content-Length", pos)
+                if length is not None:
+                    raise _Error("duplicate Content-Length", pos)
+                length = cl
+            elif ln == 17 and name.lower() == "transfer-encoding":
+                te_seen = True
+                codings = _token_list(value)
+                if chunked:
+                    raise _Error("chunked is not the last Transfer-Encoding", pos)
+                if codings and codings[-1] == "chunked":
+                    if "chunked" in codings[:-1]:
+                        raise _Error("chunked applied twice", pos)
+                    chunked = True
+                elif "chunked" in codings:
+                    raise _Error("chunked is not the last Transfer-Encoding", pos)
+        if te_seen and length is not None:
+            raise _Error("Transfer-Encoding can't be present with Content-Length", pos)
+        return chunked, length, te_seen
+
+    def _body(self, piece: bytes) -> None:
+        ln = len(piece)
+        msg = self._msg
+        assert msg is not None
+        msg.body_size += ln
+        room = self._room
+        if ln <= room:
+            self._parts.append(piece)
+            self._room = room - ln
+        elif room >= 0:
+            if room:
+                self._parts.append(piece[:room])
+            self._room = 0
+            if "truncated" not in msg.flags:
+                msg.flags.add("truncated")
+                self.stats.truncated += 1
+
+    def _chunk_size(self, line: bytes, pos: int) -> None:
+        size, _, ext = line.partition(b";")
+        if not size or size.translate(None, _HEX) or len(size) > 16:
+            raise _Error("invalid character in chunk size", pos)
+        if ext and (b"\r" in ext or b"\n" in ext or b"\x00" in ext):
+            raise _Error("invalid character in chunk extensions", pos)
+        n = int(size, 16)
+        if n:
+            self._rem = n
+            self._state = _CHUNK_DATA
+        else:
+            self._state = _TRAILERS
+
+    def _complete(self, end_ts: int | None = None) -> None:
+        msg = self._msg
+        assert msg is not None
+        parts = self._parts
+        msg.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        msg.end_ts_ns = self._ts if end_ts is None else end_ts
+        self._msg = None
+        self._parts = []
+        self._state = _IDLE
+        self.stats.messages += 1
+        self._emit(msg)
+
+    def _emit(self, msg: M) -> None:
+        self._out.append((msg, True))
+
+    # -- errors, gaps, resync -----------------------------------------------------------------
+
+    def _on_error(self, buf: bytes, e: _Error) -> int:
+        """Record a parse error at ``e.pos``; return where to continue in ``buf``."""
+        self.stats.parse_errors += 1
+        self.last_error = e.reason
+        msg = self._msg
+        if msg is not None:
+            msg.flags.update(("parse_error", "incomplete"))
+            self.stats.incomplete += 1
+            self._finish_cut(msg)
+        if self.raise_errors:
+            done = [m for m, _ in self._out]
+            self._state = _DEAD
+            self._failed = True
+            raise ParseError(e.reason, done)
+        if not self._seen and not self.resync:
+            self._fail()
+            return len(buf)
+        self._state = _SCAN
+        return e.pos + 1 if e.pos < len(buf) else len(buf)
+
+    def _finish_cut(self, msg: M) -> None:
+        parts = self._parts
+        msg.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        msg.end_ts_ns = self._last_ts
+        self._msg = None
+        self._parts = []
+        self._emit(msg)
+
+    def _fail(self) -> None:
+        self._failed = True
+        self._state = _DEAD
+        self._rest = b""
+        self._rest_marks = []
+
+    def _scan(self, buf: bytes, pos: int) -> int:
+        """Find the next start line at or after ``pos``; switch to _IDLE there. -1: none yet."""
+        pat = _REQ_START if self._is_request else _RESP_START
+        m = pat.search(buf, pos)
+        if m is None:
+            return -1
+        at = m.start()
+        skipped = at - pos
+        if skipped or self._seen:
+            self.stats.resyncs += 1
+        self.stats.skipped_bytes += skipped
+        if not self._seen:
+            self._skipped_start += skipped
+        self._state = _IDLE
+        return at
+
+    def _scan_keep(self, buf: bytes, pos: int) -> int:
+        """No start line in ``buf[pos:]``: skip all but a tail that may begin one.
+
+        A start line not yet complete holds no LF, so it begins after the last LF.
+        """
+        n = len(buf)
+        keep = max(buf.rfind(b"\n", pos, n) + 1, pos, n - MAX_START_LINE)
+        self.stats.skipped_bytes += keep - pos
+        if not self._seen:
+            self._skipped_start += keep - pos
+            if self.resync and self._skipped_start > RESYNC_FAIL_BYTES:
+                self._fail()
+                return n
+        return keep
+
+    def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, bool]]:
+        out: list[tuple[M, bool]] = []
+        self._out = out
+        if nbytes <= 0:
+            return out
+        self.stats.gaps += 1
+        self.stats.gap_bytes += nbytes
+        self._ts = ts_ns
+        self._marks = []
+        state = self._state
+        if state == _DEAD:
+            return out
+        if state == _HELD:
+            self._held.append((None, ts_ns, nbytes))
+            return out
+        msg = self._msg
+        if msg is not None and not self._rest and state in (_BODY, _CHUNK_DATA, _CLOSE):
+            msg.flags.add("gap")
+            self._room = -1  # bytes after the hole are not stored: the body would be wrong
+            if state == _CLOSE:
+                msg.body_size += nbytes
+                return out
+            if nbytes < self._rem:
+                self._rem -= nbytes
+                msg.body_size += nbytes
+                return out
+            if state == _BODY:
+                lost = nbytes - self._rem
+                msg.body_size += self._rem
+                self._rem = 0
+                self._complete()
+                if not lost:
+                    return out
+                self._gap_next = True
+                self._enter_scan()
+                return out
+            msg.body_size += self._rem
+        if msg is not None:
+            msg.flags.update(("gap", "incomplete"))
+            self.stats.incomplete += 1
+            self._finish_cut(msg)
+        elif state == _IDLE and self._rest.strip(b"\r\n"):
+            self._partial_head(self._rest, "gap")
+        else:
+            self._gap_next = True
+        self._enter_scan()
+        return out
+
+    def _enter_scan(self) -> None:
+        self._rest = b""
+        self._rest_marks = []
+        self._state = _SCAN
+
+    def _close(self, ts_ns: int) -> list[tuple[M, bool]]:
+        out: list[tuple[M, bool]] = []
+        self._out = out
+        state = self._state
+        self._ts = ts_ns
+        self._marks = self._rest_marks
+        if state == _CLOSE:
+            self._complete(self._last_ts)
+        elif self._msg is not None:
+            msg = self._msg
+            msg.flags.add("incomplete")
+            self.stats.incomplete += 1
+            self._finish_cut(msg)
+        elif state == _IDLE and self._rest.strip(b"\r\n"):
+            self._partial_head(self._rest)
+        self._rest = b""
+        self._rest_marks = []
+        self._state = _DEAD
+        self._held = []
+        return out
+
+    def _partial_head(self, rest: bytes, flag: str = "") -> None:
+        """A header block cut short (close, gap): return what its start line says."""
+        start = len(rest) - len(rest.lstrip(b"\r\n"))
+        eol = rest.find(b"\r\n", start)
+        line = rest[start:eol] if eol >= 0 else rest[start:]
+        try:
+            msg = self._start_line(line, 0)
+        except _Error:
+            self.stats.skipped_bytes += len(rest)
+            return
+        msg.start_ts_ns = self._ts_at(start)
+        msg.end_ts_ns = self._ts_at(len(rest) - 1)
+        self._head_error(msg)
+        msg.flags.add("incomplete")
+        if self._gap_next or flag:
+            msg.flags.add("gap")
+            self._gap_next = False
+        self.stats.incomplete += 1
+        self._emit(msg)
+
+
+class RequestParser(_Parser[HttpRequest]):
+    """Requests of one connection, in order.
+
+    ``on_head(method, asks_upgrade)`` (optional) is called when a request's header block is
+    complete, before its body: the response parser must know the method (HEAD, CONNECT) before
+    the request ends (100-continue). After a request that asks to switch protocols (Upgrade,
+    CONNECT) the parser holds later bytes until ``resume()`` (the response refused) or
+    ``stop()`` (it switched).
+    """
+
+    _is_request = True
+
+    def __init__(
+        self,
+        max_body: int = 1 << 20,
+        resync: bool = False,
+        *,
+        raise_errors: bool = False,
+        stats: Http1Stats | None = None,
+        on_head: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats)
+        self._on_head = on_head
+        self._announced = False
+        self._upgrade_req = False
+
+    @property
+    def upgrade_pending(self) -> bool:
+        """A request asked to switch protocols; later bytes wait for ``resume()``/``stop()``."""
+        return self._state == _HELD
+
+    def _start_line(self, line: bytes, pos: int) -> HttpRequest:
+        parts = line.split(b" ")
+        if len(parts) != 3:
+            raise _Error("invalid request line", pos)
+        method, target, version = parts
+        if not method or method.translate(None, _TCHAR):
+            raise _Error("invalid method", pos)
+        if not target or target.translate(None, _TARGET_BYTES):
+            raise _Error("invalid request target", pos)
+        ver = _VERSIONS.get(version)
+        if ver is None:
+            raise _Error("invalid HTTP version", pos)
+        self._announced = False
+        return HttpRequest(method.decode("latin-1"), target.decode("latin-1"), ver, [], b"", 0)
+
+    def _check_prefix(self, buf: bytes, pos: int) -> None:
+        head = buf[pos : pos + 33]
+        method = head.partition(b" ")[0]
+        if method.translate(None, _TCHAR) or len(method) > 32:
+            raise _Error("invalid method", pos)
+
+    def _framing(self, msg: HttpRequest, pos: int) -> None:
+        upgrade = msg.method == "CONNECT"
+        if not upgrade:
+            has_upgrade = False
+            conn_upgrade = False
+            for name, value in msg.headers:
+                ln = len(name)
+                if ln == 7 and name.lower() == "upgrade":
+                    has_upgrade = True
+                elif ln == 10 and name.lower() == "connection":
+                    conn_upgrade = conn_upgrade or "upgrade" in _token_list(value)
+            upgrade = has_upgrade and conn_upgrade
+        self._announce(msg, upgrade)
+        chunked, length, te = self._chunked_or_length(msg, pos)
+        if te and not chunked:
+            raise _Error("request has invalid Transfer-Encoding", pos)
+        self._upgrade_req = upgrade
+        if chunked:
+            self._state = _CHUNK_SIZE
+        elif length:
+            self._rem = length
+            self._state = _BODY
+        else:
+            self._complete()
+
+    def _announce(self, msg: HttpRequest, upgrade: bool = False) -> None:
+        if self._on_head is not None and not self._announced:
+            self._announced = True
+            self._on_head(msg.method, upgrade)
+
+    def _head_error(self, msg: HttpRequest) -> None:
+        self._announce(msg)
+
+    def _complete(self, end_ts: int | None = None) -> None:
+        super()._complete(end_ts)
+        if self._upgrade_req:
+            self._upgrade_req = False
+            self._state = _HELD
+
+    def resume(self) -> list[HttpRequest]:
+        """The upgrade was refused: parse the held bytes as HTTP again."""
+        out: list[tuple[HttpRequest, bool]] = []
+        if self._state != _HELD:
+            return []
+        self._state = _IDLE
+        held, self._held = self._held, []
+        for data, ts, n in held:
+            if data is None:
+                out.extend(self._gap(n, ts))
+            else:
+                out.extend(self._feed(data, ts))
+        return [m for m, _ in out]
+
+    def stop(self) -> None:
+        """The connection switched protocols: ignore the rest."""
+        self._upgraded = True
+        self._state = _DEAD
+        self._held = []
+        self._rest = b""
+
+
+class ResponseParser(_Parser[HttpResponse]):
+    """Responses of one connection, in order. 1xx interim responses are skipped.
+
+    ``expect(method)`` tells it the method of each request, in order, as soon as the request's
+    header block is known: HEAD responses have no body, a 2xx to CONNECT switches protocols.
+    Responses with no request told (stream started mid-way) are parsed as answers to GET.
+    """
+
+    _is_request = False
+
+    def __init__(
+        self,
+        max_body: int = 1 << 20,
+        resync: bool = False,
+        *,
+        raise_errors: bool = False,
+        stats: Http1Stats | None = None,
+    ) -> None:
+        super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats)
+        self._methods: deque[tuple[str, bool]] = deque()
+        self._asked_upgrade = False
+        self.on_refused: Callable[[], None] | None = None
+        self._answered = True
+        self._popped = False
+        self._method: str | None = None
+        self._upgrade_resp = False
+
+    def expect(self, method: str, asks_upgrade: bool = False) -> None:
+        """The next request (in order) used ``method`` (and asked to switch protocols)."""
+        self._methods.append((method, asks_upgrade))
+
+    def _start_line(self, line: bytes, pos: int) -> HttpResponse:
+        version, _, rest = line.partition(b" ")
+        ver = _VERSIONS.get(version)
+        if ver is None:
+            raise _Error("invalid HTTP version", pos)
+        code, sp, reason = rest.partition(b" ")
+        if len(code) != 3 or code.translate(None, _DIGITS):
+            raise _Error("invalid status code", pos)
+        if sp and reason.translate(None, _FIELD_BYTES):
+            raise _Error("invalid character in reason phrase", pos)
+        return HttpResponse(int(code), reason.decode("latin-1"), ver, [], b"", 0)
+
+    def _check_prefix(self, buf: bytes, pos: int) -> None:
+        head = buf[pos : pos + 7]
+        if not b"HTTP/1.".startswith(head):
+            raise _Error("expected HTTP/1.x status line", pos)
+
+    def _framing(self, msg: HttpResponse, pos: int) -> None:
+        status = msg.status_code
+        if status < 200 and status != 101:
+            self.stats.interim += 1
+            self._msg = None
+            self._state = _IDLE
+            return
+        method = self._answer()
+        if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+            msg.flags.add("upgrade")
+            self._upgrade_resp = True
+            self._complete()
+            return
+        if method == "HEAD" or status == 204 or status == 304:
+            self._complete()
+            return
+        chunked, length, te = self._chunked_or_length(msg, pos)
+        if chunked:
+            self._state = _CHUNK_SIZE
+        elif te:
+            self._state = _CLOSE
+        elif length is not None:
+            if length:
+                self._rem = length
+                self._state = _BODY
+            else:
+                self._complete()
+        else:
+            self._state = _CLOSE
+
+    def _answer(self) -> str | None:
+        """Take the method of the request this final response answers (None: unknown)."""
+        if self._popped:
+            return self._method
+        self._popped = True
+        methods = self._methods
+        if methods:
+            method, self._asked_upgrade = methods.popleft()
+        else:
+            method, self._asked_upgrade = None, False
+        self._method = method
+        self._answered = method is not None
+        return method
+
+    def _head_error(self, msg: HttpResponse) -> None:
+        if msg.status_code >= 200 or msg.status_code == 101:
+            self._answer()
+
+    def _complete(self, end_ts: int | None = None) -> None:
+        super()._complete(end_ts)
+        if self._upgrade_resp:
+            self._upgraded = True
+            self._state = _DEAD
+        elif self._asked_upgrade:
+            # An ordinary answer to a request that asked to switch protocols: the request side
+            # goes on as HTTP, and must tell its methods before more responses are parsed.
+            self._asked_upgrade = False
+            if self.on_refused is not None:
+                self.on_refused()
+
+    def _emit(self, msg: HttpResponse) -> None:
+        self._out.append((msg, self._answered))
+        self._answered = True
+        self._popped = False

@@ -1,0 +1,137 @@
+"""Pair the requests and responses of one HTTP/1.x connection, in order (pipelining ok).
+
+Callers feed each direction's bytes in the order they happened; the bytes of a request always
+arrive before those of its response (causal order), so the response side knows each request's
+method before it parses the answer (HEAD: no body; CONNECT 2xx: tunnel).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from agent.protocols.http1.parse import Http1Stats, RequestParser, ResponseParser
+from agent.protocols.http1.types import HttpExchange, HttpRequest, HttpResponse
+
+
+class Http1Stitcher:
+    """Turns the two byte streams of one connection into ``HttpExchange`` records.
+
+    ``max_body``: bodies longer are cut (flag "truncated"); ``body_size`` counts every byte.
+    ``resync``: the stream may start mid-message (connection opened before the capture):
+    bytes are skipped until a request line / status line. Nothing raises out of it: parse
+    errors are counted in ``stats``, flagged on the exchange, and parsing resynchronises.
+    """
+
+    def __init__(self, max_body: int = 1 << 20, resync: bool = False) -> None:
+        self.stats = Http1Stats()
+        self._res = ResponseParser(max_body, resync, stats=self.stats)
+        self._req = RequestParser(max_body, resync, stats=self.stats, on_head=self._res.expect)
+        self._res.on_refused = self._resume_requests
+        self._extra: list[HttpExchange] = []  # exchanges completed while resuming
+        self._reqs: deque[HttpRequest] = deque()  # complete, waiting for their response
+        self._resps: deque[HttpResponse] = deque()  # complete, their request is not yet
+        self._upgraded = False
+        self._closed = False
+
+    @property
+    def upgraded(self) -> bool:
+        """The connection switched protocols (101, or 2xx to CONNECT); parsing stopped."""
+        return self._upgraded
+
+    @property
+    def failed(self) -> bool:
+        """A direction is not HTTP/1.x; the caller may stop copying this connection."""
+        return self._req.failed or self._res.failed
+
+    def feed_request_bytes(
+        self, data: bytes | bytearray | memoryview, ts_ns: int
+    ) -> list[HttpExchange]:
+        if self._upgraded or self._closed:
+            return []
+        reqs = self._req.feed(data, ts_ns)
+        return self._on_requests(reqs) if reqs else []
+
+    def feed_response_bytes(
+        self, data: bytes | bytearray | memoryview, ts_ns: int
+    ) -> list[HttpExchange]:
+        if self._upgraded or self._closed:
+            return []
+        resps = self._res._feed(data, ts_ns)
+        return self._on_responses(resps) if resps else []
+
+    def _resume_requests(self) -> None:
+        """The response parser saw an upgrade refused: parse the held request bytes now."""
+        self._extra.extend(self._on_requests(self._req.resume()))
+
+    def request_gap(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
+        """``nbytes`` of the request stream are missing at this point."""
+        if self._upgraded or self._closed:
+            return []
+        return self._on_requests(self._req.gap(nbytes, ts_ns))
+
+    def response_gap(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
+        """``nbytes`` of the response stream are missing at this point."""
+        if self._upgraded or self._closed:
+            return []
+        return self._on_responses(self._res._gap(nbytes, ts_ns))
+
+    def close(self, ts_ns: int) -> list[HttpExchange]:
+        """The connection ended: flush what is left (requests without response: "incomplete")."""
+        if self._closed:
+            return []
+        self._closed = True
+        out: list[HttpExchange] = []
+        if not self._upgraded:
+            out.extend(self._on_requests(self._req.close(ts_ns)))
+            out.extend(self._on_responses(self._res._close(ts_ns)))
+        for req in self._reqs:
+            out.append(self._lone(req, None))
+        for resp in self._resps:
+            out.append(self._lone(None, resp))
+        self._reqs.clear()
+        self._resps.clear()
+        return out
+
+    # -- pairing ------------------------------------------------------------------------------
+
+    def _on_requests(self, reqs: list[HttpRequest]) -> list[HttpExchange]:
+        out: list[HttpExchange] = []
+        resps = self._resps
+        for req in reqs:
+            if resps:
+                self._pair(req, resps.popleft(), out)
+            else:
+                self._reqs.append(req)
+        return out
+
+    def _on_responses(self, resps: list[tuple[HttpResponse, bool]]) -> list[HttpExchange]:
+        out: list[HttpExchange] = []
+        reqs = self._reqs
+        for resp, answered in resps:
+            if not answered:
+                out.append(self._lone(None, resp))
+            elif reqs:
+                self._pair(reqs.popleft(), resp, out)
+            else:
+                self._resps.append(resp)
+        if self._extra:
+            out.extend(self._extra)
+            self._extra.clear()
+        return out
+
+    def _pair(self, req: HttpRequest, resp: HttpResponse, out: list[HttpExchange]) -> None:
+        flags = req.flags | resp.flags if req.flags or resp.flags else set()
+        out.append(HttpExchange(req, resp, flags))
+        self.stats.exchanges += 1
+        if "upgrade" in resp.flags:
+            self._upgraded = True
+            self._req.stop()
+
+    def _lone(self, req: HttpRequest | None, resp: HttpResponse | None) -> HttpExchange:
+        flags: set[str] = {"incomplete"}
+        if req is not None:
+            flags |= req.flags
+        if resp is not None:
+            flags |= resp.flags
+        self.stats.exchanges += 1
+        return HttpExchange(req, resp, flags)
