@@ -69,7 +69,11 @@ class RuleEngine:
     """Apply a rules file to RRPairs; ``apply`` mutates in place (redaction) or returns None."""
 
     def __init__(
-        self, ruleset: RuleSet, path: str | None = None, reload_interval: float = 1.0
+        self,
+        ruleset: RuleSet,
+        path: str | None = None,
+        reload_interval: float = 1.0,
+        announce: bool = True,
     ) -> None:
         self.path = path
         self.reload_interval = reload_interval
@@ -77,15 +81,18 @@ class RuleEngine:
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
         self._next_check = time.monotonic() + reload_interval
-        log.warning("rules: active from %s: %s", ruleset.source, self._compiled.describe())
+        if announce:
+            log.warning("rules: active from %s: %s", ruleset.source, self._compiled.describe())
 
     @classmethod
-    def from_file(cls, path: str, reload_interval: float = 1.0) -> RuleEngine:
+    def from_file(
+        cls, path: str, reload_interval: float = 1.0, announce: bool = True
+    ) -> RuleEngine:
         try:
             rs = load(path)
         except RuleError as e:
             raise UserError(f"bad rules file {e}; fix it (nodetap rules check FILE)") from None
-        return cls(rs, path, reload_interval)
+        return cls(rs, path, reload_interval, announce)
 
     @property
     def ruleset(self) -> RuleSet:

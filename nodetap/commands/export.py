@@ -1,0 +1,119 @@
+"""`nodetap export`: RRPairs from a forwarder (or a JSONL file) as JSONL, HAR or pcap."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+import grpc
+
+from forwarder import client
+from forwarder.export import FORMATS, write
+from forwarder.filters import FILTER_HELP, matches, parse_filters
+from nodetap import jsonl
+from nodetap.errors import UserError
+from nodetap.v1 import forwarder_pb2 as fpb
+from nodetap.v1 import rrpair_pb2 as pb
+
+EPILOG = """\
+examples:
+  nodetap export --forwarder 127.0.0.1:7070 --since 10m                 # JSONL on stdout
+  nodetap export --forwarder 127.0.0.1:7070 --format har -o capture.har \\
+      --since 2026-11-23T04:00:00Z --until 2026-11-23T05:00:00Z --filter status=5xx
+  nodetap export --forwarder HOST:7070 --token-file token --tls-ca ca.crt --filter namespace=shop
+  nodetap export --input capture.jsonl --format har -o capture.har       # offline conversion
+  nodetap export --forwarder 127.0.0.1:7070 --snapshot snap-0123456789ab --format pcap -o s.pcap
+"""
+
+
+def add_selection_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--since", metavar="TIME", help="from this time: RFC 3339, Unix seconds, 10m ago"
+    )
+    p.add_argument("--until", metavar="TIME", help="before this time (same forms as --since)")
+    p.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[], help=FILTER_HELP)
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format (jsonl)")
+    p.add_argument("-o", "--output", metavar="FILE", default="-", help="output file (stdout)")
+    p.add_argument("--limit", metavar="N", type=int, default=0, help="at most N RRPairs")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write stored RRPairs as JSONL, HAR 1.2 or pcap",
+        description="Export RRPairs from a forwarder (a time range and filters, or a snapshot) "
+        "or convert a JSONL capture (--input) to another format.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    client.add_client_arguments(p, required=False)
+    p.add_argument(
+        "--input", metavar="FILE.jsonl", help="read a JSONL capture instead ('-': stdin)"
+    )
+    p.add_argument("--snapshot", metavar="ID", help="export this snapshot (from the forwarder)")
+    add_selection_arguments(p)
+    add_output_arguments(p)
+    p.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    try:
+        fp = open(path, "wb")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    with fp:
+        yield fp
+
+
+def remote_pairs(args: argparse.Namespace, request: fpb.ExportRequest) -> Iterator[pb.RRPair]:
+    stub, md, ch = client.from_args(args)
+    try:
+        yield from stub.Export(request, metadata=md)
+    except grpc.RpcError as e:
+        raise client.rpc_error(e, args.forwarder) from None
+    finally:
+        ch.close()
+
+
+def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
+    n = 0
+    try:
+        for pair in jsonl.read_path(path):
+            if matches(flt, pair):
+                yield pair
+                n += 1
+                if limit and n >= limit:
+                    return
+    except FileNotFoundError:
+        raise UserError(f"capture file {path} not found") from None
+    except jsonl.CaptureFormatError as e:
+        raise UserError(f"{e}; is this a nodetap JSONL capture?") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    flt = parse_filters(args.filter, args.since, args.until)
+    if bool(args.input) == bool(args.forwarder):
+        raise UserError("give either --forwarder ADDR or --input FILE.jsonl")
+    if args.input:
+        if args.snapshot:
+            raise UserError("--snapshot needs --forwarder (snapshots live in a forwarder)")
+        pairs = _local_pairs(args.input, flt, args.limit)
+    else:
+        req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
+        pairs = remote_pairs(args, req)
+    with open_output(args.output) as fp:
+        n = write(pairs, fp, args.format)
+    if args.output != "-":
+        print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
+    return 0

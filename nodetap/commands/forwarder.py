@@ -1,0 +1,159 @@
+"""`nodetap forwarder`: store RRPairs from agents, serve them to gRPC clients."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import threading
+from typing import Any
+
+from forwarder.client import DEFAULT_MAX_MESSAGE_BYTES, read_token
+from nodetap.errors import UserError
+
+EPILOG = """\
+examples:
+  nodetap forwarder --listen 127.0.0.1:7070 --data-dir /var/lib/nodetap
+  nodetap forwarder --listen 0.0.0.0:7070 --data-dir DIR --token-file token \\
+      --tls-cert server.crt --tls-key server.key            # TLS and a bearer token
+  nodetap forwarder --listen :7070 --data-dir DIR --tls-cert server.crt --tls-key server.key \\
+      --tls-client-ca clients-ca.crt                          # also verify client certificates
+  nodetap forwarder --listen :7070 --data-dir DIR --retention-age 7d --retention-size 20GiB
+
+Agents send with `nodetap capture --forwarder ADDR`; read with `nodetap export --forwarder ADDR`,
+`nodetap snapshot ... --forwarder ADDR`, or any gRPC client (reflection is on; the service is
+nodetap.v1.Forwarder, see proto/nodetap/v1/forwarder.proto).
+"""
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$", re.I)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "m": 1e6,
+    "g": 1e9,
+    "t": 1e12,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+_AGE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str) -> int:
+    """'500MiB', '20GB', '1048576' -> bytes."""
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        raise UserError(f"bad size {text!r}; use bytes or a unit: 500MiB, 20GiB, 1GB")
+    unit = (m.group(2) or "").lower().rstrip("b")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_age(text: str) -> float:
+    """'7d', '12h', '30m', '3600' -> seconds."""
+    m = _AGE_RE.match(text.strip())
+    if not m:
+        raise UserError(f"bad age {text!r}; use seconds or a unit: 30m, 12h, 7d")
+    return float(m.group(1)) * _AGE_UNITS[m.group(2) or ""]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "forwarder",
+        help="store RRPairs from agents and serve them over gRPC",
+        description="Receive RRPairs from agents (acknowledged, deduplicated), store them in an "
+        "embedded SQLite store, and serve live tails, queries and snapshots over gRPC.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--listen",
+        metavar="ADDR",
+        default="127.0.0.1:7070",
+        help="gRPC address HOST:PORT (default 127.0.0.1:7070; port 0 = any)",
+    )
+    p.add_argument("--data-dir", metavar="DIR", required=True, help="where the store lives")
+    p.add_argument(
+        "--token-file", metavar="FILE", help="require this bearer token from every client and agent"
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM): turns TLS on")
+    p.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
+    p.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="CA of client certificates: require and verify one from every client",
+    )
+    p.add_argument("--retention-age", metavar="AGE", help="delete RRPairs older than this (7d)")
+    p.add_argument(
+        "--retention-size",
+        metavar="SIZE",
+        help="delete the oldest RRPairs beyond this much data (20GiB)",
+    )
+    p.add_argument(
+        "--retention-interval",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="how often retention runs (default 60)",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        metavar="N",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help=f"largest gRPC message accepted (default {DEFAULT_MAX_MESSAGE_BYTES})",
+    )
+    p.add_argument(
+        "--sync",
+        choices=("full", "normal"),
+        default="full",
+        help="full: fsync each batch before its ack (default); normal: survive a "
+        "forwarder crash but not a machine crash, faster",
+    )
+    p.add_argument(
+        "--metrics-addr",
+        metavar="ADDR",
+        help="serve /metrics, /healthz, /readyz on HOST:PORT (default: off)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from forwarder.server import serve
+
+    handle = serve(
+        args.listen,
+        args.data_dir,
+        token=read_token(args.token_file),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        max_message_bytes=args.max_message_bytes,
+        retention_age=parse_age(args.retention_age) if args.retention_age else None,
+        retention_bytes=parse_size(args.retention_size) if args.retention_size else None,
+        retention_interval=args.retention_interval,
+        sync=args.sync,
+    )
+    metrics = None
+    if args.metrics_addr:
+        from nodetap import httpserve
+
+        metrics = httpserve.serve(args.metrics_addr)
+    print(f"nodetap forwarder: listening on {handle.address}", flush=True)
+    done = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not done.wait(1.0):
+            pass
+    finally:
+        handle.stop(2.0)
+        if metrics is not None:
+            metrics.close()
+    return 0

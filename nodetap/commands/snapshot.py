@@ -1,0 +1,115 @@
+"""`nodetap snapshot`: freeze a selection of stored RRPairs; list, export and delete them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from forwarder import client
+from forwarder.export import write
+from forwarder.filters import parse_filters
+from nodetap.commands.export import (
+    add_output_arguments,
+    add_selection_arguments,
+    open_output,
+    remote_pairs,
+)
+from nodetap.errors import UserError
+from nodetap.v1 import forwarder_pb2 as fpb
+
+EPILOG = """\
+examples:
+  nodetap snapshot create --forwarder 127.0.0.1:7070 --since 1h --filter namespace=shop \\
+      --name before-release
+  nodetap snapshot list --forwarder 127.0.0.1:7070
+  nodetap snapshot export snap-0123456789ab --forwarder 127.0.0.1:7070 --format har -o s.har
+  nodetap snapshot delete snap-0123456789ab --forwarder 127.0.0.1:7070
+
+A snapshot keeps its RRPairs from retention until it is deleted; replay one with
+`nodetap replay --snapshot ID --forwarder ADDR`.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "snapshot",
+        help="freeze, list, export and delete snapshots in a forwarder",
+        description="Snapshots freeze a selection of stored RRPairs under an id that retention "
+        "does not remove until the snapshot is deleted.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="snapshot_cmd", metavar="ACTION", required=True)
+    c = sub.add_parser("create", help="freeze the RRPairs matching a selection")
+    client.add_client_arguments(c)
+    c.add_argument("--name", required=True, help="a name for the snapshot")
+    add_selection_arguments(c)
+    c.set_defaults(func=run_create)
+    ls = sub.add_parser("list", help="list snapshots, newest first")
+    client.add_client_arguments(ls)
+    ls.add_argument("--json", action="store_true", help="one JSON object per snapshot")
+    ls.set_defaults(func=run_list)
+    e = sub.add_parser("export", help="write a snapshot's RRPairs")
+    e.add_argument("id", help="snapshot id")
+    client.add_client_arguments(e)
+    add_output_arguments(e)
+    e.set_defaults(func=run_export)
+    d = sub.add_parser("delete", help="delete a snapshot (its RRPairs fall under retention)")
+    d.add_argument("id", help="snapshot id")
+    client.add_client_arguments(d)
+    d.set_defaults(func=run_delete)
+
+
+def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
+    stub, md, ch = client.from_args(args)
+    try:
+        return getattr(stub, method)(request, metadata=md, timeout=60)
+    except grpc.RpcError as e:
+        raise client.rpc_error(e, args.forwarder) from None
+    finally:
+        ch.close()
+
+
+def _line(s: fpb.Snapshot) -> str:
+    created = s.created.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{s.id}  {created}  {s.count:>8} RRPairs  {s.name}"
+
+
+def run_create(args: argparse.Namespace) -> int:
+    flt = parse_filters(args.filter, args.since, args.until)
+    snap = _call(args, "CreateSnapshot", fpb.CreateSnapshotRequest(name=args.name, filter=flt))
+    print(snap.id)
+    print(f"nodetap: snapshot {snap.id} holds {snap.count} RRPairs", file=sys.stderr)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    resp = _call(args, "ListSnapshots", fpb.ListSnapshotsRequest())
+    for s in resp.snapshots:
+        if args.json:
+            print(json.dumps(json_format.MessageToDict(s)))
+        else:
+            print(_line(s))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    req = fpb.ExportRequest(snapshot_id=args.id, limit=args.limit)
+    with open_output(args.output) as fp:
+        n = write(remote_pairs(args, req), fp, args.format)
+    if args.output != "-":
+        print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    resp = _call(args, "DeleteSnapshot", fpb.DeleteSnapshotRequest(id=args.id))
+    if not resp.deleted:
+        raise UserError(f"no snapshot {args.id} in {args.forwarder}; see nodetap snapshot list")
+    print(f"nodetap: deleted {args.id}", file=sys.stderr)
+    return 0
