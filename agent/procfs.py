@@ -156,3 +156,32 @@ def scan_established(
             if sock is None or sock.state != TCP_ESTABLISHED:
                 continue
             yield ExistingConn(pid, int(fd_name), sock, sock.local_port in listening)
+
+
+def cgroup2_mount() -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or .../unified on hybrid)."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "cgroup2":
+                    return parts[1]
+    except OSError:
+        pass
+    return None
+
+
+def cgroup2_id(pid: int, mount: str | None = None) -> int | None:
+    """The cgroup v2 id of a process (the inode of its cgroup directory), as
+    bpf_get_current_cgroup_id() reports it."""
+    mount = mount or cgroup2_mount()
+    if mount is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return os.stat(mount + line[3:].strip()).st_ino
+    except OSError:
+        return None
+    return None

@@ -44,13 +44,26 @@ BPF_HASH(active_io, u64, struct nt_io_args, 16384);
  * inside connect() and fills in the local address (and proves the socket is TCP). */
 struct nt_pending_connect {
     u64 addr; /* user sockaddr */
+    u64 sk;   /* the socket, as an opaque id (never dereferenced) */
     u32 fd;
-    u16 lport;
     u8 tcp;
-    u8 _pad;
-    u8 laddr[16];
+    u8 _pad[3];
 };
 BPF_HASH(pending_connect, u64, struct nt_pending_connect, 4096);
+
+/* Client sockets between connect() and ESTABLISHED, by the socket's address used as an
+ * opaque id (never dereferenced). The source port is assigned after the SYN_SENT state
+ * change, so the local address is only known at ESTABLISHED, which for a non-blocking
+ * connect() happens after the syscall returned: then an NT_EV_ADDR record follows. */
+struct nt_sk_info {
+    u64 key;     /* conns key of the connecting fd */
+    u64 conn_id; /* set by connect() exit once the connection is tracked */
+    u8 laddr[16];
+    u16 lport;
+    u8 established;
+    u8 _pad[5];
+};
+BPF_TABLE("lru_hash", u64, struct nt_sk_info, sk_conn, 16384);
 
 /* accept() in flight, by thread: where the kernel writes the peer's sockaddr. */
 BPF_HASH(pending_accept, u64, u64, 4096);
@@ -207,13 +220,13 @@ static __always_inline void nt_emit_close(u64 key, struct nt_conn *c)
 }
 
 /* Start tracking (tgid, fd). ev carries the addresses; the rest is filled in here. */
-static __always_inline void nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct nt_conn_event *ev)
+static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct nt_conn_event *ev)
 {
     u64 key = ((u64)tgid << 32) | fd;
     u32 zero = 0;
     u64 *ctr = next_conn_id.lookup(&zero);
     if (!ctr)
-        return;
+        return 0;
     struct nt_conn c = {};
     c.id = __sync_fetch_and_add(ctr, 1) + 1;
     c.role = role;
@@ -226,7 +239,7 @@ static __always_inline void nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct 
         nt_emit_close(key, old);
     if (conns.update(&key, &c)) {
         nt_count(NT_DROP_CONN_TABLE_FULL, 1);
-        return;
+        return 0;
     }
     ev->kind = NT_EV_OPEN;
     ev->role = role;
@@ -239,4 +252,5 @@ static __always_inline void nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct 
     if (events.ringbuf_output(ev, sizeof(*ev), BPF_RB_NO_WAKEUP))
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
     nt_count(NT_STAT_CONNS_OPENED, 1);
+    return c.id;
 }

@@ -34,14 +34,26 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     ev.family = nt_read_sockaddr(pc.addr, &ev.rport, ev.raddr);
     if (!ev.family)
         return 0;
-    ev.lport = pc.lport;
-    __builtin_memcpy(ev.laddr, pc.laddr, 16);
+    struct nt_sk_info *info = sk_conn.lookup(&pc.sk);
+    if (info && info->established) {
+        /* blocking connect(): the handshake is done, the local address known */
+        ev.lport = info->lport;
+        __builtin_memcpy(ev.laddr, info->laddr, 16);
+    }
     u32 tgid = id >> 32;
     if (!nt_wanted(tgid, ev.lport, ev.rport, 1)) {
         nt_count(NT_STAT_CONNS_FILTERED, 1);
+        if (info)
+            sk_conn.delete(&pc.sk);
         return 0;
     }
-    nt_open(tgid, pc.fd, NT_ROLE_CLIENT, 0, &ev);
+    u64 conn_id = nt_open(tgid, pc.fd, NT_ROLE_CLIENT, 0, &ev);
+    if (info) {
+        if (info->established || !conn_id)
+            sk_conn.delete(&pc.sk);
+        else
+            info->conn_id = conn_id; /* ESTABLISHED will report the local address */
+    }
     return 0;
 }
 
@@ -124,18 +136,46 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != NT_IPPROTO_TCP)
         return 0;
+    u64 sk = (u64)args->skaddr; /* an opaque id: never dereferenced */
     if (args->newstate == NT_TCP_SYN_SENT) {
-        /* active open, inside connect() of the current task */
+        /* active open, inside connect() of the current task; the source port is not
+         * assigned yet */
         u64 id = bpf_get_current_pid_tgid();
         struct nt_pending_connect *pc = pending_connect.lookup(&id);
         if (!pc)
             return 0;
         pc->tcp = 1;
-        pc->lport = args->sport;
+        pc->sk = sk;
+        struct nt_sk_info info = {};
+        info.key = (id & 0xffffffff00000000ULL) | pc->fd;
+        sk_conn.update(&sk, &info);
+        return 0;
+    }
+    if (args->oldstate == NT_TCP_SYN_SENT && args->newstate == NT_TCP_ESTABLISHED) {
+        struct nt_sk_info *info = sk_conn.lookup(&sk);
+        if (!info)
+            return 0;
+        info->lport = args->sport;
         if (args->family == NT_AF_INET)
-            nt_v4mapped(pc->laddr, args->saddr);
+            nt_v4mapped(info->laddr, args->saddr);
         else
-            __builtin_memcpy(pc->laddr, args->saddr_v6, 16);
+            __builtin_memcpy(info->laddr, args->saddr_v6, 16);
+        info->established = 1;
+        if (!info->conn_id)
+            return 0; /* connect() is still in progress and will pick it up */
+        struct nt_conn_event ev = {};
+        ev.kind = NT_EV_ADDR;
+        ev.role = NT_ROLE_CLIENT;
+        ev.family = args->family;
+        ev.tgid = info->key >> 32;
+        ev.fd = (u32)info->key;
+        ev.conn_id = info->conn_id;
+        ev.ts_ns = bpf_ktime_get_ns();
+        ev.lport = info->lport;
+        __builtin_memcpy(ev.laddr, info->laddr, 16);
+        if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+            nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+        sk_conn.delete(&sk);
         return 0;
     }
     if (args->oldstate == NT_TCP_SYN_RECV && args->newstate == NT_TCP_ESTABLISHED) {

@@ -25,6 +25,7 @@
 #define NT_EV_CLOSE 2 /* close() of a tracked fd */
 #define NT_EV_DATA 3  /* bytes read or written on a tracked connection */
 #define NT_EV_GAP 4   /* bytes moved that could not be copied (sendfile, mmsg) */
+#define NT_EV_ADDR 5  /* the local address of a client connection, once known */
 
 /* role of the traced process on the connection */
 #define NT_ROLE_UNKNOWN 0

@@ -1,0 +1,499 @@
+"""The live syscall capture: ring-buffer records in, RRPairs out.
+
+Glues the loader (BPF programs), the bulk ring-buffer reader, the connection tracker,
+the ordered streams and the HTTP/1.x stitcher. Everything that can lose data is
+counted: in the kernel (per-CPU counters, read on demand) and here (`stats`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent import bpf_layout as L
+from agent import procfs
+from agent.connections import Connection, ConnectionTracker
+from agent.loader import LoadOptions, Probes, load
+from agent.protocols.http1 import Http1Stitcher
+from agent.protocols.http1.types import HttpExchange
+from agent.ringbuf import RingBufferReader
+from agent.rrpairs import RRPairIds, build_http_rrpair
+from agent.streams import Chunk
+from nodetap.v1 import rrpair_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[pb.RRPair], None]
+
+_BPF_NOEXIST = 1
+
+# User-space counters (the kernel's are in bpf_layout.COUNTER_NAMES).
+STAT_NAMES = (
+    "records",
+    "data_records",
+    "data_bytes",
+    "control_records",
+    "gap_records",
+    "conns_tracked",
+    "conns_preexisting",
+    "conns_not_http",
+    "conns_upgraded",
+    "conns_filtered_user",
+    "conns_process_gone",
+    "orphan_records",
+    "stream_gaps",
+    "stream_gap_bytes",
+    "stream_duplicate_bytes",
+    "rrpairs",
+    "rrpairs_incomplete",
+    "rrpairs_gap",
+    "rrpairs_truncated",
+)
+
+
+@dataclass
+class CaptureConfig:
+    """What to capture and how."""
+
+    pids: list[int] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    cgroup_ids: list[int] = field(default_factory=list)
+    max_body: int = 1 << 20
+    node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or socket.gethostname())
+    poll_interval: float = 0.01
+    ringbuf_pages: int = 4096
+    max_conns: int = 65536
+    preexisting: bool = True
+    idle_check_interval: float = 5.0
+
+
+class SyscallCapture:
+    """Loads the probes, drains the ring buffer and emits RRPairs."""
+
+    def __init__(self, cfg: CaptureConfig, emit: Emit) -> None:
+        self.cfg = cfg
+        self.emit = emit
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        self.tracker = ConnectionTracker(cfg.max_conns)
+        self.ids = RRPairIds()
+        self.probes: Probes | None = None
+        self.reader: RingBufferReader | None = None
+        self._conns_map: object = None
+        self._holey: set[Connection] = set()
+        self._next_agent_id = 1
+        self._mono_to_wall = time.time_ns() - time.monotonic_ns()
+        self._last_idle_check = time.monotonic()
+        self._ports = set(cfg.ports)
+        self._lock = threading.Lock()
+        self._final_kernel: dict[str, int] | None = None
+
+    # ---- start and stop ----
+
+    def start(self) -> None:
+        probes = load(
+            LoadOptions(ringbuf_pages=self.cfg.ringbuf_pages, max_conns=self.cfg.max_conns)
+        )
+        self.probes = probes
+        try:
+            self._configure(probes)
+            self.reader = RingBufferReader(probes.ringbuf_fd(), probes.ringbuf_size)
+            probes.set_config(L.NT_CFG_ARMED, 1)
+            if self.cfg.preexisting:
+                self._adopt_existing()
+        except BaseException:
+            probes.close()
+            self.probes = None
+            raise
+
+    def _configure(self, probes: Probes) -> None:
+        probes.set_config(L.NT_CFG_SELF_TGID, os.getpid())
+        self._conns_map = probes.table("conns")
+        if self.cfg.pids:
+            t = probes.table("filter_pids")
+            for pid in self.cfg.pids:
+                t[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+            probes.set_config(L.NT_CFG_FILTER_PIDS, 1)
+        if self.cfg.ports:
+            t = probes.table("filter_ports")
+            for port in self.cfg.ports:
+                t[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+            probes.set_config(L.NT_CFG_FILTER_PORTS, 1)
+        if self.cfg.cgroup_ids:
+            self.set_cgroup_filter(self.cfg.cgroup_ids)
+
+    def set_cgroup_filter(self, cgroup_ids: list[int] | set[int] | None) -> None:
+        """Capture only processes in these cgroup v2 ids (None: no cgroup filter).
+        Applies to connections opened from now on."""
+        assert self.probes is not None
+        t = self.probes.table("filter_cgroups")
+        wanted = set(cgroup_ids or ())
+        for key in list(t.keys()):
+            if key.value not in wanted:
+                del t[key]
+        for cg in wanted:
+            t[ctypes.c_uint64(cg)] = ctypes.c_uint8(1)
+        self.probes.set_config(L.NT_CFG_FILTER_CGROUPS, 1 if cgroup_ids is not None else 0)
+
+    def close(self) -> None:
+        """Drain what is left, finish every open connection, detach the probes."""
+        if self.probes is None:
+            return
+        try:
+            self.probes.set_config(L.NT_CFG_ARMED, 0)
+            self.poll()
+            now = time.monotonic_ns()
+            for conn in self.tracker:
+                self.tracker.pop(conn.conn_id)
+                self._finish(conn, now, closed=False)
+        finally:
+            self._final_kernel = self.probes.counters()
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
+            self.probes.close()
+            self.probes = None
+
+    @property
+    def tracepoints(self) -> list[str]:
+        return self.probes.tracepoints if self.probes else []
+
+    # ---- the loop ----
+
+    def run(
+        self,
+        stop: threading.Event,
+        duration: float | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Drain until stop is set, duration has passed or count RRPairs were emitted."""
+        deadline = time.monotonic() + duration if duration else None
+        while not stop.is_set():
+            n = self.poll()
+            if count is not None and self.stats["rrpairs"] >= count:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if n < 64:
+                stop.wait(self.cfg.poll_interval)
+
+    def poll(self) -> int:
+        """Process every committed record; return how many there were."""
+        reader = self.reader
+        if reader is None:
+            return 0
+        n = 0
+        with self._lock:
+            for rec in reader.read():
+                n += 1
+                self._handle(rec)
+            self.stats["records"] += n
+            if self._holey:
+                for conn in list(self._holey):
+                    self._end_of_batch(conn)
+            now = time.monotonic()
+            if now - self._last_idle_check > self.cfg.idle_check_interval:
+                self._last_idle_check = now
+                self._reap_dead()
+        return n
+
+    # ---- records ----
+
+    def _handle(self, rec: memoryview) -> None:
+        kind = rec[0]
+        if kind == L.NT_EV_DATA:
+            _, d, _sc, ln, cid, ts, off, tgid, fd = L.DATA_HDR.unpack_from(rec)
+            conn = self.tracker.get(cid)
+            if conn is None:
+                conn = self._adopt_orphan(cid, tgid, fd, ts)
+                if conn is None:
+                    return
+            self.stats["data_records"] += 1
+            self.stats["data_bytes"] += ln
+            conn.last_ns = ts
+            stream = conn.streams[d]
+            data = rec[L.NT_DATA_HDR_SIZE : L.NT_DATA_HDR_SIZE + ln].tobytes()
+            if off == stream.next_offset and not stream.pending_bytes:
+                stream.next_offset += ln
+                self._feed(conn, d, data, ln, ts)
+            else:
+                for ch in stream.push(off, data, ts):
+                    self._feed_chunk(conn, d, ch)
+                if stream.pending_bytes:
+                    self._holey.add(conn)
+        elif kind == L.NT_EV_GAP:
+            _, d, _sc, ln, cid, ts, off, _tgid, _fd = L.DATA_HDR.unpack_from(rec)
+            self.stats["gap_records"] += 1
+            conn = self.tracker.get(cid)
+            if conn is None:
+                return
+            stream = conn.streams[d]
+            chunks = stream.gap_to(off + ln, ts) if ln else stream.unknown_gap(ts)
+            for ch in chunks:
+                self._feed_chunk(conn, d, ch)
+        elif kind == L.NT_EV_OPEN:
+            self.stats["control_records"] += 1
+            self._on_open(L.CONN_EVENT.unpack_from(rec))
+        elif kind == L.NT_EV_ADDR:
+            self.stats["control_records"] += 1
+            fields = L.CONN_EVENT.unpack_from(rec)
+            conn = self.tracker.get(fields[4])
+            if conn is not None:
+                conn.set_local(procfs.normalize_ip(fields[9]), fields[7])
+        elif kind == L.NT_EV_CLOSE:
+            self.stats["control_records"] += 1
+            fields = L.CONN_EVENT.unpack_from(rec)
+            conn = self.tracker.pop(fields[4])
+            if conn is not None:
+                self._holey.discard(conn)
+                ts = fields[5]
+                for d in (0, 1):
+                    for ch in conn.streams[d].gap_to(fields[11 + d], ts):
+                        self._feed_chunk(conn, d, ch)
+                self._finish(conn, ts, closed=True)
+
+    def _feed_chunk(self, conn: Connection, d: int, ch: Chunk) -> None:
+        if ch.data is None:
+            self.stats["stream_gaps"] += 1
+            self.stats["stream_gap_bytes"] += ch.size
+        self._feed(conn, d, ch.data, ch.size, ch.ts_ns)
+
+    def _feed(self, conn: Connection, d: int, data: bytes | None, size: int, ts: int) -> None:
+        st = conn.stitcher
+        if st.failed or st.upgraded:
+            return
+        wall = ts + self._mono_to_wall
+        if conn.is_request_direction(d):
+            if data is None:
+                exchanges = st.request_gap(size, wall)
+            else:
+                exchanges = st.feed_request_bytes(data, wall)
+        elif data is None:
+            exchanges = st.response_gap(size, wall)
+        else:
+            exchanges = st.feed_response_bytes(data, wall)
+        for ex in exchanges:
+            self._emit(conn, ex)
+        if st.failed:
+            self.stats["conns_not_http"] += 1
+            self._untrack(conn)
+        elif st.upgraded:
+            self.stats["conns_upgraded"] += 1
+            self._untrack(conn)
+
+    def _emit(self, conn: Connection, ex: HttpExchange) -> None:
+        pair = build_http_rrpair(ex, conn.context(self.cfg.node), self.ids.next())
+        conn.rrpairs += 1
+        s = self.stats
+        s["rrpairs"] += 1
+        if "incomplete" in ex.flags:
+            s["rrpairs_incomplete"] += 1
+        if "gap" in ex.flags:
+            s["rrpairs_gap"] += 1
+        if "truncated" in ex.flags:
+            s["rrpairs_truncated"] += 1
+        self.emit(pair)
+
+    def _end_of_batch(self, conn: Connection) -> None:
+        for d in (0, 1):
+            for ch in conn.streams[d].end_of_batch():
+                self._feed_chunk(conn, d, ch)
+        if not (conn.streams[0].pending_bytes or conn.streams[1].pending_bytes):
+            self._holey.discard(conn)
+
+    def _finish(self, conn: Connection, ts: int, closed: bool) -> None:
+        """The connection ended (or the capture stops): emit what it still holds."""
+        self._holey.discard(conn)
+        for d in (0, 1):
+            for ch in conn.streams[d].declare_gap():
+                self._feed_chunk(conn, d, ch)
+            s = conn.streams[d]
+            self.stats["stream_duplicate_bytes"] += s.duplicate_bytes
+        st = conn.stitcher
+        if st.failed or st.upgraded:
+            return
+        for ex in st.close(ts + self._mono_to_wall):
+            self._emit(conn, ex)
+
+    # ---- connections ----
+
+    def _new_conn(
+        self,
+        cid: int,
+        tgid: int,
+        fd: int,
+        role: int,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        comm: str,
+        cgroup_id: int,
+        ts: int,
+        preexisting: bool = False,
+    ) -> Connection:
+        conn = Connection(
+            conn_id=cid,
+            tgid=tgid,
+            fd=fd,
+            role=role,
+            local_ip=local[0],
+            local_port=local[1],
+            remote_ip=remote[0],
+            remote_port=remote[1],
+            comm=comm,
+            cgroup_id=cgroup_id,
+            opened_ns=ts,
+            last_ns=ts,
+            stitcher=Http1Stitcher(max_body=self.cfg.max_body, resync=preexisting),
+        )
+        if preexisting:
+            conn.flags.add("preexisting")
+        self.tracker.add(conn)
+        self.stats["conns_tracked"] += 1
+        return conn
+
+    def _port_wanted(self, *ports: int) -> bool:
+        return not self._ports or any(p in self._ports for p in ports)
+
+    def _on_open(self, f: tuple[object, ...]) -> None:
+        _, role, family, tgid, cid, ts, fd, lport, rport, laddr, raddr, _o0, _o1, cg, comm = f
+        assert isinstance(tgid, int) and isinstance(fd, int) and isinstance(cid, int)
+        assert isinstance(laddr, bytes) and isinstance(raddr, bytes) and isinstance(comm, bytes)
+        local = (procfs.normalize_ip(laddr), int(lport))  # type: ignore[call-overload]
+        remote = (procfs.normalize_ip(raddr), int(rport))  # type: ignore[call-overload]
+        if not family or not lport:
+            # accept() without a sockaddr, or a local address the programs did not see
+            sock = procfs.lookup_fd(tgid, fd)
+            if sock is not None:
+                local = (sock.local_ip, sock.local_port)
+                remote = (sock.remote_ip, sock.remote_port)
+            elif not family:
+                self._untrack_key(tgid, fd, cid)  # not a TCP socket (AF_UNIX)
+                return
+            if not self._port_wanted(local[1], remote[1]):
+                self.stats["conns_filtered_user"] += 1
+                self._untrack_key(tgid, fd, cid)
+                return
+        self._new_conn(
+            cid,
+            tgid,
+            fd,
+            int(role),  # type: ignore[call-overload]
+            local,
+            remote,
+            comm.rstrip(b"\0").decode("utf-8", "replace"),
+            int(cg),  # type: ignore[call-overload]
+            int(ts),  # type: ignore[call-overload]
+        )
+
+    def _adopt_orphan(self, cid: int, tgid: int, fd: int, ts: int) -> Connection | None:
+        """Data of a connection whose OPEN record was lost (ring buffer full): learn
+        its addresses from /proc, or give up and count the record."""
+        sock = procfs.lookup_fd(tgid, fd)
+        if sock is None:
+            self.stats["orphan_records"] += 1
+            self._untrack_key(tgid, fd, cid)
+            return None
+        listening = procfs.listening_ports(procfs.read_tcp_table(tgid))
+        role = L.NT_ROLE_SERVER if sock.local_port in listening else L.NT_ROLE_CLIENT
+        conn = self._new_conn(
+            cid,
+            tgid,
+            fd,
+            role,
+            (sock.local_ip, sock.local_port),
+            (sock.remote_ip, sock.remote_port),
+            procfs.comm(tgid),
+            0,
+            ts,
+        )
+        conn.flags.add("gap")
+        return conn
+
+    def _adopt_existing(self) -> None:
+        """Track connections that were open before the capture started."""
+        assert self._conns_map is not None
+        from bcc import libbcc
+
+        cg_mount = procfs.cgroup2_mount() if self.cfg.cgroup_ids else None
+        wanted_cg = set(self.cfg.cgroup_ids)
+        now = time.monotonic_ns()
+        fd_map = self._conns_map.map_fd  # type: ignore[attr-defined]
+        for ex in procfs.scan_established(self.cfg.pids or None, skip=os.getpid()):
+            s = ex.sock
+            if not self._port_wanted(s.local_port, s.remote_port):
+                continue
+            if wanted_cg and procfs.cgroup2_id(ex.pid, cg_mount) not in wanted_cg:
+                continue
+            cid = L.AGENT_CONN_ID_BIT | self._next_agent_id
+            self._next_agent_id += 1
+            role = L.NT_ROLE_SERVER if ex.server else L.NT_ROLE_CLIENT
+            key = ctypes.c_uint64((ex.pid << 32) | ex.fd)
+            leaf = L.NtConn(id=cid, role=role, family=s.family)
+            rc = libbcc.lib.bpf_update_elem(
+                fd_map, ctypes.byref(key), ctypes.byref(leaf), _BPF_NOEXIST
+            )
+            if rc != 0:
+                continue  # accepted after arming: the programs track it already
+            self._new_conn(
+                cid,
+                ex.pid,
+                ex.fd,
+                role,
+                (s.local_ip, s.local_port),
+                (s.remote_ip, s.remote_port),
+                procfs.comm(ex.pid),
+                0,
+                now,
+                preexisting=True,
+            )
+            self.stats["conns_preexisting"] += 1
+
+    def _untrack_key(self, tgid: int, fd: int, cid: int) -> None:
+        """Stop the programs copying bytes of (tgid, fd), if it is still connection cid."""
+        table = self._conns_map
+        if table is None:
+            return
+        key = ctypes.c_uint64((tgid << 32) | fd)
+        try:
+            cur = table[key]  # type: ignore[index]
+        except KeyError:
+            return
+        if cur.id == cid:
+            with contextlib.suppress(KeyError):
+                del table[key]  # type: ignore[attr-defined]
+
+    def _untrack(self, conn: Connection) -> None:
+        self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
+        self.tracker.pop(conn.conn_id)
+        self._holey.discard(conn)
+
+    def _reap_dead(self) -> None:
+        """Connections of processes that exited without close() (exit closes fds
+        without a close syscall): finish them and free their kernel entries."""
+        now = time.monotonic_ns()
+        for conn in self.tracker.idle(now, int(self.cfg.idle_check_interval * 1e9)):
+            if procfs.process_alive(conn.tgid) and procfs.socket_inode(conn.tgid, conn.fd):
+                continue
+            self.stats["conns_process_gone"] += 1
+            self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
+            self.tracker.pop(conn.conn_id)
+            self._finish(conn, now, closed=False)
+
+    # ---- reporting ----
+
+    def kernel_counters(self) -> dict[str, int]:
+        if self.probes is not None:
+            return self.probes.counters()
+        return self._final_kernel or dict.fromkeys(L.COUNTER_NAMES, 0)
+
+    def summary(self, kernel: dict[str, int] | None = None) -> dict[str, int]:
+        out = dict(self.stats)
+        out.update(kernel if kernel is not None else self.kernel_counters())
+        out["conns_open"] = len(self.tracker)
+        return out

@@ -1,0 +1,328 @@
+"""`nodetap capture`: live capture of HTTP/1.x exchanges as RRPairs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from nodetap import jsonl
+from nodetap.errors import UserError
+from nodetap.table import TableWriter
+from nodetap.v1 import rrpair_pb2 as pb
+
+EPILOG = """\
+examples:
+  nodetap capture --port 8080                   # HTTP on port 8080, JSONL to stdout
+  nodetap capture -p 4242 --format table        # one process, a line per exchange
+  nodetap capture --port 80 --duration 30 -o web.jsonl
+  nodetap capture --port 80 --count 100 --forwarder 127.0.0.1:7070
+  nodetap capture --mode packet --interface veth0 --port 80
+  nodetap capture --ebpf                        # print the BPF program and exit
+
+The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit.
+"""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, not {text!r}"
+        ) from None
+    return values
+
+
+def _port_list(text: str) -> list[int]:
+    ports = _int_list(text)
+    for p in ports:
+        if not 0 < p < 65536:
+            raise argparse.ArgumentTypeError(f"port {p} is out of range 1-65535")
+    return ports
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return v
+
+
+def add_capture_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `nodetap capture` (the demo reuses the parsing of these)."""
+    p.add_argument(
+        "--port",
+        type=_port_list,
+        action="extend",
+        default=[],
+        metavar="PORT[,PORT]",
+        help="only connections with this local or remote port (repeatable)",
+    )
+    p.add_argument(
+        "-p",
+        "--pid",
+        type=_int_list,
+        action="extend",
+        default=[],
+        metavar="PID[,PID]",
+        help="only these processes (repeatable)",
+    )
+    p.add_argument(
+        "--cgroup",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="only processes in this cgroup v2 directory (repeatable)",
+    )
+    p.add_argument("--duration", type=_positive, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N RRPairs")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", default="-", help="write RRPairs here (default: stdout)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "table"),
+        default="jsonl",
+        help="jsonl: one RRPair per line (proto3 JSON); table: a line per exchange",
+    )
+    p.add_argument(
+        "--max-body",
+        type=int,
+        default=1 << 20,
+        metavar="BYTES",
+        help="bodies longer than this are cut (flag 'truncated'; default 1 MiB)",
+    )
+    p.add_argument(
+        "--ringbuf-pages",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="ring buffer size in pages, a power of two (default 4096 = 16 MiB)",
+    )
+    p.add_argument(
+        "--no-preexisting",
+        action="store_true",
+        help="ignore connections opened before the capture started",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("syscall", "packet"),
+        default="syscall",
+        help="syscall: trace processes (default); packet: packets on --interface",
+    )
+    p.add_argument("--interface", metavar="IF", help="interface for --mode packet")
+    p.add_argument(
+        "--summary-json", metavar="FILE", help="also write the exit summary as JSON to FILE"
+    )
+    p.add_argument("--ebpf", action="store_true", help="print the BPF program and exit")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "capture",
+        help="capture HTTP exchanges of local processes (or packets) as RRPairs",
+        description="Capture the HTTP/1.x traffic of processes on this host with BPF "
+        "syscall tracepoints and write it as request/response pairs (RRPairs).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_capture_arguments(p)
+    from agent.rules import add_arguments as add_rules_arguments
+    from agent.sinks.forwarder import add_arguments as add_sink_arguments
+    from nodetap.httpserve import add_arguments as add_metrics_arguments
+
+    add_sink_arguments(p)
+    add_rules_arguments(p)
+    add_metrics_arguments(p)
+    p.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def _open_output(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdout
+        return
+    try:
+        f = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    with f:
+        yield f
+
+
+def _cgroup_ids(paths: list[str]) -> list[int]:
+    from agent import procfs
+
+    mount = procfs.cgroup2_mount()
+    ids = []
+    for p in paths:
+        full = p if os.path.isabs(p) else os.path.join(mount or "/sys/fs/cgroup", p)
+        try:
+            ids.append(os.stat(full).st_ino)
+        except OSError:
+            raise UserError(f"cgroup {p} not found (cgroup v2 is mounted at {mount})") from None
+    return ids
+
+
+def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
+    if fmt == "table":
+        table = TableWriter(out)
+        return table.write
+
+    def write_jsonl(pair: pb.RRPair) -> None:
+        jsonl.write(out, pair)
+        out.flush()
+
+    return write_jsonl
+
+
+def format_summary(summary: dict[str, int]) -> str:
+    drops = {k[5:]: v for k, v in summary.items() if k.startswith("drop_") and v}
+    lines = [
+        f"nodetap: {summary.get('rrpairs', 0)} RRPairs from {summary.get('conns_tracked', 0)} "
+        f"connections; {summary.get('records', 0)} events, {summary.get('data_bytes', 0)} bytes",
+    ]
+    flagged = ", ".join(
+        f"{summary[k]} {k[8:]}"
+        for k in ("rrpairs_incomplete", "rrpairs_gap", "rrpairs_truncated")
+        if summary.get(k)
+    )
+    if flagged:
+        lines.append(f"nodetap: flagged RRPairs: {flagged}")
+    if drops:
+        lines.append("nodetap: drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
+    else:
+        lines.append("nodetap: drops: none")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ebpf:
+        from agent.loader import LoadOptions, cflags, program_text
+
+        print("// cflags: " + " ".join(cflags(LoadOptions(ringbuf_pages=args.ringbuf_pages))))
+        print(program_text())
+        return 0
+    if args.count is not None and args.count <= 0:
+        raise UserError("--count must be a positive number")
+    if args.max_body < 0:
+        raise UserError("--max-body must not be negative")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    from agent.rules import from_args as rules_from_args
+    from agent.sinks.forwarder import from_args as sink_from_args
+
+    rules = rules_from_args(args)
+    sink = sink_from_args(args)
+    metrics = None
+    if getattr(args, "metrics_addr", None):
+        from nodetap.httpserve import serve
+
+        metrics = serve(args.metrics_addr)
+    try:
+        with _open_output(args.output) as out:
+            write = build_writer(args.format, out)
+
+            def emit(pair: pb.RRPair) -> None:
+                if rules is not None:
+                    kept = rules.apply(pair)
+                    if kept is None:
+                        return
+                    pair = kept
+                if sink is not None:
+                    sink.put(pair)
+                write(pair)
+
+            if args.mode == "packet":
+                summary = _run_packet(args, emit, stop)
+            else:
+                summary = _run_syscall(args, emit, stop)
+    finally:
+        if sink is not None:
+            sink.close(timeout=10)
+            summary_sink = sink.counters()
+        else:
+            summary_sink = {}
+        if metrics is not None:
+            metrics.close()
+    summary.update({f"sink_{k}": v for k, v in summary_sink.items()})
+    print(format_summary(summary), file=sys.stderr)
+    if args.summary_json:
+        with open(args.summary_json, "w") as f:
+            json.dump(summary, f, indent=1, sort_keys=True)
+    return 0
+
+
+def _run_syscall(
+    args: argparse.Namespace, emit: Callable[[pb.RRPair], None], stop: threading.Event
+) -> dict[str, int]:
+    from agent.capture import CaptureConfig, SyscallCapture
+    from agent.metrics import register_capture
+
+    cfg = CaptureConfig(
+        pids=args.pid,
+        ports=args.port,
+        cgroup_ids=_cgroup_ids(args.cgroup),
+        max_body=args.max_body,
+        ringbuf_pages=args.ringbuf_pages,
+        preexisting=not args.no_preexisting,
+    )
+    cap = SyscallCapture(cfg, emit)
+    cap.start()
+    unregister = register_capture(cap)
+    try:
+        print(
+            f"nodetap: capturing with {len(cap.tracepoints)} tracepoints"
+            + (f", ports {','.join(map(str, args.port))}" if args.port else "")
+            + (f", pids {','.join(map(str, args.pid))}" if args.pid else "")
+            + " (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
+        cap.run(stop, duration=args.duration, count=args.count)
+    finally:
+        cap.close()
+        unregister()
+    return cap.summary()
+
+
+def _run_packet(
+    args: argparse.Namespace, emit: Callable[[pb.RRPair], None], stop: threading.Event
+) -> dict[str, int]:
+    if not args.interface:
+        raise UserError("--mode packet needs --interface IF (for example --interface eth0)")
+    from agent.packet.live import run_packet_capture
+
+    count = args.count
+    emitted = 0
+
+    def counted(pair: pb.RRPair) -> None:
+        nonlocal emitted
+        emit(pair)
+        emitted += 1
+        if count is not None and emitted >= count:
+            stop.set()
+
+    if args.duration:
+        timer = threading.Timer(args.duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    result = run_packet_capture(args.interface, args.port, counted, stop, args.max_body)
+    summary = dict(result)
+    summary.setdefault("rrpairs", emitted)
+    return summary
