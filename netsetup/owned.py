@@ -1,0 +1,157 @@
+"""Everything nodetap may leave on a node, listed and cleaned in one place:
+tagged iptables/nft rules (netsetup.rules), tc BPF filters named ``nodetap*``, and BPF objects
+pinned under /sys/fs/bpf/nodetap*.
+
+Rules carry their owner's PID and are cleaned when that process is gone. tc filters and pins
+carry no PID: ``clean`` removes them when no nodetap process runs (or with ``all_owners``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netsetup import rules
+
+BPF_FS = Path("/sys/fs/bpf")
+PREFIX = "nodetap"
+
+
+@dataclass(frozen=True, slots=True)
+class TcFilter:
+    dev: str
+    parent: str  # "ingress" or "egress"
+    pref: int
+    handle: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"tc filter {self.dev} {self.parent} pref {self.pref} bpf {self.name}"
+
+
+@dataclass
+class Owned:
+    rules: list[rules.OwnedRule] = field(default_factory=list)
+    tc: list[TcFilter] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"rule {r.backend} {r.family} {r.table}/{r.chain} [{r.comment}] {r.text}"
+               for r in self.rules]  # fmt: skip
+        out += [str(t) for t in self.tc]
+        out += [f"pinned {p}" for p in self.pins]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": [
+                {"backend": r.backend, "family": r.family, "table": r.table, "chain": r.chain,
+                 "comment": r.comment, "rule": r.text}
+                for r in self.rules
+            ],
+            "tc_filters": [str(t) for t in self.tc],
+            "pins": self.pins,
+        }  # fmt: skip
+
+
+def _links() -> list[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=False)
+    try:
+        return [x["ifname"] for x in json.loads(out.stdout or "[]")]
+    except ValueError:
+        return []
+
+
+def _tc_filters() -> list[TcFilter]:
+    found: list[TcFilter] = []
+    for dev in _links():
+        for parent in ("ingress", "egress"):
+            out = subprocess.run(
+                ["tc", "-j", "filter", "show", "dev", dev, parent],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            try:
+                items = json.loads(out.stdout or "[]")
+            except ValueError:
+                continue
+            for f in items:
+                opts = f.get("options") or {}
+                name = str(opts.get("bpf_name", ""))
+                if f.get("kind") == "bpf" and name.startswith(PREFIX) and "handle" in opts:
+                    found.append(TcFilter(dev, parent, int(f.get("pref", 0)),
+                                          str(opts["handle"]), name))  # fmt: skip
+    return found
+
+
+def _pins() -> list[str]:
+    if not BPF_FS.is_dir():
+        return []
+    return sorted(str(p) for p in BPF_FS.iterdir() if p.name.startswith(PREFIX))
+
+
+def _others_running() -> bool:
+    """Whether a nodetap process other than this one (and its ancestors) runs."""
+    mine = {os.getpid()}
+    pid = os.getppid()
+    while pid > 1 and pid not in mine:
+        mine.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) in mine:
+            continue
+        with contextlib.suppress(OSError):
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            if any(a.endswith(b"/nodetap") or a == b"nodetap" for a in argv[:3]):
+                return True
+    return False
+
+
+def _status_here() -> Owned:
+    return Owned(rules._owned(), _tc_filters(), _pins())
+
+
+def status(netns: str | None = None) -> Owned:
+    return rules.in_netns(netns, _status_here)
+
+
+def _dead(r: rules.OwnedRule) -> bool:
+    return r.owner is not None and not rules.pid_alive(r.owner[1])
+
+
+def _clean_here(all_owners: bool) -> Owned:
+    st = _status_here()
+    gone = Owned()
+    gone.rules = [r for r in st.rules if all_owners or _dead(r)]
+    rules._delete(gone.rules)
+    if all_owners or not _others_running():
+        for t in st.tc:
+            subprocess.run(
+                ["tc", "filter", "del", "dev", t.dev, t.parent, "pref", str(t.pref),
+                 "handle", t.handle, "bpf"],
+                capture_output=True, check=False,
+            )  # fmt: skip
+            gone.tc.append(t)
+        for p in st.pins:
+            path = Path(p)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            gone.pins.append(p)
+    return gone
+
+
+def clean(netns: str | None = None, all_owners: bool = False) -> Owned:
+    """Remove leftovers (see the module docstring); return what was removed."""
+    return rules.in_netns(netns, _clean_here, all_owners)

@@ -1,0 +1,198 @@
+"""`nodetap replay`: replay a JSONL capture against a target, compare, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nodetap.errors import UserError
+
+EPILOG = """\
+examples:
+  nodetap replay cap.jsonl --target http://127.0.0.1:8080
+  nodetap replay cap.jsonl --target http://svc:80 --timing original --speed 2x
+  nodetap replay cap.jsonl --target http://10.0.0.5:8080 --rate 500/s --duration 60 --loop
+  nodetap replay cap.jsonl --target http://127.0.0.1:8080 --connection close --report r.json
+  nodetap replay cap.jsonl --target http://10.1.2.3:80 --netns client --flush-stale
+  nodetap replay cap.jsonl --target http://127.0.0.1:8080 --notrack
+  nodetap replay cap.jsonl --target http://10.1.2.3:80 --agents 10.0.0.7:7070,10.0.0.8:7070 \\
+      --token-file token --tls-ca ca.pem
+  nodetap replay cap.jsonl --target http://127.0.0.1:8080 \\
+      --replace 'Bearer old=Bearer new' --set-header 'X-Env: staging' --ignore-json-path '$..id'
+
+The report (stdout table; JSON with --report) gives planned versus achieved rate, latency
+percentiles, errors by kind (those seen while conntrack dropped packets are counted apart),
+response mismatches with their diffs, conntrack fill and throttling, the agent's CPU throttling
+(latency is marked unreliable while it lasted) and peak memory.
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="replay a JSONL capture against a target and compare the responses",
+        description="Replay recorded RRPairs against a target; compare and report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_plan_args(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
+    o.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    o.add_argument("--no-progress", action="store_true", help="no live progress display")
+    n = p.add_argument_group("network")
+    n.add_argument(
+        "--flush-stale",
+        action="store_true",
+        help="delete conntrack entries left towards the target by an earlier run first",
+    )
+    n.add_argument(
+        "--notrack",
+        action="store_true",
+        help="put the replay's own traffic on the raw table's NOTRACK path (no conntrack entries)",
+    )
+    d = p.add_argument_group("distributed")
+    d.add_argument("--agents", metavar="A,B,...", help="split the plan across replay agents")
+    d.add_argument("--token-file", metavar="FILE", help="bearer token for the agents")
+    d.add_argument("--tls-ca", metavar="PEM", help="CA certificate to verify the agents with")
+    p.set_defaults(func=run)
+
+
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("capture", help="RRPair JSONL capture ('-' for stdin)")
+    p.add_argument("--target", required=True, metavar="URL", help="http://HOST:PORT to replay to")
+    s = p.add_argument_group("schedule")
+    s.add_argument("--timing", choices=("original", "asap"), default="asap")
+    s.add_argument("--speed", default="1x", help="with --timing original: 2x halves the gaps")
+    s.add_argument("--rate", metavar="N/s", help="fixed rate, overrides --timing")
+    s.add_argument("--vusers", type=int, default=16, help="concurrent virtual users (default 16)")
+    s.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    s.add_argument(
+        "--loop",
+        nargs="?",
+        type=int,
+        const=0,
+        default=1,
+        metavar="N",
+        help="replay the capture N times (no N: until --duration)",
+    )
+    s.add_argument(
+        "--connection", choices=("keepalive", "close", "as-recorded"), default="keepalive"
+    )
+    s.add_argument("--processes", type=int, default=0, help="client processes (default: CPUs)")
+    s.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
+    r = p.add_argument_group("rewrite")
+    r.add_argument("--host-map", action="append", metavar="OLD=NEW", help="recorded Host -> Host")
+    r.add_argument("--set-header", action="append", metavar="'NAME: VALUE'")
+    r.add_argument("--remove-header", action="append", metavar="NAME")
+    r.add_argument("--replace", action="append", metavar="OLD=NEW", help="token substitution")
+    c = p.add_argument_group("compare")
+    c.add_argument("--ignore-header", action="append", metavar="NAME")
+    c.add_argument("--ignore-json-path", action="append", metavar="PATH", help="$.a.b, $..id")
+    c.add_argument("--no-header-compare", action="store_true")
+    c.add_argument("--summary-only", action="store_true", help="keep no bodies (compare hashes)")
+    c.add_argument("--max-diffs", type=int, default=50, help="mismatches kept in the report")
+    k = p.add_argument_group("conntrack")
+    k.add_argument("--netns", metavar="NAME", help="replay from (and watch) this network namespace")
+    k.add_argument(
+        "--conntrack-threshold",
+        type=float,
+        default=0.8,
+        metavar="F",
+        help="slow new connections above this fill (default 0.8)",
+    )
+    k.add_argument("--no-conntrack-throttle", action="store_true")
+
+
+def plan_from_args(args: argparse.Namespace) -> Any:
+    from replay.plan import Plan, parse_rate, parse_speed
+    from replay.rewrite import Rules
+
+    return Plan(
+        capture=args.capture,
+        target=args.target,
+        timing=args.timing,
+        speed=parse_speed(args.speed),
+        rate=parse_rate(args.rate) if args.rate else None,
+        vusers=args.vusers,
+        duration=args.duration,
+        loops=args.loop,
+        connection=args.connection,
+        processes=args.processes,
+        timeout=args.timeout,
+        summary_only=args.summary_only,
+        rules=Rules.parse(args.host_map, args.set_header, args.remove_header, args.replace),
+        ignore_headers=args.ignore_header or [],
+        ignore_json_paths=args.ignore_json_path or [],
+        compare_headers=not args.no_header_compare,
+        netns=args.netns,
+        conntrack_threshold=args.conntrack_threshold,
+        conntrack_throttle=not args.no_conntrack_throttle,
+        max_diffs=args.max_diffs,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from replay.report import table
+
+    plan = plan_from_args(args)
+    if args.agents:
+        from replay.distributed import run_distributed
+
+        token = _read_token(args.token_file)
+        report = run_distributed(
+            plan, [a.strip() for a in args.agents.split(",") if a.strip()], token, args.tls_ca
+        )
+    else:
+        report = _run_local(plan, args)
+    report.pop("result", None)
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=2, default=str)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(table(report))
+    return 0 if not report.get("failures") else 1
+
+
+def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from replay.plan import is_ip
+    from replay.runner import run_replay
+
+    if args.flush_stale:
+        from netsetup.conntrack import flush_stale
+
+        if not is_ip(plan.host):
+            raise UserError(f"--flush-stale needs an IP address target, not {plan.host!r}")
+        gone = flush_stale(plan.host, plan.port, plan.netns)
+        print(
+            f"conntrack: flushed {len(gone)} stale entries towards {plan.authority}",
+            file=sys.stderr,
+        )
+    rules = None
+    if args.notrack:
+        from netsetup.rules import notrack_for_target
+
+        rules = notrack_for_target(plan.host, plan.port, plan.netns, owner="replay")
+    try:
+        report: dict[str, Any] = run_replay(plan, progress=False if args.no_progress else None)
+    finally:
+        if rules is not None:
+            rules.remove()
+    if args.notrack:
+        report["notrack"] = True
+    return report
+
+
+def _read_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        raise UserError(f"cannot read --token-file {path}: {e.strerror}") from None
