@@ -230,7 +230,9 @@ class ForwarderSink:
                 self._count("dropped_at_close")
                 return
             if self._mem_bytes + size > self._max_memory and not self._spill_locked(size):
-                self._count("dropped_spool_full" if self._spool else "dropped_queue_full")
+                # Memory stays full: this RRPair goes to the spool as a batch of its own.
+                if not self._spool_directly_locked(data):
+                    self._count("dropped_spool_full" if self._spool else "dropped_queue_full")
                 return
             if not self._pending:
                 self._pending_since = time.monotonic()
@@ -256,6 +258,21 @@ class ForwarderSink:
         self._by_id[(self.agent_id, self._seq)] = key
         self._pending = []
         self._pending_bytes = 0
+
+    def _spool_directly_locked(self, data: bytes) -> bool:
+        if self._spool is None:
+            return False
+        seq = self._seq + 1
+        ref = self._spool.write(encode_batch(self.agent_id, seq, [data]))
+        if ref is None:
+            return False
+        self._seq = seq
+        key = self._next_key
+        self._next_key += 1
+        self._batches[key] = _Batch(key, self.agent_id, seq, 1, None, ref)
+        self._by_id[(self.agent_id, seq)] = key
+        self._count("spooled")
+        return True
 
     def _spill_locked(self, need: int) -> bool:
         """Move in-memory batches to the spool (oldest first) until need bytes fit in memory."""
