@@ -70,16 +70,16 @@ class Probes:
     ringbuf_size: int = 0
 
     def table(self, name: str) -> Any:
-        return self.bpf[name]
+        return self.bpf[name.encode()]
 
     def ringbuf_fd(self) -> int:
-        return int(self.bpf["events"].map_fd)
+        return int(self.table("events").map_fd)
 
     def set_config(self, index: int, value: int) -> None:
-        self.bpf["config"][ctypes.c_int(index)] = ctypes.c_uint64(value)
+        self.table("config")[ctypes.c_int(index)] = ctypes.c_uint64(value)
 
     def counters(self) -> dict[str, int]:
-        table = self.bpf["counters"]
+        table = self.table("counters")
         out = {}
         for i, name in enumerate(L.COUNTER_NAMES):
             out[name] = int(sum(table[ctypes.c_int(i)]))
@@ -166,7 +166,7 @@ def load(opts: LoadOptions) -> Probes:
     from bcc import BPF
 
     try:
-        bpf = BPF(text=program_text(), cflags=cflags(opts))
+        bpf = BPF(text=program_text().encode(), cflags=cflags(opts))
     except Exception as e:  # BCC raises bare Exceptions
         msg = str(e)
         if "Operation not permitted" in msg or "EPERM" in msg:
@@ -179,8 +179,8 @@ def load(opts: LoadOptions) -> Probes:
             f"BPF program failed to load: {msg.splitlines()[-1] if msg else e}"
         ) from None
     try:
-        step = bpf.load_func("nt_iov_step", BPF.TRACEPOINT)
-        bpf["iov_progs"][ctypes.c_int(0)] = ctypes.c_int(step.fd)
+        step = bpf.load_func(b"nt_iov_step", BPF.TRACEPOINT)
+        bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(step.fd)
     except Exception as e:
         bpf.cleanup()
         raise UserError(f"BPF tail-call program failed to load: {e}") from None
