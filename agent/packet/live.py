@@ -1,0 +1,207 @@
+"""Live packet mode: a BPF socket filter on one interface feeds the packet pipeline.
+
+The filter (bpf/packet_filter.c, compiled by BCC) keeps only TCP segments on the selected
+ports, in the kernel; this module reads the AF_PACKET socket it is attached to, with kernel
+timestamps, and hands the frames to the same reassembly and HTTP/1.x parsing as pcap import.
+Packets the kernel dropped because the socket's buffer was full are counted from the
+socket's PACKET_STATISTICS and reported (``kernel_drops``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter
+
+from agent.packet.decode import LinkType
+from agent.packet.pipeline import PacketPipeline
+from nodetap.errors import UserError
+from nodetap.v1 import rrpair_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+BPF_SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "packet_filter.c"
+
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35
+ARPHRD_ETHER = 1
+ARPHRD_LOOPBACK = 772
+ARPHRD_NONE = 0xFFFE
+# Mirror of nt_counters in bpf/packet_filter.c.
+CTR_SEEN, CTR_KEPT, CTR_NOT_TCP = 0, 1, 2
+
+FRAME_MAX = 1 << 18  # GSO/GRO frames reach 64 KiB and more
+RCVBUF = 32 << 20
+
+PACKETS = Counter("nodetap_packet_frames_total", "Frames read from the live packet socket")
+KERNEL_DROPS = Counter(
+    "nodetap_packet_kernel_drops_total", "Frames the kernel dropped (packet socket buffer full)"
+)
+MALFORMED = Counter("nodetap_packet_malformed_total", "Frames that could not be decoded")
+GAPS = Counter("nodetap_packet_gaps_total", "Holes in reassembled TCP streams")
+PAIRS = Counter("nodetap_packet_rrpairs_total", "RRPairs made from live packets")
+
+
+def link_of(interface: str) -> tuple[int, int]:
+    """(pcap link type, link header length) of an interface; UserError when unusable."""
+    path = Path("/sys/class/net") / interface / "type"
+    try:
+        arphrd = int(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"interface {interface!r} not found in this network namespace; list them with: ip link"
+        ) from None
+    if arphrd in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        return int(LinkType.ETHERNET), 14
+    if arphrd == ARPHRD_NONE:
+        return int(LinkType.RAW), 0
+    raise UserError(
+        f"interface {interface!r} has link type {arphrd}, which packet mode does not decode; "
+        "use an Ethernet, veth, loopback or tun interface"
+    )
+
+
+def _load_filter(link_hdr: int, ports: Iterable[int], interface: str) -> tuple[Any, Any]:
+    if os.geteuid() != 0:
+        raise UserError("packet mode needs root (BPF socket filter); run it with sudo")
+    try:
+        from bcc import BPF
+    except ImportError:
+        raise UserError(
+            "BCC is not importable; install python3-bpfcc and use a venv made with "
+            "--system-site-packages (scripts/setup.sh)"
+        ) from None
+    try:
+        bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=[f"-DLINK_HDR_LEN={link_hdr}"])
+        fn = bpf.load_func(b"nodetap_port_filter", BPF.SOCKET_FILTER)
+    except Exception as e:
+        raise UserError(
+            f"cannot load the packet filter: {e}; check kernel headers (README)"
+        ) from None
+    table = bpf[b"nt_ports"]
+    selected = list(ports) or [0]
+    for port in selected:
+        table[ctypes.c_int(port)] = ctypes.c_uint8(1)
+    try:
+        BPF.attach_raw_socket(fn, interface.encode())
+    except Exception as e:
+        bpf.cleanup()
+        raise UserError(f"cannot attach the packet filter to {interface}: {e}") from None
+    return bpf, fn
+
+
+def _kernel_stats(sock: socket.socket) -> tuple[int, int]:
+    """(packets, drops) since the last call (the kernel resets them on read)."""
+    raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    packets, drops = struct.unpack("II", raw)
+    return packets, drops
+
+
+def _bpf_counters(bpf: Any) -> dict[str, int]:
+    table = bpf[b"nt_counters"]
+    out = {}
+    for name, idx in (("filter_seen", CTR_SEEN), ("filter_kept", CTR_KEPT)):
+        out[name] = int(sum(table[ctypes.c_int(idx)]))
+    return out
+
+
+def run_packet_capture(
+    interface: str,
+    ports: list[int],
+    emit: Callable[[pb.RRPair], None],
+    stop: threading.Event,
+    max_body: int,
+    node: str = "",
+    ready: threading.Event | None = None,
+) -> dict[str, int]:
+    """Capture `interface` until `stop` is set, emitting RRPairs; returns the counters
+    (packets, flows, rrpairs, gaps, malformed, kernel_drops, filter_seen, filter_kept...).
+
+    `ready` (optional) is set once the filter is attached and packets are being read."""
+    linktype, link_hdr = link_of(interface)
+    bpf, fn = _load_filter(link_hdr, ports, interface)
+    sock = socket.socket(fileno=os.dup(fn.sock))
+    os.close(fn.sock)
+    kernel_packets = kernel_drops = 0
+    pairs = 0
+
+    def count_emit(pair: pb.RRPair) -> None:
+        nonlocal pairs
+        pairs += 1
+        PAIRS.inc()
+        emit(pair)
+
+    pipe = PacketPipeline(count_emit, source="packet", ports=ports, max_body=max_body, node=node)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        loopback = Path(f"/sys/class/net/{interface}/type").read_text().strip() == str(
+            ARPHRD_LOOPBACK
+        )
+        ancsize = socket.CMSG_SPACE(16)
+        frame = pipe.frame
+        last_expire = time.monotonic()
+        if ready is not None:
+            ready.set()
+        while not stop.is_set():
+            readable, _, _ = select.select([sock], [], [], 0.1)
+            before = pipe.stats.packets
+            if readable:
+                for _ in range(4096):
+                    try:
+                        data, anc, _flags, addr = sock.recvmsg(FRAME_MAX, ancsize)
+                    except BlockingIOError:
+                        break
+                    except OSError as e:
+                        if e.errno == errno.EINTR:
+                            continue
+                        raise
+                    if loopback and addr[2] == PACKET_OUTGOING:
+                        continue  # lo shows every packet twice: keep the incoming copy
+                    ts = 0
+                    for level, kind, cdata in anc:
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                            sec, nsec = struct.unpack("qq", cdata[:16])
+                            ts = sec * 1_000_000_000 + nsec
+                    frame(ts or time.time_ns(), linktype, data)
+            PACKETS.inc(pipe.stats.packets - before)
+            now = time.monotonic()
+            if now - last_expire > 1.0:
+                last_expire = now
+                pipe.flows.expire(time.time_ns())
+                p, d = _kernel_stats(sock)
+                kernel_packets += p
+                kernel_drops += d
+                KERNEL_DROPS.inc(d)
+        pipe.finish()
+    finally:
+        p, d = _kernel_stats(sock)
+        kernel_packets += p
+        kernel_drops += d
+        KERNEL_DROPS.inc(d)
+        counters = _bpf_counters(bpf)
+        sock.close()
+        bpf.cleanup()
+    summary = pipe.summary()
+    MALFORMED.inc(summary["malformed"])
+    GAPS.inc(summary["gaps"])
+    summary.update(counters)
+    summary["kernel_packets"] = kernel_packets
+    summary["kernel_drops"] = kernel_drops
+    if kernel_drops:
+        log.warning("the kernel dropped %d packets (socket buffer full)", kernel_drops)
+    return summary

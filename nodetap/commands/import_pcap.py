@@ -1,0 +1,136 @@
+"""`nodetap import FILE`: RRPairs from a pcap or pcapng capture (module name: `import` is a
+keyword)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, BinaryIO
+
+from nodetap import jsonl
+from nodetap.errors import UserError
+
+EPILOG = """\
+examples:
+  nodetap import capture.pcap                      # RRPairs as JSONL on stdout
+  nodetap import capture.pcapng -o pairs.jsonl     # to a file
+  nodetap import any.pcap --port 80 --port 8080    # only flows on these ports
+  tcpdump -i any -w - port 80 | nodetap import -   # from a pipe
+
+The summary (packets, flows, RRPairs, gaps, malformed packets) goes to stderr. A truncated
+or damaged file is read up to the damage; the exit code is non-zero only when nothing at
+all could be read.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "import",
+        help="read a pcap/pcapng capture, write RRPairs (JSONL)",
+        description="Reassemble the TCP connections of a pcap or pcapng capture, parse "
+        'HTTP/1.x, and write RRPairs (direction NETWORK, meta.source "pcap") as JSONL.',
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="pcap or pcapng file ('-' for stdin)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", default="-", help="write JSONL here (default stdout)"
+    )
+    p.add_argument(
+        "--port",
+        metavar="PORT",
+        action="append",
+        default=[],
+        help="keep only flows with this port on either side (repeatable, or comma-separated)",
+    )
+    p.add_argument(
+        "--max-body",
+        metavar="BYTES",
+        type=int,
+        default=1 << 20,
+        help="keep at most this many bytes of each body (default 1 MiB; flag 'truncated')",
+    )
+    p.add_argument("--node", default="", help="value of meta.node in the RRPairs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    p.set_defaults(func=run)
+
+
+def parse_ports(values: list[str]) -> list[int]:
+    ports: list[int] = []
+    for v in values:
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit() or not 0 < int(part) < 65536:
+                raise UserError(f"--port {part!r} is not a TCP port; give a number from 1 to 65535")
+            ports.append(int(part))
+    return ports
+
+
+@contextlib.contextmanager
+def _open_in(path: str) -> Iterator[BinaryIO]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        fp = open(path, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}; check the path") from None
+    with fp:
+        yield fp
+
+
+@contextlib.contextmanager
+def _open_out(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    try:
+        fp = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}; check the path") from None
+    with fp:
+        yield fp
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.packet.importer import import_pcap
+    from agent.packet.pcapfile import PcapFormatError
+
+    ports = parse_ports(args.port)
+    if args.max_body < 0:
+        raise UserError("--max-body must be 0 or more bytes")
+    started = time.monotonic()
+    with _open_in(args.file) as fin, _open_out(args.output) as fout:
+        write = fout.write
+        dumps = jsonl.dumps
+
+        def emit(pair: object) -> None:
+            write(dumps(pair))  # type: ignore[arg-type]
+            write("\n")
+
+        try:
+            result = import_pcap(fin, emit, ports=ports, max_body=args.max_body, node=args.node)
+        except PcapFormatError as e:
+            raise UserError(f"{args.file}: {e}; give a pcap or pcapng file (tcpdump -w)") from None
+    c = result.counters
+    name = args.file if args.file != "-" else "<stdin>"
+    if result.error:
+        print(f"nodetap: {name}: {result.error}; kept what came before it", file=sys.stderr)
+    if not args.quiet:
+        elapsed = time.monotonic() - started
+        print(
+            f"nodetap import: {c['packets']} packets, {c['flows']} flows, {c['rrpairs']} RRPairs, "
+            f"{c['gaps']} gaps ({c['gap_bytes']} bytes), {c['malformed']} malformed packets, "
+            f"{c['not_tcp']} not TCP, {c['unsupported_link']} of unsupported link types, "
+            f"{c['filtered']} filtered out ({result.format}, {elapsed:.2f}s)",
+            file=sys.stderr,
+        )
+    if result.error and c["packets"] == 0:
+        return 1
+    return 0
