@@ -42,8 +42,10 @@ class Owned:
     pins: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"rule {r.backend} {r.family} {r.table}/{r.chain} [{r.comment}] {r.text}"
-               for r in self.rules]  # fmt: skip
+        out = [
+            f"rule {r.backend} {r.family} {r.table}/{r.chain} [{r.comment}] {r.text}"
+            for r in self.rules
+        ]
         out += [str(t) for t in self.tc]
         out += [f"pinned {p}" for p in self.pins]
         return out
@@ -51,13 +53,19 @@ class Owned:
     def to_dict(self) -> dict[str, Any]:
         return {
             "rules": [
-                {"backend": r.backend, "family": r.family, "table": r.table, "chain": r.chain,
-                 "comment": r.comment, "rule": r.text}
+                {
+                    "backend": r.backend,
+                    "family": r.family,
+                    "table": r.table,
+                    "chain": r.chain,
+                    "comment": r.comment,
+                    "rule": r.text,
+                }
                 for r in self.rules
             ],
             "tc_filters": [str(t) for t in self.tc],
             "pins": self.pins,
-        }  # fmt: skip
+        }
 
 
 def _links() -> list[str]:
@@ -86,8 +94,9 @@ def _tc_filters() -> list[TcFilter]:
                 opts = f.get("options") or {}
                 name = str(opts.get("bpf_name", ""))
                 if f.get("kind") == "bpf" and name.startswith(PREFIX) and "handle" in opts:
-                    found.append(TcFilter(dev, parent, int(f.get("pref", 0)),
-                                          str(opts["handle"]), name))  # fmt: skip
+                    found.append(
+                        TcFilter(dev, parent, int(f.get("pref", 0)), str(opts["handle"]), name)
+                    )
     return found
 
 
@@ -137,10 +146,22 @@ def _clean_here(all_owners: bool) -> Owned:
     if all_owners or not _others_running():
         for t in st.tc:
             subprocess.run(
-                ["tc", "filter", "del", "dev", t.dev, t.parent, "pref", str(t.pref),
-                 "handle", t.handle, "bpf"],
-                capture_output=True, check=False,
-            )  # fmt: skip
+                [
+                    "tc",
+                    "filter",
+                    "del",
+                    "dev",
+                    t.dev,
+                    t.parent,
+                    "pref",
+                    str(t.pref),
+                    "handle",
+                    t.handle,
+                    "bpf",
+                ],
+                capture_output=True,
+                check=False,
+            )
             gone.tc.append(t)
         for p in st.pins:
             path = Path(p)

@@ -176,12 +176,22 @@ def _nft_rule_exprs(rule: NotrackRule, hook: str) -> list[dict[str, Any]]:
     fam = "ip6" if rule.v6 else "ip"
     addr_field, port_field = ("daddr", "dport") if hook == "output" else ("saddr", "sport")
     return [
-        {"match": {"op": "==", "left": {"payload": {"protocol": fam, "field": addr_field}},
-                   "right": rule.ip}},
-        {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": port_field}},
-                   "right": rule.port}},
+        {
+            "match": {
+                "op": "==",
+                "left": {"payload": {"protocol": fam, "field": addr_field}},
+                "right": rule.ip,
+            }
+        },
+        {
+            "match": {
+                "op": "==",
+                "left": {"payload": {"protocol": "tcp", "field": port_field}},
+                "right": rule.port,
+            }
+        },
         {"notrack": None},
-    ]  # fmt: skip
+    ]
 
 
 def _rights(exprs: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -192,32 +202,75 @@ def _nft_apply(rules: list[NotrackRule], tag: str) -> None:
     existing = {(r["chain"], r.get("comment", ""), _rights(r["expr"])) for r in _nft_list()}
     cmds: list[dict[str, Any]] = [{"add": {"table": {"family": "inet", "name": NFT_TABLE}}}]
     for chain, hook in NFT_CHAINS.items():
-        cmds.append({"add": {"chain": {"family": "inet", "table": NFT_TABLE, "name": chain,
-                                       "type": "filter", "hook": hook, "prio": -300,
-                                       "policy": "accept"}}})  # fmt: skip
+        cmds.append(
+            {
+                "add": {
+                    "chain": {
+                        "family": "inet",
+                        "table": NFT_TABLE,
+                        "name": chain,
+                        "type": "filter",
+                        "hook": hook,
+                        "prio": -300,
+                        "policy": "accept",
+                    }
+                }
+            }
+        )
     for rule in rules:
         for chain in NFT_CHAINS:
             exprs = _nft_rule_exprs(rule, chain)
             if (chain, tag, _rights(exprs)) in existing:
                 continue
-            cmds.append({"add": {"rule": {"family": "inet", "table": NFT_TABLE, "chain": chain,
-                                          "comment": tag, "expr": exprs}}})  # fmt: skip
+            cmds.append(
+                {
+                    "add": {
+                        "rule": {
+                            "family": "inet",
+                            "table": NFT_TABLE,
+                            "chain": chain,
+                            "comment": tag,
+                            "expr": exprs,
+                        }
+                    }
+                }
+            )
     _nft_cmd(cmds)
 
 
 def _nft_owned() -> list[OwnedRule]:
     return [
-        OwnedRule("nft", "inet", NFT_TABLE, r["chain"], r.get("comment", ""),
-                  json.dumps(r["expr"]), int(r.get("handle", 0)))
+        OwnedRule(
+            "nft",
+            "inet",
+            NFT_TABLE,
+            r["chain"],
+            r.get("comment", ""),
+            json.dumps(r["expr"]),
+            int(r.get("handle", 0)),
+        )
         for r in _nft_list()
-    ]  # fmt: skip
+    ]
 
 
 def _nft_delete(rules: list[OwnedRule]) -> None:
     if not rules:
         return
-    _nft_cmd([{"delete": {"rule": {"family": "inet", "table": NFT_TABLE, "chain": r.chain,
-                                    "handle": r.handle}}} for r in rules])  # fmt: skip
+    _nft_cmd(
+        [
+            {
+                "delete": {
+                    "rule": {
+                        "family": "inet",
+                        "table": NFT_TABLE,
+                        "chain": r.chain,
+                        "handle": r.handle,
+                    }
+                }
+            }
+            for r in rules
+        ]
+    )
     if not _nft_list():
         with contextlib.suppress(RuntimeError):
             _nft_cmd([{"delete": {"table": {"family": "inet", "name": NFT_TABLE}}}])
@@ -290,8 +343,9 @@ def _legacy_owned() -> list[OwnedRule]:
                     c = _legacy_comment(r)
                     if c.startswith(TAG + ":"):
                         text = f"{r.src or ''}->{r.dst or ''} {r.protocol} {r.target.name}"
-                        out.append(OwnedRule("legacy", "ip6" if v6 else "ip", tname, chain.name,
-                                             c, text))  # fmt: skip
+                        out.append(
+                            OwnedRule("legacy", "ip6" if v6 else "ip", tname, chain.name, c, text)
+                        )
     del iptc
     return out
 
@@ -390,11 +444,13 @@ def _nat_mentions(ip: str) -> list[str]:
             ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
-        hits += [ln for ln in out.splitlines() if ln.startswith("-A") and pat.search(ln)
-                 and "NAT" in ln]  # fmt: skip
+        hits += [
+            ln for ln in out.splitlines() if ln.startswith("-A") and pat.search(ln) and "NAT" in ln
+        ]
     try:
-        out = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True,
-                             check=False, timeout=10).stdout  # fmt: skip
+        out = subprocess.run(
+            ["nft", "list", "ruleset"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout
         hits += [ln.strip() for ln in out.splitlines() if pat.search(ln) and "nat" in ln]
     except (OSError, subprocess.TimeoutExpired):
         pass

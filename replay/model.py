@@ -27,6 +27,7 @@ HOP_BY_HOP = frozenset(
         "proxy-authorization",
     }
 )
+FRAMING = HOP_BY_HOP | {"content-length"}
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
@@ -80,7 +81,8 @@ def item_from_rrpair(
         return None
     req = pair.http.req
     res = pair.http.res if pair.http.HasField("res") else None
-    headers = [(h.name, h.value) for h in req.headers if h.name.lower() not in HOP_BY_HOP]
+    # Framing is the replay's own: Content-Length is recomputed from the (rewritten) body.
+    headers = [(h.name, h.value) for h in req.headers if h.name.lower() not in FRAMING]
     expected = None
     if res is not None:
         body = bytes(res.body)

@@ -85,7 +85,7 @@ def build(
     lag = Histogram.from_wire(merged["lag"])
     sent = merged["sent"]
     span = max(1e-9, merged["last_send"] - merged["first_send"])
-    achieved = sent / span if sent > 1 else float(sent)
+    achieved = (sent - 1) / span if sent > 1 else float(sent)
     # Latency measured while the agent's cgroup was being throttled is not the server's.
     throttled = set(cpu.get("throttled_secs", []))
     unreliable = sum(

@@ -15,9 +15,14 @@ Req = tuple[str, str, list[tuple[str, str]], bytes]  # method, url, headers, bod
 
 
 def record(
-    host: str, port: int, requests: Iterable[Req], out: Path, gap_s: float = 0.0,
-    close: bool = False, ts_step_ns: int | None = None,
-) -> int:  # fmt: skip
+    host: str,
+    port: int,
+    requests: Iterable[Req],
+    out: Path,
+    gap_s: float = 0.0,
+    close: bool = False,
+    ts_step_ns: int | None = None,
+) -> int:
     """Send each request with http.client, write the exchanges as an RRPair JSONL capture.
 
     ts_step_ns: give the pairs synthetic timestamps this far apart instead of the real ones.
@@ -45,11 +50,19 @@ def record(
             end = time.time_ns()
             if ts_step_ns is not None:
                 start, end = t_base + i * ts_step_ns, t_base + i * ts_step_ns + (end - start)
-            req = HttpRequest(method, url, "HTTP/1.1", hs, body, len(body), start_ts_ns=start,
-                              end_ts_ns=start)  # fmt: skip
-            res = HttpResponse(resp.status, resp.reason, "HTTP/1.1",
-                               [(k, v) for k, v in resp.getheaders()], rbody, len(rbody),
-                               start_ts_ns=end, end_ts_ns=end)  # fmt: skip
+            req = HttpRequest(
+                method, url, "HTTP/1.1", hs, body, len(body), start_ts_ns=start, end_ts_ns=start
+            )
+            res = HttpResponse(
+                resp.status,
+                resp.reason,
+                "HTTP/1.1",
+                [(k, v) for k, v in resp.getheaders()],
+                rbody,
+                len(rbody),
+                start_ts_ns=end,
+                end_ts_ns=end,
+            )
             ctx = ConnContext("OUTBOUND", "127.0.0.1", 40000, host, port, "syscall", conn_id=1)
             jsonl.write(f, build_http_rrpair(HttpExchange(req, res), ctx, ids.next()))
             n += 1
