@@ -48,6 +48,13 @@ _BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 _TARGET_BYTES = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
 _HEX = b"0123456789abcdefABCDEF"
+_TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# what follows the first ";" of a chunk-size line
+_CHUNK_EXT = re.compile(
+    rb"[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*"
+    % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
+)
 _DIGITS = b"0123456789"
 _VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
@@ -98,6 +105,19 @@ class _Error(Exception):
         self.pos = pos
 
 
+@dataclass(slots=True)
+class _Framing:
+    """What a message's headers say about its body and its connection."""
+
+    length: int | None = None
+    chunked: bool = False
+    chunked_not_last: bool = False
+    te: bool = False
+    keep_alive: bool = True
+    conn_upgrade: bool = False
+    upgrade_header: bool = False
+
+
 def _token_list(value: str) -> list[str]:
     return [t.strip().lower() for t in value.split(",")]
 
@@ -138,6 +158,7 @@ class _Parser(Generic[M]):
         self._gap_next = False  # flag the next message "gap" (bytes before it were lost)
         self._failed = False
         self._upgraded = False
+        self._closing = False  # the last message said Connection: close
         self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
         self.last_error: str | None = None
 
@@ -234,11 +255,13 @@ class _Parser(Generic[M]):
                 if c == 13 or c == 10:  # empty lines between messages are tolerated
                     pos += 1
                     continue
+                if self._closing:
+                    raise _Error("data after Connection: close", pos)
                 end = buf.find(b"\r\n\r\n", pos)
                 if end < 0:
                     if n - pos > MAX_HEADER_BYTES:
                         raise _Error("header block too large", pos)
-                    self._check_prefix(buf, pos)
+                    self._check_partial(buf, pos)
                     break
                 pos = self._head(buf, pos, end)
             elif state in (_BODY, _CHUNK_DATA):
@@ -346,14 +369,14 @@ class _Parser(Generic[M]):
             name, colon, value = line.partition(":")
             if not colon or not name or bad_name(name):
                 raise _Error("invalid header token", err_pos if err_pos >= 0 else start)
-            append((name, value.strip(" \t")))
+            append((name, value.lstrip(" \t")))
         return headers
 
     def _start_line(self, line: bytes, pos: int) -> M:
         raise NotImplementedError
 
-    def _check_prefix(self, buf: bytes, pos: int) -> None:
-        """Reject a partial message early if its first bytes cannot start one (not HTTP)."""
+    def _check_prefix(self, line: bytes, pos: int) -> None:
+        """Reject a partial start line whose first bytes cannot start a message (not HTTP)."""
         raise NotImplementedError
 
     def _framing(self, msg: M, pos: int) -> None:
@@ -362,11 +385,11 @@ class _Parser(Generic[M]):
     def _head_error(self, msg: M) -> None:
         """The header block of ``msg`` is invalid (hook for the request parser)."""
 
-    def _chunked_or_length(self, msg: M, pos: int) -> tuple[bool, int | None, bool]:
-        """(chunked, content_length, transfer_encoding_present) from the headers."""
-        chunked = False
-        te_seen = False
+    def _semantics(self, msg: M, pos: int) -> _Framing:
+        """What the headers say about the body and the connection (one pass over them)."""
+        f = _Framing()
         length: int | None = None
+        conn: list[str] = []
         for name, value in msg.headers:
             ln = len(name)
             if ln == 14 and name.lower() == "content-length":
@@ -375,26 +398,62 @@ class _Parser(Generic[M]):
                     raise _Error("invalid character in Content-Length", pos)
                 if len(v) > 18:
                     raise _Error("Content-Length overflow", pos)
-                cl = int(v)
-                if length is not None and cl != length:
-                    raise _Error("duplicate Content-Length", pos)
                 if length is not None:
                     raise _Error("duplicate Content-Length", pos)
-                length = cl
+                length = int(v)
             elif ln == 17 and name.lower() == "transfer-encoding":
-                te_seen = True
+                f.te = True
                 codings = _token_list(value)
-                if chunked:
-                    raise _Error("chunked is not the last Transfer-Encoding", pos)
-                if codings and codings[-1] == "chunked":
-                    if "chunked" in codings[:-1]:
-                        raise _Error("chunked applied twice", pos)
-                    chunked = True
-                elif "chunked" in codings:
-                    raise _Error("chunked is not the last Transfer-Encoding", pos)
-        if te_seen and length is not None:
+                if f.chunked or "chunked" in codings[:-1]:
+                    f.chunked = False
+                    f.chunked_not_last = True
+                elif codings[-1] == "chunked":
+                    f.chunked = True
+            elif ln == 10 and name.lower() == "connection":
+                conn.extend(_token_list(value))
+            elif ln == 7 and name.lower() == "upgrade":
+                f.upgrade_header = True
+        if f.te and length is not None:
             raise _Error("Transfer-Encoding can't be present with Content-Length", pos)
-        return chunked, length, te_seen
+        f.length = length
+        if conn:
+            f.conn_upgrade = "upgrade" in conn
+            if "close" in conn:
+                f.keep_alive = False
+            elif "keep-alive" in conn:
+                f.keep_alive = True
+            else:
+                f.keep_alive = msg.version != "HTTP/1.0"
+        else:
+            f.keep_alive = msg.version != "HTTP/1.0"
+        return f
+
+    def _check_partial(self, buf: bytes, pos: int) -> None:
+        """A header block not complete yet: reject it now if what came already is invalid.
+
+        Runs only while a header block is split across chunks; stops a non-HTTP stream early.
+        """
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            line = buf[pos:]
+            if b"\n" in line or b"\r" in line[:-1]:
+                raise _Error("bare CR or LF in start line", pos)
+            self._check_prefix(line, pos)
+            return
+        line = buf[pos:eol]
+        if b"\n" in line or b"\r" in line:
+            raise _Error("bare CR or LF in start line", pos)
+        n = len(buf)
+        if eol + 2 < n and buf[eol + 2] in (32, 9):
+            raise _Error("unexpected space after start line", pos)
+        msg = self._start_line(line, pos)
+        last = buf.rfind(b"\r\n", eol + 2)
+        if last > eol:
+            msg.headers = self._fields(buf, eol + 2, last, pos)
+            self._semantics(msg, pos)
+        tail = buf[(last if last > eol else eol) + 2 :]
+        if b"\n" in tail or b"\r" in tail[:-1]:
+            raise _Error("bare CR or LF in header block", pos)
 
     def _body(self, piece: bytes) -> None:
         ln = len(piece)
@@ -414,11 +473,11 @@ class _Parser(Generic[M]):
                 self.stats.truncated += 1
 
     def _chunk_size(self, line: bytes, pos: int) -> None:
-        size, _, ext = line.partition(b";")
+        size, semi, ext = line.partition(b";")
         if not size or size.translate(None, _HEX) or len(size) > 16:
             raise _Error("invalid character in chunk size", pos)
-        if ext and (b"\r" in ext or b"\n" in ext or b"\x00" in ext):
-            raise _Error("invalid character in chunk extensions", pos)
+        if semi and _CHUNK_EXT.fullmatch(ext) is None:
+            raise _Error("invalid chunk extensions", pos)
         n = int(size, 16)
         if n:
             self._rem = n
@@ -491,6 +550,7 @@ class _Parser(Generic[M]):
         if not self._seen:
             self._skipped_start += skipped
         self._state = _IDLE
+        self._closing = False
         return at
 
     def _scan_keep(self, buf: bytes, pos: int) -> int:
@@ -649,33 +709,36 @@ class RequestParser(_Parser[HttpRequest]):
         self._announced = False
         return HttpRequest(method.decode("latin-1"), target.decode("latin-1"), ver, [], b"", 0)
 
-    def _check_prefix(self, buf: bytes, pos: int) -> None:
-        head = buf[pos : pos + 33]
-        method = head.partition(b" ")[0]
+    def _check_prefix(self, line: bytes, pos: int) -> None:
+        parts = line.rstrip(b"\r").split(b" ")
+        method = parts[0]
         if method.translate(None, _TCHAR) or len(method) > 32:
             raise _Error("invalid method", pos)
+        if len(parts) > 3 or (
+            len(parts) == 3
+            and not (b"HTTP/1.1".startswith(parts[2]) or b"HTTP/1.0".startswith(parts[2]))
+        ):
+            raise _Error("invalid request line", pos)
 
     def _framing(self, msg: HttpRequest, pos: int) -> None:
-        upgrade = msg.method == "CONNECT"
-        if not upgrade:
-            has_upgrade = False
-            conn_upgrade = False
-            for name, value in msg.headers:
-                ln = len(name)
-                if ln == 7 and name.lower() == "upgrade":
-                    has_upgrade = True
-                elif ln == 10 and name.lower() == "connection":
-                    conn_upgrade = conn_upgrade or "upgrade" in _token_list(value)
-            upgrade = has_upgrade and conn_upgrade
+        tunnel = msg.method == "CONNECT" or msg.method == "PRI"
+        try:
+            f = self._semantics(msg, pos)
+        except _Error:
+            self._announce(msg, tunnel)
+            raise
+        upgrade = tunnel or (f.upgrade_header and f.conn_upgrade)
         self._announce(msg, upgrade)
-        chunked, length, te = self._chunked_or_length(msg, pos)
-        if te and not chunked:
+        if f.te and not f.chunked:
             raise _Error("request has invalid Transfer-Encoding", pos)
         self._upgrade_req = upgrade
-        if chunked:
+        self._closing = not f.keep_alive
+        if tunnel:  # the tunnel starts after the header block, whatever the headers say
+            self._complete()
+        elif f.chunked:
             self._state = _CHUNK_SIZE
-        elif length:
-            self._rem = length
+        elif f.length:
+            self._rem = f.length
             self._state = _BODY
         else:
             self._complete()
@@ -759,9 +822,8 @@ class ResponseParser(_Parser[HttpResponse]):
             raise _Error("invalid character in reason phrase", pos)
         return HttpResponse(int(code), reason.decode("latin-1"), ver, [], b"", 0)
 
-    def _check_prefix(self, buf: bytes, pos: int) -> None:
-        head = buf[pos : pos + 7]
-        if not b"HTTP/1.".startswith(head):
+    def _check_prefix(self, line: bytes, pos: int) -> None:
+        if not b"HTTP/1.".startswith(line[:7]):
             raise _Error("expected HTTP/1.x status line", pos)
 
     def _framing(self, msg: HttpResponse, pos: int) -> None:
@@ -773,26 +835,26 @@ class ResponseParser(_Parser[HttpResponse]):
             return
         method = self._answer()
         if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+            self._semantics(msg, pos)
             msg.flags.add("upgrade")
             self._upgrade_resp = True
             self._complete()
             return
         if method == "HEAD" or status == 204 or status == 304:
+            self._closing = not self._semantics(msg, pos).keep_alive
             self._complete()
             return
-        chunked, length, te = self._chunked_or_length(msg, pos)
-        if chunked:
+        f = self._semantics(msg, pos)
+        self._closing = not f.keep_alive
+        if f.chunked:
             self._state = _CHUNK_SIZE
-        elif te:
+        elif f.te or f.length is None:
             self._state = _CLOSE
-        elif length is not None:
-            if length:
-                self._rem = length
-                self._state = _BODY
-            else:
-                self._complete()
+        elif f.length:
+            self._rem = f.length
+            self._state = _BODY
         else:
-            self._state = _CLOSE
+            self._complete()
 
     def _answer(self) -> str | None:
         """Take the method of the request this final response answers (None: unknown)."""
