@@ -98,9 +98,13 @@ class Nginx:
 
 @contextlib.contextmanager
 def nginx(
-    workers: int = 1, extra: str = "", files: dict[str, bytes] | None = None
+    workers: int = 1,
+    extra: str = "",
+    files: dict[str, bytes] | None = None,
+    ipv6: bool = False,
 ) -> Iterator[Nginx]:
-    """Start nginx on a free loopback port with files served from its root."""
+    """Start nginx on a free loopback port with files served from its root
+    (ipv6: also on [::1] with the same port)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     root = Path(tempfile.mkdtemp(prefix="nodetap-nginx-"))
     (root / "www").mkdir()
@@ -109,6 +113,8 @@ def nginx(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     port = free_port()
+    if ipv6:
+        extra = f"listen [::1]:{port};\n" + extra
     conf = root / "nginx.conf"
     conf.write_text(NGINX_CONF.format(workers=workers, root=root, port=port, extra=extra))
     proc = subprocess.Popen(
