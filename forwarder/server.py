@@ -105,8 +105,8 @@ class ForwarderService(fgrpc.ForwarderServicer):
                 continue
             BATCHES.labels("stored").inc()
             PAIRS_STORED.inc(stored)
+            self.hub.publish(batch.pairs)  # before the ack: the stream may end right after it
             yield fpb.IngestAck(agent_id=batch.agent_id, seq=batch.seq, stored=stored)
-            self.hub.publish(batch.pairs)
 
     def Subscribe(
         self, request: fpb.SubscribeRequest, context: grpc.ServicerContext
