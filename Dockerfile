@@ -1,0 +1,38 @@
+# The nodetap image: agent, forwarder and replay in one (the first argument picks the
+# command: capture, forwarder, replay, export, status, ...).
+#   docker build -t nodetap:dev .
+# Debian, because BCC comes from Debian's python3-bpfcc (the PyPI package named bcc is
+# unrelated); the virtual environment sees the system packages (bcc, nftables).
+# Kernel headers are not in the image: the DaemonSet mounts the node's /lib/modules and
+# /usr/src read-only (BCC compiles against the running kernel's headers).
+FROM debian:bookworm-slim
+
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      python3 python3-venv python3-bpfcc python3-nftables \
+      iproute2 iptables conntrack kmod ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/nodetap/src
+COPY pyproject.toml README.md ./
+COPY nodetap ./nodetap
+COPY agent ./agent
+COPY netsetup ./netsetup
+COPY replay ./replay
+COPY forwarder ./forwarder
+COPY bpf ./bpf
+COPY proto ./proto
+# Editable install: the agent finds its BPF sources (bpf/*.c) beside its Python package.
+RUN python3 -m venv --system-site-packages /opt/nodetap/venv \
+ && /opt/nodetap/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e . \
+ && /opt/nodetap/venv/bin/python -c "import bcc, nftables, nodetap.cli" \
+ && mkdir -p /var/lib/nodetap && chown 65532:65532 /var/lib/nodetap
+
+ENV PATH=/opt/nodetap/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# The agent runs as root with a few capabilities (see daemonset/base/agent.yaml); the
+# forwarder and export run as 65532 (set in their manifests).
+ENTRYPOINT ["nodetap"]
+CMD ["--help"]
