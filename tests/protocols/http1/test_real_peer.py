@@ -1,0 +1,139 @@
+"""Real peers: Python's http.client / curl talking to http.server through a recording relay.
+
+The relay records the bytes as its sockets saw them (both directions, in order); the stitcher
+must turn them into exactly what the client sent and received.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.protocols.http1.recorder import RecordingRelay
+from tests.support.servers import python_server_thread
+
+# (method, url, extra headers, body)
+REQUESTS: list[tuple[str, str, list[tuple[str, str]], bytes]] = [
+    ("GET", "/bytes/10", [("Accept", "*/*")], b""),
+    ("HEAD", "/bytes/100", [], b""),
+    ("POST", "/echo?x=1", [("Content-Type", "application/json")], b'{"a": 1}'),
+    ("PUT", "/echo", [("X-Upper-CASE", "Mixed Value")], bytes(i % 256 for i in range(1 << 20))),
+    ("DELETE", "/thing/7", [], b""),
+    ("GET", "/chunked/5", [], b""),
+    ("GET", "/status/204", [], b""),
+    ("GET", "/status/304", [], b""),
+    ("PATCH", "/status/404", [], b"ab"),
+]
+
+
+def test_http_client_keep_alive_exchanges_match_what_the_client_saw() -> None:
+    with python_server_thread() as srv, RecordingRelay(("127.0.0.1", srv.port)) as relay:
+        conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
+        seen = []
+        for method, url, extra, body in REQUESTS:
+            headers = [("Host", f"127.0.0.1:{relay.port}"), *extra]
+            if body or method in ("POST", "PUT", "PATCH"):
+                headers.append(("Content-Length", str(len(body))))
+            conn.putrequest(method, url, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders(body or None)
+            resp = conn.getresponse()
+            got = resp.read()
+            seen.append(
+                (method, url, headers, body, resp.status, resp.reason, resp.getheaders(), got)
+            )
+        conn.close()
+        recording = relay.wait()
+
+    st, out = recording.stitch(max_body=2 << 20)
+    assert st.stats.parse_errors == 0 and not st.failed and not st.upgraded
+    assert len(out) == len(REQUESTS)
+    for ex, (method, url, headers, body, status, reason, rheaders, rbody) in zip(
+        out, seen, strict=True
+    ):
+        assert ex.flags == set()
+        q, r = ex.request, ex.response
+        assert q is not None and r is not None
+        assert (q.method, q.url, q.version, q.headers, q.body) == (
+            method,
+            url,
+            "HTTP/1.1",
+            headers,
+            body,
+        )
+        assert (r.status_code, r.status_message, r.version) == (status, reason, "HTTP/1.1")
+        assert r.headers == rheaders
+        assert r.body == rbody and r.body_size == len(rbody)
+        assert q.start_ts_ns <= q.end_ts_ns <= r.start_ts_ns <= r.end_ts_ns
+    chunked = out[5].response
+    assert chunked is not None
+    assert chunked.body == b"".join(f"chunk-{i}\n".encode() for i in range(5))
+    assert chunked.trailers == [("X-Trailer", "done")]
+    assert out[3].request is not None and out[3].request.body_size == 1 << 20
+
+
+def test_pipelined_requests_on_a_raw_socket() -> None:
+    reqs = (
+        b"".join(b"GET /bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in (1, 2, 3))
+        + b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxyz"
+    )
+    with python_server_thread() as srv, RecordingRelay(("127.0.0.1", srv.port)) as relay:
+        with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as s:
+            s.sendall(reqs)
+            received = b""
+            while chunk := s.recv(65536):
+                received += chunk
+        recording = relay.wait()
+    assert recording.raw("req") == reqs and recording.raw("resp") == received
+    st, out = recording.stitch()
+    assert [(e.request.url, e.response.body) for e in out if e.request and e.response] == [
+        ("/bytes/1", bytes([0])),
+        ("/bytes/2", bytes([0, 1])),
+        ("/bytes/3", bytes([0, 1, 2])),
+        ("/echo", b"xyz"),
+    ]
+    assert all(e.flags == set() for e in out) and st.stats.parse_errors == 0
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_expect_100_continue(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 8192  # 2 MiB: curl sends Expect: 100-continue and waits
+    f = tmp_path / "body.bin"
+    f.write_bytes(body)
+    with python_server_thread() as srv, RecordingRelay(("127.0.0.1", srv.port)) as relay:
+        res = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--data-binary",
+                f"@{f}",
+                "-H",
+                "Expect: 100-continue",
+                "-o",
+                str(tmp_path / "out.bin"),
+                "-w",
+                "%{http_code}",
+                f"http://127.0.0.1:{relay.port}/echo",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        recording = relay.wait()
+    assert res.stdout == b"200"
+    assert b"HTTP/1.1 100 Continue\r\n" in recording.raw("resp")
+    st, out = recording.stitch(max_body=4 << 20)
+    assert len(out) == 1 and out[0].flags == set()
+    q, r = out[0].request, out[0].response
+    assert q is not None and r is not None
+    assert (q.method, q.url, q.body) == ("POST", "/echo", body)
+    assert ("Expect", "100-continue") in q.headers
+    assert (r.status_code, r.body) == (200, (tmp_path / "out.bin").read_bytes())
+    assert r.body == body
+    assert st.stats.interim == 1
