@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+from prometheus_client import REGISTRY
+
 from agent.rrpairs import RRPairIds
 from agent.rules import RuleEngine
 from agent.sinks.forwarder import ForwarderSink
@@ -75,6 +77,14 @@ def main() -> int:
         sys.stdin.read()
     sink.close(args.close)
     print(f"COUNTERS {json.dumps(sink.counters())}", flush=True)
+    matches = {
+        s.labels["rule"]: int(s.value)
+        for metric in REGISTRY.collect()
+        if metric.name == "nodetap_rule_matches"
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
+    print(f"RULES {json.dumps(matches)}", flush=True)
     return 0
 
 
