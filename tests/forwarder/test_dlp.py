@@ -53,6 +53,7 @@ def _capture(tmp_path: Path) -> Path:
             "user": {"email": EMAIL, "password": PASSWORD},
             "card": {"number": CARD, "cvc": "123"},
             "items": [{"sku": "A-1", "qty": 2}],
+            "note": f"backup card {CARD.replace(' ', '')}",
         }
     ).encode()
     reqs = []
