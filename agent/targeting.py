@@ -398,3 +398,138 @@ def status_document(
     if extra:
         doc.update(extra)
     return doc
+
+
+# --- wiring for the agent's command line -------------------------------------------------
+
+
+def add_arguments(parser: Any) -> None:
+    """Kubernetes flags of the agent: --targeting, --kubeconfig, --node, --cluster."""
+    g = parser.add_argument_group("kubernetes (enrichment and targeting)")
+    g.add_argument(
+        "--targeting",
+        metavar="FILE",
+        help="YAML with a targeting: section (mode, namespaces, selectors); with it, only "
+        "targeted pods of this node are captured (in-kernel cgroup filter)",
+    )
+    g.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig (default: in-cluster, "
+        "$KUBECONFIG, ~/.kube/config; none: host-only enrichment)",
+    )
+    g.add_argument(
+        "--node",
+        metavar="NAME",
+        default="",
+        help="this node's name (default $NODE_NAME, else the host name)",
+    )
+    g.add_argument(
+        "--cluster",
+        metavar="NAME",
+        default="",
+        help="cluster name for RRPair meta (default $NODETAP_CLUSTER)",
+    )
+
+
+def load_config(path: str | None) -> TargetingConfig:
+    """The ``targeting:`` section of a YAML file (the whole file if it has no such key)."""
+    if not path:
+        return TargetingConfig()
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}; pass an existing --targeting") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML ({e}); fix it") from None
+    if not isinstance(loaded, Mapping):
+        raise UserError(f"{path} must be a YAML mapping with a targeting: section")
+    section = loaded.get("targeting", loaded)
+    return TargetingConfig.from_dict(section)
+
+
+class NodeContext:
+    """The agent's Kubernetes side in one object: an ``Enricher`` (always; host-only off
+    Kubernetes) and, with --targeting, a ``Targeting`` fed by the pod watch.
+
+    Wiring in the capture::
+
+        ctx = targeting.from_args(args)
+        metrics = httpserve.serve(args.metrics_addr, ready=ctx.ready, status=ctx.status)
+        ctx.attach(capture.set_cgroup_filter)   # targeted pods -> in-kernel filter, live
+        info = ctx.enricher.enrich(pid)         # per new connection
+        info.fill_meta(pair.meta, ctx.version)
+        ...
+        ctx.close()
+    """
+
+    def __init__(self, enricher: Any, targeting: Targeting | None, version: str) -> None:
+        self.enricher = enricher
+        self.targeting = targeting
+        self.version = version
+        self._namespace_watch: Any = None
+
+    def attach(self, set_filter: Callable[[set[int]], None]) -> None:
+        """Keep ``set_filter(ids)`` called with the targeted cgroup ids (now and on change)."""
+        if self.targeting is None:
+            return
+        self.targeting._on_change = set_filter
+        set_filter(self.targeting.cgroup_ids())
+
+    def ready(self) -> bool:
+        ns = self._namespace_watch
+        return bool(self.enricher.ready()) and (ns is None or ns.synced.is_set())
+
+    def status(self) -> dict[str, Any]:
+        return status_document(
+            self.targeting,
+            node=self.enricher.node,
+            cluster=self.enricher.cluster,
+            agent_version=self.version,
+            ready=self.ready(),
+        )
+
+    def close(self) -> None:
+        if self.targeting is not None:
+            self.targeting.close()
+        if self._namespace_watch is not None:
+            self._namespace_watch.stop()
+        self.enricher.close()
+
+
+def from_args(args: Any, *, rescan_seconds: float = 2.0) -> NodeContext:
+    """Build the NodeContext from the flags of ``add_arguments`` (and the environment)."""
+    from agent.enrich import Enricher, agent_version, load_api_client
+    from agent.enrich.watch import ListWatcher
+
+    config = load_config(getattr(args, "targeting", None))
+    kubeconfig = getattr(args, "kubeconfig", None)
+    enricher = Enricher.from_environment(
+        node=getattr(args, "node", "") or "",
+        cluster=getattr(args, "cluster", "") or "",
+        kubeconfig=kubeconfig,
+    )
+    targeting = None
+    ctx = NodeContext(enricher, None, agent_version())
+    if getattr(args, "targeting", None):
+        if not enricher.in_cluster or enricher.pods is None:
+            enricher.close()
+            raise UserError(
+                "--targeting needs Kubernetes (in a pod, or a kubeconfig); off Kubernetes "
+                "use --pid, --port or --cgroup"
+            )
+        namespaces = NamespaceIndex()
+        api_client = load_api_client(kubeconfig)
+        from kubernetes import client
+
+        core = client.CoreV1Api(api_client)
+        ctx._namespace_watch = ListWatcher(
+            "namespaces", core.list_namespace, namespaces.replace, namespaces.event
+        ).start()
+        targeting = Targeting(enricher.pods, config, namespaces=namespaces)
+        targeting.start(rescan_seconds)
+        ctx.targeting = targeting
+    return ctx

@@ -4,7 +4,7 @@
 without a cluster (host-only values) and never fails.
 """
 
-from agent.enrich.enricher import Enricher, EnrichInfo, load_api_client
+from agent.enrich.enricher import Enricher, EnrichInfo, agent_version, load_api_client
 from agent.enrich.peers import PeerIndex, PeerInfo
 from agent.enrich.pods import OwnerResolver, PodIndex, PodInfo
 
@@ -16,5 +16,6 @@ __all__ = [
     "PeerInfo",
     "PodIndex",
     "PodInfo",
+    "agent_version",
     "load_api_client",
 ]

@@ -55,6 +55,33 @@ class EnrichInfo:
     container: str = ""
     workload: str = ""
 
+    def fill_meta(self, meta: Any, agent_version: str = "") -> None:
+        """Copy into an RRPair ``Meta`` message (nodetap.v1): node, pid, comm, container,
+        pod, namespace, labels, workload, cluster and, when given, the agent version."""
+        meta.node = self.node
+        meta.pid = self.pid
+        meta.comm = self.comm
+        meta.container_id = self.container_id
+        meta.namespace = self.namespace
+        meta.pod = self.pod
+        meta.container = self.container
+        meta.workload = self.workload
+        meta.cluster = self.cluster
+        if agent_version:
+            meta.agent_version = agent_version
+        meta.labels.clear()
+        meta.labels.update(self.labels)
+
+
+def agent_version() -> str:
+    """The installed nodetap version (RRPair meta.agent_version)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nodetap")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
 
 @dataclass(slots=True)
 class _ProcEntry:

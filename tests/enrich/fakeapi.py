@@ -25,6 +25,7 @@ _API: Any = client.ApiClient()
 _COLLECTIONS = {
     "/api/v1/pods": ("pods", "PodList"),
     "/api/v1/services": ("services", "ServiceList"),
+    "/api/v1/namespaces": ("namespaces", "NamespaceList"),
     "/apis/discovery.k8s.io/v1/endpointslices": ("endpointslices", "EndpointSliceList"),
 }
 

@@ -65,7 +65,8 @@ def kubelet_cgroups(n: int) -> Iterator[tuple[Path, list[FakePod]]]:
     mount = find_cgroup2_mount()
     if mount is None:
         raise RuntimeError("no cgroup v2 mount")
-    top = mount / f"nodetap-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    # "kube" in the name: the targeting scan descends into it as into a kubelet's tree
+    top = mount / f"nodetap-test-kube-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     pods: list[FakePod] = []
     try:
         qos = top / "kubepods.slice" / "kubepods-besteffort.slice"
