@@ -107,6 +107,7 @@ def nginx(
     (ipv6: also on [::1] with the same port)."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     root = Path(tempfile.mkdtemp(prefix="nodetap-nginx-"))
+    root.chmod(0o755)  # nginx workers run as nobody when the test is root
     (root / "www").mkdir()
     for name, data in (files or {}).items():
         path = root / "www" / name
