@@ -70,6 +70,7 @@ class CaptureConfig:
     poll_interval: float = 0.01
     ringbuf_pages: int = 4096
     max_conns: int = 65536
+    max_inflight: int = 16384
     preexisting: bool = True
     idle_check_interval: float = 5.0
 
@@ -98,7 +99,11 @@ class SyscallCapture:
 
     def start(self) -> None:
         probes = load(
-            LoadOptions(ringbuf_pages=self.cfg.ringbuf_pages, max_conns=self.cfg.max_conns)
+            LoadOptions(
+                ringbuf_pages=self.cfg.ringbuf_pages,
+                max_conns=self.cfg.max_conns,
+                max_inflight=self.cfg.max_inflight,
+            )
         )
         self.probes = probes
         try:

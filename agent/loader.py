@@ -59,6 +59,7 @@ class LoadOptions:
 
     ringbuf_pages: int = 4096  # 16 MiB with 4 KiB pages; a power of two
     max_conns: int = 65536
+    max_inflight: int = 16384  # data syscalls in flight on tracked connections, node-wide
 
 
 @dataclass
@@ -155,6 +156,7 @@ def cflags(opts: LoadOptions) -> list[str]:
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
         f"-DNT_MAX_CONNS={opts.max_conns}",
+        f"-DNT_MAX_INFLIGHT={opts.max_inflight}",
     ]
 
 

@@ -5,7 +5,7 @@
  * (DESIGN principle 1), so the kernel headers BCC compiles against may be of another
  * kernel version without changing what the programs read.
  *
- * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS before this file.
+ * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS and NT_MAX_INFLIGHT (-D flags).
  */
 #include "nodetap.h"
 
@@ -38,7 +38,7 @@ struct nt_io_args {
     u8 _pad;
     u16 sc;
 };
-BPF_HASH(active_io, u64, struct nt_io_args, 16384);
+BPF_HASH(active_io, u64, struct nt_io_args, NT_MAX_INFLIGHT);
 
 /* connect() in flight, by thread; inet_sock_set_state(SYN_SENT) runs in the same task
  * inside connect() and fills in the local address (and proves the socket is TCP). */

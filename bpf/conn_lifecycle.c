@@ -71,11 +71,16 @@ static __always_inline int nt_accept_enter(u64 uaddr)
 static __always_inline int nt_accept_exit(long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
+    u64 uaddr = 0;
     u64 *up = pending_accept.lookup(&id);
-    if (!up)
+    if (up) {
+        uaddr = *up;
+        pending_accept.delete(&id);
+    } else if (ret < 0 || !nt_pid_wanted(id >> 32)) {
         return 0;
-    u64 uaddr = *up;
-    pending_accept.delete(&id);
+    }
+    /* else: a server that was already blocked in accept() when the capture started;
+     * its sockaddr pointer is unknown, the agent learns the addresses from /proc */
     if (ret < 0)
         return 0;
     struct nt_conn_event ev = {};

@@ -14,7 +14,7 @@ die() { echo "setup: $*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "this script supports Debian/Ubuntu hosts (apt-get not found)"
 
 # 1. Debian packages. BCC comes from Debian (the PyPI package named bcc is unrelated).
-pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev
+pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc libc6-dev
       iproute2 iptables conntrack kmod
       nginx-light curl wrk hey tcpdump tshark)
 missing=()
