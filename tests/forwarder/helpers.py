@@ -117,9 +117,10 @@ def stored(data_dir: Path, flt: fpb.Filter | None = None) -> list[pb.RRPair]:
 
 
 def grep_dir(directory: Path, needles: list[bytes]) -> dict[str, list[str]]:
-    """{needle: [files containing it]} over every file under directory."""
+    """{needle: [files containing it]} over every file under directory (or that one file)."""
     hits: dict[str, list[str]] = {}
-    for path in directory.rglob("*"):
+    paths = [directory] if directory.is_file() else directory.rglob("*")
+    for path in paths:
         if path.is_file():
             data = path.read_bytes()
             for n in needles:
