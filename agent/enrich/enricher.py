@@ -232,7 +232,8 @@ class Enricher:
         resync_seconds: float = 300.0,
         peers: bool = True,
     ) -> None:
-        """Watch this node's pods (and, with ``peers``, Services and EndpointSlices)."""
+        """Watch this node's pods (and, with ``peers``, Services, EndpointSlices and Nodes,
+        to name peers)."""
         from kubernetes import client
 
         core = client.CoreV1Api(api_client)
@@ -273,6 +274,15 @@ class Enricher:
                     core.list_service_for_all_namespaces,
                     pi.services_replace,
                     lambda t, o: pi.service_delete(o) if t == "DELETED" else pi.service_upsert(o),
+                    resync_seconds=resync_seconds,
+                )
+            )
+            self._watchers.append(
+                ListWatcher(
+                    "nodes",
+                    core.list_node,
+                    pi.nodes_replace,
+                    lambda t, o: pi.node_delete(o) if t == "DELETED" else pi.node_upsert(o),
                     resync_seconds=resync_seconds,
                 )
             )

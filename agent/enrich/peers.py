@@ -1,7 +1,8 @@
 """A peer's IP -> the pod or Service behind it.
 
 Local pods come from the node's ``PodIndex``; Service cluster IPs and the endpoints of every
-Service (pods on other nodes included) come from Services and EndpointSlices, fed by
+Service (pods on other nodes included) come from Services and EndpointSlices, node addresses
+from Nodes, fed by
 ``agent.enrich.watch`` list/watches. Thread-safe; replaced wholesale on a relist.
 """
 
@@ -18,8 +19,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 @dataclass(frozen=True, slots=True)
 class PeerInfo:
-    """Who an IP is: kind 'pod' or 'service' (or 'host'), with namespace/name and the Service
-    the address belongs to when known."""
+    """Who an IP is: kind 'pod', 'service', 'endpoint' (an address of a Service that is not a
+    pod) or 'node', with namespace/name and the Service the address belongs to when known."""
 
     ip: str
     kind: str
@@ -32,6 +33,8 @@ class PeerInfo:
             return f"svc/{self.namespace}/{self.name}"
         if self.kind == "pod":
             return f"pod/{self.namespace}/{self.name}"
+        if self.kind == "node":
+            return f"node/{self.name}"
         return self.ip
 
 
@@ -48,7 +51,27 @@ class PeerIndex:
         # service key -> cluster IPs; endpointslice key -> {ip: (service, pod ns, pod name)}
         self._services: dict[str, tuple[str, ...]] = {}
         self._slices: dict[str, dict[str, tuple[str, str, str]]] = {}
+        self._nodes: dict[str, tuple[str, ...]] = {}
         self._by_ip: dict[str, PeerInfo] = {}
+
+    # --- Nodes (a peer on a node IP: kubelet, host-network pods, NodePorts) ---------------
+    def node_upsert(self, node: Any) -> None:
+        addrs = getattr(node.status, "addresses", None) or ()
+        ips = tuple(a.address for a in addrs if a.type in ("InternalIP", "ExternalIP"))
+        with self._lock:
+            self._nodes[node.metadata.name] = ips
+            self._rebuild()
+
+    def node_delete(self, node: Any) -> None:
+        with self._lock:
+            self._nodes.pop(node.metadata.name, None)
+            self._rebuild()
+
+    def nodes_replace(self, items: list[Any]) -> None:
+        with self._lock:
+            self._nodes.clear()
+        for n in items:
+            self.node_upsert(n)
 
     # --- Services -------------------------------------------------------------------------
     def service_upsert(self, svc: Any) -> None:
@@ -109,6 +132,9 @@ class PeerIndex:
 
     def _rebuild(self) -> None:
         by_ip: dict[str, PeerInfo] = {}
+        for name, ips in self._nodes.items():
+            for ip in ips:
+                by_ip[ip] = PeerInfo(ip, "node", "", name)
         for entries in self._slices.values():
             for ip, (service, pod_ns, pod_name) in entries.items():
                 if pod_name:

@@ -26,6 +26,7 @@ _COLLECTIONS = {
     "/api/v1/pods": ("pods", "PodList"),
     "/api/v1/services": ("services", "ServiceList"),
     "/api/v1/namespaces": ("namespaces", "NamespaceList"),
+    "/api/v1/nodes": ("nodes", "NodeList"),
     "/apis/discovery.k8s.io/v1/endpointslices": ("endpointslices", "EndpointSliceList"),
 }
 

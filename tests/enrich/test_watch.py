@@ -197,6 +197,21 @@ def test_services_and_endpointslices_for_peers(api: FakeKubeAPI) -> None:
         assert (
             peer is not None and peer.label() == "pod/shop/cart-1" and peer.service == "shop/cart"
         )
+        node = client.V1Node(
+            api_version="v1",
+            kind="Node",
+            metadata=client.V1ObjectMeta(name="node-2"),
+            status=client.V1NodeStatus(
+                addresses=[
+                    client.V1NodeAddress(type="InternalIP", address="192.168.5.2"),
+                    client.V1NodeAddress(type="Hostname", address="node-2"),
+                ]
+            ),
+        )
+        api.add("nodes", to_dict(node))
+        wait_until(lambda: enricher.peer("192.168.5.2") is not None)
+        at_node = enricher.peer("192.168.5.2")
+        assert at_node is not None and at_node.label() == "node/node-2"
     finally:
         enricher.close()
 
