@@ -376,6 +376,8 @@ class ForwarderSink:
                 self._count("reconnects")
                 if code == grpc.StatusCode.UNAUTHENTICATED:
                     log.error("forwarder %s refused the token; check --token-file", self.addr)
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    self._drop_oversized_batch(e)
             if self._counters["acked"] + self._counters["duplicates"] > acked_before:
                 backoff = 0.1
             with self._cv:
@@ -384,6 +386,29 @@ class ForwarderSink:
                 self._cv.wait(backoff)
                 self._cut_pending_if_due_locked()
             backoff = min(backoff * 2, 2.0)
+
+    def _drop_oversized_batch(self, e: grpc.RpcError) -> None:
+        """The forwarder refused a message as too large: batches are acknowledged in order, so
+        it was the oldest unacknowledged one. Drop it (counted) instead of resending forever."""
+        with self._cv:
+            if not self._batches:
+                return
+            key, b = next(iter(self._batches.items()))
+            del self._batches[key]
+            self._by_id.pop((b.agent_id, b.seq), None)
+            if b.data is not None:
+                self._mem_bytes -= len(b.data)
+            if b.ref is not None and self._spool is not None:
+                self._spool.release(b.ref)
+            self._count("dropped_too_large", b.npairs)
+            self._cv.notify_all()
+        log.error(
+            "forwarder %s refused a batch of %d RRPairs as too large (%s); dropped. Lower the "
+            "sink's max_message_bytes or raise the forwarder's --max-message-bytes",
+            self.addr,
+            b.npairs,
+            e.details() if hasattr(e, "details") else e,
+        )
 
     def _cut_pending_if_due_locked(self) -> None:
         if self._pending and time.monotonic() - self._pending_since >= self._linger:
@@ -511,4 +536,3 @@ def from_args(args: argparse.Namespace) -> ForwarderSink | None:
         tls_ca=tls_ca,
         max_spool_bytes=getattr(args, "spool_max_bytes", 1024 * 1024 * 1024),
     )
-

@@ -69,7 +69,7 @@ class Spool:
             found.extend(records)
             if not records:
                 self._drop_segment(seg)
-        self._active = (segs[-1] if segs else -1)
+        self._active = segs[-1] if segs else -1
         if self.corrupt:
             log.warning("spool %s: skipped %d corrupt record(s)", self.dir, self.corrupt)
         return found

@@ -279,6 +279,17 @@ def test_message_size_limit_is_clear(tmp_path: Path) -> None:
         sink.close(1)
         assert sink.counters()["dropped_too_large"] == 1
         assert [p.id for p in h.store.query(fpb.Filter())] == ["small"]
+        # A sink that believes in a larger limit: the forwarder refuses the batch, the sink
+        # drops it (counted, logged) and goes on with the next ones.
+        sink = ForwarderSink(addr, max_message_bytes=limit * 4, batch_max_pairs=1)
+        sink.put(big)
+        after = pb.RRPair(id="after")
+        sink.put(after)
+        assert sink.flush(20)
+        sink.close(1)
+        c = sink.counters()
+        assert c["dropped_too_large"] == 1 and c["acked"] == 1
+        assert [p.id for p in h.store.query(fpb.Filter())] == ["small", "after"]
     finally:
         h.stop(0)
 
