@@ -2,8 +2,9 @@
 
 ``Enricher.enrich(pid)`` is what the capture calls for each new connection. It never fails:
 without Kubernetes (or before the pod watch has caught up) the fields hold what the host
-knows (pid, comm, container id if any). Per-process cgroup facts are cached (bounded LRU,
-checked against the process start time so a reused pid is not mistaken for the old one);
+knows (pid, comm, container id if any). Per-process cgroup facts are cached (bounded LRU;
+an entry older than ``revalidate_seconds`` is checked against the process start time, so a
+reused pid is not mistaken for the old one);
 pod facts are looked up in the live ``PodIndex`` each time, so they follow the watch.
 """
 
@@ -13,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ LOOKUPS = Counter(
     "host: host process; gone: process exited before lookup)",
     ["result"],
 )
+_LOOKUP = {r: LOOKUPS.labels(r) for r in ("pod", "container", "host", "gone")}
 PODS = Gauge("nodetap_enrich_pods", "Pods of this node known to the agent")
 
 
@@ -89,6 +92,7 @@ class _ProcEntry:
     comm: str
     cgroup_path: str
     ref: ContainerRef | None
+    checked: float  # monotonic time of the last start-time check
 
 
 def _read_first(path: str) -> str | None:
@@ -117,6 +121,7 @@ class Enricher:
         cluster: str = "",
         proc_root: str = "/proc",
         max_entries: int = 8192,
+        revalidate_seconds: float = 2.0,
     ) -> None:
         self.pods = pods
         self.peers = peers if peers is not None else (PeerIndex(pods) if pods else None)
@@ -125,11 +130,18 @@ class Enricher:
         self._proc = proc_root
         self._cache: OrderedDict[int, _ProcEntry] = OrderedDict()
         self._max = max_entries
+        self._revalidate = revalidate_seconds
         self._lock = threading.Lock()
         self._watchers: list[ListWatcher] = []
 
     # --- per process -------------------------------------------------------------------
     def _proc_entry(self, pid: int) -> _ProcEntry | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._cache.get(pid)
+            if entry is not None and now - entry.checked < self._revalidate:
+                self._cache.move_to_end(pid)
+                return entry  # checked a moment ago: a pid is not reused that fast
         stat = _read_first(f"{self._proc}/{pid}/stat")
         if stat is None:
             with self._lock:
@@ -139,6 +151,7 @@ class Enricher:
         with self._lock:
             entry = self._cache.get(pid)
             if entry is not None and entry.start_time == start:
+                entry.checked = now
                 self._cache.move_to_end(pid)
                 return entry
         cgroups = read_proc_cgroup(pid, self._proc)
@@ -146,7 +159,7 @@ class Enricher:
         comm = (_read_first(f"{self._proc}/{pid}/comm") or "").strip()
         if not comm:
             comm = stat.split("(", 1)[-1].rsplit(")", 1)[0]
-        entry = _ProcEntry(start, comm, path, container_from_path(path))
+        entry = _ProcEntry(start, comm, path, container_from_path(path), now)
         with self._lock:
             self._cache[pid] = entry
             while len(self._cache) > self._max:
@@ -169,12 +182,12 @@ class Enricher:
             log.debug("enrich %d: %s", pid, e)
             entry = None
         if entry is None:
-            LOOKUPS.labels("gone").inc()
+            _LOOKUP["gone"].inc()
             return EnrichInfo(pid=pid, node=self.node, cluster=self.cluster)
         ref = entry.ref
         pod = self.lookup_pod(ref)
         if pod is None:
-            LOOKUPS.labels("container" if ref else "host").inc()
+            _LOOKUP["container" if ref else "host"].inc()
             return EnrichInfo(
                 pid=pid,
                 comm=entry.comm,
@@ -185,7 +198,7 @@ class Enricher:
                 runtime=ref.runtime if ref else "",
                 pod_uid=(ref.pod_uid or "") if ref else "",
             )
-        LOOKUPS.labels("pod").inc()
+        _LOOKUP["pod"].inc()
         assert ref is not None
         return EnrichInfo(
             pid=pid,

@@ -26,8 +26,12 @@ def test_host_only_never_fails() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
-    gone = e.enrich(sleeper.pid)  # exited: what is known, no exception
+    assert e.enrich(sleeper.pid).comm == "sleep"  # cached: not re-checked within 2 s
+    fresh = Enricher(revalidate_seconds=0)
+    gone = fresh.enrich(sleeper.pid)  # exited: what is known, no exception
     assert gone.pid == sleeper.pid and gone.comm == ""
+    e.forget(sleeper.pid)
+    assert e.enrich(sleeper.pid).comm == ""
 
 
 def _fake_proc(root: Path, pid: int, start: int, cgroup: str, comm: str) -> None:
@@ -42,7 +46,14 @@ def _fake_proc(root: Path, pid: int, start: int, cgroup: str, comm: str) -> None
 
 def test_container_pid_cache_and_pid_reuse(tmp_path: Path) -> None:
     pods = PodIndex()
-    e = Enricher(pods, node="node-1", cluster="prod", proc_root=str(tmp_path), max_entries=2)
+    e = Enricher(
+        pods,
+        node="node-1",
+        cluster="prod",
+        proc_root=str(tmp_path),
+        max_entries=2,
+        revalidate_seconds=0,
+    )
     scope = (
         f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
         f"{UID.replace('-', '_')}.slice/cri-containerd-{CID}.scope\n"
