@@ -6,13 +6,15 @@ Shared by the agent's sink, `nodetap export`, `nodetap snapshot` and tests.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
 
 from nodetap.errors import UserError
+from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import forwarder_pb2_grpc as fgrpc
+from nodetap.v1 import rrpair_pb2 as pb
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -111,3 +113,26 @@ def from_args(args: argparse.Namespace) -> tuple[fgrpc.ForwarderStub, Metadata, 
     """(stub, call metadata, channel) from the flags of add_client_arguments."""
     ch = channel(args.forwarder, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
     return stub(ch), metadata(read_token(args.token_file)), ch
+
+
+def export_pairs(
+    addr: str,
+    *,
+    snapshot_id: str = "",
+    flt: fpb.Filter | None = None,
+    token: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    limit: int = 0,
+) -> Iterator[pb.RRPair]:
+    """Stream stored RRPairs (or a snapshot's) from a forwarder, oldest first; a failure is a
+    one-line UserError. For `nodetap replay --snapshot ID --forwarder ADDR`."""
+    ch = channel(addr, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    req = fpb.ExportRequest(filter=flt or fpb.Filter(), snapshot_id=snapshot_id, limit=limit)
+    try:
+        yield from stub(ch).Export(req, metadata=metadata(token))
+    except grpc.RpcError as e:
+        raise rpc_error(e, addr) from None
+    finally:
+        ch.close()

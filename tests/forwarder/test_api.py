@@ -21,6 +21,7 @@ from agent.sinks.forwarder import ForwarderSink
 from forwarder import client
 from forwarder.server import ForwarderHandle, serve
 from nodetap import jsonl
+from nodetap.errors import UserError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.forwarder.helpers import ROOT
@@ -205,6 +206,10 @@ def test_export_snapshots_and_retention_via_cli(tmp_path: Path) -> None:
         listed = _cli("snapshot", "list", *auth, "--json").stdout.splitlines()
         assert [json.loads(x)["id"] for x in listed] == [sid]
         assert json.loads(listed[0])["count"] == "2"
+        # the library call replay uses
+        assert {p.id for p in client.export_pairs(addr, snapshot_id=sid, token=TOKEN)} == old_posts
+        with pytest.raises(UserError, match="NOT_FOUND"):
+            list(client.export_pairs(addr, snapshot_id="snap-nope", token=TOKEN))
         out = _cli("snapshot", "export", sid, *auth, "--format", "jsonl").stdout
         assert {jsonl.loads(x).id for x in out.splitlines()} == old_posts
 
