@@ -10,6 +10,7 @@ from typing import IO
 
 from google.protobuf import json_format
 
+from nodetap import rrpair_json
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -19,7 +20,7 @@ class CaptureFormatError(ValueError):
 
 def dumps(pair: pb.RRPair) -> str:
     """One RRPair as one JSON line (no trailing newline)."""
-    return json_format.MessageToJson(pair, indent=None, preserving_proto_field_name=False)
+    return rrpair_json.dumps(pair)
 
 
 def loads(line: str | bytes, where: str = "") -> pb.RRPair:

@@ -1,0 +1,169 @@
+"""What capture costs the traced application, against what a sidecar proxy costs.
+
+nginx (one worker) served by wrk on loopback, three ways, interleaved in the same run:
+  bare     no capture
+  nodetap  `nodetap capture` on nginx's worker (BPF syscall tracepoints, RRPairs to a file)
+  proxy    an nginx reverse proxy in front of nginx (the sidecar-style baseline)
+Prints req/s and p99 latency for each, the ratios to bare, the agent's CPU per captured
+request, and completeness: RRPairs captured versus requests nginx served (its access log),
+with the kernel's drops by cause. Ratios hold on a shared, noisy machine; absolute numbers
+do not.
+
+    .venv/bin/python bench/capture_overhead.py [--rounds 3] [--seconds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.servers import Nginx, free_port, nginx  # noqa: E402
+
+PROXY_EXTRA = ""
+
+
+def wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
+    """(requests/s, p99 ms) from one wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert m is not None, out
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return rps, p99
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def proxy_to(backend: Nginx) -> Iterator[Nginx]:
+    extra = ""
+    with nginx(extra=extra) as p:
+        conf = (p.root / "nginx.conf").read_text()
+        conf = conf.replace(
+            "server {",
+            "upstream backend { server 127.0.0.1:%d; keepalive 64; }\n    server {" % backend.port,
+            1,
+        ).replace(
+            "location /hello",
+            "location /proxied { proxy_pass http://backend/hello; proxy_http_version 1.1; "
+            'proxy_set_header Connection ""; access_log off; }\n        location /hello',
+        )
+        (p.root / "nginx.conf").write_text(conf)
+        subprocess.run(
+            ["nginx", "-c", str(p.root / "nginx.conf"), "-p", str(p.root), "-s", "reload"],
+            check=True,
+            capture_output=True,
+        )
+        time.sleep(0.5)
+        yield p
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench: run as root (BPF)", file=sys.stderr)
+        return 2
+    results: dict[str, list[tuple[float, float]]] = {"bare": [], "nodetap": [], "proxy": []}
+    cpu_per_req: list[float] = []
+    captured = served = 0
+    drops: dict[str, int] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="nodetap-bench-"))
+    with nginx(workers=1) as backend, proxy_to(backend) as proxy:
+        worker = backend.worker_pids[0]
+        bare_url = f"{backend.url}/hello"
+        for r in range(args.rounds):
+            results["bare"].append(wrk(bare_url, args.seconds, args.connections))
+            # capture
+            out = tmp / f"capture-{r}.jsonl"
+            summary_path = tmp / f"summary-{r}.json"
+            log = tmp / f"capture-{r}.log"
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "nodetap", "capture", "-p", str(worker),
+                 "--port", str(backend.port), "-o", str(out),
+                 "--summary-json", str(summary_path)],  # fmt: skip
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=log.open("w"),
+            )
+            deadline = time.monotonic() + 60
+            while "capturing" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            before_lines = count_lines(backend.root / "access.log")
+            cpu0 = cpu_seconds(agent.pid)
+            rps, p99 = wrk(bare_url, args.seconds, args.connections)
+            time.sleep(0.5)
+            cpu1 = cpu_seconds(agent.pid)
+            agent.send_signal(signal.SIGINT)
+            agent.wait(timeout=60)
+            results["nodetap"].append((rps, p99))
+            n_served = count_lines(backend.root / "access.log") - before_lines
+            n_captured = count_lines(out)
+            served += n_served
+            captured += n_captured
+            cpu_per_req.append((cpu1 - cpu0) / max(n_captured, 1))
+            summary = json.loads(summary_path.read_text())
+            for k, v in summary.items():
+                if k.startswith("drop_") and v:
+                    drops[k] = drops.get(k, 0) + v
+            # proxy
+            results["proxy"].append(wrk(f"{proxy.url}/proxied", args.seconds, args.connections))
+    bare_rps = statistics.median(r for r, _ in results["bare"])
+    bare_p99 = statistics.median(p for _, p in results["bare"])
+    print(f"nginx + wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, medians")
+    print(f"{'mode':<8} {'req/s':>10} {'p99 ms':>8} {'req/s vs bare':>14} {'p99 vs bare':>12}")
+    for mode, runs in results.items():
+        rps = statistics.median(r for r, _ in runs)
+        p99 = statistics.median(p for _, p in runs)
+        print(
+            f"{mode:<8} {rps:>10.0f} {p99:>8.2f} {rps / bare_rps:>14.2f} {p99 / bare_p99:>12.2f}"
+        )
+    cost_capture = 1 - statistics.median(r for r, _ in results["nodetap"]) / bare_rps
+    cost_proxy = 1 - statistics.median(r for r, _ in results["proxy"]) / bare_rps
+    print(
+        f"throughput cost: nodetap {cost_capture:.1%}, proxy {cost_proxy:.1%}; "
+        f"capture/proxy cost ratio {cost_capture / cost_proxy if cost_proxy > 0 else float('nan'):.2f}"
+        " (target < 0.5)"
+    )
+    print(f"agent CPU per captured request: {statistics.median(cpu_per_req) * 1e6:.1f} us")
+    print(
+        f"completeness: {captured} RRPairs for {served} requests served "
+        f"({100 * captured / max(served, 1):.2f}%); drops: "
+        + (", ".join(f"{k[5:]}={v}" for k, v in sorted(drops.items())) or "none")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
