@@ -42,11 +42,16 @@ _HELD = 8  # after an upgrade request: bytes held until the response decides
 _DEAD = 9  # upgraded or failed: bytes ignored
 
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_TCHAR_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+# Start lines, header and trailer lines, matched on the block decoded as latin-1 (one C call
+# each; a line that does not match makes the count of matches differ from the count of lines).
+_REQ_LINE = re.compile("(" + _TCHAR_RE + r"+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r\n")
+_RESP_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?\r\n")
+_FIELD = re.compile(r"^(" + _TCHAR_RE + r"+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n", re.MULTILINE)
+_VERSION = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
+_NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
 # Bytes allowed in a header block besides CR and LF (which are checked separately):
 # HTAB, SP, visible ASCII, obs-text.
-_FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
-_TARGET_BYTES = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
 _HEX = b"0123456789abcdefABCDEF"
 _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
@@ -56,7 +61,6 @@ _CHUNK_EXT = re.compile(
     % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
 _DIGITS = b"0123456789"
-_VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
 # Where the resynchroniser may start parsing again: a request line (a known method anywhere,
 # any method token at the start of a line) or a status line, complete with its CRLF.
@@ -105,17 +109,8 @@ class _Error(Exception):
         self.pos = pos
 
 
-@dataclass(slots=True)
-class _Framing:
-    """What a message's headers say about its body and its connection."""
-
-    length: int | None = None
-    chunked: bool = False
-    chunked_not_last: bool = False
-    te: bool = False
-    keep_alive: bool = True
-    conn_upgrade: bool = False
-    upgrade_header: bool = False
+# (content_length, chunked, transfer_encoding_present, keep_alive, asks_upgrade)
+_Framing = tuple[int | None, bool, bool, bool, bool]
 
 
 def _token_list(value: str) -> list[str]:
@@ -159,6 +154,9 @@ class _Parser(Generic[M]):
         self._failed = False
         self._upgraded = False
         self._closing = False  # the last message said Connection: close
+        self._answered = True  # responses: the message answers a request that was told
+        self._popped = False  # responses: the method of its request was taken already
+        self._post = False  # _after_complete() has work to do
         self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
         self.last_error: str | None = None
 
@@ -194,6 +192,7 @@ class _Parser(Generic[M]):
     # -- driving ----------------------------------------------------------------------------
 
     def _feed(self, data: bytes | bytearray | memoryview, ts_ns: int) -> list[tuple[M, bool]]:
+        """Parse ``data``; return (message, answers_a_known_request) pairs it completed."""
         out: list[tuple[M, bool]] = []
         self._out = out
         state = self._state
@@ -211,13 +210,8 @@ class _Parser(Generic[M]):
             self._marks = [*self._rest_marks, (len(rest), ts_ns)]
             buf = rest + data
         else:
-            self._marks = []
+            self._marks = _NO_MARKS
             buf = data
-        self._consume(buf)
-        return out
-
-    def _consume(self, buf: bytes) -> None:
-        """Run the state machine over ``buf``; keep what it could not use yet."""
         pos = 0
         while True:
             try:
@@ -226,17 +220,23 @@ class _Parser(Generic[M]):
             except _Error as e:
                 pos = self._on_error(buf, e)
         if pos >= len(buf):
-            self._rest = b""
-            self._rest_marks = []
+            if rest:
+                self._rest = b""
+                self._rest_marks = []
         else:
-            self._rest = buf[pos:]
-            marks = self._marks
-            if not marks:
-                self._rest_marks = [(0, self._ts)]
-            else:
-                kept = [(0, self._ts_at(pos))]
-                kept.extend((off - pos, ts) for off, ts in marks if off > pos)
-                self._rest_marks = kept
+            self._keep(buf, pos)
+        return out
+
+    def _keep(self, buf: bytes, pos: int) -> None:
+        """Keep ``buf[pos:]`` (a partial line or header block) for the next chunk."""
+        self._rest = buf[pos:]
+        marks = self._marks
+        if not marks:
+            self._rest_marks = [(0, self._ts)]
+        else:
+            kept = [(0, self._ts_at(pos))]
+            kept.extend((off - pos, ts) for off, ts in marks if off > pos)
+            self._rest_marks = kept
 
     def _ts_at(self, pos: int) -> int:
         """Timestamp of the chunk holding byte ``pos`` of the current buffer."""
@@ -279,13 +279,9 @@ class _Parser(Generic[M]):
                     else:
                         self._state = _CHUNK_CRLF
             elif state == _CHUNK_SIZE:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    if n - pos > MAX_CHUNK_LINE:
-                        raise _Error("chunk size line too long", pos)
-                    break
-                self._chunk_size(buf[pos:eol], pos)
-                pos = eol + 2
+                pos = self._chunks(buf, pos)
+                if self._state == _CHUNK_SIZE:
+                    break  # need more bytes for the next chunk-size line
             elif state == _CHUNK_CRLF:
                 if n - pos < 2:
                     if buf[pos] != 13:
@@ -309,7 +305,7 @@ class _Parser(Generic[M]):
                     break
                 msg = self._msg
                 assert msg is not None
-                msg.trailers = self._fields(buf, pos, end)
+                msg.trailers = self._fields(buf[pos : end + 2].decode("latin-1"), 0, pos)
                 pos = end + 4
                 self._complete()
             elif state == _CLOSE:
@@ -332,14 +328,10 @@ class _Parser(Generic[M]):
 
     def _head(self, buf: bytes, start: int, end: int) -> int:
         """Parse the start line and header block ``buf[start:end]``; set up the body."""
-        block = buf[start:end]
-        if block.count(b"\n") != block.count(b"\r\n") or block.count(b"\r") != block.count(b"\n"):
-            raise _Error("bare CR or LF in header block", start)
-        eol = block.find(b"\r\n")
-        first = block if eol < 0 else block[:eol]
-        msg = self._start_line(first, start)
+        text = buf[start : end + 2].decode("latin-1")  # with the last line's CRLF
+        msg, hs = self._start_line(text, start)
         self._seen = True
-        msg.start_ts_ns = self._ts_at(start)
+        msg.start_ts_ns = self._ts_at(start) if self._marks else self._ts
         if self._gap_next:
             msg.flags.add("gap")
             self._gap_next = False
@@ -348,85 +340,85 @@ class _Parser(Generic[M]):
         self._room = self.max_body
         self._last_ts = self._ts
         try:
-            if eol >= 0:
-                msg.headers = self._fields(block, eol + 2, len(block), start)
-            self._framing(msg, start)
+            if hs < len(text):
+                msg.headers = self._fields(text, hs, start)
+            self._framing(msg, text, hs, start)
         except _Error as e:
             self._head_error(msg)
             e.pos = end + 3  # look for the next start line after this header block
             raise
         return end + 4
 
-    def _fields(self, buf: bytes, start: int, end: int, err_pos: int = -1) -> Headers:
-        """Header (or trailer) lines ``buf[start:end]``, CRLF separated, as (name, value)."""
-        raw = buf[start:end]
-        if raw.translate(None, _FIELD_BYTES).strip(b"\r\n") or b"\r\r" in raw:
-            raise _Error("invalid header value char", err_pos if err_pos >= 0 else start)
-        headers: Headers = []
-        append = headers.append
-        bad_name = _BAD_NAME.search
-        for line in raw.decode("latin-1").split("\r\n"):
-            name, colon, value = line.partition(":")
-            if not colon or not name or bad_name(name):
-                raise _Error("invalid header token", err_pos if err_pos >= 0 else start)
-            append((name, value.lstrip(" \t")))
+    @staticmethod
+    def _fields(text: str, start: int, pos: int) -> Headers:
+        """Header (or trailer) lines of ``text`` from ``start``, each ending in CRLF."""
+        headers: Headers = _FIELD.findall(text, start)
+        if len(headers) != text.count("\n", start):
+            raise _Error("invalid header line", pos)
         return headers
 
-    def _start_line(self, line: bytes, pos: int) -> M:
+    def _start_line(self, text: str, pos: int) -> tuple[M, int]:
+        """The message its start line (at the beginning of ``text``, with CRLF) describes,
+        and the offset after that line."""
         raise NotImplementedError
 
     def _check_prefix(self, line: bytes, pos: int) -> None:
         """Reject a partial start line whose first bytes cannot start a message (not HTTP)."""
         raise NotImplementedError
 
-    def _framing(self, msg: M, pos: int) -> None:
+    def _framing(self, msg: M, text: str, hs: int, pos: int) -> None:
+        """Decide how the body of ``msg`` is delimited (``text[hs:]`` holds its headers)."""
         raise NotImplementedError
 
     def _head_error(self, msg: M) -> None:
         """The header block of ``msg`` is invalid (hook for the request parser)."""
 
-    def _semantics(self, msg: M, pos: int) -> _Framing:
-        """What the headers say about the body and the connection (one pass over them)."""
-        f = _Framing()
+    @staticmethod
+    def _semantics(text: str, hs: int, version: str, pos: int) -> _Framing:
+        """What the headers in ``text[hs:]`` say about the body and the connection:
+        (content_length, chunked, transfer_encoding_present, keep_alive, asks_upgrade)."""
+        low = text.lower()
+        start = hs - 1  # the LF before the first header line
+        cl_at = low.find("\ncontent-length:", start)
+        te_at = low.find("\ntransfer-encoding:", start)
+        conn_at = low.find("\nconnection:", start)
+        default_keep_alive = version != "HTTP/1.0"
+        if cl_at < 0 and te_at < 0 and conn_at < 0:
+            return None, False, False, default_keep_alive, False
         length: int | None = None
-        conn: list[str] = []
-        for name, value in msg.headers:
-            ln = len(name)
-            if ln == 14 and name.lower() == "content-length":
-                v = value.strip(" \t")
-                if not v or v.strip("0123456789"):
-                    raise _Error("invalid character in Content-Length", pos)
-                if len(v) > 18:
-                    raise _Error("Content-Length overflow", pos)
-                if length is not None:
-                    raise _Error("duplicate Content-Length", pos)
-                length = int(v)
-            elif ln == 17 and name.lower() == "transfer-encoding":
-                f.te = True
-                codings = _token_list(value)
-                if f.chunked or "chunked" in codings[:-1]:
-                    f.chunked = False
-                    f.chunked_not_last = True
-                elif codings[-1] == "chunked":
-                    f.chunked = True
-            elif ln == 10 and name.lower() == "connection":
-                conn.extend(_token_list(value))
-            elif ln == 7 and name.lower() == "upgrade":
-                f.upgrade_header = True
-        if f.te and length is not None:
+        while cl_at >= 0:
+            v = text[cl_at + 16 : text.index("\r", cl_at + 16)].strip(" \t")
+            if not v or v.strip("0123456789"):
+                raise _Error("invalid character in Content-Length", pos)
+            if len(v) > 18:
+                raise _Error("Content-Length overflow", pos)
+            if length is not None:
+                raise _Error("duplicate Content-Length", pos)
+            length = int(v)
+            cl_at = low.find("\ncontent-length:", cl_at + 16)
+        chunked = te = False
+        while te_at >= 0:
+            te = True
+            codings = _token_list(text[te_at + 19 : text.index("\r", te_at + 19)])
+            # chunked must be the last coding, applied once
+            chunked = not chunked and codings[-1] == "chunked" and "chunked" not in codings[:-1]
+            te_at = low.find("\ntransfer-encoding:", te_at + 19)
+        if te and length is not None:
             raise _Error("Transfer-Encoding can't be present with Content-Length", pos)
-        f.length = length
-        if conn:
-            f.conn_upgrade = "upgrade" in conn
-            if "close" in conn:
-                f.keep_alive = False
-            elif "keep-alive" in conn:
-                f.keep_alive = True
-            else:
-                f.keep_alive = msg.version != "HTTP/1.0"
+        if conn_at < 0:
+            return length, chunked, te, default_keep_alive, False
+        conn: list[str] = []
+        while conn_at >= 0:
+            conn += _token_list(low[conn_at + 12 : low.index("\r", conn_at + 12)])
+            conn_at = low.find("\nconnection:", conn_at + 12)
+        if "close" in conn:
+            keep_alive = False
+        elif "keep-alive" in conn:
+            keep_alive = True
         else:
-            f.keep_alive = msg.version != "HTTP/1.0"
-        return f
+            keep_alive = default_keep_alive
+        asks_upgrade = "upgrade" in conn and low.find("\nupgrade:", start) >= 0
+        return length, chunked, te, keep_alive, asks_upgrade
 
     def _check_partial(self, buf: bytes, pos: int) -> None:
         """A header block not complete yet: reject it now if what came already is invalid.
@@ -440,17 +432,15 @@ class _Parser(Generic[M]):
                 raise _Error("bare CR or LF in start line", pos)
             self._check_prefix(line, pos)
             return
-        line = buf[pos:eol]
-        if b"\n" in line or b"\r" in line:
-            raise _Error("bare CR or LF in start line", pos)
+        msg, hs = self._start_line(buf[pos : eol + 2].decode("latin-1"), pos)
         n = len(buf)
         if eol + 2 < n and buf[eol + 2] in (32, 9):
             raise _Error("unexpected space after start line", pos)
-        msg = self._start_line(line, pos)
         last = buf.rfind(b"\r\n", eol + 2)
         if last > eol:
-            msg.headers = self._fields(buf, eol + 2, last, pos)
-            self._semantics(msg, pos)
+            text = buf[pos : last + 2].decode("latin-1")
+            self._fields(text, hs, pos)
+            self._semantics(text, hs, msg.version, pos)
         tail = buf[(last if last > eol else eol) + 2 :]
         if b"\n" in tail or b"\r" in tail[:-1]:
             raise _Error("bare CR or LF in header block", pos)
@@ -472,33 +462,75 @@ class _Parser(Generic[M]):
                 msg.flags.add("truncated")
                 self.stats.truncated += 1
 
-    def _chunk_size(self, line: bytes, pos: int) -> None:
+    def _chunks(self, buf: bytes, pos: int) -> int:
+        """Decode whole chunks (size line, data, CRLF) from ``pos`` in one loop.
+
+        Returns where it stopped; leaves _CHUNK_SIZE when a chunk is only partly here (the
+        state machine goes on) or the last chunk came (trailers next).
+        """
+        n = len(buf)
+        find = buf.find
+        msg = self._msg
+        assert msg is not None
+        parts = self._parts
+        while True:
+            eol = find(b"\r\n", pos)
+            if eol < 0:
+                if n - pos > MAX_CHUNK_LINE:
+                    raise _Error("chunk size line too long", pos)
+                return pos
+            line = buf[pos:eol]
+            if len(line) > 16 or line.translate(None, _HEX) or not line:
+                size = self._chunk_size(line, pos)  # extensions, or an error
+            else:
+                size = int(line, 16)
+            start = eol + 2
+            if not size:
+                self._state = _TRAILERS
+                return start
+            end = start + size
+            if end + 2 > n or buf[end] != 13 or buf[end + 1] != 10 or self._room < size:
+                self._rem = size
+                self._state = _CHUNK_DATA
+                return start
+            parts.append(buf[start:end])
+            self._room -= size
+            msg.body_size += size
+            pos = end + 2
+
+    @staticmethod
+    def _chunk_size(line: bytes, pos: int) -> int:
+        """The size on a chunk-size line that has extensions (or is invalid)."""
         size, semi, ext = line.partition(b";")
         if not size or size.translate(None, _HEX) or len(size) > 16:
             raise _Error("invalid character in chunk size", pos)
         if semi and _CHUNK_EXT.fullmatch(ext) is None:
             raise _Error("invalid chunk extensions", pos)
-        n = int(size, 16)
-        if n:
-            self._rem = n
-            self._state = _CHUNK_DATA
-        else:
-            self._state = _TRAILERS
+        return int(size, 16)
 
     def _complete(self, end_ts: int | None = None) -> None:
         msg = self._msg
         assert msg is not None
         parts = self._parts
-        msg.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        if parts:
+            msg.body = parts[0] if len(parts) == 1 else b"".join(parts)
         msg.end_ts_ns = self._ts if end_ts is None else end_ts
         self._msg = None
-        self._parts = []
         self._state = _IDLE
         self.stats.messages += 1
-        self._emit(msg)
+        self._out.append((msg, self._answered))
+        self._answered = True
+        self._popped = False
+        if self._post:
+            self._after_complete()
+
+    def _after_complete(self) -> None:
+        """A message that changes the connection (upgrade) completed (subclass hook)."""
 
     def _emit(self, msg: M) -> None:
-        self._out.append((msg, True))
+        self._out.append((msg, self._answered))
+        self._answered = True
+        self._popped = False
 
     # -- errors, gaps, resync -----------------------------------------------------------------
 
@@ -648,7 +680,7 @@ class _Parser(Generic[M]):
         eol = rest.find(b"\r\n", start)
         line = rest[start:eol] if eol >= 0 else rest[start:]
         try:
-            msg = self._start_line(line, 0)
+            msg, _ = self._start_line(line.decode("latin-1") + "\r\n", 0)
         except _Error:
             self.stats.skipped_bytes += len(rest)
             return
@@ -694,20 +726,13 @@ class RequestParser(_Parser[HttpRequest]):
         """A request asked to switch protocols; later bytes wait for ``resume()``/``stop()``."""
         return self._state == _HELD
 
-    def _start_line(self, line: bytes, pos: int) -> HttpRequest:
-        parts = line.split(b" ")
-        if len(parts) != 3:
+    def _start_line(self, text: str, pos: int) -> tuple[HttpRequest, int]:
+        m = _REQ_LINE.match(text)
+        if m is None:
             raise _Error("invalid request line", pos)
-        method, target, version = parts
-        if not method or method.translate(None, _TCHAR):
-            raise _Error("invalid method", pos)
-        if not target or target.translate(None, _TARGET_BYTES):
-            raise _Error("invalid request target", pos)
-        ver = _VERSIONS.get(version)
-        if ver is None:
-            raise _Error("invalid HTTP version", pos)
         self._announced = False
-        return HttpRequest(method.decode("latin-1"), target.decode("latin-1"), ver, [], b"", 0)
+        method, url, minor = m.groups()
+        return HttpRequest(method, url, _VERSION[minor], [], b"", 0), m.end()
 
     def _check_prefix(self, line: bytes, pos: int) -> None:
         parts = line.rstrip(b"\r").split(b" ")
@@ -720,25 +745,26 @@ class RequestParser(_Parser[HttpRequest]):
         ):
             raise _Error("invalid request line", pos)
 
-    def _framing(self, msg: HttpRequest, pos: int) -> None:
+    def _framing(self, msg: HttpRequest, text: str, hs: int, pos: int) -> None:
         tunnel = msg.method == "CONNECT" or msg.method == "PRI"
         try:
-            f = self._semantics(msg, pos)
+            length, chunked, te, keep_alive, asks = self._semantics(text, hs, msg.version, pos)
         except _Error:
             self._announce(msg, tunnel)
             raise
-        upgrade = tunnel or (f.upgrade_header and f.conn_upgrade)
+        upgrade = tunnel or asks
         self._announce(msg, upgrade)
-        if f.te and not f.chunked:
+        if te and not chunked:
             raise _Error("request has invalid Transfer-Encoding", pos)
-        self._upgrade_req = upgrade
-        self._closing = not f.keep_alive
+        if upgrade:
+            self._upgrade_req = self._post = True
+        self._closing = not keep_alive
         if tunnel:  # the tunnel starts after the header block, whatever the headers say
             self._complete()
-        elif f.chunked:
+        elif chunked:
             self._state = _CHUNK_SIZE
-        elif f.length:
-            self._rem = f.length
+        elif length:
+            self._rem = length
             self._state = _BODY
         else:
             self._complete()
@@ -751,8 +777,8 @@ class RequestParser(_Parser[HttpRequest]):
     def _head_error(self, msg: HttpRequest) -> None:
         self._announce(msg)
 
-    def _complete(self, end_ts: int | None = None) -> None:
-        super()._complete(end_ts)
+    def _after_complete(self) -> None:
+        self._post = False
         if self._upgrade_req:
             self._upgrade_req = False
             self._state = _HELD
@@ -801,8 +827,6 @@ class ResponseParser(_Parser[HttpResponse]):
         self._methods: deque[tuple[str, bool]] = deque()
         self._asked_upgrade = False
         self.on_refused: Callable[[], None] | None = None
-        self._answered = True
-        self._popped = False
         self._method: str | None = None
         self._upgrade_resp = False
 
@@ -810,23 +834,19 @@ class ResponseParser(_Parser[HttpResponse]):
         """The next request (in order) used ``method`` (and asked to switch protocols)."""
         self._methods.append((method, asks_upgrade))
 
-    def _start_line(self, line: bytes, pos: int) -> HttpResponse:
-        version, _, rest = line.partition(b" ")
-        ver = _VERSIONS.get(version)
-        if ver is None:
-            raise _Error("invalid HTTP version", pos)
-        code, sp, reason = rest.partition(b" ")
-        if len(code) != 3 or code.translate(None, _DIGITS):
-            raise _Error("invalid status code", pos)
-        if sp and reason.translate(None, _FIELD_BYTES):
-            raise _Error("invalid character in reason phrase", pos)
-        return HttpResponse(int(code), reason.decode("latin-1"), ver, [], b"", 0)
+    def _start_line(self, text: str, pos: int) -> tuple[HttpResponse, int]:
+        m = _RESP_LINE.match(text)
+        if m is None:
+            raise _Error("invalid status line", pos)
+        reason = m.group(3)
+        msg = HttpResponse(int(m.group(2)), reason or "", _VERSION[m.group(1)], [], b"", 0)
+        return msg, m.end()
 
     def _check_prefix(self, line: bytes, pos: int) -> None:
         if not b"HTTP/1.".startswith(line[:7]):
             raise _Error("expected HTTP/1.x status line", pos)
 
-    def _framing(self, msg: HttpResponse, pos: int) -> None:
+    def _framing(self, msg: HttpResponse, text: str, hs: int, pos: int) -> None:
         status = msg.status_code
         if status < 200 and status != 101:
             self.stats.interim += 1
@@ -835,23 +855,23 @@ class ResponseParser(_Parser[HttpResponse]):
             return
         method = self._answer()
         if status == 101 or (method == "CONNECT" and 200 <= status < 300):
-            self._semantics(msg, pos)
+            self._semantics(text, hs, msg.version, pos)
             msg.flags.add("upgrade")
-            self._upgrade_resp = True
+            self._upgrade_resp = self._post = True
             self._complete()
             return
         if method == "HEAD" or status == 204 or status == 304:
-            self._closing = not self._semantics(msg, pos).keep_alive
+            self._closing = not self._semantics(text, hs, msg.version, pos)[3]
             self._complete()
             return
-        f = self._semantics(msg, pos)
-        self._closing = not f.keep_alive
-        if f.chunked:
+        length, chunked, te, keep_alive, _ = self._semantics(text, hs, msg.version, pos)
+        self._closing = not keep_alive
+        if chunked:
             self._state = _CHUNK_SIZE
-        elif f.te or f.length is None:
+        elif te or length is None:
             self._state = _CLOSE
-        elif f.length:
-            self._rem = f.length
+        elif length:
+            self._rem = length
             self._state = _BODY
         else:
             self._complete()
@@ -863,9 +883,11 @@ class ResponseParser(_Parser[HttpResponse]):
         self._popped = True
         methods = self._methods
         if methods:
-            method, self._asked_upgrade = methods.popleft()
+            method, asked = methods.popleft()
+            if asked:
+                self._asked_upgrade = self._post = True
         else:
-            method, self._asked_upgrade = None, False
+            method = None
         self._method = method
         self._answered = method is not None
         return method
@@ -874,8 +896,8 @@ class ResponseParser(_Parser[HttpResponse]):
         if msg.status_code >= 200 or msg.status_code == 101:
             self._answer()
 
-    def _complete(self, end_ts: int | None = None) -> None:
-        super()._complete(end_ts)
+    def _after_complete(self) -> None:
+        self._post = False
         if self._upgrade_resp:
             self._upgraded = True
             self._state = _DEAD
@@ -885,8 +907,3 @@ class ResponseParser(_Parser[HttpResponse]):
             self._asked_upgrade = False
             if self.on_refused is not None:
                 self.on_refused()
-
-    def _emit(self, msg: HttpResponse) -> None:
-        self._out.append((msg, self._answered))
-        self._answered = True
-        self._popped = False

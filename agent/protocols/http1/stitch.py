@@ -48,7 +48,7 @@ class Http1Stitcher:
     ) -> list[HttpExchange]:
         if self._upgraded or self._closed:
             return []
-        reqs = self._req.feed(data, ts_ns)
+        reqs = self._req._feed(data, ts_ns)
         return self._on_requests(reqs) if reqs else []
 
     def feed_response_bytes(
@@ -61,13 +61,13 @@ class Http1Stitcher:
 
     def _resume_requests(self) -> None:
         """The response parser saw an upgrade refused: parse the held request bytes now."""
-        self._extra.extend(self._on_requests(self._req.resume()))
+        self._extra.extend(self._on_requests([(r, True) for r in self._req.resume()]))
 
     def request_gap(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
         """``nbytes`` of the request stream are missing at this point."""
         if self._upgraded or self._closed:
             return []
-        return self._on_requests(self._req.gap(nbytes, ts_ns))
+        return self._on_requests(self._req._gap(nbytes, ts_ns))
 
     def response_gap(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
         """``nbytes`` of the response stream are missing at this point."""
@@ -82,7 +82,7 @@ class Http1Stitcher:
         self._closed = True
         out: list[HttpExchange] = []
         if not self._upgraded:
-            out.extend(self._on_requests(self._req.close(ts_ns)))
+            out.extend(self._on_requests(self._req._close(ts_ns)))
             out.extend(self._on_responses(self._res._close(ts_ns)))
         for req in self._reqs:
             out.append(self._lone(req, None))
@@ -94,10 +94,10 @@ class Http1Stitcher:
 
     # -- pairing ------------------------------------------------------------------------------
 
-    def _on_requests(self, reqs: list[HttpRequest]) -> list[HttpExchange]:
+    def _on_requests(self, reqs: list[tuple[HttpRequest, bool]]) -> list[HttpExchange]:
         out: list[HttpExchange] = []
         resps = self._resps
-        for req in reqs:
+        for req, _ in reqs:
             if resps:
                 self._pair(req, resps.popleft(), out)
             else:
