@@ -8,6 +8,7 @@ process; both must equal what the client itself sent and read, field by field.
 from __future__ import annotations
 
 import email.utils
+import gzip
 import hashlib
 import os
 import random
@@ -42,8 +43,15 @@ BIG = _rng.randbytes(MIB)  # 1 MiB, exactly the default body limit
 HUGE = _rng.randbytes(8 * MIB)  # more than loopback socket buffers hold
 STATIC = b"a static file\n"
 STATIC_MTIME = 1_700_000_000
+TEXT = b"".join(b"line %d of a compressible text\n" % i for i in range(3000))
 EXTRA = """
         location = /static.txt { }
+        location /gz/ {
+            gzip on;
+            gzip_http_version 1.0;
+            gzip_min_length 0;
+            gzip_types *;
+        }
 """
 
 
@@ -78,7 +86,7 @@ class Env:
 def env() -> Iterator[Env]:
     """nginx (IPv4 and IPv6) and the Python echo server, both captured by one capture that
     filters on their two ports (other traffic on this machine stays out)."""
-    files = {"static.txt": STATIC, "big.bin": BIG, "huge.bin": HUGE}
+    files = {"static.txt": STATIC, "big.bin": BIG, "huge.bin": HUGE, "gz/text.txt": TEXT}
     with (
         nginx(files=files, ipv6=True, extra=EXTRA) as ngx,
         python_server_process() as py,
@@ -289,6 +297,57 @@ def test_chunked_request(env: Env, tmp_path: Path) -> None:
     inb, out = both_sides(env.lc, run.local_ports[0], 1)
     for p in (inb[0], out[0]):
         assert_curl_exchange(p, ex, data, b"echo\n")
+    assert_no_loss(env.lc)
+
+
+def test_content_coding_kept_close_delimited_and_chunked(env: Env) -> None:
+    """gzip from nginx: over HTTP/1.0 the body ends when nginx closes the connection (no
+    Content-Length), over HTTP/1.1 it is chunked; either way the RRPair body is the gzip
+    bytes as sent, which decompress to the file."""
+    host = f"127.0.0.1:{env.ngx.port}"
+    headers = [("Host", host), ("Accept-Encoding", "gzip")]
+    req = _req_bytes("GET", "/gz/text.txt", headers).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    run = raw_exchange("127.0.0.1", env.ngx.port, req)
+    head, _, body = run.received.partition(b"\r\n\r\n")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    res_headers = [(n, v.strip()) for n, _, v in (line.partition(":") for line in lines[1:])]
+    assert ("Content-Encoding", "gzip") in res_headers
+    assert not [n for n, _ in res_headers if n in ("Content-Length", "Transfer-Encoding")]
+    assert gzip.decompress(body) == TEXT
+    inb, out = both_sides(env.lc, run.local_port, 1)
+    for p in (inb[0], out[0]):
+        assert (p.http.req.method, p.http.req.url, p.http.req.version) == (
+            "GET",
+            "/gz/text.txt",
+            "HTTP/1.0",
+        )
+        assert hdrs(p.http.req) == headers
+        assert_response(p, Response(200, "OK", "HTTP/1.1", res_headers, body))
+
+    crun = curl("-H", "Accept-Encoding: gzip", env.ngx.url + "/gz/text.txt")
+    (ex,) = crun.exchanges
+    assert ("Transfer-Encoding", "chunked") in ex.final.headers
+    assert gzip.decompress(crun.stdout) == TEXT
+    inb, out = both_sides(env.lc, crun.local_ports[0], 1)
+    for p in (inb[0], out[0]):
+        assert_curl_exchange(p, ex, b"", crun.stdout)
+    assert_no_loss(env.lc)
+
+
+def test_large_request_head(env: Env) -> None:
+    """A 48 KiB request head (48 headers of 1 KiB) spans several records."""
+    host = f"127.0.0.1:{env.py.port}"
+    headers = [("Host", host)] + [(f"X-Big-{i}", chr(65 + i % 26) * 1024) for i in range(48)]
+    reqs = [
+        Request("GET", "/bytes/100", headers),
+        Request("POST", "/echo", [*headers, ("Content-Length", "5")], b"after"),
+    ]
+    run = py_http("127.0.0.1", env.py.port, reqs)
+    inb, out = both_sides(env.lc, run.local_port, 2)
+    for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
+        for p in (p_in, p_out):
+            assert_request(p, req.method, req.url, req.headers, req.body)
+            assert_response(p, res)
     assert_no_loss(env.lc)
 
 
