@@ -119,6 +119,19 @@ def _wait_line(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: 
     raise UserError(f"nodetap capture did not start within {timeout:.0f}s")
 
 
+def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"the forwarder exited early:\n{log.read_text(errors='replace')}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise UserError(f"the forwarder did not listen on port {port} within {timeout:.0f}s")
+
+
 def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, text=True, capture_output=True, timeout=300, **kw)
 
@@ -139,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             stdout=subprocess.DEVNULL,
             stderr=open(work / "forwarder.log", "w"),  # noqa: SIM115
         )
+        _wait_port(fwd_port, forwarder, work / "forwarder.log", timeout=60)
 
         _step(2, f"nodetap capture -p {app.pid} --forwarder {fwd} (BPF syscall tracepoints)")
         cap_log = work / "capture.log"
@@ -199,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
         stored_path = work / "stored.jsonl"
         exp = _run(_nodetap("export", "--forwarder", fwd, "-o", str(stored_path)))
         if exp.returncode != 0:
-            raise UserError(f"export from the forwarder failed: {exp.stderr.strip()}")
+            log = (work / "forwarder.log").read_text(errors="replace")
+            raise UserError(f"export from the forwarder failed: {exp.stderr.strip()}\n{log}")
         _run(
             _nodetap(
                 "export", "--forwarder", fwd, "--format", "har", "-o", str(work / "capture.har")
