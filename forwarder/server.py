@@ -237,10 +237,14 @@ def serve(
     retention_bytes: int | None = None,
     retention_interval: float = 60.0,
     sync: str = "full",
-    workers: int = 32,
+    max_streams: int = 64,
     store: Store | None = None,
 ) -> ForwarderHandle:
-    """Start a forwarder on listen ("HOST:PORT", port 0 = any) storing into data_dir."""
+    """Start a forwarder on listen ("HOST:PORT", port 0 = any) storing into data_dir.
+
+    max_streams bounds concurrent calls (agents' Ingest streams plus Subscribe and Export
+    calls); beyond it a call gets RESOURCE_EXHAUSTED and the agent retries.
+    """
     if bool(tls_cert) != bool(tls_key):
         raise UserError("TLS needs both --tls-cert and --tls-key")
     if tls_client_ca and not tls_cert:
@@ -249,7 +253,9 @@ def serve(
     hub = Hub()
     interceptors = [TokenInterceptor(token)] if token else []
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forwarder"),
+        # grpcio's server gives each open call a thread: agents' Ingest streams and clients'
+        # Subscribe calls each hold one for their lifetime.
+        futures.ThreadPoolExecutor(max_workers=max_streams + 4, thread_name_prefix="forwarder"),
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -260,7 +266,7 @@ def serve(
             ("grpc.keepalive_time_ms", 5000),
             ("grpc.keepalive_timeout_ms", 5000),
         ],
-        maximum_concurrent_rpcs=workers - 2,
+        maximum_concurrent_rpcs=max_streams,
     )
     fgrpc.add_ForwarderServicer_to_server(ForwarderService(store, hub), server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()

@@ -373,11 +373,14 @@ class ForwarderSink:
                     return
                 code = e.code() if hasattr(e, "code") else None
                 log.info("forwarder %s: stream ended (%s); retrying", self.addr, code)
-                self._count("reconnects")
+                with self._cv:
+                    self._count("reconnects")
                 if code == grpc.StatusCode.UNAUTHENTICATED:
                     log.error("forwarder %s refused the token; check --token-file", self.addr)
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    self._drop_oversized_batch(e)
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in str(
+                    e.details() if hasattr(e, "details") else ""
+                ):
+                    self._drop_oversized_batch(e)  # (not for "Concurrent RPC limit exceeded")
             if self._counters["acked"] + self._counters["duplicates"] > acked_before:
                 backoff = 0.1
             with self._cv:

@@ -228,16 +228,18 @@ class SqliteStore:
         return self._snapshot((sid, name, created, flt.SerializeToString(), count))
 
     def list_snapshots(self) -> list[fpb.Snapshot]:
-        rows = self._db.execute(
-            "SELECT id, name, created_ns, filter, count FROM snapshots ORDER BY created_ns DESC"
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, created_ns, filter, count FROM snapshots ORDER BY created_ns DESC"
+            ).fetchall()
         return [self._snapshot(r) for r in rows]
 
     def get_snapshot(self, snapshot_id: str) -> fpb.Snapshot | None:
-        row = self._db.execute(
-            "SELECT id, name, created_ns, filter, count FROM snapshots WHERE id = ?",
-            (snapshot_id,),
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, created_ns, filter, count FROM snapshots WHERE id = ?",
+                (snapshot_id,),
+            ).fetchone()
         return self._snapshot(row) if row else None
 
     def snapshot_pairs(
@@ -299,14 +301,15 @@ class SqliteStore:
         return deleted
 
     def stats(self) -> fpb.StatsResponse:
-        db = self._db
-        pairs, lo, hi = db.execute("SELECT COUNT(*), MIN(ts_ns), MAX(ts_ns) FROM pairs").fetchone()
-        batches = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
-        snaps = db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
+        with self._lock:
+            db = self._db
+            pairs, lo, hi = db.execute(
+                "SELECT COUNT(*), MIN(ts_ns), MAX(ts_ns) FROM pairs"
+            ).fetchone()
+            batches = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+            snaps = db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
         size = sum(
-            os.path.getsize(p)
-            for p in (self.path, Path(f"{self.path}-wal"))
-            if os.path.exists(p)
+            os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal")) if os.path.exists(p)
         )
         resp = fpb.StatsResponse(pairs=pairs, batches=batches, bytes=size, snapshots=snaps)
         if lo is not None:

@@ -113,6 +113,13 @@ def register(subparsers: Any) -> None:
         "forwarder crash but not a machine crash, faster",
     )
     p.add_argument(
+        "--max-streams",
+        metavar="N",
+        type=int,
+        default=64,
+        help="concurrent calls served: agents' streams plus clients (default 64)",
+    )
+    p.add_argument(
         "--metrics-addr",
         metavar="ADDR",
         help="serve /metrics, /healthz, /readyz on HOST:PORT (default: off)",
@@ -135,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         retention_bytes=parse_size(args.retention_size) if args.retention_size else None,
         retention_interval=args.retention_interval,
         sync=args.sync,
+        max_streams=args.max_streams,
     )
     metrics = None
     if args.metrics_addr:

@@ -420,3 +420,40 @@ def test_health_and_reflection_need_no_token(fwd: ForwarderHandle) -> None:
         assert "nodetap.v1.Forwarder" in names and "grpc.health.v1.Health" in names
     finally:
         ch.close()
+
+
+def test_forwarder_command_token_file_and_metrics(tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.forwarder.helpers import forwarder_process
+    from tests.support.servers import free_port, wait_for_port
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    port, mport = free_port(), free_port()
+    with forwarder_process(
+        port,
+        tmp_path / "data",
+        "--token-file",
+        str(token_file),
+        "--metrics-addr",
+        f"127.0.0.1:{mport}",
+    ):
+        wait_for_port("127.0.0.1", mport)
+        refused = ForwarderSink(f"127.0.0.1:{port}", token="wrong")
+        refused.put(pb.RRPair(id="nope"))
+        assert refused.flush(1.5) is False
+        refused.close(0.1)
+        assert refused.counters()["acked"] == 0 and refused.counters()["reconnects"] >= 1
+        sink = ForwarderSink(f"127.0.0.1:{port}", token=TOKEN)
+        for i in range(5):
+            sink.put(pb.RRPair(id=f"m-{i}"))
+        assert sink.flush(20)
+        sink.close(1)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read()
+    lines = text.decode().splitlines()
+    assert "nodetap_forwarder_pairs_stored_total 5.0" in lines
+    assert any(
+        x.startswith("nodetap_forwarder_auth_refused_total") and not x.endswith(" 0.0")
+        for x in lines
+    )
