@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import bpf_layout as L
 from agent import procfs
@@ -24,7 +25,7 @@ from agent.loader import LoadOptions, Probes, load
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.ringbuf import RingBufferReader
-from agent.rrpairs import RRPairIds, build_http_rrpair
+from agent.rrpairs import ConnContext, RRPairIds, build_http_rrpair
 from agent.streams import Chunk
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -73,6 +74,9 @@ class CaptureConfig:
     max_inflight: int = 16384
     preexisting: bool = True
     idle_check_interval: float = 5.0
+    # pid -> who the process is (agent.enrich.Enricher.enrich); called once per connection
+    enrich: Callable[[int], Any] | None = None
+    agent_version: str = ""
 
 
 class SyscallCapture:
@@ -292,8 +296,29 @@ class SyscallCapture:
             self.stats["conns_upgraded"] += 1
             self._untrack(conn)
 
+    def _context(self, conn: Connection) -> ConnContext:
+        if conn.ctx is not None:
+            return conn.ctx
+        ctx = conn.context(self.cfg.node)
+        ctx.agent_version = self.cfg.agent_version
+        if self.cfg.enrich is not None:
+            try:
+                info = self.cfg.enrich(conn.tgid)
+            except Exception:  # enrichment must never cost a capture
+                log.debug("enrichment of pid %d failed", conn.tgid, exc_info=True)
+            else:
+                ctx.node = info.node or ctx.node
+                ctx.container_id = info.container_id
+                ctx.namespace, ctx.pod, ctx.labels = info.namespace, info.pod, dict(info.labels)
+                ctx.container, ctx.workload, ctx.cluster = (
+                    info.container,
+                    info.workload,
+                    info.cluster,
+                )
+        return ctx
+
     def _emit(self, conn: Connection, ex: HttpExchange) -> None:
-        pair = build_http_rrpair(ex, conn.context(self.cfg.node), self.ids.next())
+        pair = build_http_rrpair(ex, self._context(conn), self.ids.next())
         conn.rrpairs += 1
         s = self.stats
         s["rrpairs"] += 1

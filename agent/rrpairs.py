@@ -31,6 +31,13 @@ class ConnContext:
     comm: str = ""
     node: str = ""
     container_id: str = ""
+    namespace: str = ""
+    pod: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    container: str = ""
+    workload: str = ""
+    cluster: str = ""
+    agent_version: str = ""
     flags: set[str] = field(default_factory=set)  # connection-wide flags ("preexisting")
 
 
@@ -85,6 +92,16 @@ def build_http_rrpair(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) 
     meta.container_id = ctx.container_id
     meta.source = ctx.source
     meta.conn_id = ctx.conn_id
+    if ctx.pod or ctx.namespace:
+        meta.namespace = ctx.namespace
+        meta.pod = ctx.pod
+        meta.labels.update(ctx.labels)
+        meta.container = ctx.container
+        meta.workload = ctx.workload
+    if ctx.cluster:
+        meta.cluster = ctx.cluster
+    if ctx.agent_version:
+        meta.agent_version = ctx.agent_version
     req, res = exchange.request, exchange.response
     start = req.start_ts_ns if req is not None else (res.start_ts_ns if res is not None else 0)
     if start:

@@ -139,11 +139,13 @@ def register(sub: Any) -> None:
     add_capture_arguments(p)
     from agent.rules import add_arguments as add_rules_arguments
     from agent.sinks.forwarder import add_arguments as add_sink_arguments
+    from agent.targeting import add_arguments as add_k8s_arguments
     from nodetap.httpserve import add_arguments as add_metrics_arguments
 
     add_sink_arguments(p)
     add_rules_arguments(p)
     add_metrics_arguments(p)
+    add_k8s_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -227,14 +229,19 @@ def run(args: argparse.Namespace) -> int:
 
     from agent.rules import from_args as rules_from_args
     from agent.sinks.forwarder import from_args as sink_from_args
+    from agent.targeting import from_args as node_context_from_args
 
     rules = rules_from_args(args)
+    node = node_context_from_args(args) if args.mode == "syscall" else None
     sink = sink_from_args(args)
     metrics = None
     if getattr(args, "metrics_addr", None):
         from nodetap.httpserve import serve
 
-        metrics = serve(args.metrics_addr)
+        if node is not None:
+            metrics = serve(args.metrics_addr, ready=node.ready, status=node.status)
+        else:
+            metrics = serve(args.metrics_addr)
     try:
         with _open_output(args.output) as out:
             write = build_writer(args.format, out)
@@ -252,8 +259,11 @@ def run(args: argparse.Namespace) -> int:
             if args.mode == "packet":
                 summary = _run_packet(args, emit, stop)
             else:
-                summary = _run_syscall(args, emit, stop)
+                assert node is not None
+                summary = _run_syscall(args, emit, stop, node)
     finally:
+        if node is not None:
+            node.close()
         if sink is not None:
             sink.close(timeout=10)
             summary_sink = sink.counters()
@@ -270,7 +280,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_syscall(
-    args: argparse.Namespace, emit: Callable[[pb.RRPair], None], stop: threading.Event
+    args: argparse.Namespace,
+    emit: Callable[[pb.RRPair], None],
+    stop: threading.Event,
+    node: Any,
 ) -> dict[str, int]:
     from agent.capture import CaptureConfig, SyscallCapture
     from agent.metrics import register_capture
@@ -282,9 +295,14 @@ def _run_syscall(
         max_body=args.max_body,
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
+        enrich=node.enricher.enrich,
+        agent_version=node.version,
     )
+    if node.enricher.node:
+        cfg.node = node.enricher.node
     cap = SyscallCapture(cfg, emit)
     cap.start()
+    node.attach(cap.set_cgroup_filter)  # with --targeting: targeted pods only, kept live
     unregister = register_capture(cap)
     try:
         print(
