@@ -1,5 +1,6 @@
-"""`nodetap capture --forwarder` on real nginx traffic: every exchange reaches the forwarder,
-redacted by the edge rules before it leaves the capture process."""
+"""`nodetap capture --forwarder` on real nginx traffic: every exchange reaches the forwarder
+exactly once, even across a kill -9 of the forwarder in the middle of the capture, redacted by
+the edge rules before it leaves the capture process."""
 
 from __future__ import annotations
 
@@ -11,21 +12,39 @@ from pathlib import Path
 
 import pytest
 
-from tests.forwarder.helpers import ROOT, forwarder_process, grep_dir, stop, stored
+from tests.forwarder.helpers import ROOT, grep_dir, start_forwarder, stop, stored
 from tests.support.servers import free_port, nginx
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.slow]
 
 SECRET = "capture-e2e-bearer-0a1b2c3d4e5f"
 
+CLIENT = """
+import sys, time, urllib.request
+url, n, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    auth = {"Authorization": "Bearer " + secret}
+    req = urllib.request.Request(f"{url}/hello?i={i}", headers=auth)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        r.read()
+    print(i + 1, flush=True)
+    time.sleep(0.01)
+req = urllib.request.Request(f"{url}/favicon.ico")
+try:
+    urllib.request.urlopen(req, timeout=10)
+except Exception:
+    pass
+"""
 
-def test_capture_streams_redacted_pairs_to_the_forwarder(tmp_path: Path) -> None:
-    n = 20
+
+def test_capture_streams_redacted_pairs_across_a_forwarder_kill9(tmp_path: Path) -> None:
+    n = 60
     rules = tmp_path / "rules.yaml"
     rules.write_text("drop:\n  - {name: no-favicon, path: ^/favicon}\n")
     data, spool = tmp_path / "data", tmp_path / "spool"
     port = free_port()
-    with nginx() as web, forwarder_process(port, data):
+    with nginx() as web:
+        fwd = start_forwarder(port, data)
         cap = subprocess.Popen(
             [
                 sys.executable,
@@ -50,36 +69,42 @@ def test_capture_streams_redacted_pairs_to_the_forwarder(tmp_path: Path) -> None
             stderr=subprocess.PIPE,
             text=True,
         )
+        cli = None
         try:
             assert cap.stderr is not None
             deadline = time.monotonic() + 60
             while "capturing with" not in (line := cap.stderr.readline()):
                 assert line and time.monotonic() < deadline, "capture did not start"
-            urls = [f"{web.url}/hello?i={i}" for i in range(n)]
-            subprocess.run(
-                [
-                    "curl",
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-H",
-                    f"Authorization: Bearer {SECRET}",
-                    *urls,
-                    f"{web.url}/favicon.ico",
-                ],
-                check=True,
-                timeout=60,
+            cli = subprocess.Popen(
+                [sys.executable, "-c", CLIENT, web.url, str(n), SECRET],
+                stdout=subprocess.PIPE,
+                text=True,
             )
+            assert cli.stdout is not None
+            while int(cli.stdout.readline() or n) < n // 3:
+                pass
+            fwd.send_signal(signal.SIGKILL)  # mid-capture
+            fwd.wait()
+            while int(cli.stdout.readline() or n) < n // 2:
+                pass
+            fwd = start_forwarder(port, data)
+            cli.wait(timeout=60)
             cap.wait(timeout=60)
             summary = cap.stderr.read()
         finally:
+            if cli is not None:
+                stop(cli)
             stop(cap, signal.SIGINT)
+            stop(fwd)
         assert cap.returncode == 0, summary
-        pairs = stored(data)
-    assert len(pairs) == 2 * n  # inbound (nginx) and outbound (curl) of each request
-    assert len({p.id for p in pairs}) == 2 * n
+        assert len(web.access_log_lines()) == n + 1
+    pairs = stored(data)
+    # inbound (nginx) and outbound (the client) of each request, each exactly once
+    assert len(pairs) == 2 * n and len({p.id for p in pairs}) == 2 * n
+    assert sorted(p.http.req.url for p in pairs) == sorted(
+        f"/hello?i={i}" for i in range(n) for _ in (0, 1)
+    )
     assert all("redacted" in p.flags for p in pairs)
-    assert all(not p.http.req.url.startswith("/favicon") for p in pairs)
     needles = [SECRET.encode()]
     assert (tmp_path / "local.jsonl").stat().st_size > 0
     assert grep_dir(data, needles) == {} and grep_dir(tmp_path / "local.jsonl", needles) == {}
