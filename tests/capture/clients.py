@@ -279,17 +279,24 @@ s = socket.socket(family, socket.SOCK_STREAM)
 s.settimeout(30)
 s.connect((spec["host"], spec["port"]))
 port = s.getsockname()[1]
-s.sendall(base64.b64decode(spec["data"]))
-limit = spec["read_limit"]
 got = bytearray()
-while limit is None or len(got) < limit:
-    chunk = s.recv(65536 if limit is None else min(65536, limit - len(got)))
-    if not chunk:
-        break
-    got += chunk
+for op, arg in spec["steps"]:
+    if op == "send":
+        s.sendall(base64.b64decode(arg))
+    elif op == "read":  # until `arg` bytes in all were received (None: until the peer closes)
+        while arg is None or len(got) < arg:
+            chunk = s.recv(65536 if arg is None else min(65536, arg - len(got)))
+            if not chunk:
+                break
+            got += chunk
+    elif op == "pause":
+        print(json.dumps({"port": port}), flush=True)
+        sys.stdin.readline()
 s.close()
 print(json.dumps({"port": port, "data": base64.b64encode(bytes(got)).decode()}), flush=True)
 """
+
+Step = tuple[str, bytes | int | None]
 
 
 @dataclass
@@ -298,26 +305,60 @@ class RawRun:
     received: bytes
 
 
+class RawClient:
+    """A raw-socket client process running `steps` on one connection, then closing it:
+    ("send", bytes) writes them in one go; ("read", n) reads until n bytes in all were
+    received (None: until the server closes); ("pause", None) waits for `resume()`."""
+
+    def __init__(self, host: str, port: int, steps: list[Step]) -> None:
+        wire = [
+            (op, base64.b64encode(arg).decode() if isinstance(arg, bytes) else arg)
+            for op, arg in steps
+        ]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RAW_CLIENT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(
+            (json.dumps({"host": host, "port": port, "steps": wire}) + "\n").encode()
+        )
+        self.proc.stdin.flush()
+        self.local_port = 0
+        if any(op == "pause" for op, _ in steps):
+            line = self.proc.stdout.readline()
+            if not line:
+                self.close()
+                raise AssertionError("raw client did not reach its pause")
+            self.local_port = int(json.loads(line)["port"])
+
+    def resume(self) -> RawRun:
+        """Let the client run to its end (past its pause, if any)."""
+        out, err = self.proc.communicate(b"go\n", timeout=TIMEOUT)
+        if self.proc.returncode != 0:
+            raise AssertionError(f"raw client failed: {err.decode()[-2000:]}")
+        res = json.loads(out.splitlines()[-1])
+        return RawRun(int(res["port"]), base64.b64decode(res["data"]))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def raw_exchange(host: str, port: int, data: bytes, read_limit: int | None = None) -> RawRun:
     """Connect, send `data` in one go (several requests: pipelining), read until the
     server closes (or until `read_limit` bytes, then close mid-response)."""
-    spec = {
-        "host": host,
-        "port": port,
-        "data": base64.b64encode(data).decode(),
-        "read_limit": read_limit,
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", RAW_CLIENT],
-        input=(json.dumps(spec) + "\n").encode(),
-        capture_output=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"raw client failed: {proc.stderr.decode()[-2000:]}")
-    res = json.loads(proc.stdout)
-    return RawRun(int(res["port"]), base64.b64decode(res["data"]))
+    with RawClient(host, port, [("send", data), ("read", read_limit)]) as client:
+        return client.resume()
 
 
 def split_responses(data: bytes, methods: list[str]) -> list[Response]:

@@ -24,8 +24,10 @@ from tests.capture.clients import (
     CurlExchange,
     Headers,
     PausedClient,
+    RawClient,
     Request,
     Response,
+    Step,
     curl,
     py_http,
     raw_exchange,
@@ -569,6 +571,43 @@ def test_connection_opened_before_capture() -> None:
             assert inb[0].meta.comm == "nginx"
             assert lc.cap.summary()["conns_preexisting"] >= 2
             assert_no_loss(lc)
+
+
+def test_connection_preexisting_mid_response() -> None:
+    """The capture starts while a 2 MiB response is half read: the rest of its body is
+    skipped (no message start in it), the next exchange on the connection is captured on
+    both sides, flagged "preexisting". (A preexisting stream with no message start in its
+    first MiB is given up as not HTTP: RESYNC_FAIL_BYTES in the parser.)"""
+    data = BIG + BIG[::-1]
+    with nginx(files={"two.bin": data}) as ngx:
+        host = f"127.0.0.1:{ngx.port}"
+        first = _req_bytes("GET", "/two.bin", [("Host", host)])
+        after_headers = [("Host", host), ("Connection", "close")]
+        after = _req_bytes("GET", "/hello?after", after_headers)
+        steps: list[Step] = [
+            ("send", first),
+            ("read", 3 * MIB // 2),
+            ("pause", None),
+            ("read", 2 * MIB + 100),
+            ("send", after),
+            ("read", None),
+        ]
+        with (
+            RawClient("127.0.0.1", ngx.port, steps) as client,
+            live_capture(ports=[ngx.port]) as lc,
+        ):
+            run = client.resume()
+            inb, out = both_sides(lc, client.local_port, 1, flags=["preexisting"])
+            lc.settle()
+            assert len(lc.pairs) == 2
+            assert_no_loss(lc)
+    _head, _, rest = run.received.partition(b"\r\n\r\n")
+    assert rest.startswith(data)
+    (res,) = split_responses(rest[len(data) :], ["GET"])
+    for p in (inb[0], out[0]):
+        assert_request(p, "GET", "/hello?after", after_headers, b"")
+        assert_response(p, res)
+    assert res.body == b"hello world\n"
 
 
 def test_fifty_concurrent_connections_wrk() -> None:
