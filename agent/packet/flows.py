@@ -12,9 +12,9 @@ capture time without a packet, the least recently active flows are flushed and c
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import itertools
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -79,26 +79,36 @@ class FlowStats:
 
 
 class Flow:
-    """One TCP connection."""
+    """One TCP connection. Its session is made when the first payload byte arrives, so
+    connections that never carry data (scans, SYN floods) cost little."""
 
-    __slots__ = ("c2s", "client_key", "info", "last_ts", "s2c", "session")
+    __slots__ = ("c2s", "client_key", "flow_id", "last_ts", "midstream", "s2c", "session")
 
     def __init__(
-        self, info: FlowInfo, client_key: FlowKey, session: Session, ts_ns: int, max_buffer: int
+        self, flow_id: int, client_key: FlowKey, midstream: bool, ts_ns: int, max_buffer: int
     ) -> None:
-        self.info = info
+        self.flow_id = flow_id
         self.client_key = client_key
-        self.session = session
+        self.midstream = midstream
+        self.session: Session | None = None
         self.c2s = TcpStream(max_buffer)
         self.s2c = TcpStream(max_buffer)
         self.last_ts = ts_ns
 
+    def info(self) -> FlowInfo:
+        cip, cport, sip, sport = self.client_key
+        return FlowInfo(self.flow_id, _ip_text(cip), cport, _ip_text(sip), sport, self.midstream)
+
+
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
 
 def _ip_text(addr: bytes) -> str:
-    ip = ipaddress.ip_address(addr)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    if len(addr) == 4:
+        return socket.inet_ntop(socket.AF_INET, addr)
+    if addr[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, addr[12:])
+    return socket.inet_ntop(socket.AF_INET6, addr)
 
 
 class FlowTable:
@@ -109,7 +119,7 @@ class FlowTable:
         session_factory: SessionFactory,
         ports: Collection[int] = (),
         idle_timeout_ns: int = 120 * 10**9,
-        max_flows: int = 65536,
+        max_flows: int = 32768,
         max_buffered: int = 256 << 20,
         max_stream_buffer: int = 4 << 20,
     ) -> None:
@@ -143,7 +153,7 @@ class FlowTable:
         flags = seg.flags
         if flow is not None and flags & SYN and not flags & ACK and key == flow.client_key:
             isn_next = (seg.seq + 1) & 0xFFFFFFFF
-            if flow.c2s.offset_of(isn_next) != 0 or flow.info.midstream:
+            if flow.c2s.offset_of(isn_next) != 0 or flow.midstream:
                 self._close(flow, ts_ns)  # a new connection on the same ports
                 stats.closed += 1
                 flow = None
@@ -153,7 +163,7 @@ class FlowTable:
                 stats.ignored += 1
                 return
         else:
-            self._lru.move_to_end(flow.info.flow_id)
+            self._lru.move_to_end(flow.flow_id)
         flow.last_ts = ts_ns
         from_client = key == flow.client_key
         this, other = (flow.c2s, flow.s2c) if from_client else (flow.s2c, flow.c2s)
@@ -254,19 +264,10 @@ class FlowTable:
             self.stats.evicted_limit += 1
         rkey = (seg.dst, seg.dport, seg.src, seg.sport)
         ckey = key if client_is_src else rkey
-        cip, cport, sip, sport = ckey
-        info = FlowInfo(
-            flow_id=next(self._ids),
-            client_ip=_ip_text(cip),
-            client_port=cport,
-            server_ip=_ip_text(sip),
-            server_port=sport,
-            midstream=midstream,
-        )
-        flow = Flow(info, ckey, self._factory(info), ts_ns, self._max_stream_buffer)
+        flow = Flow(next(self._ids), ckey, midstream, ts_ns, self._max_stream_buffer)
         self._by_key[key] = flow
         self._by_key[rkey] = flow
-        self._lru[info.flow_id] = flow
+        self._lru[flow.flow_id] = flow
         self.stats.flows += 1
         if midstream:
             self.stats.midstream += 1
@@ -288,6 +289,8 @@ class FlowTable:
 
     def _feed(self, flow: Flow, from_client: bool, events: list[StreamEvent]) -> None:
         session = flow.session
+        if session is None:
+            session = flow.session = self._factory(flow.info())
         for ev in events:
             if type(ev) is Chunk:
                 session.data(from_client, ev.data, ev.ts_ns)
@@ -304,7 +307,8 @@ class FlowTable:
                 self._feed(flow, from_client, events)
         self._buffered -= before
         try:
-            flow.session.close(ts_ns)
+            if flow.session is not None:
+                flow.session.close(ts_ns)
         finally:
             stats = self.stats
             for st in (flow.c2s.stats, flow.s2c.stats):
@@ -316,7 +320,7 @@ class FlowTable:
             key = flow.client_key
             self._by_key.pop(key, None)
             self._by_key.pop((key[2], key[3], key[0], key[1]), None)
-            self._lru.pop(flow.info.flow_id, None)
+            self._lru.pop(flow.flow_id, None)
 
     def _shed(self) -> None:
         """Too many bytes wait for missing ones: close the least recently active flows."""

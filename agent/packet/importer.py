@@ -26,7 +26,7 @@ def import_pcap(
     ports: Collection[int] = (),
     max_body: int = 1 << 20,
     node: str = "",
-    max_flows: int = 65536,
+    max_flows: int = 32768,
 ) -> ImportResult:
     """Read every record of `fp`, emit the RRPairs found; raises PcapFormatError when
     the stream is not a capture file at all."""

@@ -40,7 +40,7 @@ class PacketPipeline:
         ports: Collection[int] = (),
         max_body: int = 1 << 20,
         node: str = "",
-        max_flows: int = 65536,
+        max_flows: int = 32768,
         idle_timeout_ns: int = 120 * 10**9,
     ) -> None:
         self.stats = PacketStats()

@@ -18,6 +18,10 @@ MASK32 = 0xFFFFFFFF
 HALF32 = 0x80000000
 # A segment this far ahead of the next expected byte is not plausible: dropped as bogus.
 MAX_AHEAD = 1 << 30
+_EMPTY = bytearray()  # shared placeholder until a stream delivers bytes (never written)
+_NO_STARTS: list[int] = []  # shared placeholders, never written (see TcpStream._insert)
+_NO_DATA: dict[int, bytes] = {}
+_NO_TS: dict[int, int] = {}
 
 
 @dataclass(slots=True)
@@ -81,11 +85,13 @@ class TcpStream:
         self.started = False
         self.next_offset = 0
         self.fin_offset: int | None = None
-        self._pend_starts: list[int] = []  # sorted, disjoint
-        self._pend_data: dict[int, bytes] = {}
-        self._pend_ts: dict[int, int] = {}
+        # Bytes waiting for earlier ones: sorted disjoint starts, and data and time by start.
+        # Shared empty placeholders until a segment arrives out of order (most never do).
+        self._pend_starts: list[int] = _NO_STARTS
+        self._pend_data: dict[int, bytes] = _NO_DATA
+        self._pend_ts: dict[int, int] = _NO_TS
         self.pending_bytes = 0
-        self._recent = bytearray()  # the last delivered bytes, to spot conflicting copies
+        self._recent = _EMPTY  # the last delivered bytes, to spot conflicting copies
         self._recent_start = 0
         self.stats = StreamStats()
 
@@ -191,6 +197,8 @@ class TcpStream:
         self.next_offset += n
         self.stats.bytes += n
         recent = self._recent
+        if recent is _EMPTY:
+            recent = self._recent = bytearray()
         recent += data
         excess = len(recent) - 2 * self._recent_keep
         if excess > 0:
@@ -210,6 +218,8 @@ class TcpStream:
 
     def _insert(self, off: int, data: bytes, ts_ns: int) -> None:
         """Store bytes that wait for earlier ones, keeping the first copy of every byte."""
+        if self._pend_starts is _NO_STARTS:
+            self._pend_starts, self._pend_data, self._pend_ts = [], {}, {}
         starts = self._pend_starts
         pdata = self._pend_data
         end = off + len(data)
@@ -274,6 +284,6 @@ class TcpStream:
         self.next_offset = target
         self.stats.gaps += 1
         self.stats.gap_bytes += size
-        self._recent.clear()
+        self._recent = _EMPTY
         self._recent_start = target
         return [gap]

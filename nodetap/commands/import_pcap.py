@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 import time
 from collections.abc import Iterator
@@ -53,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1 << 20,
         help="keep at most this many bytes of each body (default 1 MiB; flag 'truncated')",
     )
+    p.add_argument(
+        "--max-flows",
+        metavar="N",
+        type=int,
+        default=32768,
+        help="connections tracked at once (default 32768, about 7 KiB each); past it the "
+        "least recently active is closed",
+    )
     p.add_argument("--node", default="", help="value of meta.node in the RRPairs")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     p.set_defaults(func=run)
@@ -69,6 +78,18 @@ def parse_ports(values: list[str]) -> list[int]:
                 raise UserError(f"--port {part!r} is not a TCP port; give a number from 1 to 65535")
             ports.append(int(part))
     return ports
+
+
+@contextlib.contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """An import makes millions of short-lived objects while thousands of flows stay open;
+    with the default thresholds the collector's passes cost more than the parsing."""
+    old = gc.get_threshold()
+    gc.set_threshold(100_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @contextlib.contextmanager
@@ -105,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     ports = parse_ports(args.port)
     if args.max_body < 0:
         raise UserError("--max-body must be 0 or more bytes")
+    if args.max_flows < 1:
+        raise UserError("--max-flows must be 1 or more")
     started = time.monotonic()
-    with _open_in(args.file) as fin, _open_out(args.output) as fout:
+    with _open_in(args.file) as fin, _open_out(args.output) as fout, _fewer_gc_passes():
         write = fout.write
         dumps = jsonl.dumps
 
@@ -115,7 +138,14 @@ def run(args: argparse.Namespace) -> int:
             write("\n")
 
         try:
-            result = import_pcap(fin, emit, ports=ports, max_body=args.max_body, node=args.node)
+            result = import_pcap(
+                fin,
+                emit,
+                ports=ports,
+                max_body=args.max_body,
+                node=args.node,
+                max_flows=args.max_flows,
+            )
         except PcapFormatError as e:
             raise UserError(f"{args.file}: {e}; give a pcap or pcapng file (tcpdump -w)") from None
     c = result.counters
@@ -131,6 +161,13 @@ def run(args: argparse.Namespace) -> int:
             f"{c['filtered']} filtered out ({result.format}, {elapsed:.2f}s)",
             file=sys.stderr,
         )
+    if c["packets"] and c["unsupported_link"] == c["packets"]:
+        print(
+            f"nodetap: {name}: no packet has a supported link type (Ethernet, Linux cooked "
+            "SLL/SLL2, loopback, raw IP); convert the capture or capture on another interface",
+            file=sys.stderr,
+        )
+        return 1
     if result.error and c["packets"] == 0:
         return 1
     return 0
