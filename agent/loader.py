@@ -119,8 +119,7 @@ def preflight() -> Path:
     """Check what BPF capture needs; return the tracefs path. Raises UserError."""
     if os.geteuid() != 0:
         raise UserError(
-            "must run as root: BPF capture needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN "
-            "(try: sudo nodetap ...)"
+            "must run as root: BPF capture needs CAP_BPF and CAP_PERFMON (try: sudo nodetap ...)"
         )
     try:
         import bcc  # noqa: F401

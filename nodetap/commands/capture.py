@@ -219,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--count must be a positive number")
     if args.max_body < 0:
         raise UserError("--max-body must not be negative")
+    if args.mode == "syscall":
+        from agent.loader import preflight
+
+        preflight()  # not root, no BCC, no headers...: say so before anything else starts
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
