@@ -160,6 +160,7 @@ class SyscallCapture:
             now = time.monotonic_ns()
             for conn in self.tracker:
                 self.tracker.pop(conn.conn_id)
+                self._kernel_gaps(conn, now)
                 self._finish(conn, now, closed=False)
         finally:
             self._final_kernel = self.probes.counters()
@@ -503,6 +504,23 @@ class SyscallCapture:
         self.tracker.pop(conn.conn_id)
         self._holey.discard(conn)
 
+    def _kernel_gaps(self, conn: Connection, ts: int) -> None:
+        """A connection ends without a CLOSE record (its process exited, or the capture
+        stops): bytes the kernel counted on it that never arrived (records lost to a full
+        ring buffer) are gaps, as a CLOSE record's offsets would have shown."""
+        table = self._conns_map
+        if table is None:
+            return
+        try:
+            cur = table[ctypes.c_uint64((conn.tgid << 32) | conn.fd)]  # type: ignore[index]
+        except KeyError:
+            return
+        if cur.id != conn.conn_id or cur.flags & L.NT_CONN_MUTED:
+            return
+        for d in (0, 1):
+            for ch in conn.streams[d].gap_to(int(cur.off[d]), ts):
+                self._feed_chunk(conn, d, ch)
+
     def _reap_dead(self) -> None:
         """Connections of processes that exited without close() (exit closes fds
         without a close syscall): finish them and free their kernel entries."""
@@ -511,6 +529,7 @@ class SyscallCapture:
             if procfs.process_alive(conn.tgid) and procfs.socket_inode(conn.tgid, conn.fd):
                 continue
             self.stats["conns_process_gone"] += 1
+            self._kernel_gaps(conn, now)
             self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
             self.tracker.pop(conn.conn_id)
             self._finish(conn, now, closed=False)
