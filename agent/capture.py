@@ -25,7 +25,7 @@ from agent.loader import LoadOptions, Probes, load
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.ringbuf import RingBufferReader
-from agent.rrpairs import ConnContext, RRPairIds, build_http_rrpair
+from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
 from agent.streams import Chunk
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -82,9 +82,17 @@ class CaptureConfig:
 class SyscallCapture:
     """Loads the probes, drains the ring buffer and emits RRPairs."""
 
-    def __init__(self, cfg: CaptureConfig, emit: Emit) -> None:
+    def __init__(
+        self,
+        cfg: CaptureConfig,
+        emit: Emit | None = None,
+        on_exchange: Callable[[CapturedExchange], None] | None = None,
+    ) -> None:
+        """Emit each RRPair as a protobuf message (`emit`), or as a CapturedExchange
+        (`on_exchange`: built only in the forms the receiver asks for)."""
         self.cfg = cfg
         self.emit = emit
+        self.on_exchange = on_exchange
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.tracker = ConnectionTracker(cfg.max_conns)
         self.ids = RRPairIds()
@@ -319,7 +327,10 @@ class SyscallCapture:
         return ctx
 
     def _emit(self, conn: Connection, ex: HttpExchange) -> None:
-        pair = build_http_rrpair(ex, self._context(conn), self.ids.next())
+        if self.on_exchange is not None:
+            self.on_exchange(CapturedExchange(ex, self._context(conn), self.ids.next()))
+        elif self.emit is not None:
+            self.emit(build_http_rrpair(ex, self._context(conn), self.ids.next()))
         conn.rrpairs += 1
         s = self.stats
         s["rrpairs"] += 1
@@ -329,7 +340,6 @@ class SyscallCapture:
             s["rrpairs_gap"] += 1
         if "truncated" in ex.flags:
             s["rrpairs_truncated"] += 1
-        self.emit(pair)
 
     def _end_of_batch(self, conn: Connection) -> None:
         for d in (0, 1):

@@ -5,9 +5,12 @@ Knows the data model (nodetap.v1) and nothing of BPF, gRPC transport or files.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 
 from agent.protocols.http1.types import Headers, HttpExchange, HttpRequest, HttpResponse
@@ -118,3 +121,166 @@ def build_http_rrpair(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) 
     flags = set(exchange.flags) | ctx.flags
     pair.flags.extend(sorted(flags))
     return pair
+
+
+# ---- the same RRPair straight to its JSON form -------------------------------------------
+#
+# Building the protobuf message and then walking it to write JSON costs more than the rest
+# of the capture path together. When nothing needs the message (no edge rules, no
+# forwarder), the capture writes JSON from the parsed exchange directly.
+# tests/model/test_rrpair_direct_json.py checks that both paths give the same JSON.
+
+_DIRECTION_NAMES = {"INBOUND", "OUTBOUND", "NETWORK"}
+
+
+def _json_timestamp(ns: int) -> str:
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if nanos == 0:
+        return t + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{t}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1000 == 0:
+        return f"{t}.{nanos // 1000:06d}Z"
+    return f"{t}.{nanos:09d}Z"
+
+
+def _json_headers(headers: Headers) -> list[dict[str, str]]:
+    out = []
+    for name, value in headers:
+        d = {}
+        if name:
+            d["name"] = name
+        if value:
+            d["value"] = value
+        out.append(d)
+    return out
+
+
+def _json_message(
+    first: tuple[str, object], second: tuple[str, object], m: HttpRequest | HttpResponse
+) -> dict[str, object]:
+    d: dict[str, object] = {}
+    for key, value in (first, second):
+        if value:
+            d[key] = value
+    if m.version:
+        d["version"] = m.version
+    if m.headers:
+        d["headers"] = _json_headers(m.headers)
+    if m.body:
+        d["body"] = base64.b64encode(m.body).decode("ascii")
+    if m.body_size:
+        d["bodySize"] = str(m.body_size)
+    if m.trailers:
+        d["trailers"] = _json_headers(m.trailers)
+    return d
+
+
+def http_rrpair_dict(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) -> dict[str, object]:
+    """The proto3 JSON object of build_http_rrpair(exchange, ctx, rrpair_id)."""
+    req, res = exchange.request, exchange.response
+    d: dict[str, object] = {}
+    if rrpair_id:
+        d["id"] = rrpair_id
+    start = req.start_ts_ns if req is not None else (res.start_ts_ns if res is not None else 0)
+    if start:
+        d["ts"] = _json_timestamp(start)
+    if res is not None:
+        duration = max(0, (res.end_ts_ns - start) // 1000) if start else 0
+        ttfb = max(0, (res.start_ts_ns - start) // 1000) if start else 0
+    else:
+        duration = max(0, (req.end_ts_ns - start) // 1000) if req is not None and start else 0
+        ttfb = 0
+    if duration:
+        d["durationUs"] = str(duration)
+    d["l7protocol"] = "http"
+    d["direction"] = ctx.direction
+    d["client"] = _json_endpoint(ctx.client_ip, ctx.client_port)
+    d["server"] = _json_endpoint(ctx.server_ip, ctx.server_port)
+    d["meta"] = _json_meta(ctx)
+    flags = set(exchange.flags) | ctx.flags
+    if flags:
+        d["flags"] = sorted(flags)
+    if ttfb:
+        d["ttfbUs"] = str(ttfb)
+    http: dict[str, object] = {}
+    if req is not None:
+        http["req"] = _json_message(("method", req.method), ("url", req.url), req)
+    if res is not None:
+        http["res"] = _json_message(
+            ("statusCode", res.status_code), ("statusMessage", res.status_message), res
+        )
+    if http:
+        d["http"] = http
+    return d
+
+
+def _json_endpoint(ip: str, port: int) -> dict[str, object]:
+    d: dict[str, object] = {}
+    if ip:
+        d["ip"] = ip
+    if port:
+        d["port"] = port
+    return d
+
+
+def _json_meta(ctx: ConnContext) -> dict[str, object]:
+    d: dict[str, object] = {}
+    if ctx.node:
+        d["node"] = ctx.node
+    if ctx.pid:
+        d["pid"] = ctx.pid
+    for key, value in (
+        ("comm", ctx.comm),
+        ("containerId", ctx.container_id),
+        ("source", ctx.source),
+        ("agentVersion", ctx.agent_version),
+        ("cluster", ctx.cluster),
+    ):
+        if value:
+            d[key] = value
+    if ctx.pod or ctx.namespace:
+        for key, value in (
+            ("namespace", ctx.namespace),
+            ("pod", ctx.pod),
+            ("container", ctx.container),
+            ("workload", ctx.workload),
+        ):
+            if value:
+                d[key] = value
+        if ctx.labels:
+            d["labels"] = dict(ctx.labels)
+    if ctx.conn_id:
+        d["connId"] = str(ctx.conn_id)
+    return d
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+class CapturedExchange:
+    """An exchange with its connection context and id: an RRPair built only in the forms
+    asked for (the protobuf message, or its JSON line), each at most once."""
+
+    __slots__ = ("_proto", "ctx", "exchange", "id")
+
+    def __init__(self, exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) -> None:
+        self.exchange = exchange
+        self.ctx = ctx
+        self.id = rrpair_id
+        self._proto: pb.RRPair | None = None
+
+    def proto(self) -> pb.RRPair:
+        if self._proto is None:
+            self._proto = build_http_rrpair(self.exchange, self.ctx, self.id)
+        return self._proto
+
+    def json_line(self) -> str:
+        """The JSONL line (no newline): from the message if it was built (and possibly
+        changed, by redaction), else straight from the exchange."""
+        if self._proto is not None:
+            from nodetap import rrpair_json
+
+            return rrpair_json.dumps(self._proto)
+        return _encode(http_rrpair_dict(self.exchange, self.ctx, self.id))

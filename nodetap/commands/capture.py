@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from agent.rrpairs import CapturedExchange
 from nodetap import jsonl
 from nodetap.errors import UserError
 from nodetap.table import TableWriter
@@ -260,11 +261,23 @@ def run(args: argparse.Namespace) -> int:
                     sink.put(pair)
                 write(pair)
 
+            fast = rules is None and sink is None and args.format == "jsonl"
+            interactive = out.isatty()
+
+            def on_exchange(c: CapturedExchange) -> None:
+                if fast:
+                    out.write(c.json_line() + "\n")  # no protobuf message needed
+                    if interactive:
+                        out.flush()
+                else:
+                    emit(c.proto())
+
             if args.mode == "packet":
                 summary = _run_packet(args, emit, stop)
             else:
                 assert node is not None
-                summary = _run_syscall(args, emit, stop, node)
+                summary = _run_syscall(args, on_exchange, stop, node)
+                out.flush()
     finally:
         if node is not None:
             node.close()
@@ -285,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_syscall(
     args: argparse.Namespace,
-    emit: Callable[[pb.RRPair], None],
+    on_exchange: Callable[[CapturedExchange], None],
     stop: threading.Event,
     node: Any,
 ) -> dict[str, int]:
@@ -304,7 +317,7 @@ def _run_syscall(
     )
     if node.enricher.node:
         cfg.node = node.enricher.node
-    cap = SyscallCapture(cfg, emit)
+    cap = SyscallCapture(cfg, on_exchange=on_exchange)
     cap.start()
     node.attach(cap.set_cgroup_filter)  # with --targeting: targeted pods only, kept live
     unregister = register_capture(cap)
