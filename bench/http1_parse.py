@@ -3,7 +3,9 @@
 The same captured keep-alive connection (requests and responses as a socket saw them, one
 chunk per message, in causal order) goes through:
 
-- nodetap   Http1Stitcher: both directions, paired exchanges with headers, bodies, timestamps.
+- nodetap   Http1Stitcher: both directions, paired exchanges with headers, bodies, timestamps
+            (llhttp fast path for chunks of whole messages, own framing for the rest).
+- nodetap-own  the same with fast=False: nodetap's own framing for every chunk.
 - h11       a server-role and a client-role h11.Connection; h11 must be told its own side of
             each exchange to advance its state machine, so that (pre-built events) is counted.
 - httptools llhttp (C) with the Python callbacks a capture needs to build the same records
@@ -81,9 +83,17 @@ def run_nodetap(stream: Stream) -> int:
     feed_req = st.feed_request_bytes
     feed_resp = st.feed_response_bytes
     n = 0
-    ts = 0
-    for is_req, data in stream:
-        ts += 1
+    for ts, (is_req, data) in enumerate(stream):
+        n += len(feed_req(data, ts) if is_req else feed_resp(data, ts))
+    return n
+
+
+def run_nodetap_own(stream: Stream) -> int:
+    st = Http1Stitcher(max_body=1 << 20, fast=False)
+    feed_req = st.feed_request_bytes
+    feed_resp = st.feed_response_bytes
+    n = 0
+    for ts, (is_req, data) in enumerate(stream):
         n += len(feed_req(data, ts) if is_req else feed_resp(data, ts))
     return n
 
@@ -199,6 +209,7 @@ def run_httptools(stream: Stream) -> int:
 
 PARSERS: dict[str, Callable[[Stream], int]] = {
     "nodetap": run_nodetap,
+    "nodetap-own": run_nodetap_own,
     "h11": run_h11,
     "httptools": run_httptools,
 }

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from agent.protocols.http1.fastpath import FastPath
 from agent.protocols.http1.types import Headers, HttpRequest, HttpResponse
 
 MAX_HEADER_BYTES = 64 * 1024  # a start line plus header block larger than this is an error
 MAX_CHUNK_LINE = 4096  # chunk-size line (with extensions)
 MAX_START_LINE = 16 * 1024  # longest start line the resynchroniser recognises
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
+FAST_BACKOFF = 32  # after two chunks in a row the fast path could not take, skip it this often
 
 # Parser states.
 _IDLE = 0  # between messages: expecting a start line
@@ -114,7 +116,8 @@ _Framing = tuple[int | None, bool, bool, bool, bool]
 
 
 def _token_list(value: str) -> list[str]:
-    return [t.strip().lower() for t in value.split(",")]
+    """A comma-separated header value as lower-case tokens."""
+    return [t.strip(" \t").lower() for t in value.split(",")]
 
 
 M = TypeVar("M", HttpRequest, HttpResponse)
@@ -132,6 +135,7 @@ class _Parser(Generic[M]):
         *,
         raise_errors: bool = False,
         stats: Http1Stats | None = None,
+        fast: bool = True,
     ) -> None:
         self.max_body = max_body
         self.resync = resync
@@ -159,6 +163,10 @@ class _Parser(Generic[M]):
         self._post = False  # _after_complete() has work to do
         self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
         self.last_error: str | None = None
+        # llhttp for chunks of whole messages (fastpath.py); None: own framing only
+        self._fast = FastPath(self._is_request, max_body) if fast else None
+        self._fast_misses = 0
+        self._fast_skip = 0
 
     # -- public -----------------------------------------------------------------------------
 
@@ -204,6 +212,23 @@ class _Parser(Generic[M]):
             data = bytes(data)
         if not data:
             return out
+        if state == _IDLE and self._fast is not None and not self._rest and self._fast_ok():
+            if self._fast_skip:
+                self._fast_skip -= 1
+            else:
+                got = self._fast.run(data, ts_ns)
+                if got is not None:
+                    self._fast_misses = 0
+                    self._seen = True
+                    self._closing = not self._fast.keep_alive
+                    self.stats.messages += len(got)
+                    self.stats.truncated += self._fast.truncated
+                    self._accept(got)  # type: ignore[arg-type]
+                    return out
+                self._fast_misses += 1
+                if self._fast_misses >= 2:
+                    self._fast_misses = 0
+                    self._fast_skip = FAST_BACKOFF
         self._ts = ts_ns
         rest = self._rest
         if rest:
@@ -226,6 +251,14 @@ class _Parser(Generic[M]):
         else:
             self._keep(buf, pos)
         return out
+
+    def _fast_ok(self) -> bool:
+        """Whether the next chunk may go to llhttp (nothing ahead needs byte offsets)."""
+        return not self._closing and not self._gap_next
+
+    def _accept(self, msgs: list[M]) -> None:
+        """Messages the fast path parsed from a whole chunk (subclass: side effects)."""
+        raise NotImplementedError
 
     def _keep(self, buf: bytes, pos: int) -> None:
         """Keep ``buf[pos:]`` (a partial line or header block) for the next chunk."""
@@ -383,31 +416,31 @@ class _Parser(Generic[M]):
         te_at = low.find("\ntransfer-encoding:", start)
         conn_at = low.find("\nconnection:", start)
         default_keep_alive = version != "HTTP/1.0"
-        if cl_at < 0 and te_at < 0 and conn_at < 0:
-            return None, False, False, default_keep_alive, False
         length: int | None = None
-        while cl_at >= 0:
+        if cl_at >= 0:
             v = text[cl_at + 16 : text.index("\r", cl_at + 16)].strip(" \t")
-            if not v or v.strip("0123456789"):
+            if not (v.isdigit() and v.isascii()):
                 raise _Error("invalid character in Content-Length", pos)
             if len(v) > 18:
                 raise _Error("Content-Length overflow", pos)
-            if length is not None:
-                raise _Error("duplicate Content-Length", pos)
             length = int(v)
-            cl_at = low.find("\ncontent-length:", cl_at + 16)
+            if low.find("\ncontent-length:", cl_at + 16) >= 0:
+                raise _Error("duplicate Content-Length", pos)
         chunked = te = False
-        while te_at >= 0:
+        if te_at >= 0:
+            if length is not None:
+                raise _Error("Transfer-Encoding can't be present with Content-Length", pos)
             te = True
-            codings = _token_list(text[te_at + 19 : text.index("\r", te_at + 19)])
-            # chunked must be the last coding, applied once
-            chunked = not chunked and codings[-1] == "chunked" and "chunked" not in codings[:-1]
-            te_at = low.find("\ntransfer-encoding:", te_at + 19)
-        if te and length is not None:
-            raise _Error("Transfer-Encoding can't be present with Content-Length", pos)
+            while te_at >= 0:
+                codings = _token_list(low[te_at + 19 : low.index("\r", te_at + 19)])
+                # chunked must be the last coding, applied once
+                chunked = not chunked and codings[-1] == "chunked" and "chunked" not in codings[:-1]
+                te_at = low.find("\ntransfer-encoding:", te_at + 19)
         if conn_at < 0:
             return length, chunked, te, default_keep_alive, False
-        conn: list[str] = []
+        v = low[conn_at + 12 : low.index("\r", conn_at + 12)].strip(" \t")
+        conn = _token_list(v) if "," in v else [v]
+        conn_at = low.find("\nconnection:", conn_at + 12)
         while conn_at >= 0:
             conn += _token_list(low[conn_at + 12 : low.index("\r", conn_at + 12)])
             conn_at = low.find("\nconnection:", conn_at + 12)
@@ -715,8 +748,9 @@ class RequestParser(_Parser[HttpRequest]):
         raise_errors: bool = False,
         stats: Http1Stats | None = None,
         on_head: Callable[[str, bool], None] | None = None,
+        fast: bool = True,
     ) -> None:
-        super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats)
+        super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats, fast=fast)
         self._on_head = on_head
         self._announced = False
         self._upgrade_req = False
@@ -733,6 +767,14 @@ class RequestParser(_Parser[HttpRequest]):
         self._announced = False
         method, url, minor = m.groups()
         return HttpRequest(method, url, _VERSION[minor], [], b"", 0), m.end()
+
+    def _accept(self, msgs: list[HttpRequest]) -> None:
+        on_head = self._on_head
+        out = self._out
+        for m in msgs:
+            if on_head is not None:
+                on_head(m.method, False)  # llhttp stops on upgrade requests: none here
+            out.append((m, True))
 
     def _check_prefix(self, line: bytes, pos: int) -> None:
         parts = line.rstrip(b"\r").split(b" ")
@@ -822,9 +864,11 @@ class ResponseParser(_Parser[HttpResponse]):
         *,
         raise_errors: bool = False,
         stats: Http1Stats | None = None,
+        fast: bool = True,
     ) -> None:
-        super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats)
+        super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats, fast=fast)
         self._methods: deque[tuple[str, bool]] = deque()
+        self._special = 0  # HEAD, CONNECT or upgrade requests among _methods
         self._asked_upgrade = False
         self.on_refused: Callable[[], None] | None = None
         self._method: str | None = None
@@ -833,6 +877,24 @@ class ResponseParser(_Parser[HttpResponse]):
     def expect(self, method: str, asks_upgrade: bool = False) -> None:
         """The next request (in order) used ``method`` (and asked to switch protocols)."""
         self._methods.append((method, asks_upgrade))
+        if asks_upgrade or method == "HEAD" or method == "CONNECT":
+            self._special += 1
+
+    def _fast_ok(self) -> bool:
+        return (
+            not self._special and bool(self._methods) and not self._closing and not self._gap_next
+        )
+
+    def _accept(self, msgs: list[HttpResponse]) -> None:
+        self.stats.interim += self._fast.interim if self._fast is not None else 0
+        methods = self._methods
+        out = self._out
+        for m in msgs:
+            if methods:
+                methods.popleft()
+                out.append((m, True))
+            else:
+                out.append((m, False))
 
     def _start_line(self, text: str, pos: int) -> tuple[HttpResponse, int]:
         m = _RESP_LINE.match(text)
@@ -886,6 +948,8 @@ class ResponseParser(_Parser[HttpResponse]):
             method, asked = methods.popleft()
             if asked:
                 self._asked_upgrade = self._post = True
+            if asked or method == "HEAD" or method == "CONNECT":
+                self._special -= 1
         else:
             method = None
         self._method = method

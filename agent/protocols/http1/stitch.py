@@ -18,14 +18,18 @@ class Http1Stitcher:
 
     ``max_body``: bodies longer are cut (flag "truncated"); ``body_size`` counts every byte.
     ``resync``: the stream may start mid-message (connection opened before the capture):
-    bytes are skipped until a request line / status line. Nothing raises out of it: parse
-    errors are counted in ``stats``, flagged on the exchange, and parsing resynchronises.
+    bytes are skipped until a request line / status line. ``fast=False`` turns off the llhttp
+    fast path (fastpath.py), leaving nodetap's own framing for every chunk (tests compare both).
+    Nothing raises out of it: parse errors are counted in ``stats``, flagged on the exchange,
+    and parsing resynchronises.
     """
 
-    def __init__(self, max_body: int = 1 << 20, resync: bool = False) -> None:
+    def __init__(self, max_body: int = 1 << 20, resync: bool = False, *, fast: bool = True) -> None:
         self.stats = Http1Stats()
-        self._res = ResponseParser(max_body, resync, stats=self.stats)
-        self._req = RequestParser(max_body, resync, stats=self.stats, on_head=self._res.expect)
+        self._res = ResponseParser(max_body, resync, stats=self.stats, fast=fast)
+        self._req = RequestParser(
+            max_body, resync, stats=self.stats, on_head=self._res.expect, fast=fast
+        )
         self._res.on_refused = self._resume_requests
         self._extra: list[HttpExchange] = []  # exchanges completed while resuming
         self._reqs: deque[HttpRequest] = deque()  # complete, waiting for their response
