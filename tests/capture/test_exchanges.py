@@ -384,6 +384,22 @@ def test_keepalive_many_requests_one_connection(env: Env) -> None:
     assert_no_loss(env.lc)
 
 
+def test_new_connection_per_request_fd_reuse(env: Env) -> None:
+    """curl opens a new connection for each of 20 URLs ("Connection: close"): the client
+    and nginx reuse the same fd numbers, and no exchange mixes two connections."""
+    urls = [env.ngx.url + f"/hello?conn={i}" for i in range(20)]
+    run = curl("-H", "Connection: close", *urls)
+    assert len(set(run.local_ports)) == 20
+    for i, (port, ex) in enumerate(zip(run.local_ports, run.exchanges, strict=True)):
+        inb, out = both_sides(env.lc, port, 1)
+        for p in (inb[0], out[0]):
+            assert_curl_exchange(p, ex, b"", b"hello world\n")
+            assert p.http.req.url == f"/hello?conn={i}"
+    ids = {p.meta.conn_id for p in env.lc.pairs if p.client.port in run.local_ports}
+    assert len(ids) == 40  # one connection id per connection and side
+    assert_no_loss(env.lc)
+
+
 def _req_bytes(method: str, url: str, headers: Headers, body: bytes = b"") -> bytes:
     head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
     return head.encode() + b"\r\n" + body
