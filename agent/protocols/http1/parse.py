@@ -100,6 +100,7 @@ class Http1Stats:
     truncated: int = 0  # messages whose body was cut to max_body
     incomplete: int = 0  # messages cut short (close, gap, error)
     exchanges: int = 0  # set by the stitcher
+    fast_chunks: int = 0  # chunks parsed by the llhttp fast path (the rest: own framing)
 
 
 class _Error(Exception):
@@ -222,6 +223,7 @@ class _Parser(Generic[M]):
                     self._seen = True
                     self._closing = not self._fast.keep_alive
                     self.stats.messages += len(got)
+                    self.stats.fast_chunks += 1
                     self.stats.truncated += self._fast.truncated
                     self._accept(got)  # type: ignore[arg-type]
                     return out
