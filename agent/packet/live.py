@@ -126,11 +126,13 @@ def run_packet_capture(
     max_body: int,
     node: str = "",
     ready: threading.Event | None = None,
+    rcvbuf: int = RCVBUF,
 ) -> dict[str, int]:
     """Capture `interface` until `stop` is set, emitting RRPairs; returns the counters
     (packets, flows, rrpairs, gaps, malformed, kernel_drops, filter_seen, filter_kept...).
 
-    `ready` (optional) is set once the filter is attached and packets are being read."""
+    `ready` (optional) is set once the filter is attached and packets are being read;
+    `rcvbuf` is the socket's receive buffer (the kernel drops packets beyond it)."""
     linktype, link_hdr = link_of(interface)
     bpf, fn = _load_filter(link_hdr, ports, interface)
     sock = socket.socket(fileno=os.dup(fn.sock))
@@ -146,7 +148,7 @@ def run_packet_capture(
 
     pipe = PacketPipeline(count_emit, source="packet", ports=ports, max_body=max_body, node=node)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setblocking(False)
         loopback = Path(f"/sys/class/net/{interface}/type").read_text().strip() == str(
