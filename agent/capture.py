@@ -49,6 +49,7 @@ STAT_NAMES = (
     "conns_filtered_user",
     "conns_process_gone",
     "orphan_records",
+    "records_untracked",
     "stream_gaps",
     "stream_gap_bytes",
     "stream_duplicate_bytes",
@@ -106,6 +107,9 @@ class SyscallCapture:
         self._ports = set(cfg.ports)
         self._lock = threading.Lock()
         self._final_kernel: dict[str, int] | None = None
+        # ids of connections the agent stopped tracking (not HTTP, upgraded, filtered):
+        # their records still in the ring are skipped without a /proc lookup
+        self._untracked: dict[int, None] = {}
 
     # ---- start and stop ----
 
@@ -216,7 +220,12 @@ class SyscallCapture:
                 for conn in list(self._holey):
                     self._end_of_batch(conn)
             now = time.monotonic()
-            if now - self._last_idle_check > self.cfg.idle_check_interval:
+            # Reap only when caught up: while records are still queued, a connection that
+            # looks idle may just have its records (and its close) waiting in the ring.
+            if (
+                now - self._last_idle_check > self.cfg.idle_check_interval
+                and reader.pending() == 0
+            ):
                 self._last_idle_check = now
                 self._reap_dead()
         return n
@@ -229,6 +238,9 @@ class SyscallCapture:
             _, d, _sc, ln, cid, ts, off, tgid, fd = L.DATA_HDR.unpack_from(rec)
             conn = self.tracker.get(cid)
             if conn is None:
+                if cid in self._untracked:
+                    self.stats["records_untracked"] += 1
+                    return
                 conn = self._adopt_orphan(cid, tgid, fd, ts)
                 if conn is None:
                     return
@@ -497,6 +509,9 @@ class SyscallCapture:
 
     def _untrack_key(self, tgid: int, fd: int, cid: int) -> None:
         """Stop the programs copying bytes of (tgid, fd), if it is still connection cid."""
+        self._untracked[cid] = None
+        if len(self._untracked) > self.cfg.max_conns:
+            del self._untracked[next(iter(self._untracked))]
         table = self._conns_map
         if table is None:
             return
