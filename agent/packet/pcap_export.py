@@ -10,6 +10,7 @@ cut (its Content-Length then promises more than follows).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import struct
 import zlib
 from collections.abc import Iterable
@@ -103,10 +104,16 @@ class _Conn:
             self.sseq = (self.sseq + advance) & 0xFFFFFFFF
         return bytes(ethernet.Ethernet(src=smac, dst=dmac, type=etype, data=net))
 
-    def data(self, from_client: bool, payload: bytes) -> list[bytes]:
+    def data(self, from_client: bool, payload: bytes, split_last: bool = False) -> list[bytes]:
+        """MSS-sized segments; `split_last` sends the last byte on its own, so a message
+        can have distinct first-byte and last-byte times even when it is small."""
+        cuts = list(range(0, len(payload), MSS))
+        if split_last and len(payload) > 1 and len(payload) - cuts[-1] > 1:
+            cuts.append(len(payload) - 1)
+        cuts.append(len(payload))
         return [
-            self.frame(from_client, tcp.TH_ACK | tcp.TH_PUSH, payload[i : i + MSS])
-            for i in range(0, len(payload), MSS)
+            self.frame(from_client, tcp.TH_ACK | tcp.TH_PUSH, payload[a:b])
+            for a, b in itertools.pairwise(cuts)
         ]
 
 
@@ -132,7 +139,9 @@ def write_pcap(pairs: Iterable[pb.RRPair], fp: BinaryIO) -> int:
             frames += [(start, f) for f in conn.data(True, request_bytes(pair.http.req))]
             frames.append((start + 1, conn.frame(False, ack)))
         if pair.http.HasField("res"):
-            frames += [(start + ttfb, f) for f in conn.data(False, response_bytes(pair.http.res))]
+            segs = conn.data(False, response_bytes(pair.http.res), split_last=end > start + ttfb)
+            frames += [(start + ttfb, f) for f in segs[:-1]]
+            frames.append((end if len(segs) > 1 else start + ttfb, segs[-1]))
             frames.append((end, conn.frame(True, ack)))
         frames += [
             (end + 1000, conn.frame(True, fin | ack)),
