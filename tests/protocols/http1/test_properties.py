@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,12 @@ from hypothesis import strategies as st
 from agent.protocols.http1 import Http1Stitcher
 from tests.protocols.http1.helpers import run_stitcher, split, summary
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# NODETAP_HYPOTHESIS_EXAMPLES=5000 for a longer hunt
+SETTINGS = settings(
+    max_examples=int(os.environ.get("NODETAP_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 TOKEN = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
@@ -196,3 +202,27 @@ def test_valid_messages_with_garbage_and_gaps_never_raise(
     out += s.close(99)
     for ex in out:
         assert ex.request is not None or ex.response is not None
+
+
+@SETTINGS
+@given(
+    st.lists(pairs(), min_size=1, max_size=2),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 10**6), st.integers(0, 255)), max_size=3),
+)
+def test_fast_path_and_own_framing_agree_on_mutated_messages(
+    ps: list[Pair], mutations: list[tuple[bool, int, int]]
+) -> None:
+    """Whatever llhttp accepts, nodetap's own framing reads the same way (and vice versa)."""
+    encoded = [_encode(p) for p in ps]
+    streams = [
+        bytearray(b"".join(r for r, _ in encoded)),
+        bytearray(b"".join(r for _, r in encoded)),
+    ]
+    for in_resp, at, byte in mutations:
+        target = streams[in_resp]
+        target[at % len(target)] = byte
+    req, resp = bytes(streams[0]), bytes(streams[1])
+    fast_st, fast = run_stitcher(req, resp)
+    own_st, own = run_stitcher(req, resp, fast=False)
+    assert [summary(e) for e in fast] == [summary(e) for e in own]
+    assert fast_st.stats.parse_errors == own_st.stats.parse_errors
