@@ -48,7 +48,9 @@ _TCHAR_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # Start lines, header and trailer lines, matched on the block decoded as latin-1 (one C call
 # each; a line that does not match makes the count of matches differ from the count of lines).
 _REQ_LINE = re.compile("(" + _TCHAR_RE + r"+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r\n")
-_RESP_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\xff]*))?\r\n")  # DEL too, as llhttp
+_RESP_LINE = re.compile(
+    r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\xff]*))?\r\n"
+)  # DEL too, as llhttp
 _FIELD = re.compile(r"^(" + _TCHAR_RE + r"+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n", re.MULTILINE)
 _VERSION = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
@@ -78,7 +80,11 @@ _RESP_START = re.compile(rb"HTTP/1\.[01] [0-9]{3}(?: [^\r\n]{0,1024})?\r\n")
 
 
 class ParseError(Exception):
-    """Bytes that are not valid HTTP/1.x. ``messages`` holds those completed before it."""
+    """Bytes that are not valid HTTP/1.x (raised only with ``raise_errors=True``).
+
+    ``messages``: those completed before it, then the one it hit (flagged "parse_error") if
+    that one's start line was valid.
+    """
 
     def __init__(self, reason: str, messages: list[HttpRequest] | list[HttpResponse]) -> None:
         super().__init__(reason)

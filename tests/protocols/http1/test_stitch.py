@@ -10,6 +10,7 @@ from agent.protocols.http1 import (
     RequestParser,
     ResponseParser,
 )
+from agent.protocols.http1.types import HttpRequest
 from tests.protocols.http1.helpers import run_stitcher, split, summary
 
 GET = b"GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Mixed-Case: V1\r\nAccept: */*\r\n\r\n"
@@ -517,3 +518,104 @@ def test_fast_path_backs_off_when_chunks_split_messages() -> None:
         n += len(st.feed_response_bytes(OK, i))
     assert n == 40 and st.stats.parse_errors == 0
     assert st.stats.fast_chunks >= 30  # responses (whole) still go fast
+
+
+# -- errors, resync, gaps: the less common paths ------------------------------------------------
+
+
+def test_error_mid_chunk_resyncs_within_the_same_chunk() -> None:
+    bad = b"GET /bad HTTP/1.1\r\nContent-Length: x\r\n\r\n"
+    st = Http1Stitcher()
+    out = st.feed_request_bytes(bad + GET, 1)
+    out += st.feed_response_bytes(b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n" + OK, 2)
+    assert [(e.request.url if e.request else None, e.flags) for e in out] == [
+        ("/bad", {"parse_error", "incomplete"}),
+        ("/a?x=1", set()),
+    ]
+    assert st.stats.parse_errors == 1 and st.stats.resyncs == 1
+
+
+def test_bad_chunk_size_flags_message_and_resyncs() -> None:
+    resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n" + OK
+    _, out = run_stitcher(GET + GET, resp)
+    assert [(e.response.body if e.response else None, e.flags) for e in out] == [
+        (b"abc", {"parse_error", "incomplete"}),
+        (b"hello", set()),
+    ]
+
+
+def test_raise_errors_reports_messages_before_the_error() -> None:
+    p = RequestParser(raise_errors=True)
+    with pytest.raises(ParseError) as info:
+        p.feed(GET + b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 1)
+    # the messages before the error, and the one it hit (flagged) when its start line was valid
+    msgs = info.value.messages
+    assert all(isinstance(m, HttpRequest) for m in msgs)
+    assert [(m.url, m.flags) for m in msgs if isinstance(m, HttpRequest)] == [
+        ("/a?x=1", set()),
+        ("/", {"parse_error", "incomplete"}),
+    ]
+    assert "header" in info.value.reason
+
+
+def test_resync_gives_up_on_a_stream_without_http() -> None:
+    from agent.protocols.http1.parse import RESYNC_FAIL_BYTES
+
+    st = Http1Stitcher(resync=True)
+    blob = bytes(range(256)) * 64  # 16 KiB with no start line in it
+    for i in range(RESYNC_FAIL_BYTES // len(blob) + 2):
+        st.feed_request_bytes(blob, i)
+    assert st.failed
+    assert st.feed_request_bytes(GET, 99) == []
+
+
+def test_gap_inside_chunk_data_keeps_sync() -> None:
+    st = Http1Stitcher()
+    st.feed_request_bytes(GET + GET, 1)
+    out = st.feed_response_bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nab", 2)
+    out += st.response_gap(5, 3)
+    out += st.feed_response_bytes(b"xyz\r\n2\r\nzz\r\n0\r\n\r\n" + OK, 4)
+    assert [(e.response.body if e.response else None, e.flags) for e in out] == [
+        (b"ab", {"gap"}),
+        (b"hello", set()),
+    ]
+    assert out[0].response is not None and out[0].response.body_size == 12
+
+
+def test_gap_in_close_delimited_body_counts_the_missing_bytes() -> None:
+    st = Http1Stitcher()
+    st.feed_request_bytes(b"GET / HTTP/1.0\r\n\r\n", 1)
+    st.feed_response_bytes(b"HTTP/1.0 200 OK\r\n\r\nabc", 2)
+    st.response_gap(100, 3)
+    st.feed_response_bytes(b"def", 4)
+    out = st.close(5)
+    r = out[0].response
+    assert r is not None and r.body == b"abc" and r.body_size == 106 and out[0].flags == {"gap"}
+
+
+def test_gap_while_upgrade_pending_then_refused() -> None:
+    st = Http1Stitcher()
+    st.feed_request_bytes(b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n", 1)
+    st.request_gap(10, 2)
+    st.feed_request_bytes(GET, 3)
+    out = st.feed_response_bytes(b"HTTP/1.1 400 No\r\nContent-Length: 0\r\n\r\n" + OK, 4)
+    assert [(e.request.url if e.request else None, e.flags) for e in out] == [
+        ("/ws", set()),
+        ("/a?x=1", {"gap"}),
+    ]
+
+
+def test_memoryview_and_bytearray_input() -> None:
+    st = Http1Stitcher()
+    st.feed_request_bytes(memoryview(GET), 1)
+    out = st.feed_response_bytes(bytearray(OK), 2)
+    assert len(out) == 1 and out[0].response is not None and out[0].response.body == b"hello"
+
+
+def test_in_message_and_parser_close() -> None:
+    p = ResponseParser()
+    assert not p.in_message
+    p.feed(b"HTTP/1.1 200 OK\r\nContent", 1)
+    assert p.in_message
+    (msg,) = p.close(2)
+    assert msg.status_code == 200 and msg.flags == {"incomplete"}
