@@ -38,8 +38,6 @@ _BPF_NOEXIST = 1
 # User-space counters (the kernel's are in bpf_layout.COUNTER_NAMES).
 STAT_NAMES = (
     "records",
-    "data_records",
-    "data_bytes",
     "control_records",
     "gap_records",
     "conns_tracked",
@@ -244,8 +242,6 @@ class SyscallCapture:
                 conn = self._adopt_orphan(cid, tgid, fd, ts)
                 if conn is None:
                     return
-            self.stats["data_records"] += 1
-            self.stats["data_bytes"] += ln
             conn.last_ns = ts
             stream = conn.streams[d]
             data = rec[L.NT_DATA_HDR_SIZE : L.NT_DATA_HDR_SIZE + ln].tobytes()
@@ -295,11 +291,12 @@ class SyscallCapture:
         self._feed(conn, d, ch.data, ch.size, ch.ts_ns)
 
     def _feed(self, conn: Connection, d: int, data: bytes | None, size: int, ts: int) -> None:
-        st = conn.stitcher
-        if st.failed or st.upgraded:
+        # the hot path: once per record
+        if conn.dead:
             return
+        st = conn.stitcher
         wall = ts + self._mono_to_wall
-        if conn.is_request_direction(d):
+        if d == conn.req_dir:
             if data is None:
                 exchanges = st.request_gap(size, wall)
             else:
@@ -308,8 +305,9 @@ class SyscallCapture:
             exchanges = st.response_gap(size, wall)
         else:
             exchanges = st.feed_response_bytes(data, wall)
-        for ex in exchanges:
-            self._emit(conn, ex)
+        if exchanges:
+            for ex in exchanges:
+                self._emit(conn, ex)
         if st.failed:
             self.stats["conns_not_http"] += 1
             self._untrack(conn)
@@ -525,6 +523,7 @@ class SyscallCapture:
                 del table[key]  # type: ignore[attr-defined]
 
     def _untrack(self, conn: Connection) -> None:
+        conn.dead = True
         self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
         self.tracker.pop(conn.conn_id)
         self._holey.discard(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from agent.bpf_layout import NT_DIR_EGRESS, NT_ROLE_CLIENT, NT_ROLE_SERVER
+from agent.bpf_layout import NT_DIR_EGRESS, NT_DIR_INGRESS, NT_ROLE_CLIENT, NT_ROLE_SERVER
 from agent.protocols.http1 import Http1Stitcher
 from agent.rrpairs import ConnContext
 from agent.streams import OrderedStream
@@ -38,6 +38,8 @@ class Connection:
     )
     ctx: ConnContext | None = None
     rrpairs: int = 0
+    req_dir: int = 0  # the direction requests flow in (set from role by the tracker)
+    dead: bool = False  # no longer parsed (not HTTP, upgraded, untracked)
 
     def is_request_direction(self, direction: int) -> bool:
         """Requests flow out of a client (egress) and into a server (ingress)."""
@@ -100,6 +102,7 @@ class ConnectionTracker:
         return self._conns.get(conn_id)
 
     def add(self, conn: Connection) -> None:
+        conn.req_dir = NT_DIR_EGRESS if conn.role == NT_ROLE_CLIENT else NT_DIR_INGRESS
         self._conns[conn.conn_id] = conn
         self.opened += 1
 
