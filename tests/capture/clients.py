@@ -230,6 +230,55 @@ def py_http(host: str, port: int, requests: list[Request]) -> PyRun:
     return PyRun(int(res["port"]), _responses(res["responses"]))
 
 
+PARALLEL_CLIENT = r"""
+import base64, http.client, json, sys, threading
+spec = json.loads(sys.stdin.readline())
+results = [None] * len(spec["conns"])
+
+def worker(k, reqs):
+    conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
+    conn.connect()
+    out = []
+    for r in reqs:
+        conn.putrequest(r["method"], r["url"], skip_host=True, skip_accept_encoding=True)
+        for name, value in r["headers"]:
+            conn.putheader(name, value)
+        conn.endheaders(base64.b64decode(r["body"]) or None)
+        res = conn.getresponse()
+        out.append({
+            "status": res.status, "reason": res.reason,
+            "version": "HTTP/1.1" if res.version == 11 else "HTTP/1.0",
+            "headers": res.getheaders(),
+            "body": base64.b64encode(res.read()).decode(),
+        })
+    results[k] = {"port": conn.sock.getsockname()[1], "responses": out}
+    conn.close()
+
+threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(spec["conns"])]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(results), flush=True)
+"""
+
+
+def py_http_parallel(host: str, port: int, conns: list[list[Request]]) -> list[PyRun]:
+    """One Python process, one thread and one keep-alive connection per request list, all
+    at the same time (same process, different fds)."""
+    spec = {"host": host, "port": port, "conns": [[r.to_json() for r in c] for c in conns]}
+    proc = subprocess.run(
+        [sys.executable, "-c", PARALLEL_CLIENT],
+        input=(json.dumps(spec) + "\n").encode(),
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"python client failed: {proc.stderr.decode()[-2000:]}")
+    return [PyRun(int(r["port"]), _responses(r["responses"])) for r in json.loads(proc.stdout)]
+
+
 class PausedClient:
     """A Python http.client process that sends `before`, then waits with its connection
     open until `resume()` makes it send `after` on the same connection."""

@@ -30,6 +30,7 @@ from tests.capture.clients import (
     Step,
     curl,
     py_http,
+    py_http_parallel,
     raw_exchange,
     split_responses,
     wrk,
@@ -397,6 +398,59 @@ def test_new_connection_per_request_fd_reuse(env: Env) -> None:
             assert p.http.req.url == f"/hello?conn={i}"
     ids = {p.meta.conn_id for p in env.lc.pairs if p.client.port in run.local_ports}
     assert len(ids) == 40  # one connection id per connection and side
+    assert_no_loss(env.lc)
+
+
+def test_parallel_connections_of_one_client_process(env: Env) -> None:
+    """20 threads of one client process, each on its own connection, POST to the threaded
+    Python server at the same time: every exchange lands on its own connection, exact."""
+    host = f"127.0.0.1:{env.py.port}"
+    conns = [
+        [
+            Request(
+                "POST",
+                f"/par/{c}/{i}",
+                [("Host", host), ("Content-Length", str(len(body)))],
+                body,
+            )
+            for i in range(10)
+            for body in [f"{c}:{i};".encode() * (1 + (c * i) % 300)]
+        ]
+        for c in range(20)
+    ]
+    runs = py_http_parallel("127.0.0.1", env.py.port, conns)
+    assert len({r.local_port for r in runs}) == 20
+    for reqs, run in zip(conns, runs, strict=True):
+        inb, out = both_sides(env.lc, run.local_port, len(reqs))
+        for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
+            assert res.body == req.body
+            for p in (p_in, p_out):
+                assert_request(p, req.method, req.url, req.headers, req.body)
+                assert_response(p, res)
+    assert_no_loss(env.lc)
+
+
+@pytest.mark.parametrize("server", ["nginx", "python"])
+def test_request_sent_one_byte_at_a_time(env: Env, server: str) -> None:
+    """A request written in 1-byte writes (one record each), then a normal one."""
+    port = env.ngx.port if server == "nginx" else env.py.port
+    host = f"127.0.0.1:{port}"
+    slow = _req_bytes("POST", "/echo?slow", [("Host", host), ("Content-Length", "5")], b"tiny!")
+    last = _req_bytes("GET", "/echo?last", [("Host", host), ("Connection", "close")])
+    steps: list[Step] = [("send", slow[i : i + 1]) for i in range(len(slow))]
+    steps += [("send", last), ("read", None)]
+    with RawClient("127.0.0.1", port, steps) as client:
+        run = client.resume()
+    responses = split_responses(run.received, ["POST", "GET"])
+    inb, out = both_sides(env.lc, run.local_port, 2)
+    expected = [
+        ("POST", "/echo?slow", [("Host", host), ("Content-Length", "5")], b"tiny!"),
+        ("GET", "/echo?last", [("Host", host), ("Connection", "close")], b""),
+    ]
+    for p_in, p_out, req, res in zip(inb, out, expected, responses, strict=True):
+        for p in (p_in, p_out):
+            assert_request(p, *req)
+            assert_response(p, res)
     assert_no_loss(env.lc)
 
 
