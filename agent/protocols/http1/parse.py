@@ -29,6 +29,7 @@ MAX_HEADER_BYTES = 64 * 1024  # a start line plus header block larger than this 
 MAX_CHUNK_LINE = 4096  # chunk-size line (with extensions)
 MAX_START_LINE = 16 * 1024  # longest start line the resynchroniser recognises
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
+LOST = ""  # ResponseParser.expect_lost(): the method of a request lost before the capture
 FAST_BACKOFF = 32  # after two chunks in a row the fast path could not take, skip it this often
 
 # Parser states.
@@ -181,6 +182,11 @@ class _Parser(Generic[M]):
     def failed(self) -> bool:
         """The stream is not HTTP/1.x: its first bytes did not parse (or resync found nothing)."""
         return self._failed
+
+    @property
+    def skipped_at_start(self) -> int:
+        """Bytes skipped before the first message (resync mode: the stream began mid-message)."""
+        return self._skipped_start
 
     @property
     def upgraded(self) -> bool:
@@ -888,6 +894,16 @@ class ResponseParser(_Parser[HttpResponse]):
         if asks_upgrade or method == "HEAD" or method == "CONNECT":
             self._special += 1
 
+    def expect_lost(self) -> None:
+        """A request was lost before the capture (its tail skipped): its answer may come next.
+
+        If this stream starts cleanly on a status line, its first response answers that lost
+        request (an exchange without request); if this stream skips a partial response first,
+        that one was the answer and the mark is dropped.
+        """
+        self._methods.append((LOST, False))
+        self._special += 1  # keeps the fast path away until it is resolved
+
     def _fast_ok(self) -> bool:
         return (
             not self._special and bool(self._methods) and not self._closing and not self._gap_next
@@ -952,6 +968,13 @@ class ResponseParser(_Parser[HttpResponse]):
             return self._method
         self._popped = True
         methods = self._methods
+        if methods and methods[0][0] == LOST:
+            methods.popleft()
+            self._special -= 1
+            if not self._skipped_start:
+                self._method = None
+                self._answered = False
+                return None
         if methods:
             method, asked = methods.popleft()
             if asked:

@@ -28,7 +28,11 @@ class Http1Stitcher:
         self.stats = Http1Stats()
         self._res = ResponseParser(max_body, resync, stats=self.stats, fast=fast)
         self._req = RequestParser(
-            max_body, resync, stats=self.stats, on_head=self._res.expect, fast=fast
+            max_body,
+            resync,
+            stats=self.stats,
+            on_head=self._on_first_head if resync else self._res.expect,
+            fast=fast,
         )
         self._res.on_refused = self._resume_requests
         self._extra: list[HttpExchange] = []  # exchanges completed while resuming
@@ -36,6 +40,7 @@ class Http1Stitcher:
         self._resps: deque[HttpResponse] = deque()  # complete, their request is not yet
         self._upgraded = False
         self._closed = False
+        self._seen_head = False
 
     @property
     def upgraded(self) -> bool:
@@ -62,6 +67,14 @@ class Http1Stitcher:
             return []
         resps = self._res._feed(data, ts_ns)
         return self._on_responses(resps) if resps else []
+
+    def _on_first_head(self, method: str, asks_upgrade: bool) -> None:
+        """resync: if the request stream skipped a partial request, its answer may be next."""
+        if not self._seen_head:
+            self._seen_head = True
+            if self._req.skipped_at_start:
+                self._res.expect_lost()
+        self._res.expect(method, asks_upgrade)
 
     def _resume_requests(self) -> None:
         """The response parser saw an upgrade refused: parse the held request bytes now."""

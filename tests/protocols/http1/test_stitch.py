@@ -619,3 +619,20 @@ def test_in_message_and_parser_close() -> None:
     assert p.in_message
     (msg,) = p.close(2)
     assert msg.status_code == 200 and msg.flags == {"incomplete"}
+
+
+def test_resync_answer_to_a_request_lost_before_the_capture() -> None:
+    # the capture began inside a request body; its response comes whole: no request for it
+    st = Http1Stitcher(resync=True)
+    out = st.feed_request_bytes(b"tail of a request body" + GET, 1)
+    out += st.feed_response_bytes(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n" + OK, 2)
+    assert [
+        (e.request.url if e.request else None, e.response.status_code if e.response else None)
+        for e in out
+    ] == [(None, 201), ("/a?x=1", 200)]
+    assert out[0].flags == {"incomplete"} and out[1].flags == set()
+    # the capture began inside both: the partial response was the answer, skipped with it
+    st = Http1Stitcher(resync=True)
+    out = st.feed_request_bytes(b"tail of a request body" + GET, 1)
+    out += st.feed_response_bytes(b"tail of its response" + OK, 2)
+    assert [(e.request.url if e.request else None, e.flags) for e in out] == [("/a?x=1", set())]
