@@ -4,10 +4,17 @@
 (``feed(data, ts_ns)``) and return the messages those bytes completed. They know nothing of
 sockets, BPF or files. ``Http1Stitcher`` (stitch.py) drives one of each per connection.
 
-The framing is hand-written over ``bytes`` methods (find/split/partition run in C): it knows
-the offset of every message boundary, which the stitcher needs for HEAD and CONNECT responses,
-pipelining, gaps, parse errors and resynchronisation. ``bench/http1_parse.py`` measures it
-against llhttp (httptools) and h11 on the same bytes.
+Two paths give the same records (tests compare them):
+
+- the fast path (fastpath.py): llhttp via httptools, for a chunk that starts at a message
+  boundary and holds whole messages, when nothing ahead needs byte offsets; the usual case
+  of keep-alive traffic, at llhttp's speed;
+- nodetap's own framing, for everything else: it knows the offset of every message boundary,
+  which HEAD and CONNECT answers, upgrades, gaps, parse errors and resynchronisation need,
+  and which httptools cannot tell. Bytes methods and compiled regular expressions do the
+  scanning; one decode (latin-1) per header block.
+
+``bench/http1_parse.py`` measures both against h11 and bare httptools on the same bytes.
 
 Bad input never raises (unless ``raise_errors=True``): it is counted in ``stats``, the
 message it hit is returned with the flag ``"parse_error"``, and the parser looks for the next
@@ -16,6 +23,7 @@ start line. A stream whose first message is not HTTP/1.x marks the parser ``fail
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from collections.abc import Callable
@@ -49,14 +57,11 @@ _TCHAR_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # Start lines, header and trailer lines, matched on the block decoded as latin-1 (one C call
 # each; a line that does not match makes the count of matches differ from the count of lines).
 _REQ_LINE = re.compile("(" + _TCHAR_RE + r"+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r\n")
-_RESP_LINE = re.compile(
-    r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\xff]*))?\r\n"
-)  # DEL too, as llhttp
+# (the reason phrase may hold DEL, as llhttp accepts it: both paths must read alike)
+_RESP_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\xff]*))?\r\n")
 _FIELD = re.compile(r"^(" + _TCHAR_RE + r"+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n", re.MULTILINE)
 _VERSION = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
-# Bytes allowed in a header block besides CR and LF (which are checked separately):
-# HTAB, SP, visible ASCII, obs-text.
 _HEX = b"0123456789abcdefABCDEF"
 _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
@@ -65,7 +70,6 @@ _CHUNK_EXT = re.compile(
     rb"[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*"
     % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
-_DIGITS = b"0123456789"
 
 # Where the resynchroniser may start parsing again: a request line (a known method anywhere,
 # any method token at the start of a line) or a status line, complete with its CRLF.
@@ -655,7 +659,7 @@ class _Parser(Generic[M]):
         self.stats.gaps += 1
         self.stats.gap_bytes += nbytes
         self._ts = ts_ns
-        self._marks = []
+        self._marks = self._rest_marks
         state = self._state
         if state == _DEAD:
             return out
@@ -672,6 +676,11 @@ class _Parser(Generic[M]):
             if nbytes < self._rem:
                 self._rem -= nbytes
                 msg.body_size += nbytes
+                return out
+            if state == _CHUNK_DATA and nbytes == self._rem:
+                msg.body_size += nbytes
+                self._rem = 0
+                self._state = _CHUNK_CRLF  # the hole ended with the chunk: still in sync
                 return out
             if state == _BODY:
                 lost = nbytes - self._rem
@@ -731,6 +740,10 @@ class _Parser(Generic[M]):
         except _Error:
             self.stats.skipped_bytes += len(rest)
             return
+        last = rest.rfind(b"\r\n")
+        if eol >= 0 and last > eol:  # the header lines that came whole
+            with contextlib.suppress(_Error):
+                msg.headers = self._fields(rest[eol + 2 : last + 2].decode("latin-1"), 0, 0)
         msg.start_ts_ns = self._ts_at(start)
         msg.end_ts_ns = self._ts_at(len(rest) - 1)
         self._head_error(msg)

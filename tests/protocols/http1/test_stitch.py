@@ -294,6 +294,11 @@ def test_close_flushes_requests_without_response() -> None:
         ("/a?x=1", None, {"incomplete"}),
         ("/partial", None, {"incomplete"}),
     ]
+    st = Http1Stitcher()
+    st.feed_request_bytes(b"POST /p HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B", 1)
+    (ex,) = st.close(2)
+    assert ex.request is not None and ex.request.headers == [("Host", "h"), ("X-A", "1")]
+    assert (ex.request.start_ts_ns, ex.request.end_ts_ns) == (1, 1)
     assert st.close(10) == []
 
 
