@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.protocols.http1.recorder import RecordingRelay
-from tests.support.servers import python_server_thread
+from tests.support.servers import nginx, python_server_thread
 
 # (method, url, extra headers, body)
 REQUESTS: list[tuple[str, str, list[tuple[str, str]], bytes]] = [
@@ -137,3 +137,44 @@ def test_curl_expect_100_continue(tmp_path: Path) -> None:
     assert (r.status_code, r.body) == (200, (tmp_path / "out.bin").read_bytes())
     assert r.body == body
     assert st.stats.interim == 1
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_and_nginx_keep_alive_head_gzip_chunked(tmp_path: Path) -> None:
+    import gzip
+
+    big = b"".join(b"line %06d of a compressible file\n" % i for i in range(6000))
+    extra = "gzip on; gzip_types application/octet-stream; gzip_min_length 1;"
+    with nginx(files={"small.txt": b"small\n", "big.bin": big}, extra=extra) as srv:
+        with RecordingRelay(("127.0.0.1", srv.port)) as relay:
+            base = f"http://127.0.0.1:{relay.port}"
+            subprocess.run(
+                ["curl", "-sS", f"{base}/small.txt", "-o", str(tmp_path / "1"),
+                 "--next", "-sS", "-I", f"{base}/small.txt", "-o", str(tmp_path / "2"),
+                 "--next", "-sS", "--compressed", f"{base}/big.bin", "-o", str(tmp_path / "3"),
+                 "--next", "-sS", "-X", "DELETE", f"{base}/status/204"],
+                capture_output=True, timeout=60, check=True,
+            )  # fmt: skip
+            recording = relay.wait()
+        assert len(srv.access_log_lines()) == 4
+    st, out = recording.stitch(max_body=4 << 20)
+    assert st.stats.parse_errors == 0
+    got = [
+        (e.request.method, e.request.url, e.response.status_code)
+        for e in out
+        if e.request and e.response
+    ]
+    assert got == [
+        ("GET", "/small.txt", 200),
+        ("HEAD", "/small.txt", 200),
+        ("GET", "/big.bin", 200),
+        ("DELETE", "/status/204", 204),
+    ]
+    assert all(e.flags == set() for e in out)
+    small, head, gz, nocontent = (e.response for e in out)
+    assert small is not None and small.body == b"small\n"
+    assert head is not None and head.body == b"" and ("Content-Length", "6") in head.headers
+    assert gz is not None and ("Transfer-Encoding", "chunked") in gz.headers
+    assert ("Content-Encoding", "gzip") in gz.headers
+    assert gzip.decompress(gz.body) == big == (tmp_path / "3").read_bytes()
+    assert nocontent is not None and nocontent.body == b""
