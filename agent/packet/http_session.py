@@ -1,4 +1,4 @@
-"""HTTP/1.x on a reassembled flow: ordered bytes in, RRPairs out.
+"""HTTP/1.x on a reassembled flow: ordered bytes in, captured exchanges (RRPairs) out.
 
 The bridge between the flow table (agent.packet.flows) and the sans-IO HTTP/1.x stitcher;
 it knows the data model through agent.rrpairs and nothing of files or sockets.
@@ -11,19 +11,36 @@ from collections.abc import Callable
 from agent.packet.flows import FlowInfo, Session
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
-from agent.rrpairs import ConnContext, RRPairIds, build_http_rrpair
+from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds
 from nodetap.v1 import rrpair_pb2 as pb
 
 Emit = Callable[[pb.RRPair], None]
+# Receives each exchange with its context; it builds the RRPair message or its JSON line
+# only in the form needed (CapturedExchange.proto() / .json_line()).
+OnExchange = Callable[[CapturedExchange], None]
+
+
+def emitting(emit: Emit) -> OnExchange:
+    """An OnExchange that hands RRPair messages to `emit`."""
+
+    def on_exchange(c: CapturedExchange) -> None:
+        emit(c.proto())
+
+    return on_exchange
 
 
 class HttpFlowSession:
-    """Feeds one flow's two directions to an Http1Stitcher and emits RRPairs."""
+    """Feeds one flow's two directions to an Http1Stitcher and hands on the exchanges."""
 
     __slots__ = ("_ctx", "_emit", "_ids", "_stitcher", "exchanges")
 
     def __init__(
-        self, info: FlowInfo, ctx: ConnContext, stitcher: Http1Stitcher, ids: RRPairIds, emit: Emit
+        self,
+        info: FlowInfo,
+        ctx: ConnContext,
+        stitcher: Http1Stitcher,
+        ids: RRPairIds,
+        emit: OnExchange,
     ) -> None:
         self._ctx = ctx
         self._stitcher = stitcher
@@ -55,14 +72,19 @@ class HttpFlowSession:
     def _out(self, exchanges: list[HttpExchange]) -> None:
         for ex in exchanges:
             self.exchanges += 1
-            self._emit(build_http_rrpair(ex, self._ctx, self._ids.next()))
+            self._emit(CapturedExchange(ex, self._ctx, self._ids.next()))
 
 
 class HttpSessionFactory:
     """Makes an HttpFlowSession for each new flow (the flow table's session factory)."""
 
     def __init__(
-        self, emit: Emit, source: str, max_body: int, node: str = "", ids: RRPairIds | None = None
+        self,
+        emit: OnExchange,
+        source: str,
+        max_body: int,
+        node: str = "",
+        ids: RRPairIds | None = None,
     ) -> None:
         self._emit = emit
         self._source = source

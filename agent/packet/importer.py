@@ -6,7 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from agent.packet.http_session import Emit
+from agent.packet.http_session import Emit, OnExchange, emitting
 from agent.packet.pcapfile import PcapReader
 from agent.packet.pipeline import PacketPipeline
 
@@ -22,17 +22,23 @@ class ImportResult:
 
 def import_pcap(
     fp: BinaryIO,
-    emit: Emit,
+    emit: Emit | None = None,
     ports: Collection[int] = (),
     max_body: int = 1 << 20,
     node: str = "",
     max_flows: int = 32768,
+    on_exchange: OnExchange | None = None,
 ) -> ImportResult:
-    """Read every record of `fp`, emit the RRPairs found; raises PcapFormatError when
-    the stream is not a capture file at all."""
+    """Read every record of `fp`; hand each exchange found to `on_exchange` (as a
+    CapturedExchange), or its RRPair message to `emit`. Raises PcapFormatError when the
+    stream is not a capture file at all."""
+    if on_exchange is None:
+        if emit is None:
+            raise TypeError("import_pcap needs emit or on_exchange")
+        on_exchange = emitting(emit)
     reader = PcapReader(fp)
     pipe = PacketPipeline(
-        emit, source="pcap", ports=ports, max_body=max_body, node=node, max_flows=max_flows
+        on_exchange, source="pcap", ports=ports, max_body=max_body, node=node, max_flows=max_flows
     )
     frame = pipe.frame
     for ts_ns, linktype, buf, _orig in reader:

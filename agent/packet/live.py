@@ -26,6 +26,7 @@ from prometheus_client import Counter
 
 from agent.packet.decode import LinkType
 from agent.packet.pipeline import PacketPipeline
+from agent.rrpairs import CapturedExchange
 from nodetap.errors import UserError
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -140,11 +141,11 @@ def run_packet_capture(
     kernel_packets = kernel_drops = 0
     pairs = 0
 
-    def count_emit(pair: pb.RRPair) -> None:
+    def count_emit(captured: CapturedExchange) -> None:
         nonlocal pairs
         pairs += 1
         PAIRS.inc()
-        emit(pair)
+        emit(captured.proto())
 
     pipe = PacketPipeline(count_emit, source="packet", ports=ports, max_body=max_body, node=node)
     try:

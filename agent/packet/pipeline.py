@@ -1,7 +1,8 @@
-"""Frames in, RRPairs out: decoding, the flow table and HTTP/1.x sessions put together.
+"""Frames in, exchanges out: decoding, the flow table and HTTP/1.x sessions put together.
 
 Shared by pcap import and live packet capture; the caller brings the frames (from a file
-or a socket) and receives RRPairs through ``emit``.
+or a socket) and receives each exchange as a CapturedExchange through ``on_exchange``
+(``.proto()`` for the RRPair message, ``.json_line()`` for its JSONL line).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 from agent.packet.decode import SUPPORTED_LINKTYPES, Malformed, NotTcp, decode
 from agent.packet.flows import FlowTable
-from agent.packet.http_session import Emit, HttpSessionFactory
+from agent.packet.http_session import HttpSessionFactory, OnExchange
+from agent.rrpairs import CapturedExchange
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class PacketPipeline:
 
     def __init__(
         self,
-        emit: Emit,
+        on_exchange: OnExchange,
         source: str,
         ports: Collection[int] = (),
         max_body: int = 1 << 20,
@@ -44,16 +46,16 @@ class PacketPipeline:
         idle_timeout_ns: int = 120 * 10**9,
     ) -> None:
         self.stats = PacketStats()
-        self._emit_out = emit
+        self._emit_out = on_exchange
         factory = HttpSessionFactory(self._emit, source=source, max_body=max_body, node=node)
         self.flows = FlowTable(
             factory, ports=ports, max_flows=max_flows, idle_timeout_ns=idle_timeout_ns
         )
         self._bad_links: set[int] = set()
 
-    def _emit(self, pair: object) -> None:
+    def _emit(self, captured: CapturedExchange) -> None:
         self.stats.rrpairs += 1
-        self._emit_out(pair)  # type: ignore[arg-type]
+        self._emit_out(captured)
 
     def frame(self, ts_ns: int, linktype: int, buf: bytes) -> None:
         """One captured frame."""

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from typing import IO, BinaryIO
 
-from nodetap import jsonl
 from nodetap.errors import UserError
 
 EPILOG = """\
@@ -122,6 +121,7 @@ def _open_out(path: str) -> Iterator[IO[str]]:
 def run(args: argparse.Namespace) -> int:
     from agent.packet.importer import import_pcap
     from agent.packet.pcapfile import PcapFormatError
+    from agent.rrpairs import CapturedExchange
 
     ports = parse_ports(args.port)
     if args.max_body < 0:
@@ -131,16 +131,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with _open_in(args.file) as fin, _open_out(args.output) as fout, _fewer_gc_passes():
         write = fout.write
-        dumps = jsonl.dumps
 
-        def emit(pair: object) -> None:
-            write(dumps(pair))  # type: ignore[arg-type]
+        def on_exchange(captured: CapturedExchange) -> None:
+            write(captured.json_line())  # JSON straight from the exchange, no message built
             write("\n")
 
         try:
             result = import_pcap(
                 fin,
-                emit,
+                on_exchange=on_exchange,
                 ports=ports,
                 max_body=args.max_body,
                 node=args.node,

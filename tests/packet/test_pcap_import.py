@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.packet.decode import LinkType
+from nodetap import jsonl
 from tests.packet.conftest import BIG, UPLOAD, LoCapture
 from tests.packet.support import (
     compare_with_tshark,
@@ -139,3 +140,10 @@ def test_cli_port_filter_output_and_summary(lo_capture: LoCapture, tmp_path: Pat
     )  # fmt: skip
     assert proc2.returncode == 0 and proc2.stderr == ""
     assert len(proc2.stdout.splitlines()) == 8
+    # the CLI writes JSON straight from the exchanges: the same as the messages' JSON
+    pairs, _ = nodetap_pairs(lo_capture.eth, ports=(lo_capture.py_port,))
+    want = [json.loads(jsonl.dumps(p)) for p in pairs]
+    got = [json.loads(line) for line in proc2.stdout.splitlines()]
+    for d in want + got:
+        del d["id"]
+    assert got == want

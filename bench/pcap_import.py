@@ -1,0 +1,148 @@
+"""Benchmark: pcap import throughput, nodetap versus tshark (and a bare dpkt loop).
+
+Makes its own capture: nginx on loopback, wrk for a bounded time, tcpdump writing the pcap
+(at least 50k HTTP exchanges). Then, on the same file, times:
+  - nodetap import FILE -o /dev/null          (reassembly, HTTP parsing, RRPairs, JSONL)
+  - tshark -r FILE -Y http -T fields ...      (Wireshark's dissectors, the peer tool)
+  - a bare dpkt loop that only decodes packets (the ceiling for dpkt-based decoding)
+and prints MB/s and exchanges/s for each, and the ratios. Best of --runs runs each,
+interleaved. No thresholds: run it, read the ratios.
+
+    .venv/bin/python bench/pcap_import.py [--min-exchanges 50000] [--runs 2] [--keep FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.servers import nginx  # noqa: E402
+
+
+def capture(path: Path, min_exchanges: int) -> tuple[int, int]:
+    """Capture wrk traffic to nginx until the file holds min_exchanges; (port, exchanges)."""
+    with nginx(workers=1) as ngx:
+        for seconds in (2, 4, 8):
+            tcpdump = subprocess.Popen(
+                ["tcpdump", "-i", "lo", "-n", "-B", "262144", "-w", str(path),
+                 f"tcp port {ngx.port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            assert tcpdump.stderr is not None
+            tcpdump.stderr.readline()  # "listening on lo ..."
+            try:
+                subprocess.run(
+                    ["wrk", "-c", "8", "-t", "2", "-d", f"{seconds}s", f"{ngx.url}/hello"],
+                    check=True, capture_output=True, timeout=seconds + 30,
+                )  # fmt: skip
+            finally:
+                time.sleep(0.5)
+                tcpdump.send_signal(signal.SIGINT)
+                tcpdump.wait(timeout=30)
+            n = count_exchanges(path)
+            if n >= min_exchanges:
+                return ngx.port, n
+    raise SystemExit(f"could not capture {min_exchanges} exchanges (got {n})")
+
+
+def count_exchanges(path: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, "-m", "nodetap", "import", str(path), "-q"],
+        capture_output=True, cwd=REPO, check=True,
+    ).stdout  # fmt: skip
+    return out.count(b"\n")
+
+
+def time_nodetap(path: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "nodetap", "import", str(path), "-o", "/dev/null", "-q"],
+        cwd=REPO, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - t
+
+
+def time_tshark(path: Path, port: int) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-n", "-d", f"tcp.port=={port},http", "-Y", "http",
+         "-T", "fields", "-e", "http.request.method", "-e", "http.request.uri",
+         "-e", "http.response.code"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return time.perf_counter() - t, out.count(b"\n")
+
+
+DPKT_LOOP = """
+import sys, dpkt
+n = 0
+with open(sys.argv[1], "rb") as f:
+    for ts, buf in dpkt.pcap.Reader(f):
+        eth = dpkt.ethernet.Ethernet(buf)
+        n += 1
+print(n)
+"""
+
+
+def time_dpkt(path: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", DPKT_LOOP, str(path)], capture_output=True, check=True
+    ).stdout
+    return time.perf_counter() - t, int(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--min-exchanges", type=int, default=50_000)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--keep", metavar="FILE", help="keep the capture here")
+    args = ap.parse_args()
+    for tool in ("tcpdump", "tshark", "wrk", "nginx"):
+        if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
+            raise SystemExit(f"{tool} not found; run scripts/setup.sh")
+    tmp = Path(tempfile.mkdtemp(prefix="nodetap-bench-"))
+    try:
+        pcap = tmp / "wrk.pcap"
+        port, exchanges = capture(pcap, args.min_exchanges)
+        size = pcap.stat().st_size
+        mb = size / 1e6
+        best: dict[str, float] = {}
+        packets = tshark_lines = 0
+        for _ in range(args.runs):
+            best["nodetap"] = min(best.get("nodetap", 1e9), time_nodetap(pcap))
+            t, tshark_lines = time_tshark(pcap, port)
+            best["tshark"] = min(best.get("tshark", 1e9), t)
+            t, packets = time_dpkt(pcap)
+            best["dpkt"] = min(best.get("dpkt", 1e9), t)
+        print(
+            f"capture: {mb:.1f} MB, {packets} packets, {exchanges} exchanges "
+            f"(tshark shows {tshark_lines} HTTP messages)"
+        )
+        for name, label in (
+            ("nodetap", "nodetap import"),
+            ("tshark", "tshark -Y http -T fields"),
+            ("dpkt", "bare dpkt decode loop"),
+        ):
+            t = best[name]
+            print(f"{label:28s} {t:7.2f} s  {mb / t:7.1f} MB/s  {exchanges / t:9.0f} exchanges/s")
+        print(f"ratio nodetap/tshark throughput: {best['tshark'] / best['nodetap']:.2f}")
+        print(f"ratio nodetap/bare dpkt loop throughput: {best['dpkt'] / best['nodetap']:.2f}")
+        if args.keep:
+            shutil.copy(pcap, args.keep)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
