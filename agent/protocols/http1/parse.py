@@ -57,8 +57,8 @@ _TCHAR_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 # Start lines, header and trailer lines, matched on the block decoded as latin-1 (one C call
 # each; a line that does not match makes the count of matches differ from the count of lines).
 _REQ_LINE = re.compile("(" + _TCHAR_RE + r"+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r\n")
-# (the reason phrase may hold DEL, as llhttp accepts it: both paths must read alike)
-_RESP_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\xff]*))?\r\n")
+# (the reason phrase takes any byte but CR and LF, as llhttp does: both paths read alike)
+_RESP_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?\r\n")
 _FIELD = re.compile(r"^(" + _TCHAR_RE + r"+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n", re.MULTILINE)
 _VERSION = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
