@@ -54,6 +54,31 @@ KERNEL_DROPS = Counter(
 MALFORMED = Counter("nodetap_packet_malformed_total", "Frames that could not be decoded")
 GAPS = Counter("nodetap_packet_gaps_total", "Holes in reassembled TCP streams")
 PAIRS = Counter("nodetap_packet_rrpairs_total", "RRPairs made from live packets")
+EVICTED = Counter(
+    "nodetap_packet_flows_evicted_total",
+    "Connections closed early to keep within the flow and buffer limits",
+)
+# Pipeline counters mirrored into metrics while the capture runs.
+_SYNCED = (
+    ("packets", PACKETS),
+    ("malformed", MALFORMED),
+    ("gaps", GAPS),
+    ("evicted_limit", EVICTED),
+)
+
+
+class _MetricSync:
+    """Adds the growth of the pipeline's counters to the Prometheus counters."""
+
+    def __init__(self) -> None:
+        self._last = dict.fromkeys((k for k, _ in _SYNCED), 0)
+
+    def __call__(self, summary: dict[str, int]) -> None:
+        for key, counter in _SYNCED:
+            delta = summary[key] - self._last[key]
+            if delta > 0:
+                counter.inc(delta)
+                self._last[key] = summary[key]
 
 
 def link_of(interface: str) -> tuple[int, int]:
@@ -73,6 +98,12 @@ def link_of(interface: str) -> tuple[int, int]:
         f"interface {interface!r} has link type {arphrd}, which packet mode does not decode; "
         "use an Ethernet, veth, loopback or tun interface"
     )
+
+
+def filter_program(interface: str) -> str:
+    """The socket filter's C source as compiled for `interface` (for ``--ebpf``)."""
+    _linktype, link_hdr = link_of(interface)
+    return f"#define LINK_HDR_LEN {link_hdr}\n" + BPF_SOURCE.read_text()
 
 
 def _load_filter(link_hdr: int, ports: Iterable[int], interface: str) -> tuple[Any, Any]:
@@ -157,12 +188,12 @@ def run_packet_capture(
         )
         ancsize = socket.CMSG_SPACE(16)
         frame = pipe.frame
+        sync = _MetricSync()
         last_expire = time.monotonic()
         if ready is not None:
             ready.set()
         while not stop.is_set():
             readable, _, _ = select.select([sock], [], [], 0.1)
-            before = pipe.stats.packets
             if readable:
                 for _ in range(4096):
                     try:
@@ -181,16 +212,17 @@ def run_packet_capture(
                             sec, nsec = struct.unpack("qq", cdata[:16])
                             ts = sec * 1_000_000_000 + nsec
                     frame(ts or time.time_ns(), linktype, data)
-            PACKETS.inc(pipe.stats.packets - before)
             now = time.monotonic()
             if now - last_expire > 1.0:
                 last_expire = now
                 pipe.flows.expire(time.time_ns())
+                sync(pipe.summary())
                 p, d = _kernel_stats(sock)
                 kernel_packets += p
                 kernel_drops += d
                 KERNEL_DROPS.inc(d)
         pipe.finish()
+        sync(pipe.summary())
     finally:
         p, d = _kernel_stats(sock)
         kernel_packets += p
@@ -200,8 +232,6 @@ def run_packet_capture(
         sock.close()
         bpf.cleanup()
     summary = pipe.summary()
-    MALFORMED.inc(summary["malformed"])
-    GAPS.inc(summary["gaps"])
     summary.update(counters)
     summary["kernel_packets"] = kernel_packets
     summary["kernel_drops"] = kernel_drops
