@@ -15,7 +15,7 @@ PSH = 0x08
 @dataclass
 class Recorder:
     info: FlowInfo
-    events: list[tuple[str, bool, object]] = field(default_factory=list)
+    events: list[tuple[str, bool, bytes | int]] = field(default_factory=list)
     closed: bool = False
 
     def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
@@ -28,11 +28,11 @@ class Recorder:
         self.closed = True
 
     def stream(self, from_client: bool) -> bytes:
-        return b"".join(
-            d if kind == "data" else b"?" * d  # type: ignore[operator]
-            for kind, fc, d in self.events
-            if fc == from_client
-        )
+        out = b""
+        for kind, fc, d in self.events:
+            if fc == from_client:
+                out += d if isinstance(d, bytes) else b"?" * d
+        return out
 
 
 class Sessions:
