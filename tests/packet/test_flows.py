@@ -29,7 +29,7 @@ class Recorder:
 
     def stream(self, from_client: bool) -> bytes:
         out = b""
-        for kind, fc, d in self.events:
+        for _kind, fc, d in self.events:
             if fc == from_client:
                 out += d if isinstance(d, bytes) else b"?" * d
         return out
