@@ -65,9 +65,9 @@ _NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
 _HEX = b"0123456789abcdefABCDEF"
 _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-# what follows the first ";" of a chunk-size line
+# what follows the first ";" of a chunk-size line (an empty value after "=" passes, as llhttp)
 _CHUNK_EXT = re.compile(
-    rb"[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*"
+    rb"[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s)?)?(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s)?)?)*"
     % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
 

@@ -207,10 +207,18 @@ def test_valid_messages_with_garbage_and_gaps_never_raise(
 @SETTINGS
 @given(
     st.lists(pairs(), min_size=1, max_size=2),
-    st.lists(st.tuples(st.booleans(), st.integers(0, 10**6), st.integers(0, 255)), max_size=3),
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.sampled_from(["replace", "insert", "delete"]),
+            st.integers(0, 10**6),
+            st.integers(0, 255),
+        ),
+        max_size=3,
+    ),
 )
 def test_fast_path_and_own_framing_agree_on_mutated_messages(
-    ps: list[Pair], mutations: list[tuple[bool, int, int]]
+    ps: list[Pair], mutations: list[tuple[bool, str, int, int]]
 ) -> None:
     """Whatever llhttp accepts, nodetap's own framing reads the same way (and vice versa)."""
     encoded = [_encode(p) for p in ps]
@@ -218,9 +226,15 @@ def test_fast_path_and_own_framing_agree_on_mutated_messages(
         bytearray(b"".join(r for r, _ in encoded)),
         bytearray(b"".join(r for _, r in encoded)),
     ]
-    for in_resp, at, byte in mutations:
+    for in_resp, op, at, byte in mutations:
         target = streams[in_resp]
-        target[at % len(target)] = byte
+        i = at % len(target)
+        if op == "replace":
+            target[i] = byte
+        elif op == "insert":
+            target.insert(i, byte)
+        elif len(target) > 1:
+            del target[i]
     req, resp = bytes(streams[0]), bytes(streams[1])
     fast_st, fast = run_stitcher(req, resp)
     own_st, own = run_stitcher(req, resp, fast=False)
