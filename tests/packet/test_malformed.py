@@ -7,6 +7,7 @@ import random
 import struct
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,28 @@ def test_a_million_tiny_flows_stay_bounded() -> None:
     pipe.finish()
     assert pipe.flows.open_flows == 0 and len(pipe.flows._by_key) == 0
     assert len(pairs) == 1_000_000 // 50  # each flow with a request line: one incomplete pair
+
+
+def _tiny_flows_peak(n: int, max_flows: int) -> int:
+    """Peak traced memory of n one-request flows through a pipeline."""
+    pipe = PacketPipeline(lambda c: None, source="pcap", max_flows=max_flows)
+    dst = b"\x0a\xff\0\x01"
+    tracemalloc.start()
+    try:
+        for i in range(n):
+            src = struct.pack(">I", 0x0A000000 + (i >> 15))
+            sport = 1024 + (i & 0x7FFF)
+            pipe.frame(
+                i, LinkType.ETHERNET, _frame(sport, 80, i, 0, 0x0A, b"GET / HTTP/1.1\r\n", src, dst)
+            )
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_flows() -> None:
+    """Three times the flows (each with a session holding a partial request): the same peak."""
+    small = _tiny_flows_peak(3_000, 500)
+    large = _tiny_flows_peak(9_000, 500)
+    assert large < small * 1.25, (small, large)

@@ -140,6 +140,14 @@ def test_cli_port_filter_output_and_summary(lo_capture: LoCapture, tmp_path: Pat
     )  # fmt: skip
     assert proc2.returncode == 0 and proc2.stderr == ""
     assert len(proc2.stdout.splitlines()) == 8
+    # from a pipe
+    with open(lo_capture.eth, "rb") as fin:
+        piped = subprocess.run(
+            [sys.executable, "-m", "nodetap", "import", "-", "--port", str(lo_capture.py_port)],
+            stdin=fin, capture_output=True, text=True, cwd=REPO, timeout=120,
+        )  # fmt: skip
+    assert piped.returncode == 0 and "<stdin>" not in piped.stderr
+    assert len(piped.stdout.splitlines()) == 8
     # the CLI writes JSON straight from the exchanges: the same as the messages' JSON
     pairs, _ = nodetap_pairs(lo_capture.eth, ports=(lo_capture.py_port,))
     want = [json.loads(jsonl.dumps(p)) for p in pairs]
