@@ -65,11 +65,11 @@ _NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
 _HEX = b"0123456789abcdefABCDEF"
 _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-# what follows the first ";" of a chunk-size line (an empty value after "=" passes, as llhttp)
-_CHUNK_EXT = re.compile(
-    rb"[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s)?)?(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s)?)?)*"
-    % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
-)
+# What follows the first ";" of a chunk-size line, as strict llhttp reads it: ";"-separated
+# items "name" or "name=value", a value being token characters then at most one quoted
+# string, names and values may be empty, no whitespace; no ";" at the end (checked apart).
+_EXT_ITEM = rb"(?:%s)?(?:=(?:%s)?(?:%s)?)?" % (_TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
+_CHUNK_EXT = re.compile(rb"(?:%s;)*%s" % (_EXT_ITEM, _EXT_ITEM))
 
 # Where the resynchroniser may start parsing again: a request line (a known method anywhere,
 # any method token at the start of a line) or a status line, complete with its CRLF.
@@ -555,7 +555,7 @@ class _Parser(Generic[M]):
         size, semi, ext = line.partition(b";")
         if not size or size.translate(None, _HEX) or len(size) > 16:
             raise _Error("invalid character in chunk size", pos)
-        if semi and _CHUNK_EXT.fullmatch(ext) is None:
+        if semi and (not ext or ext[-1] == 59 or _CHUNK_EXT.fullmatch(ext) is None):
             raise _Error("invalid chunk extensions", pos)
         return int(size, 16)
 
