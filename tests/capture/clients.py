@@ -235,26 +235,40 @@ import base64, http.client, json, sys, threading
 spec = json.loads(sys.stdin.readline())
 results = [None] * len(spec["conns"])
 
-def worker(k, reqs):
+def send(conn, r):
+    conn.putrequest(r["method"], r["url"], skip_host=True, skip_accept_encoding=True)
+    for name, value in r["headers"]:
+        conn.putheader(name, value)
+    conn.endheaders(base64.b64decode(r["body"]) or None)
+    res = conn.getresponse()
+    return {
+        "status": res.status, "reason": res.reason,
+        "version": "HTTP/1.1" if res.version == 11 else "HTTP/1.0",
+        "headers": res.getheaders(),
+        "body": base64.b64encode(res.read()).decode(),
+    }
+
+def worker(k, conn, reqs):
+    try:
+        out = results[k]["responses"]
+        for r in reqs:
+            out.append(send(conn, r))
+        conn.close()
+    except BaseException as e:
+        results[k] = {"error": repr(e)}
+
+# Connect one at a time, each with its first exchange done (a server with a short accept
+# queue, like Python's socketserver, resets connects that overflow it), then go parallel.
+conns = []
+for k, reqs in enumerate(spec["conns"]):
     conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
     conn.connect()
-    out = []
-    for r in reqs:
-        conn.putrequest(r["method"], r["url"], skip_host=True, skip_accept_encoding=True)
-        for name, value in r["headers"]:
-            conn.putheader(name, value)
-        conn.endheaders(base64.b64decode(r["body"]) or None)
-        res = conn.getresponse()
-        out.append({
-            "status": res.status, "reason": res.reason,
-            "version": "HTTP/1.1" if res.version == 11 else "HTTP/1.0",
-            "headers": res.getheaders(),
-            "body": base64.b64encode(res.read()).decode(),
-        })
-    results[k] = {"port": conn.sock.getsockname()[1], "responses": out}
-    conn.close()
-
-threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(spec["conns"])]
+    results[k] = {"port": conn.sock.getsockname()[1], "responses": [send(conn, reqs[0])]}
+    conns.append(conn)
+threads = [
+    threading.Thread(target=worker, args=(k, conn, reqs[1:]))
+    for k, (conn, reqs) in enumerate(zip(conns, spec["conns"]))
+]
 for t in threads:
     t.start()
 for t in threads:
@@ -264,8 +278,9 @@ print(json.dumps(results), flush=True)
 
 
 def py_http_parallel(host: str, port: int, conns: list[list[Request]]) -> list[PyRun]:
-    """One Python process, one thread and one keep-alive connection per request list, all
-    at the same time (same process, different fds)."""
+    """One Python process, one keep-alive connection per request list, all open at the same
+    time (same process, different fds); after its first exchange, each runs in a thread of
+    its own, all in parallel."""
     spec = {"host": host, "port": port, "conns": [[r.to_json() for r in c] for c in conns]}
     proc = subprocess.run(
         [sys.executable, "-c", PARALLEL_CLIENT],
@@ -276,7 +291,11 @@ def py_http_parallel(host: str, port: int, conns: list[list[Request]]) -> list[P
     )
     if proc.returncode != 0:
         raise AssertionError(f"python client failed: {proc.stderr.decode()[-2000:]}")
-    return [PyRun(int(r["port"]), _responses(r["responses"])) for r in json.loads(proc.stdout)]
+    results = json.loads(proc.stdout)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise AssertionError(f"python client connections failed: {errors}")
+    return [PyRun(int(r["port"]), _responses(r["responses"])) for r in results]
 
 
 class PausedClient:

@@ -13,8 +13,8 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -83,6 +83,9 @@ class Env:
     ngx: Nginx
     py: PyServer
     lc: LiveCapture
+    # ids of the RRPairs captured before the current test: the kernel reuses client ports
+    # across the module's tests, so a port names one connection only within a test
+    before: set[str] = field(default_factory=set)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,13 @@ def env() -> Iterator[Env]:
             yield Env(ngx, py, lc)
 
 
+@pytest.fixture(autouse=True)
+def _new_test(request: pytest.FixtureRequest) -> None:
+    if "env" in request.fixturenames:
+        env: Env = request.getfixturevalue("env")
+        env.before = {p.id for p in list(env.lc.pairs)}
+
+
 # ---- helpers ---------------------------------------------------------------------------------
 
 
@@ -113,17 +123,24 @@ def assert_no_loss(lc: LiveCapture) -> None:
 
 
 def both_sides(
-    lc: LiveCapture, client_port: int, n: int, flags: list[str] | None = None
+    where: Env | LiveCapture, client_port: int, n: int, flags: list[str] | None = None
 ) -> tuple[list[pb.RRPair], list[pb.RRPair]]:
     """The n exchanges of the connection from `client_port`, as (INBOUND, OUTBOUND) lists in
     request order; checks that both sides agree field by field."""
-    got = lc.wait_for(2 * n, where=lambda p: p.client.port == client_port)
+    lc = where.lc if isinstance(where, Env) else where
+    got = lc.wait_for(2 * n, where=of_port(where, client_port))
     inb = [p for p in got if p.direction == pb.INBOUND]
     out = [p for p in got if p.direction == pb.OUTBOUND]
     assert (len(inb), len(out)) == (n, n), [(p.direction, p.http.req.url) for p in got]
     for i, o in zip(inb, out, strict=True):
         assert_agree(i, o, flags or [])
     return inb, out
+
+
+def of_port(where: Env | LiveCapture, client_port: int) -> Callable[[pb.RRPair], bool]:
+    """RRPairs of the connection from `client_port` (in the shared capture: of this test)."""
+    before = where.before if isinstance(where, Env) else set()
+    return lambda p: p.client.port == client_port and p.id not in before
 
 
 def assert_agree(inb: pb.RRPair, out: pb.RRPair, flags: list[str]) -> None:
@@ -190,7 +207,7 @@ def test_methods_python_client_nginx(env: Env) -> None:
         Request("DELETE", "/echo?m=delete", [("Host", host), ("Accept", "*/*")]),
     ]
     run = py_http("127.0.0.1", env.ngx.port, reqs)
-    inb, out = both_sides(env.lc, run.local_port, len(reqs))
+    inb, out = both_sides(env, run.local_port, len(reqs))
     for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
         assert res.status == 200
         for p in (p_in, p_out):
@@ -220,7 +237,7 @@ def test_methods_curl_python_server(env: Env, method: str, opts: list[str], body
     (ex,) = run.exchanges
     assert ex.method == method
     (port,) = run.local_ports
-    inb, out = both_sides(env.lc, port, 1)
+    inb, out = both_sides(env, port, 1)
     res_body = b"" if method == "HEAD" else body
     if method != "HEAD":
         assert run.stdout == body
@@ -248,7 +265,7 @@ def test_one_mib_bodies(env: Env, tmp_path: Path) -> None:
     )
     (ex,) = run.exchanges
     assert run.stdout == BIG
-    inb, out = both_sides(env.lc, run.local_ports[0], 1)
+    inb, out = both_sides(env, run.local_ports[0], 1)
     for p in (inb[0], out[0]):
         assert_curl_exchange(p, ex, BIG, BIG)
     # a Python client GETs 1 MiB from nginx and PUTs 1 MiB to it
@@ -259,7 +276,7 @@ def test_one_mib_bodies(env: Env, tmp_path: Path) -> None:
     ]
     prun = py_http("127.0.0.1", env.ngx.port, reqs)
     assert prun.responses[0].body == BIG
-    inb, out = both_sides(env.lc, prun.local_port, 2)
+    inb, out = both_sides(env, prun.local_port, 2)
     for p_in, p_out, req, res in zip(inb, out, reqs, prun.responses, strict=True):
         for p in (p_in, p_out):
             assert_request(p, req.method, req.url, req.headers, req.body)
@@ -274,7 +291,7 @@ def test_chunked_response_with_trailers(env: Env) -> None:
     run = curl(env.py.url + "/chunked/40", env.py.url + "/chunked/1")
     assert len(run.exchanges) == 2 and run.local_ports[0] == run.local_ports[1]
     assert run.stdout == chunked_body(40) + chunked_body(1)
-    inb, out = both_sides(env.lc, run.local_ports[0], 2)
+    inb, out = both_sides(env, run.local_ports[0], 2)
     for i, n in enumerate((40, 1)):
         for p in (inb[i], out[i]):
             assert_curl_exchange(p, run.exchanges[i], b"", chunked_body(n))
@@ -297,7 +314,7 @@ def test_chunked_request(env: Env, tmp_path: Path) -> None:
     )
     (ex,) = run.exchanges
     assert ("Transfer-Encoding", "chunked") in ex.headers
-    inb, out = both_sides(env.lc, run.local_ports[0], 1)
+    inb, out = both_sides(env, run.local_ports[0], 1)
     for p in (inb[0], out[0]):
         assert_curl_exchange(p, ex, data, b"echo\n")
     assert_no_loss(env.lc)
@@ -317,7 +334,7 @@ def test_content_coding_kept_close_delimited_and_chunked(env: Env) -> None:
     assert ("Content-Encoding", "gzip") in res_headers
     assert not [n for n, _ in res_headers if n in ("Content-Length", "Transfer-Encoding")]
     assert gzip.decompress(body) == TEXT
-    inb, out = both_sides(env.lc, run.local_port, 1)
+    inb, out = both_sides(env, run.local_port, 1)
     for p in (inb[0], out[0]):
         assert (p.http.req.method, p.http.req.url, p.http.req.version) == (
             "GET",
@@ -331,7 +348,7 @@ def test_content_coding_kept_close_delimited_and_chunked(env: Env) -> None:
     (ex,) = crun.exchanges
     assert ("Transfer-Encoding", "chunked") in ex.final.headers
     assert gzip.decompress(crun.stdout) == TEXT
-    inb, out = both_sides(env.lc, crun.local_ports[0], 1)
+    inb, out = both_sides(env, crun.local_ports[0], 1)
     for p in (inb[0], out[0]):
         assert_curl_exchange(p, ex, b"", crun.stdout)
     assert_no_loss(env.lc)
@@ -346,7 +363,7 @@ def test_large_request_head(env: Env) -> None:
         Request("POST", "/echo", [*headers, ("Content-Length", "5")], b"after"),
     ]
     run = py_http("127.0.0.1", env.py.port, reqs)
-    inb, out = both_sides(env.lc, run.local_port, 2)
+    inb, out = both_sides(env, run.local_port, 2)
     for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
         for p in (p_in, p_out):
             assert_request(p, req.method, req.url, req.headers, req.body)
@@ -362,7 +379,7 @@ def test_keepalive_many_requests_one_connection(env: Env) -> None:
     host = f"127.0.0.1:{env.ngx.port}"
     gets = [Request("GET", f"/hello?i={i}", [("Host", host)]) for i in range(150)]
     run = py_http("127.0.0.1", env.ngx.port, gets)
-    inb, out = both_sides(env.lc, run.local_port, 150)
+    inb, out = both_sides(env, run.local_port, 150)
     for i, (p_in, p_out) in enumerate(zip(inb, out, strict=True)):
         for p in (p_in, p_out):
             assert_request(p, "GET", f"/hello?i={i}", [("Host", host)], b"")
@@ -376,7 +393,7 @@ def test_keepalive_many_requests_one_connection(env: Env) -> None:
         for i in range(100)
     ]
     run = py_http("127.0.0.1", env.py.port, posts)
-    inb, out = both_sides(env.lc, run.local_port, 100)
+    inb, out = both_sides(env, run.local_port, 100)
     for p_in, p_out, req, res in zip(inb, out, posts, run.responses, strict=True):
         assert res.body == req.body
         for p in (p_in, p_out):
@@ -392,11 +409,15 @@ def test_new_connection_per_request_fd_reuse(env: Env) -> None:
     run = curl("-H", "Connection: close", *urls)
     assert len(set(run.local_ports)) == 20
     for i, (port, ex) in enumerate(zip(run.local_ports, run.exchanges, strict=True)):
-        inb, out = both_sides(env.lc, port, 1)
+        inb, out = both_sides(env, port, 1)
         for p in (inb[0], out[0]):
             assert_curl_exchange(p, ex, b"", b"hello world\n")
             assert p.http.req.url == f"/hello?conn={i}"
-    ids = {p.meta.conn_id for p in env.lc.pairs if p.client.port in run.local_ports}
+    ids = {
+        p.meta.conn_id
+        for p in env.lc.pairs
+        if p.client.port in run.local_ports and p.id not in env.before
+    }
     assert len(ids) == 40  # one connection id per connection and side
     assert_no_loss(env.lc)
 
@@ -421,7 +442,7 @@ def test_parallel_connections_of_one_client_process(env: Env) -> None:
     runs = py_http_parallel("127.0.0.1", env.py.port, conns)
     assert len({r.local_port for r in runs}) == 20
     for reqs, run in zip(conns, runs, strict=True):
-        inb, out = both_sides(env.lc, run.local_port, len(reqs))
+        inb, out = both_sides(env, run.local_port, len(reqs))
         for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
             assert res.body == req.body
             for p in (p_in, p_out):
@@ -442,7 +463,7 @@ def test_request_sent_one_byte_at_a_time(env: Env, server: str) -> None:
     with RawClient("127.0.0.1", port, steps) as client:
         run = client.resume()
     responses = split_responses(run.received, ["POST", "GET"])
-    inb, out = both_sides(env.lc, run.local_port, 2)
+    inb, out = both_sides(env, run.local_port, 2)
     expected = [
         ("POST", "/echo?slow", [("Host", host), ("Content-Length", "5")], b"tiny!"),
         ("GET", "/echo?last", [("Host", host), ("Connection", "close")], b""),
@@ -480,7 +501,7 @@ def test_pipelining(env: Env, server: str) -> None:
     run = raw_exchange("127.0.0.1", port, data)
     responses = split_responses(run.received, [r[0] for r in reqs])
     assert [r.status for r in responses] == [200, 200, 200, 204, 200]
-    inb, out = both_sides(env.lc, run.local_port, len(reqs))
+    inb, out = both_sides(env, run.local_port, len(reqs))
     for p_in, p_out, req, res in zip(inb, out, reqs, responses, strict=True):
         for p in (p_in, p_out):
             assert_request(p, *req)
@@ -510,7 +531,7 @@ def test_expect_100_continue(env: Env, server: str, tmp_path: Path) -> None:
     for ex in run.exchanges:
         assert ("Expect", "100-continue") in ex.headers
         assert [r.status for r in ex.responses] == [100, 200], "server sent no 100 Continue"
-    inb, out = both_sides(env.lc, run.local_ports[0], 2)
+    inb, out = both_sides(env, run.local_ports[0], 2)
     res_body = b"echo\n" if server == "nginx" else data
     for i in range(2):
         for p in (inb[i], out[i]):
@@ -531,7 +552,7 @@ def test_204_and_304(env: Env) -> None:
     )
     assert [ex.final.status for ex in run.exchanges] == [204, 304, 200]
     assert ("Last-Modified", since) in run.exchanges[1].final.headers
-    inb, out = both_sides(env.lc, run.local_ports[0], 3)
+    inb, out = both_sides(env, run.local_ports[0], 3)
     for i, res_body in enumerate((b"", b"", b"hello world\n")):
         for p in (inb[i], out[i]):
             assert_curl_exchange(p, run.exchanges[i], b"", res_body)
@@ -544,7 +565,7 @@ def test_204_and_304(env: Env) -> None:
     ]
     prun = py_http("127.0.0.1", env.py.port, reqs)
     assert [r.status for r in prun.responses] == [204, 304, 200]
-    inb, out = both_sides(env.lc, prun.local_port, 3)
+    inb, out = both_sides(env, prun.local_port, 3)
     for p_in, p_out, req, res in zip(inb, out, reqs, prun.responses, strict=True):
         for p in (p_in, p_out):
             assert_request(p, req.method, req.url, req.headers, req.body)
@@ -562,7 +583,7 @@ def test_client_closes_mid_response(env: Env) -> None:
     run = raw_exchange("127.0.0.1", env.ngx.port, req, read_limit=64 * 1024)
     head, _, got_body = run.received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and HUGE.startswith(got_body)
-    pairs = env.lc.wait_for(2, where=lambda p: p.client.port == run.local_port)
+    pairs = env.lc.wait_for(2, where=of_port(env, run.local_port))
     inb = [p for p in pairs if p.direction == pb.INBOUND]
     out = [p for p in pairs if p.direction == pb.OUTBOUND]
     assert len(inb) == len(out) == 1
@@ -599,7 +620,7 @@ def test_ipv6(env: Env) -> None:
         Request("POST", "/echo?v6", [("Host", host), ("Content-Length", "4")], b"six!"),
     ]
     run = py_http("::1", env.ngx.port, reqs)
-    inb, out = both_sides(env.lc, run.local_port, 2)
+    inb, out = both_sides(env, run.local_port, 2)
     for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
         for p in (p_in, p_out):
             assert_request(p, req.method, req.url, req.headers, req.body)
@@ -608,7 +629,7 @@ def test_ipv6(env: Env) -> None:
             assert p.server.port == env.ngx.port
     # curl over IPv6 too
     crun = curl(f"http://[::1]:{env.ngx.port}/hello?curl6")
-    inb, out = both_sides(env.lc, crun.local_ports[0], 1)
+    inb, out = both_sides(env, crun.local_ports[0], 1)
     assert_curl_exchange(inb[0], crun.exchanges[0], b"", b"hello world\n")
     assert inb[0].client.ip == "::1"
     assert_no_loss(env.lc)
