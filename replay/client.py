@@ -183,12 +183,14 @@ class Pool:
     idle: list[_Conn] = field(default_factory=list)
     stats: PoolStats = field(default_factory=PoolStats)
 
-    async def acquire(self) -> _Conn:
+    async def acquire(self) -> tuple[_Conn, float]:
+        """A connection (idle or new) and the seconds the conntrack gate held it back."""
         while self.idle:
             c = self.idle.pop()
             if not c.closed:
                 self.stats.reused += 1
-                return c
+                return c, 0.0
+        waited = 0.0
         if self.gate is not None:
             waited = await self.gate()
             if waited > 0:
@@ -211,7 +213,7 @@ class Pool:
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+        return conn, waited
 
     def release(self, conn: _Conn, reuse: bool) -> None:
         if reuse and conn.keep_alive and not conn.closed:

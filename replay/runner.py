@@ -55,9 +55,11 @@ class _CtTrack:
     throttle_first: float | None = None
     throttle_last: float | None = None
     _prev_drops: int = 0
+    _last_reap: float = 0.0
+    reaped: int = 0
     _last_sec: int = -1
 
-    def open(self) -> None:
+    def open(self, budget: Any) -> None:
         try:
             from netsetup.conntrack import Monitor
 
@@ -67,6 +69,10 @@ class _CtTrack:
         except Exception as e:  # no nf_conntrack, no permission: replay runs unwatched
             self.mon = None
             self.reason = f"conntrack not watched: {e}"
+            return
+        if self.throttle and self.first.max:
+            # The first connections already count against what the table holds now.
+            budget.value = int(self.first.max * self.threshold) - self.first.count
 
     @staticmethod
     def _drops(s: Any) -> int:
@@ -93,6 +99,17 @@ class _CtTrack:
             left = limit - s.count
             budget.value = left
             pressure.value = 1 if left < limit * 0.1 else 0
+            if left <= 0 and time.monotonic() - self._last_reap > 0.25:
+                # Expired entries may still be counted: have the kernel free them.
+                self._last_reap = time.monotonic()
+                try:
+                    self.mon.reap()
+                    s2 = self.mon.sample()
+                    left = limit - s2.count
+                    budget.value = left
+                    self.reaped += max(0, s.count - s2.count)
+                except Exception as e:
+                    log.debug("conntrack reap: %s", e)
             if left <= 0:
                 self.throttled_samples += 1
                 self.throttle_first = t if self.throttle_first is None else self.throttle_first
@@ -128,6 +145,7 @@ class _CtTrack:
                 "delayed_connections": pool.get("gate_waits", 0),
                 "delay_s": round(pool.get("gate_wait_s", 0.0), 3),
                 "slow_connects": pool.get("slow_connects", 0),
+                "expired_entries_reaped": self.reaped,
             },
             "timeline": self.timeline,
         }
@@ -292,7 +310,7 @@ def _run(
                 ready += 1
             elif kind == "error":
                 raise UserError(f"replay process {k} failed to start: {payload}")
-        ct.open()
+        ct.open(shared.budget)
         cpu.open()
         start = time.monotonic() + 0.05
         shared.start_at.value = start

@@ -14,6 +14,7 @@ import ctypes
 import logging
 import os
 import resource
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from replay.stats import Histogram
 
 log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
 UNLIMITED = 1 << 62
 
 
@@ -198,8 +200,9 @@ class _Runner:
             res.last_send = now
             t0 = time.perf_counter()
             conn = None
+            held = 0.0
             try:
-                conn = await pool.acquire()
+                conn, held = await pool.acquire()
                 actual = await conn.request(data, item.method == "HEAD", p.timeout)
             except Exception as e:  # every failure is counted by kind
                 kind = classify(e)
@@ -219,7 +222,8 @@ class _Runner:
                         }
                     )
                 continue
-            lat = time.perf_counter() - t0
+            # The time the throttle held the request back is the agent's, not the server's.
+            lat = time.perf_counter() - t0 - held
             pool.release(conn, reuse)
             res.responses += 1
             res.latency.add(lat)
@@ -276,6 +280,8 @@ def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: An
     """Entry point of a replay process (multiprocessing target)."""
     plan = Plan.from_json(plan_json)
     try:
+        # Die with the coordinator, even when it is killed with SIGKILL.
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if plan.netns:
             enter_netns(plan.netns)
         out.put(("ready", share, None))

@@ -56,6 +56,7 @@ def main() -> None:
     host, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     Handler.log_file = open(log, "a")  # noqa: SIM115
     cls = http.server.ThreadingHTTPServer
+    cls.request_queue_size = 1024  # the default backlog of 5 drops SYNs under load
     if ":" in host:
         cls.address_family = __import__("socket").AF_INET6
     srv = cls((host, port), Handler)
