@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -49,19 +49,21 @@ SUBSCRIBERS = Gauge("nodetap_forwarder_subscribers", "Live Subscribe calls")
 @dataclass(eq=False)
 class _Subscriber:
     flt: fpb.Filter
-    q: queue.Queue[pb.RRPair] = field(default_factory=lambda: queue.Queue(maxsize=10000))
+    q: queue.Queue[pb.RRPair]
     dropped: int = 0
 
 
 class Hub:
-    """Fans stored RRPairs out to live subscribers (bounded queue each; overflow counted)."""
+    """Fans stored RRPairs out to live subscribers (bounded queue each; overflow counted and
+    ends that subscriber's stream with RESOURCE_EXHAUSTED)."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue_size: int = 10000) -> None:
         self._lock = threading.Lock()
         self._subs: list[_Subscriber] = []
+        self._queue_size = queue_size
 
     def add(self, flt: fpb.Filter) -> _Subscriber:
-        sub = _Subscriber(flt)
+        sub = _Subscriber(flt, queue.Queue(maxsize=self._queue_size))
         with self._lock:
             self._subs.append(sub)
         SUBSCRIBERS.inc()
@@ -119,7 +121,13 @@ class ForwarderService(fgrpc.ForwarderServicer):
                 try:
                     yield sub.q.get(timeout=0.25)
                 except queue.Empty:
-                    continue
+                    if sub.dropped:
+                        # Never lose silently: a tail that fell behind ends, saying so.
+                        context.abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"subscriber too slow: {sub.dropped} RRPairs dropped from the live "
+                            "tail; read them with Export (time range) and subscribe again",
+                        )
         finally:
             self.hub.remove(sub)
 
@@ -198,6 +206,7 @@ class ForwarderHandle:
 
     server: grpc.Server
     store: Store
+    hub: Hub
     port: int
     address: str
     _stop: threading.Event
@@ -238,6 +247,7 @@ def serve(
     retention_interval: float = 60.0,
     sync: str = "full",
     max_streams: int = 64,
+    subscriber_queue: int = 10000,
     store: Store | None = None,
 ) -> ForwarderHandle:
     """Start a forwarder on listen ("HOST:PORT", port 0 = any) storing into data_dir.
@@ -250,7 +260,7 @@ def serve(
     if tls_client_ca and not tls_cert:
         raise UserError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
     store = store if store is not None else open_store(data_dir, sync=sync)
-    hub = Hub()
+    hub = Hub(subscriber_queue)
     interceptors = [TokenInterceptor(token)] if token else []
     server = grpc.server(
         # grpcio's server gives each open call a thread: agents' Ingest streams and clients'
@@ -315,4 +325,4 @@ def serve(
         "TLS" if tls_cert else "plaintext",
         data_dir,
     )
-    return ForwarderHandle(server, store, port, f"{host}:{port}", stop, threads)
+    return ForwarderHandle(server, store, hub, port, f"{host}:{port}", stop, threads)

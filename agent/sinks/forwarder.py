@@ -30,7 +30,7 @@ from pathlib import Path
 import grpc
 from prometheus_client import Counter
 
-from agent.sinks.spool import Spool, SpoolRef
+from agent.sinks.spool import Spool, SpoolBusy, SpoolRef
 from nodetap.errors import UserError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
@@ -183,6 +183,8 @@ class ForwarderSink:
             try:
                 self._spool = Spool(spool_dir, max_spool_bytes)
                 self._recover()
+            except SpoolBusy as e:
+                raise UserError(f"{e}; give each agent its own --spool-dir") from None
             except OSError as e:
                 raise UserError(f"cannot use spool dir {spool_dir}: {e.strerror}") from None
         self._thread = threading.Thread(target=self._run, name="forwarder-sink", daemon=True)

@@ -10,6 +10,7 @@ so nothing else is lost.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -34,12 +35,23 @@ class SpoolRef:
     length: int
 
 
+class SpoolBusy(OSError):
+    """Another process holds the spool directory."""
+
+
 class Spool:
     """Append records up to max_bytes on disk; read them back; release them when done."""
 
     def __init__(self, directory: str, max_bytes: int, segment_bytes: int | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        # One agent per spool: a second one would resend and delete the first one's records.
+        self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise SpoolBusy(f"spool dir {directory} is in use by another process") from None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or max(64 * 1024, max_bytes // 8)
         self.corrupt = 0  # records skipped as corrupt during recover()
@@ -158,3 +170,6 @@ class Spool:
             self._fd = None
             if self._live.get(self._active, 0) == 0:
                 self._drop_segment(self._active)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = -1

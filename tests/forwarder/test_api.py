@@ -457,3 +457,36 @@ def test_forwarder_command_token_file_and_metrics(tmp_path: Path) -> None:
         x.startswith("nodetap_forwarder_auth_refused_total") and not x.endswith(" 0.0")
         for x in lines
     )
+
+
+def test_slow_subscriber_is_told_not_silently_starved(tmp_path: Path) -> None:
+    h = serve("127.0.0.1:0", str(tmp_path / "data"), subscriber_queue=5)
+    try:
+        addr = f"127.0.0.1:{h.port}"
+        ch = client.channel(addr)
+        call = client.stub(ch).Subscribe(fpb.SubscribeRequest())
+        call.initial_metadata()
+        # 300 RRPairs published at once into a 5-RRPair queue: the tail cannot keep up.
+        h.hub.publish([pb.RRPair(id=f"slow-{i}") for i in range(300)])
+        got = []
+        with pytest.raises(grpc.RpcError) as err:
+            for p in call:  # read only now
+                got.append(p.id)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "subscriber too slow" in (err.value.details() or "")
+        assert 0 < len(got) < 300
+        assert got == [f"slow-{i}" for i in range(len(got))]  # in order, no holes before the end
+        ch.close()
+    finally:
+        h.stop(0)
+
+
+def test_one_spool_dir_per_agent(tmp_path: Path) -> None:
+    spool = str(tmp_path / "spool")
+    first = ForwarderSink("127.0.0.1:1", spool_dir=spool)
+    try:
+        with pytest.raises(UserError, match="in use by another process"):
+            ForwarderSink("127.0.0.1:1", spool_dir=spool)
+    finally:
+        first.close(0.1)
+    ForwarderSink("127.0.0.1:1", spool_dir=spool).close(0.1)  # free again once closed
