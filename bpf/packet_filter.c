@@ -4,8 +4,10 @@
 // user space sees only the traffic it reassembles.
 //
 // Built by BCC with -DLINK_HDR_LEN=14 for Ethernet-like devices (Ethernet, veth, loopback)
-// or 0 for devices without a link-layer header (tun, wireguard). Reads only packet bytes
-// (LD_ABS loads), never kernel structs.
+// or 0 for devices without a link-layer header (tun, wireguard), and -DNT_SKIP_OUTGOING on
+// loopback, where every packet reaches the socket twice (sent, then received): the sent
+// copy is dropped here. Reads only packet bytes (LD_ABS loads) and __sk_buff fields,
+// never kernel structs.
 //
 // Shared layout (mirrored in agent/packet/live.py):
 //   nt_ports:    array u8[65536], index = port; nt_ports[0] != 0 means "every port".
@@ -16,6 +18,8 @@
 #define NT_ETH_P_8021Q 0x8100
 #define NT_ETH_P_8021AD 0x88A8
 #define NT_IPPROTO_TCP 6
+
+#define NT_PACKET_OUTGOING 4
 
 #define NT_CTR_SEEN 0
 #define NT_CTR_KEPT 1
@@ -45,6 +49,10 @@ int nodetap_port_filter(struct __sk_buff *skb) {
     u32 proto;
     u32 th;
 
+#ifdef NT_SKIP_OUTGOING
+    if (skb->pkt_type == NT_PACKET_OUTGOING)
+        return 0;
+#endif
     nt_count(NT_CTR_SEEN);
 #if LINK_HDR_LEN == 14
     proto = load_half(skb, 12);

@@ -81,15 +81,19 @@ class _MetricSync:
                 self._last[key] = summary[key]
 
 
-def link_of(interface: str) -> tuple[int, int]:
-    """(pcap link type, link header length) of an interface; UserError when unusable."""
+def _arphrd(interface: str) -> int:
     path = Path("/sys/class/net") / interface / "type"
     try:
-        arphrd = int(path.read_text())
-    except FileNotFoundError:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
         raise UserError(
             f"interface {interface!r} not found in this network namespace; list them with: ip link"
         ) from None
+
+
+def link_of(interface: str) -> tuple[int, int]:
+    """(pcap link type, link header length) of an interface; UserError when unusable."""
+    arphrd = _arphrd(interface)
     if arphrd in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return int(LinkType.ETHERNET), 14
     if arphrd == ARPHRD_NONE:
@@ -100,13 +104,21 @@ def link_of(interface: str) -> tuple[int, int]:
     )
 
 
+def _cflags(interface: str) -> list[str]:
+    _linktype, link_hdr = link_of(interface)
+    flags = [f"-DLINK_HDR_LEN={link_hdr}"]
+    if _arphrd(interface) == ARPHRD_LOOPBACK:
+        flags.append("-DNT_SKIP_OUTGOING=1")
+    return flags
+
+
 def filter_program(interface: str) -> str:
     """The socket filter's C source as compiled for `interface` (for ``--ebpf``)."""
-    _linktype, link_hdr = link_of(interface)
-    return f"#define LINK_HDR_LEN {link_hdr}\n" + BPF_SOURCE.read_text()
+    defines = "".join("#define {} {}\n".format(*f[2:].split("=", 1)) for f in _cflags(interface))
+    return defines + BPF_SOURCE.read_text()
 
 
-def _load_filter(link_hdr: int, ports: Iterable[int], interface: str) -> tuple[Any, Any]:
+def _load_filter(interface: str, ports: Iterable[int]) -> tuple[Any, Any]:
     if os.geteuid() != 0:
         raise UserError("packet mode needs root (BPF socket filter); run it with sudo")
     try:
@@ -117,7 +129,7 @@ def _load_filter(link_hdr: int, ports: Iterable[int], interface: str) -> tuple[A
             "--system-site-packages (scripts/setup.sh)"
         ) from None
     try:
-        bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=[f"-DLINK_HDR_LEN={link_hdr}"])
+        bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=_cflags(interface))
         fn = bpf.load_func(b"nodetap_port_filter", BPF.SOCKET_FILTER)
     except Exception as e:
         raise UserError(
@@ -165,8 +177,8 @@ def run_packet_capture(
 
     `ready` (optional) is set once the filter is attached and packets are being read;
     `rcvbuf` is the socket's receive buffer (the kernel drops packets beyond it)."""
-    linktype, link_hdr = link_of(interface)
-    bpf, fn = _load_filter(link_hdr, ports, interface)
+    linktype, _link_hdr = link_of(interface)
+    bpf, fn = _load_filter(interface, ports)
     sock = socket.socket(fileno=os.dup(fn.sock))
     os.close(fn.sock)
     kernel_packets = kernel_drops = 0
@@ -183,9 +195,7 @@ def run_packet_capture(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setblocking(False)
-        loopback = Path(f"/sys/class/net/{interface}/type").read_text().strip() == str(
-            ARPHRD_LOOPBACK
-        )
+        loopback = _arphrd(interface) == ARPHRD_LOOPBACK
         ancsize = socket.CMSG_SPACE(16)
         frame = pipe.frame
         sync = _MetricSync()
@@ -205,7 +215,7 @@ def run_packet_capture(
                             continue
                         raise
                     if loopback and addr[2] == PACKET_OUTGOING:
-                        continue  # lo shows every packet twice: keep the incoming copy
+                        continue  # dropped by the filter already; kept as a safeguard
                     ts = 0
                     for level, kind, cdata in anc:
                         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
