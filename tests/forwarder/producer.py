@@ -37,7 +37,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=0)
     ap.add_argument("--id-prefix", default="prod")
     ap.add_argument("--interval", type=float, default=0.0)
-    ap.add_argument("--flush", type=float, default=30.0)
+    ap.add_argument("--flush", type=float, default=120.0)
     ap.add_argument("--close", type=float, default=1.0)
     ap.add_argument("--max-memory", type=int, default=64 * 1024 * 1024)
     ap.add_argument("--max-spool", type=int, default=1024 * 1024 * 1024)
