@@ -171,12 +171,16 @@ def run_packet_capture(
     node: str = "",
     ready: threading.Event | None = None,
     rcvbuf: int = RCVBUF,
+    on_exchange: Callable[[CapturedExchange], None] | None = None,
 ) -> dict[str, int]:
     """Capture `interface` until `stop` is set, emitting RRPairs; returns the counters
     (packets, flows, rrpairs, gaps, malformed, kernel_drops, filter_seen, filter_kept...).
 
     `ready` (optional) is set once the filter is attached and packets are being read;
-    `rcvbuf` is the socket's receive buffer (the kernel drops packets beyond it)."""
+    `rcvbuf` is the socket's receive buffer (the kernel drops packets beyond it);
+    `on_exchange`, when given, receives each exchange as a CapturedExchange instead of
+    `emit` its RRPair message (``.json_line()`` writes JSONL without building the message).
+    """
     linktype, _link_hdr = link_of(interface)
     bpf, fn = _load_filter(interface, ports)
     sock = socket.socket(fileno=os.dup(fn.sock))
@@ -188,7 +192,10 @@ def run_packet_capture(
         nonlocal pairs
         pairs += 1
         PAIRS.inc()
-        emit(captured.proto())
+        if on_exchange is not None:
+            on_exchange(captured)
+        else:
+            emit(captured.proto())
 
     pipe = PacketPipeline(count_emit, source="packet", ports=ports, max_body=max_body, node=node)
     try:
