@@ -3,6 +3,7 @@ captured from the root namespace, compared with syscall capture of the same exch
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -66,7 +67,7 @@ class PacketRun:
 
 @contextlib.contextmanager
 def packet_capture(
-    dev: str, ports: list[int], on_pair: Callable[[pb.RRPair], None] | None = None, **kw: int
+    dev: str, ports: list[int], on_pair: Callable[[pb.RRPair], None] | None = None, **kw: object
 ) -> Iterator[PacketRun]:
     run = PacketRun()
     stop, ready = threading.Event(), threading.Event()
@@ -207,6 +208,20 @@ def test_loopback_shows_each_packet_once() -> None:
     # lo hands the socket every packet twice (sent, received): the filter keeps one
     assert run.summary["kernel_packets"] == run.summary["packets"]
     assert run.summary["filter_seen"] >= run.summary["filter_kept"] == run.summary["packets"]
+
+
+def test_exchanges_as_json_lines() -> None:
+    lines: list[str] = []
+    with (
+        nginx() as ngx,
+        packet_capture("lo", [ngx.port], on_exchange=lambda c: lines.append(c.json_line())) as run,
+    ):
+        _curl("-o", "/dev/null", f"{ngx.url}/hello?j=1")
+        _wait(lambda: len(lines) >= 1)
+    assert run.pairs == []  # emit is not called when on_exchange is given
+    (d,) = [json.loads(x) for x in lines]
+    assert d["http"]["req"]["url"] == "/hello?j=1" and d["meta"]["source"] == "packet"
+    assert base64.b64decode(d["http"]["res"]["body"]) == b"hello world\n"
 
 
 def test_capture_command_packet_mode(tmp_path: Path) -> None:
