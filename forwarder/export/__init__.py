@@ -23,8 +23,9 @@ def _pcap_writer() -> Any:
     return getattr(mod, "write_pcap", None)
 
 
-def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str) -> int:
-    """Write pairs to the binary stream fp in fmt; return how many were written."""
+def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str, live: bool = False) -> int:
+    """Write pairs to the binary stream fp in fmt; return how many were written. live: flush
+    after every RRPair (a tail read by another program)."""
     if fmt == "pcap":
         writer = _pcap_writer()
         if writer is None:
@@ -40,6 +41,9 @@ def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str) -> int:
             n = 0
             for pair in pairs:
                 jsonl.write(text, pair)
+                if live:
+                    text.flush()
+                    fp.flush()
                 n += 1
             return n
         raise UserError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -21,6 +21,7 @@ from nodetap.v1 import rrpair_pb2 as pb
 EPILOG = """\
 examples:
   nodetap export --forwarder 127.0.0.1:7070 --since 10m                 # JSONL on stdout
+  nodetap export --forwarder 127.0.0.1:7070 --follow --filter status=5xx  # live tail
   nodetap export --forwarder 127.0.0.1:7070 --format har -o capture.har \\
       --since 2026-11-23T04:00:00Z --until 2026-11-23T05:00:00Z --filter status=5xx
   nodetap export --forwarder HOST:7070 --token-file token --tls-ca ca.crt --filter namespace=shop
@@ -57,6 +58,12 @@ def register(subparsers: Any) -> None:
         "--input", metavar="FILE.jsonl", help="read a JSONL capture instead ('-': stdin)"
     )
     p.add_argument("--snapshot", metavar="ID", help="export this snapshot (from the forwarder)")
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="live tail (gRPC Subscribe): RRPairs as they are stored, until Ctrl-C or --limit",
+    )
     add_selection_arguments(p)
     add_output_arguments(p)
     p.set_defaults(func=run)
@@ -86,6 +93,25 @@ def remote_pairs(args: argparse.Namespace, request: fpb.ExportRequest) -> Iterat
         ch.close()
 
 
+def follow_pairs(args: argparse.Namespace, flt: fpb.Filter) -> Iterator[pb.RRPair]:
+    stub, md, ch = client.from_args(args)
+    call = stub.Subscribe(fpb.SubscribeRequest(filter=flt), metadata=md)
+    n = 0
+    try:
+        call.initial_metadata()  # the tail is live from here on
+        print(f"nodetap: following live RRPairs from {args.forwarder}", file=sys.stderr, flush=True)
+        for pair in call:
+            yield pair
+            n += 1
+            if args.limit and n >= args.limit:
+                return
+    except grpc.RpcError as e:
+        raise client.rpc_error(e, args.forwarder) from None
+    finally:
+        call.cancel()
+        ch.close()
+
+
 def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
     n = 0
     try:
@@ -109,11 +135,17 @@ def run(args: argparse.Namespace) -> int:
         if args.snapshot:
             raise UserError("--snapshot needs --forwarder (snapshots live in a forwarder)")
         pairs = _local_pairs(args.input, flt, args.limit)
+    elif args.follow:
+        if args.snapshot or args.since or args.until:
+            raise UserError("--follow tails live RRPairs; drop --snapshot, --since and --until")
+        if args.format != "jsonl":
+            raise UserError("--follow writes JSONL (one RRPair per line as it arrives)")
+        pairs = follow_pairs(args, flt)
     else:
         req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
         pairs = remote_pairs(args, req)
     with open_output(args.output) as fp:
-        n = write(pairs, fp, args.format)
+        n = write(pairs, fp, args.format, live=bool(args.follow))
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0

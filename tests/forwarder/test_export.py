@@ -277,3 +277,45 @@ def test_pcap_export_when_available(tmp_path: Path) -> None:
         check=True,
     ).stdout.split()
     assert fields == ["GET", "GET", "POST", "GET"]
+
+
+def test_export_follow_tails_live_pairs(tmp_path: Path) -> None:
+    from agent.sinks.forwarder import ForwarderSink
+    from tests.forwarder.helpers import forwarder_process, stop
+    from tests.support.servers import free_port
+
+    capture = _capture(tmp_path)
+    port = free_port()
+    with forwarder_process(port, tmp_path / "data"):
+        tail = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nodetap",
+                "export",
+                "--forwarder",
+                f"127.0.0.1:{port}",
+                "--follow",
+                "--filter",
+                "method=GET",
+                "--limit",
+                "3",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert tail.stderr is not None
+            assert "following live RRPairs" in tail.stderr.readline()
+            sink = ForwarderSink(f"127.0.0.1:{port}")
+            for p in jsonl.read_path(str(capture)):
+                sink.put(p)
+            assert sink.flush(30)
+            sink.close(1)
+            out, _ = tail.communicate(timeout=60)
+        finally:
+            stop(tail)
+    want = [p.id for p in jsonl.read_path(str(capture)) if p.http.req.method == "GET"]
+    assert [jsonl.loads(x).id for x in out.splitlines()] == want
