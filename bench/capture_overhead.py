@@ -110,9 +110,20 @@ def main() -> int:
             summary_path = tmp / f"summary-{r}.json"
             log = tmp / f"capture-{r}.log"
             agent = subprocess.Popen(
-                [sys.executable, "-m", "nodetap", "capture", "-p", str(worker),
-                 "--port", str(backend.port), "-o", str(out),
-                 "--summary-json", str(summary_path)],  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "nodetap",
+                    "capture",
+                    "-p",
+                    str(worker),
+                    "--port",
+                    str(backend.port),
+                    "-o",
+                    str(out),
+                    "--summary-json",
+                    str(summary_path),
+                ],
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=log.open("w"),
@@ -146,9 +157,7 @@ def main() -> int:
     for mode, runs in results.items():
         rps = statistics.median(r for r, _ in runs)
         p99 = statistics.median(p for _, p in runs)
-        print(
-            f"{mode:<8} {rps:>10.0f} {p99:>8.2f} {rps / bare_rps:>14.2f} {p99 / bare_p99:>12.2f}"
-        )
+        print(f"{mode:<8} {rps:>10.0f} {p99:>8.2f} {rps / bare_rps:>14.2f} {p99 / bare_p99:>12.2f}")
     cost_capture = 1 - statistics.median(r for r, _ in results["nodetap"]) / bare_rps
     cost_proxy = 1 - statistics.median(r for r, _ in results["proxy"]) / bare_rps
     print(
