@@ -31,9 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.servers import Nginx, free_port, nginx  # noqa: E402
-
-PROXY_EXTRA = ""
+from tests.support.servers import Nginx, nginx  # noqa: E402
 
 
 def wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
@@ -64,7 +62,7 @@ def proxy_to(backend: Nginx) -> Iterator[Nginx]:
         conf = (p.root / "nginx.conf").read_text()
         conf = conf.replace(
             "server {",
-            "upstream backend { server 127.0.0.1:%d; keepalive 64; }\n    server {" % backend.port,
+            f"upstream backend {{ server 127.0.0.1:{backend.port}; keepalive 64; }}\n    server {{",
             1,
         ).replace(
             "location /hello",
@@ -160,10 +158,10 @@ def main() -> int:
         print(f"{mode:<8} {rps:>10.0f} {p99:>8.2f} {rps / bare_rps:>14.2f} {p99 / bare_p99:>12.2f}")
     cost_capture = 1 - statistics.median(r for r, _ in results["nodetap"]) / bare_rps
     cost_proxy = 1 - statistics.median(r for r, _ in results["proxy"]) / bare_rps
+    ratio = cost_capture / cost_proxy if cost_proxy > 0 else float("nan")
     print(
         f"throughput cost: nodetap {cost_capture:.1%}, proxy {cost_proxy:.1%}; "
-        f"capture/proxy cost ratio {cost_capture / cost_proxy if cost_proxy > 0 else float('nan'):.2f}"
-        " (target < 0.5)"
+        f"capture/proxy cost ratio {ratio:.2f} (target < 0.5)"
     )
     print(f"agent CPU per captured request: {statistics.median(cpu_per_req) * 1e6:.1f} us")
     print(
