@@ -1,7 +1,7 @@
 // nodetap live packet mode: a socket filter on an AF_PACKET socket bound to one interface.
-// Keeps TCP segments (IPv4 and IPv6, optionally behind one 802.1Q/802.1ad tag) whose source
-// or destination port is selected in nt_ports, and drops everything else in the kernel, so
-// user space sees only the traffic it reassembles.
+// Keeps TCP segments (IPv4, and IPv6 behind up to 4 extension headers, optionally behind
+// one 802.1Q/802.1ad tag) whose source or destination port is selected in nt_ports, and
+// drops everything else in the kernel, so user space sees only the traffic it reassembles.
 //
 // Built by BCC with -DLINK_HDR_LEN=14 for Ethernet-like devices (Ethernet, veth, loopback)
 // or 0 for devices without a link-layer header (tun, wireguard), and -DNT_SKIP_OUTGOING on
@@ -18,6 +18,11 @@
 #define NT_ETH_P_8021Q 0x8100
 #define NT_ETH_P_8021AD 0x88A8
 #define NT_IPPROTO_TCP 6
+#define NT_IPPROTO_HOPOPTS 0
+#define NT_IPPROTO_ROUTING 43
+#define NT_IPPROTO_FRAGMENT 44
+#define NT_IPPROTO_DSTOPTS 60
+#define NT_MAX_EXT 4
 
 #define NT_PACKET_OUTGOING 4
 
@@ -73,9 +78,27 @@ int nodetap_port_filter(struct __sk_buff *skb) {
             goto not_tcp;
         th = nh + ((load_byte(skb, nh) & 0x0F) << 2);
     } else if (proto == NT_ETH_P_IPV6) {
-        if (load_byte(skb, nh + 6) != NT_IPPROTO_TCP)  // TCP right after the fixed header
-            goto not_tcp;
+        u32 next = load_byte(skb, nh + 6);
         th = nh + 40;
+        // skip up to NT_MAX_EXT extension headers: hop-by-hop, routing, destination
+        // options (length in 8-octet units after the first 8) and fragment (8 octets,
+        // only the first fragment carries the TCP header)
+#pragma unroll
+        for (int i = 0; i < NT_MAX_EXT; i++) {
+            if (next == NT_IPPROTO_HOPOPTS || next == NT_IPPROTO_ROUTING ||
+                next == NT_IPPROTO_DSTOPTS) {
+                u32 len = (load_byte(skb, th + 1) + 1) * 8;
+                next = load_byte(skb, th);
+                th += len;
+            } else if (next == NT_IPPROTO_FRAGMENT) {
+                if (load_half(skb, th + 2) & 0xFFF8)  // a later fragment
+                    goto not_tcp;
+                next = load_byte(skb, th);
+                th += 8;
+            }
+        }
+        if (next != NT_IPPROTO_TCP)
+            goto not_tcp;
     } else {
         goto not_tcp;
     }
