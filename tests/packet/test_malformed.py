@@ -241,3 +241,13 @@ def test_memory_does_not_grow_with_the_number_of_flows() -> None:
     assert large < small * 1.1, (small, large)
     unbounded = _tiny_flows_peak(6_000, 100_000)  # the limit is what keeps it flat
     assert unbounded > 3 * large, (large, unbounded)
+
+
+def test_live_mode_on_a_missing_interface_is_a_clear_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nodetap", "capture", "--mode", "packet", "--interface",
+         "nt-missing0", "--duration", "1"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "interface 'nt-missing0' not found" in proc.stderr and "Traceback" not in proc.stderr
