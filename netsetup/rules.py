@@ -341,7 +341,7 @@ def _legacy_owned() -> list[OwnedRule]:
             for chain in table.chains:
                 for r in chain.rules:
                     c = _legacy_comment(r)
-                    if c.startswith(TAG + ":"):
+                    if parse_tag(c) is not None:
                         text = f"{r.src or ''}->{r.dst or ''} {r.protocol} {r.target.name}"
                         out.append(
                             OwnedRule("legacy", "ip6" if v6 else "ip", tname, chain.name, c, text)

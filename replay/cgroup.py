@@ -23,9 +23,9 @@ class CpuSample:
     throttled_s: float
 
 
-def _mounts() -> dict[str, Path]:
-    """controller name (or '' for v2) -> mount point."""
-    out: dict[str, Path] = {}
+def _mounts() -> dict[str, tuple[Path, str]]:
+    """controller name (or '' for v2) -> (mount point, root of the hierarchy it shows)."""
+    out: dict[str, tuple[Path, str]] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
@@ -34,12 +34,19 @@ def _mounts() -> dict[str, Path]:
                 continue
             fstype, opts = rfields[0], rfields[-1].split(",")
             if fstype == "cgroup2":
-                out.setdefault("", Path(fields[4]))
+                out.setdefault("", (Path(fields[4]), fields[3]))
             elif fstype == "cgroup":
                 for o in opts:
                     if o in ("cpu", "cpuacct"):
-                        out.setdefault(o, Path(fields[4]))
+                        out.setdefault(o, (Path(fields[4]), fields[3]))
     return out
+
+
+def _join(mount: tuple[Path, str], path: str) -> Path:
+    base, root = mount
+    if root != "/" and path.startswith(root):
+        path = path[len(root) :]  # a container sees its own cgroup as the mount's root
+    return base / path.lstrip("/") / "cpu.stat"
 
 
 def cpu_stat_path(pid: int | str = "self") -> tuple[Path | None, str]:
@@ -50,9 +57,9 @@ def cpu_stat_path(pid: int | str = "self") -> tuple[Path | None, str]:
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             if "cpu" in ctrls.split(",") and "cpu" in mounts:
-                v1 = mounts["cpu"] / path.lstrip("/") / "cpu.stat"
+                v1 = _join(mounts["cpu"], path)
             elif ctrls == "" and "" in mounts:
-                v2 = mounts[""] / path.lstrip("/") / "cpu.stat"
+                v2 = _join(mounts[""], path)
     if v1 is not None and v1.exists():
         return v1, "v1"
     if v2 is not None and v2.exists():
