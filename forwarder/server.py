@@ -11,7 +11,7 @@ import hmac
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +75,7 @@ class Hub:
                 self._subs.remove(sub)
                 SUBSCRIBERS.dec()
 
-    def publish(self, pairs: Any) -> None:
+    def publish(self, pairs: Iterable[pb.RRPair]) -> None:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
@@ -100,7 +100,11 @@ class ForwarderService(fgrpc.ForwarderServicer):
         for batch in request_iterator:
             if not batch.agent_id or batch.seq == 0:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch needs agent_id and seq > 0")
-            stored = self.store.append(batch.agent_id, batch.seq, batch.pairs)
+            try:
+                stored = self.store.append(batch.agent_id, batch.seq, batch.pairs)
+            except Exception as e:  # disk full, I/O error: the agent keeps the batch, retries
+                log.error("store write failed: %s", e)
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"store write failed: {e}")
             if stored is None:
                 BATCHES.labels("duplicate").inc()
                 yield fpb.IngestAck(agent_id=batch.agent_id, seq=batch.seq, duplicate=True)
