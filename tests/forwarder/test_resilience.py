@@ -201,3 +201,31 @@ def test_network_partition_link_down_then_up(tmp_path: Path) -> None:
     assert len(ids) == n and len(set(ids)) == n
     assert counters["acked"] == n
     assert counters["reconnects"] >= 1, json.dumps(counters)  # the partition broke the stream
+
+
+@pytest.mark.root
+def test_forwarder_disk_full_loses_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "nodetap-test", str(mnt)], check=True)
+    try:
+        port = free_port()
+        data = mnt / "data"
+        with forwarder_process(port, data):
+            sink = ForwarderSink(f"127.0.0.1:{port}", batch_max_pairs=8, compression="none")
+            pairs = _big_pairs(200, 16 * 1024)  # ~3.2 MiB into a 1 MiB file system
+            for p in pairs:
+                sink.put(p)
+            assert sink.flush(3) is False  # the store is full: nothing acknowledged past it
+            c = sink.counters()
+            assert c["acked"] < 200 and c["reconnects"] >= 1
+            assert c["dropped_queue_full"] == c["dropped_spool_full"] == 0
+            subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+            assert sink.flush(60) is True  # retried until stored
+            sink.close(1)
+        ids = _ids(stored(data))
+        assert sorted(ids) == sorted(p.id for p in pairs)  # all of them, each once
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
