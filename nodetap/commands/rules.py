@@ -11,6 +11,7 @@ from nodetap.errors import UserError
 
 EPILOG = """\
 examples:
+  nodetap rules example > rules.yaml                        # a commented starting point
   nodetap rules check rules.yaml                            # validate; print the active set
   nodetap rules check rules.yaml --against capture.jsonl    # what each rule drops/samples/redacts
   nodetap rules check rules.yaml --against capture.jsonl --details   # one line per RRPair
@@ -41,6 +42,15 @@ def register(subparsers: Any) -> None:
     c.add_argument("--json", action="store_true", help="machine-readable report")
     c.add_argument("--details", action="store_true", help="one line per RRPair")
     c.set_defaults(func=run_check)
+    e = sub.add_parser("example", help="print a commented example rules file")
+    e.set_defaults(func=run_example)
+
+
+def run_example(args: argparse.Namespace) -> int:
+    from agent.rules.example import EXAMPLE
+
+    sys.stdout.write(EXAMPLE)
+    return 0
 
 
 def _print_report(rep: Any, details: bool) -> None:

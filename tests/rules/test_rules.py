@@ -284,3 +284,22 @@ def test_rules_check_cli_reports_per_rule(tmp_path: Path) -> None:
         "redact:headers": ["1", "0", "0", "1"],
     }
     assert "c-2  keep        rule=-  redact=redact:headers" in r.stdout
+
+
+def test_example_rules_file_is_valid(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "nodetap", "rules", "example"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    f = tmp_path / "example.yaml"
+    f.write_text(out)
+    eng = RuleEngine.from_file(str(f))
+    assert [r.name for r in eng.ruleset.drop] == ["no-admin", "no-kube-system"]
+    assert eng.evaluate(pair(url="/internal/x", headers=[("Host", "admin.local")])).rule == (
+        "no-admin"
+    )
+    assert "order-id" in eng.describe()
