@@ -38,6 +38,7 @@ MAX_CHUNK_LINE = 4096  # chunk-size line (with extensions)
 MAX_START_LINE = 16 * 1024  # longest start line the resynchroniser recognises
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
 LOST = ""  # ResponseParser.expect_lost(): the method of a request lost before the capture
+HELD_MAX = 1 << 20  # bytes kept after an upgrade request while its answer is awaited
 FAST_BACKOFF = 32  # after two chunks in a row the fast path could not take, skip it this often
 
 # Parser states.
@@ -174,6 +175,7 @@ class _Parser(Generic[M]):
         self._popped = False  # responses: the method of its request was taken already
         self._post = False  # _after_complete() has work to do
         self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
+        self._held_bytes = 0
         self.last_error: str | None = None
         # llhttp for chunks of whole messages (fastpath.py); None: own framing only
         self._fast = FastPath(self._is_request, max_body) if fast else None
@@ -223,7 +225,7 @@ class _Parser(Generic[M]):
         state = self._state
         if state >= _HELD:
             if state == _HELD and data:
-                self._held.append((bytes(data), ts_ns, len(data)))
+                self._hold(bytes(data), ts_ns)
             return out
         if type(data) is not bytes:
             data = bytes(data)
@@ -277,6 +279,14 @@ class _Parser(Generic[M]):
     def _accept(self, msgs: list[M]) -> None:
         """Messages the fast path parsed from a whole chunk (subclass: side effects)."""
         raise NotImplementedError
+
+    def _hold(self, data: bytes, ts: int) -> None:
+        """Keep bytes that follow an upgrade request until its answer comes (bounded)."""
+        if self._held_bytes + len(data) > HELD_MAX:
+            self._held.append((None, ts, len(data)))  # too much: a gap if parsed later
+        else:
+            self._held.append((data, ts, len(data)))
+            self._held_bytes += len(data)
 
     def _keep(self, buf: bytes, pos: int) -> None:
         """Keep ``buf[pos:]`` (a partial line or header block) for the next chunk."""
@@ -369,7 +379,7 @@ class _Parser(Generic[M]):
                     return self._scan_keep(buf, pos)
                 pos = found
             elif state == _HELD:
-                self._held.append((buf[pos:], self._ts_at(pos), n - pos))
+                self._hold(buf[pos:], self._ts_at(pos))
                 pos = n
             else:  # _DEAD
                 pos = n
@@ -859,6 +869,7 @@ class RequestParser(_Parser[HttpRequest]):
             return []
         self._state = _IDLE
         held, self._held = self._held, []
+        self._held_bytes = 0
         for data, ts, n in held:
             if data is None:
                 out.extend(self._gap(n, ts))

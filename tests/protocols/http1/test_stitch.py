@@ -641,3 +641,17 @@ def test_resync_answer_to_a_request_lost_before_the_capture() -> None:
     out = st.feed_request_bytes(b"tail of a request body" + GET, 1)
     out += st.feed_response_bytes(b"tail of its response" + OK, 2)
     assert [(e.request.url if e.request else None, e.flags) for e in out] == [("/a?x=1", set())]
+
+
+def test_bytes_held_after_an_upgrade_request_are_bounded() -> None:
+    from agent.protocols.http1.parse import HELD_MAX
+
+    st = Http1Stitcher()
+    st.feed_request_bytes(b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n", 1)
+    blob = b"x" * (64 * 1024)
+    for i in range(HELD_MAX // len(blob) + 4):
+        st.feed_request_bytes(blob, 2 + i)
+    held = st._req._held_bytes
+    assert held <= HELD_MAX
+    out = st.feed_response_bytes(b"HTTP/1.1 101 Switching\r\nUpgrade: ws\r\n\r\n", 99)
+    assert len(out) == 1 and out[0].flags == {"upgrade"} and st.upgraded
