@@ -96,12 +96,13 @@ def parse_curl_trace(stderr: str) -> list[CurlExchange]:
     return out
 
 
-def curl(*args: str) -> CurlRun:
+def curl(*args: str, stdin: bytes | None = None) -> CurlRun:
     """Run curl with -v; `args` are curl options and URLs (several URLs share one
     keep-alive connection). Bodies go to stdout unless the caller passes -o."""
     marker = "\n@@nodetap-local-port=%{local_port}@@\n"
     proc = subprocess.run(
         ["curl", "-sS", "-v", "-w", marker, *args],
+        input=stdin,
         capture_output=True,
         timeout=TIMEOUT,
         check=False,

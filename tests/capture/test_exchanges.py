@@ -56,6 +56,11 @@ EXTRA = """
             gzip_types *;
         }
 """
+PROXY = """
+        location /proxy/ {
+            proxy_pass http://127.0.0.1:PYPORT/;
+        }
+"""
 
 
 # bodies in the Python server's /chunked/N replies
@@ -90,16 +95,16 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    """nginx (IPv4 and IPv6) and the Python echo server, both captured by one capture that
-    filters on their two ports (other traffic on this machine stays out)."""
+    """nginx (IPv4 and IPv6; /proxy/ forwards to the Python server) and the Python echo
+    server, both captured by one capture that filters on their two ports (other traffic on
+    this machine stays out)."""
     files = {"static.txt": STATIC, "big.bin": BIG, "huge.bin": HUGE, "gz/text.txt": TEXT}
-    with (
-        nginx(files=files, ipv6=True, extra=EXTRA) as ngx,
-        python_server_process() as py,
-    ):
-        os.utime(ngx.root / "www" / "static.txt", (STATIC_MTIME, STATIC_MTIME))
-        with live_capture(ports=[ngx.port, py.port]) as lc:
-            yield Env(ngx, py, lc)
+    with python_server_process() as py:
+        proxy = PROXY.replace("PYPORT", str(py.port))
+        with nginx(files=files, ipv6=True, extra=EXTRA + proxy) as ngx:
+            os.utime(ngx.root / "www" / "static.txt", (STATIC_MTIME, STATIC_MTIME))
+            with live_capture(ports=[ngx.port, py.port]) as lc:
+                yield Env(ngx, py, lc)
 
 
 @pytest.fixture(autouse=True)
@@ -368,6 +373,32 @@ def test_large_request_head(env: Env) -> None:
         for p in (p_in, p_out):
             assert_request(p, req.method, req.url, req.headers, req.body)
             assert_response(p, res)
+    assert_no_loss(env.lc)
+
+
+def test_proxy_hop_four_views(env: Env) -> None:
+    """curl -> nginx (reverse proxy) -> Python server: nginx is server of one connection and
+    client of another. The first hop is seen by curl and nginx, the second by nginx and
+    the Python server; each pair of views agrees, and the hops carry the same body."""
+    body = BIG[:100_000]
+    run = curl("--data-binary", "@-", env.ngx.url + "/proxy/echo/hop?q=1", stdin=body)
+    (ex,) = run.exchanges
+    assert run.stdout == body
+    inb1, out1 = both_sides(env, run.local_ports[0], 1)
+    assert_curl_exchange(inb1[0], ex, body, body)
+    assert inb1[0].meta.comm == "nginx" and out1[0].meta.comm == "curl"
+    # the second hop: nginx's own connection to the Python server
+    hop2 = env.lc.wait_for(
+        2, where=lambda p: p.server.port == env.py.port and p.id not in env.before
+    )
+    inb2, out2 = both_sides(env, hop2[0].client.port, 1)
+    assert out2[0].meta.comm == "nginx" and out2[0].meta.pid == inb1[0].meta.pid
+    assert inb2[0].meta.pid == env.py.pid
+    req2, res2 = inb2[0].http.req, inb2[0].http.res
+    assert (req2.method, req2.url, req2.version) == ("POST", "/echo/hop?q=1", "HTTP/1.0")
+    assert hdrs(req2)[:2] == [("Host", f"127.0.0.1:{env.py.port}"), ("Connection", "close")]
+    assert req2.body == body and res2.body == body
+    assert res2.status_code == 200 and inb1[0].http.res.status_code == 200
     assert_no_loss(env.lc)
 
 
