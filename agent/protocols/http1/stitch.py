@@ -49,7 +49,8 @@ class Http1Stitcher:
 
     @property
     def failed(self) -> bool:
-        """A direction is not HTTP/1.x; the caller may stop copying this connection."""
+        """A direction is not HTTP/1.x; the caller may stop copying this connection (what was
+        parsed has been returned already)."""
         return self._req.failed or self._res.failed
 
     def feed_request_bytes(
@@ -66,7 +67,12 @@ class Http1Stitcher:
         if self._upgraded or self._closed:
             return []
         resps = self._res._feed(data, ts_ns)
-        return self._on_responses(resps) if resps else []
+        out = self._on_responses(resps) if resps else []
+        if self._res.failed:
+            # The response stream is not HTTP/1.x: no request will get an answer. Return every
+            # request now ("incomplete"), so that a caller that stops on ``failed`` loses none.
+            out += self.close(ts_ns)
+        return out
 
     def _on_first_head(self, method: str, asks_upgrade: bool) -> None:
         """resync: if the request stream skipped a partial request, its answer may be next."""

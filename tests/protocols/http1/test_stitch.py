@@ -655,3 +655,15 @@ def test_bytes_held_after_an_upgrade_request_are_bounded() -> None:
     assert held <= HELD_MAX
     out = st.feed_response_bytes(b"HTTP/1.1 101 Switching\r\nUpgrade: ws\r\n\r\n", 99)
     assert len(out) == 1 and out[0].flags == {"upgrade"} and st.upgraded
+
+
+def test_response_stream_not_http_returns_the_requests_at_once() -> None:
+    st = Http1Stitcher()
+    st.feed_request_bytes(GET + GET, 1)
+    out = st.feed_response_bytes(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00", 2)  # an HTTP/2 frame
+    assert st.failed
+    assert [(e.request.url if e.request else None, e.response, e.flags) for e in out] == [
+        ("/a?x=1", None, {"incomplete"}),
+        ("/a?x=1", None, {"incomplete"}),
+    ]
+    assert st.close(3) == []
