@@ -59,11 +59,30 @@ def test_cpu_throttling_marks_latency_unreliable(tmp_path: Path) -> None:
         record("127.0.0.1", ng.port, [("GET", "/hello", [], b"")] * 50, cap)
         with cpu_cgroup(5_000) as cg:
             out = subprocess.run(
-                ["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh", sys.executable,
-                 "-m", "nodetap", "replay", str(cap), "--target", ng.url, "--loop", "10",
-                 "--processes", "1", "--json", "--no-progress"],
-                capture_output=True, text=True, cwd=ROOT, timeout=120,
-            )  # fmt: skip
+                [
+                    "sh",
+                    "-c",
+                    f'echo $$ > {cg}/cgroup.procs && exec "$@"',
+                    "sh",
+                    sys.executable,
+                    "-m",
+                    "nodetap",
+                    "replay",
+                    str(cap),
+                    "--target",
+                    ng.url,
+                    "--loop",
+                    "10",
+                    "--processes",
+                    "1",
+                    "--json",
+                    "--no-progress",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+            )
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     cpu = rep["cpu"]
@@ -101,8 +120,9 @@ def test_thousands_of_1mib_bodies_bounded_memory(tmp_path: Path) -> None:
             for i in range(n):
                 f.write(line.replace('"id": "test-1"', f'"id": "big-{i}"', 1) + "\n")
         print(f"capture: {cap.stat().st_size / 2**30:.2f} GiB, {n} responses of 1 MiB")
-        report = run_replay(Plan(capture=str(cap), target=ng.url, vusers=4, processes=2),
-                            progress=False)  # fmt: skip
+        report = run_replay(
+            Plan(capture=str(cap), target=ng.url, vusers=4, processes=2), progress=False
+        )
         print(table(report))
         ng_proc = ng.proc
         del ng_proc

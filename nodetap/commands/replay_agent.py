@@ -1,0 +1,70 @@
+"""`nodetap replay-agent`: serve the ReplayAgent gRPC service (distributed replay)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from nodetap.errors import UserError
+
+EPILOG = """\
+examples:
+  nodetap replay-agent --listen 127.0.0.1:7070 --allow-target 127.0.0.0/8
+  nodetap replay-agent --listen 0.0.0.0:7070 --allow-target 10.96.0.0/12,web.default.svc \\
+      --token-file /etc/nodetap/token --tls-cert agent.pem --tls-key agent.key
+  nodetap replay cap.jsonl --target http://10.96.0.10:80 --agents 10.0.0.7:7070,10.0.0.8:7070 \\
+      --token-file token --tls-ca ca.pem
+
+The agent is off unless started. It refuses a non-loopback --listen without TLS and a token,
+calls without the token, and plans whose target is outside --allow-target (hosts or CIDRs).
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay-agent",
+        help="serve the ReplayAgent gRPC service for distributed replay",
+        description="Run replay plans sent by `nodetap replay --agents` and stream their status.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--listen", required=True, metavar="HOST:PORT")
+    p.add_argument(
+        "--allow-target",
+        action="append",
+        required=True,
+        metavar="HOSTS/CIDRS",
+        help="targets this agent may replay to (repeat or comma-separate)",
+    )
+    p.add_argument("--token-file", metavar="FILE", help="bearer token every call must carry")
+    p.add_argument("--tls-cert", metavar="PEM")
+    p.add_argument("--tls-key", metavar="PEM")
+    p.add_argument("--netns", metavar="NAME", help="replay from this network namespace")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from replay.agent import AllowList, serve
+
+    token = None
+    if args.token_file:
+        try:
+            with open(args.token_file) as f:
+                token = f.read().strip()
+        except OSError as e:
+            raise UserError(f"cannot read --token-file {args.token_file}: {e.strerror}") from None
+        if not token:
+            raise UserError(f"--token-file {args.token_file} is empty; put a token in it")
+    allow = AllowList(args.allow_target)
+    server, svc, port = serve(args.listen, allow, token, args.tls_cert, args.tls_key, args.netns)
+    print(f"replay-agent: listening on port {port}, targets allowed: {allow}", file=sys.stderr)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    svc.stop_all()
+    server.stop(grace=2).wait()
+    return 0

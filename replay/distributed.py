@@ -1,0 +1,244 @@
+"""Splitting a plan across replay agents and merging their reports.
+
+Agent k of n gets the pairs with index i % n == k, the plan's rate divided by n, its share of
+the virtual users, and the capture's first timestamp (so that every agent keeps the recorded
+timing on the same clock). An agent whose stream breaks is reported as lost, with the share of
+the plan it did not run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from nodetap import jsonl
+from nodetap.errors import UserError
+from nodetap.v1 import replay_pb2 as rpb
+from nodetap.v1 import replay_pb2_grpc as rgrpc
+from replay.capture import scan
+from replay.plan import Plan
+from replay.report import build, merge
+from replay.runner import planned
+
+
+@dataclass
+class AgentRun:
+    address: str
+    share: int
+    planned: int
+    state: str = "pending"
+    last: rpb.RunStatus | None = None
+    report: dict[str, Any] | None = None
+    error: str = ""
+    statuses: int = field(default=0)
+
+    @property
+    def lost(self) -> bool:
+        return self.state == "lost"
+
+    def summary(self) -> dict[str, Any]:
+        sent = (
+            int(self.report["requests"]["sent"])
+            if self.report
+            else (self.last.sent if self.last else 0)
+        )
+        out: dict[str, Any] = {
+            "address": self.address,
+            "share": self.share,
+            "state": self.state,
+            "planned": self.planned,
+            "sent": sent,
+            "lost": self.lost,
+        }
+        if self.lost:
+            out["not_run"] = max(0, self.planned - sent)
+            out["not_run_share"] = round(out["not_run"] / max(1, self.planned), 4)
+        if self.error:
+            out["error"] = self.error
+        if self.last is not None:
+            out["conntrack"] = {
+                "count": self.last.conntrack_count,
+                "max": self.last.conntrack_max,
+                "throttled": self.last.conntrack_throttled,
+            }
+            out["cpu_throttled_periods"] = self.last.cpu_throttled_periods
+        return out
+
+
+def _channel(address: str, token: str | None, tls_ca: str | None) -> grpc.Channel:
+    if tls_ca:
+        with open(tls_ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        return grpc.secure_channel(address, creds)
+    return grpc.insecure_channel(address)
+
+
+def _pairs(plan: Plan, share: int, shares: int) -> Iterator[rpb.StartRequest]:
+    i = -1
+    with open(plan.capture, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            i += 1
+            if i % shares == share:
+                yield rpb.StartRequest(pair=jsonl.loads(line, f"{plan.capture}:{i + 1}"))
+
+
+def _agent_plan(plan: Plan, share: int, shares: int, count: int) -> Plan:
+    p = copy.deepcopy(plan)
+    p.capture = ""
+    p.rate = plan.rate / shares if plan.rate else None
+    p.vusers = max(1, plan.vusers // shares + (share < plan.vusers % shares))
+    p.count_hint = count
+    return p
+
+
+def _drive(
+    run: AgentRun,
+    plan: Plan,
+    shares: int,
+    count: int,
+    token: str | None,
+    tls_ca: str | None,
+    run_id: str,
+) -> None:
+    md = [("authorization", f"Bearer {token}")] if token else []
+    try:
+        with _channel(run.address, token, tls_ca) as ch:
+            stub = rgrpc.ReplayAgentStub(ch)  # type: ignore[no-untyped-call]
+            p = _agent_plan(plan, run.share, shares, count)
+            spec = rpb.PlanSpec(
+                plan_json=p.to_json(), run_id=run_id, share=run.share, shares=shares
+            )
+
+            def stream() -> Iterator[rpb.StartRequest]:
+                yield rpb.StartRequest(plan=spec)
+                yield from _pairs(plan, run.share, shares)
+
+            stub.Start(stream(), metadata=md, timeout=300)
+            run.state = "running"
+            for st in stub.Watch(rpb.WatchRequest(run_id=run_id), metadata=md):
+                run.last = st
+                run.statuses += 1
+                if st.state == rpb.RUN_STATE_DONE or st.state == rpb.RUN_STATE_STOPPED:
+                    run.report = json.loads(st.report_json) if st.report_json else None
+                    run.state = "done" if st.state == rpb.RUN_STATE_DONE else "stopped"
+                    return
+                if st.state == rpb.RUN_STATE_FAILED:
+                    run.state, run.error = "failed", st.error
+                    return
+            run.state, run.error = "lost", "status stream ended before the run did"
+    except grpc.RpcError as e:
+        code = e.code()
+        if code in (
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ):
+            run.state, run.error = "refused", f"{code.name}: {e.details()}"
+        else:
+            run.state, run.error = "lost", f"{code.name}: {e.details()}"
+
+
+def run_distributed(
+    plan: Plan, agents: list[str], token: str | None = None, tls_ca: str | None = None
+) -> dict[str, Any]:
+    """Run plan across agents; the merged report names each agent and any it lost."""
+    if not agents:
+        raise UserError("--agents is empty; give HOST:PORT of at least one replay agent")
+    info = scan(plan.capture)
+    if info.count == 0:
+        raise UserError(f"capture {plan.capture} holds no RRPairs")
+    plan.ts0_ns = info.first_ts_ns
+    plan.span_hint_s = info.span_s
+    total, rate = planned(plan, info)
+    n = len(agents)
+    counts = [info.count // n + (k < info.count % n) for k in range(n)]
+    loops = plan.loops or 1
+    runs = [AgentRun(a, k, counts[k] * loops) for k, a in enumerate(agents)]
+    run_id = f"{int(time.time())}-{id(plan) & 0xFFFF:x}"
+    threads = [
+        threading.Thread(
+            target=_drive, args=(r, plan, n, counts[r.share], token, tls_ca, run_id), daemon=True
+        )
+        for r in runs
+    ]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    refused = [r for r in runs if r.state == "refused"]
+    if refused and len(refused) == len(runs):
+        raise UserError(
+            "agents refused the plan: " + "; ".join(f"{r.address}: {r.error}" for r in refused)
+        )
+    reports = [r.report for r in runs if r.report]
+    results = [rep["result"] for rep in reports if "result" in rep]
+    merged = merge(results, plan.max_diffs) if results else merge([_empty()], plan.max_diffs)
+    report = build(
+        merged,
+        plan=json.loads(plan.to_json()),
+        elapsed_s=elapsed,
+        planned_total=total,
+        planned_rate=rate,
+        preflight=None,
+        conntrack=_merge_conntrack([rep.get("conntrack", {}) for rep in reports]),
+        cpu=_merge_cpu([rep.get("cpu", {}) for rep in reports]),
+        agents=[r.summary() for r in runs],
+    )
+    if not plan.duration and total is not None:
+        report["requests"]["unsent"] = total - report["requests"]["sent"]
+    failed = [r for r in runs if r.state in ("lost", "failed", "refused")]
+    if failed:
+        report["failures"] = [f"agent {r.address} {r.state}: {r.error}" for r in failed]
+    report["result"] = merged
+    return report
+
+
+def _empty() -> dict[str, Any]:
+    from replay.stats import Histogram
+
+    h = Histogram().to_wire()
+    return {"latency": h, "lag": h}
+
+
+def _merge_conntrack(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    avail = [p for p in parts if p.get("available")]
+    if not avail:
+        return {"available": False, "netns": "agents", "reason": "no agent watched conntrack"}
+    keys = ("insert_failed", "drop", "early_drop", "search_restart")
+    th_keys = ("throttled_s", "delayed_connections", "delay_s", "slow_connects")
+    return {
+        "available": True,
+        "netns": ", ".join(sorted({p["netns"] for p in avail})),
+        "max": max(p["max"] for p in avail),
+        "peak_count": max(p["peak_count"] for p in avail),
+        "peak_fill": max(p["peak_fill"] for p in avail),
+        "delta": {k: sum(p["delta"][k] for p in avail) for k in keys},
+        "drops_by_sec": {},
+        "throttle": {k: sum(p["throttle"].get(k, 0) for p in avail) for k in th_keys},
+        "per_agent": avail,
+    }
+
+
+def _merge_cpu(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [p for p in parts if p.get("version")]
+    if not ok:
+        return {"version": "", "reason": "no agent read its cgroup"}
+    return {
+        "version": ",".join(sorted({p["version"] for p in ok})),
+        "quota": ",".join(sorted({str(p.get("quota")) for p in ok})),
+        "nr_throttled": sum(p.get("nr_throttled", 0) for p in ok),
+        "throttled_s": sum(p.get("throttled_s", 0.0) for p in ok),
+        "throttled_secs": sorted({s for p in ok for s in p.get("throttled_secs", [])}),
+        "per_agent": ok,
+    }
