@@ -358,6 +358,18 @@ for op, arg in spec["steps"]:
             if not chunk:
                 break
             got += chunk
+    elif op == "sendmsg":  # one sendmsg() with these buffers as its iovecs
+        parts = [base64.b64decode(a) for a in arg]
+        total, sent = sum(map(len, parts)), s.sendmsg(parts)
+        if sent < total:
+            s.sendall(b"".join(parts)[sent:])
+    elif op == "readmsg":  # as "read", with recvmsg_into() into three buffers
+        bufs = [bytearray(7), bytearray(300), bytearray(65536)]
+        while arg is None or len(got) < arg:
+            n = s.recvmsg_into(bufs)[0]
+            if not n:
+                break
+            got += b"".join(bufs)[:n]
     elif op == "pause":
         print(json.dumps({"port": port}), flush=True)
         sys.stdin.readline()
@@ -365,7 +377,15 @@ s.close()
 print(json.dumps({"port": port, "data": base64.b64encode(bytes(got)).decode()}), flush=True)
 """
 
-Step = tuple[str, bytes | int | None]
+Step = tuple[str, bytes | list[bytes] | int | None]
+
+
+def _b64(arg: bytes | list[bytes] | int | None) -> str | list[str] | int | None:
+    if isinstance(arg, bytes):
+        return base64.b64encode(arg).decode()
+    if isinstance(arg, list):
+        return [base64.b64encode(a).decode() for a in arg]
+    return arg
 
 
 @dataclass
@@ -376,14 +396,13 @@ class RawRun:
 
 class RawClient:
     """A raw-socket client process running `steps` on one connection, then closing it:
-    ("send", bytes) writes them in one go; ("read", n) reads until n bytes in all were
-    received (None: until the server closes); ("pause", None) waits for `resume()`."""
+    ("send", bytes) writes them in one go; ("sendmsg", [bytes, ...]) writes them with one
+    sendmsg() (an iovec each); ("read", n) reads until n bytes in all were received (None:
+    until the server closes); ("readmsg", n) the same with recvmsg() into three buffers;
+    ("pause", None) waits for `resume()`."""
 
     def __init__(self, host: str, port: int, steps: list[Step]) -> None:
-        wire = [
-            (op, base64.b64encode(arg).decode() if isinstance(arg, bytes) else arg)
-            for op, arg in steps
-        ]
+        wire = [(op, _b64(arg)) for op, arg in steps]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", RAW_CLIENT],
             stdin=subprocess.PIPE,

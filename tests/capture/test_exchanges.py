@@ -541,6 +541,40 @@ def test_pipelining(env: Env, server: str) -> None:
 
 
 @pytest.mark.parametrize("server", ["nginx", "python"])
+def test_sendmsg_and_recvmsg_iovecs(env: Env, server: str) -> None:
+    """A client writes three requests with one sendmsg() of many iovecs (one per header
+    line, body pieces apart) and reads with recvmsg() into three buffers."""
+    port = env.ngx.port if server == "nginx" else env.py.port
+    host = f"127.0.0.1:{port}"
+    reqs = [
+        ("POST", "/echo?iov=0", [("Host", host), ("Content-Length", "20")], BIG[:20]),
+        ("GET", "/status/204", [("Host", host)], b""),
+        (
+            "PUT",
+            "/echo?iov=2",
+            [("Host", host), ("Connection", "close"), ("Content-Length", "5000")],
+            BIG[:5000],
+        ),
+    ]
+    iovecs: list[bytes] = []
+    for method, url, headers, body in reqs:
+        iovecs.append(f"{method} {url} HTTP/1.1\r\n".encode())
+        iovecs += [f"{n}: {v}\r\n".encode() for n, v in headers]
+        iovecs.append(b"\r\n")
+        iovecs += [body[k : k + 1000] for k in range(0, len(body), 1000)]
+    with RawClient("127.0.0.1", port, [("sendmsg", iovecs), ("readmsg", None)]) as client:
+        run = client.resume()
+    responses = split_responses(run.received, [r[0] for r in reqs])
+    assert [r.status for r in responses] == [200, 204, 200]
+    inb, out = both_sides(env, run.local_port, len(reqs))
+    for p_in, p_out, req, res in zip(inb, out, reqs, responses, strict=True):
+        for p in (p_in, p_out):
+            assert_request(p, *req)
+            assert_response(p, res)
+    assert_no_loss(env.lc)
+
+
+@pytest.mark.parametrize("server", ["nginx", "python"])
 def test_expect_100_continue(env: Env, server: str, tmp_path: Path) -> None:
     """curl waits for "100 Continue" before the body: the interim response is no exchange of
     its own, and the final response pairs with the request."""
