@@ -700,6 +700,19 @@ def test_ipv6(env: Env) -> None:
     assert_no_loss(env.lc)
 
 
+def test_other_ports_stay_out(env: Env) -> None:
+    """Traffic to a server on a port outside the capture's filter yields nothing, while
+    traffic to a filtered port right after it does."""
+    with nginx() as other:
+        quiet = curl(other.url + "/hello?other", other.url + "/hello?other2")
+        assert quiet.stdout == b"hello world\n" * 2
+        run = curl(env.ngx.url + "/hello?mine")
+        both_sides(env, run.local_ports[0], 1)
+        env.lc.settle()
+    assert not [p for p in env.lc.pairs if other.port in (p.server.port, p.client.port)]
+    assert not [p for p in env.lc.pairs if p.client.port in quiet.local_ports]
+
+
 # ---- own captures ----------------------------------------------------------------------------
 
 
