@@ -238,6 +238,7 @@ class ForwarderSink:
                 return
             if not self._pending:
                 self._pending_since = time.monotonic()
+                self._cv.notify_all()  # the sender now waits `linger`, not its idle period
             self._pending.append(data)
             self._pending_bytes += size
             self._mem_bytes += size
