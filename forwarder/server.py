@@ -237,6 +237,16 @@ def _retention_loop(
             log.exception("retention failed")
 
 
+def normalize_listen(listen: str) -> str:
+    """':7070' and '7070' mean every interface ('[::]:7070', IPv4 too); others stay as given."""
+    text = listen.strip()
+    if text.isdigit():
+        return f"[::]:{text}"
+    if text.startswith(":"):
+        return f"[::]{text}"
+    return text
+
+
 def serve(
     listen: str,
     data_dir: str,
@@ -259,6 +269,7 @@ def serve(
     max_streams bounds concurrent calls (agents' Ingest streams plus Subscribe and Export
     calls); beyond it a call gets RESOURCE_EXHAUSTED and the agent retries.
     """
+    listen = normalize_listen(listen)
     if bool(tls_cert) != bool(tls_key):
         raise UserError("TLS needs both --tls-cert and --tls-key")
     if tls_client_ca and not tls_cert:

@@ -70,3 +70,12 @@ def test_sizes_and_ages() -> None:
         parse_size("lots")
     with pytest.raises(UserError):
         parse_age("1y")
+
+
+def test_listen_address_forms() -> None:
+    from forwarder.server import normalize_listen
+
+    assert normalize_listen(":7070") == "[::]:7070"
+    assert normalize_listen("7070") == "[::]:7070"
+    assert normalize_listen("127.0.0.1:7070") == "127.0.0.1:7070"
+    assert normalize_listen("[::1]:7070") == "[::1]:7070"
