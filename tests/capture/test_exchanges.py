@@ -779,6 +779,10 @@ def test_connection_preexisting_mid_response() -> None:
     assert res.body == b"hello world\n"
 
 
+def _complete_outbound(p: pb.RRPair) -> bool:
+    return p.direction == pb.OUTBOUND and "incomplete" not in p.flags
+
+
 def test_fifty_concurrent_connections_wrk() -> None:
     """wrk on 50 connections: one INBOUND RRPair per line of nginx's access log, and one
     complete OUTBOUND RRPair per response wrk counted."""
@@ -787,6 +791,11 @@ def test_fifty_concurrent_connections_wrk() -> None:
         # requests, whose records fit the ring buffer even if the agent drained nothing
         # until the end (this machine's 2 cores are shared with wrk and nginx)
         result = wrk(ngx.url + "/hello?wrk", connections=50, duration_s=2, delay_ms=20)
+        # wait for as many RRPairs as there should be (fails on timeout), then for quiet
+        lc.wait_for(result.requests, timeout=60, where=_complete_outbound)
+        lc.wait_for(
+            len(ngx.access_log_lines()), timeout=60, where=lambda p: p.direction == pb.INBOUND
+        )
         lc.settle(quiet=0.5)
         log_lines = ngx.access_log_lines()
         summary = lc.cap.summary()
@@ -794,7 +803,7 @@ def test_fifty_concurrent_connections_wrk() -> None:
     out = [p for p in lc.pairs if p.direction == pb.OUTBOUND]
     assert result.requests > 0
     assert len(inb) == len(log_lines), summary
-    out_complete = [p for p in out if "incomplete" not in p.flags]
+    out_complete = [p for p in out if _complete_outbound(p)]
     assert len(out_complete) == result.requests, summary
     assert len({p.client.port for p in inb}) == 50
     for p in inb + out_complete:
