@@ -122,7 +122,8 @@ class FastPath:
             flags = set()
         self.keep_alive = p.should_keep_alive()
         ts = self.ts
-        if isinstance(p, httptools.HttpRequestParser):
+        if self.request:
+            assert isinstance(p, httptools.HttpRequestParser)
             method = p.get_method().decode("latin-1")
             req = HttpRequest(
                 method, self._url.decode("latin-1"), version, self._headers, body, size,
@@ -130,6 +131,7 @@ class FastPath:
             )  # fmt: skip
             self.out.append(req)
             return
+        assert isinstance(p, httptools.HttpResponseParser)
         status = p.get_status_code()
         if status < 200:
             self.interim += 1  # 1xx interim (101 ends the run as an upgrade)

@@ -137,7 +137,14 @@ M = TypeVar("M", HttpRequest, HttpResponse)
 
 
 class _Parser(Generic[M]):
-    """Framing shared by both directions; subclasses parse the start line and decide bodies."""
+    """Framing shared by both directions; subclasses parse the start line and decide bodies.
+
+    ``max_body``: bodies longer are cut (flag "truncated"; ``body_size`` counts every byte).
+    ``resync``: the stream may begin mid-message; bytes are skipped up to a start line.
+    ``raise_errors``: raise ParseError instead of flagging and resynchronising.
+    ``stats``: counters to add to (a stitcher shares one between its two parsers).
+    ``fast``: use the llhttp fast path where it can serve (results are the same).
+    """
 
     _is_request = True
 
