@@ -3,9 +3,14 @@ through nodetap's parsers.
 
 Each fixture case is an HTTP message and the event log llhttp produces for it. A case whose
 log has an ``error`` line must be rejected (ParseError); every other case must yield the
-method / url / version / status / headers / trailers / body the log lists. Out of scope, with
-the reason in the test id: lenient modes (a strict parser need not accept what they accept),
-pausing (llhttp's callback-pause API), and RTSP/ICE start lines (not HTTP/1.x).
+method / url / version / status / headers / trailers / body the log lists, the same whether
+fed whole (the llhttp fast path where it serves) or one byte at a time (nodetap's own framing).
+
+Out of scope, with the reason in the test id: lenient modes (a strict parser need not accept
+what they accept), pausing (llhttp's callback-pause API), skipBody on a request (a callback
+API; on responses it is what a HEAD request does, and is tested so), RTSP/ICE start lines and
+HTTP/0.9 (not HTTP/1.x). Deviations, tested the other way round: any method token and raw
+UTF-8 in a request target are accepted (a capture records what a server took).
 """
 
 from __future__ import annotations
