@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from tests.packet.conftest import LoCapture
 from tests.packet.support import compare_with_tshark, nodetap_pairs, rrpair_msgs
 
 pytestmark = pytest.mark.root  # the RRPairs come from a tcpdump capture
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _key(p: pb.RRPair) -> tuple[object, ...]:
@@ -74,3 +77,20 @@ def test_ipv6_chunked_and_missing_parts(tmp_path: Path) -> None:
     b = by_id["/"]
     assert not b.http.HasField("res") and b.server.port == 80
     assert compare_with_tshark(out, again, (8080, 80)) == 3
+
+
+def test_export_command_writes_pcap(lo_capture: LoCapture, tmp_path: Path) -> None:
+    """nodetap import | nodetap export --format pcap | nodetap import: the same exchanges."""
+    jsonl_path, pcap = tmp_path / "pairs.jsonl", tmp_path / "out.pcap"
+    for argv in (
+        ["import", str(lo_capture.eth), "-o", str(jsonl_path), "-q"],
+        ["export", "--input", str(jsonl_path), "--format", "pcap", "-o", str(pcap)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "nodetap", *argv],
+            capture_output=True, text=True, cwd=REPO, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    again, _ = nodetap_pairs(pcap)
+    pairs, _ = nodetap_pairs(lo_capture.eth)
+    assert sorted(map(_key, again), key=repr) == sorted(map(_key, pairs), key=repr)
