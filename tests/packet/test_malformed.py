@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent.packet.decode import LinkType, Malformed, NotTcp, decode
+from agent.packet.importer import import_pcap
 from agent.packet.pcapfile import PcapReader
 from agent.packet.pipeline import PacketPipeline
+from nodetap.v1 import rrpair_pb2 as pb
 from tests.packet.conftest import LoCapture
 from tests.packet.support import read_frames, write_frames
 
@@ -251,3 +253,24 @@ def test_live_mode_on_a_missing_interface_is_a_clear_error() -> None:
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "interface 'nt-missing0' not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.root
+def test_small_snap_length_becomes_gaps(lo_capture: LoCapture, tmp_path: Path) -> None:
+    """Frames cut to 300 bytes (tcpdump -s 300): the cut bytes are gaps, counted exactly,
+    and the exchanges that lost bytes say so."""
+    lt, frames = read_frames(lo_capture.eth)
+    cut = [(ts, f[:300]) for ts, f in frames]
+    expected = sum(decode(lt, f).missing for _, f in cut)
+    assert expected > 0
+    path = tmp_path / "snap.pcap"
+    write_frames(path, lt, cut)
+    pairs: list[pb.RRPair] = []
+    with open(path, "rb") as fp:
+        res = import_pcap(fp, pairs.append)
+    assert res.counters["gap_bytes"] == expected
+    assert res.counters["malformed"] == 0
+    big = [p for p in pairs if p.http.req.url == "/big.bin"]
+    assert big and "gap" in big[0].flags
+    hello = [p for p in pairs if p.http.req.url == "/hello" and not p.flags]
+    assert hello and all(p.http.res.body == b"hello world\n" for p in hello)
