@@ -26,7 +26,7 @@ from tests.packet.support import (
 )
 from tests.support.servers import free_port
 
-pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.slow]
+pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.bpf, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 # This kernel has no netem: impair.py does loss, duplication and reordering with a tc
