@@ -171,6 +171,7 @@ def test_absurd_header_lengths() -> None:
     assert pipe.summary()["gaps"] == 1 and pipe.summary()["gap_bytes"] == 5
 
 
+@pytest.mark.root
 def test_random_mutations_never_raise(lo_capture: LoCapture) -> None:
     lt, frames = read_frames(lo_capture.eth)
     rng = random.Random(42)
