@@ -193,7 +193,7 @@ def test_network_partition_link_down_then_up(tmp_path: Path) -> None:
         read_until(prod, "put 20")
         lab.run(ans, ["ip", "link", "set", "dev", link.a_dev, "down"])
         read_until(prod, "put 100")  # capture goes on during the partition (~1.6 s)
-        time.sleep(4)  # long enough for keepalive to give up on the stream
+        time.sleep(8)  # longer than keepalive (2 s + 3 s) needs to give up on the stream
         lab.run(ans, ["ip", "link", "set", "dev", link.a_dev, "up"])
         assert read_until(prod, "FLUSHED", timeout=90) == "FLUSHED true"
         counters = finish_producer(prod)
