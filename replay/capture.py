@@ -3,6 +3,8 @@ share of the capture (every n-th pair), each parsed only by the process that rep
 
 from __future__ import annotations
 
+import binascii
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from datetime import datetime
 
 from nodetap import jsonl
 from nodetap.errors import UserError
-from replay.model import Item, item_from_rrpair
+from replay.model import Item, item_from_json, item_from_rrpair
 
 _TS = re.compile(r'"ts"\s*:\s*"([^"]+)"')
 
@@ -71,9 +73,14 @@ def iter_items(
             if i % shares != share:
                 continue
             try:
-                pair = jsonl.loads(line, f"{path}:{lineno}")
-            except jsonl.CaptureFormatError as e:
-                raise UserError(f"{e}; fix or remove that line") from None
-            item = item_from_rrpair(pair, i, keep_body_limit, summary_only)
+                d = json.loads(line)
+                item = item_from_json(d, i, keep_body_limit, summary_only)
+            except (ValueError, TypeError, AttributeError, binascii.Error):
+                # Not the JSON mapping we expect: let protobuf's parser say what is wrong.
+                try:
+                    pair = jsonl.loads(line, f"{path}:{lineno}")
+                except jsonl.CaptureFormatError as e:
+                    raise UserError(f"{e}; fix or remove that line") from None
+                item = item_from_rrpair(pair, i, keep_body_limit, summary_only)
             if item is not None:
                 yield item

@@ -182,6 +182,7 @@ class Pool:
     gate: Callable[[], Awaitable[float]] | None = None
     idle: list[_Conn] = field(default_factory=list)
     stats: PoolStats = field(default_factory=PoolStats)
+    _addr: tuple[int, Any] | None = None
 
     async def acquire(self) -> tuple[_Conn, float]:
         """A connection (idle or new) and the seconds the conntrack gate held it back."""
@@ -200,9 +201,21 @@ class Pool:
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Conn(loop, self.keep_limit), self.host, self.port
-                )
+                if self._addr is None:  # resolve once, not per connection
+                    infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+                    self._addr = (infos[0][0], infos[0][4])
+                family, addr = self._addr
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    await loop.sock_connect(sock, addr)
+                    _, conn = await loop.create_connection(
+                        lambda: _Conn(loop, self.keep_limit), sock=sock
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise ReplayError("timeout", f"connect to {self.host}:{self.port}") from None
         dt = time.monotonic() - t0
@@ -210,9 +223,6 @@ class Pool:
         self.stats.connect_s += dt
         if dt > 0.9:
             self.stats.slow_connects += 1
-        sock = conn.transport.get_extra_info("socket") if conn.transport else None
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, waited
 
     def release(self, conn: _Conn, reuse: bool) -> None:

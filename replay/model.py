@@ -5,8 +5,11 @@ Plain data and pure functions: no sockets, no files.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -58,6 +61,7 @@ class Item:
     body: bytes
     recorded_close: bool  # the recorded exchange ended its connection
     expected: Expected | None
+    wire: dict[bool, bytes] | None = None  # encoded request by keep-alive, once rewritten
 
 
 def _recorded_close(req: pb.HttpRequest, res: pb.HttpResponse | None) -> bool:
@@ -107,6 +111,66 @@ def item_from_rrpair(
         headers=headers,
         body=bytes(req.body),
         recorded_close=_recorded_close(req, res),
+        expected=expected,
+    )
+
+
+def _b64(v: str | None) -> bytes:
+    return base64.b64decode(v) if v else b""
+
+
+def _ts_ns(text: str) -> int:
+    base, _, frac = text.rstrip("Z").partition(".")
+    sec = int(datetime.fromisoformat(base + "+00:00").timestamp())
+    return sec * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _hs(items: list[dict[str, str]] | None) -> Headers:
+    return [(h.get("name", ""), h.get("value", "")) for h in items or ()]
+
+
+def item_from_json(
+    d: dict[str, Any], index: int, keep_body_limit: int = 64 * 1024, summary_only: bool = False
+) -> Item | None:
+    """The same as item_from_rrpair, from the proto3 JSON mapping parsed by json.loads (the
+    replay's fast path: protobuf's JSON parser costs ~10x more per pair)."""
+    http = d.get("http")
+    if not isinstance(http, dict) or not isinstance(http.get("req"), dict):
+        return None
+    req, res = http["req"], http.get("res")
+    req_hs = _hs(req.get("headers"))
+    res_hs = _hs(res.get("headers")) if isinstance(res, dict) else []
+
+    def close_in(hs: Headers) -> bool:
+        return any(n.lower() == "connection" and "close" in v.lower() for n, v in hs)
+
+    version = req.get("version") or "HTTP/1.1"
+    keep = any(n.lower() == "connection" and "keep-alive" in v.lower() for n, v in req_hs)
+    recorded_close = close_in(req_hs) or close_in(res_hs) or (version == "HTTP/1.0" and not keep)
+    expected = None
+    if isinstance(res, dict):
+        body = _b64(res.get("body"))
+        size = int(res.get("bodySize") or 0)
+        expected = Expected(
+            status=int(res.get("statusCode") or 0),
+            headers=res_hs,
+            body=body if not summary_only and len(body) <= keep_body_limit else None,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            body_size=size or len(body),
+            truncated="truncated" in (d.get("flags") or ()) or len(body) < size,
+        )
+    ts = d.get("ts")
+    return Item(
+        index=index,
+        id=str(d.get("id", "")),
+        ts_ns=_ts_ns(ts) if ts else 0,
+        conn_id=int((d.get("meta") or {}).get("connId") or 0),
+        method=req.get("method") or "GET",
+        target=req.get("url") or "/",
+        version=version,
+        headers=[(n, v) for n, v in req_hs if n.lower() not in FRAMING],
+        body=_b64(req.get("body")),
+        recorded_close=recorded_close,
         expected=expected,
     )
 

@@ -66,6 +66,7 @@ class _CtTrack:
             self.mon = Monitor(self.netns)
             self.first = self.last = self.mon.sample()
             self._prev_drops = self._drops(self.first)
+            self.peak_count, self.peak_fill = self.first.count, self.first.fill
         except Exception as e:  # no nf_conntrack, no permission: replay runs unwatched
             self.mon = None
             self.reason = f"conntrack not watched: {e}"
@@ -280,7 +281,7 @@ def _run(
     shared = Shared(
         budget=ctx.Value("q", UNLIMITED),
         pressure=ctx.Value("b", 0, lock=False),
-        stop=ctx.Event(),
+        stop=ctx.Value("b", 0, lock=False),
         go=ctx.Event(),
         start_at=ctx.Value("d", 0.0, lock=False),
         progress=ctx.Array("q", 3 * nproc, lock=False),
@@ -338,7 +339,7 @@ def _run(
                 last_status = time.monotonic()
                 on_status(_status(counts, t, ct, cpu))
             if stop is not None and stop.is_set():
-                shared.stop.set()
+                shared.stop.value = 1
             if all(not p.is_alive() for p in procs) and out.empty():
                 dead = [k for k, p in enumerate(procs) if k not in results and p.exitcode]
                 failures += [f"process {k} exited with {procs[k].exitcode}" for k in dead]
@@ -347,9 +348,11 @@ def _run(
                     if out.empty():
                         break
         elapsed = time.monotonic() - start
+        ct.step(elapsed, shared.budget, shared.pressure)  # the run's last reading
+        cpu.step(elapsed)
     finally:
         display.stop()
-        shared.stop.set()
+        shared.stop.value = 1
         shared.go.set()
         for p in procs:
             p.join(timeout=5)

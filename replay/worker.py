@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 UNLIMITED = 1 << 62
+CACHE_CAPTURE_BYTES = 32 << 20  # captures up to this size are parsed once per run
 
 
 def enter_netns(name: str) -> None:
@@ -52,7 +53,7 @@ class Shared:
 
     budget: Any  # mp.Value('q')
     pressure: Any  # mp.Value('b')
-    stop: Any  # mp.Event
+    stop: Any  # mp.Value('b'): set to 1 to stop (a plain flag: cheap to read per request)
     go: Any  # mp.Event
     start_at: Any  # mp.Value('d'), time.monotonic() of t=0
     progress: Any  # mp.Array('q', 3 * workers)
@@ -136,20 +137,35 @@ class _Runner:
                     break
             if not t0:
                 t0 = time.monotonic()
-            if self.sh.stop.is_set():
+            if self.sh.stop.value:
                 break
             await asyncio.sleep(0.005)
         return time.monotonic() - t0 if t0 else 0.0
 
+    def _items(self) -> Iterator[Iterator[Item]]:
+        """The items of each pass: read from the file, or (for a small capture replayed more
+        than once) kept from the first pass with their encoded requests."""
+        p = self.plan
+        loops = p.loops or 1_000_000_000
+        small = os.path.getsize(p.capture) <= CACHE_CAPTURE_BYTES
+        cached: list[Item] | None = None
+        for n in range(loops):
+            if cached is not None:
+                yield iter(cached)
+                continue
+            it = iter_items(p.capture, self.share, self.shares, p.keep_body_limit, p.summary_only)
+            if loops > 1 and small and n == 0:
+                cached = list(it)
+                yield iter(cached)
+            else:
+                yield it
+
     def _schedule(self) -> Iterator[tuple[Item, float]]:
         """(item, due offset in seconds from the start), every pass over the capture."""
         p = self.plan
-        loops = p.loops or 1_000_000_000
         pass_len = self.span / p.speed + (1.0 / p.rate if p.rate else 0.01)
-        for n in range(loops):
-            for item in iter_items(
-                p.capture, self.share, self.shares, p.keep_body_limit, p.summary_only
-            ):
+        for n, items in enumerate(self._items()):
+            for item in items:
                 if p.rate:
                     due = (n * self.count + item.index) / p.rate
                 elif p.timing == "original" and item.ts_ns and self.ts0:
@@ -165,7 +181,8 @@ class _Runner:
         progress = sh.progress
         keep_mode = p.connection
         timed = bool(p.rate) or p.timing == "original"
-        while not sh.stop.is_set():
+        stop = sh.stop
+        while not stop.value:
             try:
                 item, due = next(self.source)
             except StopIteration:
@@ -182,15 +199,20 @@ class _Runner:
                 return
             if timed:
                 res.lag.add(max(0.0, now - due))
-            rules.apply(item)
-            host = rules.host_for(_host_of(item), p.authority)
+            wire = item.wire
+            if wire is None:  # first time this item is sent: rewrite it once
+                rules.apply(item)
+                wire = item.wire = {}
             if keep_mode == "keepalive":
                 reuse = True
             elif keep_mode == "close":
                 reuse = False
             else:
                 reuse = not item.recorded_close or bool(sh.pressure.value)
-            data = encode_request(item, host, reuse)
+            data = wire.get(reuse)
+            if data is None:
+                host = rules.host_for(_host_of(item), p.authority)
+                data = wire[reuse] = encode_request(item, host, reuse)
             sec = int(now)
             res.sent += 1
             res.secs[sec] += 1
