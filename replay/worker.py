@@ -298,6 +298,15 @@ def _host_of(item: Item) -> str | None:
     return None
 
 
+def _run_loop(coro: Any) -> Result:
+    """Run on uvloop when it is installed (about twice the requests per CPU second)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[no-any-return]
+    return uvloop.run(coro)  # type: ignore[no-any-return]
+
+
 def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: Any) -> None:
     """Entry point of a replay process (multiprocessing target)."""
     plan = Plan.from_json(plan_json)
@@ -309,7 +318,7 @@ def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: An
         out.put(("ready", share, None))
         shared.go.wait()
         runner = _Runner(plan, share, shares, shared)
-        res = asyncio.run(runner.run())
+        res = _run_loop(runner.run())
         t = os.times()
         res.cpu_s = t.user + t.system
         res.maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
