@@ -11,6 +11,7 @@ the new-connection throttle, progress, and the report.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -202,8 +203,9 @@ def planned(plan: Plan, info: CaptureInfo) -> tuple[int | None, float | None]:
         rate = (info.count - 1) / (info.span_s / plan.speed) if info.count > 1 else None
     else:
         rate = None
-    if total is not None and plan.duration and rate:
-        total = min(total, int(plan.duration * rate) + 1)
+    if plan.duration and rate:
+        in_time = math.ceil(plan.duration * rate - 1e-9)  # requests due before the deadline
+        total = in_time if total is None else min(total, in_time)
     return total, rate
 
 

@@ -166,3 +166,17 @@ def test_clean_after_sigkill_removes_only_nodetap_rules(tmp_path: Path, backend:
         assert out.returncode == 0 and out.stdout.count("removed rule") == 2, out.stderr
         assert rules.status(cli.name) == []
         assert _foreign_intact(lab, cli)
+
+
+def test_clean_removes_nodetap_pins_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netsetup import owned
+
+    (tmp_path / "nodetap-maps").mkdir()
+    (tmp_path / "nodetap-maps" / "conns").write_text("")
+    (tmp_path / "nodetap_prog").write_text("")
+    (tmp_path / "cilium-maps").mkdir()
+    monkeypatch.setattr(owned, "BPF_FS", tmp_path)
+    assert owned.status().pins == [str(tmp_path / "nodetap-maps"), str(tmp_path / "nodetap_prog")]
+    gone = owned.clean(all_owners=True)
+    assert len(gone.pins) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cilium-maps"]

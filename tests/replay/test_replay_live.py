@@ -243,3 +243,34 @@ def test_cli_writes_report_and_table(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_duration_loop_and_as_recorded_connections(tmp_path: Path) -> None:
+    with nginx() as ng:
+        cap = tmp_path / "cap.jsonl"
+        # Every other recorded exchange closed its connection.
+        record("127.0.0.1", ng.port, [("GET", "/hello", [], b"")] * 10, cap)
+        lines = cap.read_text().splitlines()
+        mixed = tmp_path / "mixed.jsonl"
+        with mixed.open("w") as f:
+            for i, line in enumerate(lines):
+                if i % 2:
+                    line = line.replace(
+                        '"headers": [{"name": "Host"',
+                        '"headers": [{"name": "Connection", "value": "close"}, {"name": "Host"',
+                        1,
+                    )
+                f.write(line + "\n")
+        rep = run_replay(
+            Plan(
+                capture=str(mixed), target=ng.url, connection="as-recorded", vusers=1, processes=1
+            ),
+            progress=False,
+        )
+        timed = run_replay(
+            Plan(capture=str(cap), target=ng.url, rate=40, loops=0, duration=1.0, vusers=2),
+            progress=False,
+        )
+    assert rep["requests"]["sent"] == 10
+    assert rep["connections"]["opened"] == 5 and rep["connections"]["reused"] == 5
+    assert 38 <= timed["requests"]["sent"] <= 42 and timed["requests"]["planned"] == 40

@@ -103,3 +103,28 @@ def test_plan_parsing_and_json_round_trip() -> None:
     assert (p.host, p.port, p.authority) == ("::1", 81, "[::1]:81")
     q = Plan.from_json(p.to_json())
     assert q.rules.tokens == [("x", "y")] and q.rules.remove_headers == {"a"}
+
+
+def test_json_fast_path_equals_protobuf_path() -> None:
+    import json
+
+    from nodetap import jsonl
+    from replay.model import item_from_json
+
+    p = _pair()
+    p.ts.FromNanoseconds(1_795_000_000_123_456_789)
+    p.meta.conn_id = 42
+    p.flags.append("truncated")
+    p.http.res.body_size = 100
+    p.http.res.headers.add(name="X-R", value="é")
+    q = pb.RRPair(id="y")
+    q.http.req.method, q.http.req.url, q.http.req.version = "GET", "/", "HTTP/1.0"
+    for pair in (p, q):
+        line = jsonl.dumps(pair)
+        for summary in (False, True):
+            fast = item_from_json(json.loads(line), 3, 4, summary)
+            slow = item_from_rrpair(jsonl.loads(line), 3, 4, summary)
+            assert fast == slow
+    fast = item_from_json(json.loads(jsonl.dumps(p)), 0)
+    assert fast is not None and fast.ts_ns == 1_795_000_000_123_456_789 and fast.conn_id == 42
+    assert item_from_json({"id": "no-http"}, 0) is None
