@@ -167,7 +167,7 @@ class _Parser(Generic[M]):
         self._marks: list[tuple[int, int]] = []  # same for the current buffer
         self._ts = 0  # timestamp of the chunk being parsed
         self._last_ts = 0  # timestamp of the chunk holding the last byte consumed
-        self._out: list[tuple[M, bool]] = []
+        self._out: list[tuple[M, int]] = []
         self._msg: M | None = None  # message whose body/trailers are being read
         self._parts: list[bytes] = []
         self._room = max_body
@@ -178,7 +178,10 @@ class _Parser(Generic[M]):
         self._failed = False
         self._upgraded = False
         self._closing = False  # the last message said Connection: close
-        self._answered = True  # responses: the message answers a request that was told
+        # responses: -1 = answers no request that was told; n >= 0 = answers the request n
+        # places after the oldest waiting one (the n before it lost their answers in a gap)
+        self._link = 0
+        self._after_gap = False  # responses: bytes were lost before the next message
         self._popped = False  # responses: the method of its request was taken already
         self._post = False  # _after_complete() has work to do
         self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
@@ -225,9 +228,9 @@ class _Parser(Generic[M]):
 
     # -- driving ----------------------------------------------------------------------------
 
-    def _feed(self, data: bytes | bytearray | memoryview, ts_ns: int) -> list[tuple[M, bool]]:
-        """Parse ``data``; return (message, answers_a_known_request) pairs it completed."""
-        out: list[tuple[M, bool]] = []
+    def _feed(self, data: bytes | bytearray | memoryview, ts_ns: int) -> list[tuple[M, int]]:
+        """Parse ``data``; return (message, link) pairs it completed (link: see _link)."""
+        out: list[tuple[M, int]] = []
         self._out = out
         state = self._state
         if state >= _HELD:
@@ -586,8 +589,8 @@ class _Parser(Generic[M]):
         self._msg = None
         self._state = _IDLE
         self.stats.messages += 1
-        self._out.append((msg, self._answered))
-        self._answered = True
+        self._out.append((msg, self._link))
+        self._link = 0
         self._popped = False
         if self._post:
             self._after_complete()
@@ -596,8 +599,8 @@ class _Parser(Generic[M]):
         """A message that changes the connection (upgrade) completed (subclass hook)."""
 
     def _emit(self, msg: M) -> None:
-        self._out.append((msg, self._answered))
-        self._answered = True
+        self._out.append((msg, self._link))
+        self._link = 0
         self._popped = False
 
     # -- errors, gaps, resync -----------------------------------------------------------------
@@ -668,8 +671,8 @@ class _Parser(Generic[M]):
                 return n
         return keep
 
-    def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, bool]]:
-        out: list[tuple[M, bool]] = []
+    def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
+        out: list[tuple[M, int]] = []
         self._out = out
         if nbytes <= 0:
             return out
@@ -706,7 +709,7 @@ class _Parser(Generic[M]):
                 self._complete()
                 if not lost:
                     return out
-                self._gap_next = True
+                self._gap_next = self._after_gap = True
                 self._enter_scan()
                 return out
             msg.body_size += self._rem
@@ -718,6 +721,7 @@ class _Parser(Generic[M]):
             self._partial_head(self._rest, "gap")
         else:
             self._gap_next = True
+        self._after_gap = True
         self._enter_scan()
         return out
 
@@ -726,8 +730,8 @@ class _Parser(Generic[M]):
         self._rest_marks = []
         self._state = _SCAN
 
-    def _close(self, ts_ns: int) -> list[tuple[M, bool]]:
-        out: list[tuple[M, bool]] = []
+    def _close(self, ts_ns: int) -> list[tuple[M, int]]:
+        out: list[tuple[M, int]] = []
         self._out = out
         state = self._state
         self._ts = ts_ns
@@ -775,11 +779,11 @@ class _Parser(Generic[M]):
 class RequestParser(_Parser[HttpRequest]):
     """Requests of one connection, in order.
 
-    ``on_head(method, asks_upgrade)`` (optional) is called when a request's header block is
-    complete, before its body: the response parser must know the method (HEAD, CONNECT) before
-    the request ends (100-continue). After a request that asks to switch protocols (Upgrade,
-    CONNECT) the parser holds later bytes until ``resume()`` (the response refused) or
-    ``stop()`` (it switched).
+    ``on_head(method, asks_upgrade, start_ts_ns)`` (optional) is called when a request's header
+    block is complete, before its body: the response parser must know the method (HEAD,
+    CONNECT) before the request ends (100-continue). After a request that asks to switch
+    protocols (Upgrade, CONNECT) the parser holds later bytes until ``resume()`` (the response
+    refused) or ``stop()`` (it switched).
     """
 
     _is_request = True
@@ -791,7 +795,7 @@ class RequestParser(_Parser[HttpRequest]):
         *,
         raise_errors: bool = False,
         stats: Http1Stats | None = None,
-        on_head: Callable[[str, bool], None] | None = None,
+        on_head: Callable[[str, bool, int], None] | None = None,
         fast: bool = True,
     ) -> None:
         super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats, fast=fast)
@@ -817,8 +821,8 @@ class RequestParser(_Parser[HttpRequest]):
         out = self._out
         for m in msgs:
             if on_head is not None:
-                on_head(m.method, False)  # llhttp stops on upgrade requests: none here
-            out.append((m, True))
+                on_head(m.method, False, m.start_ts_ns)  # llhttp stops on upgrades: none here
+            out.append((m, 0))
 
     def _check_prefix(self, line: bytes, pos: int) -> None:
         parts = line.rstrip(b"\r").split(b" ")
@@ -858,7 +862,7 @@ class RequestParser(_Parser[HttpRequest]):
     def _announce(self, msg: HttpRequest, upgrade: bool = False) -> None:
         if self._on_head is not None and not self._announced:
             self._announced = True
-            self._on_head(msg.method, upgrade)
+            self._on_head(msg.method, upgrade, msg.start_ts_ns)
 
     def _head_error(self, msg: HttpRequest) -> None:
         self._announce(msg)
@@ -871,7 +875,7 @@ class RequestParser(_Parser[HttpRequest]):
 
     def resume(self) -> list[HttpRequest]:
         """The upgrade was refused: parse the held bytes as HTTP again."""
-        out: list[tuple[HttpRequest, bool]] = []
+        out: list[tuple[HttpRequest, int]] = []
         if self._state != _HELD:
             return []
         self._state = _IDLE
@@ -912,16 +916,17 @@ class ResponseParser(_Parser[HttpResponse]):
         fast: bool = True,
     ) -> None:
         super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats, fast=fast)
-        self._methods: deque[tuple[str, bool]] = deque()
+        self._methods: deque[tuple[str, bool, int]] = deque()  # (method, asks_upgrade, ts)
         self._special = 0  # HEAD, CONNECT or upgrade requests among _methods
         self._asked_upgrade = False
         self.on_refused: Callable[[], None] | None = None
         self._method: str | None = None
         self._upgrade_resp = False
 
-    def expect(self, method: str, asks_upgrade: bool = False) -> None:
-        """The next request (in order) used ``method`` (and asked to switch protocols)."""
-        self._methods.append((method, asks_upgrade))
+    def expect(self, method: str, asks_upgrade: bool = False, start_ts_ns: int = 0) -> None:
+        """The next request (in order) used ``method`` (and asked to switch protocols); its
+        first byte came at ``start_ts_ns``: a response that began earlier cannot answer it."""
+        self._methods.append((method, asks_upgrade, start_ts_ns))
         if asks_upgrade or method == "HEAD" or method == "CONNECT":
             self._special += 1
 
@@ -932,7 +937,7 @@ class ResponseParser(_Parser[HttpResponse]):
         request (an exchange without request); if this stream skips a partial response first,
         that one was the answer and the mark is dropped.
         """
-        self._methods.append((LOST, False))
+        self._methods.append((LOST, False, 0))
         self._special += 1  # keeps the fast path away until it is resolved
 
     def _fast_ok(self) -> bool:
@@ -945,11 +950,11 @@ class ResponseParser(_Parser[HttpResponse]):
         methods = self._methods
         out = self._out
         for m in msgs:
-            if methods:
+            if methods and methods[0][2] <= m.start_ts_ns:
                 methods.popleft()
-                out.append((m, True))
+                out.append((m, 0))
             else:
-                out.append((m, False))
+                out.append((m, -1))
 
     def _start_line(self, text: str, pos: int) -> tuple[HttpResponse, int]:
         m = _RESP_LINE.match(text)
@@ -970,7 +975,7 @@ class ResponseParser(_Parser[HttpResponse]):
             self._msg = None
             self._state = _IDLE
             return
-        method = self._answer()
+        method = self._answer(msg.start_ts_ns)
         if status == 101 or (method == "CONNECT" and 200 <= status < 300):
             self._semantics(text, hs, msg.version, pos)
             msg.flags.add("upgrade")
@@ -993,8 +998,15 @@ class ResponseParser(_Parser[HttpResponse]):
         else:
             self._complete()
 
-    def _answer(self) -> str | None:
-        """Take the method of the request this final response answers (None: unknown)."""
+    def _answer(self, start_ts: int) -> str | None:
+        """Take the method of the request this final response answers (None: unknown).
+
+        Requests are answered in order, with two exceptions that timestamps decide: a response
+        that began before the oldest waiting request cannot answer it (that request's answer
+        is still to come; this one answers a request lost in a gap), and the first response
+        after a gap in this stream answers the newest request that began before it (the
+        answers of those before it were lost in the gap).
+        """
         if self._popped:
             return self._method
         self._popped = True
@@ -1004,23 +1016,34 @@ class ResponseParser(_Parser[HttpResponse]):
             self._special -= 1
             if not self._skipped_start:
                 self._method = None
-                self._answered = False
+                self._link = -1
                 return None
-        if methods:
-            method, asked = methods.popleft()
-            if asked:
-                self._asked_upgrade = self._post = True
-            if asked or method == "HEAD" or method == "CONNECT":
-                self._special -= 1
+        skip = 0
+        if self._after_gap:
+            self._after_gap = False
+            while len(methods) > 1 and methods[1][2] <= start_ts:
+                self._drop_method()
+                skip += 1
+        if methods and methods[0][2] <= start_ts:
+            method = self._drop_method()
+            self._link = skip
         else:
             method = None
+            self._link = -1
         self._method = method
-        self._answered = method is not None
+        return method
+
+    def _drop_method(self) -> str:
+        method, asked, _ = self._methods.popleft()
+        if asked:
+            self._asked_upgrade = self._post = True
+        if asked or method == "HEAD" or method == "CONNECT":
+            self._special -= 1
         return method
 
     def _head_error(self, msg: HttpResponse) -> None:
         if msg.status_code >= 200 or msg.status_code == 101:
-            self._answer()
+            self._answer(msg.start_ts_ns)
 
     def _after_complete(self) -> None:
         self._post = False

@@ -74,17 +74,17 @@ class Http1Stitcher:
             out += self.close(ts_ns)
         return out
 
-    def _on_first_head(self, method: str, asks_upgrade: bool) -> None:
+    def _on_first_head(self, method: str, asks_upgrade: bool, start_ts_ns: int) -> None:
         """resync: if the request stream skipped a partial request, its answer may be next."""
         if not self._seen_head:
             self._seen_head = True
             if self._req.skipped_at_start:
                 self._res.expect_lost()
-        self._res.expect(method, asks_upgrade)
+        self._res.expect(method, asks_upgrade, start_ts_ns)
 
     def _resume_requests(self) -> None:
         """The response parser saw an upgrade refused: parse the held request bytes now."""
-        self._extra.extend(self._on_requests([(r, True) for r in self._req.resume()]))
+        self._extra.extend(self._on_requests([(r, 0) for r in self._req.resume()]))
 
     def request_gap(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
         """``nbytes`` of the request stream are missing at this point."""
@@ -117,7 +117,7 @@ class Http1Stitcher:
 
     # -- pairing ------------------------------------------------------------------------------
 
-    def _on_requests(self, reqs: list[tuple[HttpRequest, bool]]) -> list[HttpExchange]:
+    def _on_requests(self, reqs: list[tuple[HttpRequest, int]]) -> list[HttpExchange]:
         out: list[HttpExchange] = []
         resps = self._resps
         for req, _ in reqs:
@@ -127,13 +127,17 @@ class Http1Stitcher:
                 self._reqs.append(req)
         return out
 
-    def _on_responses(self, resps: list[tuple[HttpResponse, bool]]) -> list[HttpExchange]:
+    def _on_responses(self, resps: list[tuple[HttpResponse, int]]) -> list[HttpExchange]:
         out: list[HttpExchange] = []
         reqs = self._reqs
-        for resp, answered in resps:
-            if not answered:
+        for resp, link in resps:
+            if link < 0:  # answers no request we saw
                 out.append(self._lone(None, resp))
-            elif reqs:
+                continue
+            for _ in range(link):  # requests whose answers were lost in a gap
+                if reqs:
+                    out.append(self._lone(reqs.popleft(), None, "gap"))
+            if reqs:
                 self._pair(reqs.popleft(), resp, out)
             else:
                 self._resps.append(resp)
@@ -150,8 +154,10 @@ class Http1Stitcher:
             self._upgraded = True
             self._req.stop()
 
-    def _lone(self, req: HttpRequest | None, resp: HttpResponse | None) -> HttpExchange:
-        flags: set[str] = {"incomplete"}
+    def _lone(
+        self, req: HttpRequest | None, resp: HttpResponse | None, why: str = "incomplete"
+    ) -> HttpExchange:
+        flags: set[str] = {"incomplete", why}
         if req is not None:
             flags |= req.flags
         if resp is not None:

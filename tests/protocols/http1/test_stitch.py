@@ -10,7 +10,7 @@ from agent.protocols.http1 import (
     RequestParser,
     ResponseParser,
 )
-from agent.protocols.http1.types import HttpRequest
+from agent.protocols.http1.types import HttpExchange, HttpRequest
 from tests.protocols.http1.helpers import run_stitcher, split, summary
 
 GET = b"GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Mixed-Case: V1\r\nAccept: */*\r\n\r\n"
@@ -667,3 +667,54 @@ def test_response_stream_not_http_returns_the_requests_at_once() -> None:
         ("/a?x=1", None, {"incomplete"}),
     ]
     assert st.close(3) == []
+
+
+# -- gaps that swallow whole messages: timestamps keep the pairs right ----------------------
+
+
+def _seq(url: str) -> bytes:
+    return b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n" % url.encode()
+
+
+def _ok(body: str) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+
+
+def _pairs(out: list[HttpExchange]) -> list[tuple[object, object, set[str]]]:
+    return [
+        (e.request.url if e.request else None, e.response.body if e.response else None, e.flags)
+        for e in out
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_request_gap_that_lost_a_whole_request(fast: bool) -> None:
+    # sequential traffic, one chunk per message, timestamps as a capture gives them
+    st = Http1Stitcher(fast=fast)
+    out = st.feed_request_bytes(_seq("1"), 10)
+    out += st.feed_response_bytes(_ok("r1"), 11)
+    out += st.request_gap(len(_seq("2")), 20)  # request 2 lost
+    out += st.feed_response_bytes(_ok("r2"), 21)
+    out += st.feed_request_bytes(_seq("3"), 30)
+    out += st.feed_response_bytes(_ok("r3"), 31)
+    assert _pairs(out) == [
+        ("/1", b"r1", set()),
+        (None, b"r2", {"incomplete"}),  # began before request 3: answers the lost one
+        ("/3", b"r3", {"gap"}),
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_response_gap_that_lost_a_whole_response(fast: bool) -> None:
+    st = Http1Stitcher(fast=fast)
+    out = st.feed_request_bytes(_seq("1"), 10)
+    out += st.response_gap(len(_ok("r1")), 11)  # response 1 lost
+    out += st.feed_request_bytes(_seq("2"), 20)
+    out += st.feed_response_bytes(_ok("r2"), 21)
+    out += st.feed_request_bytes(_seq("3"), 30)
+    out += st.feed_response_bytes(_ok("r3"), 31)
+    assert _pairs(out) == [
+        ("/1", None, {"incomplete", "gap"}),
+        ("/2", b"r2", {"gap"}),
+        ("/3", b"r3", set()),
+    ]
