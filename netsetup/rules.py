@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from netsetup.netns import enter_netns
 from nodetap.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,6 @@ def in_netns(netns: str | None, fn: Callable[..., T], *args: Any) -> T:
         code = 0
         try:
             os.close(r)
-            from replay.worker import enter_netns
-
             enter_netns(netns)
             payload: Any = ("ok", fn(*args))
         except BaseException as e:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from netsetup.netns import enter_netns
 from replay.capture import iter_items
 from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
@@ -29,22 +30,9 @@ from replay.plan import Plan
 from replay.stats import Histogram
 
 log = logging.getLogger(__name__)
-CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 UNLIMITED = 1 << 62
 CACHE_CAPTURE_BYTES = 32 << 20  # captures up to this size are parsed once per run
-
-
-def enter_netns(name: str) -> None:
-    """Move this process into the named network namespace (/run/netns/NAME)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns {name}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 @dataclass
