@@ -299,6 +299,38 @@ def test_content_coding_kept_close_delimited_and_chunked(env: Env) -> None:
     assert_no_loss(env.lc)
 
 
+@pytest.mark.parametrize("server", ["nginx", "python"])
+def test_header_edge_cases(env: Env, server: str) -> None:
+    """Headers as on the wire: an empty value, a repeated name, lower case, an underscore,
+    leading whitespace (not part of the value), obs-text bytes; an escaped target."""
+    port = env.ngx.port if server == "nginx" else env.py.port
+    headers = [
+        ("Host", "x"),
+        ("X-Empty", ""),
+        ("X-Dup", "1"),
+        ("X-Dup", "2"),
+        ("x-lower", "a"),
+        ("X_Under", "u"),
+        ("X-Lead", "lead"),
+        ("X-Obs", "caf\xe9 \xff"),
+        ("Content-Length", "3"),
+        ("Connection", "close"),
+    ]
+    wire = (
+        b"POST /echo?a=%20b&c=%C3%A9#frag HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Dup: 1\r\n"
+        b"X-Dup: 2\r\nx-lower: a\r\nX_Under: u\r\nX-Lead:    lead\r\nX-Obs: caf\xe9 \xff\r\n"
+        b"Content-Length: 3\r\nConnection: close\r\n\r\nabc"
+    )
+    run = raw_exchange("127.0.0.1", port, wire)
+    (res,) = split_responses(run.received, ["POST"])
+    assert res.status == 200
+    inb, out = both_sides(env, run.local_port, 1)
+    for p in (inb[0], out[0]):
+        assert_request(p, "POST", "/echo?a=%20b&c=%C3%A9#frag", headers, b"abc")
+        assert_response(p, res)
+    assert_no_loss(env.lc)
+
+
 def test_large_request_head(env: Env) -> None:
     """A 48 KiB request head (48 headers of 1 KiB) spans several records."""
     host = f"127.0.0.1:{env.py.port}"
