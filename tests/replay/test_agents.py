@@ -135,3 +135,68 @@ def test_agent_refuses_missing_token_and_foreign_target(tmp_path: Path) -> None:
         timeout=30,
     )
     assert bad.returncode == 2 and "without TLS and a token" in bad.stderr
+
+
+def test_agent_over_tls_with_token(tmp_path: Path) -> None:
+    cert, key = tmp_path / "agent.pem", tmp_path / "agent.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=replay-agent",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    tok = tmp_path / "token"
+    tok.write_text(TOKEN)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nodetap",
+            "replay-agent",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--allow-target",
+            "127.0.0.1",
+            "--token-file",
+            str(tok),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port)
+        with nginx() as ng:
+            cap = _capture(tmp_path, ng.port, 10)
+            rep = run_distributed(
+                Plan(capture=str(cap), target=ng.url), [f"127.0.0.1:{port}"], TOKEN, str(cert)
+            )
+        assert rep["requests"]["responses"] == 10 and rep["agents"][0]["state"] == "done"
+        # Without TLS the agent does not answer: nothing of the plan ran there.
+        bad = run_distributed(Plan(capture=str(cap), target=ng.url), [f"127.0.0.1:{port}"], TOKEN)
+        assert bad["agents"][0]["lost"] and bad["agents"][0]["not_run"] == 10
+        assert bad["requests"]["sent"] == 0 and bad["failures"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
