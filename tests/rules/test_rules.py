@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from agent.rules import RuleEngine, RuleError, parse
@@ -303,3 +305,26 @@ def test_example_rules_file_is_valid(tmp_path: Path) -> None:
         "no-admin"
     )
     assert "order-id" in eng.describe()
+
+
+_NOISE = st.text(alphabet=st.sampled_from(list("0123456789 -@%4eyJBbearer.x_/")), max_size=40)
+_CARDISH = st.lists(
+    st.tuples(st.sampled_from("0123456789"), st.sampled_from(["", "", " ", "-"])),
+    min_size=12,
+    max_size=20,
+).map(lambda xs: "".join(d + sep for d, sep in xs))
+_BEARERISH = st.tuples(st.sampled_from(["Bearer", "bearer", "BEARER", "bEaReR"]), _NOISE).map(
+    lambda t: f"{t[0]} tok{t[1]}"
+)
+_TEXT = st.lists(st.one_of(_NOISE, _CARDISH, _BEARERISH), max_size=4).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXT)
+def test_prefilters_never_hide_a_match(text: str) -> None:
+    from agent.rules.redact import BUILTIN_PATTERNS
+
+    raw = text.encode("latin-1")
+    for pat in BUILTIN_PATTERNS.values():
+        if pat.regex.search(text) is not None:
+            assert pat.quick is not None and pat.quick(raw), (pat.name, text)
