@@ -155,3 +155,18 @@ def test_cli_port_filter_output_and_summary(lo_capture: LoCapture, tmp_path: Pat
     for d in want + got:
         del d["id"]
     assert got == want
+
+
+def test_pcapng_with_two_link_types(lo_capture: LoCapture, tmp_path: Path) -> None:
+    """mergecap of the Ethernet and the SLL2 capture: one pcapng, two interfaces with
+    different link types, every packet twice; the copies fold into the same exchanges."""
+    merged = tmp_path / "merged.pcapng"
+    subprocess.run(
+        ["mergecap", "-F", "pcapng", "-w", str(merged), str(lo_capture.eth), str(lo_capture.sll2)],
+        check=True,
+    )
+    pairs, counters = nodetap_pairs(merged)
+    eth_pairs, eth_counters = nodetap_pairs(lo_capture.eth)
+    assert counters["packets"] > eth_counters["packets"]
+    assert counters["duplicate_bytes"] > 0 and counters["gaps"] == 0
+    assert _summary(pairs) == _summary(eth_pairs)
