@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,9 +45,11 @@ from tests.capture.expect import (
     hdrs,
 )
 from tests.support.capture import LiveCapture, live_capture
-from tests.support.servers import Nginx, PyServer, nginx, python_server_process
+from tests.support.servers import Nginx, PyServer, free_port, nginx, python_server_process
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[2]
 
 MIB = 1 << 20
 _rng = random.Random(2)
@@ -749,6 +754,40 @@ def test_connection_preexisting_mid_response() -> None:
         assert_request(p, "GET", "/hello?after", after_headers, b"")
         assert_response(p, res)
     assert res.body == b"hello world\n"
+
+
+SELF_CLIENT = """
+import http.client, http.server, json, sys, threading
+from tests.support.servers import _EchoHandler
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), _EchoHandler)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+bodies = []
+for i in range(3):
+    c.request("POST", f"/self/{i}", body=b"x" * i)
+    bodies.append(c.getresponse().read().decode())
+print(json.dumps({"port": c.sock.getsockname()[1], "bodies": bodies}))
+"""
+
+
+def test_client_and_server_in_one_process() -> None:
+    """A process that serves and calls itself: its accepted fd gives INBOUND RRPairs, its
+    connected fd OUTBOUND ones, with the same pid, and they agree."""
+    port = free_port()
+    with live_capture(ports=[port]) as lc:
+        proc = subprocess.run(
+            [sys.executable, "-c", SELF_CLIENT, str(port)],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        res = json.loads(proc.stdout)
+        assert res["bodies"] == ["", "x", "xx"]
+        inb, out = both_sides(lc, res["port"], 3)
+    for i, (p_in, p_out) in enumerate(zip(inb, out, strict=True)):
+        assert p_in.meta.pid == p_out.meta.pid
+        assert p_in.http.req.url == f"/self/{i}" and p_in.http.res.body == b"x" * i
 
 
 def _complete_outbound(p: pb.RRPair) -> bool:
