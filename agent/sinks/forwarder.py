@@ -364,6 +364,7 @@ class ForwarderSink:
     # -- sender thread ---------------------------------------------------------------------------
     def _run(self) -> None:
         backoff = 0.1
+        last_code = None  # warn once per kind of failure, not once per retry
         while True:
             with self._cv:
                 if self._stopping:
@@ -375,17 +376,27 @@ class ForwarderSink:
                 if self._stopping:
                     return
                 code = e.code() if hasattr(e, "code") else None
-                log.info("forwarder %s: stream ended (%s); retrying", self.addr, code)
+                details = e.details() if hasattr(e, "details") else str(e)
+                if code != last_code:
+                    if code == grpc.StatusCode.UNAUTHENTICATED:
+                        log.error("forwarder %s refused the token; check --token-file", self.addr)
+                    else:
+                        log.warning(
+                            "forwarder %s: %s (%s); keeping RRPairs and retrying",
+                            self.addr,
+                            code.name if code is not None else "error",
+                            details,
+                        )
+                    last_code = code
                 with self._cv:
                     self._count("reconnects")
-                if code == grpc.StatusCode.UNAUTHENTICATED:
-                    log.error("forwarder %s refused the token; check --token-file", self.addr)
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in str(
-                    e.details() if hasattr(e, "details") else ""
-                ):
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in str(details):
                     self._drop_oversized_batch(e)  # (not for "Concurrent RPC limit exceeded")
             if self._counters["acked"] + self._counters["duplicates"] > acked_before:
                 backoff = 0.1
+                if last_code is not None:
+                    log.warning("forwarder %s: delivering again", self.addr)
+                    last_code = None
             with self._cv:
                 if self._stopping:
                     return
