@@ -63,6 +63,7 @@ class _Conn(asyncio.Protocol):
         self.size = 0
         self.sha: Any = None
         self.keep_alive = True
+        self.deadline = 0.0
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,13 +140,11 @@ class _Conn(asyncio.Protocol):
         self.sha = hashlib.sha256()
         self.parser = httptools.HttpResponseParser(self)
         self.waiter = w = self.loop.create_future()
-        handle = self.loop.call_later(timeout, self._timeout, w)
+        # The pool's watchdog enforces the deadline (one timer for all connections).
+        self.deadline = self.loop.time() + timeout
         self.transport.write(data)
-        try:
-            result: Actual = await w
-            return result
-        finally:
-            handle.cancel()
+        result: Actual = await w
+        return result
 
     def _timeout(self, w: asyncio.Future[Actual]) -> None:
         if not w.done():
@@ -183,6 +182,23 @@ class Pool:
     idle: list[_Conn] = field(default_factory=list)
     stats: PoolStats = field(default_factory=PoolStats)
     _addr: tuple[int, Any] | None = None
+    active: set[_Conn] = field(default_factory=set)
+    _watch: asyncio.Task[None] | None = None
+
+    async def _watchdog(self) -> None:
+        """Fail requests past their deadline; forget closed connections."""
+        loop = asyncio.get_running_loop()
+        tick = min(0.25, self.timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for c in list(self.active):
+                w = c.waiter
+                busy = w is not None and not w.done()
+                if busy and now > c.deadline and w is not None:
+                    c._timeout(w)
+                elif c.closed and not busy:
+                    self.active.discard(c)
 
     async def acquire(self) -> tuple[_Conn, float]:
         """A connection (idle or new) and the seconds the conntrack gate held it back."""
@@ -191,6 +207,8 @@ class Pool:
             if not c.closed:
                 self.stats.reused += 1
                 return c, 0.0
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watchdog())
         waited = 0.0
         if self.gate is not None:
             waited = await self.gate()
@@ -218,6 +236,7 @@ class Pool:
                     raise
         except TimeoutError:
             raise ReplayError("timeout", f"connect to {self.host}:{self.port}") from None
+        self.active.add(conn)
         dt = time.monotonic() - t0
         self.stats.opened += 1
         self.stats.connect_s += dt
@@ -235,3 +254,7 @@ class Pool:
         for c in self.idle:
             c.close()
         self.idle.clear()
+        self.active.clear()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None

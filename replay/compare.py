@@ -58,20 +58,25 @@ class Comparer:
         if exp.status != act.status:
             diffs.append(f"status: recorded {exp.status}, replayed {act.status}")
         if self.compare_headers:
-            diffs += self._headers(exp.headers, act.headers)
+            if exp.norm_headers is None:
+                exp.norm_headers = self._norm(exp.headers)
+            diffs += self._headers(exp.norm_headers, act.headers)
         diffs += self._body(exp, act)
         return diffs[:MAX_DIFFS_PER_RESPONSE]
 
-    def _headers(self, exp: Headers, act: Headers) -> list[str]:
-        def norm(hs: Headers) -> dict[str, str]:
-            out: dict[str, str] = {}
-            for n, v in hs:
-                low = n.lower()
-                if low not in self.ignore_headers:
-                    out[low] = f"{out[low]}, {v}" if low in out else v
-            return out
+    def _norm(self, hs: Headers) -> dict[str, str]:
+        out: dict[str, str] = {}
+        ignore = self.ignore_headers
+        for n, v in hs:
+            low = n.lower()
+            if low not in ignore:
+                out[low] = f"{out[low]}, {v}" if low in out else v
+        return out
 
-        e, a = norm(exp), norm(act)
+    def _headers(self, e: dict[str, str], act: Headers) -> list[str]:
+        a = self._norm(act)
+        if a == e:
+            return []
         diffs = []
         for name in sorted(e.keys() | a.keys()):
             if name not in a:

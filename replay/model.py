@@ -44,6 +44,7 @@ class Expected:
     body_sha256: str
     body_size: int
     truncated: bool = False  # the recording cut the body: compare sizes only
+    norm_headers: dict[str, str] | None = None  # compared headers, normalised once
 
 
 @dataclass(slots=True)

@@ -88,11 +88,14 @@ def build(
     achieved = (sent - 1) / span if sent > 1 else float(sent)
     # Latency measured while the agent's cgroup was being throttled is not the server's.
     throttled = set(cpu.get("throttled_secs", []))
-    unreliable = sum(
-        Histogram.from_wire(h).count
-        for s, h in merged["latency_secs"].items()
-        if int(s) in throttled
-    )
+    reliable = Histogram()
+    unreliable = 0
+    for s, h in merged["latency_secs"].items():
+        hist = Histogram.from_wire(h)
+        if int(s) in throttled:
+            unreliable += hist.count
+        else:
+            reliable.merge(hist)
     ct_by_sec = {int(k): v for k, v in conntrack.get("drops_by_sec", {}).items()}
     ct_errors = attribute_conntrack(merged["error_secs"], ct_by_sec)
     errors = dict(merged["errors"])
@@ -115,6 +118,8 @@ def build(
         "latency_ms": lat.summary(1000),
         "latency_reliable": unreliable == 0,
         "latency_unreliable_requests": unreliable,
+        # Latency of the seconds in which the agent was not throttled: the server's.
+        "latency_ms_while_not_throttled": reliable.summary(1000),
         "errors": {
             "total": sum(errors.values()),
             "by_kind": errors,

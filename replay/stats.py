@@ -10,6 +10,10 @@ from typing import Any
 _BASE = math.log(1.01)
 
 
+def bucket(v: float) -> int:
+    return int(math.log(v) / _BASE) if v >= 1e-9 else -3000
+
+
 @dataclass(slots=True)
 class Histogram:
     """Values >= 0 in buckets of 1% width; constant memory whatever the number of values."""
@@ -21,7 +25,11 @@ class Histogram:
     min: float = math.inf
 
     def add(self, v: float) -> None:
-        self.buckets[int(math.log(v) / _BASE) if v >= 1e-9 else -3000] += 1
+        self.add_in(bucket(v), v)
+
+    def add_in(self, b: int, v: float) -> None:
+        """Add v whose bucket(v) is b (computed once for several histograms)."""
+        self.buckets[b] += 1
         self.count += 1
         self.total += v
         if v > self.max:

@@ -27,7 +27,7 @@ from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
 from replay.model import Item, encode_request
 from replay.plan import Plan
-from replay.stats import Histogram
+from replay.stats import Histogram, bucket
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -236,11 +236,12 @@ class _Runner:
             lat = time.perf_counter() - t0 - held
             pool.release(conn, reuse)
             res.responses += 1
-            res.latency.add(lat)
+            b = bucket(lat)
+            res.latency.add_in(b, lat)
             h = res.latency_secs.get(sec)
             if h is None:
                 h = res.latency_secs[sec] = Histogram()
-            h.add(lat)
+            h.add_in(b, lat)
             res.statuses[actual.status] += 1
             if item.expected is not None:
                 res.compared += 1

@@ -274,3 +274,56 @@ def test_duration_loop_and_as_recorded_connections(tmp_path: Path) -> None:
     assert rep["requests"]["sent"] == 10
     assert rep["connections"]["opened"] == 5 and rep["connections"]["reused"] == 5
     assert 38 <= timed["requests"]["sent"] <= 42 and timed["requests"]["planned"] == 40
+
+
+def test_errors_by_kind(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    with nginx() as ng:
+        cap = tmp_path / "cap.jsonl"
+        record("127.0.0.1", ng.port, [("GET", "/hello", [], b"")] * 6, cap)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    rude = socket.create_server(("127.0.0.1", 0))  # accepts, closes at once
+    held: list[socket.socket] = []
+
+    def serve(srv: socket.socket, keep: bool) -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            if keep:
+                held.append(c)
+            else:
+                c.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                c.close()
+
+    for srv, keep in ((silent, True), (rude, False)):
+        threading.Thread(target=serve, args=(srv, keep), daemon=True).start()
+    try:
+        kinds = {}
+        for name, port in (
+            ("timeout", silent.getsockname()[1]),
+            ("reset", rude.getsockname()[1]),
+            ("refused", free_port()),
+        ):
+            rep = run_replay(
+                Plan(
+                    capture=str(cap),
+                    target=f"http://127.0.0.1:{port}",
+                    timeout=0.5,
+                    vusers=3,
+                    processes=1,
+                ),
+                progress=False,
+            )
+            kinds[name] = rep["errors"]["by_kind"]
+    finally:
+        silent.close()
+        rude.close()
+        for c in held:
+            c.close()
+    assert kinds == {"timeout": {"timeout": 6}, "reset": {"reset": 6}, "refused": {"refused": 6}}
