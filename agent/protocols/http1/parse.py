@@ -49,9 +49,10 @@ _CHUNK_DATA = 3  # inside chunk data, _rem bytes left
 _CHUNK_CRLF = 4  # expecting the CRLF after chunk data
 _TRAILERS = 5  # after the last chunk: trailer fields up to an empty line
 _CLOSE = 6  # response body delimited by connection close
-_SCAN = 7  # out of sync: looking for a start line
-_HELD = 8  # after an upgrade request: bytes held until the response decides
-_DEAD = 9  # upgraded or failed: bytes ignored
+_PEEK = 7  # response to an unseen request: the next bytes tell whether it has a body
+_SCAN = 8  # out of sync: looking for a start line
+_HELD = 9  # after an upgrade request: bytes held until the response decides
+_DEAD = 10  # upgraded or failed: bytes ignored
 
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TCHAR_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
@@ -186,6 +187,9 @@ class _Parser(Generic[M]):
         self._post = False  # _after_complete() has work to do
         self._held: list[tuple[bytes | None, int, int]] = []  # (data or None for a gap, ts, n)
         self._held_bytes = 0
+        self._buf = b""
+        self._body_at = 0
+        self._peek_next = (_BODY, 0)  # _PEEK: the state and length if a body follows
         self.last_error: str | None = None
         # llhttp for chunks of whole messages (fastpath.py); None: own framing only
         self._fast = FastPath(self._is_request, max_body) if fast else None
@@ -383,6 +387,13 @@ class _Parser(Generic[M]):
                 self._body(buf[pos:] if pos else buf)
                 self._last_ts = self._ts
                 pos = n
+            elif state == _PEEK:
+                if buf.startswith(b"HTTP/1.", pos) or (
+                    n - pos < 7 and b"HTTP/1.".startswith(buf[pos:])
+                ):
+                    self._complete(self._last_ts)  # a status line: no body (a HEAD answer)
+                else:
+                    self._state, self._rem = self._peek_next
             elif state == _SCAN:
                 found = self._scan(buf, pos)
                 if found < 0:
@@ -410,6 +421,8 @@ class _Parser(Generic[M]):
         self._parts = []
         self._room = self.max_body
         self._last_ts = self._ts
+        self._buf = buf  # for a look past the header block (ResponseParser._framing)
+        self._body_at = end + 4
         try:
             if hs < len(text):
                 msg.headers = self._fields(text, hs, start)
@@ -623,6 +636,7 @@ class _Parser(Generic[M]):
             self._fail()
             return len(buf)
         self._state = _SCAN
+        self._after_gap = True  # what the skipped bytes held is lost to the pairing too
         return e.pos + 1 if e.pos < len(buf) else len(buf)
 
     def _finish_cut(self, msg: M) -> None:
@@ -736,7 +750,7 @@ class _Parser(Generic[M]):
         state = self._state
         self._ts = ts_ns
         self._marks = self._rest_marks
-        if state == _CLOSE:
+        if state in (_CLOSE, _PEEK):
             self._complete(self._last_ts)
         elif self._msg is not None:
             msg = self._msg
@@ -901,7 +915,9 @@ class ResponseParser(_Parser[HttpResponse]):
 
     ``expect(method)`` tells it the method of each request, in order, as soon as the request's
     header block is known: HEAD responses have no body, a 2xx to CONNECT switches protocols.
-    Responses with no request told (stream started mid-way) are parsed as answers to GET.
+    Responses with no request told (stream started mid-way, a gap) are parsed as answers to
+    GET; with ``guess_head=True`` (the stitcher) as answers to HEAD when a status line follows
+    their header block at once.
     """
 
     _is_request = False
@@ -914,10 +930,12 @@ class ResponseParser(_Parser[HttpResponse]):
         raise_errors: bool = False,
         stats: Http1Stats | None = None,
         fast: bool = True,
+        guess_head: bool = False,
     ) -> None:
         super().__init__(max_body, resync, raise_errors=raise_errors, stats=stats, fast=fast)
         self._methods: deque[tuple[str, bool, int]] = deque()  # (method, asks_upgrade, ts)
         self._special = 0  # HEAD, CONNECT or upgrade requests among _methods
+        self.guess_head = guess_head
         self._asked_upgrade = False
         self.on_refused: Callable[[], None] | None = None
         self._method: str | None = None
@@ -937,6 +955,8 @@ class ResponseParser(_Parser[HttpResponse]):
         request (an exchange without request); if this stream skips a partial response first,
         that one was the answer and the mark is dropped.
         """
+        if self._seen:
+            return  # a response came before any request: that was the answer (an orphan)
         self._methods.append((LOST, False, 0))
         self._special += 1  # keeps the fast path away until it is resolved
 
@@ -988,6 +1008,16 @@ class ResponseParser(_Parser[HttpResponse]):
             return
         length, chunked, te, keep_alive, _ = self._semantics(text, hs, msg.version, pos)
         self._closing = not keep_alive
+        if method is None and self.guess_head and (chunked or length):
+            # It answers a request we did not see (lost in a gap or before the capture). If a
+            # status line follows at once, that request was a HEAD: this response has no body.
+            if self._buf.startswith(b"HTTP/1.", self._body_at):
+                self._complete()
+                return
+            if self._body_at >= len(self._buf):  # nothing after it yet: the next bytes tell
+                self._peek_next = (_CHUNK_SIZE, 0) if chunked else (_BODY, length or 0)
+                self._state = _PEEK
+                return
         if chunked:
             self._state = _CHUNK_SIZE
         elif te or length is None:

@@ -26,7 +26,7 @@ class Http1Stitcher:
 
     def __init__(self, max_body: int = 1 << 20, resync: bool = False, *, fast: bool = True) -> None:
         self.stats = Http1Stats()
-        self._res = ResponseParser(max_body, resync, stats=self.stats, fast=fast)
+        self._res = ResponseParser(max_body, resync, stats=self.stats, fast=fast, guess_head=True)
         self._req = RequestParser(
             max_body,
             resync,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocols.http1.recorder import RecordingRelay
+from agent.protocols.http1 import Http1Stitcher
+from agent.protocols.http1.types import HttpExchange
+from tests.protocols.http1.recorder import Recording, RecordingRelay
 from tests.support.servers import nginx, python_server_thread
 
 # (method, url, extra headers, body)
@@ -31,10 +33,15 @@ REQUESTS: list[tuple[str, str, list[tuple[str, str]], bytes]] = [
 ]
 
 
-def test_http_client_keep_alive_exchanges_match_what_the_client_saw() -> None:
+Seen = list[tuple[str, str, list[tuple[str, str]], bytes, int, str, list[tuple[str, str]], bytes]]
+
+
+@pytest.fixture(scope="module")
+def client_session() -> tuple[Recording, Seen]:
+    """REQUESTS sent by http.client on one keep-alive connection, recorded by the relay."""
     with python_server_thread() as srv, RecordingRelay(("127.0.0.1", srv.port)) as relay:
         conn = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=30)
-        seen = []
+        seen: Seen = []
         for method, url, extra, body in REQUESTS:
             headers = [("Host", f"127.0.0.1:{relay.port}"), *extra]
             if body or method in ("POST", "PUT", "PATCH"):
@@ -50,7 +57,26 @@ def test_http_client_keep_alive_exchanges_match_what_the_client_saw() -> None:
             )
         conn.close()
         recording = relay.wait()
+    return recording, seen
 
+
+def _matches(ex: HttpExchange, seen: Seen) -> int:
+    """Index of the client's exchange ``ex`` reproduces exactly (AssertionError if none)."""
+    q, r = ex.request, ex.response
+    assert q is not None and r is not None
+    for i, (method, url, headers, body, status, reason, rheaders, rbody) in enumerate(seen):
+        if (q.method, q.url) == (method, url):
+            assert (q.version, q.headers, q.body) == ("HTTP/1.1", headers, body)
+            assert (r.status_code, r.status_message, r.version) == (status, reason, "HTTP/1.1")
+            assert r.headers == rheaders and r.body == rbody and r.body_size == len(rbody)
+            return i
+    raise AssertionError(f"no such request: {q.method} {q.url}")
+
+
+def test_http_client_keep_alive_exchanges_match_what_the_client_saw(
+    client_session: tuple[Recording, Seen],
+) -> None:
+    recording, seen = client_session
     st, out = recording.stitch(max_body=2 << 20)
     assert st.stats.parse_errors == 0 and not st.failed and not st.upgraded
     assert len(out) == len(REQUESTS)
@@ -178,3 +204,66 @@ def test_curl_and_nginx_keep_alive_head_gzip_chunked(tmp_path: Path) -> None:
     assert ("Content-Encoding", "gzip") in gz.headers
     assert gzip.decompress(gz.body) == big == (tmp_path / "3").read_bytes()
     assert nocontent is not None and nocontent.body == b""
+
+
+def _starts(raw: bytes, needles: list[bytes]) -> list[int]:
+    out, pos = [], 0
+    for needle in needles:
+        pos = raw.index(needle, pos)
+        out.append(pos)
+        pos += 1
+    return out
+
+
+def test_capture_starting_anywhere_in_a_real_connection(
+    client_session: tuple[Recording, Seen],
+) -> None:
+    """resync=True from every chunk boundary and mid-chunk: the exchanges that began after the
+    cut come out exactly; none is paired wrong."""
+    recording, seen = client_session
+    chunks = recording.chunks
+    req_starts = _starts(recording.raw("req"), [f"{m} {u} HTTP/1.1".encode() for m, u, *_ in seen])
+    resp_starts = _starts(recording.raw("resp"), [b"HTTP/1.1 %d" % s[4] for s in seen])
+    for t in range(len(chunks)):
+        for cut in sorted({0, len(chunks[t][1]) // 2}):
+            before = {"req": 0, "resp": 0}
+            for k, data, _ in chunks[:t]:
+                before[k] += len(data)
+            before[chunks[t][0]] += cut
+            st = Http1Stitcher(max_body=2 << 20, resync=True)
+            out = []
+            for i, (k, data, ts) in enumerate(chunks[t:]):
+                piece = data[cut:] if i == 0 else data
+                if k == "req":
+                    out += st.feed_request_bytes(piece, ts)
+                else:
+                    out += st.feed_response_bytes(piece, ts)
+            out += st.close(recording.closed_ns)
+            clean = [_matches(e, seen) for e in out if not e.flags]
+            expected = [
+                i
+                for i in range(len(seen))
+                if req_starts[i] >= before["req"] and resp_starts[i] >= before["resp"]
+            ]
+            assert clean == expected, (t, cut)
+
+
+def test_a_lost_chunk_anywhere_in_a_real_connection(
+    client_session: tuple[Recording, Seen],
+) -> None:
+    """Each chunk in turn replaced by a gap of its size: what is not flagged is exact."""
+    recording, seen = client_session
+    for t, (kind, data, _ts) in enumerate(recording.chunks):
+        st = Http1Stitcher(max_body=2 << 20)
+        out = []
+        for i, (k, d, ts_i) in enumerate(recording.chunks):
+            if i == t:
+                out += st.request_gap(len(d), ts_i) if k == "req" else st.response_gap(len(d), ts_i)
+            elif k == "req":
+                out += st.feed_request_bytes(d, ts_i)
+            else:
+                out += st.feed_response_bytes(d, ts_i)
+        out += st.close(recording.closed_ns)
+        clean = [_matches(e, seen) for e in out if not e.flags]
+        assert len(clean) >= len(seen) - 2, (t, kind, len(data), [e.flags for e in out])
+        assert clean == sorted(set(clean))
