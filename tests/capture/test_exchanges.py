@@ -410,6 +410,37 @@ def test_keepalive_many_requests_one_connection(env: Env) -> None:
     assert_no_loss(env.lc)
 
 
+@pytest.mark.parametrize("server", ["nginx", "python"])
+def test_upgrade_refused_then_keep_alive(env: Env, server: str) -> None:
+    """A request asks for an Upgrade (h2c) that the server ignores (200): the connection
+    stays HTTP/1.1, and the requests after it are captured too."""
+    port = env.ngx.port if server == "nginx" else env.py.port
+    host = f"127.0.0.1:{port}"
+    reqs = [
+        Request(
+            "GET",
+            "/echo?up",
+            [
+                ("Host", host),
+                ("Connection", "Upgrade, HTTP2-Settings"),
+                ("Upgrade", "h2c"),
+                ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+        ),
+        Request("POST", "/echo?after-up", [("Host", host), ("Content-Length", "4")], b"more"),
+        Request("GET", "/echo?last", [("Host", host)]),
+    ]
+    run = py_http("127.0.0.1", port, reqs)
+    assert [r.status for r in run.responses] == [200, 200, 200]
+    inb, out = both_sides(env, run.local_port, len(reqs))
+    for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
+        for p in (p_in, p_out):
+            assert_request(p, req.method, req.url, req.headers, req.body)
+            assert_response(p, res)
+    assert_no_loss(env.lc)
+    assert env.lc.cap.summary()["conns_upgraded"] == 0
+
+
 def test_new_connection_per_request_fd_reuse(env: Env) -> None:
     """curl opens a new connection for each of 20 URLs ("Connection: close"): the client
     and nginx reuse the same fd numbers, and no exchange mixes two connections."""
