@@ -203,7 +203,8 @@ static __always_inline int nt_pid_wanted(u32 tgid)
     return 1;
 }
 
-static __always_inline void nt_emit_close(u64 key, struct nt_conn *c)
+/* Returns 1 when the CLOSE record was written, 0 when the ring buffer was full. */
+static __always_inline int nt_emit_close(u64 key, struct nt_conn *c)
 {
     struct nt_conn_event ev = {};
     ev.kind = NT_EV_CLOSE;
@@ -215,8 +216,21 @@ static __always_inline void nt_emit_close(u64 key, struct nt_conn *c)
     ev.ts_ns = bpf_ktime_get_ns();
     ev.off[0] = c->off[0];
     ev.off[1] = c->off[1];
-    if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+    if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP)) {
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* The tracked connection of (tgid, fd), or 0; closed entries kept for the agent are
+ * not connections any more (the fd may already name a file). */
+static __always_inline struct nt_conn *nt_conn_of(u64 key)
+{
+    struct nt_conn *c = conns.lookup(&key);
+    if (!c || (c->flags & NT_CONN_CLOSED))
+        return 0;
+    return c;
 }
 
 /* Start tracking (tgid, fd). ev carries the addresses; the rest is filled in here. */

@@ -206,10 +206,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 TRACEPOINT_PROBE(syscalls, sys_enter_close)
 {
     u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
-    struct nt_conn *c = conns.lookup(&key);
+    struct nt_conn *c = nt_conn_of(key);
     if (!c)
         return 0;
-    nt_emit_close(key, c);
-    conns.delete(&key);
+    if (nt_emit_close(key, c))
+        conns.delete(&key);
+    else
+        c->flags |= NT_CONN_CLOSED; /* the agent reads the final offsets from here */
     return 0;
 }

@@ -11,7 +11,7 @@ static __always_inline int nt_io_enter(u32 fd, u64 buf, u32 iovcnt, u8 dir, u16 
 {
     u64 id = bpf_get_current_pid_tgid();
     u64 key = (id & 0xffffffff00000000ULL) | fd;
-    if (!conns.lookup(&key))
+    if (!nt_conn_of(key))
         return 0;
     struct nt_io_args a = {};
     a.key = key;
@@ -149,7 +149,7 @@ static __always_inline int nt_io_exit(void *ctx, long ret)
     active_io.delete(&id);
     if (ret <= 0)
         return 0;
-    struct nt_conn *c = conns.lookup(&a.key);
+    struct nt_conn *c = nt_conn_of(a.key);
     if (!c)
         return 0;
     u64 start = __sync_fetch_and_add(&c->off[a.dir & 1], (u64)ret);
@@ -205,7 +205,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
     if (args->flags & NT_MSG_PEEK) {
         /* the same bytes are read again later: copying them now would duplicate them */
         u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
-        if (conns.lookup(&key))
+        if (nt_conn_of(key))
             nt_count(NT_STAT_PEEK_CALLS, 1);
         return 0;
     }
@@ -238,7 +238,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_writev) { return nt_io_exit(args, args->ret)
 static __always_inline int nt_msg_enter(u32 fd, u64 umsg, u32 flags, u8 dir, u16 sc)
 {
     u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | fd;
-    if (!conns.lookup(&key))
+    if (!nt_conn_of(key))
         return 0;
     if (dir == NT_DIR_INGRESS && (flags & NT_MSG_PEEK)) {
         nt_count(NT_STAT_PEEK_CALLS, 1);

@@ -39,6 +39,8 @@
 /* conn flags */
 #define NT_CONN_MUTED 1   /* the agent asked not to copy bytes (not a protocol it parses) */
 #define NT_CONN_NOADDR 2  /* accept() without a sockaddr: the agent learns addresses from /proc */
+#define NT_CONN_CLOSED 4  /* closed, but its CLOSE record was lost: kept so that the agent can
+                             read the final offsets; ignored by the data programs */
 
 /* Syscall ids carried in data records (for statistics and debugging). */
 #define NT_SC_READ 1

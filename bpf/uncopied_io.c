@@ -17,7 +17,7 @@ static __always_inline int nt_mmsg(u32 fd, u8 dir, u16 sc)
 {
     u64 id = bpf_get_current_pid_tgid();
     u64 key = (id & 0xffffffff00000000ULL) | fd;
-    struct nt_conn *c = conns.lookup(&key);
+    struct nt_conn *c = nt_conn_of(key);
     if (!c)
         return 0;
     nt_count(NT_DROP_MMSG_CALLS, 1);

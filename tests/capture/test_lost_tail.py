@@ -128,12 +128,6 @@ while s.recv(65536):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bpf: a CLOSE record lost to a full ring buffer loses the connection's final "
-    "offsets (conn_lifecycle.c deletes the conns entry anyway), so the data records lost "
-    "before it are no gap and the cut response is flagged 'incomplete', not 'gap'",
-)
 def test_lost_tail_when_the_close_record_is_lost_too() -> None:
     server = subprocess.Popen(
         [sys.executable, "-c", SMALL_WRITES_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
