@@ -821,6 +821,63 @@ def test_client_and_server_in_one_process() -> None:
         assert p_in.http.req.url == f"/self/{i}" and p_in.http.res.body == b"x" * i
 
 
+UPGRADE_SERVER = r"""
+import socket, sys
+ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+c, _ = ls.accept()
+head = b""
+while b"\r\n\r\n" not in head:
+    head += c.recv(4096)
+c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: nt-echo\r\n\r\n")
+while True:  # the new protocol: echo bytes back
+    data = c.recv(65536)
+    if not data:
+        break
+    c.sendall(data)
+"""
+
+
+def test_upgrade_accepted_stops_parsing() -> None:
+    """101 Switching Protocols: the exchange is captured with flag "upgrade"; the bytes of
+    the new protocol after it are neither parsed as HTTP nor counted as errors."""
+    port = free_port()
+    # the server starts after the capture: an accept() already blocked when the capture
+    # starts yields a connection whose addresses come from /proc, too late for one this short
+    with live_capture(ports=[port]) as lc:
+        server = subprocess.Popen(
+            [sys.executable, "-c", UPGRADE_SERVER, str(port)], stdout=subprocess.PIPE
+        )
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline() == b"ready\n"
+            head = _req_bytes(
+                "GET", "/ws", [("Host", "x"), ("Connection", "Upgrade"), ("Upgrade", "nt-echo")]
+            )
+            frames = b"\x81\x05hello not http\r\n\r\n" * 50
+            steps: list[Step] = [
+                ("send", head),
+                ("read", 75),  # the 101 response
+                ("send", frames),
+                ("read", 75 + len(frames)),
+            ]
+            with RawClient("127.0.0.1", port, steps) as client:
+                run = client.resume()
+            assert run.received.startswith(b"HTTP/1.1 101 ") and run.received.endswith(frames)
+            inb, _ = both_sides(lc, run.local_port, 1, flags=["upgrade"])
+            lc.settle()
+            summary = lc.cap.summary()
+        finally:
+            server.kill()
+            server.wait()
+    res = inb[0].http.res
+    assert (res.status_code, res.status_message) == (101, "Switching Protocols")
+    assert hdrs(res) == [("Connection", "Upgrade"), ("Upgrade", "nt-echo")]
+    assert inb[0].http.req.url == "/ws"
+    assert len(lc.pairs) == 2
+    assert summary["conns_upgraded"] == 2 and summary["conns_not_http"] == 0
+
+
 def _complete_outbound(p: pb.RRPair) -> bool:
     return p.direction == pb.OUTBOUND and "incomplete" not in p.flags
 
