@@ -120,7 +120,7 @@ class FastPath:
             self.truncated += 1
         else:
             flags = set()
-        self.keep_alive = p.should_keep_alive()
+        self.keep_alive = p.should_keep_alive()  # read now: llhttp resets it after the message
         ts = self.ts
         if self.request:
             assert isinstance(p, httptools.HttpRequestParser)

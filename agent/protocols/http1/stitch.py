@@ -134,9 +134,9 @@ class Http1Stitcher:
             if link < 0:  # answers no request we saw
                 out.append(self._lone(None, resp))
                 continue
-            for _ in range(link):  # requests whose answers were lost in a gap
-                if reqs:
-                    out.append(self._lone(reqs.popleft(), None, "gap"))
+            while link and reqs:  # requests whose answers were lost in a gap
+                out.append(self._lone(reqs.popleft(), None, "gap"))
+                link -= 1
             if reqs:
                 self._pair(reqs.popleft(), resp, out)
             else:
