@@ -84,7 +84,7 @@ def _fewer_gc_passes() -> Iterator[None]:
     """An import makes millions of short-lived objects while thousands of flows stay open;
     with the default thresholds the collector's passes cost more than the parsing."""
     old = gc.get_threshold()
-    gc.set_threshold(100_000, 20, 20)
+    gc.set_threshold(10_000, 10, 10)
     try:
         yield
     finally:
