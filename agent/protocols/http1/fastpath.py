@@ -79,6 +79,13 @@ class FastPath:
             return None
         return self.out
 
+    def release(self) -> None:
+        """Drop references to the last chunk's records (idle connections keep nothing)."""
+        self.out = []
+        self._headers = self._trailers = []
+        self._parts = []
+        self._add = self._headers.append
+
     # -- llhttp callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:

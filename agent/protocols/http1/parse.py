@@ -258,6 +258,8 @@ class _Parser(Generic[M]):
                     self.stats.fast_chunks += 1
                     self.stats.truncated += self._fast.truncated
                     self._accept(got)  # type: ignore[arg-type]
+                    self._fast.release()
+                    self._out = []  # idle connections keep no messages alive
                     return out
                 self._fast_misses += 1
                 if self._fast_misses >= 2:
@@ -284,6 +286,7 @@ class _Parser(Generic[M]):
                 self._rest_marks = []
         else:
             self._keep(buf, pos)
+        self._out = []  # idle connections keep no messages alive
         return out
 
     def _fast_ok(self) -> bool:
@@ -431,6 +434,8 @@ class _Parser(Generic[M]):
             self._head_error(msg)
             e.pos = end + 3  # look for the next start line after this header block
             raise
+        finally:
+            self._buf = b""
         return end + 4
 
     @staticmethod
@@ -598,6 +603,7 @@ class _Parser(Generic[M]):
         parts = self._parts
         if parts:
             msg.body = parts[0] if len(parts) == 1 else b"".join(parts)
+            self._parts = []
         msg.end_ts_ns = self._ts if end_ts is None else end_ts
         self._msg = None
         self._state = _IDLE
@@ -686,6 +692,12 @@ class _Parser(Generic[M]):
         return keep
 
     def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
+        try:
+            return self._gap_in(nbytes, ts_ns)
+        finally:
+            self._out = []
+
+    def _gap_in(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
         out: list[tuple[M, int]] = []
         self._out = out
         if nbytes <= 0:
@@ -745,6 +757,12 @@ class _Parser(Generic[M]):
         self._state = _SCAN
 
     def _close(self, ts_ns: int) -> list[tuple[M, int]]:
+        try:
+            return self._close_in(ts_ns)
+        finally:
+            self._out = []
+
+    def _close_in(self, ts_ns: int) -> list[tuple[M, int]]:
         out: list[tuple[M, int]] = []
         self._out = out
         state = self._state

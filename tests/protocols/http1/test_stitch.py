@@ -768,3 +768,19 @@ def test_pairs_after_a_response_parse_error_follow_timestamps() -> None:
         ("/2", b"", {"parse_error", "incomplete"}),
         ("/3", b"r3", set()),
     ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_idle_connection_keeps_no_message_alive(fast: bool) -> None:
+    import gc
+
+    st = Http1Stitcher(fast=fast)
+    body = b"x" * 5000
+    out = st.feed_request_bytes(GET, 1)
+    out += st.feed_response_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + body, 2)
+    assert len(out) == 1
+    resp = out[0].response
+    del out
+    gc.collect()
+    holders = [r for r in gc.get_referrers(resp) if r is not locals()]
+    assert holders == [], holders  # only this test holds the response
