@@ -1,9 +1,11 @@
-"""Bytes lost at the end of a connection that never sends a CLOSE record.
+"""Bytes lost at the end of a connection whose CLOSE record never arrives.
 
-A process that exits without close() (the kernel closes its sockets) leaves no CLOSE
-record, whose offsets would show the bytes that never arrived. When the connection is
-finished anyway (process gone, or the capture stops), the kernel's own offsets for it
-show them: the lost tail is a gap, counted and flagged, never silently missing.
+A process that exits without close() (the kernel closes its sockets) sends no CLOSE
+record, and a CLOSE record can itself be lost to a full ring buffer; either way the
+record's offsets, which show the bytes that never arrived, are missing. When the
+connection is finished anyway (process gone, or the capture stops), the kernel's own
+offsets for it show them: the lost tail is a gap, counted and flagged, never silently
+missing.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ while s.recv(65536):
 
 
 def test_lost_tail_when_the_close_record_is_lost_too() -> None:
+    """The server close()s, but its CLOSE record finds the ring buffer full as well."""
     server = subprocess.Popen(
         [sys.executable, "-c", SMALL_WRITES_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
