@@ -180,3 +180,61 @@ def test_clean_removes_nodetap_pins_only(tmp_path: Path, monkeypatch: pytest.Mon
     gone = owned.clean(all_owners=True)
     assert len(gone.pins) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cilium-maps"]
+
+
+def _attach_tc(dev: str) -> None:
+    """In the namespace: clsact on dev, BPF filters named nodetap_cls (ingress, egress) and
+    other_cls (someone else's, ingress)."""
+    from bcc import BPF
+    from pyroute2 import IPRoute
+
+    b = BPF(
+        text="int nodetap_cls(struct __sk_buff *skb) { return 0; }\n"
+        "int other_cls(struct __sk_buff *skb) { return 0; }"
+    )
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=dev)[0]
+        ipr.tc("add", "clsact", idx)
+        for name, parent, prio in (
+            ("nodetap_cls", "ffff:fff2", 1),
+            ("other_cls", "ffff:fff2", 2),
+            ("nodetap_cls", "ffff:fff3", 1),
+        ):
+            fn = b.load_func(name, BPF.SCHED_CLS)
+            ipr.tc(
+                "add-filter",
+                "bpf",
+                idx,
+                ":1",
+                fd=fn.fd,
+                name=fn.name,
+                parent=parent,
+                classid=1,
+                direct_action=True,
+                prio=prio,
+            )
+
+
+@pytest.mark.bpf
+def test_clean_removes_nodetap_tc_filters_only() -> None:
+    from netsetup import owned
+
+    with Lab() as lab:
+        a, b = lab.netns("a"), lab.netns("b")
+        link = lab.link(a, b)
+        rules.in_netns(a.name, _attach_tc, link.a_dev)
+        found = owned.status(a.name).tc
+        assert sorted((t.parent, t.name) for t in found) == [
+            ("egress", "nodetap_cls"),
+            ("ingress", "nodetap_cls"),
+        ]
+        out = subprocess.run(
+            [sys.executable, "-m", "nodetap", "netsetup", "--netns", a.name, "clean", "--all"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert out.returncode == 0 and out.stdout.count("removed tc filter") == 2, out.stderr
+        assert owned.status(a.name).tc == []
+        left = lab.run(a, ["tc", "filter", "show", "dev", link.a_dev, "ingress"]).stdout
+        assert "other_cls" in left and "nodetap_cls" not in left
