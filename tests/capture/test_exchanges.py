@@ -60,6 +60,7 @@ STATIC_MTIME = 1_700_000_000
 TEXT = b"".join(b"line %d of a compressible text\n" % i for i in range(3000))
 EXTRA = """
         location = /static.txt { }
+        location /small { client_max_body_size 1k; return 200 "small\n"; }
         location /gz/ {
             gzip on;
             gzip_http_version 1.0;
@@ -610,6 +611,36 @@ def test_expect_100_continue(env: Env, server: str, tmp_path: Path) -> None:
         for p in (inb[i], out[i]):
             assert_curl_exchange(p, run.exchanges[i], data, res_body)
     assert not [p for p in env.lc.pairs if p.http.res.status_code == 100]
+    assert_no_loss(env.lc)
+
+
+def test_expect_100_rejected(env: Env, tmp_path: Path) -> None:
+    """nginx answers "Expect: 100-continue" for a body over its limit with 413 and closes:
+    curl never sends the body. The request pairs with the 413, flagged "incomplete" (its
+    declared body never came); the next connection is captured whole."""
+    path = tmp_path / "body.bin"
+    path.write_bytes(BIG[:200_000])
+    run = curl(
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        f"@{path}",
+        env.ngx.url + "/small",
+        env.ngx.url + "/hello?after-413",
+    )
+    first, second = run.exchanges
+    assert [r.status for r in first.responses] == [413]
+    assert [r.status for r in second.responses] == [100, 200]
+    inb, out = both_sides(env, run.local_ports[0], 1, flags=["incomplete"])
+    for p in (inb[0], out[0]):
+        req, res = p.http.req, p.http.res
+        assert (req.method, req.url) == ("POST", "/small")
+        assert hdrs(req) == first.headers and req.body_size == 0
+        assert (res.status_code, hdrs(res)) == (413, first.final.headers)
+    assert run.local_ports[1] != run.local_ports[0]
+    inb, out = both_sides(env, run.local_ports[1], 1)
+    for p in (inb[0], out[0]):
+        assert_curl_exchange(p, second, BIG[:200_000], b"hello world\n")
     assert_no_loss(env.lc)
 
 
