@@ -9,6 +9,10 @@ and prints MB/s and exchanges/s for each, and the ratios. Best of --runs runs ea
 interleaved. No thresholds: run it, read the ratios.
 
     .venv/bin/python bench/pcap_import.py [--min-exchanges 50000] [--runs 2] [--keep FILE]
+                                          [--short-flows N]
+
+--short-flows N adds a second file: N connections with one exchange each (synthesised
+with agent.packet.pcap_export), where per-connection costs dominate.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,11 +106,59 @@ def time_dpkt(path: Path) -> tuple[float, int]:
     return time.perf_counter() - t, int(out)
 
 
+def synth_short_flows(path: Path, n: int) -> None:
+    from agent.packet.pcap_export import write_pcap
+    from nodetap.v1 import rrpair_pb2 as pb
+
+    def pairs() -> Iterator[pb.RRPair]:
+        for i in range(n):
+            p = pb.RRPair(id=f"s{i}", ttfb_us=50, duration_us=60)
+            p.ts.FromNanoseconds(1_700_000_000_000_000_000 + i * 100_000)
+            p.client.ip, p.client.port = f"10.{i // 60000}.0.1", 1024 + i % 60000
+            p.server.ip, p.server.port = "10.255.0.1", 8080
+            r, s = p.http.req, p.http.res
+            r.method, r.url, r.version = "GET", f"/item/{i}", "HTTP/1.1"
+            r.headers.add(name="Host", value="svc")
+            s.status_code, s.status_message, s.version = 200, "OK", "HTTP/1.1"
+            s.headers.add(name="Content-Length", value="12")
+            s.body, s.body_size = b"hello world\n", 12
+            yield p
+
+    with open(path, "wb") as fp:
+        write_pcap(pairs(), fp)
+
+
+def report(title: str, pcap: Path, port: int, exchanges: int, runs: int) -> None:
+    mb = pcap.stat().st_size / 1e6
+    best: dict[str, float] = {}
+    packets = tshark_lines = 0
+    for _ in range(runs):
+        best["nodetap"] = min(best.get("nodetap", 1e9), time_nodetap(pcap))
+        t, tshark_lines = time_tshark(pcap, port)
+        best["tshark"] = min(best.get("tshark", 1e9), t)
+        t, packets = time_dpkt(pcap)
+        best["dpkt"] = min(best.get("dpkt", 1e9), t)
+    print(
+        f"{title}: {mb:.1f} MB, {packets} packets, {exchanges} exchanges "
+        f"(tshark shows {tshark_lines} HTTP messages)"
+    )
+    for name, label in (
+        ("nodetap", "nodetap import"),
+        ("tshark", "tshark -Y http -T fields"),
+        ("dpkt", "bare dpkt decode loop"),
+    ):
+        t = best[name]
+        print(f"{label:28s} {t:7.2f} s  {mb / t:7.1f} MB/s  {exchanges / t:9.0f} exchanges/s")
+    print(f"ratio nodetap/tshark throughput: {best['tshark'] / best['nodetap']:.2f}")
+    print(f"ratio nodetap/bare dpkt loop throughput: {best['dpkt'] / best['nodetap']:.2f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--min-exchanges", type=int, default=50_000)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--keep", metavar="FILE", help="keep the capture here")
+    ap.add_argument("--short-flows", metavar="N", type=int, default=0)
     args = ap.parse_args()
     for tool in ("tcpdump", "tshark", "wrk", "nginx"):
         if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
@@ -114,29 +167,11 @@ def main() -> int:
     try:
         pcap = tmp / "wrk.pcap"
         port, exchanges = capture(pcap, args.min_exchanges)
-        size = pcap.stat().st_size
-        mb = size / 1e6
-        best: dict[str, float] = {}
-        packets = tshark_lines = 0
-        for _ in range(args.runs):
-            best["nodetap"] = min(best.get("nodetap", 1e9), time_nodetap(pcap))
-            t, tshark_lines = time_tshark(pcap, port)
-            best["tshark"] = min(best.get("tshark", 1e9), t)
-            t, packets = time_dpkt(pcap)
-            best["dpkt"] = min(best.get("dpkt", 1e9), t)
-        print(
-            f"capture: {mb:.1f} MB, {packets} packets, {exchanges} exchanges "
-            f"(tshark shows {tshark_lines} HTTP messages)"
-        )
-        for name, label in (
-            ("nodetap", "nodetap import"),
-            ("tshark", "tshark -Y http -T fields"),
-            ("dpkt", "bare dpkt decode loop"),
-        ):
-            t = best[name]
-            print(f"{label:28s} {t:7.2f} s  {mb / t:7.1f} MB/s  {exchanges / t:9.0f} exchanges/s")
-        print(f"ratio nodetap/tshark throughput: {best['tshark'] / best['nodetap']:.2f}")
-        print(f"ratio nodetap/bare dpkt loop throughput: {best['dpkt'] / best['nodetap']:.2f}")
+        report("wrk capture", pcap, port, exchanges, args.runs)
+        if args.short_flows:
+            short = tmp / "short.pcap"
+            synth_short_flows(short, args.short_flows)
+            report("short connections", short, 8080, count_exchanges(short), args.runs)
         if args.keep:
             shutil.copy(pcap, args.keep)
     finally:
