@@ -17,6 +17,8 @@ import httptools
 from agent.protocols.http1.types import Headers, HttpRequest, HttpResponse
 
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_SPENT: list[HttpRequest | HttpResponse] = []  # shared, never appended to
+_SPENT_PARTS: list[bytes] = []  # shared, never appended to
 
 
 class FastPath:
@@ -80,11 +82,10 @@ class FastPath:
         return self.out
 
     def release(self) -> None:
-        """Drop references to the last chunk's records (idle connections keep nothing)."""
-        self.out = []
-        self._headers = self._trailers = []
-        self._parts = []
-        self._add = self._headers.append
+        """Drop references to the last chunk's records and bodies (idle connections keep
+        nothing big alive); run() and on_message_begin() set fresh ones."""
+        self.out = _SPENT
+        self._parts = _SPENT_PARTS
 
     # -- llhttp callbacks ---------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from agent.protocols.http1.fastpath import FastPath
 from agent.protocols.http1.types import Headers, HttpRequest, HttpResponse
@@ -64,6 +64,8 @@ _RESP_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?\r\n")
 _FIELD = re.compile(r"^(" + _TCHAR_RE + r"+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n", re.MULTILINE)
 _VERSION = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
+# _out between calls (shared, never appended to: every call that emits sets its own list)
+_SPENT: list[Any] = []
 _HEX = b"0123456789abcdefABCDEF"
 _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
@@ -259,7 +261,7 @@ class _Parser(Generic[M]):
                     self.stats.truncated += self._fast.truncated
                     self._accept(got)  # type: ignore[arg-type]
                     self._fast.release()
-                    self._out = []  # idle connections keep no messages alive
+                    self._out = _SPENT  # idle connections keep no messages alive
                     return out
                 self._fast_misses += 1
                 if self._fast_misses >= 2:
@@ -286,7 +288,7 @@ class _Parser(Generic[M]):
                 self._rest_marks = []
         else:
             self._keep(buf, pos)
-        self._out = []  # idle connections keep no messages alive
+        self._out = _SPENT  # idle connections keep no messages alive
         return out
 
     def _fast_ok(self) -> bool:
@@ -695,7 +697,7 @@ class _Parser(Generic[M]):
         try:
             return self._gap_in(nbytes, ts_ns)
         finally:
-            self._out = []
+            self._out = _SPENT
 
     def _gap_in(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
         out: list[tuple[M, int]] = []
@@ -760,7 +762,7 @@ class _Parser(Generic[M]):
         try:
             return self._close_in(ts_ns)
         finally:
-            self._out = []
+            self._out = _SPENT
 
     def _close_in(self, ts_ns: int) -> list[tuple[M, int]]:
         out: list[tuple[M, int]] = []

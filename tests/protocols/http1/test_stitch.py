@@ -784,3 +784,6 @@ def test_an_idle_connection_keeps_no_message_alive(fast: bool) -> None:
     gc.collect()
     holders = [r for r in gc.get_referrers(resp) if r is not locals()]
     assert holders == [], holders  # only this test holds the response
+    from agent.protocols.http1 import fastpath, parse
+
+    assert parse._SPENT == [] and fastpath._SPENT == [] and fastpath._SPENT_PARTS == []
