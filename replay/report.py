@@ -234,7 +234,13 @@ def table(r: dict[str, Any]) -> str:
                     "  throttle",
                     f"new connections held back {th['throttled_s']:.1f}s "
                     f"({th['delayed_connections']} delayed, "
-                    f"{th['delay_s']:.1f}s total wait)",
+                    f"{th['delay_s']:.1f}s total wait"
+                    + (
+                        f", {th['kept_open_under_pressure']} kept open for reuse"
+                        if th.get("kept_open_under_pressure")
+                        else ""
+                    )
+                    + ")",
                 )
             )
         else:

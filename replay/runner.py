@@ -148,6 +148,7 @@ class _CtTrack:
                 "delay_s": round(pool.get("gate_wait_s", 0.0), 3),
                 "slow_connects": pool.get("slow_connects", 0),
                 "expired_entries_reaped": self.reaped,
+                "kept_open_under_pressure": pool.get("kept_open_under_pressure", 0),
             },
             "timeline": self.timeline,
         }

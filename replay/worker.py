@@ -114,6 +114,7 @@ class _Runner:
         self.span = plan.span_hint_s
         self.source = self._schedule()
         self.prog = share * 3
+        self.kept_open = 0
 
     async def _gate(self) -> float:
         budget = self.sh.budget
@@ -195,8 +196,12 @@ class _Runner:
                 reuse = True
             elif keep_mode == "close":
                 reuse = False
+            elif not item.recorded_close:
+                reuse = True
             else:
-                reuse = not item.recorded_close or bool(sh.pressure.value)
+                # Under conntrack pressure, keep recorded-close connections open for reuse.
+                reuse = bool(sh.pressure.value)
+                self.kept_open += reuse
             data = wire.get(reuse)
             if data is None:
                 host = rules.host_for(_host_of(item), p.authority)
@@ -277,6 +282,7 @@ class _Runner:
         finally:
             self.pool.close()
         self.res.pool = asdict(self.pool.stats)
+        self.res.pool["kept_open_under_pressure"] = self.kept_open
         return self.res
 
 

@@ -6,6 +6,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def _close_capture(tmp: Path, n: int) -> Path:
         proc.wait()
 
 
+def _drain(ns: str) -> None:
+    """Wait (bounded) until the namespace's table is nearly empty, reaping expired entries."""
+    with conntrack.Monitor(ns) as mon:
+        for _ in range(100):
+            mon.reap()
+            if mon.sample().count < 5:
+                return
+            time.sleep(0.2)
+
+
 def test_throttle_keeps_kernel_counters_flat(tmp_path: Path) -> None:
     with Lab() as lab:
         cli, _, link = _setup(lab, tmp_path)
@@ -88,6 +99,12 @@ def test_throttle_keeps_kernel_counters_flat(tmp_path: Path) -> None:
             print(table(tamed))
             wild = run_replay(plan(False), progress=False)
             print(table(wild))
+            _drain(cli.name)
+            # Recorded as closing, replayed as recorded: under pressure connections stay open.
+            reuse = plan(True)
+            reuse.connection = "as-recorded"
+            kept = run_replay(reuse, progress=False)
+            print(table(kept))
     w, t = wild["conntrack"], tamed["conntrack"]
     kernel = w["delta"]["insert_failed"] + w["delta"]["drop"] + w["delta"]["early_drop"]
     assert kernel > 0 or wild["errors"]["total"] > 0 or w["throttle"]["slow_connects"] > 0
@@ -102,6 +119,9 @@ def test_throttle_keeps_kernel_counters_flat(tmp_path: Path) -> None:
     assert t["throttle"]["throttled_s"] > 0 and t["throttle"]["delayed_connections"] > 0
     assert t["peak_count"] <= 120
     assert "held back" in table(tamed)
+    k = kept["conntrack"]
+    assert k["delta"]["drop"] == 0 and kept["errors"]["total"] == 0
+    assert k["throttle"]["kept_open_under_pressure"] > 0 and kept["connections"]["reused"] > 0
 
 
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
