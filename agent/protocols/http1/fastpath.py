@@ -81,6 +81,11 @@ class FastPath:
             return None
         return self.out
 
+    def discard(self) -> None:
+        """The caller reads the last chunk itself: start from a fresh llhttp parser."""
+        self._parser = None
+        self.release()
+
     def release(self) -> None:
         """Drop references to the last chunk's records and bodies (idle connections keep
         nothing big alive); run() and on_message_begin() set fresh ones."""

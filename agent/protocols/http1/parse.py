@@ -252,7 +252,7 @@ class _Parser(Generic[M]):
                 self._fast_skip -= 1
             else:
                 got = self._fast.run(data, ts_ns)
-                if got is not None:
+                if got is not None and self._takes(got):  # type: ignore[arg-type]
                     self._fast_misses = 0
                     self._seen = True
                     self._closing = not self._fast.keep_alive
@@ -263,6 +263,8 @@ class _Parser(Generic[M]):
                     self._fast.release()
                     self._out = _SPENT  # idle connections keep no messages alive
                     return out
+                if got is not None:
+                    self._fast.discard()
                 self._fast_misses += 1
                 if self._fast_misses >= 2:
                     self._fast_misses = 0
@@ -294,6 +296,10 @@ class _Parser(Generic[M]):
     def _fast_ok(self) -> bool:
         """Whether the next chunk may go to llhttp (nothing ahead needs byte offsets)."""
         return not self._closing and not self._gap_next
+
+    def _takes(self, msgs: list[M]) -> bool:
+        """Whether the fast path's reading of a chunk stands (else own framing reads it)."""
+        return True
 
     def _accept(self, msgs: list[M]) -> None:
         """Messages the fast path parsed from a whole chunk (subclass: side effects)."""
@@ -985,16 +991,20 @@ class ResponseParser(_Parser[HttpResponse]):
             not self._special and bool(self._methods) and not self._closing and not self._gap_next
         )
 
+    def _takes(self, msgs: list[HttpResponse]) -> bool:
+        # every response answers a waiting request that began no later (else: own framing,
+        # which handles answers to requests it did not see)
+        methods = self._methods
+        n = len(msgs)
+        return n <= len(methods) and (n == 0 or methods[n - 1][2] <= msgs[0].start_ts_ns)
+
     def _accept(self, msgs: list[HttpResponse]) -> None:
         self.stats.interim += self._fast.interim if self._fast is not None else 0
-        methods = self._methods
+        popleft = self._methods.popleft
         out = self._out
         for m in msgs:
-            if methods and methods[0][2] <= m.start_ts_ns:
-                methods.popleft()
-                out.append((m, 0))
-            else:
-                out.append((m, -1))
+            popleft()
+            out.append((m, 0))
 
     def _start_line(self, text: str, pos: int) -> tuple[HttpResponse, int]:
         m = _RESP_LINE.match(text)
