@@ -22,6 +22,11 @@ class Http1Stitcher:
     fast path (fastpath.py), leaving nodetap's own framing for every chunk (tests compare both).
     Nothing raises out of it: parse errors are counted in ``stats``, flagged on the exchange,
     and parsing resynchronises.
+
+    Responses pair with requests in order. Where bytes were lost (gaps, parse errors, a
+    capture that began mid-connection), timestamps settle it: a response that began before a
+    request cannot answer it, and the first response after a hole in the response stream
+    answers the newest request that began before it (the answers to older ones were lost).
     """
 
     def __init__(self, max_body: int = 1 << 20, resync: bool = False, *, fast: bool = True) -> None:
@@ -56,6 +61,7 @@ class Http1Stitcher:
     def feed_request_bytes(
         self, data: bytes | bytearray | memoryview, ts_ns: int
     ) -> list[HttpExchange]:
+        """The next bytes the client sent (captured at ``ts_ns``); returns finished exchanges."""
         if self._upgraded or self._closed:
             return []
         reqs = self._req._feed(data, ts_ns)
@@ -64,6 +70,7 @@ class Http1Stitcher:
     def feed_response_bytes(
         self, data: bytes | bytearray | memoryview, ts_ns: int
     ) -> list[HttpExchange]:
+        """The next bytes the server sent (captured at ``ts_ns``); returns finished exchanges."""
         if self._upgraded or self._closed:
             return []
         resps = self._res._feed(data, ts_ns)
