@@ -190,6 +190,14 @@ def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
 
 
 def format_summary(summary: dict[str, int]) -> str:
+    if "packets" in summary:  # packet mode
+        s = summary
+        return (
+            f"nodetap: {s.get('rrpairs', 0)} RRPairs from {s.get('flows', 0)} flows; "
+            f"{s.get('packets', 0)} packets, {s.get('malformed', 0)} malformed\n"
+            f"nodetap: gaps: {s.get('gaps', 0)} ({s.get('gap_bytes', 0)} bytes); "
+            f"kernel drops: {s.get('kernel_drops', 0)} of {s.get('kernel_packets', 0)} packets"
+        )
     drops = {k[5:]: v for k, v in summary.items() if k.startswith("drop_") and v}
     lines = [
         f"nodetap: {summary.get('rrpairs', 0)} RRPairs from {summary.get('conns_tracked', 0)} "
@@ -210,6 +218,11 @@ def format_summary(summary: dict[str, int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ebpf and args.mode == "packet":
+        from agent.packet.live import filter_program
+
+        print(filter_program(args.interface or "lo"))
+        return 0
     if args.ebpf:
         from agent.loader import LoadOptions, cflags, program_text
 
@@ -273,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
                     emit(c.proto())
 
             if args.mode == "packet":
-                summary = _run_packet(args, emit, stop)
+                summary = _run_packet(args, on_exchange, stop)
             else:
                 assert node is not None
                 summary = _run_syscall(args, on_exchange, stop, node)
@@ -337,7 +350,9 @@ def _run_syscall(
 
 
 def _run_packet(
-    args: argparse.Namespace, emit: Callable[[pb.RRPair], None], stop: threading.Event
+    args: argparse.Namespace,
+    on_exchange: Callable[[CapturedExchange], None],
+    stop: threading.Event,
 ) -> dict[str, int]:
     if not args.interface:
         raise UserError("--mode packet needs --interface IF (for example --interface eth0)")
@@ -346,9 +361,9 @@ def _run_packet(
     count = args.count
     emitted = 0
 
-    def counted(pair: pb.RRPair) -> None:
+    def counted(c: CapturedExchange) -> None:
         nonlocal emitted
-        emit(pair)
+        on_exchange(c)
         emitted += 1
         if count is not None and emitted >= count:
             stop.set()
@@ -357,7 +372,10 @@ def _run_packet(
         timer = threading.Timer(args.duration, stop.set)
         timer.daemon = True
         timer.start()
-    result = run_packet_capture(args.interface, args.port, counted, stop, args.max_body)
+    print(f"nodetap: capturing packets on {args.interface} (Ctrl-C to stop)", file=sys.stderr)
+    result = run_packet_capture(
+        args.interface, args.port, lambda p: None, stop, args.max_body, on_exchange=counted
+    )
     summary = dict(result)
     summary.setdefault("rrpairs", emitted)
     return summary
