@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import socket
 import subprocess
 import time
@@ -155,7 +156,12 @@ def preflight(
         port_ceiling_per_s=(hi - lo + 1) / 60.0,
         planned_new_per_s=planned_new_per_s,
     )
-    if planned_new_per_s:
+    if planned_new_per_s == math.inf:
+        pf.warnings.append(
+            "as fast as possible with a new connection per request: new connections will be "
+            f"held near the conntrack ceiling (~{pf.ceiling_new_per_s:.0f}/s) by the throttle"
+        )
+    elif planned_new_per_s:
         if planned_new_per_s > pf.ceiling_new_per_s:
             pf.warnings.append(
                 f"the plan opens ~{planned_new_per_s:.0f} connections/s, above the conntrack "

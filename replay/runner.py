@@ -211,9 +211,10 @@ def planned(plan: Plan, info: CaptureInfo) -> tuple[int | None, float | None]:
 
 
 def _planned_new_conns(plan: Plan, rate: float | None) -> float | None:
+    """New connections per second the plan opens (inf: as fast as possible; None: few)."""
     if plan.connection == "keepalive":
         return None
-    return rate
+    return rate if rate else math.inf
 
 
 def _stdin_to_file(plan: Plan) -> str | None:

@@ -256,3 +256,16 @@ def test_flush_stale_removes_exactly_earlier_runs_entries(tmp_path: Path) -> Non
         stale6 = conntrack.flush_stale(link.b_ip6, 8080, cli.name)
         assert len(stale6) == 2 and all(e.family == socket.AF_INET6 for e in stale6)
         assert conntrack.find_stale(link.b_ip6, 8080, cli.name) == []
+
+
+def test_preflight_warns_when_the_plan_exceeds_the_ceiling() -> None:
+    with Lab() as lab:
+        ns = lab.netns("pf")
+        lab.enable_conntrack(ns)
+        lab.run(ns, ["sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=30"])
+        calm = conntrack.preflight(ns.name, planned_new_per_s=10)
+        busy = conntrack.preflight(ns.name, planned_new_per_s=1e7)
+    assert calm.time_wait_s == 30 and calm.warnings == []
+    assert calm.ceiling_new_per_s == pytest.approx(int(calm.max * 0.8) / 30, rel=0.01)
+    assert len(busy.warnings) == 2 and "conntrack ceiling" in busy.warnings[0]
+    assert any("ceiling on new connections" in line for line in busy.lines())
