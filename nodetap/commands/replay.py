@@ -141,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
     if args.agents:
         from replay.distributed import run_distributed
 
+        if args.notrack or args.flush_stale or args.netns:
+            raise UserError(
+                "--notrack, --flush-stale and --netns act on the replaying node: give them to "
+                "each 'nodetap replay-agent' (--netns) or run them there; not with --agents"
+            )
+
         token = _read_token(args.token_file)
         report = run_distributed(
             plan, [a.strip() for a in args.agents.split(",") if a.strip()], token, args.tls_ca

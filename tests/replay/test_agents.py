@@ -200,3 +200,31 @@ def test_agent_over_tls_with_token(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_cli_with_agents(tmp_path: Path) -> None:
+    with nginx() as ng:
+        cap = _capture(tmp_path, ng.port, 12)
+        with agents(2, tmp_path) as ags:
+            argv = [
+                sys.executable,
+                "-m",
+                "nodetap",
+                "replay",
+                str(cap),
+                "--target",
+                ng.url,
+                "--agents",
+                ",".join(a for a, _ in ags),
+                "--token-file",
+                str(tmp_path / "token"),
+                "--no-progress",
+            ]
+            out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+            refused = subprocess.run(
+                [*argv, "--notrack"], capture_output=True, text=True, cwd=ROOT, timeout=60
+            )
+    assert out.returncode == 0, out.stderr
+    assert "12 sent / 12 planned" in out.stdout
+    assert out.stdout.count("done: 6 sent") == 2
+    assert refused.returncode == 2 and "not with --agents" in refused.stderr
