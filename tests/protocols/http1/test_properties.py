@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -240,3 +241,39 @@ def test_fast_path_and_own_framing_agree_on_mutated_messages(
     own_st, own = run_stitcher(req, resp, fast=False)
     assert [summary(e) for e in fast] == [summary(e) for e in own]
     assert fast_st.stats.parse_errors == own_st.stats.parse_errors
+
+
+@SETTINGS
+@given(
+    st.lists(pairs(), min_size=1, max_size=6),
+    st.sets(st.integers(0, 11), max_size=3),
+    st.booleans(),
+)
+def test_lost_messages_never_leave_a_wrong_pair_unflagged(
+    ps: list[Pair], lost: set[int], resync: bool
+) -> None:
+    """Sequential traffic, one chunk per message; some chunks lost (gaps). Whatever comes out
+    without a flag is exactly one of the exchanges sent, and both paths agree."""
+    ps = [dataclasses.replace(p, url=f"{p.url}#{i}") for i, p in enumerate(ps)]  # distinct
+    encoded = [_encode(p) for p in ps]
+    outs = []
+    for fast in (True, False):
+        s = Http1Stitcher(resync=resync, fast=fast)
+        out = []
+        for i, (req, resp) in enumerate(encoded):
+            for j, (data, is_req) in enumerate(((req, True), (resp, False))):
+                ts = 10 * i + 5 * j
+                if 2 * i + j in lost:
+                    out += s.request_gap(len(data), ts) if is_req else s.response_gap(len(data), ts)
+                elif is_req:
+                    out += s.feed_request_bytes(data, ts)
+                else:
+                    out += s.feed_response_bytes(data, ts)
+        out += s.close(10**6)
+        outs.append([summary(e) for e in out])
+        sent = {p.url: (p.status, p.resp_body) for p in ps}
+        for e in out:
+            if not e.flags:
+                assert e.request is not None and e.response is not None
+                assert sent[e.request.url] == (e.response.status_code, e.response.body)
+    assert outs[0] == outs[1]
