@@ -48,6 +48,8 @@ STAT_NAMES = (
     "conns_process_gone",
     "orphan_records",
     "records_untracked",
+    "conns_noaddr",
+    "conns_noaddr_resolved",
     "stream_gaps",
     "stream_gap_bytes",
     "stream_duplicate_bytes",
@@ -108,6 +110,8 @@ class SyscallCapture:
         # ids of connections the agent stopped tracking (not HTTP, upgraded, filtered):
         # their records still in the ring are skipped without a /proc lookup
         self._untracked: dict[int, None] = {}
+        # closed connections without addresses, waiting (a drain or two) for NT_EV_ADDR
+        self._parked: dict[int, tuple[Connection, int]] = {}
 
     # ---- start and stop ----
 
@@ -172,6 +176,9 @@ class SyscallCapture:
                 self.tracker.pop(conn.conn_id)
                 self._kernel_gaps(conn, now)
                 self._finish(conn, now, closed=False)
+                if conn.noaddr:
+                    self._release(conn)
+            self._age_parked(force=True)
         finally:
             self._final_kernel = self.probes.counters()
             if self.reader is not None:
@@ -217,13 +224,12 @@ class SyscallCapture:
             if self._holey:
                 for conn in list(self._holey):
                     self._end_of_batch(conn)
+            if self._parked:
+                self._age_parked()
             now = time.monotonic()
             # Reap only when caught up: while records are still queued, a connection that
             # looks idle may just have its records (and its close) waiting in the ring.
-            if (
-                now - self._last_idle_check > self.cfg.idle_check_interval
-                and reader.pending() == 0
-            ):
+            if now - self._last_idle_check > self.cfg.idle_check_interval and reader.pending() == 0:
                 self._last_idle_check = now
                 self._reap_dead()
         return n
@@ -268,10 +274,7 @@ class SyscallCapture:
             self._on_open(L.CONN_EVENT.unpack_from(rec))
         elif kind == L.NT_EV_ADDR:
             self.stats["control_records"] += 1
-            fields = L.CONN_EVENT.unpack_from(rec)
-            conn = self.tracker.get(fields[4])
-            if conn is not None:
-                conn.set_local(procfs.normalize_ip(fields[9]), fields[7])
+            self._on_addr(L.CONN_EVENT.unpack_from(rec))
         elif kind == L.NT_EV_CLOSE:
             self.stats["control_records"] += 1
             fields = L.CONN_EVENT.unpack_from(rec)
@@ -283,6 +286,43 @@ class SyscallCapture:
                     for ch in conn.streams[d].gap_to(fields[11 + d], ts):
                         self._feed_chunk(conn, d, ch)
                 self._finish(conn, ts, closed=True)
+                if conn.noaddr:
+                    self._parked[conn.conn_id] = (conn, 0)
+
+    def _on_addr(self, f: tuple[object, ...]) -> None:
+        cid, role, lport, rport, laddr, raddr = f[4], f[1], f[7], f[8], f[9], f[10]
+        assert isinstance(cid, int) and isinstance(laddr, bytes) and isinstance(raddr, bytes)
+        parked = self._parked.pop(cid, None)
+        conn = parked[0] if parked else self.tracker.get(cid)
+        if conn is None:
+            return
+        conn.set_local(procfs.normalize_ip(laddr), int(lport))  # type: ignore[call-overload]
+        if role == L.NT_ROLE_SERVER and rport:
+            conn.set_remote(procfs.normalize_ip(raddr), int(rport))  # type: ignore[call-overload]
+        if conn.noaddr:
+            self.stats["conns_noaddr_resolved"] += 1
+            self._release(conn)
+
+    def _release(self, conn: Connection) -> None:
+        """Emit what a connection without addresses held back, now that its addresses are
+        known (or will not be: then it passes a port filter only on its local port)."""
+        conn.noaddr = False
+        held, conn.held = conn.held, []
+        if not self._port_wanted(conn.local_port, conn.remote_port):
+            self.stats["conns_filtered_user"] += 1
+            if not conn.dead:
+                self._untrack(conn)
+            return
+        for ex in held:
+            self._emit(conn, ex)
+
+    def _age_parked(self, force: bool = False) -> None:
+        for cid, (conn, age) in list(self._parked.items()):
+            if force or age >= 1:
+                del self._parked[cid]
+                self._release(conn)
+            else:
+                self._parked[cid] = (conn, age + 1)
 
     def _feed_chunk(self, conn: Connection, d: int, ch: Chunk) -> None:
         if ch.data is None:
@@ -337,6 +377,9 @@ class SyscallCapture:
         return ctx
 
     def _emit(self, conn: Connection, ex: HttpExchange) -> None:
+        if conn.noaddr:
+            conn.held.append(ex)
+            return
         if self.on_exchange is not None:
             self.on_exchange(CapturedExchange(ex, self._context(conn), self.ids.next()))
         elif self.emit is not None:
@@ -417,20 +460,22 @@ class SyscallCapture:
         assert isinstance(laddr, bytes) and isinstance(raddr, bytes) and isinstance(comm, bytes)
         local = (procfs.normalize_ip(laddr), int(lport))  # type: ignore[call-overload]
         remote = (procfs.normalize_ip(raddr), int(rport))  # type: ignore[call-overload]
+        noaddr = False
         if not family or not lport:
             # accept() without a sockaddr, or a local address the programs did not see
             sock = procfs.lookup_fd(tgid, fd)
             if sock is not None:
                 local = (sock.local_ip, sock.local_port)
                 remote = (sock.remote_ip, sock.remote_port)
-            elif not family:
-                self._untrack_key(tgid, fd, cid)  # not a TCP socket (AF_UNIX)
-                return
-            if not self._port_wanted(local[1], remote[1]):
-                self.stats["conns_filtered_user"] += 1
-                self._untrack_key(tgid, fd, cid)
-                return
-        self._new_conn(
+                if not self._port_wanted(local[1], remote[1]):
+                    self.stats["conns_filtered_user"] += 1
+                    self._untrack_key(tgid, fd, cid)
+                    return
+            else:
+                # already closed (or not TCP): its close() will report the addresses
+                noaddr = True
+                self.stats["conns_noaddr"] += 1
+        conn = self._new_conn(
             cid,
             tgid,
             fd,
@@ -441,6 +486,7 @@ class SyscallCapture:
             int(cg),  # type: ignore[call-overload]
             int(ts),  # type: ignore[call-overload]
         )
+        conn.noaddr = noaddr
 
     def _adopt_orphan(self, cid: int, tgid: int, fd: int, ts: int) -> Connection | None:
         """Data of a connection whose OPEN record was lost (ring buffer full): learn

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from agent.bpf_layout import NT_DIR_EGRESS, NT_DIR_INGRESS, NT_ROLE_CLIENT, NT_ROLE_SERVER
 from agent.protocols.http1 import Http1Stitcher
+from agent.protocols.http1.types import HttpExchange
 from agent.rrpairs import ConnContext
 from agent.streams import OrderedStream
 
@@ -40,6 +41,10 @@ class Connection:
     rrpairs: int = 0
     req_dir: int = 0  # the direction requests flow in (set from role by the tracker)
     dead: bool = False  # no longer parsed (not HTTP, upgraded, untracked)
+    # addresses not known yet (accepted without a sockaddr, gone from /proc): exchanges
+    # wait in `held` until an NT_EV_ADDR record (at close) gives them
+    noaddr: bool = False
+    held: list[HttpExchange] = field(default_factory=list)
 
     def is_request_direction(self, direction: int) -> bool:
         """Requests flow out of a client (egress) and into a server (ingress)."""
@@ -48,6 +53,10 @@ class Connection:
     def set_local(self, ip: str, port: int) -> None:
         self.local_ip, self.local_port = ip, port
         self.ctx = None  # rebuilt with the new address
+
+    def set_remote(self, ip: str, port: int) -> None:
+        self.remote_ip, self.remote_port = ip, port
+        self.ctx = None
 
     def context(self, node: str) -> ConnContext:
         if self.ctx is None:

@@ -16,6 +16,9 @@
 #define NT_TCP_ESTABLISHED 1
 #define NT_TCP_SYN_SENT 2
 #define NT_TCP_SYN_RECV 3
+#define NT_TCP_FIN_WAIT1 4
+#define NT_TCP_CLOSE_WAIT 8
+#define NT_TCP_LAST_ACK 9
 #define NT_IPPROTO_TCP 6
 
 /* One ring buffer for control and data records, so that an OPEN is always read before
@@ -64,6 +67,16 @@ struct nt_sk_info {
     u8 _pad[5];
 };
 BPF_TABLE("lru_hash", u64, struct nt_sk_info, sk_conn, 16384);
+
+/* close() in flight of a connection whose addresses the agent may not know (accepted
+ * without a sockaddr), by thread: the state change that close() itself causes
+ * (ESTABLISHED -> FIN_WAIT1, CLOSE_WAIT -> LAST_ACK) runs in this thread and carries both
+ * addresses, which an NT_EV_ADDR record then reports. */
+struct nt_closing {
+    u64 key;
+    u64 conn_id;
+};
+BPF_TABLE("lru_hash", u64, struct nt_closing, closing, 4096);
 
 /* accept() in flight, by thread: where the kernel writes the peer's sockaddr. */
 BPF_HASH(pending_accept, u64, u64, 4096);

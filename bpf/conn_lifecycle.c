@@ -183,6 +183,35 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         sk_conn.delete(&sk);
         return 0;
     }
+    if ((args->oldstate == NT_TCP_ESTABLISHED && args->newstate == NT_TCP_FIN_WAIT1) ||
+        (args->oldstate == NT_TCP_CLOSE_WAIT && args->newstate == NT_TCP_LAST_ACK)) {
+        /* only close() and shutdown() make these changes, in the closing thread */
+        u64 id = bpf_get_current_pid_tgid();
+        struct nt_closing *cl = closing.lookup(&id);
+        if (!cl)
+            return 0;
+        struct nt_conn_event ev = {};
+        ev.kind = NT_EV_ADDR;
+        ev.role = NT_ROLE_SERVER;
+        ev.family = args->family;
+        ev.tgid = cl->key >> 32;
+        ev.fd = (u32)cl->key;
+        ev.conn_id = cl->conn_id;
+        ev.ts_ns = bpf_ktime_get_ns();
+        ev.lport = args->sport;
+        ev.rport = args->dport;
+        if (args->family == NT_AF_INET) {
+            nt_v4mapped(ev.laddr, args->saddr);
+            nt_v4mapped(ev.raddr, args->daddr);
+        } else {
+            __builtin_memcpy(ev.laddr, args->saddr_v6, 16);
+            __builtin_memcpy(ev.raddr, args->daddr_v6, 16);
+        }
+        closing.delete(&id);
+        if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+            nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+        return 0;
+    }
     if (args->oldstate == NT_TCP_SYN_RECV && args->newstate == NT_TCP_ESTABLISHED) {
         /* passive open completed; accept() will look this up by the peer's address */
         struct nt_peer_key k = {};
@@ -205,10 +234,17 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_close)
 {
-    u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
+    u64 id = bpf_get_current_pid_tgid();
+    u64 key = (id & 0xffffffff00000000ULL) | (u32)args->fd;
     struct nt_conn *c = nt_conn_of(key);
     if (!c)
         return 0;
+    if (c->flags & NT_CONN_NOADDR) {
+        struct nt_closing cl = {};
+        cl.key = key;
+        cl.conn_id = c->id;
+        closing.update(&id, &cl);
+    }
     if (nt_emit_close(key, c))
         conns.delete(&key);
     else

@@ -923,12 +923,6 @@ for _ in range(int(sys.argv[2])):
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accept(fd, NULL, NULL) gives the agent no addresses; it looks them up in /proc "
-    "when it reads the OPEN record, and a connection closed by then is dropped as 'not TCP' "
-    "(only records_untracked counts it); needs the programs to report the listening socket",
-)
 def test_server_accepting_without_sockaddr() -> None:
     """A server that accepts with a NULL sockaddr (libuv, so every Node.js server) and
     answers short connections: each exchange is captured on both sides."""
