@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from typing import Any
 
 from nodetap.errors import UserError
@@ -53,6 +55,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="put the replay's own traffic on the raw table's NOTRACK path (no conntrack entries)",
     )
+    f = p.add_argument_group("from a forwarder")
+    f.add_argument("--snapshot", metavar="ID", help="replay this snapshot (with --forwarder)")
+    f.add_argument("--forwarder", metavar="ADDR", help="the forwarder holding --snapshot")
+    f.add_argument("--forwarder-token-file", metavar="FILE", help="the forwarder's bearer token")
+    f.add_argument("--forwarder-tls-ca", metavar="PEM", help="CA certificate of the forwarder")
     d = p.add_argument_group("distributed")
     d.add_argument("--agents", metavar="A,B,...", help="split the plan across replay agents")
     d.add_argument("--token-file", metavar="FILE", help="bearer token for the agents")
@@ -61,7 +68,9 @@ def register(sub: Any) -> None:
 
 
 def add_plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("capture", help="RRPair JSONL capture ('-' for stdin)")
+    p.add_argument(
+        "capture", nargs="?", help="RRPair JSONL capture ('-' for stdin; or --snapshot)"
+    )
     p.add_argument("--target", required=True, metavar="URL", help="http://HOST:PORT to replay to")
     s = p.add_argument_group("schedule")
     s.add_argument("--timing", choices=("original", "asap"), default="asap")
@@ -135,6 +144,42 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.snapshot or args.forwarder:
+        if not (args.snapshot and args.forwarder):
+            raise UserError("--snapshot ID and --forwarder ADDR go together")
+        if args.capture:
+            raise UserError("give a capture file or --snapshot, not both")
+        with tempfile.TemporaryDirectory(prefix="nodetap-snapshot-") as tmp:
+            args.capture = _download_snapshot(args, tmp)
+            return _run(args)
+    if not args.capture:
+        raise UserError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
+    return _run(args)
+
+
+def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
+    """Write the snapshot's RRPairs to a JSONL file (streamed: constant memory)."""
+    from forwarder.client import export_pairs, read_token
+    from nodetap import jsonl
+
+    path = os.path.join(folder, f"{args.snapshot}.jsonl")
+    n = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for pair in export_pairs(
+            args.forwarder,
+            snapshot_id=args.snapshot,
+            token=read_token(args.forwarder_token_file),
+            tls_ca=args.forwarder_tls_ca,
+        ):
+            jsonl.write(out, pair)
+            n += 1
+    if n == 0:
+        raise UserError(f"snapshot {args.snapshot} on {args.forwarder} holds no RRPairs")
+    print(f"snapshot {args.snapshot}: {n} RRPairs from {args.forwarder}", file=sys.stderr)
+    return path
+
+
+def _run(args: argparse.Namespace) -> int:
     from replay.report import table
 
     plan = plan_from_args(args)
