@@ -10,10 +10,11 @@ import itertools
 import json
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 
 from agent.protocols.http1.types import Headers, HttpExchange, HttpRequest, HttpResponse
+from nodetap import rrpair_json
+from nodetap.rrpair_json import timestamp_text
 from nodetap.v1 import rrpair_pb2 as pb
 
 DIRECTIONS = {"INBOUND": pb.INBOUND, "OUTBOUND": pb.OUTBOUND, "NETWORK": pb.NETWORK}
@@ -133,18 +134,6 @@ def build_http_rrpair(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) 
 _DIRECTION_NAMES = {"INBOUND", "OUTBOUND", "NETWORK"}
 
 
-def _json_timestamp(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if nanos == 0:
-        return t + "Z"
-    if nanos % 1_000_000 == 0:
-        return f"{t}.{nanos // 1_000_000:03d}Z"
-    if nanos % 1000 == 0:
-        return f"{t}.{nanos // 1000:06d}Z"
-    return f"{t}.{nanos:09d}Z"
-
-
 def _json_headers(headers: Headers) -> list[dict[str, str]]:
     out = []
     for name, value in headers:
@@ -185,7 +174,7 @@ def http_rrpair_dict(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) -
         d["id"] = rrpair_id
     start = req.start_ts_ns if req is not None else (res.start_ts_ns if res is not None else 0)
     if start:
-        d["ts"] = _json_timestamp(start)
+        d["ts"] = timestamp_text(start)
     if res is not None:
         duration = max(0, (res.end_ts_ns - start) // 1000) if start else 0
         ttfb = max(0, (res.start_ts_ns - start) // 1000) if start else 0
@@ -280,7 +269,5 @@ class CapturedExchange:
         """The JSONL line (no newline): from the message if it was built (and possibly
         changed, by redaction), else straight from the exchange."""
         if self._proto is not None:
-            from nodetap import rrpair_json
-
             return rrpair_json.dumps(self._proto)
         return _encode(http_rrpair_dict(self.exchange, self.ctx, self.id))

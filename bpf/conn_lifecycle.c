@@ -137,6 +137,55 @@ TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
 
 /* ---- TCP state changes: local addresses ---- */
 
+/* An NT_EV_ADDR record: both addresses of connection conn_id (conns key `key`), from a
+ * state change of its socket. */
+/* The addresses a TCP state change reports, copied out of the tracepoint's arguments (BCC
+ * declares their struct only at its TRACEPOINT_PROBE, and the verifier allows no pointer
+ * into them to be passed around). */
+struct nt_state_addrs {
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u8 saddr[4];
+    u8 daddr[4];
+    u8 saddr_v6[16];
+    u8 daddr_v6[16];
+};
+
+#define NT_STATE_ADDRS(a, args)                                   \
+    do {                                                          \
+        (a).family = (args)->family;                              \
+        (a).sport = (args)->sport;                                \
+        (a).dport = (args)->dport;                                \
+        __builtin_memcpy((a).saddr, (args)->saddr, 4);            \
+        __builtin_memcpy((a).daddr, (args)->daddr, 4);            \
+        __builtin_memcpy((a).saddr_v6, (args)->saddr_v6, 16);     \
+        __builtin_memcpy((a).daddr_v6, (args)->daddr_v6, 16);     \
+    } while (0)
+
+static __always_inline void nt_emit_addr(struct nt_state_addrs *a, u64 key, u64 conn_id, u8 role)
+{
+    struct nt_conn_event ev = {};
+    ev.kind = NT_EV_ADDR;
+    ev.role = role;
+    ev.family = a->family;
+    ev.tgid = key >> 32;
+    ev.fd = (u32)key;
+    ev.conn_id = conn_id;
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.lport = a->sport;
+    ev.rport = a->dport;
+    if (a->family == NT_AF_INET) {
+        nt_v4mapped(ev.laddr, a->saddr);
+        nt_v4mapped(ev.raddr, a->daddr);
+    } else {
+        __builtin_memcpy(ev.laddr, a->saddr_v6, 16);
+        __builtin_memcpy(ev.raddr, a->daddr_v6, 16);
+    }
+    if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+        nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+}
+
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != NT_IPPROTO_TCP)
@@ -168,18 +217,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         info->established = 1;
         if (!info->conn_id)
             return 0; /* connect() is still in progress and will pick it up */
-        struct nt_conn_event ev = {};
-        ev.kind = NT_EV_ADDR;
-        ev.role = NT_ROLE_CLIENT;
-        ev.family = args->family;
-        ev.tgid = info->key >> 32;
-        ev.fd = (u32)info->key;
-        ev.conn_id = info->conn_id;
-        ev.ts_ns = bpf_ktime_get_ns();
-        ev.lport = info->lport;
-        __builtin_memcpy(ev.laddr, info->laddr, 16);
-        if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
-            nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+        struct nt_state_addrs addrs = {};
+        NT_STATE_ADDRS(addrs, args);
+        nt_emit_addr(&addrs, info->key, info->conn_id, NT_ROLE_CLIENT);
         sk_conn.delete(&sk);
         return 0;
     }
@@ -190,26 +230,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct nt_closing *cl = closing.lookup(&id);
         if (!cl)
             return 0;
-        struct nt_conn_event ev = {};
-        ev.kind = NT_EV_ADDR;
-        ev.role = NT_ROLE_SERVER;
-        ev.family = args->family;
-        ev.tgid = cl->key >> 32;
-        ev.fd = (u32)cl->key;
-        ev.conn_id = cl->conn_id;
-        ev.ts_ns = bpf_ktime_get_ns();
-        ev.lport = args->sport;
-        ev.rport = args->dport;
-        if (args->family == NT_AF_INET) {
-            nt_v4mapped(ev.laddr, args->saddr);
-            nt_v4mapped(ev.raddr, args->daddr);
-        } else {
-            __builtin_memcpy(ev.laddr, args->saddr_v6, 16);
-            __builtin_memcpy(ev.raddr, args->daddr_v6, 16);
-        }
+        struct nt_state_addrs addrs = {};
+        NT_STATE_ADDRS(addrs, args);
+        nt_emit_addr(&addrs, cl->key, cl->conn_id, NT_ROLE_SERVER);
         closing.delete(&id);
-        if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
-            nt_count(NT_DROP_RINGBUF_CONTROL, 1);
         return 0;
     }
     if (args->oldstate == NT_TCP_SYN_RECV && args->newstate == NT_TCP_ESTABLISHED) {

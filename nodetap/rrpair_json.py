@@ -12,19 +12,21 @@ MessageToJson on generated RRPairs; a field added to the proto must be added her
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
+import time
 from typing import Any
 
 from nodetap.v1 import rrpair_pb2 as pb
 
 _DIRECTION = {v.number: v.name for v in pb.Direction.DESCRIPTOR.values}
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _timestamp(seconds: int, nanos: int) -> str:
-    t = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+def timestamp_text(ns: int) -> str:
+    """A Timestamp (nanoseconds since the epoch) as proto3 JSON writes it: RFC 3339 in UTC
+    with 0, 3, 6 or 9 fractional digits."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     if nanos == 0:
         return t + "Z"
     if nanos % 1_000_000 == 0:
@@ -116,7 +118,7 @@ def to_dict(pair: pb.RRPair) -> dict[str, Any]:
     if pair.id:
         d["id"] = pair.id
     if pair.HasField("ts"):
-        d["ts"] = _timestamp(pair.ts.seconds, pair.ts.nanos)
+        d["ts"] = timestamp_text(pair.ts.seconds * 1_000_000_000 + pair.ts.nanos)
     if pair.duration_us:
         d["durationUs"] = str(pair.duration_us)
     if pair.l7protocol:
