@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="PEM")
     p.add_argument("--tls-key", metavar="PEM")
     p.add_argument("--netns", metavar="NAME", help="replay from this network namespace")
+    from nodetap.httpserve import add_arguments as add_metrics_arguments
+
+    add_metrics_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -61,10 +64,17 @@ def run(args: argparse.Namespace) -> int:
     allow = AllowList(args.allow_target)
     server, svc, port = serve(args.listen, allow, token, args.tls_cert, args.tls_key, args.netns)
     print(f"replay-agent: listening on port {port}, targets allowed: {allow}", file=sys.stderr)
+    metrics = None
+    if args.metrics_addr:
+        from nodetap.httpserve import serve as serve_metrics
+
+        metrics = serve_metrics(args.metrics_addr)  # /metrics, /healthz, /readyz
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     svc.stop_all()
     server.stop(grace=2).wait()
+    if metrics is not None:
+        metrics.close()
     return 0
