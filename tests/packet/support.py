@@ -38,7 +38,15 @@ def tcpdump(
                 raise RuntimeError(f"tcpdump did not start: {errlog.read_text()}")
             time.sleep(0.02)
         yield
-        time.sleep(0.3)  # let the last packets reach the file
+        # let the last packets reach the file: on a loaded machine tcpdump lags, and what
+        # it has not read when it stops is lost (and would look like a capture gap)
+        last, deadline = -1, time.monotonic() + 15
+        while time.monotonic() < deadline:
+            time.sleep(0.4)
+            size = path.stat().st_size if path.exists() else 0
+            if size == last:
+                break
+            last = size
     finally:
         proc.send_signal(signal.SIGINT)
         try:
