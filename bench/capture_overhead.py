@@ -84,6 +84,17 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
+def count_whole(path: Path) -> int:
+    """RRPairs with a request and a response and no loss flag."""
+    whole = 0
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            if "flags" not in d and "req" in d.get("http", {}) and "res" in d["http"]:
+                whole += 1
+    return whole
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -95,7 +106,7 @@ def main() -> int:
         return 2
     results: dict[str, list[tuple[float, float]]] = {"bare": [], "nodetap": [], "proxy": []}
     cpu_per_req: list[float] = []
-    captured = served = 0
+    captured = served = whole = 0
     drops: dict[str, int] = {}
     tmp = Path(tempfile.mkdtemp(prefix="nodetap-bench-"))
     with nginx(workers=1) as backend, proxy_to(backend) as proxy:
@@ -141,6 +152,7 @@ def main() -> int:
             n_captured = count_lines(out)
             served += n_served
             captured += n_captured
+            whole += count_whole(out)
             cpu_per_req.append((cpu1 - cpu0) / max(n_captured, 1))
             summary = json.loads(summary_path.read_text())
             for k, v in summary.items():
@@ -165,8 +177,9 @@ def main() -> int:
     )
     print(f"agent CPU per captured request: {statistics.median(cpu_per_req) * 1e6:.1f} us")
     print(
-        f"completeness: {captured} RRPairs for {served} requests served "
-        f"({100 * captured / max(served, 1):.2f}%); drops: "
+        f"completeness: {whole} whole RRPairs for {served} requests served "
+        f"({100 * whole / max(served, 1):.2f}%), {captured - whole} RRPairs flagged "
+        "(gap/incomplete); drops: "
         + (", ".join(f"{k[5:]}={v}" for k, v in sorted(drops.items())) or "none")
     )
     return 0
