@@ -175,7 +175,7 @@ class SyscallCapture:
             for conn in self.tracker:
                 self.tracker.pop(conn.conn_id)
                 self._kernel_gaps(conn, now)
-                self._finish(conn, now, closed=False)
+                self._finish(conn, now)
                 if conn.noaddr:
                     self._release(conn)
             self._age_parked(force=True)
@@ -285,7 +285,7 @@ class SyscallCapture:
                 for d in (0, 1):
                     for ch in conn.streams[d].gap_to(fields[11 + d], ts):
                         self._feed_chunk(conn, d, ch)
-                self._finish(conn, ts, closed=True)
+                self._finish(conn, ts)
                 if conn.noaddr:
                     self._parked[conn.conn_id] = (conn, 0)
 
@@ -401,7 +401,7 @@ class SyscallCapture:
         if not (conn.streams[0].pending_bytes or conn.streams[1].pending_bytes):
             self._holey.discard(conn)
 
-    def _finish(self, conn: Connection, ts: int, closed: bool) -> None:
+    def _finish(self, conn: Connection, ts: int) -> None:
         """The connection ended (or the capture stops): emit what it still holds."""
         self._holey.discard(conn)
         for d in (0, 1):
@@ -602,7 +602,7 @@ class SyscallCapture:
             self._kernel_gaps(conn, now)
             self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
             self.tracker.pop(conn.conn_id)
-            self._finish(conn, now, closed=False)
+            self._finish(conn, now)
 
     # ---- reporting ----
 

@@ -39,16 +39,14 @@ class Connection:
     )
     ctx: ConnContext | None = None
     rrpairs: int = 0
-    req_dir: int = 0  # the direction requests flow in (set from role by the tracker)
+    # the direction requests flow in: out of a client (egress), into a server (ingress);
+    # set from the role by the tracker
+    req_dir: int = 0
     dead: bool = False  # no longer parsed (not HTTP, upgraded, untracked)
     # addresses not known yet (accepted without a sockaddr, gone from /proc): exchanges
     # wait in `held` until an NT_EV_ADDR record (at close) gives them
     noaddr: bool = False
     held: list[HttpExchange] = field(default_factory=list)
-
-    def is_request_direction(self, direction: int) -> bool:
-        """Requests flow out of a client (egress) and into a server (ingress)."""
-        return (direction == NT_DIR_EGRESS) == (self.role == NT_ROLE_CLIENT)
 
     def set_local(self, ip: str, port: int) -> None:
         self.local_ip, self.local_port = ip, port
