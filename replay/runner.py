@@ -15,7 +15,6 @@ import math
 import multiprocessing as mp
 import os
 import queue
-import resource
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from replay.capture import CaptureInfo, scan
 from replay.plan import Plan
 from replay.progress import Progress
 from replay.report import build, merge
+from replay.stats import peak_rss_kb
 from replay.worker import UNLIMITED, Shared, worker_main
 
 log = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def _run(
     if not results:
         raise UserError("replay failed: " + ("; ".join(failures) or "no process returned a result"))
     merged = merge(list(results.values()), plan.max_diffs)
-    merged["maxrss_kb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    merged["maxrss_kb"].append(peak_rss_kb())
     plan_d = {
         k: v
         for k, v in __import__("json").loads(plan.to_json()).items()

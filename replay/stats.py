@@ -87,3 +87,21 @@ class Histogram:
             float(d["mn"]) if d["n"] else math.inf,
         )
         return h
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident memory in KiB, since it last called exec().
+
+    Not getrusage's ru_maxrss: Linux keeps that across fork() and execve(), so a replay
+    started by a large process would report its parent's peak instead of its own.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

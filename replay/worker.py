@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import resource
 import signal
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
 from replay.model import Item, encode_request
 from replay.plan import Plan
-from replay.stats import Histogram, bucket
+from replay.stats import Histogram, bucket, peak_rss_kb
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -316,7 +315,7 @@ def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: An
         res = _run_loop(runner.run())
         t = os.times()
         res.cpu_s = t.user + t.system
-        res.maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        res.maxrss_kb = peak_rss_kb()
         out.put(("result", share, res.to_wire()))
     except BaseException as e:
         with contextlib.suppress(Exception):
