@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import os
 import socket
 from dataclasses import dataclass, field
+
+import orjson
 
 from agent.protocols.http1.types import Headers, HttpExchange, HttpRequest, HttpResponse
 from nodetap import rrpair_json
@@ -245,7 +246,6 @@ def _json_meta(ctx: ConnContext) -> dict[str, object]:
     return d
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
 class CapturedExchange:
@@ -270,4 +270,4 @@ class CapturedExchange:
         changed, by redaction), else straight from the exchange."""
         if self._proto is not None:
             return rrpair_json.dumps(self._proto)
-        return _encode(http_rrpair_dict(self.exchange, self.ctx, self.id))
+        return orjson.dumps(http_rrpair_dict(self.exchange, self.ctx, self.id)).decode()

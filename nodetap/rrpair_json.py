@@ -6,20 +6,21 @@ writes the same JSON for the RRPair message specifically (field names in lowerCa
 64-bit integers as strings, bytes as base64, enums by name, Timestamp in RFC 3339, fields
 at their default value left out). tests/model/test_rrpair_json.py checks that it equals
 MessageToJson on generated RRPairs; a field added to the proto must be added here too
-(the test compares every field of a fully populated RRPair).
+(the test compares every field of a fully populated RRPair). orjson encodes the object,
+about ten times faster than the standard library's encoder.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import time
 from typing import Any
+
+import orjson
 
 from nodetap.v1 import rrpair_pb2 as pb
 
 _DIRECTION = {v.number: v.name for v in pb.Direction.DESCRIPTOR.values}
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
 def timestamp_text(ns: int) -> str:
@@ -147,4 +148,4 @@ def to_dict(pair: pb.RRPair) -> dict[str, Any]:
 
 def dumps(pair: pb.RRPair) -> str:
     """One RRPair as one line of JSON (no newline)."""
-    return _dumps(to_dict(pair))
+    return orjson.dumps(to_dict(pair)).decode()
