@@ -114,9 +114,11 @@ def test_thousands_of_1mib_bodies_bounded_memory(tmp_path: Path) -> None:
         line = one.read_text().strip()
         assert len(line) > 1_000_000
         cap = tmp_path / "big.jsonl"
+        pair = json.loads(line)
         with cap.open("w") as f:
             for i in range(n):
-                f.write(line.replace('"id": "test-1"', f'"id": "big-{i}"', 1) + "\n")
+                pair["id"] = f"big-{i}"
+                f.write(json.dumps(pair) + "\n")
         print(f"capture: {cap.stat().st_size / 2**30:.2f} GiB, {n} responses of 1 MiB")
         # run as a user does, in processes of its own: the test process's own memory
         # (whatever earlier tests left in it) is not the replay's

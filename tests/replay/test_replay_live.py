@@ -254,13 +254,12 @@ def test_duration_loop_and_as_recorded_connections(tmp_path: Path) -> None:
         mixed = tmp_path / "mixed.jsonl"
         with mixed.open("w") as f:
             for i, line in enumerate(lines):
+                pair = json.loads(line)
                 if i % 2:
-                    line = line.replace(
-                        '"headers": [{"name": "Host"',
-                        '"headers": [{"name": "Connection", "value": "close"}, {"name": "Host"',
-                        1,
-                    )
-                f.write(line + "\n")
+                    headers = pair["http"]["req"]["headers"]
+                    assert headers[0]["name"] == "Host"
+                    headers.insert(0, {"name": "Connection", "value": "close"})
+                f.write(json.dumps(pair) + "\n")
         rep = run_replay(
             Plan(
                 capture=str(mixed), target=ng.url, connection="as-recorded", vusers=1, processes=1
