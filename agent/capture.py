@@ -289,16 +289,15 @@ class SyscallCapture:
                 if conn.noaddr:
                     self._parked[conn.conn_id] = (conn, 0)
 
-    def _on_addr(self, f: tuple[object, ...]) -> None:
+    def _on_addr(self, f: tuple[Any, ...]) -> None:
         cid, role, lport, rport, laddr, raddr = f[4], f[1], f[7], f[8], f[9], f[10]
-        assert isinstance(cid, int) and isinstance(laddr, bytes) and isinstance(raddr, bytes)
         parked = self._parked.pop(cid, None)
         conn = parked[0] if parked else self.tracker.get(cid)
         if conn is None:
             return
-        conn.set_local(procfs.normalize_ip(laddr), int(lport))  # type: ignore[call-overload]
+        conn.set_local(procfs.normalize_ip(laddr), lport)
         if role == L.NT_ROLE_SERVER and rport:
-            conn.set_remote(procfs.normalize_ip(raddr), int(rport))  # type: ignore[call-overload]
+            conn.set_remote(procfs.normalize_ip(raddr), rport)
         if conn.noaddr:
             self.stats["conns_noaddr_resolved"] += 1
             self._release(conn)
@@ -454,12 +453,10 @@ class SyscallCapture:
     def _port_wanted(self, *ports: int) -> bool:
         return not self._ports or any(p in self._ports for p in ports)
 
-    def _on_open(self, f: tuple[object, ...]) -> None:
+    def _on_open(self, f: tuple[Any, ...]) -> None:
         _, role, family, tgid, cid, ts, fd, lport, rport, laddr, raddr, _o0, _o1, cg, comm = f
-        assert isinstance(tgid, int) and isinstance(fd, int) and isinstance(cid, int)
-        assert isinstance(laddr, bytes) and isinstance(raddr, bytes) and isinstance(comm, bytes)
-        local = (procfs.normalize_ip(laddr), int(lport))  # type: ignore[call-overload]
-        remote = (procfs.normalize_ip(raddr), int(rport))  # type: ignore[call-overload]
+        local = (procfs.normalize_ip(laddr), lport)
+        remote = (procfs.normalize_ip(raddr), rport)
         noaddr = False
         if not family or not lport:
             # accept() without a sockaddr, or a local address the programs did not see
@@ -479,12 +476,12 @@ class SyscallCapture:
             cid,
             tgid,
             fd,
-            int(role),  # type: ignore[call-overload]
+            role,
             local,
             remote,
             comm.rstrip(b"\0").decode("utf-8", "replace"),
-            int(cg),  # type: ignore[call-overload]
-            int(ts),  # type: ignore[call-overload]
+            cg,
+            ts,
         )
         conn.noaddr = noaddr
 
@@ -556,17 +553,20 @@ class SyscallCapture:
         self._untracked[cid] = None
         if len(self._untracked) > self.cfg.max_conns:
             del self._untracked[next(iter(self._untracked))]
+        if self._kernel_entry(tgid, fd, cid) is not None:
+            with contextlib.suppress(KeyError):
+                del self._conns_map[ctypes.c_uint64((tgid << 32) | fd)]  # type: ignore[attr-defined]
+
+    def _kernel_entry(self, tgid: int, fd: int, cid: int) -> Any:
+        """The programs' entry for (tgid, fd) if it is still connection cid, else None."""
         table = self._conns_map
         if table is None:
-            return
-        key = ctypes.c_uint64((tgid << 32) | fd)
+            return None
         try:
-            cur = table[key]  # type: ignore[index]
+            cur = table[ctypes.c_uint64((tgid << 32) | fd)]  # type: ignore[index]
         except KeyError:
-            return
-        if cur.id == cid:
-            with contextlib.suppress(KeyError):
-                del table[key]  # type: ignore[attr-defined]
+            return None
+        return cur if cur.id == cid else None
 
     def _untrack(self, conn: Connection) -> None:
         conn.dead = True
@@ -578,14 +578,8 @@ class SyscallCapture:
         """A connection ends without a CLOSE record (its process exited, or the capture
         stops): bytes the kernel counted on it that never arrived (records lost to a full
         ring buffer) are gaps, as a CLOSE record's offsets would have shown."""
-        table = self._conns_map
-        if table is None:
-            return
-        try:
-            cur = table[ctypes.c_uint64((conn.tgid << 32) | conn.fd)]  # type: ignore[index]
-        except KeyError:
-            return
-        if cur.id != conn.conn_id or cur.flags & L.NT_CONN_MUTED:
+        cur = self._kernel_entry(conn.tgid, conn.fd, conn.conn_id)
+        if cur is None or cur.flags & L.NT_CONN_MUTED:
             return
         for d in (0, 1):
             for ch in conn.streams[d].gap_to(int(cur.off[d]), ts):

@@ -5,12 +5,15 @@ Reading is a stream (one line at a time), so a capture of any size costs constan
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Iterator
 from typing import IO
 
 from google.protobuf import json_format
 
 from nodetap import rrpair_json
+from nodetap.errors import UserError
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -43,11 +46,25 @@ def iter_file(fp: IO[str], name: str = "<stream>") -> Iterator[pb.RRPair]:
             yield loads(line, f"{name}:{lineno}")
 
 
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[IO[str]]:
+    """A text output for JSONL (or a table): the file at `path`, or stdout for "-"; a path
+    that cannot be written is a one-line UserError."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    try:
+        fp = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}; check the path") from None
+    with fp:
+        yield fp
+
+
 def read_path(path: str) -> Iterator[pb.RRPair]:
     """Yield the RRPairs of a JSONL file ("-" for stdin)."""
     if path == "-":
-        import sys
-
         yield from iter_file(sys.stdin, "<stdin>")
         return
     with open(path, encoding="utf-8") as fp:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import IO, Any
 
 from agent.rrpairs import CapturedExchange
@@ -150,19 +149,6 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-@contextlib.contextmanager
-def _open_output(path: str) -> Iterator[IO[str]]:
-    if path == "-":
-        yield sys.stdout
-        return
-    try:
-        f = open(path, "w", encoding="utf-8")  # noqa: SIM115
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
-    with f:
-        yield f
-
-
 def _cgroup_ids(paths: list[str]) -> list[int]:
     from agent import procfs
 
@@ -261,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             metrics = serve(args.metrics_addr)
     try:
-        with _open_output(args.output) as out:
+        with jsonl.open_output(args.output) as out:
             write = build_writer(args.format, out)
 
             def emit(pair: pb.RRPair) -> None:

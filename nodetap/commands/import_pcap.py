@@ -9,9 +9,10 @@ import gc
 import sys
 import time
 from collections.abc import Iterator
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from nodetap.errors import UserError
+from nodetap.jsonl import open_output
 
 EPILOG = """\
 examples:
@@ -104,20 +105,6 @@ def _open_in(path: str) -> Iterator[BinaryIO]:
         yield fp
 
 
-@contextlib.contextmanager
-def _open_out(path: str) -> Iterator[IO[str]]:
-    if path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    try:
-        fp = open(path, "w", encoding="utf-8")  # noqa: SIM115
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}; check the path") from None
-    with fp:
-        yield fp
-
-
 def run(args: argparse.Namespace) -> int:
     from agent.packet.importer import import_pcap
     from agent.packet.pcapfile import PcapFormatError
@@ -129,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_flows < 1:
         raise UserError("--max-flows must be 1 or more")
     started = time.monotonic()
-    with _open_in(args.file) as fin, _open_out(args.output) as fout, _fewer_gc_passes():
+    with _open_in(args.file) as fin, open_output(args.output) as fout, _fewer_gc_passes():
         write = fout.write
 
         def on_exchange(captured: CapturedExchange) -> None:
