@@ -21,11 +21,13 @@ from typing import Any
 from agent import bpf_layout as L
 from agent import procfs
 from agent.connections import Connection, ConnectionTracker
+from agent.deferred import DeferredDecode, IdleGate, idle_priority
 from agent.loader import LoadOptions, Probes, load
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.ringbuf import RingBufferReader
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
+from agent.spool import SpoolReader
 from agent.streams import Chunk
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -57,6 +59,11 @@ STAT_NAMES = (
     "rrpairs_incomplete",
     "rrpairs_gap",
     "rrpairs_truncated",
+    "defer_spooled_bytes",
+    "defer_refusals",
+    "defer_drain_failures",
+    "defer_peak_backlog_bytes",
+    "defer_paused_ms",
 )
 
 
@@ -78,6 +85,11 @@ class CaptureConfig:
     # pid -> who the process is (agent.enrich.Enricher.enrich); called once per connection
     enrich: Callable[[int], Any] | None = None
     agent_version: str = ""
+    # deferred decoding (agent/deferred.py): > 0 starts a drain process that spools the
+    # ring buffer into at most this many bytes, and decodes at idle priority
+    spool_max: int = 0
+    spool_dir: str | None = None  # where the spool directory is made (default: $TMPDIR)
+    idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
 
 
 class SyscallCapture:
@@ -98,7 +110,9 @@ class SyscallCapture:
         self.tracker = ConnectionTracker(cfg.max_conns)
         self.ids = RRPairIds()
         self.probes: Probes | None = None
-        self.reader: RingBufferReader | None = None
+        self.reader: RingBufferReader | SpoolReader | None = None
+        self._ring: RingBufferReader | None = None
+        self._deferred: DeferredDecode | None = None
         self._conns_map: object = None
         self._holey: set[Connection] = set()
         self._next_agent_id = 1
@@ -126,11 +140,20 @@ class SyscallCapture:
         self.probes = probes
         try:
             self._configure(probes)
-            self.reader = RingBufferReader(probes.ringbuf_fd(), probes.ringbuf_size)
+            self.reader = self._ring = RingBufferReader(probes.ringbuf_fd(), probes.ringbuf_size)
+            if self.cfg.spool_max > 0:
+                self._deferred = DeferredDecode(
+                    probes.ringbuf_fd(),
+                    probes.ringbuf_size,
+                    self.cfg.spool_max,
+                    self.cfg.spool_dir,
+                )
+                self.reader = self._deferred.reader
             probes.set_config(L.NT_CFG_ARMED, 1)
             if self.cfg.preexisting:
                 self._adopt_existing()
         except BaseException:
+            self._end_deferred()
             probes.close()
             self.probes = None
             raise
@@ -170,7 +193,16 @@ class SyscallCapture:
             return
         try:
             self.probes.set_config(L.NT_CFG_ARMED, 0)
-            self.poll()
+            if self._deferred is not None:
+                # the drain process moves what the ring holds, then the spool is read out
+                counters = self._deferred.stop()
+                self.stats["defer_spooled_bytes"] = counters.get("bytes", 0)
+                self.stats["defer_refusals"] = counters.get("refusals", 0)
+                while self.poll():
+                    pass
+                self.reader = self._ring  # what a full spool refused is still there
+            while self.poll():  # a poll reads at most 64 MiB; the ring may hold more
+                pass
             now = time.monotonic_ns()
             for conn in self.tracker:
                 self.tracker.pop(conn.conn_id)
@@ -181,15 +213,20 @@ class SyscallCapture:
             self._age_parked(force=True)
         finally:
             self._final_kernel = self.probes.counters()
-            if self.reader is not None:
-                self.reader.close()
-                self.reader = None
+            self._end_deferred()
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = self.reader = None
             self.probes.close()
             self.probes = None
 
     @property
     def tracepoints(self) -> list[str]:
         return self.probes.tracepoints if self.probes else []
+
+    @property
+    def syscalls(self) -> list[str]:
+        return self.probes.syscalls if self.probes else []
 
     # ---- the loop ----
 
@@ -201,14 +238,62 @@ class SyscallCapture:
     ) -> None:
         """Drain until stop is set, duration has passed or count RRPairs were emitted."""
         deadline = time.monotonic() + duration if duration else None
+        deferred = self._deferred is not None and self.cfg.idle_decode
+        gate = IdleGate() if deferred else None
+        try:
+            with idle_priority(deferred):
+                self._loop(stop, deadline, count, gate)
+        finally:
+            if gate is not None:
+                self.stats["defer_paused_ms"] += int(gate.paused_s * 1000)
+
+    def _loop(
+        self,
+        stop: threading.Event,
+        deadline: float | None,
+        count: int | None,
+        gate: IdleGate | None,
+    ) -> None:
         while not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if self._deferred is not None:
+                if not self._deferred.alive():
+                    self._drain_failed()
+                    continue
+                backlog = self._deferred.reader.pending()
+                if backlog > self.stats["defer_peak_backlog_bytes"]:
+                    self.stats["defer_peak_backlog_bytes"] = backlog
+                if gate is not None and not gate.allows(
+                    pressure=backlog > self._deferred.max_bytes // 2
+                ):
+                    stop.wait(gate.interval)  # the node is busy: decode later
+                    continue
             n = self.poll()
             if count is not None and self.stats["rrpairs"] >= count:
                 return
-            if deadline is not None and time.monotonic() >= deadline:
-                return
             if n < 64:
                 stop.wait(self.cfg.poll_interval)
+
+    def _drain_failed(self) -> None:
+        """The drain process died: read what it spooled, then the ring buffer directly."""
+        assert self._deferred is not None
+        log.warning(
+            "the spool drain process ended (status %s); decoding from the ring buffer",
+            self._deferred.proc.returncode,
+        )
+        self.stats["defer_drain_failures"] += 1
+        self._deferred.stop()
+        while self.poll():
+            pass
+        self._end_deferred()
+        self.reader = self._ring
+
+    def _end_deferred(self) -> None:
+        if self._deferred is not None:
+            self._deferred.stop()
+            self._deferred.remove()
+            self._deferred = None
 
     def poll(self) -> int:
         """Process every committed record; return how many there were."""
@@ -229,9 +314,16 @@ class SyscallCapture:
             now = time.monotonic()
             # Reap only when caught up: while records are still queued, a connection that
             # looks idle may just have its records (and its close) waiting in the ring.
-            if now - self._last_idle_check > self.cfg.idle_check_interval and reader.pending() == 0:
+            if now - self._last_idle_check > self.cfg.idle_check_interval and not self._backlog():
                 self._last_idle_check = now
                 self._reap_dead()
+        return n
+
+    def _backlog(self) -> int:
+        """Bytes of records not read yet (in the spool and in the ring)."""
+        n = self.reader.pending() if self.reader is not None else 0
+        if self._deferred is not None and self._ring is not None:
+            n += self._ring.pending()
         return n
 
     # ---- records ----

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import bpf_layout as L
+from agent import syscalls
 from nodetap.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -24,33 +25,11 @@ log = logging.getLogger(__name__)
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 # The capture program, in the order BCC must see it. BCC rewrites map accesses only in
 # its main text, so the files are joined into one text rather than #included.
-SOURCES = ("common.h", "conn_lifecycle.c", "data_io.c", "uncopied_io.c")
+SOURCES = ("common.h", "conn_lifecycle.c", "data_io.c", "uncopied_io.c", "syscall_dispatch.c")
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 # Every tracepoint the programs attach to, for the pre-flight check and the report.
-TRACEPOINTS = tuple(
-    f"syscalls:sys_{edge}_{name}"
-    for name in (
-        "accept",
-        "accept4",
-        "connect",
-        "read",
-        "write",
-        "readv",
-        "writev",
-        "recvfrom",
-        "sendto",
-        "recvmsg",
-        "sendmsg",
-        "sendfile64",
-    )
-    for edge in ("enter", "exit")
-) + (
-    "syscalls:sys_enter_close",
-    "syscalls:sys_enter_sendmmsg",
-    "syscalls:sys_enter_recvmmsg",
-    "sock:inet_sock_set_state",
-)
+TRACEPOINTS = syscalls.TRACEPOINTS
 
 
 @dataclass
@@ -68,6 +47,7 @@ class Probes:
 
     bpf: Any
     tracepoints: list[str] = field(default_factory=list)
+    syscalls: list[str] = field(default_factory=list)  # the syscalls the dispatch follows
     ringbuf_size: int = 0
 
     def table(self, name: str) -> Any:
@@ -135,6 +115,13 @@ def preflight() -> Path:
             f"kernel headers not found for {kver} ({build}); install linux-headers-amd64 "
             "and link them, or run scripts/setup.sh (README: Kernel headers)"
         )
+    try:
+        syscalls.numbers()
+    except KeyError:
+        raise UserError(
+            f"nodetap knows the syscall numbers of x86_64 and aarch64 only, not of "
+            f"{platform.machine()}"
+        ) from None
     tracefs = find_tracefs()
     for tp in TRACEPOINTS:
         category, name = tp.split(":")
@@ -180,18 +167,44 @@ def load(opts: LoadOptions) -> Probes:
             f"BPF program failed to load: {msg.splitlines()[-1] if msg else e}"
         ) from None
     try:
-        step = bpf.load_func(b"nt_iov_step", BPF.TRACEPOINT)
-        bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(step.fd)
+        followed = _fill_dispatch(bpf, BPF.RAW_TRACEPOINT)
     except Exception as e:
         bpf.cleanup()
-        raise UserError(f"BPF tail-call program failed to load: {e}") from None
+        raise UserError(f"BPF syscall handlers failed to load: {e}") from None
     attached = sorted(
-        tp.decode() if isinstance(tp, bytes) else str(tp) for tp in bpf.tracepoint_fds
+        [_tp_name(tp) for tp in bpf.tracepoint_fds]
+        + [f"raw_syscalls:{_tp_name(tp)}" for tp in bpf.raw_tracepoint_fds]
     )
     missing = set(TRACEPOINTS) - set(attached)
     if missing:
         bpf.cleanup()
         raise UserError(f"could not attach tracepoints: {', '.join(sorted(missing))}")
-    log.info("attached %d tracepoints: %s", len(attached), ", ".join(attached))
+    log.info("attached %s; following %s", ", ".join(attached), ", ".join(followed))
     size = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
-    return Probes(bpf=bpf, tracepoints=attached, ringbuf_size=size)
+    return Probes(bpf=bpf, tracepoints=attached, syscalls=followed, ringbuf_size=size)
+
+
+def _tp_name(tp: bytes | str) -> str:
+    return tp.decode() if isinstance(tp, bytes) else str(tp)
+
+
+def _fill_dispatch(bpf: Any, prog_type: int) -> list[str]:
+    """Load the syscall handlers and put them in the dispatch arrays at their syscall
+    numbers (bpf/syscall_dispatch.c); return the syscalls followed."""
+    numbers = syscalls.numbers()
+    fds: dict[str, int] = {}
+
+    def fd_of(name: str) -> int:
+        if name not in fds:
+            fds[name] = bpf.load_func(name.encode(), prog_type).fd
+        return fds[name]
+
+    bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(fd_of("nt_iov_step"))
+    enter, exit_ = bpf[b"sys_enter_progs"], bpf[b"sys_exit_progs"]
+    for name, (on_enter, on_exit) in syscalls.HANDLERS.items():
+        nr = ctypes.c_int(numbers[name])
+        # exit first: an entry handler that saved arguments always finds its exit there
+        if on_exit:
+            exit_[nr] = ctypes.c_int(fd_of(on_exit))
+        enter[nr] = ctypes.c_int(fd_of(on_enter))
+    return sorted(syscalls.HANDLERS)

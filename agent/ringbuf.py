@@ -9,6 +9,11 @@ page offset; records are 8-byte aligned.
 
 Positions are loaded and stored as aligned 8-byte words (a byte-wise store could let the
 kernel read a torn consumer position and drop records as "buffer full": DESIGN notes).
+
+The same record format is what the spool (agent.spool) keeps on disk: a drain process copies
+committed extents out of the ring byte for byte (read_extent, or peek_extent and release
+when it may have to leave them in the ring), and the decoder walks them with iter_records,
+whether they come from the ring or from a file.
 """
 
 from __future__ import annotations
@@ -17,11 +22,53 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import struct
 from collections.abc import Iterator
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR = 8
+_LEN_MASK = ~(BUSY | DISCARD) & 0xFFFFFFFF
+_u32 = struct.Struct("<I").unpack_from
+
+
+def iter_records(blob: memoryview) -> Iterator[memoryview]:
+    """Yield the payload of each record of ring-buffer-format bytes, skipping discarded ones.
+
+    Stops, without an error, at a truncated trailing record (fewer bytes left than its
+    aligned size) and at a record still marked BUSY (not committed yet). The views share
+    blob's memory.
+    """
+    off = 0
+    total = len(blob)
+    while off + HDR <= total:
+        word = _u32(blob, off)[0]
+        if word & BUSY:
+            return
+        length = word & _LEN_MASK
+        nxt = off + ((HDR + length + 7) & ~7)
+        if nxt > total:
+            return
+        if not word & DISCARD:
+            yield blob[off + HDR : off + HDR + length]
+        off = nxt
+
+
+def whole_prefix(blob: bytes | bytearray | memoryview) -> int:
+    """Length of the longest prefix of blob made of whole, committed records (what
+    iter_records walks), for a reader that may see a partially written tail."""
+    off = 0
+    total = len(blob)
+    while off + HDR <= total:
+        word = _u32(blob, off)[0]
+        if word & BUSY:
+            break
+        nxt = off + ((HDR + (word & _LEN_MASK) + 7) & ~7)
+        if nxt > total:
+            break
+        off = nxt
+    return off
+
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -69,43 +116,64 @@ class RingBufferReader:
         """Bytes written by the kernel and not yet consumed (committed or not)."""
         return int(self._prod.value - self._cons.value)
 
+    def peek_extent(self, max_bytes: int = 64 << 20) -> tuple[bytes, int] | None:
+        """Copy the committed extent (headers included, as in the ring) without consuming it.
+
+        Returns the bytes and the position to pass to release() once they are safe
+        elsewhere, or None when nothing is committed. The extent is at most max_bytes long,
+        unless its first record alone is longer (it is then the whole extent).
+        """
+        cons = int(self._cons.value)
+        prod = int(self._prod.value)
+        if cons == prod:
+            return None
+        # 1. Find the committed extent by walking the headers in place: a record whose
+        #    header no longer has BUSY set has all of its bytes written.
+        end = cons
+        limit = cons + max_bytes
+        base = self._data_addr
+        mask = self._mask
+        u32 = ctypes.c_uint32.from_address
+        while end < prod:
+            word = u32(base + (end & mask)).value
+            if word & BUSY:
+                break
+            nxt = end + ((HDR + (word & _LEN_MASK) + 7) & ~7)
+            if nxt > limit and end > cons:
+                break
+            end = nxt
+        if end == cons:
+            return None
+        # 2. Copy the extent out in one go (contiguous thanks to the double mapping).
+        return ctypes.string_at(base + (cons & mask), end - cons), end
+
+    def release(self, end: int) -> None:
+        """Hand the ring's space up to end (from peek_extent) back to the kernel."""
+        cons = int(self._cons.value)
+        if not cons <= end <= int(self._prod.value) or end & 7:
+            raise ValueError(f"release({end}) outside the unconsumed extent starting at {cons}")
+        # aligned 8-byte store
+        self._cons.value = end
+
+    def read_extent(self, max_bytes: int = 64 << 20) -> bytes | None:
+        """Copy the committed extent (headers included) and release it to the kernel;
+        None when nothing is committed."""
+        got = self.peek_extent(max_bytes)
+        if got is None:
+            return None
+        blob, end = got
+        self.release(end)
+        return blob
+
     def read(self, max_bytes: int = 64 << 20) -> Iterator[memoryview]:
         """Yield the payload of each committed record, then release them to the kernel.
 
         The records' bytes are copied out first, so the views stay valid after the
         consumer position moves on.
         """
-        cons = int(self._cons.value)
-        prod = int(self._prod.value)
-        if cons == prod:
-            return
-        # 1. Find the committed extent by walking the headers in place: a record whose
-        #    header no longer has BUSY set has all of its bytes written.
-        end = cons
-        limit = min(prod, cons + max_bytes)
-        base = self._data_addr
-        mask = self._mask
-        u32 = ctypes.c_uint32.from_address
-        while end < limit:
-            word = u32(base + (end & mask)).value
-            if word & BUSY:
-                break
-            end += (HDR + (word & ~(BUSY | DISCARD)) + 7) & ~7
-        if end == cons:
-            return
-        # 2. Copy the extent out in one go (contiguous thanks to the double mapping).
-        blob = memoryview(ctypes.string_at(base + (cons & mask), end - cons))
-        # 3. Hand the space back to the kernel (aligned 8-byte store).
-        self._cons.value = end
-        # 4. Walk the copy.
-        off = 0
-        total = end - cons
-        while off < total:
-            word = int.from_bytes(blob[off : off + 4], "little")
-            length = word & ~(BUSY | DISCARD)
-            if not word & DISCARD:
-                yield blob[off + HDR : off + HDR + length]
-            off += (HDR + length + 7) & ~7
+        blob = self.read_extent(max_bytes)
+        if blob is not None:
+            yield from iter_records(memoryview(blob))
 
     def close(self) -> None:
         if self._cons_addr:

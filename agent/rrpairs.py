@@ -246,8 +246,6 @@ def _json_meta(ctx: ConnContext) -> dict[str, object]:
     return d
 
 
-
-
 class CapturedExchange:
     """An exchange with its connection context and id: an RRPair built only in the forms
     asked for (the protobuf message, or its JSON line), each at most once."""

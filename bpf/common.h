@@ -1,9 +1,10 @@
 /* common.h: maps and helpers shared by nodetap's syscall-capture programs.
  *
- * Everything here reads only tracepoint arguments and user memory whose layout is the
- * stable user ABI (sockaddr, iovec, msghdr): no internal kernel struct is read
- * (DESIGN principle 1), so the kernel headers BCC compiles against may be of another
- * kernel version without changing what the programs read.
+ * Everything here reads only tracepoint arguments, the syscall's saved user registers
+ * and user memory whose layout is the stable user ABI (registers of the syscall calling
+ * convention, sockaddr, iovec, msghdr): no internal kernel struct is read (DESIGN
+ * principle 1), so the kernel headers BCC compiles against may be of another kernel
+ * version without changing what the programs read.
  *
  * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS and NT_MAX_INFLIGHT (-D flags).
  */
@@ -281,3 +282,84 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
     nt_count(NT_STAT_CONNS_OPENED, 1);
     return c.id;
 }
+
+/* ---- syscall arguments (see syscall_dispatch.c) ----
+ *
+ * The raw sys_enter tracepoint passes the task's saved user registers (ctx->args[0])
+ * and the syscall number (ctx->args[1]). The arguments are read at the offsets of the
+ * architecture's user register layout (what ptrace exposes, fixed by the ABI), through
+ * nodetap's own struct rather than the kernel headers' struct pt_regs. A syscall made
+ * through a 32-bit compat entry uses another numbering: it is skipped, as the
+ * per-syscall tracepoints skip it. */
+struct nt_sys {
+    u64 a[6];
+};
+
+#if defined(__x86_64__)
+/* x86-64 pt_regs: r15 r14 r13 r12 bp bx r11 | r10 r9 r8 ax cx dx si di orig_ax ip cs ... */
+struct nt_regs_args {
+    u64 r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs;
+};
+#define NT_REGS_ARGS_OFF (7 * 8)
+#define NT_REGS_NR_OFF (15 * 8) /* orig_ax, then ip, cs */
+#define NT_USER_CS_64 0x33
+
+static __always_inline int nt_sys_args(struct bpf_raw_tracepoint_args *ctx, struct nt_sys *s)
+{
+    struct nt_regs_args r = {};
+    if (bpf_probe_read_kernel(&r, sizeof(r), (void *)(ctx->args[0] + NT_REGS_ARGS_OFF)))
+        return 0;
+    if ((r.cs & 0xffff) != NT_USER_CS_64)
+        return 0;
+    /* the syscall convention: rdi, rsi, rdx, r10, r8, r9 */
+    s->a[0] = r.di;
+    s->a[1] = r.si;
+    s->a[2] = r.dx;
+    s->a[3] = r.r10;
+    s->a[4] = r.r8;
+    s->a[5] = r.r9;
+    return 1;
+}
+
+/* The syscall number at sys_exit (its tracepoint gives only the return value), or -1
+ * for a compat syscall. */
+static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 r[3] = {}; /* orig_ax, ip, cs */
+    if (bpf_probe_read_kernel(&r, sizeof(r), (void *)(ctx->args[0] + NT_REGS_NR_OFF)))
+        return -1;
+    if ((r[2] & 0xffff) != NT_USER_CS_64)
+        return -1;
+    return (long)r[0];
+}
+#elif defined(__aarch64__)
+/* arm64 pt_regs: regs[31] sp pc pstate orig_x0 syscallno ... (user_pt_regs first) */
+#define NT_REGS_PSTATE_OFF (33 * 8)
+#define NT_REGS_NR_OFF (35 * 8)
+#define NT_PSR_MODE32 0x10
+
+static __always_inline int nt_sys_args(struct bpf_raw_tracepoint_args *ctx, struct nt_sys *s)
+{
+    u64 pstate = 0;
+    if (bpf_probe_read_kernel(&pstate, sizeof(pstate), (void *)(ctx->args[0] + NT_REGS_PSTATE_OFF)) ||
+        (pstate & NT_PSR_MODE32))
+        return 0;
+    return !bpf_probe_read_kernel(s, sizeof(*s), (void *)ctx->args[0]); /* x0..x5 */
+}
+
+static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    int nr = -1;
+    bpf_probe_read_kernel(&nr, sizeof(nr), (void *)(ctx->args[0] + NT_REGS_NR_OFF));
+    return nr;
+}
+#else
+#error "nodetap: syscall argument offsets are defined for x86-64 and arm64 only"
+#endif
+
+/* An entry handler, and the start of one that reads its arguments. */
+#define NT_ENTER(name) int nt_enter_##name(struct bpf_raw_tracepoint_args *ctx)
+#define NT_ARGS_OR_RETURN(s)                                                                   \
+    struct nt_sys s;                                                                           \
+    if (!nt_sys_args(ctx, &s))                                                                 \
+        return 0;

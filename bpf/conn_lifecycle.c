@@ -1,26 +1,29 @@
 /* conn_lifecycle.c: which connections exist, who opened them, and when they end.
  *
- * accept/accept4 (server side), connect (client side) and close, from syscall
- * tracepoints, plus sock:inet_sock_set_state, which supplies the local address of a
+ * accept/accept4 (server side), connect (client side) and close, from the syscall
+ * dispatch (syscall_dispatch.c), plus the sock:inet_sock_set_state tracepoint, which supplies the local address of a
  * connection (the syscalls only give the peer's) and proves a connect() is TCP.
  */
 
 /* ---- connect: the traced process is the client ---- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+/* connect(fd, uservaddr, addrlen) */
+NT_ENTER(connect)
 {
     u64 id = bpf_get_current_pid_tgid();
     if (!nt_pid_wanted(id >> 32))
         return 0;
+    NT_ARGS_OR_RETURN(s);
     struct nt_pending_connect pc = {};
-    pc.addr = (u64)args->uservaddr;
-    pc.fd = args->fd;
+    pc.addr = s.a[1];
+    pc.fd = s.a[0];
     pending_connect.update(&id, &pc);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+int nt_exit_connect(struct bpf_raw_tracepoint_args *ctx)
 {
+    long ret = (long)ctx->args[1];
     u64 id = bpf_get_current_pid_tgid();
     struct nt_pending_connect *pcp = pending_connect.lookup(&id);
     if (!pcp)
@@ -28,7 +31,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     struct nt_pending_connect pc = *pcp;
     pending_connect.delete(&id);
     /* non-blocking sockets return -EINPROGRESS while the handshake goes on */
-    if ((args->ret != 0 && args->ret != -NT_EINPROGRESS) || !pc.tcp)
+    if ((ret != 0 && ret != -NT_EINPROGRESS) || !pc.tcp)
         return 0;
     struct nt_conn_event ev = {};
     ev.family = nt_read_sockaddr(pc.addr, &ev.rport, ev.raddr);
@@ -115,24 +118,17 @@ static __always_inline int nt_accept_exit(long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+/* accept(fd, upeer_sockaddr, upeer_addrlen) and accept4(..., flags) */
+NT_ENTER(accept)
 {
-    return nt_accept_enter((u64)args->upeer_sockaddr);
+    NT_ARGS_OR_RETURN(s);
+    return nt_accept_enter(s.a[1]);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_accept)
+/* the exit of accept and accept4: the return value is the new fd */
+int nt_exit_accept(struct bpf_raw_tracepoint_args *ctx)
 {
-    return nt_accept_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
-{
-    return nt_accept_enter((u64)args->upeer_sockaddr);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
-{
-    return nt_accept_exit(args->ret);
+    return nt_accept_exit((long)ctx->args[1]);
 }
 
 /* ---- TCP state changes: local addresses ---- */
@@ -256,10 +252,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 /* ---- close ---- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_close)
+/* close(fd) */
+NT_ENTER(close)
 {
+    NT_ARGS_OR_RETURN(s);
     u64 id = bpf_get_current_pid_tgid();
-    u64 key = (id & 0xffffffff00000000ULL) | (u32)args->fd;
+    u64 key = (id & 0xffffffff00000000ULL) | (u32)s.a[0];
     struct nt_conn *c = nt_conn_of(key);
     if (!c)
         return 0;

@@ -186,54 +186,54 @@ static __always_inline int nt_io_exit(void *ctx, long ret)
     return 0;
 }
 
-/* ---- plain buffers ---- */
+/* ---- entry handlers, by syscall (syscall_dispatch.c calls them by number) ---- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_read)
+/* read(fd, buf, count), write(fd, buf, count) */
+NT_ENTER(read)
 {
-    return nt_io_enter(args->fd, (u64)args->buf, 0, NT_DIR_INGRESS, NT_SC_READ);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_READ);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_read) { return nt_io_exit(args, args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_write)
+NT_ENTER(write)
 {
-    return nt_io_enter(args->fd, (u64)args->buf, 0, NT_DIR_EGRESS, NT_SC_WRITE);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_WRITE);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_write) { return nt_io_exit(args, args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+/* recvfrom(fd, ubuf, size, flags, addr, addrlen) */
+NT_ENTER(recvfrom)
 {
-    if (args->flags & NT_MSG_PEEK) {
+    NT_ARGS_OR_RETURN(s);
+    if (s.a[3] & NT_MSG_PEEK) {
         /* the same bytes are read again later: copying them now would duplicate them */
-        u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
+        u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)s.a[0];
         if (nt_conn_of(key))
             nt_count(NT_STAT_PEEK_CALLS, 1);
         return 0;
     }
-    return nt_io_enter(args->fd, (u64)args->ubuf, 0, NT_DIR_INGRESS, NT_SC_RECVFROM);
+    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_RECVFROM);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom) { return nt_io_exit(args, args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+/* sendto(fd, buff, len, flags, addr, addrlen) */
+NT_ENTER(sendto)
 {
-    return nt_io_enter(args->fd, (u64)args->buff, 0, NT_DIR_EGRESS, NT_SC_SENDTO);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_SENDTO);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_sendto) { return nt_io_exit(args, args->ret); }
 
-/* ---- iovecs ---- */
-
-TRACEPOINT_PROBE(syscalls, sys_enter_readv)
+/* readv(fd, vec, vlen), writev(fd, vec, vlen) */
+NT_ENTER(readv)
 {
-    return nt_io_enter(args->fd, (u64)args->vec, args->vlen ? args->vlen : 1, NT_DIR_INGRESS,
-                       NT_SC_READV);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_enter(s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_INGRESS, NT_SC_READV);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_readv) { return nt_io_exit(args, args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_writev)
+NT_ENTER(writev)
 {
-    return nt_io_enter(args->fd, (u64)args->vec, args->vlen ? args->vlen : 1, NT_DIR_EGRESS,
-                       NT_SC_WRITEV);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_enter(s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_EGRESS, NT_SC_WRITEV);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_writev) { return nt_io_exit(args, args->ret); }
 
 static __always_inline int nt_msg_enter(u32 fd, u64 umsg, u32 flags, u8 dir, u16 sc)
 {
@@ -250,14 +250,18 @@ static __always_inline int nt_msg_enter(u32 fd, u64 umsg, u32 flags, u8 dir, u16
     return nt_io_enter(fd, m.iov, m.iovlen ? (u32)m.iovlen : 1, dir, sc);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+/* recvmsg(fd, msg, flags), sendmsg(fd, msg, flags) */
+NT_ENTER(recvmsg)
 {
-    return nt_msg_enter(args->fd, (u64)args->msg, args->flags, NT_DIR_INGRESS, NT_SC_RECVMSG);
+    NT_ARGS_OR_RETURN(s);
+    return nt_msg_enter(s.a[0], s.a[1], s.a[2], NT_DIR_INGRESS, NT_SC_RECVMSG);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg) { return nt_io_exit(args, args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+NT_ENTER(sendmsg)
 {
-    return nt_msg_enter(args->fd, (u64)args->msg, args->flags, NT_DIR_EGRESS, NT_SC_SENDMSG);
+    NT_ARGS_OR_RETURN(s);
+    return nt_msg_enter(s.a[0], s.a[1], s.a[2], NT_DIR_EGRESS, NT_SC_SENDMSG);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) { return nt_io_exit(args, args->ret); }
+
+/* The exit of every data syscall above (and sendfile): the return value is the byte count. */
+int nt_exit_io(struct bpf_raw_tracepoint_args *ctx) { return nt_io_exit(ctx, (long)ctx->args[1]); }

@@ -7,11 +7,12 @@
  * connection they are counted and a GAP of unknown size (len 0) is reported.
  */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendfile64)
+/* sendfile(out_fd, in_fd, offset, count); its exit is nt_exit_io */
+NT_ENTER(sendfile)
 {
-    return nt_io_enter(args->out_fd, 0, 0, NT_DIR_EGRESS, NT_SC_SENDFILE);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_enter(s.a[0], 0, 0, NT_DIR_EGRESS, NT_SC_SENDFILE);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_sendfile64) { return nt_io_exit(args, args->ret); }
 
 static __always_inline int nt_mmsg(u32 fd, u8 dir, u16 sc)
 {
@@ -29,12 +30,15 @@ static __always_inline int nt_mmsg(u32 fd, u8 dir, u16 sc)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg)
+/* sendmmsg(fd, mmsg, vlen, flags), recvmmsg(fd, mmsg, vlen, flags, timeout) */
+NT_ENTER(sendmmsg)
 {
-    return nt_mmsg(args->fd, NT_DIR_EGRESS, NT_SC_SENDMMSG);
+    NT_ARGS_OR_RETURN(s);
+    return nt_mmsg(s.a[0], NT_DIR_EGRESS, NT_SC_SENDMMSG);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmmsg)
+NT_ENTER(recvmmsg)
 {
-    return nt_mmsg(args->fd, NT_DIR_INGRESS, NT_SC_RECVMMSG);
+    NT_ARGS_OR_RETURN(s);
+    return nt_mmsg(s.a[0], NT_DIR_INGRESS, NT_SC_RECVMMSG);
 }

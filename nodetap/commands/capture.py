@@ -48,6 +48,24 @@ def _port_list(text: str) -> list[int]:
     return ports
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _size(text: str) -> int:
+    """A byte count: 1048576, 512K, 256M, 2G (binary units); 0 is allowed."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in ("K", "M", "G") else ""
+    try:
+        n = int(t[: len(t) - len(unit)]) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 512M, 2G or a number of bytes, not {text!r}"
+        ) from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return n
+
+
 def _positive(text: str) -> float:
     try:
         v = float(text)
@@ -108,6 +126,21 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         default=4096,
         metavar="N",
         help="ring buffer size in pages, a power of two (default 4096 = 16 MiB)",
+    )
+    p.add_argument(
+        "--defer-max",
+        type=_size,
+        default=512 << 20,
+        metavar="SIZE",
+        help="defer decoding: a drain process spools the ring buffer into at most SIZE on "
+        "disk and RRPairs are decoded at idle CPU priority (default 512M; 0: decode at "
+        "once, at normal priority)",
+    )
+    p.add_argument(
+        "--defer-dir",
+        metavar="DIR",
+        help="make the deferred-decoding spool inside DIR (default: $TMPDIR or /tmp); "
+        "removed on exit",
     )
     p.add_argument(
         "--no-preexisting",
@@ -311,6 +344,8 @@ def _run_syscall(
         max_body=args.max_body,
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
+        spool_max=args.defer_max,
+        spool_dir=args.defer_dir,
         enrich=node.enricher.enrich,
         agent_version=node.version,
     )
@@ -322,7 +357,8 @@ def _run_syscall(
     unregister = register_capture(cap)
     try:
         print(
-            f"nodetap: capturing with {len(cap.tracepoints)} tracepoints"
+            f"nodetap: capturing {len(cap.syscalls)} syscalls"
+            + (" (decoding deferred)" if args.defer_max else "")
             + (f", ports {','.join(map(str, args.port))}" if args.port else "")
             + (f", pids {','.join(map(str, args.pid))}" if args.pid else "")
             + " (Ctrl-C to stop)",

@@ -68,9 +68,7 @@ def register(sub: Any) -> None:
 
 
 def add_plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "capture", nargs="?", help="RRPair JSONL capture ('-' for stdin; or --snapshot)"
-    )
+    p.add_argument("capture", nargs="?", help="RRPair JSONL capture ('-' for stdin; or --snapshot)")
     p.add_argument("--target", required=True, metavar="URL", help="http://HOST:PORT to replay to")
     s = p.add_argument_group("schedule")
     s.add_argument("--timing", choices=("original", "asap"), default="asap")

@@ -31,9 +31,7 @@ def _c_layout(tmp_path: Path) -> dict[str, int]:
     for cname, cls in STRUCTS.items():
         lines.append(f'printf("{cname}.size=%zu\\n", sizeof(struct {cname}));')
         for fname, *_ in cls._fields_:
-            lines.append(
-                f'printf("{cname}.{fname}=%zu\\n", offsetof(struct {cname}, {fname}));'
-            )
+            lines.append(f'printf("{cname}.{fname}=%zu\\n", offsetof(struct {cname}, {fname}));')
     src = tmp_path / "layout.c"
     src.write_text(
         "#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n"
@@ -76,9 +74,7 @@ def test_constants_match() -> None:
 
 def test_counter_names_follow_header_order() -> None:
     d = _defines()
-    indexed = sorted(
-        (v, k) for k, v in d.items() if k.startswith(("NT_DROP_", "NT_STAT_"))
-    )
+    indexed = sorted((v, k) for k, v in d.items() if k.startswith(("NT_DROP_", "NT_STAT_")))
     assert [v for v, _ in indexed] == list(range(L.NT_NCOUNTERS))
     for (_, cname), pyname in zip(indexed, L.COUNTER_NAMES, strict=True):
         # NT_DROP_RINGBUF_DATA -> drop_ringbuf_data..., NT_STAT_CONNS_OPENED -> conns_opened

@@ -39,6 +39,22 @@ def test_bad_flags() -> None:
     one_line_error(nodetap("capture", "--duration", "-3"), "must be positive")
     one_line_error(nodetap("capture", "--format", "xml"), "invalid choice")
     one_line_error(nodetap("capture", "--count", "0"), "--count must be a positive number")
+    one_line_error(nodetap("capture", "--defer-max", "lots"), "expected a size such as 512M")
+
+
+def test_sizes() -> None:
+    from nodetap.commands.capture import _size
+
+    assert [_size(t) for t in ("0", "4096", "64K", "512M", "2G", "1GiB", "8mb")] == [
+        0, 4096, 64 << 10, 512 << 20, 2 << 30, 1 << 30, 8 << 20,
+    ]  # fmt: skip
+
+
+@pytest.mark.root
+@pytest.mark.bpf
+def test_unusable_defer_dir(tmp_path: Path) -> None:
+    r = nodetap("capture", "--count", "1", "--defer-dir", str(tmp_path / "no" / "such"))
+    one_line_error(r, "cannot create the spool in")
 
 
 @pytest.mark.root
@@ -52,6 +68,15 @@ def test_missing_kernel_headers(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_tracepoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "TRACEPOINTS", loader.TRACEPOINTS + ("syscalls:sys_enter_nope",))
     with pytest.raises(UserError, match="tracepoint syscalls:sys_enter_nope is missing"):
+        loader.preflight()
+
+
+@pytest.mark.root
+def test_unknown_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader.platform, "machine", lambda: "riscv64")
+    with pytest.raises(
+        UserError, match="syscall numbers of x86_64 and aarch64 only, not of riscv64"
+    ):
         loader.preflight()
 
 
@@ -70,5 +95,6 @@ def test_bpf_refused_by_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ebpf_flag_prints_the_program() -> None:
     r = nodetap("capture", "--ebpf")
     assert r.returncode == 0
-    assert "TRACEPOINT_PROBE(syscalls, sys_exit_read)" in r.stdout
+    assert "RAW_TRACEPOINT_PROBE(sys_enter)" in r.stdout
+    assert "NT_ENTER(read)" in r.stdout
     assert "-DNT_RINGBUF_PAGES=4096" in r.stdout

@@ -73,7 +73,7 @@ def test_capture_streams_redacted_pairs_across_a_forwarder_kill9(tmp_path: Path)
         try:
             assert cap.stderr is not None
             deadline = time.monotonic() + 60
-            while "capturing with" not in (line := cap.stderr.readline()):
+            while "nodetap: capturing" not in (line := cap.stderr.readline()):
                 assert line and time.monotonic() < deadline, "capture did not start"
             cli = subprocess.Popen(
                 [sys.executable, "-c", CLIENT, web.url, str(n), SECRET],

@@ -63,7 +63,7 @@ def test_sigkilled_agent_then_clean_leaves_nothing(tmp_path: Path) -> None:
         )
         try:
             assert cap.stderr is not None
-            line = cap.stderr.readline()  # "nodetap: capturing with N tracepoints ..."
+            line = cap.stderr.readline()  # "nodetap: capturing N syscalls ..."
             assert "capturing" in line, line + cap.stderr.read()
             ours = _prog_ids() - before
             assert ours, "the capture loaded no BPF program that bpftool can see"

@@ -1,0 +1,234 @@
+"""The drain process: copies committed ring-buffer extents to the spool, and nothing else.
+
+The decoder runs at idle priority so that a capture never competes with the workload it
+observes; left alone it would let the kernel's ring buffer overflow during any burst. This
+process is the part that must keep up: at normal priority it only moves bytes (no
+decoding, no allocation per record), from the ring (inherited map fd) to agent.spool.
+
+What it cannot spool stays in the ring: it peeks an extent and releases it to the kernel
+only once the spool has accepted it. A full spool (the decoder is behind) therefore ends
+as the kernel's own drop counters when the ring fills, not as silent loss here.
+
+    python -m agent.spool_drain --ring-fd FD --ring-size BYTES --dir DIR --max-bytes N
+        [--poll-interval 0.005] [--parent PID] [--remove-dir-if-orphaned]
+
+Stop with SIGTERM or SIGINT: one last drain, then one JSON line of counters on stdout
+({"bytes", "extents", "refusals"}) and exit status 0. When the parent is gone (at start,
+or later: PR_SET_PDEATHSIG sends SIGTERM, and getppid() is checked every second) it exits
+with status 1 without that last drain or the JSON line, after deleting --dir if given
+--remove-dir-if-orphaned. A bad argument or ring fd: one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from agent.ringbuf import RingBufferReader
+from agent.spool import SpoolWriter
+
+PR_SET_PDEATHSIG = 1
+BPF_MAP_TYPE_RINGBUF = 27
+EXIT_PARENT_GONE = 1
+EXIT_USAGE = 2
+
+_PREFIX = "nodetap: spool drain"
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 10:
+        raise argparse.ArgumentTypeError(f"must be in (0, 10] seconds, not {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m agent.spool_drain",
+        description="Copy committed BPF ring-buffer records to a spool directory.",
+    )
+    p.add_argument("--ring-fd", type=int, required=True, help="inherited ringbuf map fd")
+    p.add_argument("--ring-size", type=_positive_int, required=True, help="data bytes")
+    p.add_argument("--dir", type=Path, required=True, help="spool directory")
+    p.add_argument("--max-bytes", type=_positive_int, required=True, help="spool bound")
+    p.add_argument("--poll-interval", type=_interval, default=0.005, help="seconds")
+    p.add_argument("--parent", type=_positive_int, help="exit unless this is the parent")
+    p.add_argument(
+        "--remove-dir-if-orphaned",
+        action="store_true",
+        help="when the parent is gone, delete --dir (nobody is left to read or remove it)",
+    )
+    return p.parse_args(argv)
+
+
+def orphaned(parent: int | None) -> bool:
+    """Whether the parent is gone. Without --parent a parent pid of 1 means orphaned; a
+    parent that really is pid 1 (an agent as a container's init) must pass --parent 1."""
+    ppid = os.getppid()
+    return ppid != parent if parent is not None else ppid == 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the parent dies (strictly: the parent's thread
+    that started us)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        print(f"{_PREFIX}: prctl(PR_SET_PDEATHSIG): {os.strerror(err)}", file=sys.stderr)
+
+
+def check_ring_fd(fd: int, size: int) -> None:
+    """Raise OSError or ValueError unless fd is a BPF ring buffer of size data bytes (it
+    is mmapped read-write: anything else would be read as garbage, or written to)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        raise OSError(f"fd {fd} is not open") from None
+    if target != "anon_inode:bpf-map":
+        raise ValueError(f"fd {fd} is {target}, not a BPF map")
+    info: dict[str, str] = {}
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    if info.get("map_type") != str(BPF_MAP_TYPE_RINGBUF):
+        raise ValueError(f"fd {fd} is a BPF map of type {info.get('map_type')}, not a ringbuf")
+    if info.get("max_entries") != str(size):
+        raise ValueError(f"fd {fd} is a ring buffer of {info.get('max_entries')} bytes, not {size}")
+
+
+def _size(n: int) -> str:
+    if n < 1 << 20:
+        return f"{n} bytes"
+    x = n / (1 << 20)
+    return f"{x:.0f} MiB" if x >= 10 else f"{x:.3g} MiB"
+
+
+def drain(
+    reader: RingBufferReader,
+    writer: SpoolWriter,
+    stop: _Stop,
+    poll_interval: float,
+    parent: int | None = None,
+) -> bool:
+    """Move extents from the ring to the spool until stop is requested, then once more
+    until nothing is committed (or the spool refuses). Return False, without that last
+    drain, when the parent is gone."""
+    # an extent of at most half the bound (segments are at most a quarter): once the
+    # reader has caught up, the next extent always fits
+    cap = max(8, min(64 << 20, writer.max_bytes // 2))
+    refused = False
+    next_check = time.monotonic() + 1.0
+    while not stop.requested:
+        if time.monotonic() >= next_check:  # in case SIGTERM from PDEATHSIG was missed
+            next_check = time.monotonic() + 1.0
+            if orphaned(parent):
+                break
+        got = reader.peek_extent(cap)
+        if got is None:
+            time.sleep(poll_interval)
+            continue
+        blob, end = got
+        if writer.append(blob):
+            reader.release(end)
+            refused = False
+            if len(blob) < cap // 2:
+                time.sleep(poll_interval)  # caught up: let records gather
+            continue
+        if not refused:
+            refused = True
+            _warn_refused(writer)
+        time.sleep(poll_interval)
+    if orphaned(parent):
+        return False
+    while (got := reader.peek_extent(cap)) is not None and writer.append(got[0]):
+        reader.release(got[1])
+    return True
+
+
+def _warn_refused(writer: SpoolWriter) -> None:
+    err = writer.last_error
+    if err is not None and writer.write_errors and err.errno is not None:
+        why = f"spool write failed ({os.strerror(err.errno)})"
+        writer.last_error = None
+    else:
+        why = f"spool full ({_size(writer.max_bytes)}): the decoder is behind"
+    print(f"nodetap: {why}; records wait in the ring buffer", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    args = parse_args(argv)
+    _die_with_parent()
+    if orphaned(args.parent):
+        print(f"{_PREFIX}: the parent process is gone", file=sys.stderr)
+        if args.remove_dir_if_orphaned:
+            shutil.rmtree(args.dir, ignore_errors=True)
+        return EXIT_PARENT_GONE
+    try:
+        check_ring_fd(args.ring_fd, args.ring_size)
+        reader = RingBufferReader(args.ring_fd, args.ring_size)
+    except (OSError, ValueError) as e:
+        print(f"{_PREFIX}: --ring-fd {args.ring_fd}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        writer = SpoolWriter(args.dir, args.max_bytes)
+    except OSError as e:
+        reader.close()
+        print(f"{_PREFIX}: --dir {args.dir}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        parent_alive = drain(reader, writer, stop, args.poll_interval, args.parent)
+    finally:
+        writer.close()
+        reader.close()
+    if not parent_alive:
+        if args.remove_dir_if_orphaned:
+            shutil.rmtree(args.dir, ignore_errors=True)
+        return EXIT_PARENT_GONE
+    counters = {
+        "bytes": writer.bytes_written,
+        "extents": writer.extents,
+        "refusals": writer.refusals,
+    }
+    try:
+        print(json.dumps(counters), flush=True)
+    except OSError:  # nobody reads our stdout any more: keep the exit quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

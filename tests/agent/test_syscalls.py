@@ -1,0 +1,46 @@
+"""The syscall table the dispatch is filled from agrees with the C library's headers and
+with the handlers in bpf/."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+
+import pytest
+
+from agent import loader, syscalls
+
+
+def _header_numbers() -> dict[str, int]:
+    out = subprocess.run(
+        ["gcc", "-dM", "-E", "-"],
+        input="#include <asm/unistd.h>\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"#define __NR_(\w+) (\d+)\n", out)}
+
+
+def test_numbers_match_asm_unistd() -> None:
+    machine = platform.machine()
+    if machine not in syscalls.NUMBERS:
+        pytest.fail(f"no syscall table for {machine}")
+    header = _header_numbers()
+    table = syscalls.numbers()
+    assert table == {name: header[name] for name in table}
+    assert set(table) == set(syscalls.HANDLERS)
+
+
+def test_every_handler_is_in_the_programs() -> None:
+    text = loader.program_text()
+    for name, (enter, exit_) in syscalls.HANDLERS.items():
+        entry = enter.removeprefix("nt_enter_")
+        assert f"NT_ENTER({entry})" in text, name
+        if exit_:
+            assert f"int {exit_}(struct bpf_raw_tracepoint_args *ctx)" in text, name
+    # every numbered slot fits the dispatch arrays
+    limit = int(re.search(r"#define NT_MAX_SYSCALL_NR (\d+)", text).group(1))  # type: ignore[union-attr]
+    for table in syscalls.NUMBERS.values():
+        assert max(table.values()) < limit
