@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_unusable_defer_dir(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_missing_kernel_headers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader.platform, "release", lambda: "0.0.0-no-such-kernel")
+    monkeypatch.setattr(platform, "release", lambda: "0.0.0-no-such-kernel")
     with pytest.raises(UserError, match=r"kernel headers not found for 0\.0\.0.*install"):
         loader.preflight()
 
@@ -73,7 +74,7 @@ def test_missing_tracepoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.root
 def test_unknown_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader.platform, "machine", lambda: "riscv64")
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
     with pytest.raises(
         UserError, match="syscall numbers of x86_64 and aarch64 only, not of riscv64"
     ):

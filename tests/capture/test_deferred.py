@@ -41,9 +41,10 @@ def busy_cpus(seconds: float) -> Iterator[None]:
 
 def test_deferred_capture_gives_the_same_rrpairs_and_removes_its_spool(tmp_path: Path) -> None:
     body = bytes(i % 251 for i in range(77_000))  # what the server sends for /bytes/N
-    with python_server_process() as srv, live_capture(
-        ports=[srv.port], spool_max=64 << 20, spool_dir=str(tmp_path)
-    ) as lc:
+    with (
+        python_server_process() as srv,
+        live_capture(ports=[srv.port], spool_max=64 << 20, spool_dir=str(tmp_path)) as lc,
+    ):
         deferred = lc.cap._deferred
         assert deferred is not None and deferred.alive()
         spool = deferred.dir

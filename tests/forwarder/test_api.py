@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -73,7 +74,9 @@ def test_subscribe_receives_exactly_the_matching_live_pairs(fwd: ForwarderHandle
         "4xx": fpb.Filter(status_min=400, status_max=499, protocols=["http"]),
         "other-ns": fpb.Filter(namespaces=["not-there"]),
     }
-    calls, got, threads = {}, {}, []
+    calls: dict[str, Any] = {}
+    got: dict[str, Any] = {}
+    threads: list[threading.Thread] = []
     for name, flt in filters.items():
         calls[name] = stub.Subscribe(fpb.SubscribeRequest(filter=flt), metadata=md)
         calls[name].initial_metadata()  # the tail is live once headers arrive

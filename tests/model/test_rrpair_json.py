@@ -30,7 +30,7 @@ def rrpairs(draw: st.DrawFn) -> pb.RRPair:
         duration_us=draw(st.integers(0, 2**62)),
         ttfb_us=draw(st.integers(0, 2**40)),
         l7protocol=draw(st.sampled_from(["", "http"])),
-        direction=draw(st.sampled_from([0, 1, 2, 3])),
+        direction=draw(st.sampled_from([0, 1, 2, 3])),  # type: ignore[arg-type]
     )
     if draw(st.booleans()):
         p.ts.seconds = draw(st.integers(0, 4_000_000_000))
