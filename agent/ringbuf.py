@@ -107,6 +107,13 @@ class RingBufferReader:
         self._data_addr = self._prod_addr + self._page
         self._cons = ctypes.c_uint64.from_address(self._cons_addr)
         self._prod = ctypes.c_uint64.from_address(self._prod_addr)
+        # the first copy of the data area as 32-bit words, for reading record headers in
+        # place without a ctypes object per record (a header is 8-byte aligned)
+        self._words: memoryview | None = (
+            memoryview((ctypes.c_char * data_size).from_address(self._data_addr))
+            .cast("B")
+            .cast("I")
+        )
 
     @property
     def size(self) -> int:
@@ -133,9 +140,10 @@ class RingBufferReader:
         limit = cons + max_bytes
         base = self._data_addr
         mask = self._mask
-        u32 = ctypes.c_uint32.from_address
+        words = self._words
+        assert words is not None, "read after close()"
         while end < prod:
-            word = u32(base + (end & mask)).value
+            word = words[(end & mask) >> 2]
             if word & BUSY:
                 break
             nxt = end + ((HDR + (word & _LEN_MASK) + 7) & ~7)
@@ -176,6 +184,9 @@ class RingBufferReader:
             yield from iter_records(memoryview(blob))
 
     def close(self) -> None:
+        if self._words is not None:
+            self._words.release()
+            self._words = None
         if self._cons_addr:
             _libc.munmap(self._cons_addr, self._page)
             _libc.munmap(self._prod_addr, self._prod_len)

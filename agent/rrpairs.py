@@ -44,6 +44,11 @@ class ConnContext:
     cluster: str = ""
     agent_version: str = ""
     flags: set[str] = field(default_factory=set)  # connection-wide flags ("preexisting")
+    # client, server and meta as encoded JSON, made once for all of the connection's
+    # RRPairs (json_fragments); the context must not change after its first RRPair
+    json_cache: tuple[orjson.Fragment, orjson.Fragment, orjson.Fragment] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 class RRPairIds:
@@ -167,8 +172,25 @@ def _json_message(
     return d
 
 
-def http_rrpair_dict(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) -> dict[str, object]:
-    """The proto3 JSON object of build_http_rrpair(exchange, ctx, rrpair_id)."""
+def json_fragments(ctx: ConnContext) -> tuple[orjson.Fragment, orjson.Fragment, orjson.Fragment]:
+    """The connection's client, server and meta objects, encoded once."""
+    if ctx.json_cache is None:
+        ctx.json_cache = (
+            orjson.Fragment(orjson.dumps(_json_endpoint(ctx.client_ip, ctx.client_port))),
+            orjson.Fragment(orjson.dumps(_json_endpoint(ctx.server_ip, ctx.server_port))),
+            orjson.Fragment(orjson.dumps(_json_meta(ctx))),
+        )
+    return ctx.json_cache
+
+
+def http_rrpair_dict(
+    exchange: HttpExchange,
+    ctx: ConnContext,
+    rrpair_id: str,
+    conn_parts: tuple[object, object, object] | None = None,
+) -> dict[str, object]:
+    """The proto3 JSON object of build_http_rrpair(exchange, ctx, rrpair_id); with
+    `conn_parts`, its client, server and meta are those (json_fragments(ctx) for orjson)."""
     req, res = exchange.request, exchange.response
     d: dict[str, object] = {}
     if rrpair_id:
@@ -186,9 +208,13 @@ def http_rrpair_dict(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) -
         d["durationUs"] = str(duration)
     d["l7protocol"] = "http"
     d["direction"] = ctx.direction
-    d["client"] = _json_endpoint(ctx.client_ip, ctx.client_port)
-    d["server"] = _json_endpoint(ctx.server_ip, ctx.server_port)
-    d["meta"] = _json_meta(ctx)
+    if conn_parts is None:
+        conn_parts = (
+            _json_endpoint(ctx.client_ip, ctx.client_port),
+            _json_endpoint(ctx.server_ip, ctx.server_port),
+            _json_meta(ctx),
+        )
+    d["client"], d["server"], d["meta"] = conn_parts
     flags = set(exchange.flags) | ctx.flags
     if flags:
         d["flags"] = sorted(flags)
@@ -268,4 +294,5 @@ class CapturedExchange:
         changed, by redaction), else straight from the exchange."""
         if self._proto is not None:
             return rrpair_json.dumps(self._proto)
-        return orjson.dumps(http_rrpair_dict(self.exchange, self.ctx, self.id)).decode()
+        d = http_rrpair_dict(self.exchange, self.ctx, self.id, json_fragments(self.ctx))
+        return orjson.dumps(d).decode()

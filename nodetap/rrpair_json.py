@@ -23,11 +23,18 @@ from nodetap.v1 import rrpair_pb2 as pb
 _DIRECTION = {v.number: v.name for v in pb.Direction.DESCRIPTOR.values}
 
 
+_last_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
 def timestamp_text(ns: int) -> str:
     """A Timestamp (nanoseconds since the epoch) as proto3 JSON writes it: RFC 3339 in UTC
     with 0, 3, 6 or 9 fractional digits."""
+    global _last_second
     seconds, nanos = divmod(ns, 1_000_000_000)
-    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    last, t = _last_second
+    if seconds != last:
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, t)
     if nanos == 0:
         return t + "Z"
     if nanos % 1_000_000 == 0:

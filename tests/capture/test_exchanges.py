@@ -987,3 +987,33 @@ def test_fifty_concurrent_connections_wrk() -> None:
     assert {p.meta.comm for p in out} == {"wrk"}
     lost = {k: summary[k] for k in LOSS_COUNTERS if summary[k]}
     assert not lost
+
+
+@pytest.mark.parametrize("layout", ["few", "more-than-eight", "empty-iovecs"])
+def test_small_sendmsg_iovecs(env: Env, layout: str) -> None:
+    """A small sendmsg() (up to 4 KiB in its first 8 iovecs) is copied into one record in
+    the kernel; more iovecs take the iovec-per-tail-call path. Both give the same bytes."""
+    port = env.py.port
+    host = f"127.0.0.1:{port}"
+    req = (
+        "POST",
+        "/echo?small=" + layout,
+        [("Host", host), ("Connection", "close"), ("Content-Length", "11")],
+        b"hello world",
+    )
+    head = [f"{req[0]} {req[1]} HTTP/1.1\r\n".encode()] + [
+        f"{n}: {v}\r\n".encode() for n, v in req[2]
+    ]
+    iovecs = {
+        "few": [*head, b"\r\n", req[3]],
+        "more-than-eight": [*head, b"\r\n"] + [bytes([c]) for c in req[3]],
+        "empty-iovecs": [b"", *head, b"", b"\r\n", b"", req[3]],
+    }[layout]
+    with RawClient("127.0.0.1", port, [("sendmsg", iovecs), ("read", None)]) as client:
+        run = client.resume()
+    (res,) = split_responses(run.received, [req[0]])
+    inb, out = both_sides(env, run.local_port, 1)
+    for p in (inb[0], out[0]):
+        assert_request(p, *req)
+        assert_response(p, res)
+    assert_no_loss(env.lc)

@@ -29,6 +29,12 @@ AGENT_CAPS = {"BPF", "PERFMON", "NET_ADMIN", "SYS_RESOURCE", "SYS_PTRACE"}
 Obj = dict[str, Any]
 
 
+def _size(text: str) -> int:
+    """512M (nodetap's units) or 640Mi (Kubernetes quantities), in bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text.rstrip("iB")[:-1]) * units[text.rstrip("iB")[-1]]
+
+
 def _kubectl() -> str:
     found = kubectls()
     assert found, "no kubectl: install kubectl (or Debian's kubernetes-client)"
@@ -121,6 +127,12 @@ def test_base_security_posture() -> None:
         if "hostPath" in volumes[m["name"]]
     }
     assert {"/sys/kernel/tracing", "/lib/modules", "/usr/src", "/proc", "/sys/fs/cgroup"} <= mounted
+    # the deferred-decoding spool is on its own disk-backed emptyDir, and fits in it
+    args = dict(a.split("=", 1) for a in agent["args"] if a.startswith("--defer-"))
+    (mount,) = [m for m in agent["volumeMounts"] if m["mountPath"] == args["--defer-dir"]]
+    empty = volumes[mount["name"]]["emptyDir"]
+    assert "medium" not in empty  # not in memory: it can grow to --defer-max
+    assert _size(args["--defer-max"]) < _size(empty["sizeLimit"])
 
     for where, spec in _pod_specs(objs):
         for c in spec.get("initContainers", []) + spec["containers"]:
