@@ -265,7 +265,7 @@ class SyscallCapture:
                 if backlog > self.stats["defer_peak_backlog_bytes"]:
                     self.stats["defer_peak_backlog_bytes"] = backlog
                 if gate is not None and not gate.allows(
-                    pressure=backlog > self._deferred.max_bytes // 2
+                    backlog, pressure=backlog > self._deferred.max_bytes // 2
                 ):
                     stop.wait(gate.interval)  # the node is busy: decode later
                     continue

@@ -42,7 +42,7 @@ class DeferredDecode:
         ring_size: int,
         max_bytes: int,
         parent_dir: str | None = None,
-        poll_interval: float = 0.005,
+        poll_interval: float = 0.02,
     ) -> None:
         """Start the drain process on the ring buffer `ring_fd`; the spool is a fresh
         directory inside `parent_dir` (default: the system's temporary directory),
@@ -142,32 +142,53 @@ class IdleGate:
     SCHED_IDLE alone is not enough on a saturated node: the decoder still runs in the
     short idle gaps between a server's wake-ups, and its cache misses and the extra
     preemptions cost the server (measured: ~14% of nginx's requests per second on 2 busy
-    cores). So while the other processes leave less than `min_idle_cpus` CPUs idle,
-    the decoder does not decode at all, unless the spool is filling up (`pressure`).
-    The decoder's own CPU time counts as idle: its catching up must not stop itself.
+    cores). So the decoder decodes only while the node leaves at least `min_idle_cpus`
+    CPUs idle, or when the spool is filling up (`pressure`).
+
+    Idle time can only be measured while the decoder is not running (it takes the idle
+    time it measures), so an open gate closes for one interval to look again every
+    `probe_every` seconds, and at once when the backlog grew by more than `growth`
+    bytes in an interval although the decoder was running (traffic outruns it: a load
+    has begun); a closed gate looks every interval.
     """
 
-    def __init__(self, min_idle_cpus: float = 0.5, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        min_idle_cpus: float = 0.5,
+        interval: float = 0.1,
+        probe_every: float = 1.0,
+        growth: int = 1 << 20,
+    ) -> None:
         self.min_idle_cpus = min_idle_cpus
         self.interval = interval
+        self.probe_every = probe_every
+        self.growth = growth
+        self._backlog = 0
         self._tick = os.sysconf("SC_CLK_TCK")
         self._last = time.monotonic()
-        self._busy, self._idle = _cpu_jiffies()
-        self._own = time.process_time()
-        self._open = True
+        self._idle = _cpu_jiffies()[1]
+        self._state = "probing"  # the first interval measures
+        self._opened = 0.0
         self.paused_s = 0.0
 
-    def allows(self, pressure: bool = False) -> bool:
-        """Whether to decode now (re-sampled every `interval` seconds)."""
+    def allows(self, backlog: int = 0, pressure: bool = False) -> bool:
+        """Whether to decode now, with `backlog` bytes waiting (re-sampled every
+        `interval` seconds)."""
         now = time.monotonic()
         elapsed = now - self._last
         if elapsed >= self.interval:
-            busy, idle = _cpu_jiffies()
-            own = time.process_time()
-            spare = (idle - self._idle) / self._tick + (own - self._own)
-            was_open = self._open
-            self._open = spare / elapsed >= self.min_idle_cpus
-            if not was_open:
+            idle = _cpu_jiffies()[1]
+            if self._state == "open":
+                grew = backlog - self._backlog > self.growth
+                if grew or now - self._opened >= self.probe_every:
+                    self._state = "probing"  # pause for one interval to measure
+            else:
+                # nothing was decoded in this window: its idle time is the node's own
                 self.paused_s += elapsed
-            self._last, self._busy, self._idle, self._own = now, busy, idle, own
-        return self._open or pressure
+                spare = (idle - self._idle) / self._tick / elapsed
+                if spare >= self.min_idle_cpus:
+                    self._state, self._opened = "open", now
+                else:
+                    self._state = "closed"
+            self._last, self._idle, self._backlog = now, idle, backlog
+        return self._state == "open" or pressure

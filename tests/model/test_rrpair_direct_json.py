@@ -70,7 +70,7 @@ def test_direct_json_equals_the_protobuf_path(
     want = json.loads(rrpair_json.dumps(build_http_rrpair(ex, ctx, rrpair_id)))
     assert json.loads(CapturedExchange(ex, ctx, rrpair_id).json_line()) == want
     # the connection's parts are encoded once and reused for its next RRPairs
-    other = HttpExchange(res and None, res, {"gap"})
+    other = HttpExchange(None, res, {"gap"})
     want = json.loads(rrpair_json.dumps(build_http_rrpair(other, ctx, "next")))
     assert json.loads(CapturedExchange(other, ctx, "next").json_line()) == want
 
