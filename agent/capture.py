@@ -113,6 +113,7 @@ class SyscallCapture:
         self.reader: RingBufferReader | SpoolReader | None = None
         self._ring: RingBufferReader | None = None
         self._deferred: DeferredDecode | None = None
+        self._gate: IdleGate | None = None
         self._conns_map: object = None
         self._holey: set[Connection] = set()
         self._next_agent_id = 1
@@ -239,11 +240,12 @@ class SyscallCapture:
         """Drain until stop is set, duration has passed or count RRPairs were emitted."""
         deadline = time.monotonic() + duration if duration else None
         deferred = self._deferred is not None and self.cfg.idle_decode
-        gate = IdleGate() if deferred else None
+        gate = self._gate = IdleGate() if deferred else None
         try:
             with idle_priority(deferred):
                 self._loop(stop, deadline, count, gate)
         finally:
+            self._gate = None
             if gate is not None:
                 self.stats["defer_paused_ms"] += int(gate.paused_s * 1000)
 
@@ -701,4 +703,7 @@ class SyscallCapture:
         out = dict(self.stats)
         out.update(kernel if kernel is not None else self.kernel_counters())
         out["conns_open"] = len(self.tracker)
+        out["defer_backlog_bytes"] = self._backlog() if self._deferred is not None else 0
+        if self._gate is not None:
+            out["defer_paused_ms"] += int(self._gate.paused_s * 1000)
         return out

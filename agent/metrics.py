@@ -63,6 +63,16 @@ class CaptureCollector(Collector):
         yield GaugeMetricFamily(
             "nodetap_connections_open", "Connections tracked now", value=s["conns_open"]
         )
+        yield GaugeMetricFamily(
+            "nodetap_defer_backlog_bytes",
+            "Captured bytes waiting to be decoded (deferred decoding)",
+            value=s["defer_backlog_bytes"],
+        )
+        yield CounterMetricFamily(
+            "nodetap_defer_paused_seconds",
+            "Time the decoder waited for idle CPU (deferred decoding)",
+            value=s["defer_paused_ms"] / 1000,
+        )
 
 
 def register_capture(cap: SyscallCapture) -> Callable[[], None]:
