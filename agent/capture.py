@@ -64,6 +64,7 @@ STAT_NAMES = (
     "defer_drain_failures",
     "defer_peak_backlog_bytes",
     "defer_paused_ms",
+    "drop_defer_discarded_bytes",
 )
 
 
@@ -114,6 +115,10 @@ class SyscallCapture:
         self._ring: RingBufferReader | None = None
         self._deferred: DeferredDecode | None = None
         self._gate: IdleGate | None = None
+        # set while close() decodes the deferred backlog: discard the rest (counted)
+        self.abandon = threading.Event()
+        # called with (bytes decoded, bytes in all) while close() decodes a backlog
+        self.progress: Callable[[int, int], None] | None = None
         self._conns_map: object = None
         self._holey: set[Connection] = set()
         self._next_agent_id = 1
@@ -199,10 +204,9 @@ class SyscallCapture:
                 counters = self._deferred.stop()
                 self.stats["defer_spooled_bytes"] = counters.get("bytes", 0)
                 self.stats["defer_refusals"] = counters.get("refusals", 0)
-                while self.poll():
-                    pass
+                self._decode_backlog()
                 self.reader = self._ring  # what a full spool refused is still there
-            while self.poll():  # a poll reads at most 64 MiB; the ring may hold more
+            while not self.abandon.is_set() and self.poll():  # a poll reads 64 MiB at most
                 pass
             now = time.monotonic_ns()
             for conn in self.tracker:
@@ -277,6 +281,18 @@ class SyscallCapture:
             if n < 64:
                 stop.wait(self.cfg.poll_interval)
 
+    def _decode_backlog(self) -> None:
+        """Decode what the spool still holds (reporting progress), unless abandoned: then
+        the rest is counted as discarded."""
+        total = self._backlog()
+        next_report = time.monotonic() + 1.0
+        while not self.abandon.is_set() and self.poll(4 << 20):
+            if self.progress is not None and time.monotonic() >= next_report:
+                next_report += 2.0
+                self.progress(total - self._backlog(), total)
+        if self.abandon.is_set():
+            self.stats["drop_defer_discarded_bytes"] += self._backlog()
+
     def _drain_failed(self) -> None:
         """The drain process died: read what it spooled, then the ring buffer directly."""
         assert self._deferred is not None
@@ -297,14 +313,15 @@ class SyscallCapture:
             self._deferred.remove()
             self._deferred = None
 
-    def poll(self) -> int:
-        """Process every committed record; return how many there were."""
+    def poll(self, max_bytes: int = 64 << 20) -> int:
+        """Process the committed records (about max_bytes of them at most); return how
+        many there were."""
         reader = self.reader
         if reader is None:
             return 0
         n = 0
         with self._lock:
-            for rec in reader.read():
+            for rec in reader.read(max_bytes):
                 n += 1
                 self._handle(rec)
             self.stats["records"] += n

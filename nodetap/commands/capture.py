@@ -352,6 +352,16 @@ def _run_syscall(
     if node.enricher.node:
         cfg.node = node.enricher.node
     cap = SyscallCapture(cfg, on_exchange=on_exchange)
+    cap.progress = _backlog_progress
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set() and not cap.abandon.is_set():
+            cap.abandon.set()
+            print("nodetap: discarding the rest of the backlog", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     cap.start()
     node.attach(cap.set_cgroup_filter)  # with --targeting: targeted pods only, kept live
     unregister = register_capture(cap)
@@ -369,6 +379,14 @@ def _run_syscall(
         cap.close()
         unregister()
     return cap.summary()
+
+
+def _backlog_progress(done: int, total: int) -> None:
+    print(
+        f"nodetap: decoding the deferred backlog: {done >> 20} of {total >> 20} MiB "
+        "(Ctrl-C again to discard the rest)",
+        file=sys.stderr,
+    )
 
 
 def _run_packet(

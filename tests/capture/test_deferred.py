@@ -179,3 +179,37 @@ def test_killed_capture_leaves_no_spool_behind(tmp_path: Path) -> None:
     while list(tmp_path.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list(tmp_path.iterdir()) == [], "the orphaned drain process left its spool"
+
+
+def test_stopping_shows_progress_and_a_second_ctrl_c_discards_the_backlog(tmp_path: Path) -> None:
+    out, summary_path = tmp_path / "out.jsonl", tmp_path / "summary.json"
+    with nginx() as ngx:
+        proc = _cli_capture(
+            "--port", str(ngx.port), "-o", str(out), "--summary-json", str(summary_path)
+        )  # fmt: skip
+        assert proc.stderr is not None
+        try:
+            proc.send_signal(signal.SIGSTOP)  # the decoder stops; the drain process spools
+            subprocess.run(
+                ["wrk", "-t1", "-c8", "-d3s", f"{ngx.url}/hello"],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+            served = len(ngx.access_log_lines())
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGINT)
+            line = proc.stderr.readline().decode()
+            assert "decoding the deferred backlog" in line, line
+            proc.send_signal(signal.SIGINT)
+            rest = proc.stderr.read().decode()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, rest
+    assert "discarding the rest of the backlog" in rest
+    s = json.loads(summary_path.read_text())
+    assert s["drop_defer_discarded_bytes"] > 0
+    assert len(out.read_text().splitlines()) < served
