@@ -696,9 +696,21 @@ class SyscallCapture:
             for ch in conn.streams[d].gap_to(int(cur.off[d]), ts):
                 self._feed_chunk(conn, d, ch)
 
+    def _prune_args_slots(self) -> None:
+        """Free the syscall-argument slots (bpf/common.h: active_io) of exited threads."""
+        if self.probes is None:
+            return
+        table = self.probes.table("active_io")
+        for key in list(table.keys()):
+            if not procfs.thread_alive(key.value >> 32, key.value & 0xFFFFFFFF):
+                with contextlib.suppress(KeyError):
+                    del table[key]
+
     def _reap_dead(self) -> None:
         """Connections of processes that exited without close() (exit closes fds
-        without a close syscall): finish them and free their kernel entries."""
+        without a close syscall): finish them and free their kernel entries; and the
+        argument slots of exited threads."""
+        self._prune_args_slots()
         now = time.monotonic_ns()
         for conn in self.tracker.idle(now, int(self.cfg.idle_check_interval * 1e9)):
             if procfs.process_alive(conn.tgid) and procfs.socket_inode(conn.tgid, conn.fd):

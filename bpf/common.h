@@ -33,13 +33,17 @@ BPF_RINGBUF_OUTPUT(events, NT_RINGBUF_PAGES);
  * the agent removes entries of processes that exited without close(). */
 BPF_HASH(conns, u64, struct nt_conn, NT_MAX_CONNS);
 
-/* Arguments of an in-flight data syscall on a tracked connection, by thread. */
+/* Arguments of an in-flight data syscall on a tracked connection, by thread. A thread's
+ * entry is kept after its syscall returns (`valid` cleared) and reused by its next one:
+ * a lookup and a store instead of a hash insert and delete per syscall. The agent
+ * removes the entries of threads that exited; a full table is counted
+ * (NT_DROP_ARGS_TABLE_FULL). */
 struct nt_io_args {
     u64 key;    /* conns key */
     u64 buf;    /* buffer, or iovec array when iovcnt > 0 */
     u32 iovcnt;
     u8 dir;
-    u8 _pad;
+    u8 valid;   /* the thread is inside this syscall */
     u16 sc;
 };
 BPF_HASH(active_io, u64, struct nt_io_args, NT_MAX_INFLIGHT);

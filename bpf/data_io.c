@@ -13,12 +13,23 @@ static __always_inline int nt_io_enter(u32 fd, u64 buf, u32 iovcnt, u8 dir, u16 
     u64 key = (id & 0xffffffff00000000ULL) | fd;
     if (!nt_conn_of(key))
         return 0;
+    struct nt_io_args *slot = active_io.lookup(&id);
+    if (slot) {
+        slot->key = key;
+        slot->buf = buf;
+        slot->iovcnt = iovcnt;
+        slot->dir = dir;
+        slot->sc = sc;
+        slot->valid = 1;
+        return 0;
+    }
     struct nt_io_args a = {};
     a.key = key;
     a.buf = buf;
     a.iovcnt = iovcnt;
     a.dir = dir;
     a.sc = sc;
+    a.valid = 1;
     if (active_io.update(&id, &a))
         nt_count(NT_DROP_ARGS_TABLE_FULL, 1);
     return 0;
@@ -190,10 +201,10 @@ static __always_inline int nt_io_exit(void *ctx, long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
     struct nt_io_args *ap = active_io.lookup(&id);
-    if (!ap)
+    if (!ap || !ap->valid)
         return 0;
     struct nt_io_args a = *ap;
-    active_io.delete(&id);
+    ap->valid = 0;
     if (ret <= 0)
         return 0;
     struct nt_conn *c = nt_conn_of(a.key);

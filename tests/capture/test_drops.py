@@ -184,3 +184,19 @@ def test_a_connection_that_is_not_http_stops_being_copied() -> None:
     # the garbage never shows up as a request; nginx's 400 answer to it may (without one)
     assert all(p.http.req.url in ("/x", "") for p in lc.pairs)
     assert [p.http.req.method for p in lc.pairs if p.http.req.url == "/x"] == ["GET", "GET"]
+
+
+def test_argument_slots_of_exited_threads_are_freed() -> None:
+    """A thread keeps its syscall-argument slot between syscalls; the agent frees the
+    slots of threads that exited, so short-lived threads never fill the table."""
+    with (
+        python_server_process() as srv,
+        live_capture(ports=[srv.port], max_inflight=8, idle_check_interval=0.3) as lc,
+    ):
+        for r in range(3):
+            for i in range(4):  # a server thread and a curl process each, both gone after
+                curl(f"{srv.url}/slot-{r}-{i}")
+            time.sleep(1.0)
+        lc.wait_for(24)
+        s = lc.cap.summary()
+    assert s["drop_args_table_full"] == 0
