@@ -629,6 +629,8 @@ class SyscallCapture:
         wanted_cg = set(self.cfg.cgroup_ids)
         now = time.monotonic_ns()
         fd_map = self._conns_map.map_fd  # type: ignore[attr-defined]
+        assert self.probes is not None
+        tracked_tgids = self.probes.table("tracked_tgids")
         for ex in procfs.scan_established(self.cfg.pids or None, skip=os.getpid()):
             s = ex.sock
             if not self._port_wanted(s.local_port, s.remote_port):
@@ -638,6 +640,8 @@ class SyscallCapture:
             cid = L.AGENT_CONN_ID_BIT | self._next_agent_id
             self._next_agent_id += 1
             role = L.NT_ROLE_SERVER if ex.server else L.NT_ROLE_CLIENT
+            # the data handlers skip processes without this mark (bpf/common.h)
+            tracked_tgids[ctypes.c_int(ex.pid & (L.NT_TGID_SLOTS - 1))] = ctypes.c_uint8(1)
             key = ctypes.c_uint64((ex.pid << 32) | ex.fd)
             leaf = L.NtConn(id=cid, role=role, family=s.family)
             rc = libbcc.lib.bpf_update_elem(

@@ -101,6 +101,20 @@ struct nt_local_addr {
 };
 BPF_TABLE("lru_hash", struct nt_peer_key, struct nt_local_addr, accepted_peers, 16384);
 
+/* Processes that have (or had) a tracked connection, by tgid modulo NT_TGID_SLOTS. The
+ * data and close handlers of every other process return after one array load, before
+ * they read syscall arguments or look up `conns` (most processes on a node are not
+ * captured). Set when a connection is tracked (nt_open; the agent for connections it
+ * adopts), never cleared: a stale or shared slot only costs the lookups it would save. */
+BPF_ARRAY(tracked_tgids, u8, NT_TGID_SLOTS);
+
+static __always_inline int nt_tgid_tracked(u64 pid_tgid)
+{
+    u32 slot = (pid_tgid >> 32) & (NT_TGID_SLOTS - 1);
+    u8 *v = tracked_tgids.lookup(&slot);
+    return v && *v;
+}
+
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
 BPF_ARRAY(config, u64, NT_NCONFIG);
 BPF_ARRAY(next_conn_id, u64, 1);
@@ -269,6 +283,9 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
     struct nt_conn *old = conns.lookup(&key);
     if (old)
         nt_emit_close(key, old);
+    u32 slot = tgid & (NT_TGID_SLOTS - 1);
+    u8 one = 1;
+    tracked_tgids.update(&slot, &one);
     if (conns.update(&key, &c)) {
         nt_count(NT_DROP_CONN_TABLE_FULL, 1);
         return 0;
@@ -361,8 +378,12 @@ static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ct
 #error "nodetap: syscall argument offsets are defined for x86-64 and arm64 only"
 #endif
 
-/* An entry handler, and the start of one that reads its arguments. */
+/* An entry handler, the start of one that reads its arguments, and the start of one that
+ * only matters for processes with tracked connections. */
 #define NT_ENTER(name) int nt_enter_##name(struct bpf_raw_tracepoint_args *ctx)
+#define NT_TRACKED_OR_RETURN()                                                                 \
+    if (!nt_tgid_tracked(bpf_get_current_pid_tgid()))                                          \
+        return 0;
 #define NT_ARGS_OR_RETURN(s)                                                                   \
     struct nt_sys s;                                                                           \
     if (!nt_sys_args(ctx, &s))                                                                 \

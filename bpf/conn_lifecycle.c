@@ -255,6 +255,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 /* close(fd) */
 NT_ENTER(close)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     u64 id = bpf_get_current_pid_tgid();
     u64 key = (id & 0xffffffff00000000ULL) | (u32)s.a[0];

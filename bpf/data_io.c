@@ -200,6 +200,8 @@ static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 s
 static __always_inline int nt_io_exit(void *ctx, long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
+    if (!nt_tgid_tracked(id))
+        return 0;
     struct nt_io_args *ap = active_io.lookup(&id);
     if (!ap || !ap->valid)
         return 0;
@@ -251,12 +253,14 @@ static __always_inline int nt_io_exit(void *ctx, long ret)
 /* read(fd, buf, count), write(fd, buf, count) */
 NT_ENTER(read)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_READ);
 }
 
 NT_ENTER(write)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_WRITE);
 }
@@ -264,6 +268,7 @@ NT_ENTER(write)
 /* recvfrom(fd, ubuf, size, flags, addr, addrlen) */
 NT_ENTER(recvfrom)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     if (s.a[3] & NT_MSG_PEEK) {
         /* the same bytes are read again later: copying them now would duplicate them */
@@ -278,6 +283,7 @@ NT_ENTER(recvfrom)
 /* sendto(fd, buff, len, flags, addr, addrlen) */
 NT_ENTER(sendto)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_SENDTO);
 }
@@ -285,12 +291,14 @@ NT_ENTER(sendto)
 /* readv(fd, vec, vlen), writev(fd, vec, vlen) */
 NT_ENTER(readv)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_io_enter(s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_INGRESS, NT_SC_READV);
 }
 
 NT_ENTER(writev)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_io_enter(s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_EGRESS, NT_SC_WRITEV);
 }
@@ -313,12 +321,14 @@ static __always_inline int nt_msg_enter(u32 fd, u64 umsg, u32 flags, u8 dir, u16
 /* recvmsg(fd, msg, flags), sendmsg(fd, msg, flags) */
 NT_ENTER(recvmsg)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_msg_enter(s.a[0], s.a[1], s.a[2], NT_DIR_INGRESS, NT_SC_RECVMSG);
 }
 
 NT_ENTER(sendmsg)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_msg_enter(s.a[0], s.a[1], s.a[2], NT_DIR_EGRESS, NT_SC_SENDMSG);
 }

@@ -19,6 +19,8 @@
 #define NT_MAX_PIECES 72
 /* iovecs looked at per readv/writev/sendmsg/recvmsg. */
 #define NT_MAX_IOV 32
+/* Slots of the tracked_tgids array (a power of two; tgid modulo this). */
+#define NT_TGID_SLOTS 65536
 
 /* kind: the first byte of every ring-buffer record. */
 #define NT_EV_OPEN 1  /* a connection the agent should track (accept/connect) */

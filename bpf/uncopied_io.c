@@ -10,6 +10,7 @@
 /* sendfile(out_fd, in_fd, offset, count); its exit is nt_exit_io */
 NT_ENTER(sendfile)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_io_enter(s.a[0], 0, 0, NT_DIR_EGRESS, NT_SC_SENDFILE);
 }
@@ -33,12 +34,14 @@ static __always_inline int nt_mmsg(u32 fd, u8 dir, u16 sc)
 /* sendmmsg(fd, mmsg, vlen, flags), recvmmsg(fd, mmsg, vlen, flags, timeout) */
 NT_ENTER(sendmmsg)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_mmsg(s.a[0], NT_DIR_EGRESS, NT_SC_SENDMMSG);
 }
 
 NT_ENTER(recvmmsg)
 {
+    NT_TRACKED_OR_RETURN();
     NT_ARGS_OR_RETURN(s);
     return nt_mmsg(s.a[0], NT_DIR_INGRESS, NT_SC_RECVMMSG);
 }
