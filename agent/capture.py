@@ -156,8 +156,13 @@ class SyscallCapture:
                 )
                 self.reader = self._deferred.reader
             probes.set_config(L.NT_CFG_ARMED, 1)
+            scan = procfs.scan_sockets(self.cfg.pids or None, skip=os.getpid())
+            # a server already blocked in accept() has no entry the programs saw: mark
+            # listeners so that their accept() exits are looked at (bpf/common.h)
+            for pid in scan.listening_pids:
+                self._mark_tgid(pid)
             if self.cfg.preexisting:
-                self._adopt_existing()
+                self._adopt_existing(scan.established)
         except BaseException:
             self._end_deferred()
             probes.close()
@@ -620,7 +625,13 @@ class SyscallCapture:
         conn.flags.add("gap")
         return conn
 
-    def _adopt_existing(self) -> None:
+    def _mark_tgid(self, pid: int) -> None:
+        """Make the programs look at this process's syscalls (bpf/common.h: tracked_tgids)."""
+        assert self.probes is not None
+        slot = ctypes.c_int(pid & (L.NT_TGID_SLOTS - 1))
+        self.probes.table("tracked_tgids")[slot] = ctypes.c_uint8(1)
+
+    def _adopt_existing(self, established: list[procfs.ExistingConn]) -> None:
         """Track connections that were open before the capture started."""
         assert self._conns_map is not None
         from bcc import libbcc
@@ -629,9 +640,7 @@ class SyscallCapture:
         wanted_cg = set(self.cfg.cgroup_ids)
         now = time.monotonic_ns()
         fd_map = self._conns_map.map_fd  # type: ignore[attr-defined]
-        assert self.probes is not None
-        tracked_tgids = self.probes.table("tracked_tgids")
-        for ex in procfs.scan_established(self.cfg.pids or None, skip=os.getpid()):
+        for ex in established:
             s = ex.sock
             if not self._port_wanted(s.local_port, s.remote_port):
                 continue
@@ -640,8 +649,7 @@ class SyscallCapture:
             cid = L.AGENT_CONN_ID_BIT | self._next_agent_id
             self._next_agent_id += 1
             role = L.NT_ROLE_SERVER if ex.server else L.NT_ROLE_CLIENT
-            # the data handlers skip processes without this mark (bpf/common.h)
-            tracked_tgids[ctypes.c_int(ex.pid & (L.NT_TGID_SLOTS - 1))] = ctypes.c_uint8(1)
+            self._mark_tgid(ex.pid)  # the data handlers skip processes without the mark
             key = ctypes.c_uint64((ex.pid << 32) | ex.fd)
             leaf = L.NtConn(id=cid, role=role, family=s.family)
             rc = libbcc.lib.bpf_update_elem(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TCP_ESTABLISHED = 0x01
 TCP_LISTEN = 0x0A
@@ -133,10 +133,18 @@ def _pids() -> Iterator[int]:
             yield int(name)
 
 
-def scan_established(
-    pids: Iterable[int] | None = None, skip: int | None = None
-) -> Iterator[ExistingConn]:
-    """Established TCP connections of the given processes (all when None)."""
+@dataclass(slots=True)
+class SocketScan:
+    """What a walk of the processes' fds found."""
+
+    established: list[ExistingConn] = field(default_factory=list)
+    listening_pids: set[int] = field(default_factory=set)  # processes with a TCP listener
+
+
+def scan_sockets(pids: Iterable[int] | None = None, skip: int | None = None) -> SocketScan:
+    """Established TCP connections of the given processes (all when None), and which of
+    them listen."""
+    scan = SocketScan()
     tables: dict[int, tuple[dict[int, SockInfo], set[int]]] = {}
     for pid in pids if pids is not None else _pids():
         if pid == skip:
@@ -157,9 +165,14 @@ def scan_established(
             if inode is None:
                 continue
             sock = table.get(inode)
-            if sock is None or sock.state != TCP_ESTABLISHED:
+            if sock is None:
                 continue
-            yield ExistingConn(pid, int(fd_name), sock, sock.local_port in listening)
+            if sock.state == TCP_LISTEN:
+                scan.listening_pids.add(pid)
+            elif sock.state == TCP_ESTABLISHED:
+                server = sock.local_port in listening
+                scan.established.append(ExistingConn(pid, int(fd_name), sock, server))
+    return scan
 
 
 def cgroup2_mount() -> str | None:

@@ -101,11 +101,13 @@ struct nt_local_addr {
 };
 BPF_TABLE("lru_hash", struct nt_peer_key, struct nt_local_addr, accepted_peers, 16384);
 
-/* Processes that have (or had) a tracked connection, by tgid modulo NT_TGID_SLOTS. The
- * data and close handlers of every other process return after one array load, before
- * they read syscall arguments or look up `conns` (most processes on a node are not
- * captured). Set when a connection is tracked (nt_open; the agent for connections it
- * adopts), never cleared: a stale or shared slot only costs the lookups it would save. */
+/* Processes whose syscalls the programs look at, by tgid modulo NT_TGID_SLOTS: those
+ * that called accept() or connect() while wanted, those with a tracked connection, and
+ * those that listened when the capture started (the agent marks them, and the
+ * connections it adopts: a server may already be blocked in accept()). For every other
+ * process, a syscall exit and the data and close handlers return after one array load,
+ * before reading registers or looking up `conns` (most processes on a node are not
+ * captured). Never cleared: a stale or shared slot only costs the work it would save. */
 BPF_ARRAY(tracked_tgids, u8, NT_TGID_SLOTS);
 
 static __always_inline int nt_tgid_tracked(u64 pid_tgid)
@@ -113,6 +115,13 @@ static __always_inline int nt_tgid_tracked(u64 pid_tgid)
     u32 slot = (pid_tgid >> 32) & (NT_TGID_SLOTS - 1);
     u8 *v = tracked_tgids.lookup(&slot);
     return v && *v;
+}
+
+static __always_inline void nt_mark_tgid(u32 tgid)
+{
+    u32 slot = tgid & (NT_TGID_SLOTS - 1);
+    u8 one = 1;
+    tracked_tgids.update(&slot, &one);
 }
 
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
@@ -283,9 +292,7 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
     struct nt_conn *old = conns.lookup(&key);
     if (old)
         nt_emit_close(key, old);
-    u32 slot = tgid & (NT_TGID_SLOTS - 1);
-    u8 one = 1;
-    tracked_tgids.update(&slot, &one);
+    nt_mark_tgid(tgid);
     if (conns.update(&key, &c)) {
         nt_count(NT_DROP_CONN_TABLE_FULL, 1);
         return 0;

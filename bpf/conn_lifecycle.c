@@ -14,6 +14,7 @@ NT_ENTER(connect)
     if (!nt_pid_wanted(id >> 32))
         return 0;
     NT_ARGS_OR_RETURN(s);
+    nt_mark_tgid(id >> 32); /* its exit must be looked at */
     struct nt_pending_connect pc = {};
     pc.addr = s.a[1];
     pc.fd = s.a[0];
@@ -67,6 +68,7 @@ static __always_inline int nt_accept_enter(u64 uaddr)
     u64 id = bpf_get_current_pid_tgid();
     if (!nt_pid_wanted(id >> 32))
         return 0;
+    nt_mark_tgid(id >> 32); /* its exit must be looked at */
     pending_accept.update(&id, &uaddr);
     return 0;
 }

@@ -199,9 +199,7 @@ static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 s
 
 static __always_inline int nt_io_exit(void *ctx, long ret)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    if (!nt_tgid_tracked(id))
-        return 0;
+    u64 id = bpf_get_current_pid_tgid(); /* tracked_tgids: checked by the dispatch */
     struct nt_io_args *ap = active_io.lookup(&id);
     if (!ap || !ap->valid)
         return 0;

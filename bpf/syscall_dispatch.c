@@ -26,6 +26,8 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
+    if (!nt_tgid_tracked(bpf_get_current_pid_tgid()))
+        return 0; /* no handler would act on it (common.h: tracked_tgids) */
     long nr = nt_sys_nr_at_exit(ctx);
     if (nr < 0 || nr >= NT_MAX_SYSCALL_NR)
         return 0;

@@ -73,8 +73,8 @@ def test_deferred_capture_gives_the_same_rrpairs_and_removes_its_spool(tmp_path:
 def test_decoding_waits_while_the_cpus_are_busy_then_catches_up() -> None:
     with python_server_process() as srv, live_capture(ports=[srv.port], spool_max=64 << 20) as lc:
         lc.wait_for(0)
-        with busy_cpus(4.0):
-            time.sleep(0.5)  # the gate samples every 0.1 s
+        with busy_cpus(5.0):
+            time.sleep(1.5)  # an open gate looks again within a second (probe_every)
             for i in range(20):
                 curl(f"{srv.url}/busy/{i}")
             time.sleep(0.5)
