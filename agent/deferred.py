@@ -31,6 +31,7 @@ from nodetap.errors import UserError
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 30.0
+DRAIN_NICE = 10
 
 
 class DeferredDecode:
@@ -75,6 +76,9 @@ class DeferredDecode:
                 "--remove-dir-if-orphaned",
             ],
             pass_fds=(ring_fd,),
+            # a lower weight: it wakes every poll interval for a short batch and need not
+            # preempt the workload for it (the ring buffer holds far more than a poll's worth)
+            preexec_fn=lambda: os.nice(DRAIN_NICE),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -156,8 +160,8 @@ class IdleGate:
         self,
         min_idle_cpus: float = 0.5,
         interval: float = 0.1,
-        probe_every: float = 1.0,
-        growth: int = 1 << 20,
+        probe_every: float = 0.5,
+        growth: int = 256 << 10,
     ) -> None:
         self.min_idle_cpus = min_idle_cpus
         self.interval = interval
