@@ -19,12 +19,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from agent import spool_drain
 from agent.spool import SpoolReader
 from nodetap.errors import UserError
 
@@ -53,28 +53,19 @@ class DeferredDecode:
         except OSError as e:
             raise UserError(
                 f"cannot create the spool in {parent_dir or tempfile.gettempdir()}: "
-                f"{e.strerror or e}; choose another --spool-dir"
+                f"{e.strerror or e}; choose another --defer-dir"
             ) from None
         self.max_bytes = max_bytes
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agent.spool_drain",
-                "--ring-fd",
-                str(ring_fd),
-                "--ring-size",
-                str(ring_size),
-                "--dir",
-                str(self.dir),
-                "--max-bytes",
-                str(max_bytes),
-                "--poll-interval",
-                str(poll_interval),
-                "--parent",
-                str(os.getpid()),
+            spool_drain.command(
+                ring_fd,
+                ring_size,
+                self.dir,
+                max_bytes,
+                f"--poll-interval={poll_interval}",
+                f"--parent={os.getpid()}",
                 "--remove-dir-if-orphaned",
-            ],
+            ),
             pass_fds=(ring_fd,),
             # a lower weight: it wakes every poll interval for a short batch and need not
             # preempt the workload for it (the ring buffer holds far more than a poll's worth)

@@ -72,6 +72,27 @@ def _interval(text: str) -> float:
     return value
 
 
+def command(
+    ring_fd: int, ring_size: int, directory: Path, max_bytes: int, *options: str
+) -> list[str]:
+    """The command line that runs this module as a drain process (options: further flags,
+    such as --poll-interval, --parent, --remove-dir-if-orphaned)."""
+    return [
+        sys.executable,
+        "-m",
+        "agent.spool_drain",
+        "--ring-fd",
+        str(ring_fd),
+        "--ring-size",
+        str(ring_size),
+        "--dir",
+        str(directory),
+        "--max-bytes",
+        str(max_bytes),
+        *options,
+    ]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m agent.spool_drain",

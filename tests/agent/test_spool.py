@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import pytest
 
+from agent import spool_drain
 from agent.ringbuf import BUSY, DISCARD, HDR, RingBufferReader, iter_records, whole_prefix
 from agent.spool import SpoolReader, SpoolWriter, segment_paths
 
@@ -353,22 +354,21 @@ def test_failed_write_leaves_no_partial_extent(spool_dir: Path) -> None:
 
 
 def drain_cmd(ring_fd: int, ring_size: int, spool: Path, max_bytes: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "agent.spool_drain",
-        "--ring-fd",
-        str(ring_fd),
-        "--ring-size",
-        str(ring_size),
-        "--dir",
-        str(spool),
-        "--max-bytes",
-        str(max_bytes),
-        "--poll-interval",
-        "0.002",
-        *extra,
-    ]
+    return spool_drain.command(
+        ring_fd, ring_size, spool, max_bytes, "--poll-interval=0.002", *extra
+    )
+
+
+def start_drain(fd: int, size: int, spool: Path, max_bytes: int) -> subprocess.Popen[str]:
+    """A drain process on the test's ring, with this process as its parent."""
+    return subprocess.Popen(
+        drain_cmd(fd, size, spool, max_bytes, "--parent", str(os.getpid())),
+        cwd=REPO,
+        pass_fds=(fd,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
@@ -487,14 +487,7 @@ def test_drain_process_spools_a_real_ring(ring: tuple[int, int], spool_dir: Path
         run_drain(drain_cmd(fd, size * 2, spool_dir, 1 << 20), pass_fds=(fd,)), 2, "bytes, not"
     )
     trigger(50)  # before the drain runs: they wait in the ring
-    proc = subprocess.Popen(
-        drain_cmd(fd, size, spool_dir, 1 << 20, "--parent", str(os.getpid())),
-        cwd=REPO,
-        pass_fds=(fd,),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_drain(fd, size, spool_dir, 1 << 20)
     try:
         reader = SpoolReader(spool_dir)
         wait_for(lambda: reader.pending() == 50 * 24)
@@ -523,14 +516,7 @@ def test_drain_process_leaves_refused_records_in_the_ring(
     fd, size = ring
     trigger(10)
     # a bound smaller than one record (24 bytes): the spool refuses everything
-    proc = subprocess.Popen(
-        drain_cmd(fd, size, spool_dir, 16, "--parent", str(os.getpid())),
-        cwd=REPO,
-        pass_fds=(fd,),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_drain(fd, size, spool_dir, 16)
     try:
         assert proc.stderr is not None
         line = read_line(proc.stderr)

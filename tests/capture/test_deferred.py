@@ -120,6 +120,22 @@ def _cli_capture(*args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _load_while_decoder_stopped(
+    proc: subprocess.Popen[bytes], url: str, connections: int, seconds: int
+) -> None:
+    """Stop the capture's decoder (its drain process goes on spooling) while wrk loads
+    `url`, then let it go on and ask it to stop (Ctrl-C)."""
+    proc.send_signal(signal.SIGSTOP)
+    subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGINT)
+
+
 def test_a_full_spool_ends_as_counted_kernel_drops(tmp_path: Path) -> None:
     out, summary_path = tmp_path / "out.jsonl", tmp_path / "summary.json"
     spool_parent = tmp_path / "spool"
@@ -130,17 +146,9 @@ def test_a_full_spool_ends_as_counted_kernel_drops(tmp_path: Path) -> None:
             "--defer-max", "256K", "--defer-dir", str(spool_parent), "--ringbuf-pages", "16",
         )  # fmt: skip
         try:
-            # the decoder stops; the drain process fills the spool, then the ring fills
-            proc.send_signal(signal.SIGSTOP)
-            subprocess.run(
-                ["wrk", "-t1", "-c4", "-d2s", f"{ngx.url}/hello"],
-                capture_output=True,
-                check=True,
-                timeout=60,
-            )
+            # the drain process fills the spool, then the ring fills
+            _load_while_decoder_stopped(proc, f"{ngx.url}/hello", 4, 2)
             served = len(ngx.access_log_lines())
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
@@ -189,16 +197,8 @@ def test_stopping_shows_progress_and_a_second_ctrl_c_discards_the_backlog(tmp_pa
         )  # fmt: skip
         assert proc.stderr is not None
         try:
-            proc.send_signal(signal.SIGSTOP)  # the decoder stops; the drain process spools
-            subprocess.run(
-                ["wrk", "-t1", "-c8", "-d3s", f"{ngx.url}/hello"],
-                capture_output=True,
-                check=True,
-                timeout=60,
-            )
+            _load_while_decoder_stopped(proc, f"{ngx.url}/hello", 8, 3)
             served = len(ngx.access_log_lines())
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGINT)
             line = proc.stderr.readline().decode()
             assert "decoding the deferred backlog" in line, line
             proc.send_signal(signal.SIGINT)
