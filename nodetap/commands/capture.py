@@ -229,6 +229,12 @@ def format_summary(summary: dict[str, int]) -> str:
     )
     if flagged:
         lines.append(f"nodetap: flagged RRPairs: {flagged}")
+    if summary.get("defer_spooled_bytes"):
+        lines.append(
+            f"nodetap: deferred decoding: {summary['defer_spooled_bytes'] >> 20} MiB spooled, "
+            f"backlog up to {summary.get('defer_peak_backlog_bytes', 0) >> 20} MiB, "
+            f"decoder waited {summary.get('defer_paused_ms', 0) / 1000:.1f} s for idle CPU"
+        )
     if drops:
         lines.append("nodetap: drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
     else:

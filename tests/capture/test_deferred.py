@@ -156,6 +156,7 @@ def test_a_full_spool_ends_as_counted_kernel_drops(tmp_path: Path) -> None:
                 proc.wait()
     assert proc.returncode == 0, err.decode()
     assert "spool full" in err.decode()
+    assert "nodetap: deferred decoding: " in err.decode()  # the exit summary says so
     s = json.loads(summary_path.read_text())
     assert s["defer_refusals"] > 0
     assert s["drop_ringbuf_data_records"] > 0
