@@ -31,7 +31,6 @@ from nodetap.errors import UserError
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 30.0
-DRAIN_NICE = 10
 
 
 class DeferredDecode:
@@ -67,9 +66,6 @@ class DeferredDecode:
                 "--remove-dir-if-orphaned",
             ),
             pass_fds=(ring_fd,),
-            # a lower weight: it wakes every poll interval for a short batch and need not
-            # preempt the workload for it (the ring buffer holds far more than a poll's worth)
-            preexec_fn=lambda: os.nice(DRAIN_NICE),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,

@@ -40,6 +40,7 @@ PR_SET_PDEATHSIG = 1
 BPF_MAP_TYPE_RINGBUF = 27
 EXIT_PARENT_GONE = 1
 EXIT_USAGE = 2
+DRAIN_NICE = 10
 
 _PREFIX = "nodetap: spool drain"
 
@@ -104,6 +105,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-bytes", type=_positive_int, required=True, help="spool bound")
     p.add_argument("--poll-interval", type=_interval, default=0.005, help="seconds")
     p.add_argument("--parent", type=_positive_int, help="exit unless this is the parent")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=DRAIN_NICE,
+        help="niceness to add (default %(default)s: a short batch every poll interval need "
+        "not preempt the workload; the ring buffer holds far more than a poll's worth)",
+    )
     p.add_argument(
         "--remove-dir-if-orphaned",
         action="store_true",
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     args = parse_args(argv)
+    os.nice(args.nice)
     _die_with_parent()
     if orphaned(args.parent):
         print(f"{_PREFIX}: the parent process is gone", file=sys.stderr)
