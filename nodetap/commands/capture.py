@@ -23,10 +23,13 @@ examples:
   nodetap capture -p 4242 --format table        # one process, a line per exchange
   nodetap capture --port 80 --duration 30 -o web.jsonl
   nodetap capture --port 80 --count 100 --forwarder 127.0.0.1:7070
+  nodetap capture --port 80 --defer-max 0       # decode at once (no spool, normal priority)
   nodetap capture --mode packet --interface veth0 --port 80
   nodetap capture --ebpf                        # print the BPF program and exit
 
-The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit.
+The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit. Decoding is
+deferred by default: under load RRPairs come when the CPUs have time; on Ctrl-C the
+backlog is decoded first (a second Ctrl-C discards it, counted).
 """
 
 
