@@ -124,6 +124,7 @@ class SyscallCapture:
         self._next_agent_id = 1
         self._mono_to_wall = time.time_ns() - time.monotonic_ns()
         self._last_idle_check = time.monotonic()
+        self._last_prune = time.monotonic()
         self._ports = set(cfg.ports)
         self._lock = threading.Lock()
         self._final_kernel: dict[str, int] | None = None
@@ -266,8 +267,14 @@ class SyscallCapture:
         gate: IdleGate | None,
     ) -> None:
         while not stop.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return
+            if now - self._last_prune > self.cfg.idle_check_interval:
+                # on its own clock: unlike reaping connections, it need not wait for the
+                # backlog to be read, and it must go on while a deferred decoder waits
+                self._last_prune = now
+                self._prune_args_slots()
             if self._deferred is not None:
                 if not self._deferred.alive():
                     self._drain_failed()
@@ -720,9 +727,7 @@ class SyscallCapture:
 
     def _reap_dead(self) -> None:
         """Connections of processes that exited without close() (exit closes fds
-        without a close syscall): finish them and free their kernel entries; and the
-        argument slots of exited threads."""
-        self._prune_args_slots()
+        without a close syscall): finish them and free their kernel entries."""
         now = time.monotonic_ns()
         for conn in self.tracker.idle(now, int(self.cfg.idle_check_interval * 1e9)):
             if procfs.process_alive(conn.tgid) and procfs.socket_inode(conn.tgid, conn.fd):

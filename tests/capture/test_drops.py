@@ -186,12 +186,15 @@ def test_a_connection_that_is_not_http_stops_being_copied() -> None:
     assert [p.http.req.method for p in lc.pairs if p.http.req.url == "/x"] == ["GET", "GET"]
 
 
-def test_argument_slots_of_exited_threads_are_freed() -> None:
+@pytest.mark.parametrize("spool_max", [0, 64 << 20], ids=["direct", "deferred"])
+def test_argument_slots_of_exited_threads_are_freed(spool_max: int) -> None:
     """A thread keeps its syscall-argument slot between syscalls; the agent frees the
     slots of threads that exited, so short-lived threads never fill the table."""
     with (
         python_server_process() as srv,
-        live_capture(ports=[srv.port], max_inflight=8, idle_check_interval=0.3) as lc,
+        live_capture(
+            ports=[srv.port], max_inflight=8, idle_check_interval=0.3, spool_max=spool_max
+        ) as lc,
     ):
         for r in range(3):
             for i in range(4):  # a server thread and a curl process each, both gone after
