@@ -150,30 +150,20 @@ def test_notrack_keeps_table_empty(tmp_path: Path, backend: str) -> None:
     assert untracked["requests"]["responses"] == 40 and untracked["errors"]["total"] == 0
 
 
+def _dnat(lab: Lab, ns: Netns, vip: str, to: str) -> None:
+    """A Service-like rule in ns: TCP to vip:80 goes to `to` (DNAT in nat OUTPUT)."""
+    lab.run(
+        ns,
+        ["iptables", "-t", "nat", "-A", "OUTPUT", "-d", vip, "-p", "tcp", "--dport", "80"]
+        + ["-j", "DNAT", "--to-destination", to],
+    )
+
+
 def test_notrack_refused_for_nat_target(tmp_path: Path) -> None:
     with Lab() as lab:
         cli, _, link = _setup(lab, tmp_path)
         vip = "192.0.2.10"
-        lab.run(
-            cli,
-            [
-                "iptables",
-                "-t",
-                "nat",
-                "-A",
-                "OUTPUT",
-                "-d",
-                vip,
-                "-p",
-                "tcp",
-                "--dport",
-                "80",
-                "-j",
-                "DNAT",
-                "--to-destination",
-                f"{link.b_ip}:8080",
-            ],
-        )
+        _dnat(lab, cli, vip, f"{link.b_ip}:8080")
         with pytest.raises(UserError, match="NATed"):
             rules.notrack_for_target(vip, 80, cli.name)
         assert rules.status(cli.name) == []
@@ -189,26 +179,7 @@ def test_flush_stale_removes_exactly_earlier_runs_entries(tmp_path: Path) -> Non
         cli, _, link = _setup(lab, tmp_path, ports=(8080, 8081))
         vip = "192.0.2.20"
         lab.route(cli, "192.0.2.0/24", link.b_ip)
-        lab.run(
-            cli,
-            [
-                "iptables",
-                "-t",
-                "nat",
-                "-A",
-                "OUTPUT",
-                "-d",
-                vip,
-                "-p",
-                "tcp",
-                "--dport",
-                "80",
-                "-j",
-                "DNAT",
-                "--to-destination",
-                f"{link.b_ip}:8080",
-            ],
-        )
+        _dnat(lab, cli, vip, f"{link.b_ip}:8080")
         _curl(lab, cli, f"http://{link.b_ip}:8080/direct", 5)
         _curl(lab, cli, f"http://{vip}/via-service", 3)
         _curl(lab, cli, f"http://[{link.b_ip6}]:8080/v6", 2)

@@ -23,6 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token"
 
 
+def _start_agent(port: int, allow: str, token: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`nodetap replay-agent` on 127.0.0.1:port."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nodetap", "replay-agent", "--listen", f"127.0.0.1:{port}"]
+        + ["--allow-target", allow, "--token-file", str(token), *extra],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @contextlib.contextmanager
 def agents(
     n: int, tmp: Path, allow: str = "127.0.0.0/8"
@@ -33,22 +43,7 @@ def agents(
     try:
         for _ in range(n):
             port = free_port()
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "nodetap",
-                    "replay-agent",
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--allow-target",
-                    allow,
-                    "--token-file",
-                    str(tok),
-                ],
-                cwd=ROOT,
-                stderr=subprocess.DEVNULL,
-            )
+            proc = _start_agent(port, allow, tok)
             out.append((f"127.0.0.1:{port}", proc))
         for addr, _ in out:
             wait_for_port("127.0.0.1", int(addr.split(":")[1]))
@@ -165,26 +160,7 @@ def test_agent_over_tls_with_token(tmp_path: Path) -> None:
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nodetap",
-            "replay-agent",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--allow-target",
-            "127.0.0.1",
-            "--token-file",
-            str(tok),
-            "--tls-cert",
-            str(cert),
-            "--tls-key",
-            str(key),
-        ],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_agent(port, "127.0.0.1", tok, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
         wait_for_port("127.0.0.1", port)
         with nginx() as ng:
