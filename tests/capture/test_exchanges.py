@@ -25,6 +25,7 @@ from nodetap.v1 import rrpair_pb2 as pb
 from tests.capture.clients import (
     Headers,
     PausedClient,
+    PyRun,
     RawClient,
     Request,
     Response,
@@ -133,6 +134,17 @@ def both_sides(
     for i, o in zip(inb, out, strict=True):
         assert_agree(i, o, flags or [])
     return inb, out
+
+
+def assert_echoed_both_sides(env: Env, run: PyRun, reqs: list[Request]) -> None:
+    """A Python client's requests to the echo server, each answered with its own body,
+    captured exactly on both sides."""
+    inb, out = both_sides(env, run.local_port, len(reqs))
+    for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
+        assert res.body == req.body
+        for p in (p_in, p_out):
+            assert_request(p, req.method, req.url, req.headers, req.body)
+            assert_response(p, res)
 
 
 def of_port(where: Env | LiveCapture, client_port: int) -> Callable[[pb.RRPair], bool]:
@@ -402,12 +414,7 @@ def test_keepalive_many_requests_one_connection(env: Env) -> None:
         for i in range(100)
     ]
     run = py_http("127.0.0.1", env.py.port, posts)
-    inb, out = both_sides(env, run.local_port, 100)
-    for p_in, p_out, req, res in zip(inb, out, posts, run.responses, strict=True):
-        assert res.body == req.body
-        for p in (p_in, p_out):
-            assert_request(p, req.method, req.url, req.headers, req.body)
-            assert_response(p, res)
+    assert_echoed_both_sides(env, run, posts)
     assert_no_loss(env.lc)
 
 
@@ -482,12 +489,7 @@ def test_parallel_connections_of_one_client_process(env: Env) -> None:
     runs = py_http_parallel("127.0.0.1", env.py.port, conns)
     assert len({r.local_port for r in runs}) == 20
     for reqs, run in zip(conns, runs, strict=True):
-        inb, out = both_sides(env, run.local_port, len(reqs))
-        for p_in, p_out, req, res in zip(inb, out, reqs, run.responses, strict=True):
-            assert res.body == req.body
-            for p in (p_in, p_out):
-                assert_request(p, req.method, req.url, req.headers, req.body)
-                assert_response(p, res)
+        assert_echoed_both_sides(env, run, reqs)
     assert_no_loss(env.lc)
 
 
