@@ -72,13 +72,17 @@ class DeferredDecode:
         )
         self.reader = SpoolReader(self.dir)
         self.counters: dict[str, int] = {}
+        self._stopped = False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self) -> dict[str, int]:
         """Let the drain process move what the ring still holds, then end it; return
-        its counters (bytes, extents, refusals)."""
+        its counters (bytes, extents, refusals). Once: later calls return the same."""
+        if self._stopped:
+            return self.counters
+        self._stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
