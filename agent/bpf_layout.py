@@ -56,7 +56,6 @@ COUNTER_NAMES = (
     "drop_sendfile_bytes",
     "drop_mmsg_calls",
     "drop_conn_table_full",
-    "drop_args_table_full",
     "conns_opened",
     "conns_filtered",
     "data_records",

@@ -80,7 +80,6 @@ class CaptureConfig:
     poll_interval: float = 0.01
     ringbuf_pages: int = 4096
     max_conns: int = 65536
-    max_inflight: int = 16384
     preexisting: bool = True
     idle_check_interval: float = 5.0
     # pid -> who the process is (agent.enrich.Enricher.enrich); called once per connection
@@ -124,7 +123,6 @@ class SyscallCapture:
         self._next_agent_id = 1
         self._mono_to_wall = time.time_ns() - time.monotonic_ns()
         self._last_idle_check = time.monotonic()
-        self._last_prune = time.monotonic()
         self._ports = set(cfg.ports)
         self._lock = threading.Lock()
         self._final_kernel: dict[str, int] | None = None
@@ -141,7 +139,6 @@ class SyscallCapture:
             LoadOptions(
                 ringbuf_pages=self.cfg.ringbuf_pages,
                 max_conns=self.cfg.max_conns,
-                max_inflight=self.cfg.max_inflight,
             )
         )
         self.probes = probes
@@ -270,11 +267,6 @@ class SyscallCapture:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return
-            if now - self._last_prune > self.cfg.idle_check_interval:
-                # on its own clock: unlike reaping connections, it need not wait for the
-                # backlog to be read, and it must go on while a deferred decoder waits
-                self._last_prune = now
-                self._prune_args_slots()
             if self._deferred is not None:
                 if not self._deferred.alive():
                     self._drain_failed()
@@ -714,16 +706,6 @@ class SyscallCapture:
         for d in (0, 1):
             for ch in conn.streams[d].gap_to(int(cur.off[d]), ts):
                 self._feed_chunk(conn, d, ch)
-
-    def _prune_args_slots(self) -> None:
-        """Free the syscall-argument slots (bpf/common.h: active_io) of exited threads."""
-        if self.probes is None:
-            return
-        table = self.probes.table("active_io")
-        for key in list(table.keys()):
-            if not procfs.thread_alive(key.value >> 32, key.value & 0xFFFFFFFF):
-                with contextlib.suppress(KeyError):
-                    del table[key]
 
     def _reap_dead(self) -> None:
         """Connections of processes that exited without close() (exit closes fds

@@ -38,7 +38,6 @@ class LoadOptions:
 
     ringbuf_pages: int = 4096  # 16 MiB with 4 KiB pages; a power of two
     max_conns: int = 65536
-    max_inflight: int = 16384  # data syscalls in flight on tracked connections, node-wide
 
 
 @dataclass
@@ -142,7 +141,6 @@ def cflags(opts: LoadOptions) -> list[str]:
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
         f"-DNT_MAX_CONNS={opts.max_conns}",
-        f"-DNT_MAX_INFLIGHT={opts.max_inflight}",
     ]
 
 
@@ -189,7 +187,7 @@ def _tp_name(tp: bytes | str) -> str:
 
 
 def _fill_dispatch(bpf: Any, prog_type: int) -> list[str]:
-    """Load the syscall handlers and put them in the dispatch arrays at their syscall
+    """Load the syscall handlers and put them in the dispatch array at their syscall
     numbers (bpf/syscall_dispatch.c); return the syscalls followed."""
     numbers = syscalls.numbers()
     fds: dict[str, int] = {}
@@ -200,11 +198,8 @@ def _fill_dispatch(bpf: Any, prog_type: int) -> list[str]:
         return fds[name]
 
     bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(fd_of("nt_iov_step"))
-    enter, exit_ = bpf[b"sys_enter_progs"], bpf[b"sys_exit_progs"]
-    for name, (on_enter, on_exit) in syscalls.HANDLERS.items():
-        nr = ctypes.c_int(numbers[name])
-        # exit first: an entry handler that saved arguments always finds its exit there
+    exit_ = bpf[b"sys_exit_progs"]
+    for name, (_, on_exit) in syscalls.HANDLERS.items():
         if on_exit:
-            exit_[nr] = ctypes.c_int(fd_of(on_exit))
-        enter[nr] = ctypes.c_int(fd_of(on_enter))
+            exit_[ctypes.c_int(numbers[name])] = ctypes.c_int(fd_of(on_exit))
     return sorted(syscalls.HANDLERS)

@@ -95,10 +95,6 @@ def process_alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
 
 
-def thread_alive(pid: int, tid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}/task/{tid}")
-
-
 def comm(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as f:

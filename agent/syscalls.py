@@ -1,8 +1,10 @@
 """The syscalls the capture programs follow: their numbers and their handlers.
 
-bpf/syscall_dispatch.c calls a handler by syscall number from two raw tracepoints; the
-loader puts each handler program at its syscall's number in the dispatch arrays. Syscall
-numbers are part of each architecture's ABI and never change, so they are listed here
+bpf/syscall_dispatch.c calls an exit handler by syscall number from the raw
+`raw_syscalls:sys_exit` tracepoint; the loader puts each handler program at its syscall's
+number in the dispatch array. The few syscalls whose entry matters have per-syscall entry
+tracepoints of their own (bpf/conn_lifecycle.c). Syscall numbers are part of each
+architecture's ABI and never change, so they are listed here
 (tests/agent/test_syscalls.py checks them against the C library's <asm/unistd.h>).
 """
 
@@ -10,23 +12,24 @@ from __future__ import annotations
 
 import platform
 
-# syscall -> (entry handler, exit handler or None): functions in bpf/*.c
-HANDLERS: dict[str, tuple[str, str | None]] = {
-    "read": ("nt_enter_read", "nt_exit_io"),
-    "write": ("nt_enter_write", "nt_exit_io"),
-    "readv": ("nt_enter_readv", "nt_exit_io"),
-    "writev": ("nt_enter_writev", "nt_exit_io"),
-    "recvfrom": ("nt_enter_recvfrom", "nt_exit_io"),
-    "sendto": ("nt_enter_sendto", "nt_exit_io"),
-    "recvmsg": ("nt_enter_recvmsg", "nt_exit_io"),
-    "sendmsg": ("nt_enter_sendmsg", "nt_exit_io"),
-    "sendfile": ("nt_enter_sendfile", "nt_exit_io"),
-    "sendmmsg": ("nt_enter_sendmmsg", None),
-    "recvmmsg": ("nt_enter_recvmmsg", None),
-    "accept": ("nt_enter_accept", "nt_exit_accept"),
-    "accept4": ("nt_enter_accept", "nt_exit_accept"),
-    "connect": ("nt_enter_connect", "nt_exit_connect"),
-    "close": ("nt_enter_close", None),
+# syscall -> (entry tracepoint or None, exit handler or None): the handlers are functions
+# in bpf/*.c, the entry tracepoints TRACEPOINT_PROBEs there
+HANDLERS: dict[str, tuple[str | None, str | None]] = {
+    "read": (None, "nt_exit_read"),
+    "write": (None, "nt_exit_write"),
+    "readv": (None, "nt_exit_readv"),
+    "writev": (None, "nt_exit_writev"),
+    "recvfrom": (None, "nt_exit_recvfrom"),
+    "sendto": (None, "nt_exit_sendto"),
+    "recvmsg": (None, "nt_exit_recvmsg"),
+    "sendmsg": (None, "nt_exit_sendmsg"),
+    "sendfile": (None, "nt_exit_sendfile"),
+    "sendmmsg": (None, "nt_exit_sendmmsg"),
+    "recvmmsg": (None, "nt_exit_recvmmsg"),
+    "accept": ("syscalls:sys_enter_accept", "nt_exit_accept"),
+    "accept4": ("syscalls:sys_enter_accept4", "nt_exit_accept"),
+    "connect": ("syscalls:sys_enter_connect", "nt_exit_connect"),
+    "close": ("syscalls:sys_enter_close", None),
 }
 
 # __NR_<name> by `platform.machine()` (sendfile is __NR_sendfile on both: sendfile64
@@ -68,8 +71,13 @@ NUMBERS: dict[str, dict[str, int]] = {
     },
 }
 
-# the raw tracepoints the dispatch attaches to, and the one classic tracepoint
-TRACEPOINTS = ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sock:inet_sock_set_state")
+# every tracepoint the programs attach to: the dispatch's raw tracepoint, the entry
+# tracepoints, and the TCP state changes
+TRACEPOINTS = (
+    "raw_syscalls:sys_exit",
+    *sorted(entry for entry, _ in HANDLERS.values() if entry),
+    "sock:inet_sock_set_state",
+)
 
 
 def numbers(machine: str | None = None) -> dict[str, int]:

@@ -6,7 +6,7 @@
  * principle 1), so the kernel headers BCC compiles against may be of another kernel
  * version without changing what the programs read.
  *
- * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS and NT_MAX_INFLIGHT (-D flags).
+ * The loader defines NT_RINGBUF_PAGES and NT_MAX_CONNS (-D flags).
  */
 #include "nodetap.h"
 
@@ -33,20 +33,16 @@ BPF_RINGBUF_OUTPUT(events, NT_RINGBUF_PAGES);
  * the agent removes entries of processes that exited without close(). */
 BPF_HASH(conns, u64, struct nt_conn, NT_MAX_CONNS);
 
-/* Arguments of an in-flight data syscall on a tracked connection, by thread. A thread's
- * entry is kept after its syscall returns (`valid` cleared) and reused by its next one:
- * a lookup and a store instead of a hash insert and delete per syscall. The agent
- * removes the entries of threads that exited; a full table is counted
- * (NT_DROP_ARGS_TABLE_FULL). */
+/* What a data syscall moved, read at its exit (data_io.c): its conns key, where the bytes
+ * are and which way they went. */
 struct nt_io_args {
     u64 key;    /* conns key */
     u64 buf;    /* buffer, or iovec array when iovcnt > 0 */
     u32 iovcnt;
     u8 dir;
-    u8 valid;   /* the thread is inside this syscall */
+    u8 _pad;
     u16 sc;
 };
-BPF_HASH(active_io, u64, struct nt_io_args, NT_MAX_INFLIGHT);
 
 /* connect() in flight, by thread; inet_sock_set_state(SYN_SENT) runs in the same task
  * inside connect() and fills in the local address (and proves the socket is TCP). */
@@ -82,9 +78,6 @@ struct nt_closing {
     u64 conn_id;
 };
 BPF_TABLE("lru_hash", u64, struct nt_closing, closing, 4096);
-
-/* accept() in flight, by thread: where the kernel writes the peer's sockaddr. */
-BPF_HASH(pending_accept, u64, u64, 4096);
 
 /* Local address of passively opened connections, by peer address, learnt when the
  * child socket becomes ESTABLISHED (softirq context, no fd yet) and picked up by the
@@ -313,12 +306,14 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
 
 /* ---- syscall arguments (see syscall_dispatch.c) ----
  *
- * The raw sys_enter tracepoint passes the task's saved user registers (ctx->args[0])
- * and the syscall number (ctx->args[1]). The arguments are read at the offsets of the
- * architecture's user register layout (what ptrace exposes, fixed by the ABI), through
- * nodetap's own struct rather than the kernel headers' struct pt_regs. A syscall made
- * through a 32-bit compat entry uses another numbering: it is skipped, as the
- * per-syscall tracepoints skip it. */
+ * The raw sys_exit tracepoint passes the task's saved user registers (ctx->args[0]) and
+ * the return value (ctx->args[1]). The registers still hold the syscall's arguments
+ * there: x86-64 saves rdi, rsi, rdx, r10, r8 and r9 at entry and puts only the return
+ * value in rax; arm64 puts it in x0 but keeps the first argument in orig_x0. They are
+ * read at the offsets of the architecture's user register layout (what ptrace exposes,
+ * fixed by the ABI), through nodetap's own struct rather than the kernel headers' struct
+ * pt_regs. A syscall made through a 32-bit compat entry uses another numbering: it is
+ * skipped, as the per-syscall tracepoints skip it. */
 struct nt_sys {
     u64 a[6];
 };
@@ -368,11 +363,14 @@ static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ct
 
 static __always_inline int nt_sys_args(struct bpf_raw_tracepoint_args *ctx, struct nt_sys *s)
 {
-    u64 pstate = 0;
-    if (bpf_probe_read_kernel(&pstate, sizeof(pstate), (void *)(ctx->args[0] + NT_REGS_PSTATE_OFF)) ||
-        (pstate & NT_PSR_MODE32))
+    u64 tail[2] = {}; /* pstate, orig_x0 */
+    if (bpf_probe_read_kernel(tail, sizeof(tail), (void *)(ctx->args[0] + NT_REGS_PSTATE_OFF)) ||
+        (tail[0] & NT_PSR_MODE32))
         return 0;
-    return !bpf_probe_read_kernel(s, sizeof(*s), (void *)ctx->args[0]); /* x0..x5 */
+    if (bpf_probe_read_kernel(s, sizeof(*s), (void *)ctx->args[0])) /* x0..x5 */
+        return 0;
+    s->a[0] = tail[1]; /* x0 holds the return value by now */
+    return 1;
 }
 
 static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ctx)
@@ -385,9 +383,10 @@ static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ct
 #error "nodetap: syscall argument offsets are defined for x86-64 and arm64 only"
 #endif
 
-/* An entry handler, the start of one that reads its arguments, and the start of one that
- * only matters for processes with tracked connections. */
-#define NT_ENTER(name) int nt_enter_##name(struct bpf_raw_tracepoint_args *ctx)
+/* An exit handler (syscall_dispatch.c calls it by syscall number), the start of one that
+ * reads its arguments, and the start of one that only matters for processes with
+ * tracked connections. */
+#define NT_EXIT(name) int nt_exit_##name(struct bpf_raw_tracepoint_args *ctx)
 #define NT_TRACKED_OR_RETURN()                                                                 \
     if (!nt_tgid_tracked(bpf_get_current_pid_tgid()))                                          \
         return 0;

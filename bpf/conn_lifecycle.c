@@ -1,28 +1,33 @@
 /* conn_lifecycle.c: which connections exist, who opened them, and when they end.
  *
- * accept/accept4 (server side), connect (client side) and close, from the syscall
- * dispatch (syscall_dispatch.c), plus the sock:inet_sock_set_state tracepoint, which supplies the local address of a
- * connection (the syscalls only give the peer's) and proves a connect() is TCP.
+ * accept/accept4 (server side), connect (client side) and close, plus the
+ * sock:inet_sock_set_state tracepoint, which supplies the local address of a connection
+ * (the syscalls only give the peer's) and proves a connect() is TCP.
+ *
+ * Their exits come from the syscall dispatch (syscall_dispatch.c). Their entries are
+ * per-syscall tracepoints, paid only by these syscalls: accept and connect mark the
+ * process so that the dispatch looks at their exits (common.h: tracked_tgids), connect
+ * prepares what the SYN_SENT state change inside it fills in, and close must end the
+ * connection before the fd is free for the process to reuse.
  */
 
 /* ---- connect: the traced process is the client ---- */
 
 /* connect(fd, uservaddr, addrlen) */
-NT_ENTER(connect)
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
 {
     u64 id = bpf_get_current_pid_tgid();
     if (!nt_pid_wanted(id >> 32))
         return 0;
-    NT_ARGS_OR_RETURN(s);
     nt_mark_tgid(id >> 32); /* its exit must be looked at */
     struct nt_pending_connect pc = {};
-    pc.addr = s.a[1];
-    pc.fd = s.a[0];
+    pc.addr = (u64)args->uservaddr;
+    pc.fd = args->fd;
     pending_connect.update(&id, &pc);
     return 0;
 }
 
-int nt_exit_connect(struct bpf_raw_tracepoint_args *ctx)
+NT_EXIT(connect)
 {
     long ret = (long)ctx->args[1];
     u64 id = bpf_get_current_pid_tgid();
@@ -63,31 +68,32 @@ int nt_exit_connect(struct bpf_raw_tracepoint_args *ctx)
 
 /* ---- accept: the traced process is the server ---- */
 
-static __always_inline int nt_accept_enter(u64 uaddr)
+/* accept(fd, upeer_sockaddr, upeer_addrlen) and accept4(..., flags): mark the process,
+ * so that the dispatch looks at the exit */
+static __always_inline int nt_accept_enter(void)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    if (!nt_pid_wanted(id >> 32))
-        return 0;
-    nt_mark_tgid(id >> 32); /* its exit must be looked at */
-    pending_accept.update(&id, &uaddr);
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (nt_pid_wanted(tgid))
+        nt_mark_tgid(tgid);
     return 0;
 }
 
-static __always_inline int nt_accept_exit(long ret)
+TRACEPOINT_PROBE(syscalls, sys_enter_accept) { return nt_accept_enter(); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4) { return nt_accept_enter(); }
+
+/* the exit of accept and accept4: the return value is the new fd. A server that was
+ * already blocked in accept() when the capture started is marked by the agent. */
+NT_EXIT(accept)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u64 uaddr = 0;
-    u64 *up = pending_accept.lookup(&id);
-    if (up) {
-        uaddr = *up;
-        pending_accept.delete(&id);
-    } else if (ret < 0 || !nt_pid_wanted(id >> 32)) {
-        return 0;
-    }
-    /* else: a server that was already blocked in accept() when the capture started;
-     * its sockaddr pointer is unknown, the agent learns the addresses from /proc */
+    long ret = (long)ctx->args[1];
     if (ret < 0)
         return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    if (!nt_pid_wanted(id >> 32))
+        return 0;
+    NT_ARGS_OR_RETURN(s);
+    u64 uaddr = s.a[1];
     struct nt_conn_event ev = {};
     u8 flags = 0;
     int ports_known = 0;
@@ -118,19 +124,6 @@ static __always_inline int nt_accept_exit(long ret)
     }
     nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev);
     return 0;
-}
-
-/* accept(fd, upeer_sockaddr, upeer_addrlen) and accept4(..., flags) */
-NT_ENTER(accept)
-{
-    NT_ARGS_OR_RETURN(s);
-    return nt_accept_enter(s.a[1]);
-}
-
-/* the exit of accept and accept4: the return value is the new fd */
-int nt_exit_accept(struct bpf_raw_tracepoint_args *ctx)
-{
-    return nt_accept_exit((long)ctx->args[1]);
 }
 
 /* ---- TCP state changes: local addresses ---- */
@@ -254,13 +247,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 /* ---- close ---- */
 
-/* close(fd) */
-NT_ENTER(close)
+/* close(fd), at entry: the connection ends before the fd is free to be reused */
+TRACEPOINT_PROBE(syscalls, sys_enter_close)
 {
     NT_TRACKED_OR_RETURN();
-    NT_ARGS_OR_RETURN(s);
     u64 id = bpf_get_current_pid_tgid();
-    u64 key = (id & 0xffffffff00000000ULL) | (u32)s.a[0];
+    u64 key = (id & 0xffffffff00000000ULL) | (u32)args->fd;
     struct nt_conn *c = nt_conn_of(key);
     if (!c)
         return 0;

@@ -1,39 +1,12 @@
 /* data_io.c: the bytes read and written on tracked connections.
  *
- * Entry handlers keep the syscall's arguments (only for tracked fds: one hash lookup
- * is all an untracked read or write costs); exit handlers copy exactly the bytes the
- * syscall moved (its return value) into variable-size ring-buffer records, split into
- * pieces of at most NT_MAX_CHUNK bytes, each with its stream offset. Bytes that cannot
- * be copied still advance the offset, so the agent always sees where a gap is.
+ * Everything happens at the syscall's exit (syscall_dispatch.c): one hash lookup is all
+ * a read or write on an untracked fd costs, and a syscall that moved nothing (EAGAIN)
+ * costs less. The bytes the syscall moved (its return value) are copied into
+ * variable-size ring-buffer records, split into pieces of at most NT_MAX_CHUNK bytes,
+ * each with its stream offset. Bytes that cannot be copied still advance the offset,
+ * so the agent always sees where a gap is.
  */
-
-static __always_inline int nt_io_enter(u32 fd, u64 buf, u32 iovcnt, u8 dir, u16 sc)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    u64 key = (id & 0xffffffff00000000ULL) | fd;
-    if (!nt_conn_of(key))
-        return 0;
-    struct nt_io_args *slot = active_io.lookup(&id);
-    if (slot) {
-        slot->key = key;
-        slot->buf = buf;
-        slot->iovcnt = iovcnt;
-        slot->dir = dir;
-        slot->sc = sc;
-        slot->valid = 1;
-        return 0;
-    }
-    struct nt_io_args a = {};
-    a.key = key;
-    a.buf = buf;
-    a.iovcnt = iovcnt;
-    a.dir = dir;
-    a.sc = sc;
-    a.valid = 1;
-    if (active_io.update(&id, &a))
-        nt_count(NT_DROP_ARGS_TABLE_FULL, 1);
-    return 0;
-}
 
 /* Where an iovec syscall's copy stands, carried across tail calls (per CPU: a tail
  * call runs on the CPU of its caller, with nothing in between). */
@@ -197,46 +170,44 @@ static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 s
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
 }
 
-static __always_inline int nt_io_exit(void *ctx, long ret)
+/* The tracked connection that (this process's) fd names, and its conns key; 0 if none. */
+static __always_inline struct nt_conn *nt_conn_of_fd(u64 fd, u64 *key)
 {
-    u64 id = bpf_get_current_pid_tgid(); /* tracked_tgids: checked by the dispatch */
-    struct nt_io_args *ap = active_io.lookup(&id);
-    if (!ap || !ap->valid)
-        return 0;
-    struct nt_io_args a = *ap;
-    ap->valid = 0;
-    if (ret <= 0)
-        return 0;
-    struct nt_conn *c = nt_conn_of(a.key);
-    if (!c)
-        return 0;
-    u64 start = __sync_fetch_and_add(&c->off[a.dir & 1], (u64)ret);
-    if (a.sc == NT_SC_SENDFILE) {
+    *key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)fd;
+    return nt_conn_of(*key);
+}
+
+/* Copy the `ret` bytes a data syscall moved on connection c (its arguments in a). */
+static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct nt_io_args *a)
+{
+    u32 tgid = a->key >> 32;
+    u64 start = __sync_fetch_and_add(&c->off[a->dir & 1], (u64)ret);
+    if (a->sc == NT_SC_SENDFILE) {
         /* the file's bytes never pass through a user buffer */
         nt_count(NT_DROP_SENDFILE_BYTES, ret);
-        nt_emit_gap(&a, c->id, start, ret, id >> 32);
+        nt_emit_gap(a, c->id, start, ret, tgid);
         return 0;
     }
     if (c->flags & NT_CONN_MUTED) {
         nt_count(NT_STAT_MUTED_BYTES, ret);
         return 0;
     }
-    struct nt_data_event *ev = nt_stage(&a, c->id, id >> 32);
+    struct nt_data_event *ev = nt_stage(a, c->id, tgid);
     if (!ev)
         return 0;
-    if (!a.iovcnt) {
-        u64 done = nt_emit_buffer(ev, a.buf, ret, start);
+    if (!a->iovcnt) {
+        u64 done = nt_emit_buffer(ev, a->buf, ret, start);
         if (done < (u64)ret)
             nt_count(NT_DROP_TRUNCATED_BYTES, ret - done);
         return 0;
     }
-    if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, &a, ret, start))
+    if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start))
         return 0;
     u32 zero = 0;
     struct nt_iov_cursor *cur = iov_cursor.lookup(&zero);
     if (!cur)
         return 0;
-    cur->a = a;
+    cur->a = *a;
     cur->start = start;
     cur->total = ret;
     cur->done = 0;
@@ -246,90 +217,118 @@ static __always_inline int nt_io_exit(void *ctx, long ret)
     return 0;
 }
 
-/* ---- entry handlers, by syscall (syscall_dispatch.c calls them by number) ---- */
-
-/* read(fd, buf, count), write(fd, buf, count) */
-NT_ENTER(read)
+/* A data syscall with a buffer or an iovec array (iovcnt > 0) on fd. */
+static __always_inline int nt_io_fd(void *ctx, long ret, u64 fd, u64 buf, u32 iovcnt, u8 dir,
+                                    u16 sc)
 {
-    NT_TRACKED_OR_RETURN();
-    NT_ARGS_OR_RETURN(s);
-    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_READ);
+    struct nt_io_args a = {};
+    struct nt_conn *c = nt_conn_of_fd(fd, &a.key);
+    if (!c)
+        return 0;
+    a.buf = buf;
+    a.iovcnt = iovcnt;
+    a.dir = dir;
+    a.sc = sc;
+    return nt_io(ctx, ret, c, &a);
 }
 
-NT_ENTER(write)
+/* The start of an exit handler of a syscall that returns a byte count: nothing to do
+ * when it moved nothing (EAGAIN on a non-blocking socket is the common case). */
+#define NT_MOVED_OR_RETURN(ret)                                                                \
+    long ret = (long)ctx->args[1];                                                             \
+    if (ret <= 0)                                                                              \
+        return 0;
+
+/* ---- exit handlers, by syscall (syscall_dispatch.c calls them by number) ---- */
+
+/* read(fd, buf, count), write(fd, buf, count) */
+NT_EXIT(read)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_WRITE);
+    return nt_io_fd(ctx, ret, s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_READ);
+}
+
+NT_EXIT(write)
+{
+    NT_MOVED_OR_RETURN(ret);
+    NT_ARGS_OR_RETURN(s);
+    return nt_io_fd(ctx, ret, s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_WRITE);
 }
 
 /* recvfrom(fd, ubuf, size, flags, addr, addrlen) */
-NT_ENTER(recvfrom)
+NT_EXIT(recvfrom)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
     if (s.a[3] & NT_MSG_PEEK) {
         /* the same bytes are read again later: copying them now would duplicate them */
-        u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)s.a[0];
-        if (nt_conn_of(key))
+        u64 key;
+        if (nt_conn_of_fd(s.a[0], &key))
             nt_count(NT_STAT_PEEK_CALLS, 1);
         return 0;
     }
-    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_RECVFROM);
+    return nt_io_fd(ctx, ret, s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_RECVFROM);
 }
 
 /* sendto(fd, buff, len, flags, addr, addrlen) */
-NT_ENTER(sendto)
+NT_EXIT(sendto)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_io_enter(s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_SENDTO);
+    return nt_io_fd(ctx, ret, s.a[0], s.a[1], 0, NT_DIR_EGRESS, NT_SC_SENDTO);
 }
 
 /* readv(fd, vec, vlen), writev(fd, vec, vlen) */
-NT_ENTER(readv)
+NT_EXIT(readv)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_io_enter(s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_INGRESS, NT_SC_READV);
+    return nt_io_fd(ctx, ret, s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_INGRESS,
+                    NT_SC_READV);
 }
 
-NT_ENTER(writev)
+NT_EXIT(writev)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_io_enter(s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_EGRESS, NT_SC_WRITEV);
+    return nt_io_fd(ctx, ret, s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_EGRESS,
+                    NT_SC_WRITEV);
 }
 
-static __always_inline int nt_msg_enter(u32 fd, u64 umsg, u32 flags, u8 dir, u16 sc)
+static __always_inline int nt_msg(void *ctx, long ret, u64 fd, u64 umsg, u32 flags, u8 dir,
+                                  u16 sc)
 {
-    u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | fd;
-    if (!nt_conn_of(key))
+    struct nt_io_args a = {};
+    struct nt_conn *c = nt_conn_of_fd(fd, &a.key);
+    if (!c)
         return 0;
     if (dir == NT_DIR_INGRESS && (flags & NT_MSG_PEEK)) {
         nt_count(NT_STAT_PEEK_CALLS, 1);
         return 0;
     }
+    /* the kernel writes back msg_namelen, msg_controllen and msg_flags, never the iovecs */
     struct nt_user_msghdr m = {};
     if (bpf_probe_read_user(&m, sizeof(m), (void *)umsg))
         return 0;
-    return nt_io_enter(fd, m.iov, m.iovlen ? (u32)m.iovlen : 1, dir, sc);
+    a.buf = m.iov;
+    a.iovcnt = m.iovlen ? (u32)m.iovlen : 1;
+    a.dir = dir;
+    a.sc = sc;
+    return nt_io(ctx, ret, c, &a);
 }
 
 /* recvmsg(fd, msg, flags), sendmsg(fd, msg, flags) */
-NT_ENTER(recvmsg)
+NT_EXIT(recvmsg)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_msg_enter(s.a[0], s.a[1], s.a[2], NT_DIR_INGRESS, NT_SC_RECVMSG);
+    return nt_msg(ctx, ret, s.a[0], s.a[1], s.a[2], NT_DIR_INGRESS, NT_SC_RECVMSG);
 }
 
-NT_ENTER(sendmsg)
+NT_EXIT(sendmsg)
 {
-    NT_TRACKED_OR_RETURN();
+    NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_msg_enter(s.a[0], s.a[1], s.a[2], NT_DIR_EGRESS, NT_SC_SENDMSG);
+    return nt_msg(ctx, ret, s.a[0], s.a[1], s.a[2], NT_DIR_EGRESS, NT_SC_SENDMSG);
 }
-
-/* The exit of every data syscall above (and sendfile): the return value is the byte count. */
-int nt_exit_io(struct bpf_raw_tracepoint_args *ctx) { return nt_io_exit(ctx, (long)ctx->args[1]); }

@@ -67,14 +67,13 @@
 #define NT_DROP_SENDFILE_BYTES 6     /* bytes sent by sendfile (kernel-internal copy) */
 #define NT_DROP_MMSG_CALLS 7         /* sendmmsg/recvmmsg calls on tracked connections */
 #define NT_DROP_CONN_TABLE_FULL 8    /* connections not tracked: conns map full */
-#define NT_DROP_ARGS_TABLE_FULL 9    /* syscalls not captured: in-flight args map full */
-#define NT_STAT_CONNS_OPENED 10      /* connections tracked */
-#define NT_STAT_CONNS_FILTERED 11    /* connections skipped by the pid/cgroup/port filters */
-#define NT_STAT_DATA_RECORDS 12      /* data records written */
-#define NT_STAT_DATA_BYTES 13        /* payload bytes written */
-#define NT_STAT_MUTED_BYTES 14       /* bytes on muted connections (not copied, on purpose) */
-#define NT_STAT_PEEK_CALLS 15        /* MSG_PEEK reads skipped (the bytes are read again) */
-#define NT_NCOUNTERS 16
+#define NT_STAT_CONNS_OPENED 9       /* connections tracked */
+#define NT_STAT_CONNS_FILTERED 10    /* connections skipped by the pid/cgroup/port filters */
+#define NT_STAT_DATA_RECORDS 11      /* data records written */
+#define NT_STAT_DATA_BYTES 12        /* payload bytes written */
+#define NT_STAT_MUTED_BYTES 13       /* bytes on muted connections (not copied, on purpose) */
+#define NT_STAT_PEEK_CALLS 14        /* MSG_PEEK reads skipped (the bytes are read again) */
+#define NT_NCOUNTERS 15
 
 /* config array indexes (u64 values) */
 #define NT_CFG_FILTER_PIDS 0    /* nonzero: only tgids in filter_pids */

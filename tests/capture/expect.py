@@ -17,7 +17,6 @@ LOSS_COUNTERS = (
     "drop_read_fault_pieces",
     "drop_sendfile_bytes",
     "drop_conn_table_full",
-    "drop_args_table_full",
     "orphan_records",
     "stream_gaps",
     "conns_not_http",
