@@ -225,7 +225,11 @@ def main() -> int:
         print(f"{label}:")
         print(
             f"  throughput cost {cost:.1%}, proxy {cost_proxy:.1%}; "
-            f"capture/proxy cost ratio {ratio:.2f} (target < 0.5); per round: "
+            f"capture/proxy cost ratio {ratio:.2f} (target < 0.5)"
+        )
+        print(
+            f"  per round (against that round's bare and proxy runs): median "
+            f"{statistics.median(per_round) if per_round else float('nan'):.2f}, "
             + " ".join(f"{x:.2f}" for x in per_round)
         )
         print(

@@ -225,7 +225,8 @@ static __always_inline int nt_wanted(u32 tgid, u16 lport, u16 rport, int ports_k
     return 1;
 }
 
-/* Cheap pre-check for syscall entry: is this process possibly of interest? */
+/* Cheap pre-check, before a connection's ports are known: is this process possibly of
+ * interest? */
 static __always_inline int nt_pid_wanted(u32 tgid)
 {
     if (!nt_cfg(NT_CFG_ARMED))
