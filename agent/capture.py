@@ -25,7 +25,7 @@ from agent.deferred import DeferredDecode, IdleGate, idle_priority
 from agent.loader import LoadOptions, Probes, load
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
-from agent.ringbuf import RingBufferReader
+from agent.ringbuf import CommittedCount, RingBufferReader
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
 from agent.spool import SpoolReader
 from agent.streams import Chunk
@@ -61,6 +61,8 @@ STAT_NAMES = (
     "rrpairs_truncated",
     "defer_spooled_bytes",
     "defer_refusals",
+    "defer_extents",
+    "defer_unwalked_extents",
     "defer_drain_failures",
     "defer_peak_backlog_bytes",
     "defer_paused_ms",
@@ -90,6 +92,7 @@ class CaptureConfig:
     spool_max: int = 0
     spool_dir: str | None = None  # where the spool directory is made (default: $TMPDIR)
     idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
+    typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
 
 
 class SyscallCapture:
@@ -112,6 +115,7 @@ class SyscallCapture:
         self.probes: Probes | None = None
         self.reader: RingBufferReader | SpoolReader | None = None
         self._ring: RingBufferReader | None = None
+        self._committed: CommittedCount | None = None
         self._deferred: DeferredDecode | None = None
         self._gate: IdleGate | None = None
         # set while close() decodes the deferred backlog: discard the rest (counted)
@@ -139,18 +143,23 @@ class SyscallCapture:
             LoadOptions(
                 ringbuf_pages=self.cfg.ringbuf_pages,
                 max_conns=self.cfg.max_conns,
+                typed_regs=self.cfg.typed_regs,
             )
         )
         self.probes = probes
         try:
             self._configure(probes)
-            self.reader = self._ring = RingBufferReader(probes.ringbuf_fd(), probes.ringbuf_size)
+            self._committed = CommittedCount(probes.committed_fd())
+            self.reader = self._ring = RingBufferReader(
+                probes.ringbuf_fd(), probes.ringbuf_size, self._committed
+            )
             if self.cfg.spool_max > 0:
                 self._deferred = DeferredDecode(
                     probes.ringbuf_fd(),
                     probes.ringbuf_size,
                     self.cfg.spool_max,
                     self.cfg.spool_dir,
+                    committed_fd=probes.committed_fd(),
                 )
                 self.reader = self._deferred.reader
             probes.set_config(L.NT_CFG_ARMED, 1)
@@ -163,9 +172,19 @@ class SyscallCapture:
                 self._adopt_existing(scan.established)
         except BaseException:
             self._end_deferred()
+            self._unmap()
             probes.close()
             self.probes = None
             raise
+
+    def _unmap(self) -> None:
+        """Unmap the ring buffer and the committed count (before the probes are closed)."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = self.reader = None
+        if self._committed is not None:
+            self._committed.close()
+            self._committed = None
 
     def _configure(self, probes: Probes) -> None:
         probes.set_config(L.NT_CFG_SELF_TGID, os.getpid())
@@ -207,6 +226,8 @@ class SyscallCapture:
                 counters = self._deferred.stop()
                 self.stats["defer_spooled_bytes"] = counters.get("bytes", 0)
                 self.stats["defer_refusals"] = counters.get("refusals", 0)
+                self.stats["defer_extents"] = counters.get("extents", 0)
+                self.stats["defer_unwalked_extents"] = counters.get("unwalked", 0)
                 self._decode_backlog()
                 self.reader = self._ring  # what a full spool refused is still there
             while not self.abandon.is_set() and self.poll():  # a poll reads 64 MiB at most
@@ -222,9 +243,7 @@ class SyscallCapture:
         finally:
             self._final_kernel = self.probes.counters()
             self._end_deferred()
-            if self._ring is not None:
-                self._ring.close()
-                self._ring = self.reader = None
+            self._unmap()
             self.probes.close()
             self.probes = None
 

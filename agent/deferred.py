@@ -43,10 +43,12 @@ class DeferredDecode:
         max_bytes: int,
         parent_dir: str | None = None,
         poll_interval: float = 0.02,
+        committed_fd: int | None = None,
     ) -> None:
-        """Start the drain process on the ring buffer `ring_fd`; the spool is a fresh
-        directory inside `parent_dir` (default: the system's temporary directory),
-        removed by remove()."""
+        """Start the drain process on the ring buffer `ring_fd` (and the count of its
+        committed bytes, `committed_fd`: bpf/common.h); the spool is a fresh directory
+        inside `parent_dir` (default: the system's temporary directory), removed by
+        remove()."""
         try:
             self.dir = Path(tempfile.mkdtemp(prefix="nodetap-spool-", dir=parent_dir))
         except OSError as e:
@@ -64,8 +66,9 @@ class DeferredDecode:
                 f"--poll-interval={poll_interval}",
                 f"--parent={os.getpid()}",
                 "--remove-dir-if-orphaned",
+                *([f"--committed-fd={committed_fd}"] if committed_fd is not None else []),
             ),
-            pass_fds=(ring_fd,),
+            pass_fds=(ring_fd,) if committed_fd is None else (ring_fd, committed_fd),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -79,7 +82,7 @@ class DeferredDecode:
 
     def stop(self) -> dict[str, int]:
         """Let the drain process move what the ring still holds, then end it; return
-        its counters (bytes, extents, refusals). Once: later calls return the same."""
+        its counters (bytes, extents, unwalked, refusals). Once: later calls return the same."""
         if self._stopped:
             return self.counters
         self._stopped = True

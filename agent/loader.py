@@ -12,12 +12,14 @@ import logging
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent import bpf_layout as L
-from agent import syscalls
+from agent import btf_tracepoint, syscalls
+from agent.bpf_syscall import possible_cpus
 from nodetap.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,10 @@ class LoadOptions:
 
     ringbuf_pages: int = 4096  # 16 MiB with 4 KiB pages; a power of two
     max_conns: int = 65536
+    # read the syscall registers with plain loads, the programs loaded as BTF-typed raw
+    # tracepoints (agent/btf_tracepoint.py): None where the kernel allows it (x86-64
+    # with kernel BTF), False never, True or fail
+    typed_regs: bool | None = None
 
 
 @dataclass
@@ -48,12 +54,18 @@ class Probes:
     tracepoints: list[str] = field(default_factory=list)
     syscalls: list[str] = field(default_factory=list)  # the syscalls the dispatch follows
     ringbuf_size: int = 0
+    typed_regs: bool = False  # the syscall programs are BTF-typed (tp_btf)
+    fds: list[int] = field(default_factory=list)  # tp_btf links and programs, ours to close
 
     def table(self, name: str) -> Any:
         return self.bpf[name.encode()]
 
     def ringbuf_fd(self) -> int:
         return int(self.table("events").map_fd)
+
+    def committed_fd(self) -> int:
+        """The per-CPU count of ring-buffer bytes committed (bpf/common.h)."""
+        return int(self.table("ring_committed").map_fd)
 
     def set_config(self, index: int, value: int) -> None:
         self.table("config")[ctypes.c_int(index)] = ctypes.c_uint64(value)
@@ -67,6 +79,9 @@ class Probes:
 
     def close(self) -> None:
         """Detach every probe and free the maps."""
+        for fd in self.fds:  # the links first: closing one detaches its program
+            os.close(fd)
+        self.fds.clear()
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None
@@ -136,12 +151,27 @@ def program_text() -> str:
     return "".join((BPF_DIR / name).read_text() for name in SOURCES)
 
 
-def cflags(opts: LoadOptions) -> list[str]:
+def cflags(opts: LoadOptions, typed_regs: bool = False) -> list[str]:
     return [
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
         f"-DNT_MAX_CONNS={opts.max_conns}",
+        f"-DNT_NCPUS={possible_cpus()}",
+        *(["-DNT_TYPED_REGS"] if typed_regs else []),
     ]
+
+
+def sys_exit_btf_id(opts: LoadOptions) -> int | None:
+    """The BTF id to load the syscall programs with, or None for plain raw tracepoints."""
+    if opts.typed_regs is False:
+        return None
+    btf_id = btf_tracepoint.raw_tp_btf_id("sys_exit") if platform.machine() == "x86_64" else None
+    if btf_id is None and opts.typed_regs:
+        raise UserError(
+            "typed register reads need x86-64, kernel BTF (/sys/kernel/btf/vmlinux) and "
+            "libbpf1; this node lacks one of them"
+        )
+    return btf_id
 
 
 def load(opts: LoadOptions) -> Probes:
@@ -149,10 +179,22 @@ def load(opts: LoadOptions) -> Probes:
     preflight()
     if opts.ringbuf_pages <= 0 or opts.ringbuf_pages & (opts.ringbuf_pages - 1):
         raise UserError(f"--ringbuf-pages must be a power of two, not {opts.ringbuf_pages}")
+    btf_id = sys_exit_btf_id(opts)
+    try:
+        return _load(opts, btf_id)
+    except UserError as e:
+        if btf_id is None or opts.typed_regs:
+            raise
+        # the kernel has BTF but refused a typed program: the untyped ones still work
+        log.warning("%s; loading the programs again with probe reads of the registers", e)
+        return _load(opts, None)
+
+
+def _load(opts: LoadOptions, btf_id: int | None) -> Probes:
     from bcc import BPF
 
     try:
-        bpf = BPF(text=program_text().encode(), cflags=cflags(opts))
+        bpf = BPF(text=program_text().encode(), cflags=cflags(opts, btf_id is not None))
     except Exception as e:  # BCC raises bare Exceptions
         msg = str(e)
         if "Operation not permitted" in msg or "EPERM" in msg:
@@ -164,37 +206,60 @@ def load(opts: LoadOptions) -> Probes:
         raise UserError(
             f"BPF program failed to load: {msg.splitlines()[-1] if msg else e}"
         ) from None
+    probes = Probes(bpf=bpf, typed_regs=btf_id is not None)
     try:
-        followed = _fill_dispatch(bpf, BPF.RAW_TRACEPOINT)
+        if btf_id is None:
+            raw = BPF.RAW_TRACEPOINT
+            probes.syscalls = _fill_dispatch(bpf, lambda name: bpf.load_func(name.encode(), raw).fd)
+            bpf.attach_raw_tracepoint(tp=b"sys_exit", fn_name=b"nt_sys_exit")
+        else:
+            probes.syscalls = _fill_dispatch(bpf, lambda name: _typed(probes, name, btf_id))
+            probes.fds.insert(0, btf_tracepoint.attach(_typed(probes, "nt_sys_exit", btf_id)))
     except Exception as e:
-        bpf.cleanup()
-        raise UserError(f"BPF syscall handlers failed to load: {e}") from None
+        probes.close()
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise UserError(f"BPF syscall handlers failed to load: {why}") from None
     attached = sorted(
         [_tp_name(tp) for tp in bpf.tracepoint_fds]
         + [f"raw_syscalls:{_tp_name(tp)}" for tp in bpf.raw_tracepoint_fds]
     )
+    if btf_id is not None:
+        attached = sorted([*attached, "raw_syscalls:sys_exit"])
     missing = set(TRACEPOINTS) - set(attached)
     if missing:
-        bpf.cleanup()
+        probes.close()
         raise UserError(f"could not attach tracepoints: {', '.join(sorted(missing))}")
-    log.info("attached %s; following %s", ", ".join(attached), ", ".join(followed))
-    size = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
-    return Probes(bpf=bpf, tracepoints=attached, syscalls=followed, ringbuf_size=size)
+    log.info(
+        "attached %s (%s); following %s",
+        ", ".join(attached),
+        "BTF-typed" if btf_id is not None else "untyped",
+        ", ".join(probes.syscalls),
+    )
+    probes.tracepoints = attached
+    probes.ringbuf_size = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+    return probes
+
+
+def _typed(probes: Probes, name: str, btf_id: int) -> int:
+    fd = btf_tracepoint.load(probes.bpf, name, btf_id)
+    probes.fds.append(fd)
+    return fd
 
 
 def _tp_name(tp: bytes | str) -> str:
     return tp.decode() if isinstance(tp, bytes) else str(tp)
 
 
-def _fill_dispatch(bpf: Any, prog_type: int) -> list[str]:
-    """Load the syscall handlers and put them in the dispatch array at their syscall
-    numbers (bpf/syscall_dispatch.c); return the syscalls followed."""
+def _fill_dispatch(bpf: Any, load_fd: Callable[[str], int]) -> list[str]:
+    """Load the syscall handlers (load_fd: a function's name to a program fd) and put
+    them in the dispatch array at their syscall numbers (bpf/syscall_dispatch.c); return
+    the syscalls followed."""
     numbers = syscalls.numbers()
     fds: dict[str, int] = {}
 
     def fd_of(name: str) -> int:
         if name not in fds:
-            fds[name] = bpf.load_func(name.encode(), prog_type).fd
+            fds[name] = load_fd(name)
         return fds[name]
 
     bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(fd_of("nt_iov_step"))

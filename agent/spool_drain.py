@@ -10,10 +10,14 @@ only once the spool has accepted it. A full spool (the decoder is behind) theref
 as the kernel's own drop counters when the ring fills, not as silent loss here.
 
     python -m agent.spool_drain --ring-fd FD --ring-size BYTES --dir DIR --max-bytes N
-        [--poll-interval 0.005] [--parent PID] [--remove-dir-if-orphaned]
+        [--committed-fd FD] [--poll-interval 0.005] [--parent PID] [--remove-dir-if-orphaned]
+
+With --committed-fd (the programs' count of committed ring bytes, bpf/common.h) an
+extent is copied without a Python step per record whenever every record in the ring is
+committed, which is most of the time; otherwise the record headers are walked.
 
 Stop with SIGTERM or SIGINT: one last drain, then one JSON line of counters on stdout
-({"bytes", "extents", "refusals"}) and exit status 0. When the parent is gone (at start,
+({"bytes", "extents", "unwalked", "refusals"}) and exit status 0. When the parent is gone (at start,
 or later: PR_SET_PDEATHSIG sends SIGTERM, and getppid() is checked every second) it exits
 with status 1 without that last drain or the JSON line, after deleting --dir if given
 --remove-dir-if-orphaned. A bad argument or ring fd: one line on stderr, exit status 2.
@@ -33,10 +37,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from agent.ringbuf import RingBufferReader
+from agent.ringbuf import CommittedCount, RingBufferReader
 from agent.spool import SpoolWriter
 
 PR_SET_PDEATHSIG = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_F_MMAPABLE = 1 << 10
 BPF_MAP_TYPE_RINGBUF = 27
 EXIT_PARENT_GONE = 1
 EXIT_USAGE = 2
@@ -103,6 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ring-size", type=_positive_int, required=True, help="data bytes")
     p.add_argument("--dir", type=Path, required=True, help="spool directory")
     p.add_argument("--max-bytes", type=_positive_int, required=True, help="spool bound")
+    p.add_argument("--committed-fd", type=int, help="inherited array map fd: committed ring bytes")
     p.add_argument("--poll-interval", type=_interval, default=0.005, help="seconds")
     p.add_argument("--parent", type=_positive_int, help="exit unless this is the parent")
     p.add_argument(
@@ -136,9 +143,8 @@ def _die_with_parent() -> None:
         print(f"{_PREFIX}: prctl(PR_SET_PDEATHSIG): {os.strerror(err)}", file=sys.stderr)
 
 
-def check_ring_fd(fd: int, size: int) -> None:
-    """Raise OSError or ValueError unless fd is a BPF ring buffer of size data bytes (it
-    is mmapped read-write: anything else would be read as garbage, or written to)."""
+def _map_info(fd: int, map_type: int, what: str) -> dict[str, str]:
+    """The fdinfo of BPF map fd; OSError or ValueError unless it is one of map_type."""
     try:
         target = os.readlink(f"/proc/self/fd/{fd}")
     except FileNotFoundError:
@@ -150,10 +156,25 @@ def check_ring_fd(fd: int, size: int) -> None:
         for line in f:
             key, _, value = line.partition(":")
             info[key.strip()] = value.strip()
-    if info.get("map_type") != str(BPF_MAP_TYPE_RINGBUF):
-        raise ValueError(f"fd {fd} is a BPF map of type {info.get('map_type')}, not a ringbuf")
+    if info.get("map_type") != str(map_type):
+        raise ValueError(f"fd {fd} is a BPF map of type {info.get('map_type')}, not {what}")
+    return info
+
+
+def check_ring_fd(fd: int, size: int) -> None:
+    """Raise OSError or ValueError unless fd is a BPF ring buffer of size data bytes (it
+    is mmapped read-write: anything else would be read as garbage, or written to)."""
+    info = _map_info(fd, BPF_MAP_TYPE_RINGBUF, "a ringbuf")
     if info.get("max_entries") != str(size):
         raise ValueError(f"fd {fd} is a ring buffer of {info.get('max_entries')} bytes, not {size}")
+
+
+def check_committed_fd(fd: int) -> None:
+    """Raise OSError or ValueError unless fd is an array map this process can map (the
+    count of committed ring bytes)."""
+    info = _map_info(fd, BPF_MAP_TYPE_ARRAY, "an array")
+    if not int(info.get("map_flags", "0"), 16) & BPF_F_MMAPABLE:
+        raise ValueError(f"fd {fd} is an array map that cannot be mapped into memory")
 
 
 def _size(n: int) -> str:
@@ -227,9 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.remove_dir_if_orphaned:
             shutil.rmtree(args.dir, ignore_errors=True)
         return EXIT_PARENT_GONE
+    committed = None
+    if args.committed_fd is not None:
+        try:
+            check_committed_fd(args.committed_fd)
+            committed = CommittedCount(args.committed_fd)
+        except (OSError, ValueError) as e:
+            print(f"{_PREFIX}: --committed-fd {args.committed_fd}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         check_ring_fd(args.ring_fd, args.ring_size)
-        reader = RingBufferReader(args.ring_fd, args.ring_size)
+        reader = RingBufferReader(args.ring_fd, args.ring_size, committed)
     except (OSError, ValueError) as e:
         print(f"{_PREFIX}: --ring-fd {args.ring_fd}: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -244,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         writer.close()
         reader.close()
+        if committed is not None:
+            committed.close()
     if not parent_alive:
         if args.remove_dir_if_orphaned:
             shutil.rmtree(args.dir, ignore_errors=True)
@@ -251,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     counters = {
         "bytes": writer.bytes_written,
         "extents": writer.extents,
+        "unwalked": reader.unwalked,
         "refusals": writer.refusals,
     }
     try:

@@ -132,6 +132,8 @@ class CaptureRun:
     captured: int = 0
     whole: int = 0
     drops: dict[str, int] = field(default_factory=dict)
+    extents: int = 0  # ring extents copied by the drain process, and those without a walk
+    unwalked: int = 0
 
 
 def capture_round(
@@ -167,6 +169,8 @@ def capture_round(
     mode.cpu_loaded.append((cpu1 - cpu0) / max(n_captured, 1))
     mode.cpu_all.append(cpu_all / max(n_captured, 1))
     summary = json.loads(summary_path.read_text())
+    mode.extents += summary.get("defer_extents", 0)
+    mode.unwalked += summary.get("defer_unwalked_extents", 0)
     for k, v in summary.items():
         if k.startswith("drop_") and v:
             mode.drops[k] = mode.drops.get(k, 0) + v
@@ -237,6 +241,11 @@ def main() -> int:
             f"{statistics.median(mode.cpu_loaded) * 1e6:.1f} us while nginx was under load, "
             f"{statistics.median(mode.cpu_all) * 1e6:.1f} us in all (decoding done "
             f"{statistics.median(mode.catch_up):.1f} s after the load ended)"
+            + (
+                f"; drain: {mode.unwalked} of {mode.extents} extents copied without a walk"
+                if mode.extents
+                else ""
+            )
         )
         print(
             f"  completeness: {mode.whole} whole RRPairs for {mode.served} requests served "

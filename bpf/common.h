@@ -6,7 +6,7 @@
  * principle 1), so the kernel headers BCC compiles against may be of another kernel
  * version without changing what the programs read.
  *
- * The loader defines NT_RINGBUF_PAGES and NT_MAX_CONNS (-D flags).
+ * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS and NT_NCPUS (-D flags).
  */
 #include "nodetap.h"
 
@@ -118,6 +118,34 @@ static __always_inline void nt_mark_tgid(u32 tgid)
 }
 
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
+
+/* Bytes of ring-buffer records committed so far (headers and padding included, as the
+ * ring's producer position counts them). Every record goes through nt_ring_out, which
+ * adds its size after the commit: when the count, read first, equals the producer
+ * position, read second, every record below that position is committed, and the reader
+ * copies the extent without walking its record headers (agent/ringbuf.py). One count per
+ * CPU, each in its own cache line (NT_COMMITTED_STRIDE words), in an array the reader
+ * maps into its memory: the two reads are then a few instructions apart, so that a
+ * record committed between them seldom spoils the comparison. The loader defines
+ * NT_NCPUS (possible CPUs). The add is atomic although the slot is the CPU's own: a
+ * softirq's program (a TCP state change) can interrupt a syscall's between its load and
+ * its store. */
+BPF_F_TABLE("array", u32, u64, ring_committed, NT_NCPUS * NT_COMMITTED_STRIDE, BPF_F_MMAPABLE);
+
+/* Write a record to the ring buffer (without waking the reader: it polls); 0 on
+ * success, as bpf_ringbuf_output. */
+static __always_inline long nt_ring_out(void *data, u64 size)
+{
+    long err = events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP);
+    if (!err) {
+        u32 slot = bpf_get_smp_processor_id() * NT_COMMITTED_STRIDE;
+        u64 *v = ring_committed.lookup(&slot);
+        if (v)
+            __sync_fetch_and_add(v, (size + 8 + 7) & ~7ULL); /* 8: the record header */
+    }
+    return err;
+}
+
 BPF_ARRAY(config, u64, NT_NCONFIG);
 BPF_ARRAY(next_conn_id, u64, 1);
 BPF_HASH(filter_pids, u32, u8, 4096);
@@ -251,7 +279,7 @@ static __always_inline int nt_emit_close(u64 key, struct nt_conn *c)
     ev.ts_ns = bpf_ktime_get_ns();
     ev.off[0] = c->off[0];
     ev.off[1] = c->off[1];
-    if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP)) {
+    if (nt_ring_out(&ev, sizeof(ev))) {
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
         return 0;
     }
@@ -299,7 +327,7 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
     ev->ts_ns = bpf_ktime_get_ns();
     ev->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
-    if (events.ringbuf_output(ev, sizeof(*ev), BPF_RB_NO_WAKEUP))
+    if (nt_ring_out(ev, sizeof(*ev)))
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
     nt_count(NT_STAT_CONNS_OPENED, 1);
     return c.id;
@@ -314,7 +342,14 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
  * read at the offsets of the architecture's user register layout (what ptrace exposes,
  * fixed by the ABI), through nodetap's own struct rather than the kernel headers' struct
  * pt_regs. A syscall made through a 32-bit compat entry uses another numbering: it is
- * skipped, as the per-syscall tracepoints skip it. */
+ * skipped, as the per-syscall tracepoints skip it.
+ *
+ * How the words are read depends on how the loader loaded the programs: as BTF-typed
+ * raw tracepoints (NT_TYPED_REGS, agent/btf_tracepoint.py), the verifier knows args[0]
+ * is a struct pt_regs pointer and allows plain loads from it (each checked against the
+ * kernel's BTF: a word at an offset where the kernel's struct has no 8-byte member is
+ * refused at load time, never misread); otherwise bpf_probe_read_kernel copies them,
+ * which costs ~50 ns a call and is paid by every syscall exit of a traced process. */
 struct nt_sys {
     u64 a[6];
 };
@@ -328,6 +363,33 @@ struct nt_regs_args {
 #define NT_REGS_NR_OFF (15 * 8) /* orig_ax, then ip, cs */
 #define NT_USER_CS_64 0x33
 
+#ifdef NT_TYPED_REGS
+/* the word of struct nt_regs_args `field`, by a plain load (only those needed: each typed
+ * load is a checked load, ~10 times cheaper than a probe read but not free) */
+#define NT_REG(ctx, field)                                                                     \
+    (*(u64 *)((ctx)->args[0] + NT_REGS_ARGS_OFF + __builtin_offsetof(struct nt_regs_args, field)))
+
+static __always_inline int nt_sys_args(struct bpf_raw_tracepoint_args *ctx, struct nt_sys *s)
+{
+    if ((NT_REG(ctx, cs) & 0xffff) != NT_USER_CS_64)
+        return 0;
+    /* the syscall convention: rdi, rsi, rdx, r10, r8, r9 */
+    s->a[0] = NT_REG(ctx, di);
+    s->a[1] = NT_REG(ctx, si);
+    s->a[2] = NT_REG(ctx, dx);
+    s->a[3] = NT_REG(ctx, r10);
+    s->a[4] = NT_REG(ctx, r8);
+    s->a[5] = NT_REG(ctx, r9);
+    return 1;
+}
+
+static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    if ((NT_REG(ctx, cs) & 0xffff) != NT_USER_CS_64)
+        return -1;
+    return (long)NT_REG(ctx, orig_ax);
+}
+#else
 static __always_inline int nt_sys_args(struct bpf_raw_tracepoint_args *ctx, struct nt_sys *s)
 {
     struct nt_regs_args r = {};
@@ -356,7 +418,11 @@ static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ct
         return -1;
     return (long)r[0];
 }
+#endif
 #elif defined(__aarch64__)
+#ifdef NT_TYPED_REGS
+#error "nodetap: typed register reads are written for x86-64 only (agent/loader.py)"
+#endif
 /* arm64 pt_regs: regs[31] sp pc pstate orig_x0 syscallno ... (user_pt_regs first) */
 #define NT_REGS_PSTATE_OFF (33 * 8)
 #define NT_REGS_NR_OFF (35 * 8)

@@ -173,7 +173,7 @@ static __always_inline void nt_emit_addr(struct nt_state_addrs *a, u64 key, u64 
         __builtin_memcpy(ev.laddr, a->saddr_v6, 16);
         __builtin_memcpy(ev.raddr, a->daddr_v6, 16);
     }
-    if (events.ringbuf_output(&ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+    if (nt_ring_out(&ev, sizeof(ev)))
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
 }
 

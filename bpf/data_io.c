@@ -63,7 +63,7 @@ static __always_inline u64 nt_emit_buffer(struct nt_data_event *ev, u64 base, u6
         ev->offset = start + done;
         if (bpf_probe_read_user(ev->data, len, (void *)base)) {
             nt_count(NT_DROP_READ_FAULT, 1);
-        } else if (events.ringbuf_output(ev, NT_DATA_HDR_SIZE + len, BPF_RB_NO_WAKEUP)) {
+        } else if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
             nt_count(NT_DROP_RINGBUF_DATA, 1);
             nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
         } else {
@@ -140,7 +140,7 @@ static __always_inline int nt_emit_small_iov(struct nt_data_event *ev, struct nt
     if (len > NT_SMALL_IO)
         return 0;
     ev->offset = start;
-    if (events.ringbuf_output(ev, NT_DATA_HDR_SIZE + len, BPF_RB_NO_WAKEUP)) {
+    if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
         nt_count(NT_DROP_RINGBUF_DATA, 1);
         nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
     } else {
@@ -166,7 +166,7 @@ static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 s
     ev->offset = start;
     ev->tgid = tgid;
     ev->_pad = (u32)a->key;
-    if (events.ringbuf_output(ev, NT_DATA_HDR_SIZE, BPF_RB_NO_WAKEUP))
+    if (nt_ring_out(ev, NT_DATA_HDR_SIZE))
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
 }
 

@@ -21,6 +21,8 @@
 #define NT_MAX_IOV 32
 /* Slots of the tracked_tgids array (a power of two; tgid modulo this). */
 #define NT_TGID_SLOTS 65536
+/* Words per CPU in the ring_committed array (one 64-byte cache line each). */
+#define NT_COMMITTED_STRIDE 8
 
 /* kind: the first byte of every ring-buffer record. */
 #define NT_EV_OPEN 1  /* a connection the agent should track (accept/connect) */

@@ -15,14 +15,16 @@
  * The few syscalls whose entry matters (accept, connect, close) have per-syscall entry
  * tracepoints in conn_lifecycle.c, whose glue only those rare syscalls pay.
  *
- * The loader fills the program array, indexed by this architecture's syscall numbers
- * (agent/syscalls.py).
+ * The loader attaches nt_sys_exit to raw_syscalls:sys_exit, as a BTF-typed raw
+ * tracepoint where the kernel has BTF (common.h: NT_TYPED_REGS), and fills the program
+ * array, indexed by this architecture's syscall numbers (agent/syscalls.py), with the
+ * handlers, loaded the same way (a tail call needs programs of one kind).
  */
 
 #define NT_MAX_SYSCALL_NR 512
 BPF_PROG_ARRAY(sys_exit_progs, NT_MAX_SYSCALL_NR);
 
-RAW_TRACEPOINT_PROBE(sys_exit)
+int nt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
     if (!nt_tgid_tracked(bpf_get_current_pid_tgid()))
         return 0; /* no handler would act on it (common.h: tracked_tgids) */

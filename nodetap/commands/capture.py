@@ -51,6 +51,8 @@ def _port_list(text: str) -> list[int]:
     return ports
 
 
+# --register-reads -> LoadOptions.typed_regs
+REGISTER_READS: dict[str, bool | None] = {"auto": None, "typed": True, "probe": False}
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
@@ -144,6 +146,14 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="make the deferred-decoding spool inside DIR (default: $TMPDIR or /tmp); "
         "removed on exit",
+    )
+    p.add_argument(
+        "--register-reads",
+        choices=tuple(REGISTER_READS),
+        default="auto",
+        help="how the BPF programs read a syscall's saved registers: typed (plain loads the "
+        "kernel checks against its BTF; x86-64 with kernel BTF), probe (bpf_probe_read, "
+        "slower, works everywhere) or auto (typed where possible; the default)",
     )
     p.add_argument(
         "--no-preexisting",
@@ -252,9 +262,13 @@ def run(args: argparse.Namespace) -> int:
         print(filter_program(args.interface or "lo"))
         return 0
     if args.ebpf:
-        from agent.loader import LoadOptions, cflags, program_text
+        from agent.loader import LoadOptions, cflags, program_text, sys_exit_btf_id
 
-        print("// cflags: " + " ".join(cflags(LoadOptions(ringbuf_pages=args.ringbuf_pages))))
+        opts = LoadOptions(
+            ringbuf_pages=args.ringbuf_pages,
+            typed_regs=REGISTER_READS[args.register_reads],
+        )
+        print("// cflags: " + " ".join(cflags(opts, sys_exit_btf_id(opts) is not None)))
         print(program_text())
         return 0
     if args.count is not None and args.count <= 0:
@@ -353,6 +367,7 @@ def _run_syscall(
         max_body=args.max_body,
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
+        typed_regs=REGISTER_READS[args.register_reads],
         spool_max=args.defer_max,
         spool_dir=args.defer_dir,
         enrich=node.enricher.enrich,

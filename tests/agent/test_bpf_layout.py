@@ -67,7 +67,7 @@ def test_constants_match() -> None:
         "NT_EV_DATA", "NT_EV_GAP", "NT_EV_ADDR", "NT_ROLE_CLIENT", "NT_ROLE_SERVER",
         "NT_DIR_EGRESS", "NT_DIR_INGRESS", "NT_DATA_HDR_SIZE", "NT_NCOUNTERS", "NT_NCONFIG",
         "NT_CFG_FILTER_PIDS", "NT_CFG_FILTER_PORTS", "NT_CFG_FILTER_CGROUPS",
-        "NT_CFG_SELF_TGID", "NT_CFG_ARMED", "NT_TGID_SLOTS",
+        "NT_CFG_SELF_TGID", "NT_CFG_ARMED", "NT_TGID_SLOTS", "NT_COMMITTED_STRIDE",
     ):  # fmt: skip
         assert getattr(L, name) == d[name], name
 

@@ -96,6 +96,6 @@ def test_bpf_refused_by_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ebpf_flag_prints_the_program() -> None:
     r = nodetap("capture", "--ebpf")
     assert r.returncode == 0
-    assert "RAW_TRACEPOINT_PROBE(sys_exit)" in r.stdout
+    assert "int nt_sys_exit(" in r.stdout
     assert "NT_EXIT(read)" in r.stdout
     assert "-DNT_RINGBUF_PAGES=4096" in r.stdout

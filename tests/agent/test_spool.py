@@ -22,7 +22,16 @@ from typing import IO, Any
 import pytest
 
 from agent import spool_drain
-from agent.ringbuf import BUSY, DISCARD, HDR, RingBufferReader, iter_records, whole_prefix
+from agent.bpf_syscall import possible_cpus
+from agent.ringbuf import (
+    BUSY,
+    DISCARD,
+    HDR,
+    CommittedCount,
+    RingBufferReader,
+    iter_records,
+    whole_prefix,
+)
 from agent.spool import SpoolReader, SpoolWriter, segment_paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -412,6 +421,8 @@ struct rec {
 
 BPF_RINGBUF_OUTPUT(events, RING_PAGES);
 BPF_ARRAY(seqno, u32, 1);
+/* as bpf/common.h counts ring_committed */
+BPF_F_TABLE("array", u32, u64, committed, NCPUS * 8, BPF_F_MMAPABLE);
 
 TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
     if ((bpf_get_current_pid_tgid() >> 32) != TGID)
@@ -424,7 +435,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
     r.seq = *s;  /* one thread triggers: no need for an atomic add */
     *s = r.seq + 1;
     r.ts = bpf_ktime_get_ns();
-    events.ringbuf_output(&r, sizeof(r), 0);
+    if (events.ringbuf_output(&r, sizeof(r), 0) == 0) {
+        u32 slot = bpf_get_smp_processor_id() * 8;
+        u64 *c = committed.lookup(&slot);
+        if (c)
+            __sync_fetch_and_add(c, 24);
+    }
     return 0;
 }
 """
@@ -433,15 +449,26 @@ REC_SIZE = 12  # payload; 24 bytes in the ring
 
 
 @pytest.fixture
-def ring() -> Iterator[tuple[int, int]]:
-    """A real BPF ring buffer fed one 12-byte record per getppid() of this process."""
+def counted_ring() -> Iterator[tuple[int, int, int]]:
+    """A real BPF ring buffer fed one 12-byte record per getppid() of this process: its
+    fd, its size and the fd of the per-CPU count of its committed bytes."""
     from bcc import BPF
 
-    b = BPF(text=BPF_TEXT.encode(), cflags=[f"-DTGID={os.getpid()}", f"-DRING_PAGES={RING_PAGES}"])
+    cflags = [f"-DTGID={os.getpid()}", f"-DRING_PAGES={RING_PAGES}", f"-DNCPUS={possible_cpus()}"]
+    b = BPF(text=BPF_TEXT.encode(), cflags=cflags)
     try:
-        yield int(b[b"events"].map_fd), RING_PAGES * os.sysconf("SC_PAGE_SIZE")
+        yield (
+            int(b[b"events"].map_fd),
+            RING_PAGES * os.sysconf("SC_PAGE_SIZE"),
+            int(b[b"committed"].map_fd),
+        )
     finally:
         b.cleanup()
+
+
+@pytest.fixture
+def ring(counted_ring: tuple[int, int, int]) -> tuple[int, int]:
+    return counted_ring[:2]
 
 
 def trigger(n: int) -> None:
@@ -600,3 +627,64 @@ def test_drain_process_ends_with_its_parent(ring: tuple[int, int], spool_dir: Pa
             parent.kill()
         _, err = parent.communicate(timeout=30)
     assert "Traceback" not in err
+
+
+@pytest.mark.bpf
+def test_reader_skips_the_walk_only_when_every_record_is_committed(
+    counted_ring: tuple[int, int, int],
+) -> None:
+    fd, size, committed_fd = counted_ring
+    count = CommittedCount(committed_fd)
+    trigger(20)
+    assert count() == 20 * 24
+    reader = RingBufferReader(fd, size, count)
+    assert seqs(reader.read()) == list(range(20))
+    assert reader.unwalked == 1
+    # a count behind the producer position: as if a record were still being written
+    trigger(5)
+    behind = RingBufferReader(fd, size, lambda: count() - 24)
+    assert seqs(behind.read()) == list(range(20, 25))  # the headers say all are committed
+    assert behind.unwalked == 0
+    behind.close()
+    # longer than max_bytes: whole records only, found by the walk
+    trigger(5)
+    got = reader.peek_extent(60)
+    assert got is not None and len(got[0]) == 48
+    assert reader.unwalked == 1
+    reader.release(got[1])
+    assert seqs(reader.read()) == [27, 28, 29]
+    assert reader.unwalked == 2
+    reader.close()
+    count.close()
+
+
+@pytest.mark.bpf
+def test_drain_process_uses_the_committed_count(
+    counted_ring: tuple[int, int, int], spool_dir: Path
+) -> None:
+    fd, size, committed_fd = counted_ring
+    cmd = drain_cmd(fd, size, spool_dir, 1 << 20, f"--committed-fd={fd}")
+    one_line_error(run_drain(cmd, pass_fds=(fd,)), 2, "not an array")
+    trigger(40)
+    cmd = drain_cmd(fd, size, spool_dir, 1 << 20, f"--committed-fd={committed_fd}")
+    proc = subprocess.Popen(
+        [*cmd, "--parent", str(os.getpid())],
+        cwd=REPO,
+        pass_fds=(fd, committed_fd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reader = SpoolReader(spool_dir)
+        wait_for(lambda: reader.pending() == 40 * 24)
+        counters, err = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert err == ""
+    assert counters["bytes"] == 40 * 24
+    assert counters["unwalked"] >= 1
+    assert seqs(reader.read()) == list(range(40))
+    reader.close()

@@ -20,8 +20,11 @@ with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
 """
 
 
-def test_one_get_seen_by_server_and_client() -> None:
-    with nginx() as srv, live_capture(ports=[srv.port]) as lc:
+@pytest.mark.parametrize("typed_regs", [True, False], ids=["typed-registers", "probe-reads"])
+def test_one_get_seen_by_server_and_client(typed_regs: bool) -> None:
+    """Both ways of reading the syscall registers (bpf/common.h): the typed one this
+    kind of machine uses, and the probe reads of kernels without BTF."""
+    with nginx() as srv, live_capture(ports=[srv.port], typed_regs=typed_regs) as lc:
         # the client is another process: the capture never traces its own process
         out = subprocess.run(
             [sys.executable, "-c", CLIENT, srv.url + "/hello?x=1"],
@@ -32,6 +35,7 @@ def test_one_get_seen_by_server_and_client() -> None:
         assert out == b"hello world\n"
         pairs = lc.wait_for(2)
         workers = srv.worker_pids
+        assert lc.cap.probes is not None and lc.cap.probes.typed_regs is typed_regs
     inbound = [p for p in pairs if p.direction == pb.INBOUND]
     outbound = [p for p in pairs if p.direction == pb.OUTBOUND]
     assert len(inbound) == 1 and len(outbound) == 1
