@@ -6,8 +6,10 @@ nginx (one worker) served by wrk on loopback, three ways, interleaved in the sam
            decoding deferred to idle CPU time (the default)
   direct   the same with --defer-max 0: decoding at normal priority as records arrive
   proxy    an nginx reverse proxy in front of nginx (the sidecar-style baseline)
-Prints req/s and p99 latency for each, the ratios to bare, the agent's CPU per captured
-request, and completeness: RRPairs captured versus requests nginx served (its access log),
+Prints req/s and p99 latency for each, the ratios to bare, the CPU time per request of
+every process involved (wrk, nginx, the agent or the proxy: less sensitive to the other
+tenants of a shared machine than req/s), the agent's CPU per captured request, and
+completeness: RRPairs captured versus requests nginx served (its access log),
 with the kernel's drops by cause. Ratios hold on a shared, noisy machine; absolute numbers
 do not.
 
@@ -21,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -38,8 +41,20 @@ sys.path.insert(0, str(REPO))
 from tests.support.servers import Nginx, nginx  # noqa: E402
 
 
-def wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
-    """(requests/s, p99 ms) from one wrk run."""
+@dataclass
+class Run:
+    """One wrk run: requests/s, p99 latency, and the CPU time per request of every
+    process involved (wrk, the nginx workers, the agent or the proxy)."""
+
+    rps: float
+    p99_ms: float
+    cpu_us: float
+
+
+def wrk(url: str, seconds: float, connections: int, pids: list[int]) -> Run:
+    """One wrk run; `pids`: the other processes whose CPU time the requests cost."""
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
         capture_output=True,
@@ -47,11 +62,15 @@ def wrk(url: str, seconds: float, connections: int) -> tuple[float, float]:
         check=True,
         timeout=seconds + 60,
     ).stdout
+    wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = sum(cpu_seconds(p) for p in pids)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     assert m is not None, out
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    return rps, p99
+    wrk_cpu = (wrk1.ru_utime + wrk1.ru_stime) - (wrk0.ru_utime + wrk0.ru_stime)
+    return Run(rps, p99, (wrk_cpu + cpu1 - cpu0) / max(n, 1) * 1e6)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -124,7 +143,7 @@ class CaptureRun:
     """One capture mode's measurements across rounds."""
 
     flags: list[str]
-    runs: list[tuple[float, float]] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
     cpu_loaded: list[float] = field(default_factory=list)  # per request, while under load
     cpu_all: list[float] = field(default_factory=list)  # per request, until the capture ended
     catch_up: list[float] = field(default_factory=list)  # s from the load's end to the exit
@@ -138,7 +157,7 @@ class CaptureRun:
 
 def capture_round(
     mode: CaptureRun, backend: Nginx, tmp: Path, name: str, args: argparse.Namespace
-) -> tuple[float, float]:
+) -> Run:
     out = tmp / f"{name}.jsonl"
     summary_path = tmp / f"{name}.summary.json"
     log = tmp / f"{name}.log"
@@ -155,7 +174,9 @@ def capture_round(
         time.sleep(0.1)
     before_lines = count_lines(backend.root / "access.log")
     cpu0 = cpu_seconds(agent.pid)
-    rps, p99 = wrk(f"{backend.url}/hello", args.seconds, args.connections)
+    run = wrk(
+        f"{backend.url}/hello", args.seconds, args.connections, [*backend.worker_pids, agent.pid]
+    )
     cpu1 = cpu_seconds(agent.pid)
     t_end = time.monotonic()
     agent.send_signal(signal.SIGINT)  # the capture decodes what it deferred, then ends
@@ -175,7 +196,7 @@ def capture_round(
         if k.startswith("drop_") and v:
             mode.drops[k] = mode.drops.get(k, 0) + v
     out.unlink()
-    return rps, p99
+    return run
 
 
 def main() -> int:
@@ -188,31 +209,53 @@ def main() -> int:
         print("bench: run as root (BPF)", file=sys.stderr)
         return 2
     modes = {"nodetap": CaptureRun([]), "direct": CaptureRun(["--defer-max", "0"])}
-    results: dict[str, list[tuple[float, float]]] = {"bare": []}
+    results: dict[str, list[Run]] = {"bare": []}
     results.update({name: m.runs for name, m in modes.items()})
     results["proxy"] = []
     tmp = Path(tempfile.mkdtemp(prefix="nodetap-bench-"))
     try:
         with nginx(workers=1) as backend, proxy_to(backend) as proxy:
             for r in range(args.rounds):
-                results["bare"].append(wrk(f"{backend.url}/hello", args.seconds, args.connections))
+                results["bare"].append(
+                    wrk(f"{backend.url}/hello", args.seconds, args.connections, backend.worker_pids)
+                )
                 for name, mode in modes.items():
                     mode.runs.append(capture_round(mode, backend, tmp, f"{name}-{r}", args))
-                results["proxy"].append(wrk(f"{proxy.url}/proxied", args.seconds, args.connections))
+                workers = backend.worker_pids + proxy.worker_pids
+                results["proxy"].append(
+                    wrk(f"{proxy.url}/proxied", args.seconds, args.connections, workers)
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    bare_rps = statistics.median(r for r, _ in results["bare"])
-    bare_p99 = statistics.median(p for _, p in results["bare"])
+    med: dict[str, Run] = {
+        name: Run(
+            *(statistics.median(getattr(r, f) for r in runs) for f in ("rps", "p99_ms", "cpu_us"))
+        )
+        for name, runs in results.items()
+    }
+    bare, proxy_run = med["bare"], med["proxy"]
     print(f"nginx + wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, medians")
-    print(f"{'mode':<8} {'req/s':>10} {'p99 ms':>8} {'req/s vs bare':>14} {'p99 vs bare':>12}")
-    for name, runs in results.items():
-        rps = statistics.median(r for r, _ in runs)
-        p99 = statistics.median(p for _, p in runs)
-        print(f"{name:<8} {rps:>10.0f} {p99:>8.2f} {rps / bare_rps:>14.2f} {p99 / bare_p99:>12.2f}")
-    cost_proxy = 1 - statistics.median(r for r, _ in results["proxy"]) / bare_rps
+    print(
+        f"{'mode':<8} {'req/s':>10} {'p99 ms':>8} {'req/s vs bare':>14} {'p99 vs bare':>12}"
+        f" {'CPU us/req':>11}"
+    )
+    for name, m in med.items():
+        print(
+            f"{name:<8} {m.rps:>10.0f} {m.p99_ms:>8.2f} {m.rps / bare.rps:>14.2f} "
+            f"{m.p99_ms / bare.p99_ms:>12.2f} {m.cpu_us:>11.2f}"
+        )
+    print(
+        "(CPU us/req: CPU time of wrk, the nginx workers and the agent or the proxy, per "
+        "request served, while under load)"
+    )
+    cost_proxy = 1 - proxy_run.rps / bare.rps
+    cpu_proxy = proxy_run.cpu_us - bare.cpu_us
     for name, mode in modes.items():
-        cost = 1 - statistics.median(r for r, _ in mode.runs) / bare_rps
+        m = med[name]
+        cost = 1 - m.rps / bare.rps
         ratio = cost / cost_proxy if cost_proxy > 0 else float("nan")
+        cpu_cost = m.cpu_us - bare.cpu_us
+        cpu_ratio = cpu_cost / cpu_proxy if cpu_proxy > 0 else float("nan")
         label = (
             "nodetap (deferred decoding, the default)"
             if name == "nodetap"
@@ -220,16 +263,18 @@ def main() -> int:
         )
         # each round's ratio against that round's bare and proxy runs (the machine drifts)
         per_round = [
-            (1 - r / b) / (1 - p / b)
-            for (r, _), (b, _), (p, _) in zip(
-                mode.runs, results["bare"], results["proxy"], strict=True
-            )
-            if p < b
+            (1 - r.rps / b.rps) / (1 - p.rps / b.rps)
+            for r, b, p in zip(mode.runs, results["bare"], results["proxy"], strict=True)
+            if p.rps < b.rps
         ]
         print(f"{label}:")
         print(
             f"  throughput cost {cost:.1%}, proxy {cost_proxy:.1%}; "
             f"capture/proxy cost ratio {ratio:.2f} (target < 0.5)"
+        )
+        print(
+            f"  CPU cost per request {cpu_cost:.2f} us, proxy {cpu_proxy:.2f} us; "
+            f"capture/proxy CPU cost ratio {cpu_ratio:.2f}"
         )
         print(
             f"  per round (against that round's bare and proxy runs): median "
