@@ -7,6 +7,7 @@ machine with BPF: when ``CI`` is set, a skip of such a test is turned into a fai
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator
 
 import pytest
@@ -16,6 +17,15 @@ PRIVILEGED_MARKERS = ("bpf", "root", "netns")
 
 def _is_privileged(item: pytest.Item) -> bool:
     return any(item.get_closest_marker(m) is not None for m in PRIVILEGED_MARKERS)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove the network namespaces a killed earlier run left behind (their creator is gone)."""
+    if os.geteuid() == 0:
+        from netsetup.lab import Lab
+
+        for name in Lab.clean_orphans():
+            print(f"conftest: removed namespace {name} left by an earlier run", file=sys.stderr)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

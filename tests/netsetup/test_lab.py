@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -37,3 +38,19 @@ def test_lab_links_serve_traffic_and_leave_nothing() -> None:
         assert all(n in listing for n in names)
     listing = _names(["ip", "netns", "list"]) + _names(["ip", "-o", "link"])
     assert not any(n in listing for n in names)
+
+
+def test_clean_orphans_removes_only_namespaces_of_dead_creators() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a PID that no longer exists (reuse this soon is unlikely)
+    dead, alive = f"nt{gone.pid:x}-1-orphan", f"nt{os.getpid():x}-999-alive"
+    try:
+        for name in (dead, alive):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        removed = Lab.clean_orphans()
+        listing = _names(["ip", "netns", "list"])
+        assert dead in removed and dead not in listing
+        assert alive not in removed and alive in listing
+    finally:
+        for name in (dead, alive):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
