@@ -14,6 +14,7 @@ with the kernel's drops by cause. Ratios hold on a shared, noisy machine; absolu
 do not.
 
     .venv/bin/python bench/capture_overhead.py [--rounds 3] [--seconds 5] [--connections 32]
+        [--mode NAME=FLAGS ...]   # more capture modes, e.g. 'probe=--register-reads probe'
 """
 
 from __future__ import annotations
@@ -204,11 +205,24 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--mode",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="one more capture mode, measured like the others: a name and the capture "
+        "flags it adds (e.g. 'probe=--register-reads probe')",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root (BPF)", file=sys.stderr)
         return 2
     modes = {"nodetap": CaptureRun([]), "direct": CaptureRun(["--defer-max", "0"])}
+    for spec in args.mode:
+        name, sep, flags = spec.partition("=")
+        if not sep or not name or name in modes or name in ("bare", "proxy"):
+            ap.error(f"--mode {spec!r}: expected a new NAME=FLAGS")
+        modes[name] = CaptureRun(flags.split())
     results: dict[str, list[Run]] = {"bare": []}
     results.update({name: m.runs for name, m in modes.items()})
     results["proxy"] = []
@@ -256,11 +270,10 @@ def main() -> int:
         ratio = cost / cost_proxy if cost_proxy > 0 else float("nan")
         cpu_cost = m.cpu_us - bare.cpu_us
         cpu_ratio = cpu_cost / cpu_proxy if cpu_proxy > 0 else float("nan")
-        label = (
-            "nodetap (deferred decoding, the default)"
-            if name == "nodetap"
-            else ("nodetap --defer-max 0 (direct decoding)")
-        )
+        label = {
+            "nodetap": "nodetap (deferred decoding, the default)",
+            "direct": "nodetap --defer-max 0 (direct decoding)",
+        }.get(name, f"nodetap {' '.join(mode.flags)} ({name})")
         # each round's ratio against that round's bare and proxy runs (the machine drifts)
         per_round = [
             (1 - r.rps / b.rps) / (1 - p.rps / b.rps)
