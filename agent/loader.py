@@ -265,6 +265,6 @@ def _fill_dispatch(bpf: Any, load_fd: Callable[[str], int]) -> list[str]:
     bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(fd_of("nt_iov_step"))
     exit_ = bpf[b"sys_exit_progs"]
     for name, (_, on_exit) in syscalls.HANDLERS.items():
-        if on_exit:
+        if on_exit and name in numbers:
             exit_[ctypes.c_int(numbers[name])] = ctypes.c_int(fd_of(on_exit))
-    return sorted(syscalls.HANDLERS)
+    return syscalls.followed()

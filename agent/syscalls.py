@@ -30,10 +30,12 @@ HANDLERS: dict[str, tuple[str | None, str | None]] = {
     "accept4": ("syscalls:sys_enter_accept4", "nt_exit_accept"),
     "connect": ("syscalls:sys_enter_connect", "nt_exit_connect"),
     "close": ("syscalls:sys_enter_close", None),
+    "dup2": (None, "nt_exit_dup"),
+    "dup3": (None, "nt_exit_dup"),
 }
 
 # __NR_<name> by `platform.machine()` (sendfile is __NR_sendfile on both: sendfile64
-# is the 32-bit name)
+# is the 32-bit name; arm64 has no dup2, only dup3)
 NUMBERS: dict[str, dict[str, int]] = {
     "x86_64": {
         "read": 0,
@@ -41,6 +43,7 @@ NUMBERS: dict[str, dict[str, int]] = {
         "close": 3,
         "readv": 19,
         "writev": 20,
+        "dup2": 33,
         "sendfile": 40,
         "connect": 42,
         "accept": 43,
@@ -49,10 +52,12 @@ NUMBERS: dict[str, dict[str, int]] = {
         "sendmsg": 46,
         "recvmsg": 47,
         "accept4": 288,
+        "dup3": 292,
         "recvmmsg": 299,
         "sendmmsg": 307,
     },
     "aarch64": {
+        "dup3": 24,
         "close": 57,
         "read": 63,
         "write": 64,
@@ -83,3 +88,9 @@ TRACEPOINTS = (
 def numbers(machine: str | None = None) -> dict[str, int]:
     """The syscall numbers of this machine's architecture (KeyError: not supported)."""
     return NUMBERS[machine or platform.machine()]
+
+
+def followed(machine: str | None = None) -> list[str]:
+    """The syscalls followed on this machine's architecture (those it has)."""
+    table = numbers(machine)
+    return sorted(name for name in HANDLERS if name in table)

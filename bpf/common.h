@@ -309,8 +309,9 @@ static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct n
     c.role = role;
     c.flags = flags;
     c.family = ev->family;
-    /* An entry still there means its close() was missed (dup2 over the fd, close_range):
-     * end that connection first, so fd reuse never mixes two connections. */
+    /* An entry still there means its close() was missed (close_range()) or its CLOSE
+     * record was lost to a full ring buffer: end that connection first, so fd reuse never
+     * mixes two connections. */
     struct nt_conn *old = conns.lookup(&key);
     if (old)
         nt_emit_close(key, old);

@@ -1,6 +1,6 @@
 /* conn_lifecycle.c: which connections exist, who opened them, and when they end.
  *
- * accept/accept4 (server side), connect (client side) and close, plus the
+ * accept/accept4 (server side), connect (client side), close and dup2/dup3, plus the
  * sock:inet_sock_set_state tracepoint, which supplies the local address of a connection
  * (the syscalls only give the peer's) and proves a connect() is TCP.
  *
@@ -247,6 +247,15 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 /* ---- close ---- */
 
+/* End connection c of conns key `key`: a CLOSE record, then the entry goes. */
+static __always_inline void nt_end_conn(u64 key, struct nt_conn *c)
+{
+    if (nt_emit_close(key, c))
+        conns.delete(&key);
+    else
+        c->flags |= NT_CONN_CLOSED; /* the agent reads the final offsets from here */
+}
+
 /* close(fd), at entry: the connection ends before the fd is free to be reused */
 TRACEPOINT_PROBE(syscalls, sys_enter_close)
 {
@@ -262,9 +271,28 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
         cl.conn_id = c->id;
         closing.update(&id, &cl);
     }
-    if (nt_emit_close(key, c))
-        conns.delete(&key);
-    else
-        c->flags |= NT_CONN_CLOSED; /* the agent reads the final offsets from here */
+    nt_end_conn(key, c);
+    return 0;
+}
+
+/* dup2(oldfd, newfd) and dup3(oldfd, newfd, flags), at exit: a successful call closed
+ * what newfd named, without a close(). A connection tracked there has ended, and newfd
+ * now names another file: ended here, its streams never take that file's bytes. The exit
+ * is early enough (only another thread's I/O on newfd between the implicit close and this
+ * exit could be misattributed) and costs nothing at entry; a connection without
+ * addresses ended this way keeps them unknown (its TCP state change, if any, has passed).
+ * The file newfd names from now on is not followed (README: limits, dup). */
+NT_EXIT(dup)
+{
+    long ret = (long)ctx->args[1];
+    if (ret < 0)
+        return 0;
+    NT_ARGS_OR_RETURN(s);
+    if (s.a[0] == s.a[1])
+        return 0; /* dup2(fd, fd) closes nothing */
+    u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)ret;
+    struct nt_conn *c = nt_conn_of(key);
+    if (c)
+        nt_end_conn(key, c);
     return 0;
 }

@@ -30,7 +30,9 @@ def test_numbers_match_asm_unistd() -> None:
     header = _header_numbers()
     table = syscalls.numbers()
     assert table == {name: header[name] for name in table}
-    assert set(table) == set(syscalls.HANDLERS)
+    # every handled syscall this architecture has is numbered (arm64 has no dup2)
+    assert set(table) == {name for name in syscalls.HANDLERS if name in header}
+    assert syscalls.followed() == sorted(table)
 
 
 def test_every_handler_is_in_the_programs() -> None:

@@ -1,5 +1,6 @@
-"""Connection lifetimes: fd reuse never mixes two connections, and a process that exits
-without close() has its connections finished by the agent."""
+"""Connection lifetimes: fd reuse never mixes two connections (also when dup2 closes the
+fd), and a process that exits without close() has its connections finished by the
+agent."""
 
 from __future__ import annotations
 
@@ -37,6 +38,33 @@ time.sleep(0.2)
 os._exit(0)  # no close(): the kernel closes the socket at exit, no syscall says so
 """
 
+DUP2_OVER = """
+import os, socket, sys
+port = int(sys.argv[1])
+
+def exchange(fd, path, close):
+    head = "GET " + path + " HTTP/1.1\\r\\nHost: t\\r\\n"
+    if close:
+        head += "Connection: close\\r\\n"
+    os.write(fd, (head + "\\r\\n").encode())
+    got = b""
+    while not got.endswith(b"hello world\\n"):
+        more = os.read(fd, 65536)
+        if not more:
+            break
+        got += more
+
+a = socket.create_connection(("127.0.0.1", port))
+b = socket.create_connection(("127.0.0.1", port))
+print(a.getsockname()[1], b.getsockname()[1])
+exchange(a.fileno(), "/hello?one", close=False)
+fd_a, fd_b = a.detach(), b.detach()
+os.dup2(fd_b, fd_a)  # closes connection a without a close(); fd_a now names b's socket
+os.close(fd_b)
+exchange(fd_a, "/hello?two", close=True)
+os.close(fd_a)
+"""
+
 
 def test_fd_reuse_gives_two_connections() -> None:
     with nginx() as srv, live_capture(ports=[srv.port]) as lc:
@@ -49,6 +77,34 @@ def test_fd_reuse_gives_two_connections() -> None:
     assert [p.http.req.url for p in client] == ["/hello?first", "/hello?second"]
     assert client[0].meta.conn_id != client[1].meta.conn_id
     assert all(p.http.res.body == b"hello world\n" and not p.flags for p in client)
+
+
+def test_dup2_over_a_connection_ends_it() -> None:
+    """dup2() closes the connection its target fd named: the bytes that fd moves next (of
+    another connection) must not be added to the first connection's streams."""
+    with nginx() as srv, live_capture(ports=[srv.port]) as lc:
+        out = subprocess.run(
+            [sys.executable, "-c", DUP2_OVER, str(srv.port)],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+        port_a, port_b = (int(x) for x in out.split())
+        # the server saw both exchanges, each on its own connection
+        served = lc.wait_for(2, where=lambda p: p.direction == pb.INBOUND)
+        lc.settle()
+        pairs = list(lc.pairs)
+    assert sorted((p.client.port, p.http.req.url) for p in served) == [
+        (port_a, "/hello?one"),
+        (port_b, "/hello?two"),
+    ]
+    client_a = [p for p in pairs if p.direction == pb.OUTBOUND and p.client.port == port_a]
+    assert [p.http.req.url for p in client_a] == ["/hello?one"]
+    assert client_a[0].http.res.body == b"hello world\n" and not client_a[0].flags
+    # b's bytes went through a's old fd number: not followed (a duplicate fd), never mixed
+    assert all(
+        p.client.port == port_b
+        for p in pairs
+        if p.direction == pb.OUTBOUND and "two" in p.http.req.url
+    )
 
 
 def test_exit_without_close_is_finished_by_the_agent() -> None:
