@@ -264,7 +264,9 @@ def _fill_dispatch(bpf: Any, load_fd: Callable[[str], int]) -> list[str]:
 
     bpf[b"iov_progs"][ctypes.c_int(0)] = ctypes.c_int(fd_of("nt_iov_step"))
     exit_ = bpf[b"sys_exit_progs"]
-    for name, (_, on_exit) in syscalls.HANDLERS.items():
-        if on_exit and name in numbers:
+    followed = syscalls.followed()
+    for name in followed:
+        on_exit = syscalls.HANDLERS[name][1]
+        if on_exit:
             exit_[ctypes.c_int(numbers[name])] = ctypes.c_int(fd_of(on_exit))
-    return syscalls.followed()
+    return followed

@@ -296,6 +296,13 @@ static __always_inline struct nt_conn *nt_conn_of(u64 key)
     return c;
 }
 
+/* The tracked connection that (this process's) fd names, and its conns key; 0 if none. */
+static __always_inline struct nt_conn *nt_conn_of_fd(u64 fd, u64 *key)
+{
+    *key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)fd;
+    return nt_conn_of(*key);
+}
+
 /* Start tracking (tgid, fd). ev carries the addresses; the rest is filled in here. */
 static __always_inline u64 nt_open(u32 tgid, u32 fd, u8 role, u8 flags, struct nt_conn_event *ev)
 {

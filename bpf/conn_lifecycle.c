@@ -290,8 +290,8 @@ NT_EXIT(dup)
     NT_ARGS_OR_RETURN(s);
     if (s.a[0] == s.a[1])
         return 0; /* dup2(fd, fd) closes nothing */
-    u64 key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)ret;
-    struct nt_conn *c = nt_conn_of(key);
+    u64 key;
+    struct nt_conn *c = nt_conn_of_fd(ret, &key);
     if (c)
         nt_end_conn(key, c);
     return 0;

@@ -170,13 +170,6 @@ static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 s
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
 }
 
-/* The tracked connection that (this process's) fd names, and its conns key; 0 if none. */
-static __always_inline struct nt_conn *nt_conn_of_fd(u64 fd, u64 *key)
-{
-    *key = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)fd;
-    return nt_conn_of(*key);
-}
-
 /* Copy the `ret` bytes a data syscall moved on connection c (its arguments in a). */
 static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct nt_io_args *a)
 {
