@@ -17,6 +17,7 @@ RUN apt-get update \
 WORKDIR /opt/nodetap/src
 COPY pyproject.toml README.md ./
 COPY nodetap ./nodetap
+COPY cli ./cli
 COPY agent ./agent
 COPY netsetup ./netsetup
 COPY replay ./replay
@@ -26,7 +27,7 @@ COPY proto ./proto
 # Editable install: the agent finds its BPF sources (bpf/*.c) beside its Python package.
 RUN python3 -m venv --system-site-packages /opt/nodetap/venv \
  && /opt/nodetap/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e . \
- && /opt/nodetap/venv/bin/python -c "import bcc, nftables, nodetap.cli" \
+ && /opt/nodetap/venv/bin/python -c "import bcc, nftables, cli.main" \
  && mkdir -p /var/lib/nodetap && chown 65532:65532 /var/lib/nodetap
 
 ENV PATH=/opt/nodetap/venv/bin:$PATH \

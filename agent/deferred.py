@@ -26,7 +26,7 @@ from pathlib import Path
 
 from agent import spool_drain
 from agent.spool import SpoolReader
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class DeferredDecode:
         try:
             self.dir = Path(tempfile.mkdtemp(prefix="nodetap-spool-", dir=parent_dir))
         except OSError as e:
-            raise UserError(
+            raise NodetapError(
                 f"cannot create the spool in {parent_dir or tempfile.gettempdir()}: "
                 f"{e.strerror or e}; choose another --defer-dir"
             ) from None

@@ -1,7 +1,7 @@
 """Compile and attach nodetap's syscall-capture programs with BCC, and detach them.
 
 Checks first what a node may lack (root, BCC, tracefs, kernel headers, tracepoints) and
-turns each into one actionable UserError instead of a compiler error or a traceback.
+turns each into one actionable NodetapError instead of a compiler error or a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from agent import bpf_layout as L
 from agent import btf_tracepoint, syscalls
 from agent.bpf_syscall import possible_cpus
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
 
@@ -103,36 +103,36 @@ def find_tracefs() -> Path:
     if (target / "events").is_dir():
         log.info("mounted tracefs on %s", target)
         return target
-    raise UserError(
+    raise NodetapError(
         "tracefs is not mounted and could not be mounted; "
         "run: mount -t tracefs tracefs /sys/kernel/tracing"
     )
 
 
 def preflight() -> Path:
-    """Check what BPF capture needs; return the tracefs path. Raises UserError."""
+    """Check what BPF capture needs; return the tracefs path. Raises NodetapError."""
     if os.geteuid() != 0:
-        raise UserError(
+        raise NodetapError(
             "must run as root: BPF capture needs CAP_BPF and CAP_PERFMON (try: sudo nodetap ...)"
         )
     try:
         import bcc  # noqa: F401
     except ImportError:
-        raise UserError(
+        raise NodetapError(
             "BCC is not importable from this Python; install python3-bpfcc and use the "
             "virtual environment made by scripts/setup.sh (README: Install)"
         ) from None
     kver = platform.release()
     build = Path("/lib/modules") / kver / "build"
     if not (build / "include").exists():
-        raise UserError(
+        raise NodetapError(
             f"kernel headers not found for {kver} ({build}); install linux-headers-amd64 "
             "and link them, or run scripts/setup.sh (README: Kernel headers)"
         )
     try:
         syscalls.numbers()
     except KeyError:
-        raise UserError(
+        raise NodetapError(
             f"nodetap knows the syscall numbers of x86_64 and aarch64 only, not of "
             f"{platform.machine()}"
         ) from None
@@ -140,7 +140,7 @@ def preflight() -> Path:
     for tp in TRACEPOINTS:
         category, name = tp.split(":")
         if not (tracefs / "events" / category / name / "format").exists():
-            raise UserError(
+            raise NodetapError(
                 f"tracepoint {tp} is missing on this kernel (needs CONFIG_FTRACE_SYSCALLS "
                 "and CONFIG_TRACEPOINTS); nodetap cannot capture syscalls here"
             )
@@ -167,7 +167,7 @@ def sys_exit_btf_id(opts: LoadOptions) -> int | None:
         return None
     btf_id = btf_tracepoint.raw_tp_btf_id("sys_exit") if platform.machine() == "x86_64" else None
     if btf_id is None and opts.typed_regs:
-        raise UserError(
+        raise NodetapError(
             "typed register reads need x86-64, kernel BTF (/sys/kernel/btf/vmlinux) and "
             "libbpf1; this node lacks one of them"
         )
@@ -178,11 +178,11 @@ def load(opts: LoadOptions) -> Probes:
     """Compile, load and attach. The programs track nothing until armed (NT_CFG_ARMED)."""
     preflight()
     if opts.ringbuf_pages <= 0 or opts.ringbuf_pages & (opts.ringbuf_pages - 1):
-        raise UserError(f"--ringbuf-pages must be a power of two, not {opts.ringbuf_pages}")
+        raise NodetapError(f"--ringbuf-pages must be a power of two, not {opts.ringbuf_pages}")
     btf_id = sys_exit_btf_id(opts)
     try:
         return _load(opts, btf_id)
-    except UserError as e:
+    except NodetapError as e:
         if btf_id is None or opts.typed_regs:
             raise
         # the kernel has BTF but refused a typed program: the untyped ones still work
@@ -198,12 +198,12 @@ def _load(opts: LoadOptions, btf_id: int | None) -> Probes:
     except Exception as e:  # BCC raises bare Exceptions
         msg = str(e)
         if "Operation not permitted" in msg or "EPERM" in msg:
-            raise UserError(
+            raise NodetapError(
                 "the kernel refused to load BPF programs (operation not permitted); run as "
                 "root with CAP_BPF/CAP_PERFMON, and check kernel.unprivileged_bpf_disabled "
                 "and lockdown settings"
             ) from None
-        raise UserError(
+        raise NodetapError(
             f"BPF program failed to load: {msg.splitlines()[-1] if msg else e}"
         ) from None
     probes = Probes(bpf=bpf, typed_regs=btf_id is not None)
@@ -218,7 +218,7 @@ def _load(opts: LoadOptions, btf_id: int | None) -> Probes:
     except Exception as e:
         probes.close()
         why = e.strerror if isinstance(e, OSError) and e.strerror else e
-        raise UserError(f"BPF syscall handlers failed to load: {why}") from None
+        raise NodetapError(f"BPF syscall handlers failed to load: {why}") from None
     attached = sorted(
         [_tp_name(tp) for tp in bpf.tracepoint_fds]
         + [f"raw_syscalls:{_tp_name(tp)}" for tp in bpf.raw_tracepoint_fds]
@@ -228,7 +228,7 @@ def _load(opts: LoadOptions, btf_id: int | None) -> Probes:
     missing = set(TRACEPOINTS) - set(attached)
     if missing:
         probes.close()
-        raise UserError(f"could not attach tracepoints: {', '.join(sorted(missing))}")
+        raise NodetapError(f"could not attach tracepoints: {', '.join(sorted(missing))}")
     log.info(
         "attached %s (%s); following %s",
         ", ".join(attached),

@@ -30,7 +30,7 @@ from prometheus_client import Gauge
 
 from agent.enrich.cgroup import find_cgroup2_mount, pod_uid_from_path
 from agent.enrich.pods import PodIndex, PodInfo
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
 
@@ -78,28 +78,28 @@ class TargetingConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> TargetingConfig:
-        """From the parsed YAML section; unknown keys and bad values are a UserError."""
+        """From the parsed YAML section; unknown keys and bad values are a NodetapError."""
         d = dict(d or {})
         known = {"mode", "key", "namespaces", "selectors", "exclude_namespaces"}
         unknown = set(d) - known
         if unknown:
-            raise UserError(
+            raise NodetapError(
                 f"unknown targeting setting(s) {', '.join(sorted(unknown))}; "
                 f"use {', '.join(sorted(known))}"
             )
         mode = str(d.get("mode", "opt-in"))
         if mode not in ("opt-in", "all"):
-            raise UserError(f"targeting mode {mode!r} unknown; use opt-in or all")
+            raise NodetapError(f"targeting mode {mode!r} unknown; use opt-in or all")
         selectors = []
         for i, s in enumerate(d.get("selectors") or ()):
             if not isinstance(s, Mapping) or set(s) - {"namespace", "matchLabels"}:
-                raise UserError(
+                raise NodetapError(
                     f"targeting selector #{i + 1} must be a mapping with namespace and/or "
                     "matchLabels"
                 )
             labels = s.get("matchLabels") or {}
             if not isinstance(labels, Mapping):
-                raise UserError(f"targeting selector #{i + 1}: matchLabels must be a mapping")
+                raise NodetapError(f"targeting selector #{i + 1}: matchLabels must be a mapping")
             selectors.append(
                 Selector(str(s.get("namespace") or ""), {str(k): str(v) for k, v in labels.items()})
             )
@@ -442,11 +442,13 @@ def load_config(path: str | None) -> TargetingConfig:
         with open(path, encoding="utf-8") as f:
             loaded = yaml.safe_load(f) or {}
     except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}; pass an existing --targeting") from None
+        raise NodetapError(
+            f"cannot read {path}: {e.strerror}; pass an existing --targeting"
+        ) from None
     except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML ({e}); fix it") from None
+        raise NodetapError(f"{path} is not valid YAML ({e}); fix it") from None
     if not isinstance(loaded, Mapping):
-        raise UserError(f"{path} must be a YAML mapping with a targeting: section")
+        raise NodetapError(f"{path} must be a YAML mapping with a targeting: section")
     section = loaded.get("targeting", loaded)
     return TargetingConfig.from_dict(section)
 
@@ -517,7 +519,7 @@ def from_args(args: Any, *, rescan_seconds: float = 2.0) -> NodeContext:
     if getattr(args, "targeting", None):
         if not enricher.in_cluster or enricher.pods is None:
             enricher.close()
-            raise UserError(
+            raise NodetapError(
                 "--targeting needs Kubernetes (in a pod, or a kubeconfig); off Kubernetes "
                 "use --pid, --port or --cgroup"
             )

@@ -163,7 +163,7 @@ def capture_round(
     summary_path = tmp / f"{name}.summary.json"
     log = tmp / f"{name}.log"
     agent = subprocess.Popen(
-        [sys.executable, "-m", "nodetap", "capture", "-p", str(backend.worker_pids[0])]
+        [sys.executable, "-m", "cli", "capture", "-p", str(backend.worker_pids[0])]
         + ["--port", str(backend.port), "-o", str(out), "--summary-json", str(summary_path)]
         + mode.flags,
         cwd=REPO,

@@ -181,7 +181,7 @@ def start(
         argv = [
             sys.executable,
             "-m",
-            "nodetap",
+            "cli",
             "forwarder",
             "--listen",
             f"127.0.0.1:{port}",

@@ -61,7 +61,7 @@ def capture(path: Path, min_exchanges: int) -> tuple[int, int]:
 
 def count_exchanges(path: Path) -> int:
     out = subprocess.run(
-        [sys.executable, "-m", "nodetap", "import", str(path), "-q"],
+        [sys.executable, "-m", "cli", "import", str(path), "-q"],
         capture_output=True, cwd=REPO, check=True,
     ).stdout  # fmt: skip
     return out.count(b"\n")
@@ -70,7 +70,7 @@ def count_exchanges(path: Path) -> int:
 def time_nodetap(path: Path) -> float:
     t = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "nodetap", "import", str(path), "-o", "/dev/null", "-q"],
+        [sys.executable, "-m", "cli", "import", str(path), "-o", "/dev/null", "-q"],
         cwd=REPO, check=True,
     )  # fmt: skip
     return time.perf_counter() - t

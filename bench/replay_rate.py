@@ -46,7 +46,7 @@ def run_wrk(url: str, seconds: int, c: int, close: bool) -> float:
 
 def run_replay(cap: Path, url: str, loops: int, c: int, close: bool) -> tuple[float, float, int]:
     """(achieved req/s, CPU seconds of the whole replay, requests) via the CLI."""
-    argv = [sys.executable, "-m", "nodetap", "replay", str(cap), "--target", url, "--vusers",
+    argv = [sys.executable, "-m", "cli", "replay", str(cap), "--target", url, "--vusers",
             str(c), "--loop", str(loops), "--json", "--no-progress", "--summary-only",
             "--connection", "close" if close else "keepalive"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)

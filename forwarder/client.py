@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import forwarder_pb2_grpc as fgrpc
 from nodetap.v1 import rrpair_pb2 as pb
@@ -33,7 +33,7 @@ def read_file(path: str | None, what: str) -> bytes | None:
     try:
         return Path(path).read_bytes()
     except OSError as e:
-        raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise NodetapError(f"cannot read {what} {path}: {e.strerror}") from None
 
 
 def read_token(path: str | None) -> str | None:
@@ -43,7 +43,7 @@ def read_token(path: str | None) -> str | None:
         return None
     token = data.decode("utf-8", "replace").strip()
     if not token:
-        raise UserError(f"token file {path} is empty; put the forwarder's token in it")
+        raise NodetapError(f"token file {path} is empty; put the forwarder's token in it")
     return token
 
 
@@ -82,18 +82,20 @@ def stub(ch: grpc.Channel) -> fgrpc.ForwarderStub:
     return fgrpc.ForwarderStub(ch)  # type: ignore[no-untyped-call]
 
 
-def rpc_error(e: grpc.RpcError, addr: str) -> UserError:
-    """A one-line UserError for a failed call to the forwarder at addr."""
+def rpc_error(e: grpc.RpcError, addr: str) -> NodetapError:
+    """A one-line NodetapError for a failed call to the forwarder at addr."""
     code = e.code() if hasattr(e, "code") else None
     details = e.details() if hasattr(e, "details") else str(e)
     if code == grpc.StatusCode.UNAVAILABLE:
-        return UserError(f"forwarder {addr} unreachable ({details}); is it running there?")
+        return NodetapError(f"forwarder {addr} unreachable ({details}); is it running there?")
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return UserError(f"forwarder {addr} refused the token ({details}); pass --token-file")
+        return NodetapError(f"forwarder {addr} refused the token ({details}); pass --token-file")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return UserError(f"forwarder {addr}: message too large ({details}); raise the size limit")
+        return NodetapError(
+            f"forwarder {addr}: message too large ({details}); raise the size limit"
+        )
     name = code.name if code is not None else "ERROR"
-    return UserError(f"forwarder {addr}: {name}: {details}")
+    return NodetapError(f"forwarder {addr}: {name}: {details}")
 
 
 Metadata = tuple[tuple[str, str], ...]
@@ -127,7 +129,7 @@ def export_pairs(
     limit: int = 0,
 ) -> Iterator[pb.RRPair]:
     """Stream stored RRPairs (or a snapshot's) from a forwarder, oldest first; a failure is a
-    one-line UserError. For `nodetap replay --snapshot ID --forwarder ADDR`."""
+    one-line NodetapError. For `nodetap replay --snapshot ID --forwarder ADDR`."""
     ch = channel(addr, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     req = fpb.ExportRequest(filter=flt or fpb.Filter(), snapshot_id=snapshot_id, limit=limit)
     try:

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 from forwarder.client import DEFAULT_MAX_MESSAGE_BYTES, read_file
 from forwarder.filters import matches
 from forwarder.storage import Store, open_store
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import forwarder_pb2_grpc as fgrpc
 from nodetap.v1 import rrpair_pb2 as pb
@@ -271,9 +271,9 @@ def serve(
     """
     listen = normalize_listen(listen)
     if bool(tls_cert) != bool(tls_key):
-        raise UserError("TLS needs both --tls-cert and --tls-key")
+        raise NodetapError("TLS needs both --tls-cert and --tls-key")
     if tls_client_ca and not tls_cert:
-        raise UserError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
+        raise NodetapError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
     store = store if store is not None else open_store(data_dir, sync=sync)
     hub = Hub(subscriber_queue)
     interceptors = [TokenInterceptor(token)] if token else []
@@ -314,10 +314,10 @@ def serve(
             port = server.add_insecure_port(listen)
     except RuntimeError as e:
         store.close()
-        raise UserError(f"cannot listen on {listen}: {e}; pick another --listen") from None
+        raise NodetapError(f"cannot listen on {listen}: {e}; pick another --listen") from None
     if port == 0:
         store.close()
-        raise UserError(f"cannot listen on {listen}; is the port in use? pick another --listen")
+        raise NodetapError(f"cannot listen on {listen}; is the port in use? pick another --listen")
     server.start()
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from netsetup.netns import enter_netns
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def in_netns(netns: str | None, fn: Callable[..., T], *args: Any) -> T:
             enter_netns(netns)
             payload: Any = ("ok", fn(*args))
         except BaseException as e:
-            payload = ("err", f"{type(e).__name__}: {e}", isinstance(e, UserError))
+            payload = ("err", f"{type(e).__name__}: {e}", isinstance(e, NodetapError))
             code = 1
         with os.fdopen(w, "wb") as f:
             f.write(pickle.dumps(payload))
@@ -84,7 +84,7 @@ def in_netns(netns: str | None, fn: Callable[..., T], *args: Any) -> T:
     if res[0] == "ok":
         return res[1]  # type: ignore[no-any-return]
     if res[2]:
-        raise UserError(res[1].split(": ", 1)[1])
+        raise NodetapError(res[1].split(": ", 1)[1])
     raise RuntimeError(f"in netns {netns}: {res[1]}")
 
 
@@ -486,9 +486,9 @@ def notrack_for_target(
     try:
         ipaddress.ip_address(ip)
     except ValueError:
-        raise UserError(f"--notrack needs an IP address target, not {ip!r}") from None
+        raise NodetapError(f"--notrack needs an IP address target, not {ip!r}") from None
     if target_needs_nat(ip, port, netns):
-        raise UserError(
+        raise NodetapError(
             f"--notrack refused: traffic to {ip}:{port} is NATed (a Service address?) and "
             "untracked packets are not translated; replay to a pod address or drop --notrack"
         )

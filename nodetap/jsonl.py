@@ -13,7 +13,7 @@ from typing import IO
 from google.protobuf import json_format
 
 from nodetap import rrpair_json
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -49,7 +49,7 @@ def iter_file(fp: IO[str], name: str = "<stream>") -> Iterator[pb.RRPair]:
 @contextlib.contextmanager
 def open_output(path: str) -> Iterator[IO[str]]:
     """A text output for JSONL (or a table): the file at `path`, or stdout for "-"; a path
-    that cannot be written is a one-line UserError."""
+    that cannot be written is a one-line NodetapError."""
     if path == "-":
         yield sys.stdout
         sys.stdout.flush()
@@ -57,7 +57,7 @@ def open_output(path: str) -> Iterator[IO[str]]:
     try:
         fp = open(path, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}; check the path") from None
+        raise NodetapError(f"cannot write {path}: {e.strerror}; check the path") from None
     with fp:
         yield fp
 

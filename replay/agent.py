@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 
 from nodetap import jsonl
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
 from replay.plan import Plan, parse_target
@@ -56,7 +56,7 @@ def is_loopback(host: str) -> bool:
 def split_listen(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     if not port.isdigit():
-        raise UserError(f"--listen {addr!r}: give HOST:PORT, like 127.0.0.1:7070")
+        raise NodetapError(f"--listen {addr!r}: give HOST:PORT, like 127.0.0.1:7070")
     return host.strip("[]"), int(port)
 
 
@@ -171,7 +171,7 @@ class ReplayAgentService(rgrpc.ReplayAgentServicer):
         spec = first.plan
         try:
             plan = Plan.from_json(spec.plan_json)
-        except (UserError, ValueError, TypeError) as e:
+        except (NodetapError, ValueError, TypeError) as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad plan: {e}")
         host, _ = parse_target(plan.target)
         if not self.allow.allows(host):
@@ -278,12 +278,14 @@ def serve(
     """Start the agent's server (checks the safety rules first); returns it and its port."""
     host, port = split_listen(listen)
     if not is_loopback(host) and not (token and tls_cert and tls_key):
-        raise UserError(
+        raise NodetapError(
             f"refusing to listen on {listen} without TLS and a token; give --tls-cert, --tls-key "
             "and --token-file, or listen on 127.0.0.1"
         )
     if not allow.nets and not allow.names:
-        raise UserError("no --allow-target given; name the hosts or CIDRs this agent may replay to")
+        raise NodetapError(
+            "no --allow-target given; name the hosts or CIDRs this agent may replay to"
+        )
     interceptors = [_TokenInterceptor(token)] if token else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=interceptors)
     svc = ReplayAgentService(allow, netns)
@@ -297,6 +299,6 @@ def serve(
     else:
         bound = server.add_insecure_port(addr)
     if not bound:
-        raise UserError(f"cannot listen on {listen}; is the port in use?")
+        raise NodetapError(f"cannot listen on {listen}; is the port in use?")
     server.start()
     return server, svc, bound

@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from replay.plan import Plan
 from replay.runner import run_replay
 
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
             on_status=lambda s: _emit({"status": s}),
             preflight_out=lambda line: _emit({"preflight": line}),
         )
-    except UserError as e:
+    except NodetapError as e:
         _emit({"error": str(e)})
         return 2
     _emit({"report": report, "stopped": stop.is_set()})

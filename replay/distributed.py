@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from nodetap import jsonl
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
 from replay.capture import scan
@@ -152,10 +152,10 @@ def run_distributed(
 ) -> dict[str, Any]:
     """Run plan across agents; the merged report names each agent and any it lost."""
     if not agents:
-        raise UserError("--agents is empty; give HOST:PORT of at least one replay agent")
+        raise NodetapError("--agents is empty; give HOST:PORT of at least one replay agent")
     info = scan(plan.capture)
     if info.count == 0:
-        raise UserError(f"capture {plan.capture} holds no RRPairs")
+        raise NodetapError(f"capture {plan.capture} holds no RRPairs")
     plan.ts0_ns = info.first_ts_ns
     plan.span_hint_s = info.span_s
     total, rate = planned(plan, info)
@@ -178,7 +178,7 @@ def run_distributed(
     elapsed = time.monotonic() - t0
     refused = [r for r in runs if r.state == "refused"]
     if refused and len(refused) == len(runs):
-        raise UserError(
+        raise NodetapError(
             "agents refused the plan: " + "; ".join(f"{r.address}: {r.error}" for r in refused)
         )
     reports = [r.report for r in runs if r.report]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from replay import cgroup
 from replay.capture import CaptureInfo, scan
 from replay.plan import Plan
@@ -258,13 +258,13 @@ def _run(
 ) -> dict[str, Any]:
     info = scan(plan.capture)
     if info.count == 0:
-        raise UserError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
+        raise NodetapError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
     plan.ts0_ns = plan.ts0_ns or info.first_ts_ns
     plan.count_hint = plan.count_hint or info.count
     plan.span_hint_s = plan.span_hint_s or info.span_s
     total, rate = planned(plan, info)
     if plan.netns and not os.path.exists(f"/run/netns/{plan.netns}"):
-        raise UserError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
+        raise NodetapError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
 
     pf_dict = None
     say = preflight_out or (lambda s: print(s, file=sys.stderr))
@@ -310,11 +310,11 @@ def _run(
             try:
                 kind, k, payload = out.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise UserError("replay processes did not start within 60 s") from None
+                raise NodetapError("replay processes did not start within 60 s") from None
             if kind == "ready":
                 ready += 1
             elif kind == "error":
-                raise UserError(f"replay process {k} failed to start: {payload}")
+                raise NodetapError(f"replay process {k} failed to start: {payload}")
         ct.open(shared.budget)
         cpu.open()
         start = time.monotonic() + 0.05
@@ -365,7 +365,9 @@ def _run(
                 p.join()
         ct.close()
     if not results:
-        raise UserError("replay failed: " + ("; ".join(failures) or "no process returned a result"))
+        raise NodetapError(
+            "replay failed: " + ("; ".join(failures) or "no process returned a result")
+        )
     merged = merge(list(results.values()), plan.max_diffs)
     merged["maxrss_kb"].append(peak_rss_kb())
     plan_d = {

@@ -7,6 +7,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 .venv/bin/ruff check --quiet .
 .venv/bin/mypy --no-error-summary
+# The layers contract in pyproject.toml: an upward import fails here.
+lint_log=$(mktemp)
+.venv/bin/lint-imports --no-cache >"$lint_log" 2>&1 || { cat "$lint_log" >&2; rm -f "$lint_log"; exit 1; }
+rm -f "$lint_log"
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

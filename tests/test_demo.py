@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "nodetap", "demo", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "cli", "demo", "--workdir", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -26,7 +26,7 @@ from agent.enrich.cgroup import ContainerRef, container_from_path, read_proc_cgr
 from agent.enrich.peers import PeerIndex, PeerInfo
 from agent.enrich.pods import OwnerResolver, PodIndex, PodInfo
 from agent.enrich.watch import ListWatcher
-from nodetap.errors import UserError
+from nodetap.errors import ConfigError, NodetapError
 
 log = logging.getLogger(__name__)
 
@@ -353,18 +353,20 @@ def load_api_client(kubeconfig: str | None = None) -> Any | None:
             config.load_incluster_config(client_configuration=cfg)
             return client.ApiClient(cfg)
         except config.ConfigException as e:
-            raise UserError(
+            raise NodetapError(
                 f"in-cluster Kubernetes configuration unusable: {e}; "
                 "check the agent's service account"
             ) from None
     path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     if not Path(path).exists():
         if kubeconfig:
-            raise UserError(f"kubeconfig {kubeconfig} not found; pass an existing --kubeconfig")
+            raise ConfigError(f"kubeconfig {kubeconfig} not found; pass an existing --kubeconfig")
         return None
     try:
         cfg = client.Configuration()
         config.load_kube_config(config_file=path, client_configuration=cfg)
         return client.ApiClient(cfg)
     except Exception as e:
-        raise UserError(f"kubeconfig {path} unusable: {e}; fix it or pass --kubeconfig") from None
+        raise NodetapError(
+            f"kubeconfig {path} unusable: {e}; fix it or pass --kubeconfig"
+        ) from None

@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from agent.packet.decode import LinkType
 from agent.packet.pipeline import PacketPipeline
 from agent.rrpairs import CapturedExchange
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -86,19 +86,19 @@ def _arphrd(interface: str) -> int:
     try:
         return int(path.read_text())
     except (FileNotFoundError, ValueError):
-        raise UserError(
+        raise NodetapError(
             f"interface {interface!r} not found in this network namespace; list them with: ip link"
         ) from None
 
 
 def link_of(interface: str) -> tuple[int, int]:
-    """(pcap link type, link header length) of an interface; UserError when unusable."""
+    """(pcap link type, link header length) of an interface; NodetapError when unusable."""
     arphrd = _arphrd(interface)
     if arphrd in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
         return int(LinkType.ETHERNET), 14
     if arphrd == ARPHRD_NONE:
         return int(LinkType.RAW), 0
-    raise UserError(
+    raise NodetapError(
         f"interface {interface!r} has link type {arphrd}, which packet mode does not decode; "
         "use an Ethernet, veth, loopback or tun interface"
     )
@@ -120,11 +120,11 @@ def filter_program(interface: str) -> str:
 
 def _load_filter(interface: str, ports: Iterable[int]) -> tuple[Any, Any]:
     if os.geteuid() != 0:
-        raise UserError("packet mode needs root (BPF socket filter); run it with sudo")
+        raise NodetapError("packet mode needs root (BPF socket filter); run it with sudo")
     try:
         from bcc import BPF
     except ImportError:
-        raise UserError(
+        raise NodetapError(
             "BCC is not importable; install python3-bpfcc and use a venv made with "
             "--system-site-packages (scripts/setup.sh)"
         ) from None
@@ -132,7 +132,7 @@ def _load_filter(interface: str, ports: Iterable[int]) -> tuple[Any, Any]:
         bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=_cflags(interface))
         fn = bpf.load_func(b"nodetap_port_filter", BPF.SOCKET_FILTER)
     except Exception as e:
-        raise UserError(
+        raise NodetapError(
             f"cannot load the packet filter: {e}; check kernel headers (README)"
         ) from None
     table = bpf[b"nt_ports"]
@@ -143,7 +143,7 @@ def _load_filter(interface: str, ports: Iterable[int]) -> tuple[Any, Any]:
         BPF.attach_raw_socket(fn, interface.encode())
     except Exception as e:
         bpf.cleanup()
-        raise UserError(f"cannot attach the packet filter to {interface}: {e}") from None
+        raise NodetapError(f"cannot attach the packet filter to {interface}: {e}") from None
     return bpf, fn
 
 

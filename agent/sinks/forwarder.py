@@ -31,7 +31,7 @@ import grpc
 from prometheus_client import Counter
 
 from agent.sinks.spool import Spool, SpoolBusy, SpoolRef
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -184,9 +184,9 @@ class ForwarderSink:
                 self._spool = Spool(spool_dir, max_spool_bytes)
                 self._recover()
             except SpoolBusy as e:
-                raise UserError(f"{e}; give each agent its own --spool-dir") from None
+                raise NodetapError(f"{e}; give each agent its own --spool-dir") from None
             except OSError as e:
-                raise UserError(f"cannot use spool dir {spool_dir}: {e.strerror}") from None
+                raise NodetapError(f"cannot use spool dir {spool_dir}: {e.strerror}") from None
         self._thread = threading.Thread(target=self._run, name="forwarder-sink", daemon=True)
         if start:
             self._thread.start()
@@ -542,10 +542,10 @@ def from_args(args: argparse.Namespace) -> ForwarderSink | None:
         try:
             token = Path(args.token_file).read_text().strip()
         except OSError as e:
-            raise UserError(f"cannot read token file {args.token_file}: {e.strerror}") from None
+            raise NodetapError(f"cannot read token file {args.token_file}: {e.strerror}") from None
     tls_ca = getattr(args, "tls_ca", None)
     if tls_ca and not os.path.exists(tls_ca):
-        raise UserError(f"TLS CA file {tls_ca} not found; give the forwarder's CA certificate")
+        raise NodetapError(f"TLS CA file {tls_ca} not found; give the forwarder's CA certificate")
     return ForwarderSink(
         addr,
         spool_dir=getattr(args, "spool_dir", None),

@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from forwarder.export import har
 from nodetap import jsonl
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 
 FORMATS = ("jsonl", "har", "pcap")
@@ -29,7 +29,7 @@ def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str, live: bool = Fals
     if fmt == "pcap":
         writer = _pcap_writer()
         if writer is None:
-            raise UserError("pcap export is not available in this build; use jsonl or har")
+            raise NodetapError("pcap export is not available in this build; use jsonl or har")
         counted = _Counting(pairs)
         writer(counted, fp)
         return counted.n
@@ -46,7 +46,7 @@ def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str, live: bool = Fals
                     fp.flush()
                 n += 1
             return n
-        raise UserError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise NodetapError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     finally:
         text.flush()
         text.detach()

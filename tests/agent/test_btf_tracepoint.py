@@ -10,7 +10,7 @@ import platform
 import pytest
 
 from agent import btf_tracepoint, loader
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 X86 = platform.machine() == "x86_64"
 
@@ -62,7 +62,7 @@ def test_typed_load_refused_falls_back_to_probe_reads(
         probes.close()
     assert "probe reads of the registers" in caplog.text
     # asked for typed reads explicitly: no fallback, one clear error
-    with pytest.raises(UserError, match="failed to load: nt_"):
+    with pytest.raises(NodetapError, match="failed to load: nt_"):
         loader.load(loader.LoadOptions(typed_regs=True))
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from agent import loader
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def nodetap(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "nodetap", *args]
+    cmd = [sys.executable, "-m", "cli", *args]
     if user:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -44,7 +44,7 @@ def test_bad_flags() -> None:
 
 
 def test_sizes() -> None:
-    from nodetap.commands.capture import _size
+    from cli.commands.capture import _size
 
     assert [_size(t) for t in ("0", "4096", "64K", "512M", "2G", "1GiB", "8mb")] == [
         0, 4096, 64 << 10, 512 << 20, 2 << 30, 1 << 30, 8 << 20,
@@ -61,14 +61,14 @@ def test_unusable_defer_dir(tmp_path: Path) -> None:
 @pytest.mark.root
 def test_missing_kernel_headers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platform, "release", lambda: "0.0.0-no-such-kernel")
-    with pytest.raises(UserError, match=r"kernel headers not found for 0\.0\.0.*install"):
+    with pytest.raises(NodetapError, match=r"kernel headers not found for 0\.0\.0.*install"):
         loader.preflight()
 
 
 @pytest.mark.root
 def test_missing_tracepoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "TRACEPOINTS", loader.TRACEPOINTS + ("syscalls:sys_enter_nope",))
-    with pytest.raises(UserError, match="tracepoint syscalls:sys_enter_nope is missing"):
+    with pytest.raises(NodetapError, match="tracepoint syscalls:sys_enter_nope is missing"):
         loader.preflight()
 
 
@@ -76,7 +76,7 @@ def test_missing_tracepoint(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platform, "machine", lambda: "riscv64")
     with pytest.raises(
-        UserError, match="syscall numbers of x86_64 and aarch64 only, not of riscv64"
+        NodetapError, match="syscall numbers of x86_64 and aarch64 only, not of riscv64"
     ):
         loader.preflight()
 
@@ -89,7 +89,7 @@ def test_bpf_refused_by_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
         raise Exception("Failed to load BPF program: Operation not permitted")
 
     monkeypatch.setattr(bcc, "BPF", refuse)
-    with pytest.raises(UserError, match="refused to load BPF programs"):
+    with pytest.raises(NodetapError, match="refused to load BPF programs"):
         loader.load(loader.LoadOptions())
 
 

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 def cli_capture(*args: str) -> Iterator[subprocess.Popen[bytes]]:
     """`nodetap capture ARGS` as a process; yields once it says it is capturing."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nodetap", "capture", *args],
+        [sys.executable, "-m", "cli", "capture", *args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -109,7 +109,7 @@ def test_a_dead_drain_process_falls_back_to_the_ring_buffer() -> None:
 
 def _cli_capture(*args: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nodetap", "capture", *args],
+        [sys.executable, "-m", "cli", "capture", *args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

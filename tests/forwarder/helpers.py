@@ -24,7 +24,7 @@ def forwarder_argv(port: int, data_dir: Path, *extra: str, host: str = "127.0.0.
     return [
         sys.executable,
         "-m",
-        "nodetap",
+        "cli",
         "forwarder",
         "--listen",
         f"{host}:{port}",

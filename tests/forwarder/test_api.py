@@ -22,7 +22,7 @@ from agent.sinks.forwarder import ForwarderSink
 from forwarder import client
 from forwarder.server import ForwarderHandle, serve
 from nodetap import jsonl
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.forwarder.helpers import ROOT
@@ -126,7 +126,7 @@ def test_subscribe_receives_exactly_the_matching_live_pairs(fwd: ForwarderHandle
 
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nodetap", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=ROOT,
         text=True,
         capture_output=True,
@@ -211,7 +211,7 @@ def test_export_snapshots_and_retention_via_cli(tmp_path: Path) -> None:
         assert json.loads(listed[0])["count"] == "2"
         # the library call replay uses
         assert {p.id for p in client.export_pairs(addr, snapshot_id=sid, token=TOKEN)} == old_posts
-        with pytest.raises(UserError, match="NOT_FOUND"):
+        with pytest.raises(NodetapError, match="NOT_FOUND"):
             list(client.export_pairs(addr, snapshot_id="snap-nope", token=TOKEN))
         out = _cli("snapshot", "export", sid, *auth, "--format", "jsonl").stdout
         assert {jsonl.loads(x).id for x in out.splitlines()} == old_posts
@@ -491,7 +491,7 @@ def test_one_spool_dir_per_agent(tmp_path: Path) -> None:
     spool = str(tmp_path / "spool")
     first = ForwarderSink("127.0.0.1:1", spool_dir=spool)
     try:
-        with pytest.raises(UserError, match="in use by another process"):
+        with pytest.raises(NodetapError, match="in use by another process"):
             ForwarderSink("127.0.0.1:1", spool_dir=spool)
     finally:
         first.close(0.1)

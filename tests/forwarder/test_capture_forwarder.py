@@ -49,7 +49,7 @@ def test_capture_streams_redacted_pairs_across_a_forwarder_kill9(tmp_path: Path)
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "capture",
                 "--port",
                 str(web.port),

@@ -92,7 +92,7 @@ def _check(rules: Path, capture: Path) -> dict:  # type: ignore[type-arg]
         [
             sys.executable,
             "-m",
-            "nodetap",
+            "cli",
             "rules",
             "check",
             str(rules),

@@ -177,7 +177,7 @@ def _capture(tmp_path: Path) -> Path:
 
 def _nodetap(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nodetap", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=ROOT,
         text=True,
         capture_output=True,
@@ -242,7 +242,7 @@ def test_pcap_export_when_available(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "export",
                 "--input",
                 str(capture),
@@ -291,7 +291,7 @@ def test_export_follow_tails_live_pairs(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "export",
                 "--forwarder",
                 f"127.0.0.1:{port}",

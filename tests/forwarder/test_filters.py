@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cli.commands.forwarder import parse_age, parse_size
 from forwarder.filters import matches, parse_filters, parse_time
-from nodetap.commands.forwarder import parse_age, parse_size
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -57,7 +57,7 @@ def test_time_range() -> None:
 
 @pytest.mark.parametrize("bad", ["color=red", "status=abc", "direction=sideways", "nokey"])
 def test_bad_filters_are_user_errors(bad: str) -> None:
-    with pytest.raises(UserError):
+    with pytest.raises(NodetapError):
         parse_filters([bad])
 
 
@@ -66,9 +66,9 @@ def test_sizes_and_ages() -> None:
     assert parse_size("500MB") == 500 * 10**6
     assert parse_size("4096") == 4096
     assert parse_age("7d") == 7 * 86400 and parse_age("90") == 90
-    with pytest.raises(UserError):
+    with pytest.raises(NodetapError):
         parse_size("lots")
-    with pytest.raises(UserError):
+    with pytest.raises(NodetapError):
         parse_age("1y")
 
 

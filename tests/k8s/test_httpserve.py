@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 from prometheus_client import Counter
 
-from nodetap import httpserve
-from nodetap.errors import UserError
+from nodetap import metrics_http as httpserve
+from nodetap.errors import NodetapError
 
 _TEST_COUNTER = Counter("nodetap_httpserve_test_total", "test counter for the httpserve test")
 
@@ -79,9 +79,9 @@ def test_address_errors_and_flag() -> None:
     assert httpserve.parse_addr(":9464") == ("0.0.0.0", 9464)
     assert httpserve.parse_addr("[::1]:80") == ("::1", 80)
     assert httpserve.parse_addr("8080") == ("0.0.0.0", 8080)
-    with pytest.raises(UserError):
+    with pytest.raises(NodetapError):
         httpserve.parse_addr("host:http")
-    with httpserve.serve("127.0.0.1:0") as srv, pytest.raises(UserError, match="metrics-addr"):
+    with httpserve.serve("127.0.0.1:0") as srv, pytest.raises(NodetapError, match="metrics-addr"):
         httpserve.serve(f"127.0.0.1:{srv.port}")
     parser = argparse.ArgumentParser()
     httpserve.add_arguments(parser)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent import targeting as tg
-from nodetap.cli import COMMANDS
+from cli.main import COMMANDS
 from tests.k8s.kube import DAEMONSET, kubectls, render
 
 
@@ -21,7 +21,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     if module_name not in COMMANDS:
         raise AssertionError(f"manifests run unknown command {command!r}")
     try:
-        module = importlib.import_module(f"nodetap.commands.{module_name}")
+        module = importlib.import_module(f"cli.commands.{module_name}")
     except ModuleNotFoundError:
         pytest.skip(f"nodetap {command} is not built yet")
     root = argparse.ArgumentParser(prog="nodetap")
@@ -48,10 +48,8 @@ def test_container_args_parse(target: str) -> None:
     checked = 0
     for where, c in _containers(target):
         command, *flags = c["args"]
-        if command == "replay-agent" and not importlib.util.find_spec(
-            "nodetap.commands.replay_agent"
-        ):
-            continue  # not built yet: checked once nodetap.commands.replay_agent exists
+        if command == "replay-agent" and not importlib.util.find_spec("cli.commands.replay_agent"):
+            continue  # not built yet: checked once cli.commands.replay_agent exists
         try:
             _parser(command).parse_args(flags)
         except SystemExit as e:

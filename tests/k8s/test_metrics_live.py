@@ -40,7 +40,7 @@ def test_counters_move_during_a_real_capture(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "capture",
                 "--port",
                 str(web.port),

@@ -17,8 +17,8 @@ import pytest
 from kubernetes import client
 
 from agent import targeting as tg
-from nodetap import httpserve
-from nodetap.errors import UserError
+from nodetap import metrics_http as httpserve
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.enrich.fakeapi import FakeKubeAPI, to_dict
 from tests.enrich.podfactory import make_pod
@@ -146,7 +146,7 @@ def test_flags_to_filter_enrichment_and_status(tmp_path: Path) -> None:
                     with urllib.request.urlopen(srv.url + "/readyz", timeout=5) as r:
                         assert r.status == 200
                     out = subprocess.run(
-                        [sys.executable, "-m", "nodetap", "status", "--url", srv.url],
+                        [sys.executable, "-m", "cli", "status", "--url", srv.url],
                         capture_output=True,
                         text=True,
                         timeout=60,
@@ -169,7 +169,7 @@ def test_targeting_without_kubernetes_is_a_user_error(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     f = tmp_path / "t.yaml"
     f.write_text("targeting: {mode: opt-in}\n")
-    with pytest.raises(UserError, match="--targeting needs Kubernetes"):
+    with pytest.raises(NodetapError, match="--targeting needs Kubernetes"):
         tg.from_args(_parse(["--targeting", str(f)]))
     ctx = tg.from_args(_parse([]))  # host-only: fine, no targeting
     try:
@@ -178,6 +178,6 @@ def test_targeting_without_kubernetes_is_a_user_error(
         assert ctx.enricher.enrich(os.getpid()).pod == ""
     finally:
         ctx.close()
-    with pytest.raises(UserError, match="not valid YAML"):
+    with pytest.raises(NodetapError, match="not valid YAML"):
         f.write_text("targeting: [\n")
         tg.load_config(str(f))

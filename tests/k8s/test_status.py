@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.targeting import Targeting, TargetingConfig, status_document
-from nodetap import httpserve
+from nodetap import metrics_http as httpserve
 from tests.enrich.fakeapi import FakeKubeAPI, to_dict
 from tests.enrich.podfactory import make_pod
 from tests.k8s.cgroups import kubelet_cgroups
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def nodetap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nodetap", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,7 +16,7 @@ from agent.targeting import (
     TargetingConfig,
     decide,
 )
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from tests.enrich.podfactory import make_pod
 from tests.k8s.cgroups import kubelet_cgroups
 
@@ -55,11 +55,11 @@ def test_decide_order_and_reasons() -> None:
 
 
 def test_config_errors_are_user_errors() -> None:
-    with pytest.raises(UserError, match="unknown targeting"):
+    with pytest.raises(NodetapError, match="unknown targeting"):
         TargetingConfig.from_dict({"namespace": ["x"]})
-    with pytest.raises(UserError, match="mode"):
+    with pytest.raises(NodetapError, match="mode"):
         TargetingConfig.from_dict({"mode": "everything"})
-    with pytest.raises(UserError, match="selector #1"):
+    with pytest.raises(NodetapError, match="selector #1"):
         TargetingConfig.from_dict({"selectors": [{"labels": {}}]})
     assert TargetingConfig.from_dict(None) == TargetingConfig()
     assert Selector().describe() == "everything"

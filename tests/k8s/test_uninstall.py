@@ -27,7 +27,7 @@ def _prog_ids() -> set[int]:
 
 def _nodetap(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nodetap", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -47,7 +47,7 @@ def test_sigkilled_agent_then_clean_leaves_nothing(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "capture",
                 "--port",
                 str(web.port),

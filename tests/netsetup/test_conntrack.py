@@ -14,7 +14,7 @@ import pytest
 
 from netsetup import conntrack, rules
 from netsetup.lab import Lab, Link, Netns
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from replay.plan import Plan
 from replay.report import table
 from replay.runner import run_replay
@@ -164,7 +164,7 @@ def test_notrack_refused_for_nat_target(tmp_path: Path) -> None:
         cli, _, link = _setup(lab, tmp_path)
         vip = "192.0.2.10"
         _dnat(lab, cli, vip, f"{link.b_ip}:8080")
-        with pytest.raises(UserError, match="NATed"):
+        with pytest.raises(NodetapError, match="NATed"):
             rules.notrack_for_target(vip, 80, cli.name)
         assert rules.status(cli.name) == []
 
@@ -206,7 +206,7 @@ def test_flush_stale_removes_exactly_earlier_runs_entries(tmp_path: Path) -> Non
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "netsetup",
                 "--netns",
                 cli.name,

@@ -91,7 +91,7 @@ def test_apply_is_idempotent_and_listed(backend: str) -> None:
         assert len(st) == 4 and {r.comment for r in st} == {f"nodetap:test:{os.getpid()}"}
         assert {r.backend for r in st} == {backend}
         out = subprocess.run(
-            [sys.executable, "-m", "nodetap", "netsetup", "--netns", ns.name, "status"],
+            [sys.executable, "-m", "cli", "netsetup", "--netns", ns.name, "status"],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -125,7 +125,7 @@ def test_clean_after_sigkill_removes_only_nodetap_rules(tmp_path: Path, backend:
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "replay",
                 str(cap),
                 "--target",
@@ -157,7 +157,7 @@ def test_clean_after_sigkill_removes_only_nodetap_rules(tmp_path: Path, backend:
         assert len(left) == 2 and {r.backend for r in left} == {backend}
         assert {r.owner for r in left} == {("replay", agent.pid)}
         out = subprocess.run(
-            [sys.executable, "-m", "nodetap", "netsetup", "--netns", cli.name, "clean"],
+            [sys.executable, "-m", "cli", "netsetup", "--netns", cli.name, "clean"],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -229,7 +229,7 @@ def test_clean_removes_nodetap_tc_filters_only() -> None:
             ("ingress", "nodetap_cls"),
         ]
         out = subprocess.run(
-            [sys.executable, "-m", "nodetap", "netsetup", "--netns", a.name, "clean", "--all"],
+            [sys.executable, "-m", "cli", "netsetup", "--netns", a.name, "clean", "--all"],
             capture_output=True,
             text=True,
             cwd=ROOT,

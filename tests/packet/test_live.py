@@ -260,7 +260,7 @@ def test_capture_command_packet_mode(tmp_path: Path) -> None:
     out = tmp_path / "pairs.jsonl"
     with nginx() as ngx:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nodetap", "capture", "--mode", "packet", "--interface", "lo",
+            [sys.executable, "-m", "cli", "capture", "--mode", "packet", "--interface", "lo",
              "--port", str(ngx.port), "--count", "3", "-o", str(out)],
             cwd=REPO, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _import(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nodetap", "import", str(path), *extra],
+        [sys.executable, "-m", "cli", "import", str(path), *extra],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -248,7 +248,7 @@ def test_memory_does_not_grow_with_the_number_of_flows() -> None:
 
 def test_live_mode_on_a_missing_interface_is_a_clear_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nodetap", "capture", "--mode", "packet", "--interface",
+        [sys.executable, "-m", "cli", "capture", "--mode", "packet", "--interface",
          "nt-missing0", "--duration", "1"],
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )  # fmt: skip

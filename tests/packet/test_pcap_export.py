@@ -87,7 +87,7 @@ def test_export_command_writes_pcap(lo_capture: LoCapture, tmp_path: Path) -> No
         ["export", "--input", str(jsonl_path), "--format", "pcap", "-o", str(pcap)],
     ):
         proc = subprocess.run(
-            [sys.executable, "-m", "nodetap", *argv],
+            [sys.executable, "-m", "cli", *argv],
             capture_output=True, text=True, cwd=REPO, timeout=120,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr

@@ -120,7 +120,7 @@ def test_other_link_layers(
 def test_cli_port_filter_output_and_summary(lo_capture: LoCapture, tmp_path: Path) -> None:
     out = tmp_path / "pairs.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "nodetap", "import", str(lo_capture.eth), "-o", str(out),
+        [sys.executable, "-m", "cli", "import", str(lo_capture.eth), "-o", str(out),
          "--port", str(lo_capture.py_port)],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
@@ -134,7 +134,7 @@ def test_cli_port_filter_output_and_summary(lo_capture: LoCapture, tmp_path: Pat
     assert "8 RRPairs" in summary and "0 gaps" in summary and "0 malformed packets" in summary
     # stdout by default, same lines
     proc2 = subprocess.run(
-        [sys.executable, "-m", "nodetap", "import", str(lo_capture.eth), "--port",
+        [sys.executable, "-m", "cli", "import", str(lo_capture.eth), "--port",
          str(lo_capture.py_port), "-q"],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
@@ -143,7 +143,7 @@ def test_cli_port_filter_output_and_summary(lo_capture: LoCapture, tmp_path: Pat
     # from a pipe
     with open(lo_capture.eth, "rb") as fin:
         piped = subprocess.run(
-            [sys.executable, "-m", "nodetap", "import", "-", "--port", str(lo_capture.py_port)],
+            [sys.executable, "-m", "cli", "import", "-", "--port", str(lo_capture.py_port)],
             stdin=fin, capture_output=True, text=True, cwd=REPO, timeout=120,
         )  # fmt: skip
     assert piped.returncode == 0 and "<stdin>" not in piped.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from replay.distributed import run_distributed
 from replay.plan import Plan
 from replay.report import table
@@ -26,7 +26,7 @@ TOKEN = "s3cret-token"
 def _start_agent(port: int, allow: str, token: Path, *extra: str) -> subprocess.Popen[bytes]:
     """`nodetap replay-agent` on 127.0.0.1:port."""
     return subprocess.Popen(
-        [sys.executable, "-m", "nodetap", "replay-agent", "--listen", f"127.0.0.1:{port}"]
+        [sys.executable, "-m", "cli", "replay-agent", "--listen", f"127.0.0.1:{port}"]
         + ["--allow-target", allow, "--token-file", str(token), *extra],
         cwd=ROOT,
         stderr=subprocess.DEVNULL,
@@ -107,17 +107,17 @@ def test_agent_refuses_missing_token_and_foreign_target(tmp_path: Path) -> None:
         cap = _capture(tmp_path, ng.port, 4)
         with agents(1, tmp_path, allow="127.0.0.1/32") as ags:
             addr = [ags[0][0]]
-            with pytest.raises(UserError, match="UNAUTHENTICATED"):
+            with pytest.raises(NodetapError, match="UNAUTHENTICATED"):
                 run_distributed(Plan(capture=str(cap), target=ng.url), addr, None)
-            with pytest.raises(UserError, match=r"PERMISSION_DENIED.*allow-target"):
+            with pytest.raises(NodetapError, match=r"PERMISSION_DENIED.*allow-target"):
                 run_distributed(Plan(capture=str(cap), target="http://127.0.0.2:80"), addr, TOKEN)
-            with pytest.raises(UserError, match="UNAUTHENTICATED"):
+            with pytest.raises(NodetapError, match="UNAUTHENTICATED"):
                 run_distributed(Plan(capture=str(cap), target=ng.url), addr, "wrong")
     bad = subprocess.run(
         [
             sys.executable,
             "-m",
-            "nodetap",
+            "cli",
             "replay-agent",
             "--listen",
             "0.0.0.0:7070",
@@ -185,7 +185,7 @@ def test_cli_with_agents(tmp_path: Path) -> None:
             argv = [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "replay",
                 str(cap),
                 "--target",

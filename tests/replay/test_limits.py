@@ -64,7 +64,7 @@ def test_cpu_throttling_marks_latency_unreliable(tmp_path: Path) -> None:
                     "sh",
                     sys.executable,
                     "-m",
-                    "nodetap",
+                    "cli",
                     "replay",
                     str(cap),
                     "--target",
@@ -124,7 +124,7 @@ def test_thousands_of_1mib_bodies_bounded_memory(tmp_path: Path) -> None:
         # (whatever earlier tests left in it) is not the replay's
         report_path = tmp_path / "report.json"
         subprocess.run(
-            [sys.executable, "-m", "nodetap", "replay", str(cap), "--target", ng.url,
+            [sys.executable, "-m", "cli", "replay", str(cap), "--target", ng.url,
              "--vusers", "4", "--processes", "2", "--no-progress", "--report", str(report_path)],
             cwd=Path(__file__).resolve().parents[2], check=True, timeout=600,
         )  # fmt: skip

@@ -216,7 +216,7 @@ def test_cli_writes_report_and_table(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "nodetap",
+                "cli",
                 "replay",
                 str(cap),
                 "--target",
@@ -237,7 +237,7 @@ def test_cli_writes_report_and_table(tmp_path: Path) -> None:
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["connections"]["opened"] == 10 and rep["connections"]["reused"] == 0
     bad = subprocess.run(
-        [sys.executable, "-m", "nodetap", "replay", str(tmp_path / "nope"), "--target", ng.url],
+        [sys.executable, "-m", "cli", "replay", str(tmp_path / "nope"), "--target", ng.url],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nodetap", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=check,
     )  # fmt: skip
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from agent.rules import RuleEngine, RuleError, parse
 from nodetap import jsonl
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_bad_file_refused_by_cli_and_engine(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("drop:\n  - name: x\n    methd: GET\n")
     r = subprocess.run(
-        [sys.executable, "-m", "nodetap", "rules", "check", str(bad)],
+        [sys.executable, "-m", "cli", "rules", "check", str(bad)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -84,7 +84,7 @@ def test_bad_file_refused_by_cli_and_engine(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert f"{bad}:3: drop[0]: unknown key 'methd'" in r.stderr
     assert "Traceback" not in r.stderr
-    with pytest.raises(UserError):
+    with pytest.raises(NodetapError):
         RuleEngine.from_file(str(bad))
 
 
@@ -260,7 +260,7 @@ def test_rules_check_cli_reports_per_rule(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "nodetap",
+            "cli",
             "rules",
             "check",
             str(f),
@@ -290,7 +290,7 @@ def test_rules_check_cli_reports_per_rule(tmp_path: Path) -> None:
 
 def test_example_rules_file_is_valid(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "nodetap", "rules", "example"],
+        [sys.executable, "-m", "cli", "rules", "example"],
         cwd=ROOT,
         capture_output=True,
         text=True,

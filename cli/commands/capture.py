@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from agent.rrpairs import CapturedExchange
+from cli.table import TableWriter
 from nodetap import jsonl
-from nodetap.errors import UserError
-from nodetap.table import TableWriter
+from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
 
 EPILOG = """\
@@ -186,7 +186,7 @@ def register(sub: Any) -> None:
     from agent.rules import add_arguments as add_rules_arguments
     from agent.sinks.forwarder import add_arguments as add_sink_arguments
     from agent.targeting import add_arguments as add_k8s_arguments
-    from nodetap.httpserve import add_arguments as add_metrics_arguments
+    from nodetap.metrics_http import add_arguments as add_metrics_arguments
 
     add_sink_arguments(p)
     add_rules_arguments(p)
@@ -205,7 +205,7 @@ def _cgroup_ids(paths: list[str]) -> list[int]:
         try:
             ids.append(os.stat(full).st_ino)
         except OSError:
-            raise UserError(f"cgroup {p} not found (cgroup v2 is mounted at {mount})") from None
+            raise NodetapError(f"cgroup {p} not found (cgroup v2 is mounted at {mount})") from None
     return ids
 
 
@@ -272,9 +272,9 @@ def run(args: argparse.Namespace) -> int:
         print(program_text())
         return 0
     if args.count is not None and args.count <= 0:
-        raise UserError("--count must be a positive number")
+        raise NodetapError("--count must be a positive number")
     if args.max_body < 0:
-        raise UserError("--max-body must not be negative")
+        raise NodetapError("--max-body must not be negative")
     if args.mode == "syscall":
         from agent.loader import preflight
 
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     sink = sink_from_args(args)
     metrics = None
     if getattr(args, "metrics_addr", None):
-        from nodetap.httpserve import serve
+        from nodetap.metrics_http import serve
 
         if node is not None:
             metrics = serve(args.metrics_addr, ready=node.ready, status=node.status)
@@ -419,7 +419,7 @@ def _run_packet(
     stop: threading.Event,
 ) -> dict[str, int]:
     if not args.interface:
-        raise UserError("--mode packet needs --interface IF (for example --interface eth0)")
+        raise NodetapError("--mode packet needs --interface IF (for example --interface eth0)")
     from agent.packet.live import run_packet_capture
 
     count = args.count

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from forwarder.client import DEFAULT_MAX_MESSAGE_BYTES, read_token
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 EPILOG = """\
 examples:
@@ -46,7 +46,7 @@ def parse_size(text: str) -> int:
     """'500MiB', '20GB', '1048576' -> bytes."""
     m = _SIZE_RE.match(text.strip())
     if not m:
-        raise UserError(f"bad size {text!r}; use bytes or a unit: 500MiB, 20GiB, 1GB")
+        raise NodetapError(f"bad size {text!r}; use bytes or a unit: 500MiB, 20GiB, 1GB")
     unit = (m.group(2) or "").lower().rstrip("b")
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
@@ -55,7 +55,7 @@ def parse_age(text: str) -> float:
     """'7d', '12h', '30m', '3600' -> seconds."""
     m = _AGE_RE.match(text.strip())
     if not m:
-        raise UserError(f"bad age {text!r}; use seconds or a unit: 30m, 12h, 7d")
+        raise NodetapError(f"bad age {text!r}; use seconds or a unit: 30m, 12h, 7d")
     return float(m.group(1)) * _AGE_UNITS[m.group(2) or ""]
 
 
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     )
     metrics = None
     if args.metrics_addr:
-        from nodetap import httpserve
+        from nodetap import metrics_http as httpserve
 
         metrics = httpserve.serve(args.metrics_addr)
     print(f"nodetap forwarder: listening on {handle.address}", flush=True)

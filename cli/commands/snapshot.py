@@ -10,16 +10,16 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from forwarder import client
-from forwarder.export import write
-from forwarder.filters import parse_filters
-from nodetap.commands.export import (
+from cli.commands.export import (
     add_output_arguments,
     add_selection_arguments,
     open_output,
     remote_pairs,
 )
-from nodetap.errors import UserError
+from forwarder import client
+from forwarder.export import write
+from forwarder.filters import parse_filters
+from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 
 EPILOG = """\
@@ -110,6 +110,6 @@ def run_export(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     resp = _call(args, "DeleteSnapshot", fpb.DeleteSnapshotRequest(id=args.id))
     if not resp.deleted:
-        raise UserError(f"no snapshot {args.id} in {args.forwarder}; see nodetap snapshot list")
+        raise NodetapError(f"no snapshot {args.id} in {args.forwarder}; see nodetap snapshot list")
     print(f"nodetap: deleted {args.id}", file=sys.stderr)
     return 0

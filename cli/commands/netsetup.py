@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 EPILOG = """\
 examples:
@@ -51,7 +51,7 @@ def _target(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise UserError(f"target {text!r}: give IP:PORT ([IPv6]:PORT)")
+        raise NodetapError(f"target {text!r}: give IP:PORT ([IPv6]:PORT)")
     return host, int(port)
 
 
@@ -95,4 +95,4 @@ def run(args: argparse.Namespace) -> int:
         head = f"{'deleted' if args.flush else 'found'} {len(found)} stale entries"
         _out(args, [str(e) for e in found], [head, *(f"  {e}" for e in found)])
         return 0
-    raise UserError(f"unknown verb {verb!r}; see nodetap netsetup --help")
+    raise NodetapError(f"unknown verb {verb!r}; see nodetap netsetup --help")

@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ def parse_addr(addr: str) -> tuple[str, int]:
     try:
         port = int(port_text)
     except ValueError:
-        raise UserError(
+        raise NodetapError(
             f"bad address {addr!r}; use HOST:PORT, :PORT or PORT (e.g. 0.0.0.0:9464)"
         ) from None
     if not 0 <= port <= 65535:
-        raise UserError(f"bad port in {addr!r}; use a port between 0 and 65535")
+        raise NodetapError(f"bad port in {addr!r}; use a port between 0 and 65535")
     return (host or "0.0.0.0"), port
 
 
@@ -165,7 +165,7 @@ def serve(
     try:
         httpd = _HTTPServer((host, port), ready, status)
     except OSError as e:
-        raise UserError(
+        raise NodetapError(
             f"cannot listen on {addr} for metrics: {e.strerror}; pick another --metrics-addr"
         ) from None
     server = Server(httpd)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 EPILOG = """\
 examples:
@@ -87,9 +87,9 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         rep = check(engine, jsonl.read_path(args.against))
     except FileNotFoundError:
-        raise UserError(f"capture file {args.against} not found") from None
+        raise NodetapError(f"capture file {args.against} not found") from None
     except jsonl.CaptureFormatError as e:
-        raise UserError(f"{e}; is this a nodetap JSONL capture?") from None
+        raise NodetapError(f"{e}; is this a nodetap JSONL capture?") from None
     if args.json:
         print(json.dumps({"valid": True, "active": engine.describe(), **rep.to_dict()}))
     else:

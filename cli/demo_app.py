@@ -1,8 +1,8 @@
 """The demo service of `nodetap demo`: a small JSON API over HTTP/1.1 (a real server
 process on loopback), and the client traffic the demo sends to it.
 
-    python -m nodetap.demo_app serve PORT      # prints "ready" once listening
-    python -m nodetap.demo_app drive URL       # a mix of real requests, prints a count
+    python -m cli.demo_app serve PORT      # prints "ready" once listening
+    python -m cli.demo_app drive URL       # a mix of real requests, prints a count
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cli.table import HEADER, format_row
 from nodetap import jsonl
-from nodetap.errors import UserError
-from nodetap.table import HEADER, format_row
+from nodetap.errors import NodetapError
 
 EPILOG = """\
 examples:
@@ -56,7 +56,7 @@ def _free_port() -> int:
 
 
 def _nodetap(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nodetap", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 def _step(n: int, text: str) -> None:
@@ -100,11 +100,11 @@ def _processes() -> Iterator[Processes]:
 
 def _start_app(procs: Processes, port: int) -> subprocess.Popen[bytes]:
     app = procs.start(
-        [sys.executable, "-m", "nodetap.demo_app", "serve", str(port)], stdout=subprocess.PIPE
+        [sys.executable, "-m", "cli.demo_app", "serve", str(port)], stdout=subprocess.PIPE
     )
     assert app.stdout is not None
     if app.stdout.readline().strip() != b"ready":
-        raise UserError("the demo service did not start")
+        raise NodetapError("the demo service did not start")
     return app
 
 
@@ -114,9 +114,9 @@ def _wait_line(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: 
         if path.exists() and needle in path.read_text(errors="replace"):
             return
         if proc.poll() is not None:
-            raise UserError(f"nodetap capture exited early:\n{path.read_text(errors='replace')}")
+            raise NodetapError(f"nodetap capture exited early:\n{path.read_text(errors='replace')}")
         time.sleep(0.1)
-    raise UserError(f"nodetap capture did not start within {timeout:.0f}s")
+    raise NodetapError(f"nodetap capture did not start within {timeout:.0f}s")
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -125,11 +125,11 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"the forwarder exited early:\n{log.read_text(errors='replace')}")
+            raise NodetapError(f"the forwarder exited early:\n{log.read_text(errors='replace')}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.1)
-    raise UserError(f"the forwarder did not listen on port {port} within {timeout:.0f}s")
+    raise NodetapError(f"the forwarder did not listen on port {port} within {timeout:.0f}s")
 
 
 def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -138,7 +138,9 @@ def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
-        raise UserError("the demo captures with BPF and must run as root (try: sudo nodetap demo)")
+        raise NodetapError(
+            "the demo captures with BPF and must run as root (try: sudo nodetap demo)"
+        )
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nodetap-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     app_port, fwd_port = _free_port(), _free_port()
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         _wait_line(cap_log, "capturing", capture, timeout=60)
 
         _step(3, "real client traffic: a Python client, curl and hey")
-        sent = int(_run([sys.executable, "-m", "nodetap.demo_app", "drive", target]).stdout)
+        sent = int(_run([sys.executable, "-m", "cli.demo_app", "drive", target]).stdout)
         curls = [
             ["curl", "-s", f"{target}/api/items"],
             ["curl", "-s", "-X", "POST", "-H", "Content-Type: application/json",
@@ -214,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         exp = _run(_nodetap("export", "--forwarder", fwd, "-o", str(stored_path)))
         if exp.returncode != 0:
             log = (work / "forwarder.log").read_text(errors="replace")
-            raise UserError(f"export from the forwarder failed: {exp.stderr.strip()}\n{log}")
+            raise NodetapError(f"export from the forwarder failed: {exp.stderr.strip()}\n{log}")
         _run(
             _nodetap(
                 "export", "--forwarder", fwd, "--format", "har", "-o", str(work / "capture.har")

@@ -1,9 +1,9 @@
 """The `nodetap` command: one entry point, subcommands in their own modules.
 
-Each module in nodetap/commands/ exposes ``register(subparsers)``, which adds its
+Each module in cli/commands/ exposes ``register(subparsers)``, which adds its
 subparser and sets ``func`` (a callable taking the parsed args, returning an exit code).
-Foreseeable failures raise ``nodetap.errors.UserError``: one line on stderr, exit 2
-(or the error's code), never a traceback.
+Foreseeable failures raise ``nodetap.errors.NodetapError`` (or a subclass): one line on
+stderr, exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
+
+# A foreseeable failure (nodetap.errors.NodetapError): one line on stderr, this exit code.
+EXIT_USAGE = 2
 
 # Subcommand modules, in the order `nodetap --help` lists them.
 COMMANDS = (
@@ -44,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"nodetap.commands.{name}")
+            module = importlib.import_module(f"cli.commands.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"nodetap.commands.{name}":
+            if e.name == f"cli.commands.{name}":
                 continue  # not built yet
             raise
         module.register(sub)
@@ -63,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
+    except NodetapError as e:
         print(f"nodetap: {e}", file=sys.stderr)
-        return e.exit_code
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

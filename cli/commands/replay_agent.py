@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 EPILOG = """\
 examples:
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="PEM")
     p.add_argument("--tls-key", metavar="PEM")
     p.add_argument("--netns", metavar="NAME", help="replay from this network namespace")
-    from nodetap.httpserve import add_arguments as add_metrics_arguments
+    from nodetap.metrics_http import add_arguments as add_metrics_arguments
 
     add_metrics_arguments(p)
     p.set_defaults(func=run)
@@ -58,15 +58,17 @@ def run(args: argparse.Namespace) -> int:
             with open(args.token_file) as f:
                 token = f.read().strip()
         except OSError as e:
-            raise UserError(f"cannot read --token-file {args.token_file}: {e.strerror}") from None
+            raise NodetapError(
+                f"cannot read --token-file {args.token_file}: {e.strerror}"
+            ) from None
         if not token:
-            raise UserError(f"--token-file {args.token_file} is empty; put a token in it")
+            raise NodetapError(f"--token-file {args.token_file} is empty; put a token in it")
     allow = AllowList(args.allow_target)
     server, svc, port = serve(args.listen, allow, token, args.tls_cert, args.tls_key, args.netns)
     print(f"replay-agent: listening on port {port}, targets allowed: {allow}", file=sys.stderr)
     metrics = None
     if args.metrics_addr:
-        from nodetap.httpserve import serve as serve_metrics
+        from nodetap.metrics_http import serve as serve_metrics
 
         metrics = serve_metrics(args.metrics_addr)  # /metrics, /healthz, /readyz
     done = threading.Event()

@@ -14,7 +14,7 @@ from forwarder import client
 from forwarder.export import FORMATS, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
 from nodetap import jsonl
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -78,7 +78,7 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
     try:
         fp = open(path, "wb")  # noqa: SIM115 (closed below)
     except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
+        raise NodetapError(f"cannot write {path}: {e.strerror}") from None
     with fp:
         yield fp
 
@@ -122,24 +122,24 @@ def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
                 if limit and n >= limit:
                     return
     except FileNotFoundError:
-        raise UserError(f"capture file {path} not found") from None
+        raise NodetapError(f"capture file {path} not found") from None
     except jsonl.CaptureFormatError as e:
-        raise UserError(f"{e}; is this a nodetap JSONL capture?") from None
+        raise NodetapError(f"{e}; is this a nodetap JSONL capture?") from None
 
 
 def run(args: argparse.Namespace) -> int:
     flt = parse_filters(args.filter, args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
-        raise UserError("give either --forwarder ADDR or --input FILE.jsonl")
+        raise NodetapError("give either --forwarder ADDR or --input FILE.jsonl")
     if args.input:
         if args.snapshot:
-            raise UserError("--snapshot needs --forwarder (snapshots live in a forwarder)")
+            raise NodetapError("--snapshot needs --forwarder (snapshots live in a forwarder)")
         pairs = _local_pairs(args.input, flt, args.limit)
     elif args.follow:
         if args.snapshot or args.since or args.until:
-            raise UserError("--follow tails live RRPairs; drop --snapshot, --since and --until")
+            raise NodetapError("--follow tails live RRPairs; drop --snapshot, --since and --until")
         if args.format != "jsonl":
-            raise UserError("--follow writes JSONL (one RRPair per line as it arrives)")
+            raise NodetapError("--follow writes JSONL (one RRPair per line as it arrives)")
         pairs = follow_pairs(args, flt)
     else:
         req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from typing import Any
 
-from nodetap.errors import UserError
+from nodetap.errors import NodetapError
 
 EPILOG = """\
 examples:
@@ -144,14 +144,14 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.snapshot or args.forwarder:
         if not (args.snapshot and args.forwarder):
-            raise UserError("--snapshot ID and --forwarder ADDR go together")
+            raise NodetapError("--snapshot ID and --forwarder ADDR go together")
         if args.capture:
-            raise UserError("give a capture file or --snapshot, not both")
+            raise NodetapError("give a capture file or --snapshot, not both")
         with tempfile.TemporaryDirectory(prefix="nodetap-snapshot-") as tmp:
             args.capture = _download_snapshot(args, tmp)
             return _run(args)
     if not args.capture:
-        raise UserError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
+        raise NodetapError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
     return _run(args)
 
 
@@ -172,7 +172,7 @@ def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
             jsonl.write(out, pair)
             n += 1
     if n == 0:
-        raise UserError(f"snapshot {args.snapshot} on {args.forwarder} holds no RRPairs")
+        raise NodetapError(f"snapshot {args.snapshot} on {args.forwarder} holds no RRPairs")
     print(f"snapshot {args.snapshot}: {n} RRPairs from {args.forwarder}", file=sys.stderr)
     return path
 
@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         from replay.distributed import run_distributed
 
         if args.notrack or args.flush_stale or args.netns:
-            raise UserError(
+            raise NodetapError(
                 "--notrack, --flush-stale and --netns act on the replaying node: give them to "
                 "each 'nodetap replay-agent' (--netns) or run them there; not with --agents"
             )
@@ -216,7 +216,7 @@ def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
         from netsetup.conntrack import flush_stale
 
         if not is_ip(plan.host):
-            raise UserError(f"--flush-stale needs an IP address target, not {plan.host!r}")
+            raise NodetapError(f"--flush-stale needs an IP address target, not {plan.host!r}")
         gone = flush_stale(plan.host, plan.port, plan.netns)
         print(
             f"conntrack: flushed {len(gone)} stale entries towards {plan.authority}",
@@ -244,4 +244,4 @@ def _read_token(path: str | None) -> str | None:
         with open(path) as f:
             return f.read().strip()
     except OSError as e:
-        raise UserError(f"cannot read --token-file {path}: {e.strerror}") from None
+        raise NodetapError(f"cannot read --token-file {path}: {e.strerror}") from None
