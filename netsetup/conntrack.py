@@ -11,13 +11,14 @@ import ipaddress
 import logging
 import math
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyroute2 import Conntrack
+
+from netsetup.netns import read_sysctl, require
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +27,22 @@ STAT_KEYS = ("insert_failed", "drop", "early_drop", "search_restart")
 CLOSING_STATES = {"TIME_WAIT", "CLOSE", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "SYN_SENT"}
 
 
+def _open(netns: str | None, **kw: Any) -> Any:
+    """A conntrack netlink socket in netns (pyroute2 opens it there)."""
+    if not netns:
+        return Conntrack(**kw)
+    require(netns)
+    # flags=0: pyroute2's default (O_CREAT) would make a namespace that does not exist.
+    return Conntrack(netns=netns, flags=0, **kw)
+
+
 @contextlib.contextmanager
 def _ct(netns: str | None, family: int = socket.AF_INET) -> Iterator[Any]:
-    kw: dict[str, Any] = {"nfgen_family": family}
-    if netns:
-        kw["netns"] = netns
-    ct = Conntrack(**kw)
+    ct = _open(netns, nfgen_family=family)
     try:
         yield ct
     finally:
         ct.close()
-
-
-def read_sysctl(path: str, netns: str | None = None) -> str:
-    """A /proc/sys file as seen in netns (read through `ip netns exec` for another namespace)."""
-    if not netns:
-        with open(path) as f:
-            return f.read().strip()
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, "cat", path], capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise OSError(f"cannot read {path} in netns {netns}: {out.stderr.strip()}")
-    return out.stdout.strip()
 
 
 @dataclass(slots=True)
@@ -78,8 +72,7 @@ class Monitor:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        kw: dict[str, Any] = {"netns": netns} if netns else {}
-        self._ct = Conntrack(**kw)
+        self._ct = _open(netns)
 
     def sample(self) -> Sample:
         count = int(self._ct.count() or 0)

@@ -1,6 +1,6 @@
 """Everything nodetap may leave on a node, listed and cleaned in one place:
-tagged iptables/nft rules (netsetup.rules), tc BPF filters named ``nodetap*``, and BPF objects
-pinned under /sys/fs/bpf/nodetap*.
+tagged iptables/nft rules (netsetup/rules.py), tc BPF filters named ``nodetap*``
+(netsetup/tc_filters.py), and BPF objects pinned under /sys/fs/bpf/nodetap*.
 
 Rules carry their owner's PID and are cleaned when that process is gone. tc filters and pins
 carry no PID: ``clean`` removes them when no nodetap process runs (or with ``all_owners``).
@@ -9,35 +9,24 @@ carry no PID: ``clean`` removes them when no nodetap process runs (or with ``all
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netsetup import rules
+from netsetup import rules, tc_filters
+from netsetup.netns import in_netns
+from netsetup.rule_model import OwnedRule
+from netsetup.tc_filters import TcFilter
 
 BPF_FS = Path("/sys/fs/bpf")
 PREFIX = "nodetap"
 
 
-@dataclass(frozen=True, slots=True)
-class TcFilter:
-    dev: str
-    parent: str  # "ingress" or "egress"
-    pref: int
-    handle: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"tc filter {self.dev} {self.parent} pref {self.pref} bpf {self.name}"
-
-
 @dataclass
 class Owned:
-    rules: list[rules.OwnedRule] = field(default_factory=list)
+    rules: list[OwnedRule] = field(default_factory=list)
     tc: list[TcFilter] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
 
@@ -68,38 +57,6 @@ class Owned:
         }
 
 
-def _links() -> list[str]:
-    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=False)
-    try:
-        return [x["ifname"] for x in json.loads(out.stdout or "[]")]
-    except ValueError:
-        return []
-
-
-def _tc_filters() -> list[TcFilter]:
-    found: list[TcFilter] = []
-    for dev in _links():
-        for parent in ("ingress", "egress"):
-            out = subprocess.run(
-                ["tc", "-j", "filter", "show", "dev", dev, parent],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            try:
-                items = json.loads(out.stdout or "[]")
-            except ValueError:
-                continue
-            for f in items:
-                opts = f.get("options") or {}
-                name = str(opts.get("bpf_name", ""))
-                if f.get("kind") == "bpf" and name.startswith(PREFIX) and "handle" in opts:
-                    found.append(
-                        TcFilter(dev, parent, int(f.get("pref", 0)), str(opts["handle"]), name)
-                    )
-    return found
-
-
 def _pins() -> list[str]:
     if not BPF_FS.is_dir():
         return []
@@ -127,42 +84,20 @@ def _others_running() -> bool:
 
 
 def _status_here() -> Owned:
-    return Owned(rules._owned(), _tc_filters(), _pins())
+    return Owned(rules.owned_here(), tc_filters.bpf_filters(PREFIX), _pins())
 
 
 def status(netns: str | None = None) -> Owned:
-    return rules.in_netns(netns, _status_here)
-
-
-def _dead(r: rules.OwnedRule) -> bool:
-    return r.owner is not None and not rules.pid_alive(r.owner[1])
+    return in_netns(netns, _status_here)
 
 
 def _clean_here(all_owners: bool) -> Owned:
     st = _status_here()
     gone = Owned()
-    gone.rules = [r for r in st.rules if all_owners or _dead(r)]
-    rules._delete(gone.rules)
+    gone.rules = [r for r in st.rules if all_owners or r.dead]
+    rules.delete_here(gone.rules)
     if all_owners or not _others_running():
-        for t in st.tc:
-            subprocess.run(
-                [
-                    "tc",
-                    "filter",
-                    "del",
-                    "dev",
-                    t.dev,
-                    t.parent,
-                    "pref",
-                    str(t.pref),
-                    "handle",
-                    t.handle,
-                    "bpf",
-                ],
-                capture_output=True,
-                check=False,
-            )
-            gone.tc.append(t)
+        gone.tc = tc_filters.delete(st.tc)
         for p in st.pins:
             path = Path(p)
             if path.is_dir():
@@ -175,4 +110,4 @@ def _clean_here(all_owners: bool) -> Owned:
 
 def clean(netns: str | None = None, all_owners: bool = False) -> Owned:
     """Remove leftovers (see the module docstring); return what was removed."""
-    return rules.in_netns(netns, _clean_here, all_owners)
+    return in_netns(netns, _clean_here, all_owners)

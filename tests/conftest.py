@@ -22,7 +22,7 @@ def _is_privileged(item: pytest.Item) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Remove the network namespaces a killed earlier run left behind (their creator is gone)."""
     if os.geteuid() == 0:
-        from netsetup.lab import Lab
+        from tests.support.lab import Lab
 
         for name in Lab.clean_orphans():
             print(f"conftest: removed namespace {name} left by an earlier run", file=sys.stderr)

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 
 EPILOG = """\
 examples:
@@ -51,7 +51,7 @@ def _target(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise NodetapError(f"target {text!r}: give IP:PORT ([IPv6]:PORT)")
+        raise ConfigError(f"target {text!r}: give IP:PORT ([IPv6]:PORT)")
     return host, int(port)
 
 
@@ -64,11 +64,13 @@ def _out(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netsetup import owned, rules
+    from netsetup import owned
+    from netsetup.backend_detect import detect_backend
+    from netsetup.netns import in_netns
 
     verb = args.verb or "status"
     if verb == "backend":
-        print(rules.in_netns(args.netns, rules.detect_backend))
+        print(in_netns(args.netns, detect_backend))
         return 0
     if verb == "status":
         st = owned.status(args.netns)
@@ -95,4 +97,4 @@ def run(args: argparse.Namespace) -> int:
         head = f"{'deleted' if args.flush else 'found'} {len(found)} stale entries"
         _out(args, [str(e) for e in found], [head, *(f"  {e}" for e in found)])
         return 0
-    raise NodetapError(f"unknown verb {verb!r}; see nodetap netsetup --help")
+    raise ConfigError(f"unknown verb {verb!r}; see nodetap netsetup --help")

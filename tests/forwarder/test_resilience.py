@@ -158,7 +158,7 @@ def test_corrupt_spool_record_is_skipped_and_counted(tmp_path: Path) -> None:
 @pytest.mark.netns
 @pytest.mark.slow
 def test_network_partition_link_down_then_up(tmp_path: Path) -> None:
-    from netsetup.lab import Lab
+    from tests.support.lab import Lab
 
     n = 150
     with nginx() as web:

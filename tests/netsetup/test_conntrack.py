@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from netsetup import conntrack, rules
-from netsetup.lab import Lab, Link, Netns
 from nodetap.errors import NodetapError
 from replay.plan import Plan
 from replay.report import table
 from replay.runner import run_replay
 from tests.replay.helpers import record
+from tests.support.lab import Lab, Link, Netns
 from tests.support.servers import free_port, wait_for_port
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -136,7 +136,9 @@ def test_notrack_keeps_table_empty(tmp_path: Path, backend: str) -> None:
         )
         assert len(conntrack.find_stale(link.b_ip, 8080, cli.name)) == 40
         conntrack.flush_stale(link.b_ip, 8080, cli.name)
-        rs = rules.RuleSet([rules.NotrackRule(link.b_ip, 8080)], netns=cli.name, backend=backend)
+        rs = rules.NetfilterRuleSet(
+            [rules.NotrackRule(link.b_ip, 8080)], netns=cli.name, backend=backend
+        )
         with rs:
             assert {r.backend for r in rules.status(cli.name)} == {backend}
             untracked = run_replay(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from netsetup.lab import Lab
+from tests.support.lab import Lab
 from tests.support.servers import wait_for_port
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]

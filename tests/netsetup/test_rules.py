@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from netsetup import rules
-from netsetup.lab import Lab, Netns
+from netsetup.netns import in_netns
 from tests.replay.helpers import record
+from tests.support.lab import Lab, Netns
 from tests.support.servers import free_port, wait_for_port
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -84,7 +85,7 @@ def test_apply_is_idempotent_and_listed(backend: str) -> None:
         ns = lab.netns("r")
         _foreign(lab, ns)
         want = [rules.NotrackRule("10.9.9.9", 80), rules.NotrackRule("fd00::9", 8080)]
-        rs = rules.RuleSet(want, owner="test", netns=ns.name, backend=backend)
+        rs = rules.NetfilterRuleSet(want, owner="test", netns=ns.name, backend=backend)
         rs.apply()
         rs.apply()
         st = rules.status(ns.name)
@@ -222,7 +223,7 @@ def test_clean_removes_nodetap_tc_filters_only() -> None:
     with Lab() as lab:
         a, b = lab.netns("a"), lab.netns("b")
         link = lab.link(a, b)
-        rules.in_netns(a.name, _attach_tc, link.a_dev)
+        in_netns(a.name, _attach_tc, link.a_dev)
         found = owned.status(a.name).tc
         assert sorted((t.parent, t.name) for t in found) == [
             ("egress", "nodetap_cls"),

@@ -19,10 +19,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agent.packet.live import run_packet_capture
-from netsetup.lab import Lab, Link
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.packet.support import read_frames, rrpair_msgs, tcpdump
 from tests.support.capture import live_capture
+from tests.support.lab import Lab, Link
 from tests.support.servers import free_port, nginx, wait_for_port
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.netns]

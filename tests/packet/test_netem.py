@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from netsetup.lab import Lab
 from tests.packet.support import (
     compare_with_tshark,
     nodetap_pairs,
@@ -24,6 +23,7 @@ from tests.packet.support import (
     tcpdump,
     write_frames,
 )
+from tests.support.lab import Lab
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.bpf, pytest.mark.slow]

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from netsetup.lab import Lab
 from replay.plan import Plan
 from replay.report import table
 from replay.runner import run_replay
 from tests.replay.helpers import record
+from tests.support.lab import Lab
 from tests.support.servers import free_port, nginx, wait_for_port
 
 HERE = Path(__file__).resolve().parent

@@ -3,10 +3,12 @@
 Everything a lab creates is removed when its ``with`` block ends, even when the block raises:
 processes started in it are killed by PID, namespaces deleted (which removes their veth ends,
 their iptables/nft rules and their conntrack tables), host-side veth ends deleted.
+Namespaces, links, addresses and routes are made over netlink (pyroute2); programs run inside
+a namespace through `ip netns exec`.
 
 API::
 
-    from netsetup.lab import Lab
+    from tests.support.lab import Lab
 
     with Lab() as lab:
         srv = lab.netns("srv")                 # a namespace named nt<pid>-<n>-srv, lo up
@@ -32,20 +34,40 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from pyroute2 import IPRoute
+from pyroute2 import netns as pyroute2_netns
+from pyroute2.netlink.exceptions import NetlinkError
+
 log = logging.getLogger(__name__)
 
 _counter = itertools.count(1)
 _NAME_RE = re.compile(r"^nt([0-9a-f]+)-\d+-")
+IFA_F_NODAD = 0x02  # linux/if_addr.h: no duplicate address detection (the address is usable now)
 
 
-def _ip(*args: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    argv = ["ip", *(["-n", ns] if ns else []), *args]
-    return subprocess.run(argv, capture_output=True, text=True, check=check)
+def _ipr(ns: str | None) -> IPRoute:
+    """An rtnetlink socket in ns (None = the host namespace)."""
+    return IPRoute(netns=ns, flags=0) if ns else IPRoute()
+
+
+def _index(ipr: IPRoute, dev: str) -> int:
+    return int(ipr.link_lookup(ifname=dev)[0])
+
+
+def _del_link(dev: str) -> None:
+    with _ipr(None) as ipr, contextlib.suppress(NetlinkError, IndexError):
+        ipr.link("del", index=_index(ipr, dev))
+
+
+def _del_netns(name: str) -> None:
+    with contextlib.suppress(OSError):
+        pyroute2_netns.remove(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,22 +130,23 @@ class Lab:
         self.procs.clear()
         for link in reversed(self.links):
             if link.a is None:
-                _ip("link", "del", link.a_dev, check=False)
+                _del_link(link.a_dev)
             if link.b is None:
-                _ip("link", "del", link.b_dev, check=False)
+                _del_link(link.b_dev)
         self.links.clear()
         for ns in reversed(self.namespaces):
-            _ip("netns", "del", ns.name, check=False)
+            _del_netns(ns.name)
         self.namespaces.clear()
 
     # -- building -----------------------------------------------------------------------------
     def netns(self, tag: str = "ns") -> Netns:
         """A new namespace with lo up."""
         name = f"nt{os.getpid():x}-{next(_counter)}-{tag}"[:64]
-        _ip("netns", "add", name)
+        pyroute2_netns.create(name)
         ns = Netns(name)
         self.namespaces.append(ns)
-        _ip("link", "set", "lo", "up", ns=name)
+        with _ipr(name) as ipr:
+            ipr.link("set", index=_index(ipr, "lo"), state="up")
         return ns
 
     def link(self, a: Netns | None, b: Netns | None) -> Link:
@@ -134,26 +157,33 @@ class Lab:
         net6 = _subnet6(net4)
         a_ip, b_ip = str(net4[1]), str(net4[2])
         a_ip6, b_ip6 = str(net6[1]), str(net6[2])
-        _ip("link", "add", a_dev, "type", "veth", "peer", "name", b_dev)
+        with _ipr(None) as host:
+            host.link("add", ifname=a_dev, kind="veth", peer=b_dev)
         link = Link(a, b, a_dev, b_dev, a_ip, b_ip, a_ip6, b_ip6)
         self.links.append(link)
         for ns, dev, ip4, ip6 in ((a, a_dev, a_ip, a_ip6), (b, b_dev, b_ip, b_ip6)):
             if ns is not None:
-                _ip("link", "set", dev, "netns", ns.name)
-            where = ns.name if ns else None
-            _ip("addr", "add", f"{ip4}/30", "dev", dev, ns=where)
-            _ip("addr", "add", f"{ip6}/64", "dev", dev, "nodad", ns=where)
-            _ip("link", "set", dev, "up", ns=where)
+                with _ipr(None) as host:
+                    host.link("set", index=_index(host, dev), net_ns_fd=ns.name)
+            with _ipr(ns.name if ns else None) as ipr:
+                idx = _index(ipr, dev)
+                ipr.addr("add", index=idx, address=ip4, prefixlen=30)
+                ipr.addr("add", index=idx, address=ip6, prefixlen=64, flags=IFA_F_NODAD)
+                ipr.link("set", index=idx, state="up")
         return link
 
     def route(self, ns: Netns | None, dest: str, via: str) -> None:
         """Add a route in ns (None = host) to dest (CIDR) via a neighbour address."""
-        _ip("route", "add", dest, "via", via, ns=ns.name if ns else None)
+        with _ipr(ns.name if ns else None) as ipr:
+            ipr.route("add", dst=dest, gateway=via)
 
     # -- processes ----------------------------------------------------------------------------
     @staticmethod
     def argv(ns: Netns | None, argv: list[str]) -> list[str]:
-        """The command line that runs argv inside ns (unchanged for the host)."""
+        """The command line that runs argv inside ns (unchanged for the host).
+
+        `ip netns exec` rather than a setns in the child: it also gives the program the
+        namespace's view of /sys and /etc/netns/NAME, as the tools run here expect."""
         return ["ip", "netns", "exec", ns.name, *argv] if ns else list(argv)
 
     def popen(self, ns: Netns | None, argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
@@ -181,8 +211,7 @@ class Lab:
     def clean_orphans() -> list[str]:
         """Delete lab namespaces whose creating process is gone; return their names."""
         removed: list[str] = []
-        for line in _ip("netns", "list", check=False).stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
+        for name in pyroute2_netns.listnetns():
             m = _NAME_RE.match(name)
             if not m:
                 continue
@@ -194,17 +223,17 @@ class Lab:
                 pass
             except PermissionError:
                 continue
-            _ip("netns", "del", name, check=False)
+            _del_netns(name)
             removed.append(name)
         return removed
 
 
 def _used_subnets() -> set[ipaddress.IPv4Network]:
-    out = _ip("-4", "-o", "addr", "show", check=False).stdout
-    nets = set()
-    for m in re.finditer(r"inet (\S+)", out):
-        nets.add(ipaddress.IPv4Interface(m.group(1)).network)
-    return nets
+    with _ipr(None) as ipr:
+        return {
+            ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
+            for a in ipr.get_addr(family=socket.AF_INET)
+        }
 
 
 def _free_subnet4() -> ipaddress.IPv4Network:
