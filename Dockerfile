@@ -24,11 +24,15 @@ COPY replay ./replay
 COPY forwarder ./forwarder
 COPY bpf ./bpf
 COPY proto ./proto
-# Editable install: the agent finds its BPF sources (bpf/*.c) beside its Python package.
+# Plain (non-editable) install: the BPF sources (bpf/*.c, *.h) ship as package data of the
+# bpf package, found through importlib.resources. The source tree is removed afterwards, so
+# the check below imports the installed copy and reads its BPF sources.
 RUN python3 -m venv --system-site-packages /opt/nodetap/venv \
- && /opt/nodetap/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e . \
- && /opt/nodetap/venv/bin/python -c "import bcc, nftables, cli.main" \
+ && /opt/nodetap/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
+ && cd / && rm -rf /opt/nodetap/src \
+ && /opt/nodetap/venv/bin/python -c "import bcc, nftables, cli.main; from agent.loader import program_text; program_text()" \
  && mkdir -p /var/lib/nodetap && chown 65532:65532 /var/lib/nodetap
+WORKDIR /
 
 ENV PATH=/opt/nodetap/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

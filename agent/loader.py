@@ -6,8 +6,10 @@ turns each into one actionable NodetapError instead of a compiler error or a tra
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import importlib.resources
 import logging
 import os
 import platform
@@ -24,7 +26,14 @@ from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+# The C sources are package data of the ``bpf`` package (bpf/__init__.py). BCC needs them as
+# files on disk (-I for common.h's #include "nodetap.h"): an installed package is a directory
+# already; anything else (a zip) is extracted once, for the life of the process.
+_on_disk = contextlib.ExitStack()
+atexit.register(_on_disk.close)
+BPF_DIR: Path = _on_disk.enter_context(
+    importlib.resources.as_file(importlib.resources.files("bpf"))
+)
 # The capture program, in the order BCC must see it. BCC rewrites map accesses only in
 # its main text, so the files are joined into one text rather than #included.
 SOURCES = ("common.h", "conn_lifecycle.c", "data_io.c", "uncopied_io.c", "syscall_dispatch.c")
@@ -88,7 +97,7 @@ class Probes:
 
 
 def find_tracefs() -> Path:
-    """The mounted tracefs, mounting it when absent (as DESIGN describes)."""
+    """The mounted tracefs, mounting it when absent (README: Install)."""
     for p in TRACEFS_CANDIDATES:
         if (p / "events").is_dir():
             return p

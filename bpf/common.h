@@ -2,9 +2,9 @@
  *
  * Everything here reads only tracepoint arguments, the syscall's saved user registers
  * and user memory whose layout is the stable user ABI (registers of the syscall calling
- * convention, sockaddr, iovec, msghdr): no internal kernel struct is read (DESIGN
- * principle 1), so the kernel headers BCC compiles against may be of another kernel
- * version without changing what the programs read.
+ * convention, sockaddr, iovec, msghdr): no internal kernel struct is read (README:
+ * "How the syscall capture works"), so the kernel headers BCC compiles against may be of
+ * another kernel version without changing what the programs read.
  *
  * The loader defines NT_RINGBUF_PAGES, NT_MAX_CONNS and NT_NCPUS (-D flags).
  */
@@ -25,7 +25,7 @@
 /* One ring buffer for control and data records, so that an OPEN is always read before
  * the data of its connection and a CLOSE after it. Records are written without waking
  * the reader (BPF_RB_NO_WAKEUP): the agent drains on a short timer, in bulk, which is
- * what keeps the cost per captured request low (DESIGN, performance notes). */
+ * what keeps the cost per captured request low (README: "How the syscall capture works"). */
 BPF_RINGBUF_OUTPUT(events, NT_RINGBUF_PAGES);
 
 /* Tracked connections by (tgid << 32 | fd). A plain hash (not LRU): a full table is

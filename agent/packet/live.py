@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib.resources
 import logging
 import os
 import select
@@ -32,7 +33,8 @@ from nodetap.v1 import rrpair_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-BPF_SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "packet_filter.c"
+# package data of the ``bpf`` package (bpf/__init__.py): found in an installed copy too
+BPF_SOURCE = importlib.resources.files("bpf") / "packet_filter.c"
 
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
@@ -129,7 +131,8 @@ def _load_filter(interface: str, ports: Iterable[int]) -> tuple[Any, Any]:
             "--system-site-packages (scripts/setup.sh)"
         ) from None
     try:
-        bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=_cflags(interface))
+        with importlib.resources.as_file(BPF_SOURCE) as source:  # BCC reads a file on disk
+            bpf = BPF(src_file=str(source).encode(), cflags=_cflags(interface))
         fn = bpf.load_func(b"nodetap_port_filter", BPF.SOCKET_FILTER)
     except Exception as e:
         raise NodetapError(

@@ -1,6 +1,6 @@
 """llhttp (httptools) over chunks that hold whole messages: the common case, at C speed.
 
-The parsers in parse.py hand a chunk to ``FastPath.run`` only when the stream is at a message
+The parsers (machine.py) hand a chunk to ``FastPath.run`` only when the stream is at a message
 boundary and nothing about the next messages needs byte offsets (no HEAD or CONNECT answer
 expected, no upgrade, no gap, no resync). The chunk is accepted only if llhttp parses it
 without error and ends at a message boundary; otherwise ``run`` returns None and the caller

@@ -8,6 +8,16 @@ from collections.abc import Sequence
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 
+# A request and its answer, and a chunked answer with extensions and trailers.
+GET = b"GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Mixed-Case: V1\r\nAccept: */*\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+    b'5;name=val;q="a b"\r\nhello\r\n'
+    b"7\r\n, world\r\n"
+    b"0\r\nX-Sum: 42\r\nX-Other: a b\r\n\r\n"
+)
+
 
 def run_stitcher(
     req: bytes,

@@ -1,0 +1,209 @@
+"""When the stream is not clean: parse errors, gaps, resynchronisation, and its end.
+
+A parse error flags the message it hit ("parse_error", "incomplete") and sends the parser
+looking for the next start line (or fails the stream when its first message was not HTTP);
+a gap (bytes lost by the capture) keeps sync where the framing allows it and resynchronises
+otherwise; close finishes a close-delimited body or returns a message cut short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from agent.protocols.http1.body import BodyReader
+from agent.protocols.http1.errors import InvalidBytes, ParseError
+from agent.protocols.http1.state import (
+    BODY,
+    CHUNK_CRLF,
+    CHUNK_DATA,
+    CLOSE,
+    DEAD,
+    HELD,
+    IDLE,
+    PEEK,
+    SCAN,
+    SPENT,
+    M,
+)
+from agent.protocols.http1.syntax import MAX_START_LINE, REQ_START, RESP_START
+
+RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
+
+
+class Recovery(BodyReader[M]):
+    """Parse errors, gaps, resynchronisation and the end of the stream."""
+
+    def _on_error(self, buf: bytes, e: InvalidBytes) -> int:
+        """Record a parse error at ``e.pos``; return where to continue in ``buf``."""
+        self.stats.parse_errors += 1
+        self.last_error = e.reason
+        msg = self._msg
+        if msg is not None:
+            msg.flags.update(("parse_error", "incomplete"))
+            self.stats.incomplete += 1
+            self._finish_cut(msg)
+        if self.raise_errors:
+            done = [m for m, _ in self._out]
+            self._state = DEAD
+            self._failed = True
+            raise ParseError(e.reason, done)
+        if not self._seen and not self.resync:
+            self._fail()
+            return len(buf)
+        self._state = SCAN
+        self._after_gap = True  # what the skipped bytes held is lost to the pairing too
+        return e.pos + 1 if e.pos < len(buf) else len(buf)
+
+    def _fail(self) -> None:
+        self._failed = True
+        self._state = DEAD
+        self._rest = b""
+        self._rest_marks = []
+
+    def _scan(self, buf: bytes, pos: int) -> int:
+        """Find the next start line at or after ``pos``; switch to IDLE there. -1: none yet."""
+        pat = REQ_START if self._is_request else RESP_START
+        m = pat.search(buf, pos)
+        if m is None:
+            return -1
+        at = m.start()
+        skipped = at - pos
+        if skipped or self._seen:
+            self.stats.resyncs += 1
+        self.stats.skipped_bytes += skipped
+        if not self._seen:
+            self._skipped_start += skipped
+        self._state = IDLE
+        self._closing = False
+        return at
+
+    def _scan_keep(self, buf: bytes, pos: int) -> int:
+        """No start line in ``buf[pos:]``: skip all but a tail that may begin one.
+
+        A start line not yet complete holds no LF, so it begins after the last LF.
+        """
+        n = len(buf)
+        keep = max(buf.rfind(b"\n", pos, n) + 1, pos, n - MAX_START_LINE)
+        self.stats.skipped_bytes += keep - pos
+        if not self._seen:
+            self._skipped_start += keep - pos
+            if self.resync and self._skipped_start > RESYNC_FAIL_BYTES:
+                self._fail()
+                return n
+        return keep
+
+    def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
+        try:
+            return self._gap_in(nbytes, ts_ns)
+        finally:
+            self._out = SPENT
+
+    def _gap_in(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
+        out: list[tuple[M, int]] = []
+        self._out = out
+        if nbytes <= 0:
+            return out
+        self.stats.gaps += 1
+        self.stats.gap_bytes += nbytes
+        self._ts = ts_ns
+        self._marks = self._rest_marks
+        state = self._state
+        if state == DEAD:
+            return out
+        if state == HELD:
+            self._held.append((None, ts_ns, nbytes))
+            return out
+        msg = self._msg
+        if msg is not None and not self._rest and state in (BODY, CHUNK_DATA, CLOSE):
+            msg.flags.add("gap")
+            self._room = -1  # bytes after the hole are not stored: the body would be wrong
+            if state == CLOSE:
+                msg.body_size += nbytes
+                return out
+            if nbytes < self._rem:
+                self._rem -= nbytes
+                msg.body_size += nbytes
+                return out
+            if state == CHUNK_DATA and nbytes == self._rem:
+                msg.body_size += nbytes
+                self._rem = 0
+                self._state = CHUNK_CRLF  # the hole ended with the chunk: still in sync
+                return out
+            if state == BODY:
+                lost = nbytes - self._rem
+                msg.body_size += self._rem
+                self._rem = 0
+                self._complete()
+                if not lost:
+                    return out
+                self._gap_next = self._after_gap = True
+                self._enter_scan()
+                return out
+            msg.body_size += self._rem
+        if msg is not None:
+            msg.flags.update(("gap", "incomplete"))
+            self.stats.incomplete += 1
+            self._finish_cut(msg)
+        elif state == IDLE and self._rest.strip(b"\r\n"):
+            self._partial_head(self._rest, "gap")
+        else:
+            self._gap_next = True
+        self._after_gap = True
+        self._enter_scan()
+        return out
+
+    def _enter_scan(self) -> None:
+        self._rest = b""
+        self._rest_marks = []
+        self._state = SCAN
+
+    def _close(self, ts_ns: int) -> list[tuple[M, int]]:
+        try:
+            return self._close_in(ts_ns)
+        finally:
+            self._out = SPENT
+
+    def _close_in(self, ts_ns: int) -> list[tuple[M, int]]:
+        out: list[tuple[M, int]] = []
+        self._out = out
+        state = self._state
+        self._ts = ts_ns
+        self._marks = self._rest_marks
+        if state in (CLOSE, PEEK):
+            self._complete(self._last_ts)
+        elif self._msg is not None:
+            msg = self._msg
+            msg.flags.add("incomplete")
+            self.stats.incomplete += 1
+            self._finish_cut(msg)
+        elif state == IDLE and self._rest.strip(b"\r\n"):
+            self._partial_head(self._rest)
+        self._rest = b""
+        self._rest_marks = []
+        self._state = DEAD
+        self._held = []
+        return out
+
+    def _partial_head(self, rest: bytes, flag: str = "") -> None:
+        """A header block cut short (close, gap): return what its start line says."""
+        start = len(rest) - len(rest.lstrip(b"\r\n"))
+        eol = rest.find(b"\r\n", start)
+        line = rest[start:eol] if eol >= 0 else rest[start:]
+        try:
+            msg, _ = self._start_line(line.decode("latin-1") + "\r\n", 0)
+        except InvalidBytes:
+            self.stats.skipped_bytes += len(rest)
+            return
+        last = rest.rfind(b"\r\n")
+        if eol >= 0 and last > eol:  # the header lines that came whole
+            with contextlib.suppress(InvalidBytes):
+                msg.headers = self._fields(rest[eol + 2 : last + 2].decode("latin-1"), 0, 0)
+        msg.start_ts_ns = self._ts_at(start)
+        msg.end_ts_ns = self._ts_at(len(rest) - 1)
+        self._head_error(msg)
+        msg.flags.add("incomplete")
+        if self._gap_next or flag:
+            msg.flags.add("gap")
+            self._gap_next = False
+        self.stats.incomplete += 1
+        self._emit(msg)
