@@ -10,6 +10,7 @@ the new-connection throttle, progress, and the report (the monitors are in repla
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, HostError, InputError, NodetapError
 from replay.capture_file import CaptureInfo, scan
 from replay.monitors import SAMPLE_S, ConntrackTrack, CpuTrack
 from replay.plan import Plan
@@ -98,13 +99,13 @@ def _run(
 ) -> dict[str, Any]:
     info = scan(plan.capture)
     if info.count == 0:
-        raise NodetapError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
+        raise InputError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
     plan.ts0_ns = plan.ts0_ns or info.first_ts_ns
     plan.count_hint = plan.count_hint or info.count
     plan.span_hint_s = plan.span_hint_s or info.span_s
     total, rate = planned(plan, info)
     if plan.netns and not os.path.exists(f"/run/netns/{plan.netns}"):
-        raise NodetapError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
+        raise ConfigError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
 
     pf_dict = None
     say = preflight_out or (lambda s: print(s, file=sys.stderr))
@@ -150,11 +151,11 @@ def _run(
             try:
                 kind, k, payload = out.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise NodetapError("replay processes did not start within 60 s") from None
+                raise HostError("replay processes did not start within 60 s") from None
             if kind == "ready":
                 ready += 1
             elif kind == "error":
-                raise NodetapError(f"replay process {k} failed to start: {payload}")
+                raise HostError(f"replay process {k} failed to start: {payload}")
         ct.open(shared.budget)
         cpu.open()
         start = time.monotonic() + 0.05
@@ -212,7 +213,7 @@ def _run(
     merged["maxrss_kb"].append(peak_rss_kb())
     plan_d = {
         k: v
-        for k, v in __import__("json").loads(plan.to_json()).items()
+        for k, v in json.loads(plan.to_json()).items()
         if k not in ("ts0_ns", "count_hint", "span_hint_s")
     }
     plan_d["processes"] = nproc

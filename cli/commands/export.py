@@ -11,7 +11,7 @@ from typing import IO, Any
 import grpc
 
 from cli.options.forwarder_client import add_client_arguments, client_from_args
-from forwarder.export import FORMATS, write
+from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
 from nodetap import jsonl
 from nodetap.errors import ConfigError, InputError, StorageError
@@ -67,6 +67,15 @@ def register(subparsers: Any) -> None:
     add_selection_arguments(p)
     add_output_arguments(p)
     p.set_defaults(func=run)
+
+
+def pcap_writer() -> PcapWriter | None:
+    """The capture agent's pcap writer, when this build has it (pcap export needs it)."""
+    try:
+        from agent.packet.pcap_export import write_pcap
+    except ModuleNotFoundError:
+        return None
+    return write_pcap
 
 
 @contextlib.contextmanager
@@ -143,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
         pairs = remote_pairs(args, req)
     with open_output(args.output) as fp:
-        n = write(pairs, fp, args.format, live=bool(args.follow))
+        n = write(pairs, fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from cli.commands.export import (
     add_output_arguments,
     add_selection_arguments,
     open_output,
+    pcap_writer,
     remote_pairs,
 )
 from cli.options.forwarder_client import add_client_arguments, client_from_args
@@ -99,7 +100,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     req = fpb.ExportRequest(snapshot_id=args.id, limit=args.limit)
     with open_output(args.output) as fp:
-        n = write(remote_pairs(args, req), fp, args.format)
+        n = write(remote_pairs(args, req), fp, args.format, pcap_writer=pcap_writer())
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0
