@@ -162,8 +162,8 @@ class ForwarderSink:
             return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush for up to timeout, then stop; what is still unacknowledged goes to the spool
-        (to be resent by the next run) or, without a spool, is counted as dropped_at_close."""
+        """Flush for up to timeout, then stop; what is still unacknowledged goes to the outbox
+        (to be resent by the next run) or, without one, is counted as dropped_at_close."""
         if self._closed:
             return
         self.flush(timeout)
