@@ -34,6 +34,8 @@ import grpc  # noqa: E402
 
 from agent.sinks.forwarder import ForwarderSink  # noqa: E402
 from forwarder import client  # noqa: E402
+from nodetap import transport  # noqa: E402
+from nodetap.transport import ClientTLS  # noqa: E402
 from nodetap.v1 import forwarder_pb2 as fpb  # noqa: E402
 from nodetap.v1 import rrpair_pb2 as pb  # noqa: E402
 
@@ -214,7 +216,7 @@ def ingest_rate(
     proc = start(kind, port, data, tls)
     try:
         sink = ForwarderSink(
-            f"127.0.0.1:{port}", tls_ca=tls[0] if tls else None, compression="none"
+            f"127.0.0.1:{port}", tls=ClientTLS(tls[0]) if tls else None, compression="none"
         )
         size = sum(p.ByteSize() for p in pairs)
         t0 = time.perf_counter()
@@ -236,7 +238,7 @@ def latency(kind: str, rate: int, seconds: float, tmp: Path) -> list[float]:
     proc = start(kind, port, data, None)
     lat: list[float] = []
     try:
-        ch = client.channel(f"127.0.0.1:{port}")
+        ch = transport.channel(f"127.0.0.1:{port}")
         call = client.stub(ch).Subscribe(fpb.SubscribeRequest())
         call.initial_metadata()
         n = int(rate * seconds)

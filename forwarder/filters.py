@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -110,7 +110,7 @@ def parse_time(text: str, now: float | None = None) -> int:
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
-        raise NodetapError(
+        raise ConfigError(
             f"bad time {text!r}; use RFC 3339 (2026-11-23T04:00:00Z), Unix seconds, "
             "'now' or a duration ago (10m, 2h, 1d)"
         ) from None
@@ -130,7 +130,7 @@ def _status_range(value: str) -> tuple[int, int]:
             return int(lo or 0), int(hi or 0)
         return int(v), int(v)
     except ValueError:
-        raise NodetapError(f"bad status filter {value!r}; use 404, 500-599 or 5xx") from None
+        raise ConfigError(f"bad status filter {value!r}; use 404, 500-599 or 5xx") from None
 
 
 def parse_filters(
@@ -142,7 +142,7 @@ def parse_filters(
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not sep or key not in FILTER_KEYS:
-            raise NodetapError(f"bad filter {item!r}; use {FILTER_HELP}")
+            raise ConfigError(f"bad filter {item!r}; use {FILTER_HELP}")
         values = [v.strip() for v in value.split(",") if v.strip()]
         if key == "namespace":
             flt.namespaces.extend(values)
@@ -157,7 +157,7 @@ def parse_filters(
         elif key == "direction":
             for v in values:
                 if v.lower() not in _DIRECTIONS:
-                    raise NodetapError(f"bad direction {v!r}; use inbound, outbound or network")
+                    raise ConfigError(f"bad direction {v!r}; use inbound, outbound or network")
                 flt.directions.append(_DIRECTIONS[v.lower()])
         elif key == "url":
             flt.url_prefix = value

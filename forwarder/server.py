@@ -7,24 +7,22 @@ returns a ForwarderHandle (``.port``, ``.stop(grace)``), so one process can embe
 
 from __future__ import annotations
 
-import hmac
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent import futures
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Gauge
 
-from forwarder.client import DEFAULT_MAX_MESSAGE_BYTES, read_file
 from forwarder.filters import matches
 from forwarder.storage import Store, open_store
-from nodetap.errors import NodetapError
+from nodetap import transport
+from nodetap.errors import ConfigError, HostError
+from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import forwarder_pb2_grpc as fgrpc
 from nodetap.v1 import rrpair_pb2 as pb
@@ -166,43 +164,6 @@ class ForwarderService(fgrpc.ForwarderServicer):
         return self.store.stats()
 
 
-# -- bearer token ---------------------------------------------------------------------------
-class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Refuses every Forwarder call without ``authorization: Bearer <token>`` (health checking
-    and reflection stay open)."""
-
-    def __init__(self, token: str) -> None:
-        self._want = f"Bearer {token}".encode()
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(details)
-        if handler is None or not details.method.startswith(f"/{SERVICE}/"):
-            return handler
-        got = dict(details.invocation_metadata).get("authorization", "")
-        got_b = got.encode() if isinstance(got, str) else bytes(got)
-        if hmac.compare_digest(got_b, self._want):
-            return handler
-
-        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-            AUTH_REFUSED.inc()
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong bearer token; pass the forwarder's token (--token-file)",
-            )
-
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(refuse)
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(refuse)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(refuse)
-        return grpc.unary_unary_rpc_method_handler(refuse)
-
-
 # -- lifecycle ------------------------------------------------------------------------------
 @dataclass
 class ForwarderHandle:
@@ -271,26 +232,26 @@ def serve(
     """
     listen = normalize_listen(listen)
     if bool(tls_cert) != bool(tls_key):
-        raise NodetapError("TLS needs both --tls-cert and --tls-key")
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
     if tls_client_ca and not tls_cert:
-        raise NodetapError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
+    tls = transport.ServerTLS(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     store = store if store is not None else open_store(data_dir, sync=sync)
     hub = Hub(subscriber_queue)
-    interceptors = [TokenInterceptor(token)] if token else []
-    server = grpc.server(
-        # grpcio's server gives each open call a thread: agents' Ingest streams and clients'
-        # Subscribe calls each hold one for their lifetime.
-        futures.ThreadPoolExecutor(max_workers=max_streams + 4, thread_name_prefix="forwarder"),
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
-            ("grpc.http2.max_ping_strikes", 0),
-            ("grpc.keepalive_time_ms", 5000),
-            ("grpc.keepalive_timeout_ms", 5000),
-        ],
+    auth = None
+    if token:
+        auth = transport.TokenAuth(
+            token,
+            services=[SERVICE],
+            refusal="missing or wrong bearer token; pass the forwarder's token (--token-file)",
+            on_refuse=AUTH_REFUSED.inc,
+        )
+    # Agents' Ingest streams and clients' Subscribe calls each hold a thread for their lifetime.
+    server = transport.server(
+        max_workers=max_streams + 4,
+        thread_name_prefix="forwarder",
+        auth=auth,
+        max_message_bytes=max_message_bytes,
         maximum_concurrent_rpcs=max_streams,
     )
     fgrpc.add_ForwarderServicer_to_server(ForwarderService(store, hub), server)  # type: ignore[no-untyped-call]
@@ -303,21 +264,16 @@ def serve(
     )
     reflection.enable_server_reflection(names, server)
     try:
-        if tls_cert:
-            creds = grpc.ssl_server_credentials(
-                [(read_file(tls_key, "TLS key") or b"", read_file(tls_cert, "TLS cert") or b"")],
-                root_certificates=read_file(tls_client_ca, "TLS client CA"),
-                require_client_auth=bool(tls_client_ca),
-            )
-            port = server.add_secure_port(listen, creds)
-        else:
-            port = server.add_insecure_port(listen)
+        port = transport.add_port(server, listen, tls)
     except RuntimeError as e:
         store.close()
-        raise NodetapError(f"cannot listen on {listen}: {e}; pick another --listen") from None
+        raise HostError(f"cannot listen on {listen}: {e}; pick another --listen") from None
+    except ConfigError:
+        store.close()
+        raise
     if port == 0:
         store.close()
-        raise NodetapError(f"cannot listen on {listen}; is the port in use? pick another --listen")
+        raise HostError(f"cannot listen on {listen}; is the port in use? pick another --listen")
     server.start()
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

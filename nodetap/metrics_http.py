@@ -7,12 +7,11 @@
 - ``/readyz``   200 once ``ready()`` returns true, 503 before (readiness)
 - ``/status``   JSON from ``status()`` (404 when no status callback was given)
 
-``add_arguments(parser)`` adds the conventional ``--metrics-addr ADDR`` flag.
+The command line's ``--metrics-addr ADDR`` flag is in cli/options/metrics.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, HostError
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +38,11 @@ def parse_addr(addr: str) -> tuple[str, int]:
     try:
         port = int(port_text)
     except ValueError:
-        raise NodetapError(
+        raise ConfigError(
             f"bad address {addr!r}; use HOST:PORT, :PORT or PORT (e.g. 0.0.0.0:9464)"
         ) from None
     if not 0 <= port <= 65535:
-        raise NodetapError(f"bad port in {addr!r}; use a port between 0 and 65535")
+        raise ConfigError(f"bad port in {addr!r}; use a port between 0 and 65535")
     return (host or "0.0.0.0"), port
 
 
@@ -165,20 +164,9 @@ def serve(
     try:
         httpd = _HTTPServer((host, port), ready, status)
     except OSError as e:
-        raise NodetapError(
+        raise HostError(
             f"cannot listen on {addr} for metrics: {e.strerror}; pick another --metrics-addr"
         ) from None
     server = Server(httpd)
     log.info("metrics and health on %s", server.url)
     return server
-
-
-def add_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    """Add ``--metrics-addr ADDR`` (serve /metrics, /healthz, /readyz, /status there)."""
-    parser.add_argument(
-        "--metrics-addr",
-        metavar="ADDR",
-        default=default,
-        help="serve Prometheus /metrics, /healthz, /readyz and /status on HOST:PORT "
-        f"(e.g. :9464 or {DEFAULT_METRICS_ADDR}); default: " + (default if default else "off"),
-    )

@@ -1,9 +1,10 @@
-"""Splitting a plan across replay agents and merging their reports.
+"""Coordinating a distributed replay: a plan split across remote replay services
+(replay/remote_service.py, `nodetap replay-agent`), their reports merged.
 
-Agent k of n gets the pairs with index i % n == k, the plan's rate divided by n, its share of
-the virtual users, and the capture's first timestamp (so that every agent keeps the recorded
-timing on the same clock). An agent whose stream breaks is reported as lost, with the share of
-the plan it did not run.
+Service k of n gets the pairs with index i % n == k, the plan's rate divided by n, its share of
+the virtual users, and the capture's first timestamp (so that every service keeps the recorded
+timing on the same clock). A service whose stream breaks is reported as lost, with the share of
+the plan it did not run. (The report calls them "agents", as the command line does.)
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ from typing import Any
 
 import grpc
 
-from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap import jsonl, transport
+from nodetap.errors import ConfigError, InputError, PeerError
+from nodetap.transport import ClientTLS
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
-from replay.capture import scan
+from replay.capture_file import scan
 from replay.plan import Plan
 from replay.report import build, merge
 from replay.runner import planned
 
 
 @dataclass
-class AgentRun:
+class RemoteShare:
+    """One share of the plan, run by the remote replay service at address."""
+
     address: str
     share: int
     planned: int
@@ -72,14 +76,6 @@ class AgentRun:
         return out
 
 
-def _channel(address: str, token: str | None, tls_ca: str | None) -> grpc.Channel:
-    if tls_ca:
-        with open(tls_ca, "rb") as f:
-            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-        return grpc.secure_channel(address, creds)
-    return grpc.insecure_channel(address)
-
-
 def _pairs(plan: Plan, share: int, shares: int) -> Iterator[rpb.StartRequest]:
     i = -1
     with open(plan.capture, encoding="utf-8") as f:
@@ -91,7 +87,7 @@ def _pairs(plan: Plan, share: int, shares: int) -> Iterator[rpb.StartRequest]:
                 yield rpb.StartRequest(pair=jsonl.loads(line, f"{plan.capture}:{i + 1}"))
 
 
-def _agent_plan(plan: Plan, share: int, shares: int, count: int) -> Plan:
+def _share_plan(plan: Plan, share: int, shares: int, count: int) -> Plan:
     p = copy.deepcopy(plan)
     p.capture = ""
     p.rate = plan.rate / shares if plan.rate else None
@@ -101,19 +97,20 @@ def _agent_plan(plan: Plan, share: int, shares: int, count: int) -> Plan:
 
 
 def _drive(
-    run: AgentRun,
+    run: RemoteShare,
     plan: Plan,
     shares: int,
     count: int,
     token: str | None,
-    tls_ca: str | None,
+    tls: ClientTLS | None,
     run_id: str,
 ) -> None:
-    md = [("authorization", f"Bearer {token}")] if token else []
+    md = transport.bearer_metadata(token)
     try:
-        with _channel(run.address, token, tls_ca) as ch:
+        # No keepalive pings: a host busy replaying may answer them late, and that is no loss.
+        with transport.channel(run.address, tls=tls, keepalive=False) as ch:
             stub = rgrpc.ReplayAgentStub(ch)  # type: ignore[no-untyped-call]
-            p = _agent_plan(plan, run.share, shares, count)
+            p = _share_plan(plan, run.share, shares, count)
             spec = rpb.PlanSpec(
                 plan_json=p.to_json(), run_id=run_id, share=run.share, shares=shares
             )
@@ -148,25 +145,26 @@ def _drive(
 
 
 def run_distributed(
-    plan: Plan, agents: list[str], token: str | None = None, tls_ca: str | None = None
+    plan: Plan, agents: list[str], token: str | None = None, tls: ClientTLS | None = None
 ) -> dict[str, Any]:
-    """Run plan across agents; the merged report names each agent and any it lost."""
+    """Run plan across the remote replay services at agents (HOST:PORT each); the merged
+    report names each of them and any it lost."""
     if not agents:
-        raise NodetapError("--agents is empty; give HOST:PORT of at least one replay agent")
+        raise ConfigError("--agents is empty; give HOST:PORT of at least one replay agent")
     info = scan(plan.capture)
     if info.count == 0:
-        raise NodetapError(f"capture {plan.capture} holds no RRPairs")
+        raise InputError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
     plan.ts0_ns = info.first_ts_ns
     plan.span_hint_s = info.span_s
     total, rate = planned(plan, info)
     n = len(agents)
     counts = [info.count // n + (k < info.count % n) for k in range(n)]
     loops = plan.loops or 1
-    runs = [AgentRun(a, k, counts[k] * loops) for k, a in enumerate(agents)]
+    runs = [RemoteShare(a, k, counts[k] * loops) for k, a in enumerate(agents)]
     run_id = f"{int(time.time())}-{id(plan) & 0xFFFF:x}"
     threads = [
         threading.Thread(
-            target=_drive, args=(r, plan, n, counts[r.share], token, tls_ca, run_id), daemon=True
+            target=_drive, args=(r, plan, n, counts[r.share], token, tls, run_id), daemon=True
         )
         for r in runs
     ]
@@ -178,7 +176,7 @@ def run_distributed(
     elapsed = time.monotonic() - t0
     refused = [r for r in runs if r.state == "refused"]
     if refused and len(refused) == len(runs):
-        raise NodetapError(
+        raise PeerError(
             "agents refused the plan: " + "; ".join(f"{r.address}: {r.error}" for r in refused)
         )
     reports = [r.report for r in runs if r.report]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 from replay.rewrite import Rules
 
 TIMINGS = ("original", "asap")
@@ -47,17 +47,17 @@ class Plan:
 
     def __post_init__(self) -> None:
         if self.timing not in TIMINGS:
-            raise NodetapError(f"--timing {self.timing!r}: use one of {', '.join(TIMINGS)}")
+            raise ConfigError(f"--timing {self.timing!r}: use one of {', '.join(TIMINGS)}")
         if self.connection not in CONNECTIONS:
-            raise NodetapError(
+            raise ConfigError(
                 f"--connection {self.connection!r}: use one of {', '.join(CONNECTIONS)}"
             )
         if self.speed <= 0 or (self.rate is not None and self.rate <= 0):
-            raise NodetapError("--speed and --rate must be positive")
+            raise ConfigError("--speed and --rate must be positive")
         if self.vusers < 1:
-            raise NodetapError("--vusers must be at least 1")
+            raise ConfigError("--vusers must be at least 1")
         if self.loops == 0 and not self.duration:
-            raise NodetapError("--loop without a count needs --duration")
+            raise ConfigError("--loop without a count needs --duration")
         self.host, self.port = parse_target(self.target)
 
     @property
@@ -85,18 +85,18 @@ class Plan:
 
 
 def parse_target(url: str) -> tuple[str, int]:
-    """host and port of an http:// URL; NodetapError otherwise."""
+    """host and port of an http:// URL; ConfigError otherwise."""
     if "://" not in url:
         url = "http://" + url
     u = urlsplit(url)
     if u.scheme != "http" or not u.hostname:
-        raise NodetapError(
+        raise ConfigError(
             f"--target {url!r}: give an http://HOST:PORT URL (https is not replayed yet)"
         )
     try:
         port = u.port or 80
     except ValueError:
-        raise NodetapError(f"--target {url!r}: bad port") from None
+        raise ConfigError(f"--target {url!r}: bad port") from None
     return u.hostname, port
 
 
@@ -111,7 +111,7 @@ def parse_rate(text: str) -> float:
     try:
         return float(t) / per
     except ValueError:
-        raise NodetapError(f"--rate {text!r}: give requests per second, like 500/s") from None
+        raise ConfigError(f"--rate {text!r}: give requests per second, like 500/s") from None
 
 
 def parse_speed(text: str) -> float:
@@ -119,7 +119,7 @@ def parse_speed(text: str) -> float:
     try:
         return float(text.strip().lower().rstrip("x"))
     except ValueError:
-        raise NodetapError(f"--speed {text!r}: give a factor like 2x") from None
+        raise ConfigError(f"--speed {text!r}: give a factor like 2x") from None
 
 
 def is_ip(host: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 from replay.model import Item
 
 
@@ -32,7 +32,7 @@ class Rules:
     ) -> Rules:
         def pair(text: str, sep: str, what: str) -> tuple[str, str]:
             if sep not in text:
-                raise NodetapError(f"bad {what} {text!r}; expected 'A{sep}B'")
+                raise ConfigError(f"bad {what} {text!r}; expected 'A{sep}B'")
             a, b = text.split(sep, 1)
             return a.strip() if sep == ":" else a, b.strip() if sep == ":" else b
 

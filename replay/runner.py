@@ -1,5 +1,5 @@
 """Coordinating a replay in-process: pre-flight, worker processes, the conntrack and CPU monitors,
-the new-connection throttle, progress, and the report.
+the new-connection throttle, progress, and the report (the monitors are in replay/monitors.py).
 
     from replay.plan import Plan
     from replay.runner import run_replay
@@ -10,6 +10,7 @@ the new-connection throttle, progress, and the report.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -21,12 +22,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from nodetap.errors import NodetapError
-from replay import cgroup
-from replay.capture import CaptureInfo, scan
+from nodetap.errors import ConfigError, HostError, InputError, NodetapError
+from replay.capture_file import CaptureInfo, scan
+from replay.monitors import SAMPLE_S, ConntrackTrack, CpuTrack
 from replay.plan import Plan
 from replay.progress import Progress
 from replay.report import build, merge
@@ -34,165 +34,6 @@ from replay.stats import peak_rss_kb
 from replay.worker import UNLIMITED, Shared, worker_main
 
 log = logging.getLogger(__name__)
-SAMPLE_S = 0.1
-
-
-@dataclass
-class _CtTrack:
-    """The conntrack side of a run: samples, the throttle, the timeline."""
-
-    netns: str | None
-    threshold: float
-    throttle: bool
-    mon: Any = None
-    reason: str = ""
-    first: Any = None
-    last: Any = None
-    peak_count: int = 0
-    peak_fill: float = 0.0
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    drops_by_sec: dict[int, int] = field(default_factory=dict)
-    throttled_samples: int = 0
-    throttle_first: float | None = None
-    throttle_last: float | None = None
-    _prev_drops: int = 0
-    _last_reap: float = 0.0
-    reaped: int = 0
-    _last_sec: int = -1
-
-    def open(self, budget: Any) -> None:
-        try:
-            from netsetup.conntrack import Monitor
-
-            self.mon = Monitor(self.netns)
-            self.first = self.last = self.mon.sample()
-            self._prev_drops = self._drops(self.first)
-            self.peak_count, self.peak_fill = self.first.count, self.first.fill
-        except Exception as e:  # no nf_conntrack, no permission: replay runs unwatched
-            self.mon = None
-            self.reason = f"conntrack not watched: {e}"
-            return
-        if self.throttle and self.first.max:
-            # The first connections already count against what the table holds now.
-            budget.value = int(self.first.max * self.threshold) - self.first.count
-
-    @staticmethod
-    def _drops(s: Any) -> int:
-        return int(s.insert_failed + s.drop + s.early_drop)
-
-    def step(self, t: float, budget: Any, pressure: Any) -> None:
-        if self.mon is None:
-            return
-        try:
-            s = self.mon.sample()
-        except Exception as e:
-            log.debug("conntrack sample: %s", e)
-            return
-        self.last = s
-        self.peak_count = max(self.peak_count, s.count)
-        self.peak_fill = max(self.peak_fill, s.fill)
-        sec = int(t)
-        d = self._drops(s)
-        if d > self._prev_drops:
-            self.drops_by_sec[sec] = self.drops_by_sec.get(sec, 0) + d - self._prev_drops
-        self._prev_drops = d
-        if self.throttle and s.max:
-            limit = int(s.max * self.threshold)
-            left = limit - s.count
-            budget.value = left
-            pressure.value = 1 if left < limit * 0.1 else 0
-            if left <= 0 and time.monotonic() - self._last_reap > 0.25:
-                # Expired entries may still be counted: have the kernel free them.
-                self._last_reap = time.monotonic()
-                try:
-                    self.mon.reap()
-                    s2 = self.mon.sample()
-                    left = limit - s2.count
-                    budget.value = left
-                    self.reaped += max(0, s.count - s2.count)
-                except Exception as e:
-                    log.debug("conntrack reap: %s", e)
-            if left <= 0:
-                self.throttled_samples += 1
-                self.throttle_first = t if self.throttle_first is None else self.throttle_first
-                self.throttle_last = t
-        if sec != self._last_sec:
-            self._last_sec = sec
-            self.timeline.append({"t": round(t, 2), **s.to_dict()})
-
-    def close(self) -> None:
-        if self.mon is not None:
-            self.mon.close()
-
-    def summary(self, pool: dict[str, Any]) -> dict[str, Any]:
-        if self.first is None:
-            return {"available": False, "netns": self.netns or "host", "reason": self.reason}
-        keys = ("insert_failed", "drop", "early_drop", "search_restart")
-        return {
-            "available": True,
-            "netns": self.netns or "host",
-            "max": self.last.max,
-            "threshold": self.threshold,
-            "start_count": self.first.count,
-            "end_count": self.last.count,
-            "peak_count": self.peak_count,
-            "peak_fill": round(self.peak_fill, 4),
-            "delta": {k: getattr(self.last, k) - getattr(self.first, k) for k in keys},
-            "drops_by_sec": {str(k): v for k, v in self.drops_by_sec.items()},
-            "throttle": {
-                "enabled": self.throttle,
-                "throttled_s": round(self.throttled_samples * SAMPLE_S, 2),
-                "from_s": self.throttle_first,
-                "to_s": self.throttle_last,
-                "delayed_connections": pool.get("gate_waits", 0),
-                "delay_s": round(pool.get("gate_wait_s", 0.0), 3),
-                "slow_connects": pool.get("slow_connects", 0),
-                "expired_entries_reaped": self.reaped,
-                "kept_open_under_pressure": pool.get("kept_open_under_pressure", 0),
-            },
-            "timeline": self.timeline,
-        }
-
-
-@dataclass
-class _CpuTrack:
-    mon: cgroup.CpuThrottleMonitor = field(default_factory=cgroup.CpuThrottleMonitor)
-    first: Any = None
-    prev: Any = None
-    throttled_secs: set[int] = field(default_factory=set)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-
-    def open(self) -> None:
-        self.first = self.prev = self.mon.sample()
-
-    def step(self, t: float) -> None:
-        s = self.mon.sample()
-        if s is None or self.prev is None:
-            return
-        if s.nr_throttled > self.prev.nr_throttled:
-            self.throttled_secs.add(int(t))
-            self.timeline.append(
-                {
-                    "t": round(t, 2),
-                    "nr_throttled": s.nr_throttled - self.first.nr_throttled,
-                    "throttled_s": round(s.throttled_s - self.first.throttled_s, 4),
-                }
-            )
-        self.prev = s
-
-    def summary(self) -> dict[str, Any]:
-        if self.first is None or self.prev is None:
-            return {"version": "", "reason": "no cpu.stat for this process's cgroup"}
-        return {
-            "cgroup": self.mon.cgroup,
-            "version": self.mon.version,
-            "quota": cgroup.quota(),
-            "nr_periods": self.prev.nr_periods - self.first.nr_periods,
-            "nr_throttled": self.prev.nr_throttled - self.first.nr_throttled,
-            "throttled_s": round(self.prev.throttled_s - self.first.throttled_s, 4),
-            "throttled_secs": sorted(self.throttled_secs),
-            "timeline": self.timeline[-600:],
-        }
 
 
 def planned(plan: Plan, info: CaptureInfo) -> tuple[int | None, float | None]:
@@ -258,13 +99,13 @@ def _run(
 ) -> dict[str, Any]:
     info = scan(plan.capture)
     if info.count == 0:
-        raise NodetapError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
+        raise InputError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
     plan.ts0_ns = plan.ts0_ns or info.first_ts_ns
     plan.count_hint = plan.count_hint or info.count
     plan.span_hint_s = plan.span_hint_s or info.span_s
     total, rate = planned(plan, info)
     if plan.netns and not os.path.exists(f"/run/netns/{plan.netns}"):
-        raise NodetapError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
+        raise ConfigError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
 
     pf_dict = None
     say = preflight_out or (lambda s: print(s, file=sys.stderr))
@@ -296,8 +137,8 @@ def _run(
         ctx.Process(target=worker_main, args=(plan_json, k, nproc, shared, out), daemon=True)
         for k in range(nproc)
     ]
-    ct = _CtTrack(plan.netns, plan.conntrack_threshold, plan.conntrack_throttle)
-    cpu = _CpuTrack()
+    ct = ConntrackTrack(plan.netns, plan.conntrack_threshold, plan.conntrack_throttle)
+    cpu = CpuTrack()
     results: dict[int, dict[str, Any]] = {}
     failures: list[str] = []
     display = Progress(total, enabled=show)
@@ -310,11 +151,11 @@ def _run(
             try:
                 kind, k, payload = out.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                raise NodetapError("replay processes did not start within 60 s") from None
+                raise HostError("replay processes did not start within 60 s") from None
             if kind == "ready":
                 ready += 1
             elif kind == "error":
-                raise NodetapError(f"replay process {k} failed to start: {payload}")
+                raise HostError(f"replay process {k} failed to start: {payload}")
         ct.open(shared.budget)
         cpu.open()
         start = time.monotonic() + 0.05
@@ -372,7 +213,7 @@ def _run(
     merged["maxrss_kb"].append(peak_rss_kb())
     plan_d = {
         k: v
-        for k, v in __import__("json").loads(plan.to_json()).items()
+        for k, v in json.loads(plan.to_json()).items()
         if k not in ("ts0_ns", "count_hint", "span_hint_s")
     }
     plan_d["processes"] = nproc
@@ -392,7 +233,7 @@ def _run(
     return report
 
 
-def _status(counts: list[int], t: float, ct: _CtTrack, cpu: _CpuTrack) -> dict[str, Any]:
+def _status(counts: list[int], t: float, ct: ConntrackTrack, cpu: CpuTrack) -> dict[str, Any]:
     last = ct.last
     return {
         "elapsed_s": t,

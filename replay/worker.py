@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netsetup.netns import enter_netns
-from replay.capture import iter_items
+from replay.capture_file import iter_items
 from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
 from replay.model import Item, encode_request

@@ -184,9 +184,9 @@ def register(sub: Any) -> None:
     )
     add_capture_arguments(p)
     from agent.rules import add_arguments as add_rules_arguments
-    from agent.sinks.forwarder import add_arguments as add_sink_arguments
     from agent.targeting import add_arguments as add_k8s_arguments
-    from nodetap.metrics_http import add_arguments as add_metrics_arguments
+    from cli.options.metrics import add_arguments as add_metrics_arguments
+    from cli.options.sink import add_arguments as add_sink_arguments
 
     add_sink_arguments(p)
     add_rules_arguments(p)
@@ -288,8 +288,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     from agent.rules import from_args as rules_from_args
-    from agent.sinks.forwarder import from_args as sink_from_args
     from agent.targeting import from_args as node_context_from_args
+    from cli.options.sink import from_args as sink_from_args
 
     rules = rules_from_args(args)
     node = node_context_from_args(args) if args.mode == "syscall" else None

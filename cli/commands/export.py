@@ -10,11 +10,11 @@ from typing import IO, Any
 
 import grpc
 
-from forwarder import client
-from forwarder.export import FORMATS, write
+from cli.options.forwarder_client import add_client_arguments, client_from_args
+from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
 from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, InputError, StorageError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    client.add_client_arguments(p, required=False)
+    add_client_arguments(p, required=False)
     p.add_argument(
         "--input", metavar="FILE.jsonl", help="read a JSONL capture instead ('-': stdin)"
     )
@@ -69,6 +69,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def pcap_writer() -> PcapWriter | None:
+    """The capture agent's pcap writer, when this build has it (pcap export needs it)."""
+    try:
+        from agent.packet.pcap_export import write_pcap
+    except ModuleNotFoundError:
+        return None
+    return write_pcap
+
+
 @contextlib.contextmanager
 def open_output(path: str) -> Iterator[IO[bytes]]:
     if path == "-":
@@ -78,24 +87,22 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
     try:
         fp = open(path, "wb")  # noqa: SIM115 (closed below)
     except OSError as e:
-        raise NodetapError(f"cannot write {path}: {e.strerror}") from None
+        raise StorageError(f"cannot write {path}: {e.strerror}; pick another -o") from None
     with fp:
         yield fp
 
 
 def remote_pairs(args: argparse.Namespace, request: fpb.ExportRequest) -> Iterator[pb.RRPair]:
-    stub, md, ch = client.from_args(args)
-    try:
-        yield from stub.Export(request, metadata=md)
-    except grpc.RpcError as e:
-        raise client.rpc_error(e, args.forwarder) from None
-    finally:
-        ch.close()
+    with client_from_args(args) as c:
+        try:
+            yield from c.stub.Export(request, metadata=c.metadata)
+        except grpc.RpcError as e:
+            raise c.error(e) from None
 
 
 def follow_pairs(args: argparse.Namespace, flt: fpb.Filter) -> Iterator[pb.RRPair]:
-    stub, md, ch = client.from_args(args)
-    call = stub.Subscribe(fpb.SubscribeRequest(filter=flt), metadata=md)
+    c = client_from_args(args)
+    call = c.stub.Subscribe(fpb.SubscribeRequest(filter=flt), metadata=c.metadata)
     n = 0
     try:
         call.initial_metadata()  # the tail is live from here on
@@ -106,10 +113,10 @@ def follow_pairs(args: argparse.Namespace, flt: fpb.Filter) -> Iterator[pb.RRPai
             if args.limit and n >= args.limit:
                 return
     except grpc.RpcError as e:
-        raise client.rpc_error(e, args.forwarder) from None
+        raise c.error(e) from None
     finally:
         call.cancel()
-        ch.close()
+        c.close()
 
 
 def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
@@ -122,30 +129,30 @@ def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
                 if limit and n >= limit:
                     return
     except FileNotFoundError:
-        raise NodetapError(f"capture file {path} not found") from None
+        raise InputError(f"capture file {path} not found; check --input") from None
     except jsonl.CaptureFormatError as e:
-        raise NodetapError(f"{e}; is this a nodetap JSONL capture?") from None
+        raise InputError(f"{e}; is this a nodetap JSONL capture?") from None
 
 
 def run(args: argparse.Namespace) -> int:
     flt = parse_filters(args.filter, args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
-        raise NodetapError("give either --forwarder ADDR or --input FILE.jsonl")
+        raise ConfigError("give either --forwarder ADDR or --input FILE.jsonl")
     if args.input:
         if args.snapshot:
-            raise NodetapError("--snapshot needs --forwarder (snapshots live in a forwarder)")
+            raise ConfigError("--snapshot needs --forwarder (snapshots live in a forwarder)")
         pairs = _local_pairs(args.input, flt, args.limit)
     elif args.follow:
         if args.snapshot or args.since or args.until:
-            raise NodetapError("--follow tails live RRPairs; drop --snapshot, --since and --until")
+            raise ConfigError("--follow tails live RRPairs; drop --snapshot, --since and --until")
         if args.format != "jsonl":
-            raise NodetapError("--follow writes JSONL (one RRPair per line as it arrives)")
+            raise ConfigError("--follow writes JSONL (one RRPair per line as it arrives)")
         pairs = follow_pairs(args, flt)
     else:
         req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
         pairs = remote_pairs(args, req)
     with open_output(args.output) as fp:
-        n = write(pairs, fp, args.format, live=bool(args.follow))
+        n = write(pairs, fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0

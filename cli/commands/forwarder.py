@@ -8,8 +8,9 @@ import signal
 import threading
 from typing import Any
 
-from forwarder.client import DEFAULT_MAX_MESSAGE_BYTES, read_token
-from nodetap.errors import NodetapError
+from cli.options.tokens import read_token
+from nodetap.errors import ConfigError
+from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 EPILOG = """\
 examples:
@@ -46,7 +47,7 @@ def parse_size(text: str) -> int:
     """'500MiB', '20GB', '1048576' -> bytes."""
     m = _SIZE_RE.match(text.strip())
     if not m:
-        raise NodetapError(f"bad size {text!r}; use bytes or a unit: 500MiB, 20GiB, 1GB")
+        raise ConfigError(f"bad size {text!r}; use bytes or a unit: 500MiB, 20GiB, 1GB")
     unit = (m.group(2) or "").lower().rstrip("b")
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
@@ -55,7 +56,7 @@ def parse_age(text: str) -> float:
     """'7d', '12h', '30m', '3600' -> seconds."""
     m = _AGE_RE.match(text.strip())
     if not m:
-        raise NodetapError(f"bad age {text!r}; use seconds or a unit: 30m, 12h, 7d")
+        raise ConfigError(f"bad age {text!r}; use seconds or a unit: 30m, 12h, 7d")
     return float(m.group(1)) * _AGE_UNITS[m.group(2) or ""]
 
 

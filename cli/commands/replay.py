@@ -9,7 +9,8 @@ import sys
 import tempfile
 from typing import Any
 
-from nodetap.errors import NodetapError
+from cli.options.tokens import read_token
+from nodetap.errors import ConfigError, InputError
 
 EPILOG = """\
 examples:
@@ -144,21 +145,22 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.snapshot or args.forwarder:
         if not (args.snapshot and args.forwarder):
-            raise NodetapError("--snapshot ID and --forwarder ADDR go together")
+            raise ConfigError("--snapshot ID and --forwarder ADDR go together")
         if args.capture:
-            raise NodetapError("give a capture file or --snapshot, not both")
+            raise ConfigError("give a capture file or --snapshot, not both")
         with tempfile.TemporaryDirectory(prefix="nodetap-snapshot-") as tmp:
             args.capture = _download_snapshot(args, tmp)
             return _run(args)
     if not args.capture:
-        raise NodetapError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
+        raise ConfigError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
     return _run(args)
 
 
 def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
     """Write the snapshot's RRPairs to a JSONL file (streamed: constant memory)."""
-    from forwarder.client import export_pairs, read_token
+    from forwarder.client import export_pairs
     from nodetap import jsonl
+    from nodetap.transport import ClientTLS
 
     path = os.path.join(folder, f"{args.snapshot}.jsonl")
     n = 0
@@ -166,13 +168,13 @@ def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
         for pair in export_pairs(
             args.forwarder,
             snapshot_id=args.snapshot,
-            token=read_token(args.forwarder_token_file),
-            tls_ca=args.forwarder_tls_ca,
+            token=read_token(args.forwarder_token_file, "--forwarder-token-file"),
+            tls=ClientTLS(args.forwarder_tls_ca) if args.forwarder_tls_ca else None,
         ):
             jsonl.write(out, pair)
             n += 1
     if n == 0:
-        raise NodetapError(f"snapshot {args.snapshot} on {args.forwarder} holds no RRPairs")
+        raise InputError(f"snapshot {args.snapshot} on {args.forwarder} holds no RRPairs")
     print(f"snapshot {args.snapshot}: {n} RRPairs from {args.forwarder}", file=sys.stderr)
     return path
 
@@ -185,14 +187,18 @@ def _run(args: argparse.Namespace) -> int:
         from replay.distributed import run_distributed
 
         if args.notrack or args.flush_stale or args.netns:
-            raise NodetapError(
+            raise ConfigError(
                 "--notrack, --flush-stale and --netns act on the replaying node: give them to "
                 "each 'nodetap replay-agent' (--netns) or run them there; not with --agents"
             )
 
-        token = _read_token(args.token_file)
+        from nodetap.transport import ClientTLS
+
         report = run_distributed(
-            plan, [a.strip() for a in args.agents.split(",") if a.strip()], token, args.tls_ca
+            plan,
+            [a.strip() for a in args.agents.split(",") if a.strip()],
+            read_token(args.token_file),
+            ClientTLS(args.tls_ca) if args.tls_ca else None,
         )
     else:
         report = _run_local(plan, args)
@@ -216,7 +222,7 @@ def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
         from netsetup.conntrack import flush_stale
 
         if not is_ip(plan.host):
-            raise NodetapError(f"--flush-stale needs an IP address target, not {plan.host!r}")
+            raise ConfigError(f"--flush-stale needs an IP address target, not {plan.host!r}")
         gone = flush_stale(plan.host, plan.port, plan.netns)
         print(
             f"conntrack: flushed {len(gone)} stale entries towards {plan.authority}",
@@ -235,13 +241,3 @@ def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.notrack:
         report["notrack"] = True
     return report
-
-
-def _read_token(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError as e:
-        raise NodetapError(f"cannot read --token-file {path}: {e.strerror}") from None

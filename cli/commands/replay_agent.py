@@ -1,4 +1,5 @@
-"""`nodetap replay-agent`: serve the ReplayAgent gRPC service (distributed replay)."""
+"""`nodetap replay-agent`: serve the ReplayAgent gRPC service (distributed replay): the remote
+replay service of replay/remote_service.py, which runs plans sent by `nodetap replay --agents`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 import threading
 from typing import Any
 
-from nodetap.errors import NodetapError
+from cli.options.metrics import add_arguments as add_metrics_arguments
+from cli.options.tokens import read_token
 
 EPILOG = """\
 examples:
@@ -43,26 +45,14 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="PEM")
     p.add_argument("--tls-key", metavar="PEM")
     p.add_argument("--netns", metavar="NAME", help="replay from this network namespace")
-    from nodetap.metrics_http import add_arguments as add_metrics_arguments
-
     add_metrics_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from replay.agent import AllowList, serve
+    from replay.remote_service import AllowList, serve
 
-    token = None
-    if args.token_file:
-        try:
-            with open(args.token_file) as f:
-                token = f.read().strip()
-        except OSError as e:
-            raise NodetapError(
-                f"cannot read --token-file {args.token_file}: {e.strerror}"
-            ) from None
-        if not token:
-            raise NodetapError(f"--token-file {args.token_file} is empty; put a token in it")
+    token = read_token(args.token_file)
     allow = AllowList(args.allow_target)
     server, svc, port = serve(args.listen, allow, token, args.tls_cert, args.tls_key, args.netns)
     print(f"replay-agent: listening on port {port}, targets allowed: {allow}", file=sys.stderr)

@@ -14,9 +14,10 @@ from cli.commands.export import (
     add_output_arguments,
     add_selection_arguments,
     open_output,
+    pcap_writer,
     remote_pairs,
 )
-from forwarder import client
+from cli.options.forwarder_client import add_client_arguments, client_from_args
 from forwarder.export import write
 from forwarder.filters import parse_filters
 from nodetap.errors import NodetapError
@@ -46,33 +47,31 @@ def register(subparsers: Any) -> None:
     )
     sub = p.add_subparsers(dest="snapshot_cmd", metavar="ACTION", required=True)
     c = sub.add_parser("create", help="freeze the RRPairs matching a selection")
-    client.add_client_arguments(c)
+    add_client_arguments(c)
     c.add_argument("--name", required=True, help="a name for the snapshot")
     add_selection_arguments(c)
     c.set_defaults(func=run_create)
     ls = sub.add_parser("list", help="list snapshots, newest first")
-    client.add_client_arguments(ls)
+    add_client_arguments(ls)
     ls.add_argument("--json", action="store_true", help="one JSON object per snapshot")
     ls.set_defaults(func=run_list)
     e = sub.add_parser("export", help="write a snapshot's RRPairs")
     e.add_argument("id", help="snapshot id")
-    client.add_client_arguments(e)
+    add_client_arguments(e)
     add_output_arguments(e)
     e.set_defaults(func=run_export)
     d = sub.add_parser("delete", help="delete a snapshot (its RRPairs fall under retention)")
     d.add_argument("id", help="snapshot id")
-    client.add_client_arguments(d)
+    add_client_arguments(d)
     d.set_defaults(func=run_delete)
 
 
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
-    stub, md, ch = client.from_args(args)
-    try:
-        return getattr(stub, method)(request, metadata=md, timeout=60)
-    except grpc.RpcError as e:
-        raise client.rpc_error(e, args.forwarder) from None
-    finally:
-        ch.close()
+    with client_from_args(args) as c:
+        try:
+            return getattr(c.stub, method)(request, metadata=c.metadata, timeout=60)
+        except grpc.RpcError as e:
+            raise c.error(e) from None
 
 
 def _line(s: fpb.Snapshot) -> str:
@@ -101,7 +100,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     req = fpb.ExportRequest(snapshot_id=args.id, limit=args.limit)
     with open_output(args.output) as fp:
-        n = write(remote_pairs(args, req), fp, args.format)
+        n = write(remote_pairs(args, req), fp, args.format, pcap_writer=pcap_writer())
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, PeerError
 from nodetap.metrics_http import DEFAULT_METRICS_ADDR
 
 EPILOG = f"""\
@@ -66,24 +66,24 @@ def fetch(url: str, timeout: float) -> dict[str, Any]:
         with urllib.request.urlopen(target, timeout=timeout) as r:
             doc = json.loads(r.read())
     except urllib.error.HTTPError as e:
-        raise NodetapError(
+        raise PeerError(
             f"the agent at {url} answered {e.code} for /status; "
             "is it a nodetap agent with targeting on?"
         ) from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise NodetapError(
+        raise PeerError(
             f"cannot reach the agent at {url} ({reason}); is it running? "
             "pass --url, or --local to compute the status here"
         ) from None
     except json.JSONDecodeError:
-        raise NodetapError(
+        raise PeerError(
             f"{target} did not return JSON; is --url the agent's metrics address?"
         ) from None
     if isinstance(doc, list):
         doc = {"pods": doc}
     if not isinstance(doc, dict):
-        raise NodetapError(f"{target} returned an unexpected document; is it a nodetap agent?")
+        raise PeerError(f"{target} returned an unexpected document; is it a nodetap agent?")
     return doc
 
 
@@ -98,24 +98,24 @@ def compute_locally(args: argparse.Namespace) -> dict[str, Any]:
         try:
             loaded = yaml.safe_load(Path(args.config).read_text()) or {}
         except OSError as e:
-            raise NodetapError(
+            raise ConfigError(
                 f"cannot read {args.config}: {e.strerror}; pass an existing --config"
             ) from None
         except yaml.YAMLError as e:
-            raise NodetapError(f"{args.config} is not valid YAML ({e}); fix it") from None
+            raise ConfigError(f"{args.config} is not valid YAML ({e}); fix it") from None
         section = loaded.get("targeting") if isinstance(loaded, dict) else None
     config = TargetingConfig.from_dict(section)
     enricher = Enricher.from_environment(node=args.node, kubeconfig=args.kubeconfig, peers=False)
     try:
         if not enricher.in_cluster:
-            raise NodetapError(
+            raise ConfigError(
                 "no Kubernetes configuration (not in a pod, no kubeconfig); "
                 "pass --kubeconfig or run where the agent runs"
             )
         deadline = time.monotonic() + args.timeout
         while not enricher.ready():
             if time.monotonic() > deadline:
-                raise NodetapError(
+                raise PeerError(
                     f"could not list the pods of node {enricher.node} within "
                     f"{args.timeout:g}s; check the API server and RBAC"
                 )

@@ -1,35 +1,35 @@
-"""Writing RRPairs out: JSONL (the proto3 JSON mapping), HAR 1.2, and pcap when available."""
+"""Writing RRPairs out: JSONL (the proto3 JSON mapping), HAR 1.2, and pcap through a writer the
+caller passes (the command line passes agent/packet/pcap_export.py's, when that is installed)."""
 
 from __future__ import annotations
 
-import importlib
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from forwarder.export import har
 from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, HostError
 from nodetap.v1 import rrpair_pb2 as pb
 
 FORMATS = ("jsonl", "har", "pcap")
 
-
-def _pcap_writer() -> Any:
-    try:
-        mod = importlib.import_module("agent.packet.pcap_export")
-    except ModuleNotFoundError:
-        return None
-    return getattr(mod, "write_pcap", None)
+PcapWriter = Callable[[Iterable[pb.RRPair], Any], Any]  # (pairs, binary stream)
 
 
-def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str, live: bool = False) -> int:
+def write(
+    pairs: Iterable[pb.RRPair],
+    fp: IO[bytes],
+    fmt: str,
+    live: bool = False,
+    pcap_writer: PcapWriter | None = None,
+) -> int:
     """Write pairs to the binary stream fp in fmt; return how many were written. live: flush
-    after every RRPair (a tail read by another program)."""
+    after every RRPair (a tail read by another program). pcap needs pcap_writer."""
     if fmt == "pcap":
-        writer = _pcap_writer()
+        writer = pcap_writer
         if writer is None:
-            raise NodetapError("pcap export is not available in this build; use jsonl or har")
+            raise HostError("pcap export is not available in this build; use jsonl or har")
         counted = _Counting(pairs)
         writer(counted, fp)
         return counted.n
@@ -46,7 +46,7 @@ def write(pairs: Iterable[pb.RRPair], fp: IO[bytes], fmt: str, live: bool = Fals
                     fp.flush()
                 n += 1
             return n
-        raise NodetapError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     finally:
         text.flush()
         text.detach()

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from forwarder.filters import matches, method_of, range_ns, status_code, ts_ns
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, StorageError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -76,12 +76,12 @@ class SqliteStore:
 
     def __init__(self, data_dir: str, sync: str = "full") -> None:
         if sync not in ("full", "normal"):
-            raise NodetapError(f"bad sync mode {sync!r}; use full or normal")
+            raise ConfigError(f"bad sync mode {sync!r}; use full or normal")
         self.dir = Path(data_dir)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise NodetapError(f"cannot create data dir {data_dir}: {e.strerror}") from None
+            raise StorageError(f"cannot create data dir {data_dir}: {e.strerror}") from None
         self.path = self.dir / DB_NAME
         self._sync = sync.upper()
         self._lock = threading.Lock()
@@ -90,7 +90,7 @@ class SqliteStore:
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise NodetapError(f"cannot open the store {self.path}: {e}; move it away") from None
+            raise StorageError(f"cannot open the store {self.path}: {e}; move it away") from None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

@@ -23,6 +23,7 @@ from agent.rrpairs import RRPairIds
 from agent.rules import RuleEngine
 from agent.sinks.forwarder import ForwarderSink
 from nodetap import jsonl
+from nodetap.transport import ClientTLS
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.forwarder.traffic import exchange_pairs, simple_requests
 
@@ -52,7 +53,7 @@ def main() -> int:
         args.forwarder,
         spool_dir=args.spool_dir,
         token=args.token,
-        tls_ca=args.tls_ca,
+        tls=ClientTLS(args.tls_ca) if args.tls_ca else None,
         max_memory_bytes=args.max_memory,
         max_spool_bytes=args.max_spool,
         batch_max_pairs=args.batch_pairs,

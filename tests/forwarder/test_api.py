@@ -1,6 +1,5 @@
 """The Forwarder gRPC API with real clients: live tail with filters, bearer token, export,
-snapshots against retention, message size limits, TLS with client certificates, health and
-reflection."""
+snapshots against retention, message size limits, health and reflection (TLS: test_tls.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from agent.sinks.forwarder import ForwarderSink
 from forwarder import client
 from forwarder.server import ForwarderHandle, serve
-from nodetap import jsonl
+from nodetap import jsonl, transport
 from nodetap.errors import NodetapError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
@@ -65,9 +64,9 @@ def _collect(call: grpc.Future, out: list[pb.RRPair]) -> None:
 
 def test_subscribe_receives_exactly_the_matching_live_pairs(fwd: ForwarderHandle) -> None:
     addr = f"127.0.0.1:{fwd.port}"
-    ch = client.channel(addr)
+    ch = transport.channel(addr)
     stub = client.stub(ch)
-    md = client.metadata(TOKEN)
+    md = transport.bearer_metadata(TOKEN)
     filters = {
         "get-2xx": fpb.Filter(methods=["get"], status_min=200, status_max=299),
         "post-echo": fpb.Filter(url_prefix="/echo", directions=[pb.OUTBOUND]),
@@ -88,7 +87,7 @@ def test_subscribe_receives_exactly_the_matching_live_pairs(fwd: ForwarderHandle
     for call in (
         stub.Subscribe(fpb.SubscribeRequest()),
         stub.Export(fpb.ExportRequest()),
-        stub.Subscribe(fpb.SubscribeRequest(), metadata=client.metadata("wrong")),
+        stub.Subscribe(fpb.SubscribeRequest(), metadata=transport.bearer_metadata("wrong")),
     ):
         with pytest.raises(grpc.RpcError) as err:
             list(call)
@@ -136,9 +135,11 @@ def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def _ingest(addr: str, batches: list[fpb.IngestBatch], token: str = TOKEN) -> list[fpb.IngestAck]:
-    ch = client.channel(addr)
+    ch = transport.channel(addr)
     try:
-        return list(client.stub(ch).Ingest(iter(batches), metadata=client.metadata(token)))
+        return list(
+            client.stub(ch).Ingest(iter(batches), metadata=transport.bearer_metadata(token))
+        )
     finally:
         ch.close()
 
@@ -302,111 +303,6 @@ def test_message_size_limit_is_clear(tmp_path: Path) -> None:
         h.stop(0)
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> Path:
-    d = tmp_path / "pki"
-    d.mkdir()
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=nodetap-test-ca",
-        cwd=d,
-    )
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={name}",
-            cwd=d,
-        )
-        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            "1",
-            "-extfile",
-            f"{name}.ext",
-            cwd=d,
-        )
-    return d
-
-
-def test_tls_with_client_certificates(tmp_path: Path, certs: Path) -> None:
-    h = serve(
-        "127.0.0.1:0",
-        str(tmp_path / "data"),
-        token=TOKEN,
-        tls_cert=str(certs / "server.crt"),
-        tls_key=str(certs / "server.key"),
-        tls_client_ca=str(certs / "ca.crt"),
-    )
-    try:
-        addr = f"127.0.0.1:{h.port}"
-        # plaintext to a TLS port fails
-        ch = client.channel(addr)
-        with pytest.raises(grpc.RpcError):
-            client.stub(ch).Stats(fpb.StatsRequest(), metadata=client.metadata(TOKEN), timeout=3)
-        ch.close()
-        # TLS without a client certificate is refused by the handshake
-        ch = client.channel(addr, tls_ca=str(certs / "ca.crt"))
-        with pytest.raises(grpc.RpcError):
-            client.stub(ch).Stats(fpb.StatsRequest(), metadata=client.metadata(TOKEN), timeout=3)
-        ch.close()
-        # the agent's sink with CA, client certificate and token stores its RRPairs
-        sink = ForwarderSink(
-            addr,
-            token=TOKEN,
-            tls_ca=str(certs / "ca.crt"),
-            tls_cert=str(certs / "client.crt"),
-            tls_key=str(certs / "client.key"),
-        )
-        sink.put(pb.RRPair(id="over-tls"))
-        assert sink.flush(15)
-        sink.close(1)
-        ch = client.channel(
-            addr,
-            tls_ca=str(certs / "ca.crt"),
-            tls_cert=str(certs / "client.crt"),
-            tls_key=str(certs / "client.key"),
-        )
-        got = list(client.stub(ch).Export(fpb.ExportRequest(), metadata=client.metadata(TOKEN)))
-        assert [p.id for p in got] == ["over-tls"]
-        ch.close()
-    finally:
-        h.stop(0)
-
-
 def test_health_and_reflection_need_no_token(fwd: ForwarderHandle) -> None:
     ch = grpc.insecure_channel(f"127.0.0.1:{fwd.port}")
     try:
@@ -469,7 +365,7 @@ def test_slow_subscriber_is_told_not_silently_starved(tmp_path: Path) -> None:
     h = serve("127.0.0.1:0", str(tmp_path / "data"), subscriber_queue=5)
     try:
         addr = f"127.0.0.1:{h.port}"
-        ch = client.channel(addr)
+        ch = transport.channel(addr)
         call = client.stub(ch).Subscribe(fpb.SubscribeRequest())
         call.initial_metadata()
         # 300 RRPairs published at once into a 5-RRPair queue: the tail cannot keep up.

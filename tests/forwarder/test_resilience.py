@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.sinks.forwarder import ForwarderSink
-from agent.sinks.spool import MAGIC
+from agent.sinks.outbox import MAGIC
 from nodetap import jsonl
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.forwarder.helpers import (

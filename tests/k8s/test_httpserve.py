@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client import Counter
 
+from cli.options.metrics import add_arguments as add_metrics_arguments
 from nodetap import metrics_http as httpserve
 from nodetap.errors import NodetapError
 
@@ -84,6 +85,6 @@ def test_address_errors_and_flag() -> None:
     with httpserve.serve("127.0.0.1:0") as srv, pytest.raises(NodetapError, match="metrics-addr"):
         httpserve.serve(f"127.0.0.1:{srv.port}")
     parser = argparse.ArgumentParser()
-    httpserve.add_arguments(parser)
+    add_metrics_arguments(parser)
     assert parser.parse_args(["--metrics-addr", ":1234"]).metrics_addr == ":1234"
     assert parser.parse_args([]).metrics_addr is None

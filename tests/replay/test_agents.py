@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from nodetap.errors import NodetapError
+from nodetap.transport import ClientTLS
 from replay.distributed import run_distributed
 from replay.plan import Plan
 from replay.report import table
@@ -166,7 +167,10 @@ def test_agent_over_tls_with_token(tmp_path: Path) -> None:
         with nginx() as ng:
             cap = _capture(tmp_path, ng.port, 10)
             rep = run_distributed(
-                Plan(capture=str(cap), target=ng.url), [f"127.0.0.1:{port}"], TOKEN, str(cert)
+                Plan(capture=str(cap), target=ng.url),
+                [f"127.0.0.1:{port}"],
+                TOKEN,
+                ClientTLS(str(cert)),
             )
         assert rep["requests"]["responses"] == 10 and rep["agents"][0]["state"] == "done"
         # Without TLS the agent does not answer: nothing of the plan ran there.

@@ -29,7 +29,7 @@ def test_replay_a_snapshot_from_the_forwarder(tmp_path: Path) -> None:
         h = serve("127.0.0.1:0", str(tmp_path / "store"))
         addr = f"127.0.0.1:{h.port}"
         try:
-            sink = ForwarderSink(addr, spool_dir=None, token=None, tls_ca=None)
+            sink = ForwarderSink(addr, spool_dir=None, token=None, tls=None)
             for p in pairs:
                 sink.put(p)
             assert sink.flush(timeout=30)

@@ -1,9 +1,10 @@
-"""The replay agent's gRPC service (nodetap.v1.ReplayAgent).
+"""The remote replay service: runs the plans a coordinator (replay/distributed.py) sends.
 
+It serves the gRPC service nodetap.v1.ReplayAgent; `nodetap replay-agent` starts it.
 Safety: off unless started; a listener on a non-loopback address is refused without TLS and a
 bearer token; every call must carry the token when one is set; a plan whose target is outside
 ``allow_targets`` (host names or CIDRs) is refused. Each run is a child process
-(``python -m replay.agent_run``) whose status lines the agent relays to Watch streams.
+(``python -m replay.remote_run``) whose status lines the service relays to Watch streams.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap import jsonl, transport
+from nodetap.errors import ConfigError, HostError, NodetapError
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
 from replay.plan import Plan, parse_target
@@ -56,12 +56,12 @@ def is_loopback(host: str) -> bool:
 def split_listen(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     if not port.isdigit():
-        raise NodetapError(f"--listen {addr!r}: give HOST:PORT, like 127.0.0.1:7070")
+        raise ConfigError(f"--listen {addr!r}: give HOST:PORT, like 127.0.0.1:7070")
     return host.strip("[]"), int(port)
 
 
 class AllowList:
-    """Targets an agent may send to: host names (exact) and CIDRs."""
+    """Targets the service may send to: host names (exact) and CIDRs."""
 
     def __init__(self, entries: list[str]) -> None:
         self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
@@ -92,7 +92,9 @@ class AllowList:
 
 
 @dataclass
-class Run:
+class RemoteRun:
+    """One plan running in a child process (replay/remote_run.py)."""
+
     run_id: str
     proc: subprocess.Popen[str]
     plan_path: str
@@ -154,11 +156,14 @@ def with_suppress_unlink(path: str) -> None:
         os.unlink(path)
 
 
-class ReplayAgentService(rgrpc.ReplayAgentServicer):
+class RemoteReplayService(rgrpc.ReplayAgentServicer):
+    """nodetap.v1.ReplayAgent: Start (a plan and its RRPairs), Watch (status until the end),
+    Stop."""
+
     def __init__(self, allow: AllowList, netns: str | None = None) -> None:
         self.allow = allow
         self.netns = netns
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, RemoteRun] = {}
         self.lock = threading.Lock()
 
     def Start(
@@ -177,10 +182,10 @@ class ReplayAgentService(rgrpc.ReplayAgentServicer):
         if not self.allow.allows(host):
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"target {host} is outside this agent's --allow-target list ({self.allow})",
+                f"target {host} is outside this replay agent's --allow-target list ({self.allow})",
             )
         run_id = spec.run_id or uuid.uuid4().hex[:12]
-        fd, cap_path = tempfile.mkstemp(prefix="nodetap-agent-", suffix=".jsonl")
+        fd, cap_path = tempfile.mkstemp(prefix="nodetap-remote-", suffix=".jsonl")
         n = 0
         with os.fdopen(fd, "w") as f:
             for req in request_iterator:
@@ -194,13 +199,13 @@ class ReplayAgentService(rgrpc.ReplayAgentServicer):
         with os.fdopen(pfd, "w") as f:
             f.write(plan.to_json())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "replay.agent_run", plan_path],
+            [sys.executable, "-m", "replay.remote_run", plan_path],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
             cwd=ROOT,
         )
-        run = Run(run_id, proc, plan_path, cap_path)
+        run = RemoteRun(run_id, proc, plan_path, cap_path)
         with self.lock:
             self.runs[run_id] = run
         threading.Thread(target=run.pump, daemon=True, name=f"run-{run_id}").start()
@@ -242,31 +247,6 @@ class ReplayAgentService(rgrpc.ReplayAgentServicer):
                 run.proc.kill()
 
 
-class _TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, token: str) -> None:
-        self.want = f"Bearer {token}"
-
-        def deny(request: Any, context: Any) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-
-        self._deny = deny
-
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
-        md = dict(details.invocation_metadata or ())
-        if md.get("authorization") == self.want:
-            return continuation(details)
-        handler = continuation(details)
-        if handler is None:
-            return None
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(lambda it, ctx: self._deny(it, ctx))
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(lambda it, ctx: self._deny(it, ctx))
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(lambda r, ctx: self._deny(r, ctx))
-        return grpc.unary_unary_rpc_method_handler(lambda r, ctx: self._deny(r, ctx))
-
-
 def serve(
     listen: str,
     allow: AllowList,
@@ -274,31 +254,33 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     netns: str | None = None,
-) -> tuple[grpc.Server, ReplayAgentService, int]:
-    """Start the agent's server (checks the safety rules first); returns it and its port."""
+) -> tuple[grpc.Server, RemoteReplayService, int]:
+    """Start the service (checks the safety rules first); returns its server, itself and port."""
     host, port = split_listen(listen)
     if not is_loopback(host) and not (token and tls_cert and tls_key):
-        raise NodetapError(
+        raise ConfigError(
             f"refusing to listen on {listen} without TLS and a token; give --tls-cert, --tls-key "
             "and --token-file, or listen on 127.0.0.1"
         )
     if not allow.nets and not allow.names:
-        raise NodetapError(
+        raise ConfigError(
             "no --allow-target given; name the hosts or CIDRs this agent may replay to"
         )
-    interceptors = [_TokenInterceptor(token)] if token else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=interceptors)
-    svc = ReplayAgentService(allow, netns)
+    # The host is busy replaying: no keepalive pings that a slow answer would turn into a loss.
+    server = transport.server(
+        max_workers=16,
+        auth=transport.TokenAuth(token) if token else None,
+        keepalive=False,
+    )
+    svc = RemoteReplayService(allow, netns)
     rgrpc.add_ReplayAgentServicer_to_server(svc, server)  # type: ignore[no-untyped-call]
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if tls_cert and tls_key:
-        creds = grpc.ssl_server_credentials(
-            [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())]
-        )
-        bound = server.add_secure_port(addr, creds)
-    else:
-        bound = server.add_insecure_port(addr)
+    tls = transport.ServerTLS(tls_cert, tls_key) if tls_cert and tls_key else None
+    try:
+        bound = transport.add_port(server, addr, tls)
+    except RuntimeError as e:
+        raise HostError(f"cannot listen on {listen}: {e}; pick another --listen") from None
     if not bound:
-        raise NodetapError(f"cannot listen on {listen}; is the port in use?")
+        raise HostError(f"cannot listen on {listen}; is the port in use?")
     server.start()
     return server, svc, bound

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap.errors import InputError
 from replay.model import Item, item_from_json, item_from_rrpair
 
 _TS = re.compile(r'"ts"\s*:\s*"([^"]+)"')
@@ -50,9 +50,9 @@ def scan(path: str) -> CaptureInfo:
                     first = ts if not first else min(first, ts)
                     last = max(last, ts)
     except FileNotFoundError:
-        raise NodetapError(f"capture {path} not found; give a JSONL capture file") from None
+        raise InputError(f"capture {path} not found; give a JSONL capture file") from None
     except UnicodeDecodeError:
-        raise NodetapError(f"capture {path} is not UTF-8 JSONL; give a JSONL capture") from None
+        raise InputError(f"capture {path} is not UTF-8 JSONL; give a JSONL capture") from None
     return CaptureInfo(count, first, last)
 
 
@@ -80,7 +80,7 @@ def iter_items(
                 try:
                     pair = jsonl.loads(line, f"{path}:{lineno}")
                 except jsonl.CaptureFormatError as e:
-                    raise NodetapError(f"{e}; fix or remove that line") from None
+                    raise InputError(f"{e}; fix or remove that line") from None
                 item = item_from_rrpair(pair, i, keep_body_limit, summary_only)
             if item is not None:
                 yield item

@@ -1,10 +1,11 @@
-"""The child process of a replay agent's run: runs a plan, prints JSON status lines on stdout,
-the last one with the report. SIGTERM stops the run early (the report covers what was sent).
+"""The child process of one run of the remote replay service (replay/remote_service.py): runs
+a plan, prints JSON status lines on stdout, the last one with the report. SIGTERM stops the run
+early (the report covers what was sent).
 
-    python -m replay.agent_run PLAN.json
+    python -m replay.remote_run PLAN.json
 
-The agent runs each plan in such a child so that the replay's worker processes are forked from
-a process without gRPC threads.
+The service runs each plan in such a child so that the replay's worker processes are forked
+from a process without gRPC threads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""A bounded on-disk spool of opaque records (the agent's batches while the forwarder is away).
+"""The forwarder sink's outbox: batches kept on disk until the forwarder acknowledges them.
+
+A bounded directory of opaque records (the sink's ``--spool-dir``), written when the memory
+queue is full or the forwarder is away, and read back by the next run.
 
 Segment files ``spool-<n>.seg`` hold records ``b"NTSP" | u32 length | u32 crc32 | payload``
 (little endian). A segment is deleted once every record in it is released (acknowledged).
@@ -27,7 +30,7 @@ _SEG_RE = re.compile(r"^spool-(\d{8})\.seg$")
 
 
 @dataclass(frozen=True, slots=True)
-class SpoolRef:
+class OutboxRef:
     """Where one record lives."""
 
     segment: int
@@ -35,23 +38,23 @@ class SpoolRef:
     length: int
 
 
-class SpoolBusy(OSError):
-    """Another process holds the spool directory."""
+class OutboxBusy(OSError):
+    """Another process holds the outbox directory."""
 
 
-class Spool:
+class Outbox:
     """Append records up to max_bytes on disk; read them back; release them when done."""
 
     def __init__(self, directory: str, max_bytes: int, segment_bytes: int | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        # One agent per spool: a second one would resend and delete the first one's records.
+        # One agent per outbox: a second one would resend and delete the first one's records.
         self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            raise SpoolBusy(f"spool dir {directory} is in use by another process") from None
+            raise OutboxBusy(f"spool dir {directory} is in use by another process") from None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or max(64 * 1024, max_bytes // 8)
         self.corrupt = 0  # records skipped as corrupt during recover()
@@ -69,9 +72,9 @@ class Spool:
         return self.dir / f"spool-{seg:08d}.seg"
 
     # -- recovery -----------------------------------------------------------------------------
-    def recover(self) -> list[tuple[SpoolRef, bytes]]:
+    def recover(self) -> list[tuple[OutboxRef, bytes]]:
         """Records left in the directory by an earlier run, oldest first."""
-        found: list[tuple[SpoolRef, bytes]] = []
+        found: list[tuple[OutboxRef, bytes]] = []
         segs = sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
         for seg in segs:
             data = self._path(seg).read_bytes()
@@ -86,15 +89,15 @@ class Spool:
             log.warning("spool %s: skipped %d corrupt record(s)", self.dir, self.corrupt)
         return found
 
-    def _scan(self, seg: int, data: bytes) -> list[tuple[SpoolRef, bytes]]:
-        out: list[tuple[SpoolRef, bytes]] = []
+    def _scan(self, seg: int, data: bytes) -> list[tuple[OutboxRef, bytes]]:
+        out: list[tuple[OutboxRef, bytes]] = []
         pos, n = 0, len(data)
         in_bad = False  # inside a corrupt stretch (counted once)
         while pos + _HEADER.size <= n:
             magic, length, crc = _HEADER.unpack_from(data, pos)
             start, end = pos + _HEADER.size, pos + _HEADER.size + length
             if magic == MAGIC and end <= n and zlib.crc32(data[start:end]) == crc:
-                out.append((SpoolRef(seg, start, length), data[start:end]))
+                out.append((OutboxRef(seg, start, length), data[start:end]))
                 pos, in_bad = end, False
                 continue
             if not in_bad:
@@ -114,8 +117,8 @@ class Spool:
         return out
 
     # -- writing ------------------------------------------------------------------------------
-    def write(self, payload: bytes) -> SpoolRef | None:
-        """Append one record; None (nothing written) when the spool would exceed its bound."""
+    def write(self, payload: bytes) -> OutboxRef | None:
+        """Append one record; None (nothing written) when the outbox would exceed its bound."""
         rec = _HEADER.size + len(payload)
         if self.size + rec > self.max_bytes:
             return None
@@ -126,7 +129,7 @@ class Spool:
         os.write(self._fd, _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload)
         self._sizes[self._active] = offset + rec
         self._live[self._active] = self._live.get(self._active, 0) + 1
-        return SpoolRef(self._active, offset + _HEADER.size, len(payload))
+        return OutboxRef(self._active, offset + _HEADER.size, len(payload))
 
     def _rotate(self) -> None:
         old = self._active
@@ -141,12 +144,12 @@ class Spool:
         self._sizes[self._active] = 0
         self._live[self._active] = 0
 
-    def read(self, ref: SpoolRef) -> bytes:
+    def read(self, ref: OutboxRef) -> bytes:
         with open(self._path(ref.segment), "rb") as fp:
             fp.seek(ref.offset)
             return fp.read(ref.length)
 
-    def release(self, ref: SpoolRef) -> None:
+    def release(self, ref: OutboxRef) -> None:
         """The record is no longer needed (acknowledged)."""
         left = self._live.get(ref.segment, 0) - 1
         self._live[ref.segment] = left
