@@ -43,7 +43,7 @@ if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/de
 
 # 2. Kernel headers for BCC. When the running kernel has no headers package of its own,
 #    point /lib/modules/$(uname -r)/{build,source} at the distribution's headers. nodetap's
-#    programs read only tracepoint arguments (DESIGN principle 1), so a header version
+#    programs read only tracepoint arguments (README: Install, kernel headers), so a header version
 #    mismatch cannot change what they read.
 if [[ ! -e /lib/modules/$kver/build/include ]]; then
   arch_hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1 || true)
