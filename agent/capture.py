@@ -25,9 +25,9 @@ from agent.deferred import DeferredDecode, IdleGate, idle_priority
 from agent.loader import LoadOptions, Probes, load
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
+from agent.ring_spool import RingSpoolReader
 from agent.ringbuf import CommittedCount, RingBufferReader
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
-from agent.spool import SpoolReader
 from agent.streams import Chunk
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -113,7 +113,7 @@ class SyscallCapture:
         self.tracker = ConnectionTracker(cfg.max_conns)
         self.ids = RRPairIds()
         self.probes: Probes | None = None
-        self.reader: RingBufferReader | SpoolReader | None = None
+        self.reader: RingBufferReader | RingSpoolReader | None = None
         self._ring: RingBufferReader | None = None
         self._committed: CommittedCount | None = None
         self._deferred: DeferredDecode | None = None

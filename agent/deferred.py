@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent import spool_drain
-from agent.spool import SpoolReader
+from agent.ring_spool import RingSpoolReader
 from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class DeferredDecode:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.reader = SpoolReader(self.dir)
+        self.reader = RingSpoolReader(self.dir)
         self.counters: dict[str, int] = {}
         self._stopped = False
 
