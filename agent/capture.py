@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import socket
@@ -498,14 +499,9 @@ class SyscallCapture:
                 info = self.cfg.enrich(conn.tgid)
             except Exception:  # enrichment must never cost a capture
                 log.debug("enrichment of pid %d failed", conn.tgid, exc_info=True)
-            else:
-                ctx.node = info.node or ctx.node
-                ctx.container_id = info.container_id
-                ctx.namespace, ctx.pod, ctx.labels = info.namespace, info.pod, dict(info.labels)
-                ctx.container, ctx.workload, ctx.cluster = (
-                    info.container,
-                    info.workload,
-                    info.cluster,
+            else:  # who the process is; pid and comm as the programs saw them
+                ctx.who = dataclasses.replace(
+                    info, node=info.node or ctx.who.node, pid=ctx.who.pid, comm=ctx.who.comm
                 )
         return ctx
 

@@ -4,7 +4,6 @@ are bad."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import threading
@@ -171,28 +170,3 @@ class RuleEngine:
         for name in c.redactor.redact(pair):
             RULE_MATCHES.labels(name).inc()
         return pair
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """--rules FILE (same as agent.rules.add_arguments)."""
-        add_arguments(parser)
-
-    @staticmethod
-    def from_args(args: argparse.Namespace) -> RuleEngine | None:
-        """A RuleEngine from --rules, or None (same as agent.rules.from_args)."""
-        return from_args(args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--rules FILE."""
-    parser.add_argument(
-        "--rules",
-        metavar="FILE",
-        help="edge rules (YAML): drop, sample and redact before anything leaves the node; "
-        "reloaded on change (check a file with: nodetap rules check FILE)",
-    )
-
-
-def from_args(args: argparse.Namespace) -> RuleEngine | None:
-    path = getattr(args, "rules", None)
-    return RuleEngine.from_file(path) if path else None
