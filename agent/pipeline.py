@@ -22,7 +22,8 @@ from nodetap import jsonl
 from nodetap.v1 import rrpair_pb2 as pb
 
 if TYPE_CHECKING:
-    from agent.capture import CaptureConfig, SyscallCapture
+    from agent.capture import SyscallCapture
+    from agent.capture_config import CaptureConfig
     from agent.node_context import NodeContext
     from agent.rules import RuleEngine
     from agent.sinks.forwarder import ForwarderSink

@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_syscall(
     args: argparse.Namespace, pipeline: Pipeline, stop: threading.Event, node: Any
 ) -> dict[str, int]:
-    from agent.capture import CaptureConfig
+    from agent.capture_config import CaptureConfig
 
     cfg = CaptureConfig(
         pids=args.pid,
