@@ -26,7 +26,7 @@ from pathlib import Path
 
 from agent import spool_drain
 from agent.ring_spool import RingSpoolReader
-from nodetap.errors import NodetapError
+from nodetap.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class DeferredDecode:
         try:
             self.dir = Path(tempfile.mkdtemp(prefix="nodetap-spool-", dir=parent_dir))
         except OSError as e:
-            raise NodetapError(
+            raise StorageError(
                 f"cannot create the spool in {parent_dir or tempfile.gettempdir()}: "
                 f"{e.strerror or e}; choose another --defer-dir"
             ) from None

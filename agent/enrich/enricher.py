@@ -26,7 +26,7 @@ from agent.enrich.cgroup import ContainerRef, container_from_path, read_proc_cgr
 from agent.enrich.peers import PeerIndex, PeerInfo
 from agent.enrich.pods import OwnerResolver, PodIndex, PodInfo
 from agent.enrich.watch import ListWatcher
-from nodetap.errors import ConfigError, NodetapError
+from nodetap.errors import ConfigError
 from nodetap.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def load_api_client(kubeconfig: str | None = None) -> Any | None:
             config.load_incluster_config(client_configuration=cfg)
             return client.ApiClient(cfg)
         except config.ConfigException as e:
-            raise NodetapError(
+            raise ConfigError(
                 f"in-cluster Kubernetes configuration unusable: {e}; "
                 "check the agent's service account"
             ) from None
@@ -332,6 +332,4 @@ def load_api_client(kubeconfig: str | None = None) -> Any | None:
         config.load_kube_config(config_file=path, client_configuration=cfg)
         return client.ApiClient(cfg)
     except Exception as e:
-        raise NodetapError(
-            f"kubeconfig {path} unusable: {e}; fix it or pass --kubeconfig"
-        ) from None
+        raise ConfigError(f"kubeconfig {path} unusable: {e}; fix it or pass --kubeconfig") from None

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from agent.rules.config import RuleError, RuleSet, load
 from agent.rules.match import Predicate, compile_builtin, compile_match, sampled_in
 from agent.rules.redact import Redactor
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 from nodetap.v1 import rrpair_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class RuleEngine:
         try:
             rs = load(path)
         except RuleError as e:
-            raise NodetapError(f"bad rules file {e}; fix it (nodetap rules check FILE)") from None
+            raise ConfigError(f"bad rules file {e}; fix it (nodetap rules check FILE)") from None
         return cls(rs, path, reload_interval, announce)
 
     @property
