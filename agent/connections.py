@@ -16,6 +16,7 @@ from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.rrpairs import ConnContext
 from agent.streams import OrderedStream
+from nodetap.identity import Identity
 
 
 @dataclass(slots=True, eq=False)
@@ -81,9 +82,7 @@ class Connection:
                 server_port=sport,
                 source="syscall",
                 conn_id=self.conn_id,
-                pid=self.tgid,
-                comm=self.comm,
-                node=node,
+                who=Identity(node=node, pid=self.tgid, comm=self.comm),
                 flags=set(self.flags),
             )
         return self.ctx

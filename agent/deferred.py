@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent import spool_drain
-from agent.spool import SpoolReader
-from nodetap.errors import NodetapError
+from agent.ring_spool import RingSpoolReader
+from nodetap.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class DeferredDecode:
         try:
             self.dir = Path(tempfile.mkdtemp(prefix="nodetap-spool-", dir=parent_dir))
         except OSError as e:
-            raise NodetapError(
+            raise StorageError(
                 f"cannot create the spool in {parent_dir or tempfile.gettempdir()}: "
                 f"{e.strerror or e}; choose another --defer-dir"
             ) from None
@@ -73,7 +73,7 @@ class DeferredDecode:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.reader = SpoolReader(self.dir)
+        self.reader = RingSpoolReader(self.dir)
         self.counters: dict[str, int] = {}
         self._stopped = False
 

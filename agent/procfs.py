@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from nodetap.errors import ConfigError
+
 TCP_ESTABLISHED = 0x01
 TCP_LISTEN = 0x0A
 
@@ -198,3 +200,17 @@ def cgroup2_id(pid: int, mount: str | None = None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cgroup2_ids(paths: Iterable[str]) -> list[int]:
+    """The cgroup v2 ids of cgroup directories, given absolute or relative to the cgroup v2
+    mount (a capture's cgroup filter)."""
+    mount = cgroup2_mount()
+    ids = []
+    for p in paths:
+        full = p if os.path.isabs(p) else os.path.join(mount or "/sys/fs/cgroup", p)
+        try:
+            ids.append(os.stat(full).st_ino)
+        except OSError:
+            raise ConfigError(f"cgroup {p} not found (cgroup v2 is mounted at {mount})") from None
+    return ids

@@ -8,9 +8,9 @@ with BUSY (bit 31: reserved, not yet committed) and DISCARD (bit 30) flags, and 
 page offset; records are 8-byte aligned.
 
 Positions are loaded and stored as aligned 8-byte words (a byte-wise store could let the
-kernel read a torn consumer position and drop records as "buffer full": DESIGN notes).
+kernel read a torn consumer position and drop records as "buffer full").
 
-The same record format is what the spool (agent.spool) keeps on disk: a drain process copies
+The same record format is what the spool (agent.ring_spool) keeps on disk: a drain process copies
 committed extents out of the ring byte for byte (read_extent, or peek_extent and release
 when it may have to leave them in the ring), and the decoder walks them with iter_records,
 whether they come from the ring or from a file.

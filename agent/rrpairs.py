@@ -15,6 +15,7 @@ import orjson
 
 from agent.protocols.http1.types import Headers, HttpExchange, HttpRequest, HttpResponse
 from nodetap import rrpair_json
+from nodetap.identity import Identity
 from nodetap.rrpair_json import timestamp_text
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -23,7 +24,8 @@ DIRECTIONS = {"INBOUND": pb.INBOUND, "OUTBOUND": pb.OUTBOUND, "NETWORK": pb.NETW
 
 @dataclass(slots=True)
 class ConnContext:
-    """What the capture knows about the connection an exchange travelled on."""
+    """What the capture knows about the connection an exchange travelled on: its facts, and
+    who it belongs to (``who``, from enrichment)."""
 
     direction: str  # "INBOUND", "OUTBOUND" or "NETWORK"
     client_ip: str
@@ -32,16 +34,7 @@ class ConnContext:
     server_port: int
     source: str  # "syscall", "tls", "packet", "pcap"
     conn_id: int = 0
-    pid: int = 0
-    comm: str = ""
-    node: str = ""
-    container_id: str = ""
-    namespace: str = ""
-    pod: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    container: str = ""
-    workload: str = ""
-    cluster: str = ""
+    who: Identity = field(default_factory=Identity)
     agent_version: str = ""
     flags: set[str] = field(default_factory=set)  # connection-wide flags ("preexisting")
     # client, server and meta as encoded JSON, made once for all of the connection's
@@ -96,20 +89,9 @@ def build_http_rrpair(exchange: HttpExchange, ctx: ConnContext, rrpair_id: str) 
     pair.server.ip = ctx.server_ip
     pair.server.port = ctx.server_port
     meta = pair.meta
-    meta.node = ctx.node
-    meta.pid = ctx.pid
-    meta.comm = ctx.comm
-    meta.container_id = ctx.container_id
+    ctx.who.fill_meta(meta)
     meta.source = ctx.source
     meta.conn_id = ctx.conn_id
-    if ctx.pod or ctx.namespace:
-        meta.namespace = ctx.namespace
-        meta.pod = ctx.pod
-        meta.labels.update(ctx.labels)
-        meta.container = ctx.container
-        meta.workload = ctx.workload
-    if ctx.cluster:
-        meta.cluster = ctx.cluster
     if ctx.agent_version:
         meta.agent_version = ctx.agent_version
     req, res = exchange.request, exchange.response
@@ -242,31 +224,33 @@ def _json_endpoint(ip: str, port: int) -> dict[str, object]:
 
 
 def _json_meta(ctx: ConnContext) -> dict[str, object]:
+    # key order is part of the JSON line's bytes: keep it
+    who = ctx.who
     d: dict[str, object] = {}
-    if ctx.node:
-        d["node"] = ctx.node
-    if ctx.pid:
-        d["pid"] = ctx.pid
+    if who.node:
+        d["node"] = who.node
+    if who.pid:
+        d["pid"] = who.pid
     for key, value in (
-        ("comm", ctx.comm),
-        ("containerId", ctx.container_id),
+        ("comm", who.comm),
+        ("containerId", who.container_id),
         ("source", ctx.source),
         ("agentVersion", ctx.agent_version),
-        ("cluster", ctx.cluster),
+        ("cluster", who.cluster),
     ):
         if value:
             d[key] = value
-    if ctx.pod or ctx.namespace:
+    if who.pod or who.namespace:
         for key, value in (
-            ("namespace", ctx.namespace),
-            ("pod", ctx.pod),
-            ("container", ctx.container),
-            ("workload", ctx.workload),
+            ("namespace", who.namespace),
+            ("pod", who.pod),
+            ("container", who.container),
+            ("workload", who.workload),
         ):
             if value:
                 d[key] = value
-        if ctx.labels:
-            d["labels"] = dict(ctx.labels)
+        if who.labels:
+            d["labels"] = dict(who.labels)
     if ctx.conn_id:
         d["connId"] = str(ctx.conn_id)
     return d

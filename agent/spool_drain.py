@@ -3,7 +3,8 @@
 The decoder runs at idle priority so that a capture never competes with the workload it
 observes; left alone it would let the kernel's ring buffer overflow during any burst. This
 process is the part that must keep up: at normal priority it only moves bytes (no
-decoding, no allocation per record), from the ring (inherited map fd) to agent.spool.
+decoding, no allocation per record), from the ring (inherited map fd) to the ring spool
+(agent/ring_spool.py).
 
 What it cannot spool stays in the ring: it peeks an extent and releases it to the kernel
 only once the spool has accepted it. A full spool (the decoder is behind) therefore ends
@@ -21,6 +22,11 @@ Stop with SIGTERM or SIGINT: one last drain, then one JSON line of counters on s
 or later: PR_SET_PDEATHSIG sends SIGTERM, and getppid() is checked every second) it exits
 with status 1 without that last drain or the JSON line, after deleting --dir if given
 --remove-dir-if-orphaned. A bad argument or ring fd: one line on stderr, exit status 2.
+
+It parses its own argv, although flags belong to the command line (cli/): it is not a
+command a user runs but the entry point of the child process that agent/deferred.py starts
+(``command()`` builds that argv), so its arguments are an internal interface between two
+processes of the agent.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from agent.ring_spool import RingSpoolWriter
 from agent.ringbuf import CommittedCount, RingBufferReader
-from agent.spool import SpoolWriter
 
 PR_SET_PDEATHSIG = 1
 BPF_MAP_TYPE_ARRAY = 2
@@ -186,7 +192,7 @@ def _size(n: int) -> str:
 
 def drain(
     reader: RingBufferReader,
-    writer: SpoolWriter,
+    writer: RingSpoolWriter,
     stop: _Stop,
     poll_interval: float,
     parent: int | None = None,
@@ -226,7 +232,7 @@ def drain(
     return True
 
 
-def _warn_refused(writer: SpoolWriter) -> None:
+def _warn_refused(writer: RingSpoolWriter) -> None:
     err = writer.last_error
     if err is not None and writer.write_errors and err.errno is not None:
         why = f"spool write failed ({os.strerror(err.errno)})"
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_PREFIX}: --ring-fd {args.ring_fd}: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        writer = SpoolWriter(args.dir, args.max_bytes)
+        writer = RingSpoolWriter(args.dir, args.max_bytes)
     except OSError as e:
         reader.close()
         print(f"{_PREFIX}: --dir {args.dir}: {e.strerror or e}", file=sys.stderr)

@@ -1,19 +1,13 @@
-"""Which pods of this node nodetap captures, and why (or why not).
+"""The targeted pods of this node as cgroup v2 ids, kept up to date, and why each pod is (not)
+captured.
 
-Nothing is captured until it is targeted. A pod is targeted by, in this order:
-
-1. its own annotation or label ``nodetap.io/capture`` ("true" targets it, "false" opts it out
-   whatever else says),
-2. its namespace's annotation or label ``nodetap.io/capture``,
-3. the config: ``namespaces`` (whole namespaces) and ``selectors`` (namespace + matchLabels),
-4. ``mode: all`` (every pod but those of ``exclude_namespaces``).
-
-Targeted pods become a set of cgroup v2 ids (the inode numbers of the pod's cgroup directory
-and of every directory under it: the container scopes where its processes live), which the
-capture loads into its in-kernel filter: an untargeted pod costs one map lookup per syscall
-and nothing more. ``Targeting`` recomputes the set when pods come and go and on ``refresh()``
-(containers' cgroups appear a moment after the pod event), and calls ``on_change(ids)`` when it
-changes. ``status()`` explains every pod of the node for ``nodetap status``.
+Which pods are targeted is decided by agent/targeting_policy.py. Targeted pods become a set
+of cgroup v2 ids (the inode numbers of the pod's cgroup directory and of every directory
+under it: the container scopes where its processes live), which the capture loads into its
+in-kernel filter: an untargeted pod costs one map lookup per syscall and nothing more.
+``Targeting`` recomputes the set when pods come and go and on ``refresh()`` (containers'
+cgroups appear a moment after the pod event), and calls ``on_change(ids)`` when it changes.
+``status()`` explains every pod of the node for ``nodetap status``.
 """
 
 from __future__ import annotations
@@ -22,147 +16,43 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import Gauge
 
 from agent.enrich.cgroup import find_cgroup2_mount, pod_uid_from_path
-from agent.enrich.pods import PodIndex, PodInfo
-from nodetap.errors import NodetapError
+from agent.enrich.pods import PodIndex
+from agent.targeting_policy import (
+    CAPTURE_KEY,
+    OWN_LABEL,
+    Decision,
+    Selector,
+    TargetingConfig,
+    decide,
+    load_config,
+)
 
 log = logging.getLogger(__name__)
 
-CAPTURE_KEY = "nodetap.io/capture"
-# nodetap's own pods are never captured (the agent would record its own traffic to the
-# forwarder, which would record more traffic...).
-OWN_LABEL = ("app.kubernetes.io/part-of", "nodetap")
+# the rules, for those who read them here (cli/commands/status.py, the tests)
+__all__ = [
+    "CAPTURE_KEY",
+    "OWN_LABEL",
+    "Decision",
+    "NamespaceIndex",
+    "Selector",
+    "Targeting",
+    "TargetingConfig",
+    "decide",
+    "load_config",
+    "status_document",
+]
 
 TARGETED_PODS = Gauge("nodetap_targeted_pods", "Pods of this node that are targeted for capture")
 CAPTURED_CGROUPS = Gauge(
     "nodetap_captured_cgroups", "cgroup v2 ids in the in-kernel capture filter"
 )
-
-_TRUE = ("true", "yes", "1", "on", "enabled")
-_FALSE = ("false", "no", "0", "off", "disabled")
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """Pods of ``namespace`` (any namespace when empty) whose labels include ``match_labels``."""
-
-    namespace: str = ""
-    match_labels: dict[str, str] = field(default_factory=dict)
-
-    def matches(self, pod: PodInfo) -> bool:
-        if self.namespace and pod.namespace != self.namespace:
-            return False
-        return all(pod.labels.get(k) == v for k, v in self.match_labels.items())
-
-    def describe(self) -> str:
-        parts = [f"namespace={self.namespace}"] if self.namespace else []
-        parts += [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
-        return ",".join(parts) or "everything"
-
-
-@dataclass(frozen=True, slots=True)
-class TargetingConfig:
-    """The ``targeting:`` section of the agent config."""
-
-    mode: str = "opt-in"  # "opt-in": only what is targeted; "all": every pod
-    key: str = CAPTURE_KEY
-    namespaces: tuple[str, ...] = ()
-    selectors: tuple[Selector, ...] = ()
-    exclude_namespaces: tuple[str, ...] = ("kube-system",)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> TargetingConfig:
-        """From the parsed YAML section; unknown keys and bad values are a NodetapError."""
-        d = dict(d or {})
-        known = {"mode", "key", "namespaces", "selectors", "exclude_namespaces"}
-        unknown = set(d) - known
-        if unknown:
-            raise NodetapError(
-                f"unknown targeting setting(s) {', '.join(sorted(unknown))}; "
-                f"use {', '.join(sorted(known))}"
-            )
-        mode = str(d.get("mode", "opt-in"))
-        if mode not in ("opt-in", "all"):
-            raise NodetapError(f"targeting mode {mode!r} unknown; use opt-in or all")
-        selectors = []
-        for i, s in enumerate(d.get("selectors") or ()):
-            if not isinstance(s, Mapping) or set(s) - {"namespace", "matchLabels"}:
-                raise NodetapError(
-                    f"targeting selector #{i + 1} must be a mapping with namespace and/or "
-                    "matchLabels"
-                )
-            labels = s.get("matchLabels") or {}
-            if not isinstance(labels, Mapping):
-                raise NodetapError(f"targeting selector #{i + 1}: matchLabels must be a mapping")
-            selectors.append(
-                Selector(str(s.get("namespace") or ""), {str(k): str(v) for k, v in labels.items()})
-            )
-        return cls(
-            mode=mode,
-            key=str(d.get("key", CAPTURE_KEY)),
-            namespaces=tuple(str(n) for n in d.get("namespaces") or ()),
-            selectors=tuple(selectors),
-            exclude_namespaces=tuple(
-                str(n) for n in d.get("exclude_namespaces", ("kube-system",)) or ()
-            ),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    targeted: bool
-    reason: str
-
-
-def _flag(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    return None
-
-
-def decide(
-    pod: PodInfo,
-    config: TargetingConfig,
-    namespace_meta: Mapping[str, str] | None = None,
-) -> Decision:
-    """Whether ``pod`` is targeted, and the one-line reason. ``namespace_meta`` holds the
-    labels and annotations of the pod's namespace (when the agent watches namespaces)."""
-    key = config.key
-    if pod.labels.get(OWN_LABEL[0]) == OWN_LABEL[1]:
-        return Decision(False, "nodetap's own pod")
-    for where, meta in (("annotation", pod.annotations), ("label", pod.labels)):
-        f = _flag(meta.get(key))
-        if f is not None:
-            return Decision(f, f"pod {where} {key}={meta[key]}")
-    if namespace_meta is not None:
-        f = _flag(namespace_meta.get(key))
-        if f is not None:
-            return Decision(f, f"namespace {pod.namespace} has {key}={namespace_meta[key]}")
-    if pod.namespace in config.namespaces:
-        return Decision(True, f"namespace {pod.namespace} listed in the config")
-    for i, sel in enumerate(config.selectors):
-        if sel.matches(pod):
-            return Decision(True, f"config selector #{i + 1} ({sel.describe()})")
-    if config.mode == "all":
-        if pod.namespace in config.exclude_namespaces:
-            return Decision(False, f"namespace {pod.namespace} excluded in the config")
-        return Decision(True, "config mode all")
-    return Decision(
-        False,
-        f"not targeted (no {key} annotation or label on the pod or its namespace, "
-        "no config selector matches)",
-    )
 
 
 class NamespaceIndex:
@@ -398,140 +288,3 @@ def status_document(
     if extra:
         doc.update(extra)
     return doc
-
-
-# --- wiring for the agent's command line -------------------------------------------------
-
-
-def add_arguments(parser: Any) -> None:
-    """Kubernetes flags of the agent: --targeting, --kubeconfig, --node, --cluster."""
-    g = parser.add_argument_group("kubernetes (enrichment and targeting)")
-    g.add_argument(
-        "--targeting",
-        metavar="FILE",
-        help="YAML with a targeting: section (mode, namespaces, selectors); with it, only "
-        "targeted pods of this node are captured (in-kernel cgroup filter)",
-    )
-    g.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="kubeconfig (default: in-cluster, "
-        "$KUBECONFIG, ~/.kube/config; none: host-only enrichment)",
-    )
-    g.add_argument(
-        "--node",
-        metavar="NAME",
-        default="",
-        help="this node's name (default $NODE_NAME, else the host name)",
-    )
-    g.add_argument(
-        "--cluster",
-        metavar="NAME",
-        default="",
-        help="cluster name for RRPair meta (default $NODETAP_CLUSTER)",
-    )
-
-
-def load_config(path: str | None) -> TargetingConfig:
-    """The ``targeting:`` section of a YAML file (the whole file if it has no such key)."""
-    if not path:
-        return TargetingConfig()
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise NodetapError(
-            f"cannot read {path}: {e.strerror}; pass an existing --targeting"
-        ) from None
-    except yaml.YAMLError as e:
-        raise NodetapError(f"{path} is not valid YAML ({e}); fix it") from None
-    if not isinstance(loaded, Mapping):
-        raise NodetapError(f"{path} must be a YAML mapping with a targeting: section")
-    section = loaded.get("targeting", loaded)
-    return TargetingConfig.from_dict(section)
-
-
-class NodeContext:
-    """The agent's Kubernetes side in one object: an ``Enricher`` (always; host-only off
-    Kubernetes) and, with --targeting, a ``Targeting`` fed by the pod watch.
-
-    Wiring in the capture::
-
-        ctx = targeting.from_args(args)
-        metrics = httpserve.serve(args.metrics_addr, ready=ctx.ready, status=ctx.status)
-        ctx.attach(capture.set_cgroup_filter)   # targeted pods -> in-kernel filter, live
-        info = ctx.enricher.enrich(pid)         # per new connection
-        info.fill_meta(pair.meta, ctx.version)
-        ...
-        ctx.close()
-    """
-
-    def __init__(self, enricher: Any, targeting: Targeting | None, version: str) -> None:
-        self.enricher = enricher
-        self.targeting = targeting
-        self.version = version
-        self._namespace_watch: Any = None
-
-    def attach(self, set_filter: Callable[[set[int]], None]) -> None:
-        """Keep ``set_filter(ids)`` called with the targeted cgroup ids (now and on change)."""
-        if self.targeting is None:
-            return
-        self.targeting._on_change = set_filter
-        set_filter(self.targeting.cgroup_ids())
-
-    def ready(self) -> bool:
-        ns = self._namespace_watch
-        return bool(self.enricher.ready()) and (ns is None or ns.synced.is_set())
-
-    def status(self) -> dict[str, Any]:
-        return status_document(
-            self.targeting,
-            node=self.enricher.node,
-            cluster=self.enricher.cluster,
-            agent_version=self.version,
-            ready=self.ready(),
-        )
-
-    def close(self) -> None:
-        if self.targeting is not None:
-            self.targeting.close()
-        if self._namespace_watch is not None:
-            self._namespace_watch.stop()
-        self.enricher.close()
-
-
-def from_args(args: Any, *, rescan_seconds: float = 2.0) -> NodeContext:
-    """Build the NodeContext from the flags of ``add_arguments`` (and the environment)."""
-    from agent.enrich import Enricher, agent_version, load_api_client
-    from agent.enrich.watch import ListWatcher
-
-    config = load_config(getattr(args, "targeting", None))
-    kubeconfig = getattr(args, "kubeconfig", None)
-    enricher = Enricher.from_environment(
-        node=getattr(args, "node", "") or "",
-        cluster=getattr(args, "cluster", "") or "",
-        kubeconfig=kubeconfig,
-    )
-    targeting = None
-    ctx = NodeContext(enricher, None, agent_version())
-    if getattr(args, "targeting", None):
-        if not enricher.in_cluster or enricher.pods is None:
-            enricher.close()
-            raise NodetapError(
-                "--targeting needs Kubernetes (in a pod, or a kubeconfig); off Kubernetes "
-                "use --pid, --port or --cgroup"
-            )
-        namespaces = NamespaceIndex()
-        api_client = load_api_client(kubeconfig)
-        from kubernetes import client
-
-        core = client.CoreV1Api(api_client)
-        ctx._namespace_watch = ListWatcher(
-            "namespaces", core.list_namespace, namespaces.replace, namespaces.event
-        ).start()
-        targeting = Targeting(enricher.pods, config, namespaces=namespaces)
-        targeting.start(rescan_seconds)
-        ctx.targeting = targeting
-    return ctx

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from agent.enrich.cgroup import ContainerRef, container_from_path, read_proc_cgr
 from agent.enrich.peers import PeerIndex, PeerInfo
 from agent.enrich.pods import OwnerResolver, PodIndex, PodInfo
 from agent.enrich.watch import ListWatcher
-from nodetap.errors import ConfigError, NodetapError
+from nodetap.errors import ConfigError
+from nodetap.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -38,42 +39,6 @@ LOOKUPS = Counter(
 )
 _LOOKUP = {r: LOOKUPS.labels(r) for r in ("pod", "container", "host", "gone")}
 PODS = Gauge("nodetap_enrich_pods", "Pods of this node known to the agent")
-
-
-@dataclass(frozen=True, slots=True)
-class EnrichInfo:
-    """Who a process is. Empty strings where unknown (never None), as in the RRPair meta."""
-
-    pid: int
-    comm: str = ""
-    node: str = ""
-    cluster: str = ""
-    cgroup_path: str = ""
-    container_id: str = ""
-    runtime: str = ""
-    pod_uid: str = ""
-    pod: str = ""
-    namespace: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    container: str = ""
-    workload: str = ""
-
-    def fill_meta(self, meta: Any, agent_version: str = "") -> None:
-        """Copy into an RRPair ``Meta`` message (nodetap.v1): node, pid, comm, container,
-        pod, namespace, labels, workload, cluster and, when given, the agent version."""
-        meta.node = self.node
-        meta.pid = self.pid
-        meta.comm = self.comm
-        meta.container_id = self.container_id
-        meta.namespace = self.namespace
-        meta.pod = self.pod
-        meta.container = self.container
-        meta.workload = self.workload
-        meta.cluster = self.cluster
-        if agent_version:
-            meta.agent_version = agent_version
-        meta.labels.clear()
-        meta.labels.update(self.labels)
 
 
 def agent_version() -> str:
@@ -110,7 +75,7 @@ def _start_time(stat: str) -> str:
 
 
 class Enricher:
-    """pid -> EnrichInfo; peer IP -> PeerInfo. Host-only when built without a pod index."""
+    """pid -> Identity; peer IP -> PeerInfo. Host-only when built without a pod index."""
 
     def __init__(
         self,
@@ -174,7 +139,7 @@ class Enricher:
             pod = self.pods.get(ref.pod_uid)
         return pod
 
-    def enrich(self, pid: int) -> EnrichInfo:
+    def enrich(self, pid: int) -> Identity:
         """Never raises: unknown parts are empty strings."""
         try:
             entry = self._proc_entry(pid)
@@ -183,12 +148,12 @@ class Enricher:
             entry = None
         if entry is None:
             _LOOKUP["gone"].inc()
-            return EnrichInfo(pid=pid, node=self.node, cluster=self.cluster)
+            return Identity(pid=pid, node=self.node, cluster=self.cluster)
         ref = entry.ref
         pod = self.lookup_pod(ref)
         if pod is None:
             _LOOKUP["container" if ref else "host"].inc()
-            return EnrichInfo(
+            return Identity(
                 pid=pid,
                 comm=entry.comm,
                 node=self.node,
@@ -200,7 +165,7 @@ class Enricher:
             )
         _LOOKUP["pod"].inc()
         assert ref is not None
-        return EnrichInfo(
+        return Identity(
             pid=pid,
             comm=entry.comm,
             node=self.node,
@@ -353,7 +318,7 @@ def load_api_client(kubeconfig: str | None = None) -> Any | None:
             config.load_incluster_config(client_configuration=cfg)
             return client.ApiClient(cfg)
         except config.ConfigException as e:
-            raise NodetapError(
+            raise ConfigError(
                 f"in-cluster Kubernetes configuration unusable: {e}; "
                 "check the agent's service account"
             ) from None
@@ -367,6 +332,4 @@ def load_api_client(kubeconfig: str | None = None) -> Any | None:
         config.load_kube_config(config_file=path, client_configuration=cfg)
         return client.ApiClient(cfg)
     except Exception as e:
-        raise NodetapError(
-            f"kubeconfig {path} unusable: {e}; fix it or pass --kubeconfig"
-        ) from None
+        raise ConfigError(f"kubeconfig {path} unusable: {e}; fix it or pass --kubeconfig") from None

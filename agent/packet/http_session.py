@@ -12,6 +12,7 @@ from agent.packet.flows import FlowInfo, Session
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds
+from nodetap.identity import Identity
 from nodetap.v1 import rrpair_pb2 as pb
 
 Emit = Callable[[pb.RRPair], None]
@@ -101,7 +102,7 @@ class HttpSessionFactory:
             server_port=info.server_port,
             source=self._source,
             conn_id=info.flow_id,
-            node=self._node,
+            who=Identity(node=self._node),
             flags={"preexisting"} if info.midstream else set(),
         )
         stitcher = Http1Stitcher(max_body=self._max_body, resync=info.midstream)

@@ -4,7 +4,6 @@ are bad."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import threading
@@ -16,7 +15,7 @@ from prometheus_client import Counter
 from agent.rules.config import RuleError, RuleSet, load
 from agent.rules.match import Predicate, compile_builtin, compile_match, sampled_in
 from agent.rules.redact import Redactor
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 from nodetap.v1 import rrpair_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class RuleEngine:
         try:
             rs = load(path)
         except RuleError as e:
-            raise NodetapError(f"bad rules file {e}; fix it (nodetap rules check FILE)") from None
+            raise ConfigError(f"bad rules file {e}; fix it (nodetap rules check FILE)") from None
         return cls(rs, path, reload_interval, announce)
 
     @property
@@ -171,28 +170,3 @@ class RuleEngine:
         for name in c.redactor.redact(pair):
             RULE_MATCHES.labels(name).inc()
         return pair
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """--rules FILE (same as agent.rules.add_arguments)."""
-        add_arguments(parser)
-
-    @staticmethod
-    def from_args(args: argparse.Namespace) -> RuleEngine | None:
-        """A RuleEngine from --rules, or None (same as agent.rules.from_args)."""
-        return from_args(args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--rules FILE."""
-    parser.add_argument(
-        "--rules",
-        metavar="FILE",
-        help="edge rules (YAML): drop, sample and redact before anything leaves the node; "
-        "reloaded on change (check a file with: nodetap rules check FILE)",
-    )
-
-
-def from_args(args: argparse.Namespace) -> RuleEngine | None:
-    path = getattr(args, "rules", None)
-    return RuleEngine.from_file(path) if path else None

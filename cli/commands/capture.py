@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-from agent.rrpairs import CapturedExchange
+from agent.pipeline import Pipeline, close_sink, jsonl_writer, run_packet, run_syscall
+from agent.procfs import cgroup2_ids
 from cli.table import TableWriter
 from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError
 from nodetap.v1 import rrpair_pb2 as pb
 
 EPILOG = """\
@@ -183,10 +183,10 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_capture_arguments(p)
-    from agent.rules import add_arguments as add_rules_arguments
-    from agent.targeting import add_arguments as add_k8s_arguments
     from cli.options.metrics import add_arguments as add_metrics_arguments
+    from cli.options.rules import add_arguments as add_rules_arguments
     from cli.options.sink import add_arguments as add_sink_arguments
+    from cli.options.targeting import add_arguments as add_k8s_arguments
 
     add_sink_arguments(p)
     add_rules_arguments(p)
@@ -195,30 +195,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _cgroup_ids(paths: list[str]) -> list[int]:
-    from agent import procfs
-
-    mount = procfs.cgroup2_mount()
-    ids = []
-    for p in paths:
-        full = p if os.path.isabs(p) else os.path.join(mount or "/sys/fs/cgroup", p)
-        try:
-            ids.append(os.stat(full).st_ino)
-        except OSError:
-            raise NodetapError(f"cgroup {p} not found (cgroup v2 is mounted at {mount})") from None
-    return ids
-
-
 def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
+    """The local writer of --format: a table line, or a JSONL line, per RRPair."""
     if fmt == "table":
         table = TableWriter(out)
         return table.write
-
-    def write_jsonl(pair: pb.RRPair) -> None:
-        jsonl.write(out, pair)
-        out.flush()
-
-    return write_jsonl
+    return jsonl_writer(out)
 
 
 def format_summary(summary: dict[str, int]) -> str:
@@ -272,9 +254,11 @@ def run(args: argparse.Namespace) -> int:
         print(program_text())
         return 0
     if args.count is not None and args.count <= 0:
-        raise NodetapError("--count must be a positive number")
+        raise ConfigError("--count must be a positive number")
     if args.max_body < 0:
-        raise NodetapError("--max-body must not be negative")
+        raise ConfigError("--max-body must not be negative")
+    if args.mode == "packet" and not args.interface:
+        raise ConfigError("--mode packet needs --interface IF (for example --interface eth0)")
     if args.mode == "syscall":
         from agent.loader import preflight
 
@@ -287,9 +271,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    from agent.rules import from_args as rules_from_args
-    from agent.targeting import from_args as node_context_from_args
+    from cli.options.rules import from_args as rules_from_args
     from cli.options.sink import from_args as sink_from_args
+    from cli.options.targeting import from_args as node_context_from_args
 
     rules = rules_from_args(args)
     node = node_context_from_args(args) if args.mode == "syscall" else None
@@ -304,46 +288,37 @@ def run(args: argparse.Namespace) -> int:
             metrics = serve(args.metrics_addr)
     try:
         with jsonl.open_output(args.output) as out:
-            write = build_writer(args.format, out)
-
-            def emit(pair: pb.RRPair) -> None:
-                if rules is not None:
-                    kept = rules.apply(pair)
-                    if kept is None:
-                        return
-                    pair = kept
-                if sink is not None:
-                    sink.put(pair)
-                write(pair)
-
-            fast = rules is None and sink is None and args.format == "jsonl"
-            interactive = out.isatty()
-
-            def on_exchange(c: CapturedExchange) -> None:
-                if fast:
-                    out.write(c.json_line() + "\n")  # no protobuf message needed
-                    if interactive:
-                        out.flush()
-                else:
-                    emit(c.proto())
-
+            pipeline = Pipeline(
+                build_writer(args.format, out),
+                rules=rules,
+                sink=sink,
+                jsonl_out=out if args.format == "jsonl" else None,
+            )
             if args.mode == "packet":
-                summary = _run_packet(args, on_exchange, stop)
+                summary = run_packet(
+                    args.interface,
+                    args.port,
+                    args.max_body,
+                    pipeline.on_exchange,
+                    stop,
+                    duration=args.duration,
+                    count=args.count,
+                    on_started=lambda: print(
+                        f"nodetap: capturing packets on {args.interface} (Ctrl-C to stop)",
+                        file=sys.stderr,
+                    ),
+                )
             else:
                 assert node is not None
-                summary = _run_syscall(args, on_exchange, stop, node)
+                summary = _run_syscall(args, pipeline, stop, node)
                 out.flush()
     finally:
         if node is not None:
             node.close()
-        if sink is not None:
-            sink.close(timeout=10)
-            summary_sink = sink.counters()
-        else:
-            summary_sink = {}
+        summary_sink = close_sink(sink)
         if metrics is not None:
             metrics.close()
-    summary.update({f"sink_{k}": v for k, v in summary_sink.items()})
+    summary.update(summary_sink)
     print(format_summary(summary), file=sys.stderr)
     if args.summary_json:
         with open(args.summary_json, "w") as f:
@@ -352,44 +327,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_syscall(
-    args: argparse.Namespace,
-    on_exchange: Callable[[CapturedExchange], None],
-    stop: threading.Event,
-    node: Any,
+    args: argparse.Namespace, pipeline: Pipeline, stop: threading.Event, node: Any
 ) -> dict[str, int]:
-    from agent.capture import CaptureConfig, SyscallCapture
-    from agent.metrics import register_capture
+    from agent.capture_config import CaptureConfig
 
     cfg = CaptureConfig(
         pids=args.pid,
         ports=args.port,
-        cgroup_ids=_cgroup_ids(args.cgroup),
+        cgroup_ids=cgroup2_ids(args.cgroup),
         max_body=args.max_body,
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
         typed_regs=REGISTER_READS[args.register_reads],
         spool_max=args.defer_max,
         spool_dir=args.defer_dir,
-        enrich=node.enricher.enrich,
-        agent_version=node.version,
     )
-    if node.enricher.node:
-        cfg.node = node.enricher.node
-    cap = SyscallCapture(cfg, on_exchange=on_exchange)
-    cap.progress = _backlog_progress
+    abandon = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set() and not cap.abandon.is_set():
-            cap.abandon.set()
+        if stop.is_set() and not abandon.is_set():
+            abandon.set()
             print("nodetap: discarding the rest of the backlog", file=sys.stderr)
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    cap.start()
-    node.attach(cap.set_cgroup_filter)  # with --targeting: targeted pods only, kept live
-    unregister = register_capture(cap)
-    try:
+
+    def announce(cap: Any) -> None:
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
             + (" (decoding deferred)" if args.defer_max else "")
@@ -398,11 +362,18 @@ def _run_syscall(
             + " (Ctrl-C to stop)",
             file=sys.stderr,
         )
-        cap.run(stop, duration=args.duration, count=args.count)
-    finally:
-        cap.close()
-        unregister()
-    return cap.summary()
+
+    return run_syscall(
+        cfg,
+        pipeline.on_exchange,
+        stop,
+        node,
+        duration=args.duration,
+        count=args.count,
+        abandon=abandon,
+        on_started=announce,
+        progress=_backlog_progress,
+    )
 
 
 def _backlog_progress(done: int, total: int) -> None:
@@ -411,35 +382,3 @@ def _backlog_progress(done: int, total: int) -> None:
         "(Ctrl-C again to discard the rest)",
         file=sys.stderr,
     )
-
-
-def _run_packet(
-    args: argparse.Namespace,
-    on_exchange: Callable[[CapturedExchange], None],
-    stop: threading.Event,
-) -> dict[str, int]:
-    if not args.interface:
-        raise NodetapError("--mode packet needs --interface IF (for example --interface eth0)")
-    from agent.packet.live import run_packet_capture
-
-    count = args.count
-    emitted = 0
-
-    def counted(c: CapturedExchange) -> None:
-        nonlocal emitted
-        on_exchange(c)
-        emitted += 1
-        if count is not None and emitted >= count:
-            stop.set()
-
-    if args.duration:
-        timer = threading.Timer(args.duration, stop.set)
-        timer.daemon = True
-        timer.start()
-    print(f"nodetap: capturing packets on {args.interface} (Ctrl-C to stop)", file=sys.stderr)
-    result = run_packet_capture(
-        args.interface, args.port, lambda p: None, stop, args.max_body, on_exchange=counted
-    )
-    summary = dict(result)
-    summary.setdefault("rrpairs", emitted)
-    return summary

@@ -23,7 +23,7 @@ from typing import Any
 
 from cli.table import HEADER, format_row
 from nodetap import jsonl
-from nodetap.errors import NodetapError
+from nodetap.errors import HostError, NodetapError
 
 EPILOG = """\
 examples:
@@ -138,9 +138,7 @@ def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
-        raise NodetapError(
-            "the demo captures with BPF and must run as root (try: sudo nodetap demo)"
-        )
+        raise HostError("the demo captures with BPF and must run as root (try: sudo nodetap demo)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nodetap-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     app_port, fwd_port = _free_port(), _free_port()

@@ -147,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
     )
     metrics = None
     if args.metrics_addr:
-        from nodetap import metrics_http as httpserve
+        from nodetap import metrics_http
 
-        metrics = httpserve.serve(args.metrics_addr)
+        metrics = metrics_http.serve(args.metrics_addr)
     print(f"nodetap forwarder: listening on {handle.address}", flush=True)
     done = threading.Event()
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from nodetap.errors import NodetapError
+from nodetap.errors import ConfigError, InputError
 from nodetap.jsonl import open_output
 
 EPILOG = """\
@@ -75,7 +75,7 @@ def parse_ports(values: list[str]) -> list[int]:
             if not part:
                 continue
             if not part.isdigit() or not 0 < int(part) < 65536:
-                raise NodetapError(
+                raise ConfigError(
                     f"--port {part!r} is not a TCP port; give a number from 1 to 65535"
                 )
             ports.append(int(part))
@@ -102,7 +102,7 @@ def _open_in(path: str) -> Iterator[BinaryIO]:
     try:
         fp = open(path, "rb")  # noqa: SIM115
     except OSError as e:
-        raise NodetapError(f"cannot read {path}: {e.strerror}; check the path") from None
+        raise InputError(f"cannot read {path}: {e.strerror}; check the path") from None
     with fp:
         yield fp
 
@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
 
     ports = parse_ports(args.port)
     if args.max_body < 0:
-        raise NodetapError("--max-body must be 0 or more bytes")
+        raise ConfigError("--max-body must be 0 or more bytes")
     if args.max_flows < 1:
-        raise NodetapError("--max-flows must be 1 or more")
+        raise ConfigError("--max-flows must be 1 or more")
     started = time.monotonic()
     with _open_in(args.file) as fin, open_output(args.output) as fout, _fewer_gc_passes():
         write = fout.write
@@ -135,9 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 max_flows=args.max_flows,
             )
         except PcapFormatError as e:
-            raise NodetapError(
-                f"{args.file}: {e}; give a pcap or pcapng file (tcpdump -w)"
-            ) from None
+            raise InputError(f"{args.file}: {e}; give a pcap or pcapng file (tcpdump -w)") from None
     c = result.counters
     name = args.file if args.file != "-" else "<stdin>"
     if result.error:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nodetap.errors import NodetapError
+from nodetap.errors import InputError
 
 EPILOG = """\
 examples:
@@ -87,9 +87,9 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         rep = check(engine, jsonl.read_path(args.against))
     except FileNotFoundError:
-        raise NodetapError(f"capture file {args.against} not found") from None
+        raise InputError(f"capture file {args.against} not found") from None
     except jsonl.CaptureFormatError as e:
-        raise NodetapError(f"{e}; is this a nodetap JSONL capture?") from None
+        raise InputError(f"{e}; is this a nodetap JSONL capture?") from None
     if args.json:
         print(json.dumps({"valid": True, "active": engine.describe(), **rep.to_dict()}))
     else:

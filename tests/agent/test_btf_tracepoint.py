@@ -31,7 +31,8 @@ def test_prog_load_attr_has_the_uapi_offsets() -> None:
 
 @pytest.mark.skipif(not X86, reason="typed register reads are x86-64 only")
 def test_this_kernel_has_the_btf_of_sys_exit() -> None:
-    """This kind of machine (DESIGN: kernel facts) has kernel BTF: capture uses it."""
+    """This kind of machine (x86-64) has kernel BTF: capture uses it (README: how the syscall
+    capture works)."""
     btf_id = btf_tracepoint.raw_tp_btf_id("sys_exit")
     assert btf_id is not None and btf_id > 0
     assert loader.sys_exit_btf_id(loader.LoadOptions()) == btf_id

@@ -14,8 +14,9 @@ import pytest
 from google.protobuf import json_format
 
 from nodetap.v1 import rrpair_pb2 as pb
-from tests.capture.clients import Request, curl, py_http
+from tests.capture.clients import Request, curl
 from tests.capture.expect import assert_agree, assert_curl_exchange, assert_request, assert_response
+from tests.capture.py_clients import py_http
 from tests.support.servers import nginx, python_server_process
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from agent.protocols.http1.stitch import Http1Stitcher
 from agent.rrpairs import ConnContext, RRPairIds, build_http_rrpair
+from nodetap.identity import Identity
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -47,9 +48,7 @@ def exchange_pairs(
             port,
             "syscall",
             conn_id=cport,
-            pid=0,
-            comm="test-client",
-            node="test-node",
+            who=Identity(node="test-node", comm="test-client"),
         )
         st = Http1Stitcher()
         for req in requests:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent import targeting as tg
 from cli.main import COMMANDS
+from cli.options import targeting as tg
 from tests.k8s.kube import DAEMONSET, kubectls, render
 
 

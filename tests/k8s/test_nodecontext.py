@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from agent import targeting as tg
+from agent.protocols.http1.types import HttpExchange
+from agent.rrpairs import ConnContext, build_http_rrpair
+from agent.targeting_policy import load_config
+from cli.options import targeting as tg
 from nodetap import metrics_http as httpserve
 from nodetap.errors import NodetapError
-from nodetap.v1 import rrpair_pb2 as pb
 from tests.enrich.fakeapi import FakeKubeAPI, to_dict
 from tests.enrich.podfactory import make_pod
 from tests.k8s.cgroups import kubelet_cgroups
@@ -113,8 +115,10 @@ def test_flags_to_filter_enrichment_and_status(tmp_path: Path) -> None:
                 assert os.stat(b.scope).st_ino not in filters[-1]
 
                 # enrichment of the real process into RRPair meta
-                pair = pb.RRPair()
-                ctx.enricher.enrich(a.proc.pid).fill_meta(pair.meta, ctx.version)
+                who = ctx.enricher.enrich(a.proc.pid)
+                conn = ConnContext("INBOUND", "", 0, "", 0, "syscall", who=who)
+                conn.agent_version = ctx.version
+                pair = build_http_rrpair(HttpExchange(None, None), conn, "id")
                 m = pair.meta
                 assert (m.pod, m.namespace, m.container, m.workload, m.cluster, m.node) == (
                     "cart-0",
@@ -180,4 +184,4 @@ def test_targeting_without_kubernetes_is_a_user_error(
         ctx.close()
     with pytest.raises(NodetapError, match="not valid YAML"):
         f.write_text("targeting: [\n")
-        tg.load_config(str(f))
+        load_config(str(f))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from agent.protocols.http1.types import HttpExchange, HttpRequest, HttpResponse
 from agent.rrpairs import CapturedExchange, ConnContext, build_http_rrpair
 from nodetap import rrpair_json
+from nodetap.identity import Identity
 
 text = st.text(max_size=10)
 headers = st.lists(st.tuples(text, text), max_size=4)
@@ -44,10 +45,13 @@ def contexts(draw: st.DrawFn) -> ConnContext:
         client_ip=draw(text), client_port=draw(st.integers(0, 65535)),
         server_ip=draw(text), server_port=draw(st.integers(0, 65535)),
         source=draw(text), conn_id=draw(st.integers(0, 2**64 - 1)),
-        pid=draw(st.integers(0, 2**32 - 1)), comm=draw(text), node=draw(text),
-        container_id=draw(text), namespace=draw(text), pod=draw(text),
-        labels=draw(st.dictionaries(text, text, max_size=2)), container=draw(text),
-        workload=draw(text), cluster=draw(text), agent_version=draw(text), flags=draw(flags),
+        who=Identity(
+            pid=draw(st.integers(0, 2**32 - 1)), comm=draw(text), node=draw(text),
+            container_id=draw(text), namespace=draw(text), pod=draw(text),
+            labels=draw(st.dictionaries(text, text, max_size=2)), container=draw(text),
+            workload=draw(text), cluster=draw(text),
+        ),
+        agent_version=draw(text), flags=draw(flags),
     )  # fmt: skip
 
 

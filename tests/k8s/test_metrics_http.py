@@ -11,10 +11,10 @@ import pytest
 from prometheus_client import Counter
 
 from cli.options.metrics import add_arguments as add_metrics_arguments
-from nodetap import metrics_http as httpserve
+from nodetap import metrics_http
 from nodetap.errors import NodetapError
 
-_TEST_COUNTER = Counter("nodetap_httpserve_test_total", "test counter for the httpserve test")
+_TEST_COUNTER = Counter("nodetap_metrics_http_test_total", "test counter for the metrics_http test")
 
 
 def _get(url: str) -> tuple[int, str, str]:
@@ -34,16 +34,16 @@ def _counter_value(text: str, name: str) -> float:
 
 def test_metrics_health_ready_status() -> None:
     state = {"ready": False}
-    with httpserve.serve(
+    with metrics_http.serve(
         "127.0.0.1:0", ready=lambda: state["ready"], status=lambda: {"pods": [{"name": "a"}]}
     ) as srv:
         assert srv.port > 0
         base = f"http://127.0.0.1:{srv.port}"
         code, ctype, body = _get(base + "/metrics")
         assert code == 200 and ctype.startswith("text/plain")
-        before = _counter_value(body, "nodetap_httpserve_test_total")
+        before = _counter_value(body, "nodetap_metrics_http_test_total")
         _TEST_COUNTER.inc(3)
-        after = _counter_value(_get(base + "/metrics")[2], "nodetap_httpserve_test_total")
+        after = _counter_value(_get(base + "/metrics")[2], "nodetap_metrics_http_test_total")
         assert after == before + 3
 
         assert _get(base + "/healthz")[0] == 200
@@ -58,7 +58,7 @@ def test_metrics_health_ready_status() -> None:
 
 
 def test_no_status_callback_is_404_and_close_frees_port() -> None:
-    srv = httpserve.serve(":0")
+    srv = metrics_http.serve(":0")
     port = srv.port
     assert _get(f"http://127.0.0.1:{port}/status")[0] == 404
     srv.close()
@@ -71,19 +71,22 @@ def test_failing_status_callback_gives_500_not_a_dead_server() -> None:
     def boom() -> dict[str, object]:
         raise RuntimeError("no pods yet")
 
-    with httpserve.serve("127.0.0.1:0", status=boom) as srv:
+    with metrics_http.serve("127.0.0.1:0", status=boom) as srv:
         assert _get(f"{srv.url}/status")[0] == 500
         assert _get(f"{srv.url}/healthz")[0] == 200
 
 
 def test_address_errors_and_flag() -> None:
-    assert httpserve.parse_addr(":9464") == ("0.0.0.0", 9464)
-    assert httpserve.parse_addr("[::1]:80") == ("::1", 80)
-    assert httpserve.parse_addr("8080") == ("0.0.0.0", 8080)
+    assert metrics_http.parse_addr(":9464") == ("0.0.0.0", 9464)
+    assert metrics_http.parse_addr("[::1]:80") == ("::1", 80)
+    assert metrics_http.parse_addr("8080") == ("0.0.0.0", 8080)
     with pytest.raises(NodetapError):
-        httpserve.parse_addr("host:http")
-    with httpserve.serve("127.0.0.1:0") as srv, pytest.raises(NodetapError, match="metrics-addr"):
-        httpserve.serve(f"127.0.0.1:{srv.port}")
+        metrics_http.parse_addr("host:http")
+    with (
+        metrics_http.serve("127.0.0.1:0") as srv,
+        pytest.raises(NodetapError, match="metrics-addr"),
+    ):
+        metrics_http.serve(f"127.0.0.1:{srv.port}")
     parser = argparse.ArgumentParser()
     add_metrics_arguments(parser)
     assert parser.parse_args(["--metrics-addr", ":1234"]).metrics_addr == ":1234"

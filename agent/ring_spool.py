@@ -70,7 +70,7 @@ def _pwrite_all(fd: int, bufs: Sequence[bytes | memoryview], pos: int) -> None:
                 n = 0
 
 
-class SpoolWriter:
+class RingSpoolWriter:
     """Appends ring-buffer extents to the spool, within a bound on its disk usage.
 
     The usage is the bytes written minus the start of the oldest segment still present
@@ -179,7 +179,7 @@ class SpoolWriter:
             self._fd = -1
 
 
-class SpoolReader:
+class RingSpoolReader:
     """Reads the records of a spool in order, for the decoder (the consumer side of
     RingBufferReader's interface: read, pending, close)."""
 

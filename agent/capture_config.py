@@ -1,0 +1,67 @@
+"""What a syscall capture is asked to do (``CaptureConfig``), and the counters it keeps in
+user space (``STAT_NAMES``; the kernel's are in agent/bpf_layout.py: ``COUNTER_NAMES``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# User-space counters.
+STAT_NAMES = (
+    "records",
+    "control_records",
+    "gap_records",
+    "conns_tracked",
+    "conns_preexisting",
+    "conns_not_http",
+    "conns_upgraded",
+    "conns_filtered_user",
+    "conns_process_gone",
+    "orphan_records",
+    "records_untracked",
+    "conns_noaddr",
+    "conns_noaddr_resolved",
+    "stream_gaps",
+    "stream_gap_bytes",
+    "stream_duplicate_bytes",
+    "rrpairs",
+    "rrpairs_incomplete",
+    "rrpairs_gap",
+    "rrpairs_truncated",
+    "defer_spooled_bytes",
+    "defer_refusals",
+    "defer_extents",
+    "defer_unwalked_extents",
+    "defer_drain_failures",
+    "defer_peak_backlog_bytes",
+    "defer_paused_ms",
+    "drop_defer_discarded_bytes",
+)
+
+
+@dataclass
+class CaptureConfig:
+    """What to capture and how."""
+
+    pids: list[int] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    cgroup_ids: list[int] = field(default_factory=list)
+    max_body: int = 1 << 20
+    node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or socket.gethostname())
+    poll_interval: float = 0.01
+    ringbuf_pages: int = 4096
+    max_conns: int = 65536
+    preexisting: bool = True
+    idle_check_interval: float = 5.0
+    # pid -> who the process is (agent.enrich.Enricher.enrich); called once per connection
+    enrich: Callable[[int], Any] | None = None
+    agent_version: str = ""
+    # deferred decoding (agent/deferred.py): > 0 starts a drain process that spools the
+    # ring buffer into at most this many bytes, and decodes at idle priority
+    spool_max: int = 0
+    spool_dir: str | None = None  # where the spool directory is made (default: $TMPDIR)
+    idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
+    typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
