@@ -38,6 +38,7 @@ from nodetap import transport  # noqa: E402
 from nodetap.transport import ClientTLS  # noqa: E402
 from nodetap.v1 import forwarder_pb2 as fpb  # noqa: E402
 from nodetap.v1 import rrpair_pb2 as pb  # noqa: E402
+from tests.forwarder.pki import make_pki  # noqa: E402
 
 
 # -- the ceiling server -------------------------------------------------------------------------
@@ -107,55 +108,9 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 
 def make_certs(d: Path) -> tuple[str, str, str]:
-    def ssl(*a: str) -> None:
-        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
-
-    ssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=bench-ca",
-    )
-    ssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "s.key",
-        "-out",
-        "s.csr",
-        "-subj",
-        "/CN=localhost",
-    )
-    (d / "s.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl(
-        "x509",
-        "-req",
-        "-in",
-        "s.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "s.crt",
-        "-days",
-        "1",
-        "-extfile",
-        "s.ext",
-    )
-    return str(d / "ca.crt"), str(d / "s.crt"), str(d / "s.key")
+    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key) paths."""
+    make_pki(d, ("server",))
+    return str(d / "ca.crt"), str(d / "server.crt"), str(d / "server.key")
 
 
 def make_pairs(count: int, size: int) -> list[pb.RRPair]:
