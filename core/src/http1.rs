@@ -1,12 +1,14 @@
 //! HTTP/1.x message parsing (sans-IO): heads with httparse, framing by nodetap's rules
 //! (the mirror of agent/protocols/http1: Content-Length, chunked with trailers,
-//! close-delimited, HEAD/1xx/204/304, 100-continue, pipelining, keep-alive, Upgrade).
+//! close-delimited, HEAD/1xx/204/304, 100-continue, pipelining, keep-alive, Upgrade, parse
+//! errors and gaps with resynchronisation on the next start line).
 //!
 //! Names and values are the wire bytes decoded as ISO-8859-1; values keep trailing
 //! whitespace as the Python parser's FIELD pattern does.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::OnceLock;
 
 pub type Headers = Vec<(String, String)>;
 pub type Flags = BTreeSet<&'static str>;
@@ -47,20 +49,49 @@ enum State {
     ChunkCrlf,
     Trailers,
     Close,
+    /// Looking for the next start line (after a parse error or a gap).
+    Scan,
     /// Request side, after a request that may switch protocols: bytes wait for the answer.
     Held,
     Dead,
 }
 
-/// A parse error: the message it hit, if any, is flagged and the direction stops.
+/// A parse error.
 #[derive(Debug)]
 struct Invalid;
+
+/// A parse error at a position of the buffer (where scanning resumes, plus one).
+type Step = Result<(), usize>;
 
 pub fn latin1(b: &[u8]) -> String {
     b.iter().map(|&c| c as char).collect()
 }
 
-const MAX_HEAD: usize = 1 << 20;
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_START_LINE: usize = 16 * 1024;
+
+const METHODS: &str = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE|LOCK|UNLOCK|SEARCH|REPORT|PURGE|MKCALENDAR|LINK|UNLINK|QUERY";
+
+/// Where the resynchroniser may start again (syntax.py REQ_START / RESP_START); the
+/// `regex` crate matches in linear time.
+fn start_pattern(is_request: bool) -> &'static regex::bytes::Regex {
+    static REQ: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    static RES: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    if is_request {
+        REQ.get_or_init(|| {
+            let p = format!(
+                r"(?-u)(?:(?m:^)[A-Z][A-Z0-9_-]{{0,31}}|{METHODS}) [\x21-\x7e\x80-\xff]+ HTTP/1\.[01]\r\n"
+            );
+            regex::bytes::Regex::new(&p).expect("REQ_START compiles")
+        })
+    } else {
+        RES.get_or_init(|| {
+            regex::bytes::Regex::new(r"(?-u)HTTP/1\.[01] [0-9]{3}(?: [^\r\n]{0,1024})?\r\n")
+                .expect("RESP_START compiles")
+        })
+    }
+}
 
 #[derive(Debug)]
 pub struct Parser {
@@ -72,8 +103,18 @@ pub struct Parser {
     marks: Vec<(usize, u64)>,
     msg: Option<Message>,
     room: i64,
+    /// timestamp of the piece being parsed
+    ts: u64,
+    /// timestamp of the piece holding the last byte consumed
     last_ts: u64,
     gap_next: bool,
+    after_gap: bool,
+    seen: bool,
+    closing: bool,
+    announced: bool,
+    popped: bool,
+    method: Option<String>,
+    link: i64,
     /// Response side: requests whose heads were seen, waiting for their answer.
     pub expects: VecDeque<Expect>,
     /// Request side: the current request asked to switch protocols.
@@ -88,7 +129,6 @@ pub struct Parser {
     /// The response answered a request that asked to upgrade and did not: resume requests.
     pub refused: bool,
     pub parse_errors: u64,
-    link: i64,
 }
 
 pub type Out = Vec<(Message, i64)>;
@@ -103,8 +143,16 @@ impl Parser {
             marks: Vec::new(),
             msg: None,
             room: 0,
+            ts: 0,
             last_ts: 0,
             gap_next: false,
+            after_gap: false,
+            seen: false,
+            closing: false,
+            announced: false,
+            popped: false,
+            method: None,
+            link: 0,
             expects: VecDeque::new(),
             upgrade_req: false,
             asked_upgrade: false,
@@ -114,12 +162,11 @@ impl Parser {
             heads: Vec::new(),
             refused: false,
             parse_errors: 0,
-            link: 0,
         }
     }
 
     fn ts_at(&self, pos: usize) -> u64 {
-        let mut ts = self.last_ts;
+        let mut ts = self.ts;
         for &(o, t) in &self.marks {
             if o <= pos {
                 ts = t;
@@ -141,15 +188,26 @@ impl Parser {
             }
             _ => {}
         }
+        self.ts = ts_ns;
         self.marks.push((self.buf.len(), ts_ns));
         self.buf.extend_from_slice(data);
-        let consumed = match self.run(ts_ns, out) {
-            Ok(n) => n,
-            Err(Invalid) => {
-                self.fail(out);
-                return;
+        self.pump(out);
+    }
+
+    /// Parse what is buffered. A response that refuses an upgrade stops it early
+    /// (`refused`): the stitcher resumes the request side, then pumps again.
+    pub fn pump(&mut self, out: &mut Out) {
+        let mut pos = 0;
+        let consumed = loop {
+            match self.run(&mut pos, out) {
+                Ok(()) => break pos,
+                Err(at) => match self.on_error(at, out) {
+                    Some(p) => pos = p,
+                    None => break self.buf.len(),
+                },
             }
         };
+        let consumed = consumed.min(self.buf.len());
         self.buf.drain(..consumed);
         let mut marks = Vec::with_capacity(self.marks.len());
         for (i, &(o, t)) in self.marks.iter().enumerate() {
@@ -163,7 +221,7 @@ impl Parser {
             // bytes after a request that may switch protocols wait for the answer
             if !self.buf.is_empty() {
                 let rest = std::mem::take(&mut self.buf);
-                let ts = self.marks.last().map_or(ts_ns, |m| m.1);
+                let ts = self.marks.first().map_or(self.ts, |m| m.1);
                 let n = rest.len() as u64;
                 self.held.push((Some(rest), ts, n));
             }
@@ -171,152 +229,198 @@ impl Parser {
         }
     }
 
-    fn fail(&mut self, out: &mut Out) {
+    /// A parse error at `at`: flag the message it hit, then fail the stream (its first
+    /// message) or look for the next start line after `at`.
+    fn on_error(&mut self, at: usize, out: &mut Out) -> Option<usize> {
         self.parse_errors += 1;
         if let Some(mut msg) = self.msg.take() {
             msg.flags.insert("parse_error");
             msg.flags.insert("incomplete");
-            msg.end_ts_ns = self.last_ts;
-            out.push((msg, 0));
+            self.finish_cut(msg, out);
         }
-        self.failed = true;
-        self.state = State::Dead;
-        self.buf.clear();
-        self.marks.clear();
+        if !self.seen {
+            self.failed = true;
+            self.state = State::Dead;
+            return None;
+        }
+        self.state = State::Scan;
+        self.after_gap = true;
+        Some((at + 1).min(self.buf.len()))
     }
 
-    fn run(&mut self, ts_ns: u64, out: &mut Out) -> Result<usize, Invalid> {
-        let mut pos = 0usize;
+    fn finish_cut(&mut self, mut msg: Message, out: &mut Out) {
+        msg.end_ts_ns = self.last_ts;
+        out.push((msg, self.link));
+        self.link = 0;
+        self.popped = false;
+    }
+
+    fn run(&mut self, pos: &mut usize, out: &mut Out) -> Step {
         loop {
             let n = self.buf.len();
+            if *pos >= n {
+                return Ok(());
+            }
+            let p = *pos;
             match self.state {
-                State::Dead | State::Held => return Ok(pos),
+                State::Dead | State::Held => return Ok(()),
                 State::Idle => {
-                    while pos < n && (self.buf[pos] == b'\r' || self.buf[pos] == b'\n') {
-                        pos += 1;
+                    if self.refused {
+                        return Ok(());
                     }
-                    if pos >= n {
-                        return Ok(pos);
+                    let c = self.buf[p];
+                    if c == b'\r' || c == b'\n' {
+                        *pos += 1;
+                        continue;
                     }
-                    let Some(end) = memchr::memmem::find(&self.buf[pos..], b"\r\n\r\n") else {
-                        if n - pos > MAX_HEAD {
-                            return Err(Invalid);
+                    if self.closing {
+                        return Err(p);
+                    }
+                    let Some(end) = memchr::memmem::find(&self.buf[p..], b"\r\n\r\n") else {
+                        if n - p > MAX_HEADER_BYTES {
+                            return Err(p);
                         }
-                        self.check_prefix(pos)?;
-                        return Ok(pos);
+                        self.check_partial(p).map_err(|_| p)?;
+                        return Ok(());
                     };
-                    pos = self.head(pos, pos + end + 4, out)?;
+                    *pos = self.head(p, p + end + 4, out)?;
                 }
-                State::Body(rem) => {
-                    if pos >= n {
-                        return Ok(pos);
-                    }
-                    let take = rem.min((n - pos) as u64) as usize;
-                    self.body(pos, take);
-                    pos += take;
+                State::Body(rem) | State::ChunkData(rem) => {
+                    let take = rem.min((n - p) as u64) as usize;
+                    self.body(p, take);
+                    *pos += take;
                     let left = rem - take as u64;
-                    if left == 0 {
-                        let ts = self.ts_at(pos - 1);
-                        self.complete(ts, out);
-                    } else {
-                        self.state = State::Body(left);
-                    }
+                    self.state = match (self.state, left) {
+                        (State::Body(_), 0) => {
+                            self.complete(None, out);
+                            continue;
+                        }
+                        (State::Body(_), l) => State::Body(l),
+                        (_, 0) => State::ChunkCrlf,
+                        (_, l) => State::ChunkData(l),
+                    };
                 }
                 State::ChunkSize => {
-                    let Some(eol) = memchr::memmem::find(&self.buf[pos..], b"\r\n") else {
-                        if n - pos > 4096 {
-                            return Err(Invalid);
+                    let Some(eol) = memchr::memmem::find(&self.buf[p..], b"\r\n") else {
+                        if n - p > MAX_CHUNK_LINE {
+                            return Err(p);
                         }
-                        return Ok(pos);
+                        return Ok(());
                     };
-                    let line = &self.buf[pos..pos + eol];
-                    let size_part = match memchr::memchr(b';', line) {
-                        Some(i) => &line[..i],
-                        None => line,
-                    };
-                    let size_part = trim_ows(size_part);
-                    if size_part.is_empty()
-                        || size_part.len() > 16
-                        || !size_part.iter().all(u8::is_ascii_hexdigit)
-                    {
-                        return Err(Invalid);
-                    }
-                    let size = u64::from_str_radix(
-                        std::str::from_utf8(size_part).map_err(|_| Invalid)?,
-                        16,
-                    )
-                    .map_err(|_| Invalid)?;
-                    pos += eol + 2;
+                    let size = chunk_size(&self.buf[p..p + eol]).map_err(|_| p)?;
+                    *pos += eol + 2;
                     self.state = if size == 0 {
                         State::Trailers
                     } else {
                         State::ChunkData(size)
                     };
                 }
-                State::ChunkData(rem) => {
-                    if pos >= n {
-                        return Ok(pos);
-                    }
-                    let take = rem.min((n - pos) as u64) as usize;
-                    self.body(pos, take);
-                    pos += take;
-                    let left = rem - take as u64;
-                    self.state = if left == 0 {
-                        State::ChunkCrlf
-                    } else {
-                        State::ChunkData(left)
-                    };
-                }
                 State::ChunkCrlf => {
-                    if n - pos < 2 {
-                        return Ok(pos);
+                    if n - p < 2 {
+                        if self.buf[p] != b'\r' {
+                            return Err(p);
+                        }
+                        return Ok(());
                     }
-                    if &self.buf[pos..pos + 2] != b"\r\n" {
-                        return Err(Invalid);
+                    if &self.buf[p..p + 2] != b"\r\n" {
+                        return Err(p);
                     }
-                    pos += 2;
+                    *pos += 2;
                     self.state = State::ChunkSize;
                 }
                 State::Trailers => {
-                    if n - pos >= 2 && &self.buf[pos..pos + 2] == b"\r\n" {
-                        pos += 2;
-                        let ts = self.ts_at(pos - 1);
-                        self.complete(ts, out);
+                    if n - p < 2 {
+                        return Ok(());
+                    }
+                    if &self.buf[p..p + 2] == b"\r\n" {
+                        *pos += 2;
+                        self.complete(None, out);
                         continue;
                     }
-                    let Some(end) = memchr::memmem::find(&self.buf[pos..], b"\r\n\r\n") else {
-                        return Ok(pos);
+                    let Some(end) = memchr::memmem::find(&self.buf[p..], b"\r\n\r\n") else {
+                        if n - p > MAX_HEADER_BYTES {
+                            return Err(p);
+                        }
+                        return Ok(());
                     };
-                    let block = self.buf[pos..pos + end + 2].to_vec();
-                    let trailers = fields(&block)?;
-                    pos += end + 4;
+                    let trailers = fields(&self.buf[p..p + end + 2]).map_err(|_| p)?;
+                    *pos += end + 4;
                     if let Some(m) = self.msg.as_mut() {
                         m.trailers = trailers;
                     }
-                    let ts = self.ts_at(pos - 1);
-                    self.complete(ts, out);
+                    self.complete(None, out);
                 }
                 State::Close => {
-                    if pos < n {
-                        self.body(pos, n - pos);
-                        pos = n;
-                    }
-                    self.last_ts = ts_ns;
-                    return Ok(pos);
+                    self.body(p, n - p);
+                    self.last_ts = self.ts;
+                    *pos = n;
                 }
+                State::Scan => match start_pattern(self.is_request).find_at(&self.buf, p) {
+                    Some(m) => {
+                        *pos = m.start();
+                        self.state = State::Idle;
+                        self.closing = false;
+                    }
+                    None => {
+                        // keep a tail that may begin a start line (after the last LF)
+                        let last_lf =
+                            memchr::memrchr(b'\n', &self.buf[p..]).map_or(p, |i| p + i + 1);
+                        *pos = last_lf.max(p).max(n.saturating_sub(MAX_START_LINE));
+                        return Ok(());
+                    }
+                },
             }
         }
     }
 
-    fn check_prefix(&self, pos: usize) -> Result<(), Invalid> {
-        let line = &self.buf[pos..];
-        let line = match memchr::memmem::find(line, b"\r\n") {
-            Some(i) => &line[..i],
-            None => line,
+    /// A header block not complete yet: reject it now if what came already is invalid
+    /// (head.py _check_partial).
+    fn check_partial(&self, pos: usize) -> Result<(), Invalid> {
+        let buf = &self.buf[pos..];
+        let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+            let line = buf;
+            if memchr::memchr(b'\n', line).is_some()
+                || memchr::memchr(b'\r', &line[..line.len().saturating_sub(1)]).is_some()
+            {
+                return Err(Invalid);
+            }
+            return self.check_prefix(line);
         };
+        let mut msg = Message::default();
         if self.is_request {
-            let method = line.split(|&c| c == b' ').next().unwrap_or(b"");
+            parse_request_line(&buf[..eol], &mut msg)?;
+        } else {
+            parse_status_line(&buf[..eol], &mut msg)?;
+        }
+        if matches!(buf.get(eol + 2), Some(b' ' | b'\t')) {
+            return Err(Invalid);
+        }
+        let last = memchr::memmem::rfind(&buf[eol + 2..], b"\r\n").map(|i| i + eol + 2);
+        if let Some(last) = last {
+            let h = fields(&buf[eol + 2..last + 2])?;
+            semantics(&h, &msg.version)?;
+        }
+        let tail = &buf[last.unwrap_or(eol) + 2..];
+        if memchr::memchr(b'\n', tail).is_some()
+            || memchr::memchr(b'\r', &tail[..tail.len().saturating_sub(1)]).is_some()
+        {
+            return Err(Invalid);
+        }
+        Ok(())
+    }
+
+    fn check_prefix(&self, line: &[u8]) -> Result<(), Invalid> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.is_request {
+            let parts: Vec<&[u8]> = line.split(|&c| c == b' ').collect();
+            let method = parts[0];
             if method.len() > 32 || !method.iter().all(|&c| is_tchar(c)) {
+                return Err(Invalid);
+            }
+            if parts.len() > 3
+                || (parts.len() == 3
+                    && !(b"HTTP/1.1".starts_with(parts[2]) || b"HTTP/1.0".starts_with(parts[2])))
+            {
                 return Err(Invalid);
             }
         } else {
@@ -329,7 +433,9 @@ impl Parser {
     }
 
     fn body(&mut self, pos: usize, len: usize) {
-        let msg = self.msg.as_mut().expect("a message in a body state");
+        let Some(msg) = self.msg.as_mut() else {
+            return;
+        };
         msg.body_size += len as i64;
         let room = self.room;
         let ln = len as i64;
@@ -344,33 +450,53 @@ impl Parser {
         }
     }
 
-    fn head(&mut self, start: usize, end: usize, out: &mut Out) -> Result<usize, Invalid> {
-        let block = self.buf[start..end].to_vec();
-        let ts = self.ts_at(start);
-        let mut msg = Message {
-            start_ts_ns: ts,
-            ..Message::default()
-        };
+    /// The head `buf[start..end]` (through its CRLF CRLF): the message, its framing.
+    fn head(&mut self, start: usize, end: usize, out: &mut Out) -> Result<usize, usize> {
+        let eol = memchr::memmem::find(&self.buf[start..end], b"\r\n").map_or(end, |i| start + i);
+        let mut msg = Message::default();
+        let line = &self.buf[start..eol];
+        if self.is_request {
+            parse_request_line(line, &mut msg).map_err(|_| start)?;
+        } else {
+            parse_status_line(line, &mut msg).map_err(|_| start)?;
+        }
+        self.seen = true;
+        self.announced = false;
+        msg.start_ts_ns = self.ts_at(start);
         if self.gap_next {
             msg.flags.insert("gap");
             self.gap_next = false;
         }
-        let eol = memchr::memmem::find(&block, b"\r\n").ok_or(Invalid)?;
-        let line = &block[..eol];
-        if self.is_request {
-            parse_request_line(line, &mut msg)?;
-        } else {
-            parse_status_line(line, &mut msg)?;
-        }
-        check_with_httparse(&block, self.is_request)?;
-        msg.headers = fields(&block[eol + 2..block.len() - 2])?;
         self.room = self.max_body as i64;
-        self.last_ts = ts;
-        let sem = semantics(&msg.headers, &msg.version);
-        if self.is_request {
-            self.frame_request(msg, sem, end, out)
+        self.last_ts = self.ts;
+        let block = &self.buf[start..end];
+        let headers = match httparse_fields(block, self.is_request) {
+            Some(h) => Ok(h),
+            None => fields(&block[eol - start + 2..block.len() - 2]),
+        };
+        let sem = match headers {
+            Ok(h) => {
+                msg.headers = h;
+                semantics(&msg.headers, &msg.version)
+            }
+            Err(e) => Err(e),
+        };
+        let res = if self.is_request {
+            self.frame_request(msg, sem, out)
         } else {
             self.frame_response(msg, sem, end, out)
+        };
+        res.map(|()| end).map_err(|_| end - 1)
+    }
+
+    fn announce(&mut self, msg: &Message, upgrade: bool) {
+        if !self.announced {
+            self.announced = true;
+            self.heads.push(Expect {
+                method: msg.method.clone(),
+                asks_upgrade: upgrade,
+                start_ts_ns: msg.start_ts_ns,
+            });
         }
     }
 
@@ -378,41 +504,37 @@ impl Parser {
         &mut self,
         msg: Message,
         sem: Result<Framing, Invalid>,
-        end: usize,
         out: &mut Out,
-    ) -> Result<usize, Invalid> {
+    ) -> Result<(), Invalid> {
         let tunnel = msg.method == "CONNECT" || msg.method == "PRI";
-        let asks = sem.as_ref().map(|s| s.asks_upgrade).unwrap_or(false);
-        self.heads.push(Expect {
-            method: msg.method.clone(),
-            asks_upgrade: tunnel || asks,
-            start_ts_ns: msg.start_ts_ns,
-        });
-        let (msg, sem) = match sem {
-            Ok(s) => (msg, s),
+        let sem = match sem {
+            Ok(s) => s,
             Err(e) => {
+                self.announce(&msg, tunnel);
                 self.msg = Some(msg);
                 return Err(e);
             }
         };
+        let upgrade = tunnel || sem.asks_upgrade;
+        self.announce(&msg, upgrade);
+        self.msg = Some(msg);
         if sem.te && !sem.chunked {
-            self.msg = Some(msg);
             return Err(Invalid);
         }
-        self.upgrade_req = tunnel || asks;
-        self.msg = Some(msg);
+        if upgrade {
+            self.upgrade_req = true;
+        }
+        self.closing = !sem.keep_alive;
         if tunnel {
-            let ts = self.ts_at(end - 1);
-            self.complete(ts, out);
+            self.complete(None, out);
         } else if sem.chunked {
             self.state = State::ChunkSize;
         } else if let Some(len) = sem.length.filter(|&l| l > 0) {
             self.state = State::Body(len);
         } else {
-            let ts = self.ts_at(end - 1);
-            self.complete(ts, out);
+            self.complete(None, out);
         }
-        Ok(end)
+        Ok(())
     }
 
     fn frame_response(
@@ -421,58 +543,99 @@ impl Parser {
         sem: Result<Framing, Invalid>,
         end: usize,
         out: &mut Out,
-    ) -> Result<usize, Invalid> {
+    ) -> Result<(), Invalid> {
         let status = msg.status_code;
         if status < 200 && status != 101 {
-            return Ok(end); // interim (100 Continue, 103): not a message of its own
+            // interim (100 Continue, 103): not a message of its own
+            return sem.map(|_| ());
         }
-        let (method, link) = self.answer(msg.start_ts_ns);
-        self.link = link;
-        let sem = sem?;
-        let ts = self.ts_at(end - 1);
+        let method = self.answer(msg.start_ts_ns);
+        let sem = match sem {
+            Ok(s) => s,
+            Err(e) => {
+                self.msg = Some(msg);
+                return Err(e);
+            }
+        };
         if status == 101 || (method.as_deref() == Some("CONNECT") && (200..300).contains(&status)) {
             msg.flags.insert("upgrade");
             self.msg = Some(msg);
             self.upgraded = true;
-            self.complete(ts, out);
+            self.complete(None, out);
             self.state = State::Dead;
-            return Ok(end);
+            return Ok(());
         }
         self.msg = Some(msg);
         if method.as_deref() == Some("HEAD") || status == 204 || status == 304 {
-            self.complete(ts, out);
-        } else if sem.chunked {
+            self.closing = !sem.keep_alive;
+            self.complete(None, out);
+            return Ok(());
+        }
+        self.closing = !sem.keep_alive;
+        if method.is_none() && (sem.chunked || sem.length.is_some_and(|l| l > 0)) {
+            // answers a request we did not see: a status line right after it means that
+            // request was a HEAD (no body)
+            if self.buf[end..].starts_with(b"HTTP/1.") {
+                self.complete(None, out);
+                return Ok(());
+            }
+        }
+        if sem.chunked {
             self.state = State::ChunkSize;
         } else if sem.te || sem.length.is_none() {
             self.state = State::Close;
         } else if let Some(len) = sem.length.filter(|&l| l > 0) {
             self.state = State::Body(len);
         } else {
-            self.complete(ts, out);
+            self.complete(None, out);
         }
-        Ok(end)
+        Ok(())
     }
 
-    /// The method of the request this response answers, and its link (requests skipped).
-    fn answer(&mut self, start_ts: u64) -> (Option<String>, i64) {
-        match self.expects.front() {
-            Some(e) if e.start_ts_ns <= start_ts => {
-                let e = self.expects.pop_front().expect("front");
-                if e.asks_upgrade {
-                    self.asked_upgrade = true;
-                }
-                (Some(e.method), 0)
+    /// The method of the request this final response answers (None: unknown); sets the
+    /// link (requests whose answers were lost, or -1: answers none we saw).
+    fn answer(&mut self, start_ts: u64) -> Option<String> {
+        if self.popped {
+            return self.method.clone();
+        }
+        self.popped = true;
+        let mut skip = 0;
+        if self.after_gap {
+            self.after_gap = false;
+            while self.expects.len() > 1 && self.expects[1].start_ts_ns <= start_ts {
+                self.drop_method();
+                skip += 1;
             }
-            _ => (None, -1),
         }
+        let method = match self.expects.front() {
+            Some(e) if e.start_ts_ns <= start_ts => {
+                self.link = skip;
+                Some(self.drop_method())
+            }
+            _ => {
+                self.link = -1;
+                None
+            }
+        };
+        self.method.clone_from(&method);
+        method
     }
 
-    fn complete(&mut self, end_ts: u64, out: &mut Out) {
+    fn drop_method(&mut self) -> String {
+        let e = self.expects.pop_front().expect("a waiting request");
+        if e.asks_upgrade {
+            self.asked_upgrade = true;
+        }
+        e.method
+    }
+
+    fn complete(&mut self, end_ts: Option<u64>, out: &mut Out) {
         if let Some(mut msg) = self.msg.take() {
-            msg.end_ts_ns = end_ts;
+            msg.end_ts_ns = end_ts.unwrap_or(self.ts);
             out.push((msg, self.link));
         }
         self.link = 0;
+        self.popped = false;
         if self.state != State::Dead {
             self.state = State::Idle;
         }
@@ -484,6 +647,10 @@ impl Parser {
             self.asked_upgrade = false;
             self.refused = true;
         }
+    }
+
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// The upgrade was refused: parse the held bytes again.
@@ -509,11 +676,12 @@ impl Parser {
         self.marks.clear();
     }
 
-    /// `nbytes` of this direction are missing here.
+    /// `nbytes` of this direction are missing here (recovery.py _gap_in).
     pub fn gap(&mut self, nbytes: u64, ts_ns: u64, out: &mut Out) {
         if nbytes == 0 {
             return;
         }
+        self.ts = ts_ns;
         match self.state {
             State::Dead => return,
             State::Held => {
@@ -535,12 +703,14 @@ impl Parser {
                     msg.body_size += nbytes as i64;
                     return;
                 }
-                State::Body(rem) | State::ChunkData(rem) if nbytes < rem => {
+                State::Body(rem) if nbytes < rem => {
                     msg.body_size += nbytes as i64;
-                    self.state = match self.state {
-                        State::Body(_) => State::Body(rem - nbytes),
-                        _ => State::ChunkData(rem - nbytes),
-                    };
+                    self.state = State::Body(rem - nbytes);
+                    return;
+                }
+                State::ChunkData(rem) if nbytes < rem => {
+                    msg.body_size += nbytes as i64;
+                    self.state = State::ChunkData(rem - nbytes);
                     return;
                 }
                 State::ChunkData(rem) if nbytes == rem => {
@@ -551,11 +721,11 @@ impl Parser {
                 State::Body(rem) => {
                     msg.body_size += rem as i64;
                     let lost = nbytes - rem;
-                    let ts = self.last_ts;
-                    self.complete(ts, out);
+                    self.complete(None, out);
                     if lost > 0 {
                         self.gap_next = true;
-                        self.failed_sync();
+                        self.after_gap = true;
+                        self.enter_scan();
                     }
                     return;
                 }
@@ -566,40 +736,121 @@ impl Parser {
         if let Some(mut msg) = self.msg.take() {
             msg.flags.insert("gap");
             msg.flags.insert("incomplete");
-            msg.end_ts_ns = self.last_ts;
-            out.push((msg, self.link));
-            self.link = 0;
+            self.finish_cut(msg, out);
+        } else if self.state == State::Idle && self.buf.iter().any(|&c| c != b'\r' && c != b'\n') {
+            self.partial_head(true, out);
         } else {
             self.gap_next = true;
         }
-        self.failed_sync();
+        self.after_gap = true;
+        self.enter_scan();
     }
 
-    /// Bytes were lost at an unknown place in a message: this slice does not resynchronise
-    /// (the Python parser scans for the next start line); the direction stops.
-    fn failed_sync(&mut self) {
-        self.state = State::Dead;
+    fn enter_scan(&mut self) {
         self.buf.clear();
         self.marks.clear();
+        self.state = State::Scan;
+    }
+
+    /// A header block cut short (close, gap): return what its start line says
+    /// (recovery.py _partial_head).
+    fn partial_head(&mut self, gap: bool, out: &mut Out) {
+        let rest = std::mem::take(&mut self.buf);
+        let start = rest
+            .iter()
+            .position(|&c| c != b'\r' && c != b'\n')
+            .unwrap_or(rest.len());
+        let eol = memchr::memmem::find(&rest[start..], b"\r\n").map(|i| i + start);
+        let line = &rest[start..eol.unwrap_or(rest.len())];
+        let mut msg = Message::default();
+        let ok = if self.is_request {
+            parse_request_line(line, &mut msg)
+        } else {
+            parse_status_line(line, &mut msg)
+        };
+        if ok.is_err() {
+            return;
+        }
+        if let Some(eol) = eol {
+            if let Some(last) = memchr::memmem::rfind(&rest, b"\r\n").filter(|&l| l > eol) {
+                if let Ok(h) = fields(&rest[eol + 2..last + 2]) {
+                    msg.headers = h;
+                }
+            }
+        }
+        msg.start_ts_ns = self.ts_at(start);
+        msg.end_ts_ns = self.ts_at(rest.len() - 1);
+        if self.is_request {
+            self.announce(&msg, false);
+        } else if msg.status_code >= 200 || msg.status_code == 101 {
+            self.answer(msg.start_ts_ns);
+        }
+        msg.flags.insert("incomplete");
+        if self.gap_next || gap {
+            msg.flags.insert("gap");
+            self.gap_next = false;
+        }
+        out.push((msg, self.link));
+        self.link = 0;
+        self.popped = false;
     }
 
     /// The connection ended.
     pub fn close(&mut self, ts_ns: u64, out: &mut Out) {
-        let _ = ts_ns;
+        self.ts = ts_ns;
         if self.state == State::Close {
-            let ts = self.last_ts;
-            self.complete(ts, out);
+            self.complete(Some(self.last_ts), out);
         } else if let Some(mut msg) = self.msg.take() {
             msg.flags.insert("incomplete");
-            msg.end_ts_ns = self.last_ts;
+            self.finish_cut_keep(&mut msg);
             out.push((msg, self.link));
             self.link = 0;
+        } else if self.state == State::Idle && self.buf.iter().any(|&c| c != b'\r' && c != b'\n') {
+            self.partial_head(false, out);
         }
         self.state = State::Dead;
         self.buf.clear();
         self.marks.clear();
         self.held.clear();
     }
+
+    fn finish_cut_keep(&self, msg: &mut Message) {
+        msg.end_ts_ns = self.last_ts;
+    }
+}
+
+/// The size on a chunk-size line (with optional extensions).
+fn chunk_size(line: &[u8]) -> Result<u64, Invalid> {
+    let (size, ext) = match memchr::memchr(b';', line) {
+        Some(i) => (&line[..i], Some(&line[i + 1..])),
+        None => (line, None),
+    };
+    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
+        return Err(Invalid);
+    }
+    if let Some(ext) = ext {
+        if ext.is_empty() || ext.ends_with(b";") || !chunk_ext_ok(ext) {
+            return Err(Invalid);
+        }
+    }
+    let mut v = 0u64;
+    for &c in size {
+        v = v << 4 | u64::from((c as char).to_digit(16).unwrap_or(0));
+    }
+    Ok(v)
+}
+
+/// syntax.py CHUNK_EXT: ";"-separated `name[=value]` items, token characters, a value may
+/// end in one quoted string.
+fn chunk_ext_ok(ext: &[u8]) -> bool {
+    static EXT: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    let re = EXT.get_or_init(|| {
+        let token = r#"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"#;
+        let quoted = r#""(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*""#;
+        let item = format!("(?:{token})?(?:=(?:{token})?(?:{quoted})?)?");
+        regex::bytes::Regex::new(&format!("(?-u)^(?:{item};)*{item}$")).expect("CHUNK_EXT")
+    });
+    re.is_match(ext)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -670,18 +921,6 @@ pub fn is_tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
-fn trim_ows(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|&c| c != b' ' && c != b'\t')
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|&c| c != b' ' && c != b'\t')
-        .map_or(s, |i| i + 1);
-    &b[s..e.max(s)]
-}
-
 fn version_of(b: &[u8]) -> Result<&'static str, Invalid> {
     match b {
         b"HTTP/1.1" => Ok("HTTP/1.1"),
@@ -729,8 +968,10 @@ fn parse_status_line(line: &[u8], msg: &mut Message) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// httparse's verdict on the head (its grammar; nodetap's own rules are applied after).
-fn check_with_httparse(block: &[u8], is_request: bool) -> Result<(), Invalid> {
+/// The header lines of a head block (start line, headers, final CRLF CRLF) read with
+/// httparse; values are extended to their CRLF (nodetap keeps trailing whitespace). None
+/// when httparse refuses the block: nodetap's own field grammar decides then.
+fn httparse_fields(block: &[u8], is_request: bool) -> Option<Headers> {
     let mut n = 64;
     loop {
         let mut headers = vec![httparse::EMPTY_HEADER; n];
@@ -743,17 +984,32 @@ fn check_with_httparse(block: &[u8], is_request: bool) -> Result<(), Invalid> {
                 .parse(block)
                 .map(|s| s.is_complete())
         };
-        return match res {
-            Ok(true) => Ok(()),
-            Err(httparse::Error::TooManyHeaders) if n < 8192 => {
+        match res {
+            Ok(true) => {}
+            Err(httparse::Error::TooManyHeaders) if n < 4096 => {
                 n *= 4;
                 continue;
             }
-            // bytes httparse refuses in values or targets that nodetap's grammar allows
-            // (obs-text) are judged by the field rules below
-            Err(httparse::Error::HeaderValue) | Err(httparse::Error::Token) => Ok(()),
-            _ => Err(Invalid),
-        };
+            _ => return None,
+        }
+        let base = block.as_ptr() as usize;
+        let mut out = Vec::new();
+        for h in headers.iter().take_while(|h| !h.name.is_empty()) {
+            if h.value.is_empty() {
+                out.push((h.name.to_string(), String::new()));
+                continue;
+            }
+            let at = (h.value.as_ptr() as usize).checked_sub(base)?;
+            let eol = memchr::memmem::find(block.get(at..)?, b"\r\n")? + at;
+            let v = &block[at..eol];
+            if v.iter()
+                .any(|&c| c != b'\t' && !(0x20..=0x7e).contains(&c) && c < 0x80)
+            {
+                return None;
+            }
+            out.push((h.name.to_string(), latin1(v)));
+        }
+        return Some(out);
     }
 }
 

@@ -66,7 +66,14 @@ impl Stitcher {
         }
         let mut msgs = Out::new();
         self.res.feed(data, ts, &mut msgs);
+        let mut again = self.res.refused && self.res.has_buffered();
         self.on_responses(msgs, out);
+        while again {
+            let mut msgs = Out::new();
+            self.res.pump(&mut msgs);
+            again = self.res.refused && self.res.has_buffered();
+            self.on_responses(msgs, out);
+        }
         if self.res.failed {
             self.close(ts, out);
         }
