@@ -76,6 +76,23 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "$want" > "$stamp"
   log "installed nodetap into $venv"
 fi
+
+# 5. The Rust core (core/, the Python module nodetap_core): built with maturin into the venv,
+#    again only when a file of core/ changed (cargo's build cache is core/target).
+command -v cargo >/dev/null || [[ -x $HOME/.cargo/bin/cargo ]] \
+  || die "cargo not found: install a Rust toolchain (rustup, stable >= 1.75)"
+export PATH="$PATH:$HOME/.cargo/bin"
+core_stamp="$venv/.nodetap-core"
+core_want=$(cd "$here" && git ls-files -co --exclude-standard core | grep -v '^core/fuzz/' | sort \
+  | xargs sha256sum | sha256sum | cut -c1-16)
+if [[ ! -f $core_stamp || $(cat "$core_stamp") != "$core_want" ]]; then
+  core_log=$(mktemp)
+  (cd "$here/core" && VIRTUAL_ENV=$venv "$venv/bin/maturin" develop --release -q) >"$core_log" 2>&1 \
+    || { cat "$core_log" >&2; rm -f "$core_log"; die "building the Rust core failed (output above)"; }
+  rm -f "$core_log"
+  echo "$core_want" > "$core_stamp"
+  log "built nodetap_core into $venv"
+fi
 "$venv/bin/python" -c 'import bcc, nftables' 2>/dev/null \
   || die "the venv cannot import bcc/nftables; recreate it: rm -rf $venv && $0"
 echo "setup: ready ($venv)" >&2

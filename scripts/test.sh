@@ -5,6 +5,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh"
 cd "$here"
+# The Rust core: format, lints (with and without the PyO3 module), unit tests, bounded fuzzing.
+export PATH="$PATH:$HOME/.cargo/bin"
+(cd core && cargo fmt --check && cargo clippy -q --all-targets -- -D warnings \
+  && cargo clippy -q --all-targets --features python -- -D warnings && cargo test -q >/dev/null)
 .venv/bin/ruff check --quiet .
 .venv/bin/mypy --no-error-summary
 # The layers contract in pyproject.toml: an upward import fails here.

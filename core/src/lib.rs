@@ -1,0 +1,36 @@
+//! nodetap-core: nodetap's data plane, ring-buffer records to encoded RRPairs.
+//!
+//! The Python module `nodetap_core` (built with the `python` feature by maturin):
+//!
+//! ```text
+//! Decoder(max_body: int, id_prefix: str, mono_to_wall_ns: int = 0,
+//!         protobuf: bool = True, jsonl: bool = False)
+//!   .feed_records(buf: bytes) -> None     # ring-buffer-format bytes (8-byte headers):
+//!                                         # what RingBufferReader.read_extent returns
+//!   .set_context(conn_id: int, template: bytes) -> None
+//!                                         # an encoded nodetap.v1.RRPair holding direction,
+//!                                         # client, server, meta and connection-wide flags;
+//!                                         # replaces what the core built from the OPEN record
+//!   .close_all(ts_ns: int) -> None        # the capture stops: flush every connection
+//!   .take_rrpairs() -> list[bytes]        # encoded nodetap.v1.RRPair, in emission order
+//!   .take_jsonl() -> list[bytes]          # their proto3 JSON lines (no newline)
+//!   .counters() -> dict[str, int]
+//! LAYOUT: dict[str, int]                  # bpf/nodetap.h constants and offsets
+//! ```
+//!
+//! A panic inside the core is caught per record (or per connection at the end of a batch):
+//! the connection is dropped and counted in `panics`; the caller never sees an exception.
+//!
+//! Every module but the PyO3 binding (`py`) forbids unsafe code.
+#![deny(unsafe_code)]
+
+pub mod decoder;
+pub mod http1;
+pub mod json;
+pub mod layout;
+pub mod pb;
+pub mod stitch;
+pub mod stream;
+
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,187 @@
+//! Pair the requests and responses of one HTTP/1.x connection, in order (pipelining ok):
+//! the mirror of agent/protocols/http1/stitch.py.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+
+use crate::http1::{Flags, Message, Out, Parser};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub request: Option<Message>,
+    pub response: Option<Message>,
+    pub flags: Flags,
+}
+
+#[derive(Debug)]
+pub struct Stitcher {
+    req: Parser,
+    res: Parser,
+    reqs: VecDeque<Message>,
+    resps: VecDeque<Message>,
+    pub upgraded: bool,
+    closed: bool,
+}
+
+impl Stitcher {
+    pub fn new(max_body: u64) -> Self {
+        Self {
+            req: Parser::new(true, max_body),
+            res: Parser::new(false, max_body),
+            reqs: VecDeque::new(),
+            resps: VecDeque::new(),
+            upgraded: false,
+            closed: false,
+        }
+    }
+
+    /// A direction is not HTTP/1.x.
+    pub fn failed(&self) -> bool {
+        self.req.failed || self.res.failed
+    }
+
+    pub fn parse_errors(&self) -> u64 {
+        self.req.parse_errors + self.res.parse_errors
+    }
+
+    fn pass_heads(&mut self) {
+        for e in self.req.heads.drain(..) {
+            self.res.expects.push_back(e);
+        }
+    }
+
+    pub fn feed_request(&mut self, data: &[u8], ts: u64, out: &mut Vec<Exchange>) {
+        if self.upgraded || self.closed {
+            return;
+        }
+        let mut msgs = Out::new();
+        self.req.feed(data, ts, &mut msgs);
+        self.pass_heads();
+        self.on_requests(msgs, out);
+    }
+
+    pub fn feed_response(&mut self, data: &[u8], ts: u64, out: &mut Vec<Exchange>) {
+        if self.upgraded || self.closed {
+            return;
+        }
+        let mut msgs = Out::new();
+        self.res.feed(data, ts, &mut msgs);
+        let mut again = self.res.refused && self.res.has_buffered();
+        self.on_responses(msgs, out);
+        while again {
+            let mut msgs = Out::new();
+            self.res.pump(&mut msgs);
+            again = self.res.refused && self.res.has_buffered();
+            self.on_responses(msgs, out);
+        }
+        if self.res.failed {
+            self.close(ts, out);
+        }
+    }
+
+    pub fn request_gap(&mut self, n: u64, ts: u64, out: &mut Vec<Exchange>) {
+        if self.upgraded || self.closed {
+            return;
+        }
+        let mut msgs = Out::new();
+        self.req.gap(n, ts, &mut msgs);
+        self.pass_heads();
+        self.on_requests(msgs, out);
+    }
+
+    pub fn response_gap(&mut self, n: u64, ts: u64, out: &mut Vec<Exchange>) {
+        if self.upgraded || self.closed {
+            return;
+        }
+        let mut msgs = Out::new();
+        self.res.gap(n, ts, &mut msgs);
+        self.on_responses(msgs, out);
+    }
+
+    pub fn close(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if !self.upgraded {
+            let mut msgs = Out::new();
+            self.req.close(ts, &mut msgs);
+            self.pass_heads();
+            self.on_requests(msgs, out);
+            let mut msgs = Out::new();
+            self.res.close(ts, &mut msgs);
+            self.on_responses(msgs, out);
+        }
+        for req in std::mem::take(&mut self.reqs) {
+            out.push(lone(Some(req), None, "incomplete"));
+        }
+        for resp in std::mem::take(&mut self.resps) {
+            out.push(lone(None, Some(resp), "incomplete"));
+        }
+    }
+
+    fn on_requests(&mut self, msgs: Out, out: &mut Vec<Exchange>) {
+        for (req, _) in msgs {
+            if let Some(resp) = self.resps.pop_front() {
+                self.pair(req, resp, out);
+            } else {
+                self.reqs.push_back(req);
+            }
+        }
+    }
+
+    fn on_responses(&mut self, msgs: Out, out: &mut Vec<Exchange>) {
+        for (resp, mut link) in msgs {
+            if link < 0 {
+                out.push(lone(None, Some(resp), "incomplete"));
+                continue;
+            }
+            while link > 0 && !self.reqs.is_empty() {
+                let r = self.reqs.pop_front();
+                out.push(lone(r, None, "gap"));
+                link -= 1;
+            }
+            if let Some(req) = self.reqs.pop_front() {
+                self.pair(req, resp, out);
+            } else {
+                self.resps.push_back(resp);
+            }
+        }
+        if self.res.refused {
+            self.res.refused = false;
+            let mut msgs = Out::new();
+            self.req.resume(&mut msgs);
+            self.pass_heads();
+            self.on_requests(msgs, out);
+        }
+    }
+
+    fn pair(&mut self, req: Message, resp: Message, out: &mut Vec<Exchange>) {
+        let mut flags = req.flags.clone();
+        flags.extend(resp.flags.iter().copied());
+        let upgrade = resp.flags.contains("upgrade");
+        out.push(Exchange {
+            request: Some(req),
+            response: Some(resp),
+            flags,
+        });
+        if upgrade {
+            self.upgraded = true;
+            self.req.stop();
+        }
+    }
+}
+
+fn lone(req: Option<Message>, resp: Option<Message>, why: &'static str) -> Exchange {
+    let mut flags = Flags::new();
+    flags.insert("incomplete");
+    flags.insert(why);
+    for m in req.iter().chain(resp.iter()) {
+        flags.extend(m.flags.iter().copied());
+    }
+    Exchange {
+        request: req,
+        response: resp,
+        flags,
+    }
+}
