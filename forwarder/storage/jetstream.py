@@ -94,10 +94,15 @@ class JetStreamStore:
         self._dup_window = dup_window
         self._limits: tuple[float | None, int | None] = (max_age_s, max_bytes)
         try:
-            self._nc: Client = self._lt.run(self._connect(creds, tls_ca, connect_timeout), 30)
+            self._nc: Client = self._lt.run(self._connect(creds, tls_ca, connect_timeout), 60)
             self._js: JetStreamContext = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
             self.replicas = replicas or (3 if self._cluster_size() >= 3 else 1)
             self._lt.run(self._ensure_stream(), 30)
+        except TimeoutError:
+            self._shutdown()
+            raise PeerError(
+                f"NATS at {url} does not answer in time; is the cluster up (with JetStream)?"
+            ) from None
         except BaseException:
             self._shutdown()
             raise
@@ -120,16 +125,24 @@ class JetStreamStore:
             log.info("NATS reconnected")
 
         where = ",".join(self.servers)
+        common: dict[str, Any] = {
+            "servers": self.servers,
+            "user_credentials": creds,
+            "tls": tls,
+            "connect_timeout": int(max(1, timeout)),
+            "allow_reconnect": True,
+            "reconnect_time_wait": 0.2,
+            "error_cb": on_error,
+        }
         try:
+            # A first connection that gives up after one round of the servers: a clear error
+            # at start. The one kept reconnects forever (agents spool meanwhile).
+            probe = await nats.connect(**common, max_reconnect_attempts=1)
+            await probe.close()
+            common["reconnect_time_wait"] = 1
             return await nats.connect(
-                servers=self.servers,
-                user_credentials=creds,
-                tls=tls,
-                connect_timeout=int(max(1, timeout)),
-                allow_reconnect=True,
+                **common,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                error_cb=on_error,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
             )

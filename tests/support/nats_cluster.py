@@ -131,7 +131,7 @@ class NatsCluster:
         raise TimeoutError(f"no JetStream meta leader after {timeout}s (logs in {self.root})")
 
 
-def _make(n: int, root: Path) -> NatsCluster:
+def _make(n: int, root: Path, extra_conf: str = "") -> NatsCluster:
     nodes = []
     for i in range(n):
         name = f"n{i + 1}"
@@ -148,15 +148,16 @@ def _make(n: int, root: Path) -> NatsCluster:
             store=node.root / "store",
             routes=routes,
         )
-        (node.root / "nats.conf").write_text(conf)
+        (node.root / "nats.conf").write_text(extra_conf + conf)
     return NatsCluster(nodes, root)
 
 
 @contextlib.contextmanager
-def nats_cluster(n: int = 3) -> Iterator[NatsCluster]:
-    """n nats-server nodes with JetStream, clustered when n > 1; stopped and removed after."""
+def nats_cluster(n: int = 3, extra_conf: str = "") -> Iterator[NatsCluster]:
+    """n nats-server nodes with JetStream, clustered when n > 1; stopped and removed after.
+    extra_conf goes at the top of every node's configuration (authorization, ...)."""
     root = Path(tempfile.mkdtemp(prefix="nodetap-nats-"))
-    cluster = _make(n, root)
+    cluster = _make(n, root, extra_conf)
     if n == 1:
         conf = cluster.nodes[0].root / "nats.conf"
         text = conf.read_text()
@@ -170,3 +171,24 @@ def nats_cluster(n: int = 3) -> Iterator[NatsCluster]:
         for f in cluster._log_files:
             f.close()  # type: ignore[attr-defined]
         shutil.rmtree(root, ignore_errors=True)
+
+
+def start_nats_forwarder(port: int, store: str, *extra: str) -> subprocess.Popen[bytes]:
+    """A real `nodetap forwarder --store nats://...` process on 127.0.0.1:port."""
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "cli", "forwarder", "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        [*argv, "--store", store, *extra],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+    except TimeoutError:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"forwarder did not start: {err.decode(errors='replace')}") from None
+    return proc
