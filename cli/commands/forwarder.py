@@ -149,6 +149,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _always() -> bool:
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from forwarder.server import serve
     from forwarder.storage import open_store_spec
@@ -193,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_addr:
         from nodetap import metrics_http
 
-        metrics = metrics_http.serve(args.metrics_addr)
+        # /readyz follows the store: a forwarder whose NATS is gone leaves the Service.
+        metrics = metrics_http.serve(args.metrics_addr, ready=getattr(store, "healthy", _always))
     print(f"nodetap forwarder: listening on {handle.address}", flush=True)
     done = threading.Event()
 

@@ -91,6 +91,7 @@ class JetStreamStore:
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{label} {path}: no such file")
         self._lt = LoopThread()
+        self._write_failed = False
         self._dup_window = dup_window
         self._limits: tuple[float | None, int | None] = (max_age_s, max_bytes)
         try:
@@ -163,7 +164,16 @@ class JetStreamStore:
         return max(len(known), len(self.servers))
 
     def healthy(self) -> bool:
-        return bool(self._nc.is_connected)
+        """Connected, and JetStream took the last write (or answers an API call now)."""
+        if not self._nc.is_connected:
+            return False
+        if self._write_failed:
+            try:
+                self._lt.run(self._js.account_info(), 3)
+                self._write_failed = False
+            except Exception:
+                return False
+        return True
 
     # -- stream -------------------------------------------------------------------------------
     def _stream_config(self) -> api.StreamConfig:
@@ -226,7 +236,14 @@ class JetStreamStore:
         return None if pairs and new == 0 else new
 
     def append(self, agent_id: str, seq: int, pairs: Sequence[pb.RRPair]) -> int | None:
-        result: int | None = self._call(self._publish(agent_id, seq, pairs), PUBLISH_TIMEOUT_S + 5)
+        try:
+            result: int | None = self._call(
+                self._publish(agent_id, seq, pairs), PUBLISH_TIMEOUT_S + 5
+            )
+        except StorageError:
+            self._write_failed = True  # e.g. no JetStream quorum: health says NOT_SERVING
+            raise
+        self._write_failed = False
         return result
 
     # -- reading ------------------------------------------------------------------------------
