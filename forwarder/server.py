@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -115,6 +116,10 @@ class ForwarderService(fgrpc.ForwarderServicer):
     def Subscribe(
         self, request: fpb.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RRPair]:
+        open_tail = getattr(self.store, "open_tail", None)
+        if open_tail is not None:  # a shared store: its own live tail sees every forwarder's
+            yield from self._store_tail(open_tail(request.filter), context)
+            return
         sub = self.hub.add(request.filter)
         try:
             # Headers go out now: a client that has them knows the tail is live.
@@ -132,6 +137,16 @@ class ForwarderService(fgrpc.ForwarderServicer):
                         )
         finally:
             self.hub.remove(sub)
+
+    def _store_tail(self, tail: Any, context: grpc.ServicerContext) -> Iterator[pb.RRPair]:
+        SUBSCRIBERS.inc()
+        try:
+            context.send_initial_metadata((("nodetap-subscribed", "1"),))
+            while context.is_active():
+                yield from tail.next(0.25)
+        finally:
+            tail.close()
+            SUBSCRIBERS.dec()
 
     def Export(
         self, request: fpb.ExportRequest, context: grpc.ServicerContext
@@ -196,6 +211,26 @@ def _retention_loop(
             RETENTION_DELETED.inc(store.enforce_retention(age, size))
         except Exception:  # keep serving; the next round tries again
             log.exception("retention failed")
+
+
+def _health_loop(
+    store: Store, servicer: health.HealthServicer, every: float, stop: threading.Event
+) -> None:
+    """NOT_SERVING while the store cannot take writes (a shared store's engine unreachable)."""
+    healthy = store.healthy  # type: ignore[attr-defined]
+    serving = True
+    while not stop.wait(every):
+        ok = bool(healthy())
+        if ok != serving:
+            serving = ok
+            status = health_pb2.HealthCheckResponse
+            for name in ("", SERVICE):
+                servicer.set(name, status.SERVING if ok else status.NOT_SERVING)
+            log.warning(
+                "store %s; health: %s",
+                "back" if ok else "unreachable",
+                status.ServingStatus.Name(status.SERVING if ok else status.NOT_SERVING),
+            )
 
 
 def normalize_listen(listen: str) -> str:
@@ -284,6 +319,15 @@ def serve(
             target=_retention_loop,
             args=(store, retention_age, retention_bytes, retention_interval, stop),
             name="forwarder-retention",
+            daemon=True,
+        )
+        t.start()
+        threads.append(t)
+    if hasattr(store, "healthy"):
+        t = threading.Thread(
+            target=_health_loop,
+            args=(store, health_servicer, 0.5, stop),
+            name="forwarder-health",
             daemon=True,
         )
         t.start()

@@ -20,6 +20,8 @@ examples:
   nodetap forwarder --listen :7070 --data-dir DIR --tls-cert server.crt --tls-key server.key \\
       --tls-client-ca clients-ca.crt                          # also verify client certificates
   nodetap forwarder --listen :7070 --data-dir DIR --retention-age 7d --retention-size 20GiB
+  nodetap forwarder --listen :7070 --store nats://nats-0:4222,nats-1:4222,nats-2:4222 \\
+      --nats-creds nodetap.creds --retention-age 7d   # scale-out: replicas share JetStream (R3)
 
 Agents send with `nodetap capture --forwarder ADDR`; read with `nodetap export --forwarder ADDR`,
 `nodetap snapshot ... --forwarder ADDR`, or any gRPC client (reflection is on; the service is
@@ -65,7 +67,8 @@ def register(subparsers: Any) -> None:
         "forwarder",
         help="store RRPairs from agents and serve them over gRPC",
         description="Receive RRPairs from agents (acknowledged, deduplicated), store them in an "
-        "embedded SQLite store, and serve live tails, queries and snapshots over gRPC.",
+        "embedded SQLite store (default) or a NATS JetStream cluster shared by several "
+        "forwarders, and serve live tails, queries and snapshots over gRPC.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,7 +78,25 @@ def register(subparsers: Any) -> None:
         default="127.0.0.1:7070",
         help="gRPC address HOST:PORT (default 127.0.0.1:7070; port 0 = any)",
     )
-    p.add_argument("--data-dir", metavar="DIR", required=True, help="where the store lives")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the embedded SQLite store lives (the default store)",
+    )
+    p.add_argument(
+        "--store",
+        metavar="SPEC",
+        help="sqlite:DIR (same as --data-dir DIR) or nats://HOST:PORT[,HOST:PORT...]: a NATS "
+        "JetStream cluster shared by several forwarders (scale-out)",
+    )
+    p.add_argument("--nats-creds", metavar="FILE", help="NATS credentials file (.creds)")
+    p.add_argument("--nats-tls-ca", metavar="FILE", help="CA of the NATS servers (PEM): TLS on")
+    p.add_argument(
+        "--replicas",
+        metavar="N",
+        type=int,
+        help="JetStream stream replicas (default 3 when the cluster has >= 3 nodes, else 1)",
+    )
     p.add_argument(
         "--token-file", metavar="FILE", help="require this bearer token from every client and agent"
     )
@@ -128,28 +149,56 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _always() -> bool:
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from forwarder.server import serve
+    from forwarder.storage import open_store_spec
 
+    if bool(args.store) == bool(args.data_dir):
+        raise ConfigError(
+            "give one store: --data-dir DIR (SQLite) or --store sqlite:DIR|nats://..."
+        )
+    spec = args.store or f"sqlite:{args.data_dir}"
+    is_nats = not spec.startswith("sqlite:")
+    if not is_nats and (args.nats_creds or args.nats_tls_ca or args.replicas):
+        raise ConfigError("--nats-creds, --nats-tls-ca and --replicas need --store nats://...")
+    if args.replicas is not None and not 1 <= args.replicas <= 5:
+        raise ConfigError(f"bad --replicas {args.replicas}; JetStream allows 1 to 5")
+    retention_age = parse_age(args.retention_age) if args.retention_age else None
+    retention_bytes = parse_size(args.retention_size) if args.retention_size else None
+    store = open_store_spec(
+        spec,
+        sync=args.sync,
+        replicas=args.replicas,
+        nats_creds=args.nats_creds,
+        nats_tls_ca=args.nats_tls_ca,
+        retention_age=retention_age,
+        retention_bytes=retention_bytes,
+    )
     handle = serve(
         args.listen,
-        args.data_dir,
+        spec,
         token=read_token(args.token_file),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         max_message_bytes=args.max_message_bytes,
-        retention_age=parse_age(args.retention_age) if args.retention_age else None,
-        retention_bytes=parse_size(args.retention_size) if args.retention_size else None,
+        retention_age=retention_age,
+        retention_bytes=retention_bytes,
         retention_interval=args.retention_interval,
         sync=args.sync,
         max_streams=args.max_streams,
+        store=store,
     )
     metrics = None
     if args.metrics_addr:
         from nodetap import metrics_http
 
-        metrics = metrics_http.serve(args.metrics_addr)
+        # /readyz follows the store: a forwarder whose NATS is gone leaves the Service.
+        metrics = metrics_http.serve(args.metrics_addr, ready=getattr(store, "healthy", _always))
     print(f"nodetap forwarder: listening on {handle.address}", flush=True)
     done = threading.Event()
 

@@ -1,6 +1,5 @@
-"""The forwarder's storage interface; the embedded SQLite store implements it.
-
-A distributed backend on an existing engine implements the same few methods.
+"""The forwarder's storage interface; the embedded SQLite store (the default) and the
+NATS JetStream store (scale-out: several forwarders on one replicated stream) implement it.
 """
 
 from __future__ import annotations
@@ -49,6 +48,37 @@ class Store(Protocol):
     def stats(self) -> fpb.StatsResponse: ...
 
     def close(self) -> None: ...
+
+
+def open_store_spec(
+    spec: str,
+    *,
+    sync: str = "full",
+    replicas: int | None = None,
+    nats_creds: str | None = None,
+    nats_tls_ca: str | None = None,
+    retention_age: float | None = None,
+    retention_bytes: int | None = None,
+) -> Store:
+    """The store a --store value names: 'sqlite:DIR' or 'nats://HOST:PORT[,HOST:PORT...]'."""
+    from nodetap.errors import ConfigError
+
+    if spec.startswith("sqlite:"):
+        if not spec[len("sqlite:") :]:
+            raise ConfigError("--store sqlite: needs a directory: sqlite:DIR")
+        return open_store(spec[len("sqlite:") :], sync=sync)
+    if spec.startswith(("nats://", "tls://")):
+        from forwarder.storage.jetstream import JetStreamStore
+
+        return JetStreamStore(
+            spec,
+            replicas=replicas,
+            creds=nats_creds,
+            tls_ca=nats_tls_ca,
+            max_age_s=retention_age,
+            max_bytes=retention_bytes,
+        )
+    raise ConfigError(f"bad --store {spec!r}; use sqlite:DIR or nats://HOST:PORT[,HOST:PORT...]")
 
 
 def open_store(data_dir: str, **opts: object) -> Store:

@@ -19,6 +19,7 @@ TARGETS = [
     "overlays/production",
     "overlays/canary",
     "overlays/privileged",
+    "overlays/scale-out",
     "replay",
     "replay-agent",
 ]
@@ -213,6 +214,36 @@ def test_overlays() -> None:
     priv = _get(_render("overlays/privileged"), "DaemonSet", "nodetap-agent")
     sc = priv["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     assert sc["privileged"] is True
+
+
+def test_scale_out_overlay() -> None:
+    objs = _render("overlays/scale-out")
+    dep = _get(objs, "Deployment", "nodetap-forwarder")
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    spec = dep["spec"]["template"]["spec"]
+    (fwd,) = spec["containers"]
+    store = next(a for a in fwd["args"] if a.startswith("--store="))
+    nats = _get(objs, "StatefulSet", "nodetap-nats")
+    assert nats["spec"]["replicas"] == 3 and nats["spec"]["serviceName"] == "nodetap-nats"
+    hosts = [f"nodetap-nats-{i}.nodetap-nats:4222" for i in range(3)]
+    assert store == "--store=nats://" + ",".join(hosts)
+    assert not any(a.startswith("--data-dir") for a in fwd["args"])
+    assert "persistentVolumeClaim" not in str(spec.get("volumes"))
+    svc = _get(objs, "Service", "nodetap-nats")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert {p["port"] for p in svc["spec"]["ports"]} == {4222, 6222, 8222}
+    conf = _get(objs, "ConfigMap", "nodetap-nats")["data"]["nats.conf"]
+    assert "jetstream" in conf and all(
+        f"nodetap-nats-{i}.nodetap-nats:6222" in conf for i in range(3)
+    )
+    _get(objs, "Service", "nodetap-forwarder")  # agents send to the same Service
+    for name in ("nodetap-forwarder", "nodetap-nats"):
+        _get(objs, "PodDisruptionBudget", name)
+    for where, pod in _pod_specs(objs):
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            assert c["resources"]["limits"]["memory"], where
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True, where
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], where
 
 
 @pytest.mark.parametrize("target", ["replay", "overlays/lab"])
