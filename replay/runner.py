@@ -30,6 +30,7 @@ from replay.monitors import SAMPLE_S, ConntrackTrack, CpuTrack
 from replay.plan import Plan
 from replay.progress import Progress
 from replay.report import build, merge
+from replay.sides import describe, select_file
 from replay.stats import peak_rss_kb
 from replay.worker import UNLIMITED, Shared, worker_main
 
@@ -83,11 +84,23 @@ def run_replay(
     preflight_out: receives the pre-flight lines (default: stderr).
     """
     tmp = _stdin_to_file(plan)
+    say = preflight_out or (lambda s: print(s, file=sys.stderr))
+    original = plan.capture
+    selected = None
     try:
-        return _run(plan, progress, stop, on_status, preflight_out)
+        selected, sel = select_file(plan.capture, plan.direction, plan.host, plan.port)
+        if selected is not None:
+            say(describe(sel))
+            plan.capture = selected
+        report = _run(plan, progress, stop, on_status, preflight_out)
+        report["selection"] = sel.to_dict()
+        report["plan"]["capture"] = original
+        return report
     finally:
-        if tmp:
-            os.unlink(tmp)
+        plan.capture = original
+        for path in (tmp, selected):
+            if path:
+                os.unlink(path)
 
 
 def _run(
