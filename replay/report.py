@@ -247,6 +247,18 @@ def table(r: dict[str, Any]) -> str:
             rows.append(("  throttle", "not needed"))
     else:
         rows.append(("conntrack", ct.get("reason", "not available")))
+    mk = r.get("mocks")
+    if mk:
+        rows.append(
+            (
+                "mocks",
+                f"{mk['served']} served, {mk['unmatched']} unmatched, {mk['recorded']} recorded"
+                + "".join(
+                    f"; {d}: {c['served']} served {c['unmatched']} unmatched"
+                    for d, c in mk["by_dependency"].items()
+                ),
+            )
+        )
     cpu = r["cpu"]
     rows.append(
         (

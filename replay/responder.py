@@ -135,8 +135,15 @@ class _Server(asyncio.Protocol):
 class Responder:
     """The server on a thread of its own (start/close), or run() in the caller's thread."""
 
-    def __init__(self, mocks: MockSet, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.mocks, self.host, self.port = mocks, host, port
+    def __init__(
+        self,
+        mocks: MockSet,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """sock: a listening socket made elsewhere (in another network namespace)."""
+        self.mocks, self.host, self.port, self.sock = mocks, host, port, sock
         self.loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
@@ -144,9 +151,11 @@ class Responder:
 
     def listen(self) -> None:
         try:
-            self._server = self.loop.run_until_complete(
-                self.loop.create_server(lambda: _Server(self.mocks), self.host, self.port)
-            )
+            if self.sock is not None:
+                make = self.loop.create_server(lambda: _Server(self.mocks), sock=self.sock)
+            else:
+                make = self.loop.create_server(lambda: _Server(self.mocks), self.host, self.port)
+            self._server = self.loop.run_until_complete(make)
         except OSError as e:
             raise HostError(
                 f"responder: cannot listen on {self.host}:{self.port} ({e.strerror}); "

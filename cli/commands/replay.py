@@ -62,6 +62,14 @@ def register(sub: Any) -> None:
         action="store_true",
         help="put the replay's own traffic on the raw table's NOTRACK path (no conntrack entries)",
     )
+    m = p.add_argument_group("mocks")
+    m.add_argument(
+        "--mocks",
+        action="store_true",
+        help="answer the service's calls to its dependencies with its recorded outbound "
+        "exchanges (needs --sut-pid)",
+    )
+    m.add_argument("--sut-pid", type=int, metavar="PID", help="the service under test's process")
     f = p.add_argument_group("from a forwarder")
     f.add_argument("--snapshot", metavar="ID", help="replay this snapshot (with --forwarder)")
     f.add_argument("--forwarder", metavar="ADDR", help="the forwarder holding --snapshot")
@@ -227,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.agents:
         from replay.distributed import run_distributed
 
+        if args.mocks:
+            raise ConfigError("--mocks runs on the service's node: not with --agents yet")
         if args.notrack or args.flush_stale or args.netns:
             raise ConfigError(
                 "--notrack, --flush-stale and --netns act on the replaying node: give them to "
@@ -280,11 +290,36 @@ def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
         from netsetup.rules import notrack_for_target
 
         rules = notrack_for_target(plan.host, plan.port, plan.netns, owner="replay")
+    mocks = None
     try:
+        if args.mocks:
+            mocks = _start_mocks(plan, args)
         report: dict[str, Any] = run_replay(plan, progress=False if args.no_progress else None)
     finally:
+        if mocks is not None:
+            mocks.close()
         if rules is not None:
             rules.remove()
+    if mocks is not None:
+        report["mocks"] = mocks.report()
     if args.notrack:
         report["notrack"] = True
     return report
+
+
+def _start_mocks(plan: Any, args: argparse.Namespace) -> Any:
+    from replay.mocking import MockSession
+
+    if not args.sut_pid:
+        raise ConfigError(
+            "--mocks needs --sut-pid PID: the service whose recorded calls become mocks and "
+            "whose connections are redirected to them"
+        )
+    if args.capture == "-":
+        raise ConfigError("--mocks reads the capture twice: give a file, not '-'")
+    session = MockSession.start(
+        args.capture, args.sut_pid, (plan.host, plan.port), args.ignore_json_path or []
+    )
+    for line in session.lines():
+        print(line, file=sys.stderr)
+    return session
