@@ -78,10 +78,28 @@ def cgroup_path(pid: int) -> str:
                 if line.startswith("0::"):
                     return line[3:].strip().lstrip("/")
     except FileNotFoundError:
-        raise ConfigError(
-            f"process {pid} not found; give the pid of the service under test"
-        ) from None
+        raise ConfigError(f"process {pid} not found; give the service's pid") from None
     raise HostError(f"process {pid} is in no cgroup v2; redirecting by cgroup needs cgroup v2")
+
+
+def cgroup2_mount() -> str:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on
+    hybrid hosts)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] == ["cgroup2"]:
+                return left.split()[4]
+    raise HostError("no cgroup v2 hierarchy is mounted; redirecting by cgroup needs one")
+
+
+def nft_cgroup(path: str) -> tuple[str, int]:
+    """(the path nft resolves below /sys/fs/cgroup, the cgroup's level in the v2 tree)."""
+    full = os.path.join(cgroup2_mount(), path)
+    rel = os.path.relpath(full, CGROUP_ROOT)
+    if rel.startswith(".."):
+        raise HostError(f"cgroup v2 is mounted outside {CGROUP_ROOT}; nft cannot match {path}")
+    return rel, len([p for p in path.split("/") if p])
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,26 +137,48 @@ def _match(left: dict[str, Any], right: Any) -> dict[str, Any]:
     return {"match": {"op": "==", "left": left, "right": right}}
 
 
-def rule_exprs(dep: Dependency, to_port: int, cgroup: str | None) -> list[dict[str, Any]]:
+def rule_exprs(dep: Dependency, to_port: int) -> list[dict[str, Any]]:
     fam = "ip6" if dep.v6 else "ip"
-    exprs = [
+    return [
         _match({"payload": {"protocol": fam, "field": "daddr"}}, dep.ip),
         _match({"payload": {"protocol": "tcp", "field": "dport"}}, dep.port),
+        {"redirect": {"port": to_port}},
     ]
-    if cgroup is not None:
-        level = len([p for p in cgroup.split("/") if p])
-        exprs.append(_match({"socket": {"key": "cgroupv2", "level": level}}, cgroup))
-    exprs.append({"redirect": {"port": to_port}})
-    return exprs
+
+
+def cgroup_rule_text(dep: Dependency, to_port: int, cgroup: str, tag: str) -> str:
+    """The rule in nft's language: its JSON parser (nftables 1.0.6) has no `level` for the
+    cgroupv2 socket key."""
+    rel, level = nft_cgroup(cgroup)
+    fam = "ip6" if dep.v6 else "ip"
+    return (
+        f"add rule inet {NFT_TABLE} {CHAIN} {fam} daddr {dep.ip} tcp dport {dep.port} "
+        f'socket cgroupv2 level {level} "{rel}" redirect to :{to_port} comment "{tag}"'
+    )
+
+
+def _nft_text(cmd: str) -> None:
+    import nftables
+
+    rc, _, err = nftables.Nftables().cmd(cmd)
+    if rc != 0:
+        raise HostError(f"nft refused {cmd[:200]}: {str(err).strip()}")
 
 
 def _apply_here(deps: list[Dependency], to_port: int, cgroup: str | None, tag: str) -> None:
     cmds: list[dict[str, Any]] = [{"add": {"table": {"family": "inet", "name": NFT_TABLE}}}]
     cmds.append(_chain())
-    for d in deps:
-        rule = {"family": "inet", "table": NFT_TABLE, "chain": CHAIN, "comment": tag}
-        cmds.append({"add": {"rule": {**rule, "expr": rule_exprs(d, to_port, cgroup)}}})
+    if cgroup is None:
+        for d in deps:
+            rule = {"family": "inet", "table": NFT_TABLE, "chain": CHAIN, "comment": tag}
+            cmds.append({"add": {"rule": {**rule, "expr": rule_exprs(d, to_port)}}})
     nft_cmd(cmds)
+    if cgroup is not None:
+        try:
+            _nft_text("\n".join(cgroup_rule_text(d, to_port, cgroup, tag) for d in deps))
+        except BaseException:
+            _remove_here(tag)
+            raise
 
 
 def _tagged_here(tag: str) -> list[dict[str, Any]]:
