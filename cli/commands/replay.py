@@ -69,7 +69,12 @@ def register(sub: Any) -> None:
         help="answer the service's calls to its dependencies with its recorded outbound "
         "exchanges (needs --sut-pid)",
     )
-    m.add_argument("--sut-pid", type=int, metavar="PID", help="the service under test's process")
+    m.add_argument(
+        "--sut-pid",
+        type=int,
+        metavar="PID",
+        help="the service under test's process: its cgroup's CPU and memory in the report",
+    )
     f = p.add_argument_group("from a forwarder")
     f.add_argument("--snapshot", metavar="ID", help="replay this snapshot (with --forwarder)")
     f.add_argument("--forwarder", metavar="ADDR", help="the forwarder holding --snapshot")
@@ -290,18 +295,24 @@ def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
         from netsetup.rules import notrack_for_target
 
         rules = notrack_for_target(plan.host, plan.port, plan.netns, owner="replay")
-    mocks = None
+    mocks = usage = None
     try:
         if args.mocks:
             mocks = _start_mocks(plan, args)
+        if args.sut_pid:
+            usage = _start_usage(args.sut_pid)
         report: dict[str, Any] = run_replay(plan, progress=False if args.no_progress else None)
     finally:
+        if usage is not None:
+            sut = usage.stop()
         if mocks is not None:
             mocks.close()
         if rules is not None:
             rules.remove()
     if mocks is not None:
         report["mocks"] = mocks.report()
+    if usage is not None:
+        report["sut"] = sut
     if args.notrack:
         report["notrack"] = True
     return report
@@ -323,3 +334,14 @@ def _start_mocks(plan: Any, args: argparse.Namespace) -> Any:
     for line in session.lines():
         print(line, file=sys.stderr)
     return session
+
+
+def _start_usage(pid: int) -> Any:
+    import os
+
+    from replay.mocking import process_tree
+    from replay.sut_usage import SutUsage
+
+    if not os.path.exists(f"/proc/{pid}"):
+        raise ConfigError(f"--sut-pid {pid}: no such process; give the service's pid")
+    return SutUsage(pid, process_tree(pid)).start()
