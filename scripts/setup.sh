@@ -17,7 +17,8 @@ command -v apt-get >/dev/null || die "this script supports Debian/Ubuntu hosts (
 pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc libc6-dev
       iproute2 iptables nftables conntrack kmod
       nginx-light curl wrk hey tcpdump tshark
-      bpftool libcap2-bin vagrant)
+      bpftool libcap2-bin vagrant
+      chromium)  # headless, for the test that opens the replay's HTML report
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -44,6 +44,11 @@ def register(sub: Any) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
     o.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    o.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML report (charts, mismatches with diffs, mocks)",
+    )
     o.add_argument("--no-progress", action="store_true", help="no live progress display")
     o.add_argument(
         "--fail-on",
@@ -258,9 +263,14 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         report = _run_local(plan, args)
-    report.pop("result", None)
+    result = report.pop("result", None) or {}
     if conditions:
         report["verdict"] = judge(conditions, report)
+    if args.html:
+        from replay.html_report import render
+
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(render(report, result))
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2, default=str)
