@@ -30,6 +30,7 @@ COMMANDS = (
     "rules",
     "replay",
     "replay_agent",
+    "responder",
     "netsetup",
     "status",
 )

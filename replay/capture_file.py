@@ -72,15 +72,22 @@ def iter_items(
             i += 1
             if i % shares != share:
                 continue
-            try:
-                d = json.loads(line)
-                item = item_from_json(d, i, keep_body_limit, summary_only)
-            except (ValueError, TypeError, AttributeError, binascii.Error):
-                # Not the JSON mapping we expect: let protobuf's parser say what is wrong.
-                try:
-                    pair = jsonl.loads(line, f"{path}:{lineno}")
-                except jsonl.CaptureFormatError as e:
-                    raise InputError(f"{e}; fix or remove that line") from None
-                item = item_from_rrpair(pair, i, keep_body_limit, summary_only)
+            item = item_from_line(line, i, f"{path}:{lineno}", keep_body_limit, summary_only)
             if item is not None:
                 yield item
+
+
+def item_from_line(
+    line: str, index: int, where: str, keep_body_limit: int = 64 * 1024, summary_only: bool = False
+) -> Item | None:
+    """The replayable item of one JSONL line; InputError naming `where` for a bad line."""
+    try:
+        d = json.loads(line)
+        return item_from_json(d, index, keep_body_limit, summary_only)
+    except (ValueError, TypeError, AttributeError, binascii.Error):
+        # Not the JSON mapping we expect: let protobuf's parser say what is wrong.
+        try:
+            pair = jsonl.loads(line, where)
+        except jsonl.CaptureFormatError as e:
+            raise InputError(f"{e}; fix or remove that line") from None
+        return item_from_rrpair(pair, index, keep_body_limit, summary_only)

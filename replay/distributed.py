@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from replay.capture_file import scan
 from replay.plan import Plan
 from replay.report import build, merge
 from replay.runner import planned
+from replay.sides import describe, select_file
 
 
 @dataclass
@@ -151,6 +154,24 @@ def run_distributed(
     report names each of them and any it lost."""
     if not agents:
         raise ConfigError("--agents is empty; give HOST:PORT of at least one replay agent")
+    original = plan.capture
+    selected, sel = select_file(plan.capture, plan.direction, plan.host, plan.port)
+    try:
+        if selected is not None:
+            print(describe(sel), file=sys.stderr)
+            plan.capture = selected
+        report = _run_distributed(plan, agents, token, tls)
+        report["selection"] = sel.to_dict()
+        return report
+    finally:
+        plan.capture = original
+        if selected is not None:
+            os.unlink(selected)
+
+
+def _run_distributed(
+    plan: Plan, agents: list[str], token: str | None, tls: ClientTLS | None
+) -> dict[str, Any]:
     info = scan(plan.capture)
     if info.count == 0:
         raise InputError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from nodetap.errors import ConfigError
 from replay.rewrite import Rules
+from replay.sides import DIRECTIONS
 
 TIMINGS = ("original", "asap")
 CONNECTIONS = ("keepalive", "close", "as-recorded")
@@ -39,6 +40,7 @@ class Plan:
     conntrack_threshold: float = 0.8
     conntrack_throttle: bool = True
     max_diffs: int = 50
+    direction: str = "auto"  # which copies of an exchange to send: replay/sides.py
     # Set by the coordinator of a distributed run: the capture's first timestamp, so that
     # every agent schedules its share on the same clock.
     ts0_ns: int = 0
@@ -56,6 +58,8 @@ class Plan:
             raise ConfigError("--speed and --rate must be positive")
         if self.vusers < 1:
             raise ConfigError("--vusers must be at least 1")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"--direction {self.direction!r}: use one of {', '.join(DIRECTIONS)}")
         if self.loops == 0 and not self.duration:
             raise ConfigError("--loop without a count needs --duration")
         self.host, self.port = parse_target(self.target)

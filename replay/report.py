@@ -247,6 +247,30 @@ def table(r: dict[str, Any]) -> str:
             rows.append(("  throttle", "not needed"))
     else:
         rows.append(("conntrack", ct.get("reason", "not available")))
+    mk = r.get("mocks")
+    if mk:
+        rows.append(
+            (
+                "mocks",
+                f"{mk['served']} served, {mk['unmatched']} unmatched, {mk['recorded']} recorded"
+                + "".join(
+                    f"; {d}: {c['served']} served {c['unmatched']} unmatched"
+                    for d, c in mk["by_dependency"].items()
+                ),
+            )
+        )
+    sut = r.get("sut")
+    if sut:
+        mem = sut.get("memory_bytes_max")
+        rows.append(
+            (
+                "service cpu/mem",
+                f"pid {sut['pid']} cgroup {sut['cgroup'] or '/'}: "
+                f"{_fmt(sut.get('cpu_s'))} CPU s ({_fmt(sut.get('cpu_cores_avg'))} cores), "
+                + (f"peak {mem / 2**20:.1f} MiB" if mem is not None else "memory -")
+                + (f"  ({sut['note']})" if sut.get("note") else ""),
+            )
+        )
     cpu = r["cpu"]
     rows.append(
         (

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from nodetap.errors import ConfigError, HostError, InputError, NodetapError
@@ -30,7 +30,9 @@ from replay.monitors import SAMPLE_S, ConntrackTrack, CpuTrack
 from replay.plan import Plan
 from replay.progress import Progress
 from replay.report import build, merge
+from replay.sides import describe, select_file
 from replay.stats import peak_rss_kb
+from replay.stream import QUEUE_LINES, Feeder, StreamSelector
 from replay.worker import UNLIMITED, Shared, worker_main
 
 log = logging.getLogger(__name__)
@@ -75,19 +77,36 @@ def run_replay(
     stop: threading.Event | None = None,
     on_status: Callable[[dict[str, Any]], None] | None = None,
     preflight_out: Callable[[str], None] | None = None,
+    stream: bool = True,
 ) -> dict[str, Any]:
     """Run a plan to the end (or until `stop` is set) and return the report (a dict).
 
+    A plan whose capture is "-" reads stdin as a stream (live shadowing: each pair sent as it
+    arrives, bounded memory; replay/stream.py); stream=False copies it to a file first.
     progress: show a live display on stderr (default: when stderr is a terminal).
     on_status: called about every 0.5 s with counters and pressure (for the gRPC agent).
     preflight_out: receives the pre-flight lines (default: stderr).
     """
+    if plan.capture == "-" and stream:
+        return _run(plan, progress, stop, on_status, preflight_out, stream=sys.stdin)
     tmp = _stdin_to_file(plan)
+    say = preflight_out or (lambda s: print(s, file=sys.stderr))
+    original = plan.capture
+    selected = None
     try:
-        return _run(plan, progress, stop, on_status, preflight_out)
+        selected, sel = select_file(plan.capture, plan.direction, plan.host, plan.port)
+        if selected is not None:
+            say(describe(sel))
+            plan.capture = selected
+        report = _run(plan, progress, stop, on_status, preflight_out)
+        report["selection"] = sel.to_dict()
+        report["plan"]["capture"] = original
+        return report
     finally:
-        if tmp:
-            os.unlink(tmp)
+        plan.capture = original
+        for path in (tmp, selected):
+            if path:
+                os.unlink(path)
 
 
 def _run(
@@ -96,14 +115,23 @@ def _run(
     stop: threading.Event | None,
     on_status: Callable[[dict[str, Any]], None] | None,
     preflight_out: Callable[[str], None] | None,
+    stream: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    info = scan(plan.capture)
-    if info.count == 0:
+    if stream is not None:
+        if plan.loops != 1 or plan.timing == "original":
+            raise ConfigError(
+                "a streamed input ('-') is sent as it arrives, once: --loop and --timing original "
+                "need a capture file (save the stream first)"
+            )
+        info = CaptureInfo(0, 0, 0)
+    else:
+        info = scan(plan.capture)
+    if info.count == 0 and stream is None:
         raise InputError(f"capture {plan.capture} holds no RRPairs; capture some traffic first")
     plan.ts0_ns = plan.ts0_ns or info.first_ts_ns
     plan.count_hint = plan.count_hint or info.count
     plan.span_hint_s = plan.span_hint_s or info.span_s
-    total, rate = planned(plan, info)
+    total, rate = planned(plan, info) if stream is None else (None, plan.rate)
     if plan.netns and not os.path.exists(f"/run/netns/{plan.netns}"):
         raise ConfigError(f"network namespace {plan.netns!r} not found; see 'ip netns list'")
 
@@ -133,10 +161,20 @@ def _run(
     )
     out: Any = ctx.Queue()
     plan_json = plan.to_json()
+    feeds: list[Any] = [ctx.Queue(QUEUE_LINES) for _ in range(nproc)] if stream is not None else []
     procs = [
-        ctx.Process(target=worker_main, args=(plan_json, k, nproc, shared, out), daemon=True)
+        ctx.Process(
+            target=worker_main,
+            args=(plan_json, k, nproc, shared, out, feeds[k] if feeds else None),
+            daemon=True,
+        )
         for k in range(nproc)
     ]
+    feeder = (
+        Feeder(stream, feeds, StreamSelector(plan.direction, f"{plan.host}:{plan.port}"))
+        if stream is not None
+        else None
+    )
     ct = ConntrackTrack(plan.netns, plan.conntrack_threshold, plan.conntrack_throttle)
     cpu = CpuTrack()
     results: dict[int, dict[str, Any]] = {}
@@ -163,6 +201,8 @@ def _run(
         shared.go.set()
         last_status = 0.0
         display.start()
+        if feeder is not None:
+            feeder.start()
         while len(results) + len(failures) < nproc:
             try:
                 kind, k, payload = out.get(timeout=SAMPLE_S)
@@ -197,6 +237,8 @@ def _run(
         cpu.step(elapsed)
     finally:
         display.stop()
+        if feeder is not None:
+            feeder.close()
         shared.stop.value = 1
         shared.go.set()
         for p in procs:
@@ -227,6 +269,10 @@ def _run(
         conntrack=ct.summary(merged["pool"]),
         cpu=cpu.summary(),
     )
+    if feeder is not None:
+        report["selection"] = feeder.sel.to_dict()
+        if feeder.error:
+            failures.append(feeder.error)
     if failures:
         report["failures"] = failures
     report["result"] = merged  # the raw merged result, for merging across agents

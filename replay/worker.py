@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import signal
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netsetup.netns import enter_netns
-from replay.capture_file import iter_items
+from replay.capture_file import item_from_line, iter_items
 from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
 from replay.model import Item, encode_request
@@ -97,8 +98,11 @@ def _mismatch_kind(diff: str) -> str:
 
 
 class _Runner:
-    def __init__(self, plan: Plan, share: int, shares: int, shared: Shared) -> None:
+    def __init__(
+        self, plan: Plan, share: int, shares: int, shared: Shared, feed: Any = None
+    ) -> None:
         self.plan, self.share, self.shares, self.sh = plan, share, shares, shared
+        self.feed = feed  # a streamed input's queue of (index, line); None: read the file
         self.res = Result()
         self.cmp = Comparer(
             ignore_headers=DEFAULT_IGNORE_HEADERS | {h.lower() for h in plan.ignore_headers},
@@ -130,10 +134,31 @@ class _Runner:
             await asyncio.sleep(0.005)
         return time.monotonic() - t0 if t0 else 0.0
 
-    def _items(self) -> Iterator[Iterator[Item]]:
+    def _streamed(self) -> Iterator[Item | None]:
+        """The items of a streamed input as they come; None when none is waiting."""
+        p = self.plan
+        while True:
+            try:
+                got = self.feed.get_nowait()
+            except queue.Empty:
+                yield None
+                continue
+            if got is None:
+                return
+            index, line = got
+            item = item_from_line(
+                line, index, f"stdin pair {index + 1}", p.keep_body_limit, p.summary_only
+            )
+            if item is not None:
+                yield item
+
+    def _items(self) -> Iterator[Iterator[Item | None]]:
         """The items of each pass: read from the file, or (for a small capture replayed more
         than once) kept from the first pass with their encoded requests."""
         p = self.plan
+        if self.feed is not None:
+            yield self._streamed()
+            return
         loops = p.loops or 1_000_000_000
         small = os.path.getsize(p.capture) <= CACHE_CAPTURE_BYTES
         cached: list[Item] | None = None
@@ -148,13 +173,16 @@ class _Runner:
             else:
                 yield it
 
-    def _schedule(self) -> Iterator[tuple[Item, float]]:
-        """(item, due offset in seconds from the start), every pass over the capture."""
+    def _schedule(self) -> Iterator[tuple[Item | None, float]]:
+        """(item, due offset in seconds from the start), every pass over the capture;
+        (None, 0) while a streamed input has nothing waiting."""
         p = self.plan
         pass_len = self.span / p.speed + (1.0 / p.rate if p.rate else 0.01)
         for n, items in enumerate(self._items()):
             for item in items:
-                if p.rate:
+                if item is None:
+                    yield None, 0.0
+                elif p.rate:
                     due = (n * self.count + item.index) / p.rate
                 elif p.timing == "original" and item.ts_ns and self.ts0:
                     due = n * pass_len + (item.ts_ns - self.ts0) / 1e9 / p.speed
@@ -175,6 +203,9 @@ class _Runner:
                 item, due = next(self.source)
             except StopIteration:
                 return
+            if item is None:
+                await asyncio.sleep(0.005)
+                continue
             now = time.monotonic() - self.start
             if due > now:
                 if self.start + due >= self.deadline:
@@ -301,7 +332,9 @@ def _run_loop(coro: Any) -> Result:
     return uvloop.run(coro)  # type: ignore[no-any-return]
 
 
-def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: Any) -> None:
+def worker_main(
+    plan_json: str, share: int, shares: int, shared: Shared, out: Any, feed: Any = None
+) -> None:
     """Entry point of a replay process (multiprocessing target)."""
     plan = Plan.from_json(plan_json)
     try:
@@ -311,7 +344,7 @@ def worker_main(plan_json: str, share: int, shares: int, shared: Shared, out: An
             enter_netns(plan.netns)
         out.put(("ready", share, None))
         shared.go.wait()
-        runner = _Runner(plan, share, shares, shared)
+        runner = _Runner(plan, share, shares, shared, feed)
         res = _run_loop(runner.run())
         t = os.times()
         res.cpu_s = t.user + t.system

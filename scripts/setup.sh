@@ -18,7 +18,8 @@ pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc
       iproute2 iptables nftables conntrack kmod
       nginx-light curl wrk hey tcpdump tshark
       bpftool libcap2-bin vagrant
-      nats-server)
+      nats-server
+      chromium)  # chromium: headless, for the test that opens the replay's HTML report
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

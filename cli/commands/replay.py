@@ -44,7 +44,18 @@ def register(sub: Any) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
     o.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    o.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML report (charts, mismatches with diffs, mocks)",
+    )
     o.add_argument("--no-progress", action="store_true", help="no live progress display")
+    o.add_argument(
+        "--fail-on",
+        metavar="LIST",
+        help="exit 3 when any holds: errors, mismatches, unmatched-mocks (each optionally >N), "
+        "p99>MS, rate<RATIO; for example errors,mismatches,p99>250,rate<0.95",
+    )
     n = p.add_argument_group("network")
     n.add_argument(
         "--flush-stale",
@@ -55,6 +66,19 @@ def register(sub: Any) -> None:
         "--notrack",
         action="store_true",
         help="put the replay's own traffic on the raw table's NOTRACK path (no conntrack entries)",
+    )
+    m = p.add_argument_group("mocks")
+    m.add_argument(
+        "--mocks",
+        action="store_true",
+        help="answer the service's calls to its dependencies with its recorded outbound "
+        "exchanges (needs --sut-pid)",
+    )
+    m.add_argument(
+        "--sut-pid",
+        type=int,
+        metavar="PID",
+        help="the service under test's process: its cgroup's CPU and memory in the report",
     )
     f = p.add_argument_group("from a forwarder")
     f.add_argument("--snapshot", metavar="ID", help="replay this snapshot (with --forwarder)")
@@ -72,8 +96,15 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("capture", nargs="?", help="RRPair JSONL capture ('-' for stdin; or --snapshot)")
     p.add_argument("--target", required=True, metavar="URL", help="http://HOST:PORT to replay to")
     s = p.add_argument_group("schedule")
-    s.add_argument("--timing", choices=("original", "asap"), default="asap")
-    s.add_argument("--speed", default="1x", help="with --timing original: 2x halves the gaps")
+    s.add_argument(
+        "--timing",
+        choices=("original", "asap"),
+        help="original: keep the recorded gaps; asap (default): as fast as the vusers go",
+    )
+    s.add_argument(
+        "--speed",
+        help="replay the recorded gaps faster (2x halves them); implies --timing original",
+    )
     s.add_argument("--rate", metavar="N/s", help="fixed rate, overrides --timing")
     s.add_argument("--vusers", type=int, default=16, help="concurrent virtual users (default 16)")
     s.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -96,6 +127,13 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--set-header", action="append", metavar="'NAME: VALUE'")
     r.add_argument("--remove-header", action="append", metavar="NAME")
     r.add_argument("--replace", action="append", metavar="OLD=NEW", help="token substitution")
+    s.add_argument(
+        "--direction",
+        choices=("auto", "inbound", "outbound", "network", "any"),
+        default="auto",
+        help="which copy of an exchange to send (default auto: the server's copy when both "
+        "sides were captured, only the requests to --target when it was recorded)",
+    )
     c = p.add_argument_group("compare")
     c.add_argument("--ignore-header", action="append", metavar="NAME")
     c.add_argument("--ignore-json-path", action="append", metavar="PATH", help="$.a.b, $..id")
@@ -118,11 +156,25 @@ def plan_from_args(args: argparse.Namespace) -> Any:
     from replay.plan import Plan, parse_rate, parse_speed
     from replay.rewrite import Rules
 
+    timing = args.timing or "asap"
+    if args.speed is not None:
+        if args.rate:
+            raise ConfigError(
+                f"--speed {args.speed} scales the recorded gaps and --rate {args.rate} replaces "
+                "them; give one of the two"
+            )
+        if args.timing == "asap":
+            raise ConfigError(
+                f"--speed {args.speed} scales the recorded gaps, --timing asap ignores them; "
+                "drop --timing asap (--speed implies --timing original)"
+            )
+        timing = "original"
     return Plan(
         capture=args.capture,
         target=args.target,
-        timing=args.timing,
-        speed=parse_speed(args.speed),
+        timing=timing,
+        speed=parse_speed(args.speed or "1x"),
+        direction=getattr(args, "direction", "auto"),
         rate=parse_rate(args.rate) if args.rate else None,
         vusers=args.vusers,
         duration=args.duration,
@@ -180,12 +232,21 @@ def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from replay.judge import EXIT_FAILED, judge, parse_fail_on, verdict_line
     from replay.report import table
 
     plan = plan_from_args(args)
+    conditions = parse_fail_on(args.fail_on) if args.fail_on else []
+    if any(c.name == "rate" for c in conditions) and not plan.rate and plan.timing != "original":
+        raise ConfigError(
+            "--fail-on rate<RATIO compares the achieved rate with the planned one; "
+            "give --rate N/s or --timing original (an asap replay plans no rate)"
+        )
     if args.agents:
         from replay.distributed import run_distributed
 
+        if args.mocks:
+            raise ConfigError("--mocks runs on the service's node: not with --agents yet")
         if args.notrack or args.flush_stale or args.netns:
             raise ConfigError(
                 "--notrack, --flush-stale and --netns act on the replaying node: give them to "
@@ -202,7 +263,14 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         report = _run_local(plan, args)
-    report.pop("result", None)
+    result = report.pop("result", None) or {}
+    if conditions:
+        report["verdict"] = judge(conditions, report)
+    if args.html:
+        from replay.html_report import render
+
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(render(report, result))
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2, default=str)
@@ -211,6 +279,10 @@ def _run(args: argparse.Namespace) -> int:
         print()
     else:
         print(table(report))
+    if conditions:
+        print(verdict_line(report["verdict"]), file=sys.stderr)
+        if not report["verdict"]["passed"]:
+            return EXIT_FAILED
     return 0 if not report.get("failures") else 1
 
 
@@ -233,11 +305,53 @@ def _run_local(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
         from netsetup.rules import notrack_for_target
 
         rules = notrack_for_target(plan.host, plan.port, plan.netns, owner="replay")
+    mocks = usage = None
     try:
+        if args.mocks:
+            mocks = _start_mocks(plan, args)
+        if args.sut_pid:
+            usage = _start_usage(args.sut_pid)
         report: dict[str, Any] = run_replay(plan, progress=False if args.no_progress else None)
     finally:
+        if usage is not None:
+            sut = usage.stop()
+        if mocks is not None:
+            mocks.close()
         if rules is not None:
             rules.remove()
+    if mocks is not None:
+        report["mocks"] = mocks.report()
+    if usage is not None:
+        report["sut"] = sut
     if args.notrack:
         report["notrack"] = True
     return report
+
+
+def _start_mocks(plan: Any, args: argparse.Namespace) -> Any:
+    from replay.mocking import MockSession
+
+    if not args.sut_pid:
+        raise ConfigError(
+            "--mocks needs --sut-pid PID: the service whose recorded calls become mocks and "
+            "whose connections are redirected to them"
+        )
+    if args.capture == "-":
+        raise ConfigError("--mocks reads the capture twice: give a file, not '-'")
+    session = MockSession.start(
+        args.capture, args.sut_pid, (plan.host, plan.port), args.ignore_json_path or []
+    )
+    for line in session.lines():
+        print(line, file=sys.stderr)
+    return session
+
+
+def _start_usage(pid: int) -> Any:
+    import os
+
+    from replay.mocking import process_tree
+    from replay.sut_usage import SutUsage
+
+    if not os.path.exists(f"/proc/{pid}"):
+        raise ConfigError(f"--sut-pid {pid}: no such process; give the service's pid")
+    return SutUsage(pid, process_tree(pid)).start()

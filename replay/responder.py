@@ -1,0 +1,211 @@
+"""The responder: an HTTP/1.x server answering with recorded exchanges (replay/mocks.py).
+
+asyncio + httptools (llhttp), keep-alive and pipelining (answers in request order). A request
+redirected to it by nft DNAT carries its original destination (SO_ORIGINAL_DST): the mocks of
+that dependency answer it. An unmatched request gets 404 with a body saying what was asked and
+what was recorded, and is counted per dependency.
+
+    r = Responder(load_mocks("cap.jsonl"), "127.0.0.1", 0)
+    r.start()          # serves from a thread of its own
+    ... r.port ...
+    r.close(); print(r.mocks.report())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+from typing import Any
+
+import httptools
+
+from nodetap.errors import ConfigError, HostError
+from replay.mocks import Answer, MockSet
+
+SO_ORIGINAL_DST = 80
+IP6T_SO_ORIGINAL_DST = 80
+SOL_IPV6 = 41
+
+
+def original_dst(sock: socket.socket) -> str | None:
+    """The destination "ip:port" the client connected to before a DNAT, or None (not NATed:
+    the kernel gives the socket's own address, or no conntrack entry)."""
+    try:
+        if sock.family == socket.AF_INET:
+            raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+            port, ip = struct.unpack_from("!2xH4s", raw)
+            addr = f"{socket.inet_ntop(socket.AF_INET, ip)}:{port}"
+        else:
+            raw = sock.getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST, 28)
+            port = struct.unpack_from("!H", raw, 2)[0]
+            ip6 = socket.inet_ntop(socket.AF_INET6, raw[8:24])
+            addr = f"{ip6}:{port}"
+    except OSError:
+        return None
+    own = sock.getsockname()
+    return None if addr == f"{own[0]}:{own[1]}" else addr
+
+
+def _reason(status: int, recorded: str) -> str:
+    if recorded:
+        return recorded
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def encode_answer(a: Answer, method: str, target: str, keep_alive: bool, known: list[str]) -> bytes:
+    m = a.mock
+    if m is None:
+        body = (
+            f"nodetap responder: no recorded exchange matches {method} {target} "
+            f"(dependency {a.dependency}); recorded: {', '.join(known) or 'none'}\n"
+        ).encode()
+        status, reason = 404, "Not Found"
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("X-Nodetap-Mock", "unmatched")]
+    else:
+        body, status, reason = m.body, m.status, _reason(m.status, m.reason)
+        headers = list(m.headers)
+    out = [f"HTTP/1.1 {status} {reason}\r\n"]
+    out += [f"{n}: {v}\r\n" for n, v in headers]
+    no_body = status in (204, 304) or 100 <= status < 200
+    if not no_body:
+        out.append(f"Content-Length: {len(body)}\r\n")
+    if not keep_alive:
+        out.append("Connection: close\r\n")
+    out.append("\r\n")
+    head = "".join(out).encode("latin-1")
+    return head if no_body or method == "HEAD" else head + body
+
+
+class _Server(asyncio.Protocol):
+    def __init__(self, mocks: MockSet) -> None:
+        self.mocks = mocks
+        self.parser: Any = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.dst: str | None = None
+        self.url = b""
+        self.body: list[bytes] = []
+        self.host: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self.dst = original_dst(sock) if sock is not None else None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url, self.body, self.host = b"", [], None
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"host":
+            self.host = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode("latin-1")
+        target = self.url.decode("latin-1")
+        keep = bool(self.parser.should_keep_alive())
+        a = self.mocks.answer(method, target, b"".join(self.body), self.dst, self.host)
+        known = self.mocks.known_requests(a.dependency) if a.mock is None else []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_answer(a, method, target, keep, known))
+            if not keep:
+                self.transport.close()
+
+
+class Responder:
+    """The server on a thread of its own (start/close), or run() in the caller's thread."""
+
+    def __init__(
+        self,
+        mocks: MockSet,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """sock: a listening socket made elsewhere (in another network namespace)."""
+        self.mocks, self.host, self.port, self.sock = mocks, host, port, sock
+        self.loop = asyncio.new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def listen(self) -> None:
+        try:
+            if self.sock is not None:
+                make = self.loop.create_server(lambda: _Server(self.mocks), sock=self.sock)
+            else:
+                make = self.loop.create_server(lambda: _Server(self.mocks), self.host, self.port)
+            self._server = self.loop.run_until_complete(make)
+        except OSError as e:
+            raise HostError(
+                f"responder: cannot listen on {self.host}:{self.port} ({e.strerror}); "
+                "give a free --listen address"
+            ) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def start(self) -> None:
+        self.listen()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def serve(self, stop: threading.Event) -> None:
+        """Serve in this thread (after listen()) until stop is set (checked every 0.2 s)."""
+
+        async def wait() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+
+        self.loop.run_until_complete(wait())
+        self._shutdown()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(asyncio.wait_for(self._server.wait_closed(), 1.0))
+            self._server = None
+        if not self.loop.is_closed():
+            self.loop.close()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'127.0.0.1:8081', ':8081', '[::1]:8081', '8081' -> (host, port)."""
+    t = text.strip()
+    host, sep, port = t.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", t
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        p = int(port)
+        if not 0 <= p < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--listen {text!r}: give HOST:PORT, like 127.0.0.1:8081") from None
+    return host, p
