@@ -13,6 +13,8 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
 
 from nodetap.errors import NodetapError
 
@@ -35,15 +37,39 @@ COMMANDS = (
 )
 
 
+def _version() -> str:
+    try:
+        return f"nodetap {metadata.version('nodetap')}"
+    except metadata.PackageNotFoundError:
+        return "nodetap (not installed: version unknown)"
+
+
+class NodetapParser(argparse.ArgumentParser):
+    """A parser that accepts the global flags too: `nodetap capture -v` as `nodetap -v capture`.
+
+    Subparsers are created with the class of their parent, so every level (`netsetup status`)
+    gets them. The default is suppressed so that a subcommand's parse does not reset a flag
+    given before it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=argparse.SUPPRESS,
+            help="more logging (-vv: debug); accepted before or after the subcommand",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = NodetapParser(
         prog="nodetap",
         description="Node-level, sidecar-less L7 traffic capture and replay.",
         epilog="Run 'nodetap COMMAND --help' for a command's flags and examples.",
     )
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
-    )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -59,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    verbose = getattr(args, "verbose", 0)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="nodetap: %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
