@@ -260,7 +260,10 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "packet" and not args.interface:
         raise ConfigError("--mode packet needs --interface IF (for example --interface eth0)")
     if args.mode == "syscall":
+        from agent import pid_tree
         from agent.loader import preflight
+
+        pid_tree.check_exist(args.pid)  # -p 999999: say so rather than capture nothing
 
         preflight()  # not root, no BCC, no headers...: say so before anything else starts
     stop = threading.Event()
@@ -320,6 +323,13 @@ def run(args: argparse.Namespace) -> int:
             metrics.close()
     summary.update(summary_sink)
     print(format_summary(summary), file=sys.stderr)
+    if args.pid and args.mode == "syscall" and not summary.get("conns_tracked"):
+        print(
+            f"nodetap: warning: -p {','.join(map(str, args.pid))}: no connection accepted nor "
+            "opened by these processes or their children; is it the process that serves or "
+            "calls? (ss -tnp shows who owns the sockets)",
+            file=sys.stderr,
+        )
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=1, sort_keys=True)
