@@ -16,7 +16,7 @@ command -v apt-get >/dev/null || die "this script supports Debian/Ubuntu hosts (
 # 1. Debian packages. BCC comes from Debian (the PyPI package named bcc is unrelated).
 pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc libc6-dev
       iproute2 iptables nftables conntrack kmod
-      nginx-light curl wrk hey tcpdump tshark
+      nginx-light curl wrk hey tcpdump tshark jq
       bpftool libcap2-bin vagrant)
 missing=()
 for p in "${pkgs[@]}"; do
