@@ -63,7 +63,28 @@ class NodetapParser(argparse.ArgumentParser):
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommands whose name is not their module's name with - for _.
+_NAMES = {"import_pcap": "import"}
+
+
+def _command_name(module: str) -> str:
+    return _NAMES.get(module, module.replace("_", "-"))
+
+
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The module of the subcommand argv names (the first word not a flag), if any.
+
+    Only that module is imported to run a command: each process then holds only its own
+    metrics (a forwarder's /metrics carries no capture counters at 0) and starts faster.
+    """
+    for word in argv or ():
+        if not word.startswith("-"):
+            return next((m for m in COMMANDS if _command_name(m) == word), None)
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with argv naming a subcommand, the parser of that one only."""
     parser = NodetapParser(
         prog="nodetap",
         description="Node-level, sidecar-less L7 traffic capture and replay.",
@@ -71,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    chosen = _chosen(argv)
+    for name in (chosen,) if chosen else COMMANDS:
         try:
             module = importlib.import_module(f"cli.commands.{name}")
         except ModuleNotFoundError as e:
@@ -83,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0)
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
