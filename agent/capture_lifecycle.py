@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent import bpf_layout as L
-from agent import procfs
+from agent import pid_tree, procfs
 from agent.capture_config import STAT_NAMES, CaptureConfig
 from agent.connections import Connection, ConnectionTracker
 from agent.deferred import DeferredDecode, IdleGate, idle_priority
@@ -39,6 +39,7 @@ class CaptureLifecycle:
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.tracker = ConnectionTracker(cfg.max_conns)
         self.probes: Probes | None = None
+        self._pids: list[int] = []  # cfg.pids and their descendants at start
         self.reader: RingBufferReader | RingSpoolReader | None = None
         self._ring: RingBufferReader | None = None
         self._committed: CommittedCount | None = None
@@ -103,7 +104,7 @@ class CaptureLifecycle:
                 )
                 self.reader = self._deferred.reader
             probes.set_config(L.NT_CFG_ARMED, 1)
-            scan = procfs.scan_sockets(self.cfg.pids or None, skip=os.getpid())
+            scan = procfs.scan_sockets(self._pids or None, skip=os.getpid())
             # a server already blocked in accept() has no entry the programs saw: mark
             # listeners so that their accept() exits are looked at (bpf/common.h)
             for pid in scan.listening_pids:
@@ -129,9 +130,12 @@ class CaptureLifecycle:
     def _configure(self, probes: Probes) -> None:
         probes.set_config(L.NT_CFG_SELF_TGID, os.getpid())
         self._conns_map = probes.table("conns")
-        if self.cfg.pids:
+        # -p PID: the process and its descendants (a master and its workers); the kernel
+        # side adds the children forked from now on (bpf/conn_lifecycle.c)
+        self._pids = pid_tree.with_descendants(self.cfg.pids) if self.cfg.pids else []
+        if self._pids:
             t = probes.table("filter_pids")
-            for pid in self.cfg.pids:
+            for pid in self._pids:
                 t[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
             probes.set_config(L.NT_CFG_FILTER_PIDS, 1)
         if self.cfg.ports:

@@ -17,21 +17,49 @@ if TYPE_CHECKING:
     from agent.capture import SyscallCapture
 
 
+# Losses, one metric family per unit (summing one family means something):
+# nodetap_dropped_<unit>_total{cause}. The summary keys that count a loss but do not start
+# with drop_ are listed here with their cause.
+DROP_UNITS = ("bytes", "records", "calls", "pieces", "connections")
+_OTHER_LOSSES = {"stream_gap_bytes": "stream_gap", "orphan_records": "orphan"}
+
+
+def drop_unit_and_cause(key: str) -> tuple[str, str]:
+    """'drop_iov_bytes' -> ('bytes', 'iov'); 'drop_conn_table_full' -> ('connections', ...)."""
+    if key in _OTHER_LOSSES:
+        return key.rsplit("_", 1)[1], _OTHER_LOSSES[key]
+    name = key.removeprefix("drop_")
+    for unit in DROP_UNITS:
+        if name.endswith("_" + unit):
+            return unit, name[: -len(unit) - 1]
+    return "connections", name  # drop_conn_table_full: connections not tracked
+
+
+def drops_by_unit(summary: dict[str, int]) -> dict[str, dict[str, int]]:
+    """{unit: {cause: count}} of every loss counter in a capture's summary."""
+    out: dict[str, dict[str, int]] = {unit: {} for unit in DROP_UNITS}
+    for k, v in summary.items():
+        if k.startswith("drop_") or k in _OTHER_LOSSES:
+            unit, cause = drop_unit_and_cause(k)
+            out[unit][cause] = out[unit].get(cause, 0) + v
+    return out
+
+
 class CaptureCollector(Collector):
     def __init__(self, cap: SyscallCapture) -> None:
         self.cap = cap
 
     def collect(self) -> Iterator[Metric]:
         s = self.cap.summary()
-        drops = CounterMetricFamily(
-            "nodetap_drops", "Data lost or not copied, by cause", labels=["cause"]
-        )
-        for k, v in s.items():
-            if k.startswith("drop_"):
-                drops.add_metric([k[5:]], v)
-        for k in ("orphan_records", "stream_gap_bytes"):
-            drops.add_metric([k], s[k])
-        yield drops
+        for unit, causes in drops_by_unit(s).items():
+            drops = CounterMetricFamily(
+                f"nodetap_dropped_{unit}",
+                f"{unit.capitalize()} lost or not copied, by cause",
+                labels=["cause"],
+            )
+            for cause, v in sorted(causes.items()):
+                drops.add_metric([cause], v)
+            yield drops
         events = CounterMetricFamily(
             "nodetap_events", "Ring-buffer records read, by kind", labels=["kind"]
         )

@@ -147,8 +147,7 @@ def _json_message(
         d["headers"] = _json_headers(m.headers)
     if m.body:
         d["body"] = base64.b64encode(m.body).decode("ascii")
-    if m.body_size:
-        d["bodySize"] = str(m.body_size)
+    d["bodySize"] = m.body_size  # as nodetap/rrpair_json.py: a number, present when 0
     if m.trailers:
         d["trailers"] = _json_headers(m.trailers)
     return d
@@ -187,7 +186,7 @@ def http_rrpair_dict(
         duration = max(0, (req.end_ts_ns - start) // 1000) if req is not None and start else 0
         ttfb = 0
     if duration:
-        d["durationUs"] = str(duration)
+        d["durationUs"] = duration
     d["l7protocol"] = "http"
     d["direction"] = ctx.direction
     if conn_parts is None:
@@ -201,7 +200,7 @@ def http_rrpair_dict(
     if flags:
         d["flags"] = sorted(flags)
     if ttfb:
-        d["ttfbUs"] = str(ttfb)
+        d["ttfbUs"] = ttfb
     http: dict[str, object] = {}
     if req is not None:
         http["req"] = _json_message(("method", req.method), ("url", req.url), req)
@@ -252,7 +251,7 @@ def _json_meta(ctx: ConnContext) -> dict[str, object]:
         if who.labels:
             d["labels"] = dict(who.labels)
     if ctx.conn_id:
-        d["connId"] = str(ctx.conn_id)
+        d["connId"] = ctx.conn_id
     return d
 
 

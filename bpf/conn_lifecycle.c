@@ -11,6 +11,24 @@
  * connection before the fd is free for the process to reuse.
  */
 
+/* ---- fork: `-p PID` follows the process's children (a master and the workers it
+ * starts). The agent adds the descendants alive at start (agent/pid_tree.py); this adds
+ * those forked later. Paid by every fork on the node: one config read, one lookup when
+ * the pid filter is on. A new thread's id lands in filter_pids too: harmless, it is
+ * never a tgid while the thread lives. */
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    if (!nt_cfg(NT_CFG_FILTER_PIDS))
+        return 0;
+    u32 parent = bpf_get_current_pid_tgid() >> 32;
+    if (!filter_pids.lookup(&parent))
+        return 0;
+    u32 child = args->child_pid;
+    u8 one = 1;
+    filter_pids.update(&child, &one);
+    return 0;
+}
+
 /* ---- connect: the traced process is the client ---- */
 
 /* connect(fd, uservaddr, addrlen) */

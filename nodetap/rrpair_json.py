@@ -1,13 +1,22 @@
-"""A fast writer of the RRPair's proto3 JSON mapping.
+"""A fast writer of the RRPair's proto3 JSON mapping, in its jq-friendly form.
 
 `google.protobuf.json_format.MessageToJson` walks messages generically and costs tens of
 microseconds per RRPair, more than the whole rest of the capture path. This module
-writes the same JSON for the RRPair message specifically (field names in lowerCamelCase,
-64-bit integers as strings, bytes as base64, enums by name, Timestamp in RFC 3339, fields
-at their default value left out). tests/model/test_rrpair_json.py checks that it equals
-MessageToJson on generated RRPairs; a field added to the proto must be added here too
-(the test compares every field of a fully populated RRPair). orjson encodes the object,
-about ten times faster than the standard library's encoder.
+writes the JSON for the RRPair message specifically: field names in lowerCamelCase,
+bytes as base64, enums by name, Timestamp in RFC 3339, fields at their default value left
+out -- as MessageToJson -- with two differences that make the lines usable with jq:
+
+- 64-bit integers (durationUs, ttfbUs, bodySize, connId) are JSON numbers, not the
+  strings of the canonical mapping: `select(.durationUs > 1000)` compares numbers. Every
+  proto3 JSON parser accepts numbers for 64-bit fields (json_format.Parse, protojson,
+  JsonFormat), so protobuf tools still read the lines.
+- bodySize is present when 0 in every request and response written.
+
+tests/model/test_rrpair_json.py checks it against MessageToJson with those two changes on
+generated RRPairs, and that json_format.Parse reads it back to the same message; a field
+added to the proto must be added here too (the test compares every field of a fully
+populated RRPair). orjson encodes the object, about ten times faster than the standard
+library's encoder.
 """
 
 from __future__ import annotations
@@ -74,8 +83,7 @@ def _message(m: Any, status: bool) -> dict[str, Any]:
         d["headers"] = _headers(m.headers)
     if m.body:
         d["body"] = base64.b64encode(m.body).decode("ascii")
-    if m.body_size:
-        d["bodySize"] = str(m.body_size)
+    d["bodySize"] = m.body_size  # present when 0: jq sees a number
     if len(m.trailers):
         d["trailers"] = _headers(m.trailers)
     return d
@@ -116,7 +124,7 @@ def _meta(m: pb.Meta) -> dict[str, Any]:
     if len(m.labels):
         d["labels"] = dict(m.labels)
     if m.conn_id:
-        d["connId"] = str(m.conn_id)
+        d["connId"] = m.conn_id
     return d
 
 
@@ -128,7 +136,7 @@ def to_dict(pair: pb.RRPair) -> dict[str, Any]:
     if pair.HasField("ts"):
         d["ts"] = timestamp_text(pair.ts.seconds * 1_000_000_000 + pair.ts.nanos)
     if pair.duration_us:
-        d["durationUs"] = str(pair.duration_us)
+        d["durationUs"] = pair.duration_us
     if pair.l7protocol:
         d["l7protocol"] = pair.l7protocol
     if pair.direction:
@@ -142,7 +150,7 @@ def to_dict(pair: pb.RRPair) -> dict[str, Any]:
     if len(pair.flags):
         d["flags"] = list(pair.flags)
     if pair.ttfb_us:
-        d["ttfbUs"] = str(pair.ttfb_us)
+        d["ttfbUs"] = pair.ttfb_us
     if pair.HasField("http"):
         h: dict[str, Any] = {}
         if pair.http.HasField("req"):

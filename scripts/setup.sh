@@ -13,10 +13,12 @@ die() { echo "setup: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root (BPF, packages, netfilter); try: sudo $0"
 command -v apt-get >/dev/null || die "this script supports Debian/Ubuntu hosts (apt-get not found)"
 
-# 1. Debian packages. BCC comes from Debian (the PyPI package named bcc is unrelated).
+# 1. Debian packages. BCC comes from Debian (the PyPI package named bcc is unrelated);
+# prometheus for its promtool (the tests check /metrics with it; its server is disabled).
 pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc libc6-dev
       iproute2 iptables nftables conntrack kmod
-      nginx-light curl wrk hey tcpdump tshark
+      nginx-light curl wrk hey tcpdump tshark jq
+      prometheus
       bpftool libcap2-bin vagrant
       nats-server
       chromium)  # chromium: headless, for the test that opens the replay's HTML report
@@ -39,6 +41,9 @@ if ((${#missing[@]})); then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true  # only promtool is wanted
+  fi
 fi
 # nginx-light's package starts a daemon on port 80; nodetap's tests run their own nginx.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi

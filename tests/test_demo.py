@@ -15,15 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.bpf
 @pytest.mark.root
 @pytest.mark.slow
-def test_demo_end_to_end(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "--workdir", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
+def test_demo_end_to_end_twice_in_one_workdir(tmp_path: Path) -> None:
+    """The second run in the same --workdir starts from a fresh store (issue 25: it failed)."""
+    for _ in range(2):
+        r = subprocess.run(
+            [sys.executable, "-m", "cli", "demo", "--workdir", str(tmp_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
     assert "demo: OK" in r.stdout
     assert "(100.0%)" in r.stdout
     captured = (tmp_path / "capture.jsonl").read_text().splitlines()

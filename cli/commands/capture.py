@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from agent.pipeline import Pipeline, close_sink, jsonl_writer, run_packet, run_syscall
 from agent.procfs import cgroup2_ids
+from cli.options import units
 from cli.table import TableWriter
 from nodetap import jsonl
 from nodetap.errors import ConfigError
@@ -53,32 +54,6 @@ def _port_list(text: str) -> list[int]:
 
 # --register-reads -> LoadOptions.typed_regs
 REGISTER_READS: dict[str, bool | None] = {"auto": None, "typed": True, "probe": False}
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def _size(text: str) -> int:
-    """A byte count: 1048576, 512K, 256M, 2G (binary units); 0 is allowed."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in ("K", "M", "G") else ""
-    try:
-        n = int(t[: len(t) - len(unit)]) * _SIZE_UNITS[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a size such as 512M, 2G or a number of bytes, not {text!r}"
-        ) from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
-    return n
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return v
 
 
 def add_capture_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,7 +82,12 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="only processes in this cgroup v2 directory (repeatable)",
     )
-    p.add_argument("--duration", type=_positive, metavar="SECONDS", help="stop after this long")
+    p.add_argument(
+        "--duration",
+        type=units.positive_duration,
+        metavar="TIME",
+        help="stop after this long (10s, 5m, 1h)",
+    )
     p.add_argument("--count", type=int, metavar="N", help="stop after N RRPairs")
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="write RRPairs here (default: stdout)"
@@ -120,9 +100,9 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-body",
-        type=int,
+        type=units.size,
         default=1 << 20,
-        metavar="BYTES",
+        metavar="SIZE",
         help="bodies longer than this are cut (flag 'truncated'; default 1 MiB)",
     )
     p.add_argument(
@@ -134,7 +114,7 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--defer-max",
-        type=_size,
+        type=units.size,
         default=512 << 20,
         metavar="SIZE",
         help="defer decoding: a drain process spools the ring buffer into at most SIZE on "
@@ -260,7 +240,10 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "packet" and not args.interface:
         raise ConfigError("--mode packet needs --interface IF (for example --interface eth0)")
     if args.mode == "syscall":
+        from agent import pid_tree
         from agent.loader import preflight
+
+        pid_tree.check_exist(args.pid)  # -p 999999: say so rather than capture nothing
 
         preflight()  # not root, no BCC, no headers...: say so before anything else starts
     stop = threading.Event()
@@ -320,6 +303,13 @@ def run(args: argparse.Namespace) -> int:
             metrics.close()
     summary.update(summary_sink)
     print(format_summary(summary), file=sys.stderr)
+    if args.pid and args.mode == "syscall" and not summary.get("conns_tracked"):
+        print(
+            f"nodetap: warning: -p {','.join(map(str, args.pid))}: no connection accepted nor "
+            "opened by these processes or their children; is it the process that serves or "
+            "calls? (ss -tnp shows who owns the sockets)",
+            file=sys.stderr,
+        )
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=1, sort_keys=True)

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,11 +137,33 @@ def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, text=True, capture_output=True, timeout=300, **kw)
 
 
+# What a demo run writes in its folder: removed before each run, so that a second run in the
+# same --workdir starts from an empty store (nothing else in the folder is touched).
+OWN_DIRS = ("forwarder", "spool")
+OWN_FILES = (
+    "forwarder.log",
+    "capture.log",
+    "capture.jsonl",
+    "capture-summary.json",
+    "stored.jsonl",
+    "capture.har",
+    "replay-report.json",
+)
+
+
+def _fresh(work: Path) -> None:
+    for name in OWN_DIRS:
+        shutil.rmtree(work / name, ignore_errors=True)
+    for name in OWN_FILES:
+        (work / name).unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise HostError("the demo captures with BPF and must run as root (try: sudo nodetap demo)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nodetap-demo-"))
     work.mkdir(parents=True, exist_ok=True)
+    _fresh(work)
     app_port, fwd_port = _free_port(), _free_port()
     fwd = f"127.0.0.1:{fwd_port}"
     target = f"http://127.0.0.1:{app_port}"

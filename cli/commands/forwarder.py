@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import threading
 from typing import Any
 
+from cli.options import units
 from cli.options.tokens import read_token
-from nodetap.errors import ConfigError
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 EPILOG = """\
@@ -27,39 +26,6 @@ Agents send with `nodetap capture --forwarder ADDR`; read with `nodetap export -
 `nodetap snapshot ... --forwarder ADDR`, or any gRPC client (reflection is on; the service is
 nodetap.v1.Forwarder, see proto/nodetap/v1/forwarder.proto).
 """
-
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$", re.I)
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1e3,
-    "m": 1e6,
-    "g": 1e9,
-    "t": 1e12,
-    "ki": 1024,
-    "mi": 1024**2,
-    "gi": 1024**3,
-    "ti": 1024**4,
-}
-_AGE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
-_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_size(text: str) -> int:
-    """'500MiB', '20GB', '1048576' -> bytes."""
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise ConfigError(f"bad size {text!r}; use bytes or a unit: 500MiB, 20GiB, 1GB")
-    unit = (m.group(2) or "").lower().rstrip("b")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
-
-
-def parse_age(text: str) -> float:
-    """'7d', '12h', '30m', '3600' -> seconds."""
-    m = _AGE_RE.match(text.strip())
-    if not m:
-        raise ConfigError(f"bad age {text!r}; use seconds or a unit: 30m, 12h, 7d")
-    return float(m.group(1)) * _AGE_UNITS[m.group(2) or ""]
 
 
 def register(subparsers: Any) -> None:
@@ -107,23 +73,29 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="CA of client certificates: require and verify one from every client",
     )
-    p.add_argument("--retention-age", metavar="AGE", help="delete RRPairs older than this (7d)")
+    p.add_argument(
+        "--retention-age",
+        metavar="TIME",
+        type=units.positive_duration,
+        help="delete RRPairs older than this (7d, 12h)",
+    )
     p.add_argument(
         "--retention-size",
         metavar="SIZE",
+        type=units.positive_size,
         help="delete the oldest RRPairs beyond this much data (20GiB)",
     )
     p.add_argument(
         "--retention-interval",
-        metavar="SECONDS",
-        type=float,
+        metavar="TIME",
+        type=units.positive_duration,
         default=60.0,
-        help="how often retention runs (default 60)",
+        help="how often retention runs (default 1m)",
     )
     p.add_argument(
         "--max-message-bytes",
-        metavar="N",
-        type=int,
+        metavar="SIZE",
+        type=units.positive_size,
         default=DEFAULT_MAX_MESSAGE_BYTES,
         help=f"largest gRPC message accepted (default {DEFAULT_MAX_MESSAGE_BYTES})",
     )
@@ -167,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--nats-creds, --nats-tls-ca and --replicas need --store nats://...")
     if args.replicas is not None and not 1 <= args.replicas <= 5:
         raise ConfigError(f"bad --replicas {args.replicas}; JetStream allows 1 to 5")
-    retention_age = parse_age(args.retention_age) if args.retention_age else None
-    retention_bytes = parse_size(args.retention_size) if args.retention_size else None
+    retention_age = args.retention_age  # seconds (cli/options/units.py), or None
+    retention_bytes = args.retention_size  # bytes, or None
     store = open_store_spec(
         spec,
         sync=args.sync,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from cli.options import units
 from nodetap.errors import ConfigError, InputError
 from nodetap.jsonl import open_output
 
@@ -49,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--max-body",
-        metavar="BYTES",
-        type=int,
+        metavar="SIZE",
+        type=units.size,
         default=1 << 20,
         help="keep at most this many bytes of each body (default 1 MiB; flag 'truncated')",
     )

@@ -33,18 +33,35 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--netns", metavar="NAME", help="work in this network namespace")
-    p.add_argument("--json", action="store_true", help="JSON output")
+    _shared(p, None)
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
-    verbs.add_parser("status", help="list what nodetap owns")
+    status = verbs.add_parser("status", help="list what nodetap owns")
     c = verbs.add_parser("clean", help="remove leftovers of nodetap processes that are gone")
     c.add_argument("--all", action="store_true", help="remove everything nodetap owns")
-    verbs.add_parser("conntrack", help="conntrack pre-flight: size, fill, ceiling, statistics")
+    conntrack = verbs.add_parser("conntrack", help="conntrack pre-flight: size, fill, ceiling")
     s = verbs.add_parser("stale", help="conntrack entries left towards a target")
     s.add_argument("target", metavar="IP:PORT")
     s.add_argument("--flush", action="store_true", help="delete exactly those entries")
-    verbs.add_parser("backend", help="print the iptables back end: nft or legacy")
+    backend = verbs.add_parser("backend", help="print the iptables back end: nft or legacy")
+    for verb in (status, c, conntrack, s, backend):
+        _shared(verb, argparse.SUPPRESS)  # `netsetup status --json` as `netsetup --json status`
     p.set_defaults(func=run)
+
+
+def _shared(p: argparse.ArgumentParser, default: Any) -> None:
+    """--netns and --json, accepted before and after the verb (suppressed defaults after)."""
+    p.add_argument(
+        "--netns",
+        metavar="NAME",
+        default=default,
+        help="work in this network namespace",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default is None else default,
+        help="JSON output",
+    )
 
 
 def _target(text: str) -> tuple[str, int]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import sys
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from cli.commands.export import (
     add_output_arguments,
@@ -17,6 +16,7 @@ from cli.commands.export import (
     pcap_writer,
     remote_pairs,
 )
+from cli.json_out import message_json
 from cli.options.forwarder_client import add_client_arguments, client_from_args
 from forwarder.export import write
 from forwarder.filters import parse_filters
@@ -29,6 +29,7 @@ examples:
       --name before-release
   nodetap snapshot list --forwarder 127.0.0.1:7070
   nodetap snapshot export snap-0123456789ab --forwarder 127.0.0.1:7070 --format har -o s.har
+  nodetap snapshot export before-release --forwarder 127.0.0.1:7070 -o s.jsonl  # by name
   nodetap snapshot delete snap-0123456789ab --forwarder 127.0.0.1:7070
 
 A snapshot keeps its RRPairs from retention until it is deleted; replay one with
@@ -56,12 +57,12 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object per snapshot")
     ls.set_defaults(func=run_list)
     e = sub.add_parser("export", help="write a snapshot's RRPairs")
-    e.add_argument("id", help="snapshot id")
+    e.add_argument("id", metavar="SNAPSHOT", help="snapshot id or name")
     add_client_arguments(e)
     add_output_arguments(e)
     e.set_defaults(func=run_export)
     d = sub.add_parser("delete", help="delete a snapshot (its RRPairs fall under retention)")
-    d.add_argument("id", help="snapshot id")
+    d.add_argument("id", metavar="SNAPSHOT", help="snapshot id or name")
     add_client_arguments(d)
     d.set_defaults(func=run_delete)
 
@@ -72,6 +73,29 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
             return getattr(c.stub, method)(request, metadata=c.metadata, timeout=60)
         except grpc.RpcError as e:
             raise c.error(e) from None
+
+
+_ID = re.compile(r"^snap-[0-9a-f]{12}$")
+
+
+def resolve(args: argparse.Namespace, ref: str) -> str:
+    """A snapshot's id from its id or its name (a name given to several: an error)."""
+    if _ID.match(ref):
+        return ref
+    resp = _call(args, "ListSnapshots", fpb.ListSnapshotsRequest())
+    named = [s for s in resp.snapshots if s.name == ref]
+    if len(named) == 1:
+        return str(named[0].id)
+    if not named:
+        raise NodetapError(
+            f"no snapshot with the id or name {ref!r} in {args.forwarder}; "
+            "see nodetap snapshot list"
+        )
+    raise NodetapError(
+        f"{len(named)} snapshots are named {ref!r}: "
+        + ", ".join(_line(s).split("  ")[0] for s in named)
+        + "; give the id"
+    )
 
 
 def _line(s: fpb.Snapshot) -> str:
@@ -91,14 +115,14 @@ def run_list(args: argparse.Namespace) -> int:
     resp = _call(args, "ListSnapshots", fpb.ListSnapshotsRequest())
     for s in resp.snapshots:
         if args.json:
-            print(json.dumps(json_format.MessageToDict(s)))
+            print(message_json(s))
         else:
             print(_line(s))
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    req = fpb.ExportRequest(snapshot_id=args.id, limit=args.limit)
+    req = fpb.ExportRequest(snapshot_id=resolve(args, args.id), limit=args.limit)
     with open_output(args.output) as fp:
         n = write(remote_pairs(args, req), fp, args.format, pcap_writer=pcap_writer())
     if args.output != "-":
@@ -107,8 +131,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    resp = _call(args, "DeleteSnapshot", fpb.DeleteSnapshotRequest(id=args.id))
+    sid = resolve(args, args.id)
+    resp = _call(args, "DeleteSnapshot", fpb.DeleteSnapshotRequest(id=sid))
     if not resp.deleted:
-        raise NodetapError(f"no snapshot {args.id} in {args.forwarder}; see nodetap snapshot list")
-    print(f"nodetap: deleted {args.id}", file=sys.stderr)
+        raise NodetapError(f"no snapshot {sid} in {args.forwarder}; see nodetap snapshot list")
+    print(f"nodetap: deleted {sid}", file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from cli.options import units
 from nodetap.errors import ConfigError, PeerError
 from nodetap.metrics_http import DEFAULT_METRICS_ADDR
 
@@ -52,7 +53,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--config", metavar="FILE", help="agent config (YAML) with a targeting: section")
     p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig for --local")
     p.add_argument("--node", default="", help="node name for --local (default $NODE_NAME or host)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+    p.add_argument(
+        "--timeout",
+        type=units.positive_duration,
+        default=5.0,
+        metavar="TIME",
+        help="how long to wait (default 5s)",
+    )
     p.set_defaults(func=run)
 
 

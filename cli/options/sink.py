@@ -7,6 +7,7 @@ import argparse
 import os
 
 from agent.sinks.forwarder import ForwarderSink
+from cli.options import units
 from cli.options.tokens import read_token
 from nodetap.errors import ConfigError
 from nodetap.transport import ClientTLS
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--spool-max-bytes",
-        metavar="N",
-        type=int,
+        metavar="SIZE",
+        type=units.size,
         default=1024 * 1024 * 1024,
         help="bound of the spool on disk (default 1 GiB); beyond it RRPairs are "
         "dropped and counted",

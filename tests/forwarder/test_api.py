@@ -209,7 +209,7 @@ def test_export_snapshots_and_retention_via_cli(tmp_path: Path) -> None:
 
         listed = _cli("snapshot", "list", *auth, "--json").stdout.splitlines()
         assert [json.loads(x)["id"] for x in listed] == [sid]
-        assert json.loads(listed[0])["count"] == "2"
+        assert json.loads(listed[0])["count"] == 2  # a number (issue 25)
         # the library call replay uses
         assert {p.id for p in client.export_pairs(addr, snapshot_id=sid, token=TOKEN)} == old_posts
         with pytest.raises(NodetapError, match="NOT_FOUND"):

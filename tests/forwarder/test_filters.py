@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from cli.commands.forwarder import parse_age, parse_size
 from forwarder.filters import matches, parse_filters, parse_time
 from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
@@ -59,17 +58,6 @@ def test_time_range() -> None:
 def test_bad_filters_are_user_errors(bad: str) -> None:
     with pytest.raises(NodetapError):
         parse_filters([bad])
-
-
-def test_sizes_and_ages() -> None:
-    assert parse_size("20GiB") == 20 * 1024**3
-    assert parse_size("500MB") == 500 * 10**6
-    assert parse_size("4096") == 4096
-    assert parse_age("7d") == 7 * 86400 and parse_age("90") == 90
-    with pytest.raises(NodetapError):
-        parse_size("lots")
-    with pytest.raises(NodetapError):
-        parse_age("1y")
 
 
 def test_listen_address_forms() -> None:

@@ -1,10 +1,13 @@
-"""The fast JSON writer (nodetap/rrpair_json.py) writes exactly the proto3 JSON mapping
-that google.protobuf.json_format writes, and JSONL reads back to the same RRPair."""
+"""The fast JSON writer (nodetap/rrpair_json.py) writes the proto3 JSON mapping that
+google.protobuf.json_format writes, in its jq-friendly form (64-bit integers as numbers,
+bodySize present when 0), and json_format.Parse reads it back to the same RRPair."""
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -68,12 +71,55 @@ def rrpairs(draw: st.DrawFn) -> pb.RRPair:
     return p
 
 
+INT64_KEYS = {"durationUs", "ttfbUs", "bodySize", "connId"}
+
+
+def jq_friendly(pair: pb.RRPair) -> dict[str, Any]:
+    """MessageToJson's object with the two documented changes: 64-bit integers as numbers,
+    bodySize present (0) in every request and response."""
+    d = json.loads(json_format.MessageToJson(pair))
+
+    def numbers(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: int(v) if k in INT64_KEYS else numbers(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [numbers(v) for v in o]
+        return o
+
+    d = numbers(d)
+    for side in ("req", "res"):
+        if side in d.get("http", {}):
+            d["http"][side].setdefault("bodySize", 0)
+    return dict(d)
+
+
 @settings(max_examples=300, deadline=None)
 @given(rrpairs())
 def test_fast_writer_equals_json_format(pair: pb.RRPair) -> None:
-    want = json.loads(json_format.MessageToJson(pair))
-    assert json.loads(rrpair_json.dumps(pair)) == want
-    assert jsonl.loads(rrpair_json.dumps(pair)) == pair
+    line = rrpair_json.dumps(pair)
+    assert json.loads(line) == jq_friendly(pair)
+    # the proto3 JSON parser reads numbers for 64-bit fields: the same message back
+    assert json_format.Parse(line, pb.RRPair()) == pair
+    assert jsonl.loads(line) == pair
+
+
+def test_jq_reads_numbers_and_zero_sizes() -> None:
+    """Issue 25: `select(.durationUs > 1000)` compared strings; bodySize was absent when 0."""
+    lines = []
+    for i, duration in enumerate((5, 999, 1001, 2_000_000_000_000)):
+        p = pb.RRPair(id=f"p{i}", duration_us=duration)
+        p.http.req.method = "GET"
+        p.http.res.status_code = 204
+        lines.append(rrpair_json.dumps(p))
+    r = subprocess.run(
+        ["jq", "-c", "select(.durationUs > 1000) | [.id, .http.req.bodySize, .http.res.bodySize]"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert r.stdout.splitlines() == ['["p2",0,0]', '["p3",0,0]']
 
 
 def _populate(msg: object) -> None:
@@ -102,7 +148,8 @@ def _populate(msg: object) -> None:
 def test_every_field_is_written() -> None:
     pair = pb.RRPair()
     _populate(pair)
-    assert json.loads(rrpair_json.dumps(pair)) == json.loads(json_format.MessageToJson(pair))
+    assert json.loads(rrpair_json.dumps(pair)) == jq_friendly(pair)
+    assert json_format.Parse(rrpair_json.dumps(pair), pb.RRPair()) == pair
 
 
 def test_jsonl_round_trip() -> None:
