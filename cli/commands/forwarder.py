@@ -9,6 +9,7 @@ from typing import Any
 
 from cli.options import units
 from cli.options.tokens import read_token
+from nodetap.errors import ConfigError
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 EPILOG = """\
