@@ -55,6 +55,7 @@ START_SKEW_S = 60.0
 LATE_MARGIN_S = 600.0
 PUBLISH_TIMEOUT_S = 10.0
 READ_IDLE_S = 10.0
+PING_INTERVAL_S = 2
 
 
 def parse_servers(url: str) -> list[str]:
@@ -133,6 +134,10 @@ class JetStreamStore:
             "connect_timeout": int(max(1, timeout)),
             "allow_reconnect": True,
             "reconnect_time_wait": 0.2,
+            # A server cut off (no RST) is noticed after ~2 missed pings, then the client
+            # moves to another server; the default (2 min) would stall writes that long.
+            "ping_interval": PING_INTERVAL_S,
+            "max_outstanding_pings": 2,
             "error_cb": on_error,
         }
         try:
