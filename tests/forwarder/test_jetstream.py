@@ -24,7 +24,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from forwarder import client
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
-from tests.forwarder.helpers import ROOT, finish_producer, read_until, start_producer, stop
+from tests.forwarder.helpers import (
+    ROOT,
+    finish_producer,
+    read_until,
+    start_producer,
+    stop,
+    stored,
+)
 from tests.support.nats_cluster import NatsCluster, nats_cluster, start_nats_forwarder
 from tests.support.servers import free_port, nginx
 
@@ -117,6 +124,17 @@ def test_store_flag_errors_are_one_line(tmp_path: Path) -> None:
     down = f"nats://127.0.0.1:{free_port()}"
     assert "cannot reach NATS" in _forwarder_error("--store", down)
     assert "no such file" in _forwarder_error("--store", down, "--nats-creds", "/nonexistent")
+
+
+def test_store_sqlite_spells_out_the_default(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    proc = start_nats_forwarder(port, f"sqlite:{data}")  # any --store value
+    try:
+        assert ingest(f"127.0.0.1:{port}", "agent-q", 1, pairs("q", 3)).stored == 3
+    finally:
+        stop(proc)
+    assert sorted(p.id for p in stored(data)) == ["q-0", "q-1", "q-2"]
 
 
 def test_bad_nats_credentials_are_refused_clearly(tmp_path: Path) -> None:
