@@ -96,14 +96,17 @@ class JetStreamStore:
         self._dup_window = dup_window
         self._limits: tuple[float | None, int | None] = (max_age_s, max_bytes)
         try:
-            self._nc: Client = self._lt.run(self._connect(creds, tls_ca, connect_timeout), 60)
+            self._nc: Client = self._lt.run(
+                self._connect(creds, tls_ca, connect_timeout), 3 * connect_timeout + 5
+            )
             self._js: JetStreamContext = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
             self.replicas = replicas or (3 if self._cluster_size() >= 3 else 1)
             self._lt.run(self._ensure_stream(), 30)
         except TimeoutError:
             self._shutdown()
             raise PeerError(
-                f"NATS at {url} does not answer in time; is the cluster up (with JetStream)?"
+                f"NATS at {url} does not answer in time; is the cluster up (with JetStream)? "
+                "A TLS server needs --nats-tls-ca (or a trusted certificate)"
             ) from None
         except BaseException:
             self._shutdown()

@@ -32,6 +32,7 @@ from tests.forwarder.helpers import (
     stop,
     stored,
 )
+from tests.forwarder.pki import make_pki
 from tests.support.nats_cluster import NatsCluster, nats_cluster, start_nats_forwarder
 from tests.support.servers import free_port, nginx
 
@@ -150,6 +151,22 @@ def test_bad_nats_credentials_are_refused_clearly(tmp_path: Path) -> None:
     with nats_cluster(1, extra_conf=auth) as c:
         line = _forwarder_error("--store", c.url, "--nats-creds", str(creds))
     assert "refused the credentials" in line
+
+
+def test_nats_over_tls_with_the_ca_file(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", ("server",))
+    tls = f'tls {{ cert_file: "{pki / "server.crt"}", key_file: "{pki / "server.key"}" }}\n'
+    with nats_cluster(1, extra_conf=tls) as c:
+        # Without the CA the server's certificate is not trusted: a clear one-line error.
+        line = _forwarder_error("--store", c.url)
+        assert "cannot reach NATS" in line or "does not answer" in line
+        port = free_port()
+        proc = start_nats_forwarder(port, c.url, "--nats-tls-ca", str(pki / "ca.crt"))
+        try:
+            assert ingest(f"127.0.0.1:{port}", "agent-t", 1, pairs("t", 2)).stored == 2
+            assert sorted(export_ids(f"127.0.0.1:{port}")) == ["t-0", "t-1"]
+        finally:
+            stop(proc)
 
 
 # -- two forwarders, one stream ---------------------------------------------------------------
