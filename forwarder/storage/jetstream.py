@@ -55,6 +55,7 @@ START_SKEW_S = 60.0
 LATE_MARGIN_S = 600.0
 PUBLISH_TIMEOUT_S = 10.0
 READ_IDLE_S = 10.0
+PING_INTERVAL_S = 2
 
 
 def parse_servers(url: str) -> list[str]:
@@ -95,14 +96,17 @@ class JetStreamStore:
         self._dup_window = dup_window
         self._limits: tuple[float | None, int | None] = (max_age_s, max_bytes)
         try:
-            self._nc: Client = self._lt.run(self._connect(creds, tls_ca, connect_timeout), 60)
+            self._nc: Client = self._lt.run(
+                self._connect(creds, tls_ca, connect_timeout), 3 * connect_timeout + 5
+            )
             self._js: JetStreamContext = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
             self.replicas = replicas or (3 if self._cluster_size() >= 3 else 1)
             self._lt.run(self._ensure_stream(), 30)
         except TimeoutError:
             self._shutdown()
             raise PeerError(
-                f"NATS at {url} does not answer in time; is the cluster up (with JetStream)?"
+                f"NATS at {url} does not answer in time; is the cluster up (with JetStream)? "
+                "A TLS server needs --nats-tls-ca (or a trusted certificate)"
             ) from None
         except BaseException:
             self._shutdown()
@@ -133,6 +137,10 @@ class JetStreamStore:
             "connect_timeout": int(max(1, timeout)),
             "allow_reconnect": True,
             "reconnect_time_wait": 0.2,
+            # A server cut off (no RST) is noticed after ~2 missed pings, then the client
+            # moves to another server; the default (2 min) would stall writes that long.
+            "ping_interval": PING_INTERVAL_S,
+            "max_outstanding_pings": 2,
             "error_cb": on_error,
         }
         try:

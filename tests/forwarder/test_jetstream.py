@@ -24,7 +24,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from forwarder import client
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
-from tests.forwarder.helpers import ROOT, finish_producer, read_until, start_producer, stop
+from tests.forwarder.helpers import (
+    ROOT,
+    finish_producer,
+    read_until,
+    start_producer,
+    stop,
+    stored,
+)
+from tests.forwarder.pki import make_pki
 from tests.support.nats_cluster import NatsCluster, nats_cluster, start_nats_forwarder
 from tests.support.servers import free_port, nginx
 
@@ -119,6 +127,17 @@ def test_store_flag_errors_are_one_line(tmp_path: Path) -> None:
     assert "no such file" in _forwarder_error("--store", down, "--nats-creds", "/nonexistent")
 
 
+def test_store_sqlite_spells_out_the_default(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    proc = start_nats_forwarder(port, f"sqlite:{data}")  # any --store value
+    try:
+        assert ingest(f"127.0.0.1:{port}", "agent-q", 1, pairs("q", 3)).stored == 3
+    finally:
+        stop(proc)
+    assert sorted(p.id for p in stored(data)) == ["q-0", "q-1", "q-2"]
+
+
 def test_bad_nats_credentials_are_refused_clearly(tmp_path: Path) -> None:
     allowed = nkeys.from_seed(nkeys.encode_seed(b"\x01" * 32, nkeys.PREFIX_BYTE_USER))
     other_seed = nkeys.encode_seed(b"\x02" * 32, nkeys.PREFIX_BYTE_USER)
@@ -132,6 +151,22 @@ def test_bad_nats_credentials_are_refused_clearly(tmp_path: Path) -> None:
     with nats_cluster(1, extra_conf=auth) as c:
         line = _forwarder_error("--store", c.url, "--nats-creds", str(creds))
     assert "refused the credentials" in line
+
+
+def test_nats_over_tls_with_the_ca_file(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", ("server",))
+    tls = f'tls {{ cert_file: "{pki / "server.crt"}", key_file: "{pki / "server.key"}" }}\n'
+    with nats_cluster(1, extra_conf=tls) as c:
+        # Without the CA the server's certificate is not trusted: a clear one-line error.
+        line = _forwarder_error("--store", c.url)
+        assert "cannot reach NATS" in line or "does not answer" in line
+        port = free_port()
+        proc = start_nats_forwarder(port, c.url, "--nats-tls-ca", str(pki / "ca.crt"))
+        try:
+            assert ingest(f"127.0.0.1:{port}", "agent-t", 1, pairs("t", 2)).stored == 2
+            assert sorted(export_ids(f"127.0.0.1:{port}")) == ["t-0", "t-1"]
+        finally:
+            stop(proc)
 
 
 # -- two forwarders, one stream ---------------------------------------------------------------
