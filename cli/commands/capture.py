@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from agent.pipeline import Pipeline, close_sink, jsonl_writer, run_packet, run_syscall
 from agent.procfs import cgroup2_ids
+from cli.capture_summary import format_summary
 from cli.options import units
 from cli.table import TableWriter
 from nodetap import jsonl
@@ -183,40 +184,6 @@ def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
     return jsonl_writer(out)
 
 
-def format_summary(summary: dict[str, int]) -> str:
-    if "packets" in summary:  # packet mode
-        s = summary
-        return (
-            f"nodetap: {s.get('rrpairs', 0)} RRPairs from {s.get('flows', 0)} flows; "
-            f"{s.get('packets', 0)} packets, {s.get('malformed', 0)} malformed\n"
-            f"nodetap: gaps: {s.get('gaps', 0)} ({s.get('gap_bytes', 0)} bytes); "
-            f"kernel drops: {s.get('kernel_drops', 0)} of {s.get('kernel_packets', 0)} packets"
-        )
-    drops = {k[5:]: v for k, v in summary.items() if k.startswith("drop_") and v}
-    lines = [
-        f"nodetap: {summary.get('rrpairs', 0)} RRPairs from {summary.get('conns_tracked', 0)} "
-        f"connections; {summary.get('records', 0)} events, {summary.get('data_bytes', 0)} bytes",
-    ]
-    flagged = ", ".join(
-        f"{summary[k]} {k[8:]}"
-        for k in ("rrpairs_incomplete", "rrpairs_gap", "rrpairs_truncated")
-        if summary.get(k)
-    )
-    if flagged:
-        lines.append(f"nodetap: flagged RRPairs: {flagged}")
-    if summary.get("defer_spooled_bytes"):
-        lines.append(
-            f"nodetap: deferred decoding: {summary['defer_spooled_bytes'] >> 20} MiB spooled, "
-            f"backlog up to {summary.get('defer_peak_backlog_bytes', 0) >> 20} MiB, "
-            f"decoder waited {summary.get('defer_paused_ms', 0) / 1000:.1f} s for idle CPU"
-        )
-    if drops:
-        lines.append("nodetap: drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
-    else:
-        lines.append("nodetap: drops: none")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.ebpf and args.mode == "packet":
         from agent.packet.live import filter_program
@@ -302,7 +269,16 @@ def run(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
     summary.update(summary_sink)
-    print(format_summary(summary), file=sys.stderr)
+    summary["written"], summary["rules_dropped"] = pipeline.written, pipeline.rules_dropped
+    print(
+        format_summary(
+            summary,
+            output=args.output,
+            forwarder=getattr(args, "forwarder", None),
+            spool_dir=getattr(args, "spool_dir", None),
+        ),
+        file=sys.stderr,
+    )
     if args.pid and args.mode == "syscall" and not summary.get("conns_tracked"):
         print(
             f"nodetap: warning: -p {','.join(map(str, args.pid))}: no connection accepted nor "
