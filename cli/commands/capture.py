@@ -116,11 +116,12 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--defer-max",
         type=units.size,
-        default=512 << 20,
+        default=None,
         metavar="SIZE",
         help="defer decoding: a drain process spools the ring buffer into at most SIZE on "
         "disk and RRPairs are decoded at idle CPU priority (default 512M; 0: decode at "
-        "once, at normal priority)",
+        "once, at normal priority; the default when a person watches: --format table or "
+        "a terminal on stdout)",
     )
     p.add_argument(
         "--defer-dir",
@@ -292,6 +293,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFER_MAX_DEFAULT = 512 << 20
+
+
+def watched(args: argparse.Namespace) -> bool:
+    """A person reads the rows as they come: a table, or RRPairs on a terminal."""
+    return bool(args.format == "table" or (args.output == "-" and sys.stdout.isatty()))
+
+
+def defer_max(args: argparse.Namespace) -> int:
+    """--defer-max, or its default: decode at once when watched (rows as exchanges
+    complete, not when the CPU is idle), deferred otherwise."""
+    if args.defer_max is not None:
+        return int(args.defer_max)
+    return 0 if watched(args) else DEFER_MAX_DEFAULT
+
+
 def _run_syscall(
     args: argparse.Namespace, pipeline: Pipeline, stop: threading.Event, node: Any
 ) -> dict[str, int]:
@@ -305,7 +322,7 @@ def _run_syscall(
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
         typed_regs=REGISTER_READS[args.register_reads],
-        spool_max=args.defer_max,
+        spool_max=defer_max(args),
         spool_dir=args.defer_dir,
     )
     abandon = threading.Event()
@@ -322,7 +339,7 @@ def _run_syscall(
     def announce(cap: Any) -> None:
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
-            + (" (decoding deferred)" if args.defer_max else "")
+            + (" (decoding deferred)" if defer_max(args) else "")
             + (f", ports {','.join(map(str, args.port))}" if args.port else "")
             + (f", pids {','.join(map(str, args.pid))}" if args.pid else "")
             + " (Ctrl-C to stop)",
