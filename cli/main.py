@@ -34,6 +34,7 @@ COMMANDS = (
     "replay_agent",
     "netsetup",
     "status",
+    "completion",
 )
 
 
@@ -64,7 +65,7 @@ class NodetapParser(argparse.ArgumentParser):
 
 
 # Subcommands whose name is not their module's name with - for _.
-_NAMES = {"import_pcap": "import"}
+_NAMES = {"import_pcap": "import", "completion": "completion"}
 
 
 def _command_name(module: str) -> str:
