@@ -89,7 +89,9 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="stop after this long (10s, 5m, 1h)",
     )
-    p.add_argument("--count", type=int, metavar="N", help="stop after N RRPairs")
+    p.add_argument(
+        "-c", "--count", type=int, metavar="N", help="stop after N RRPairs (as tcpdump -c)"
+    )
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="write RRPairs here (default: stdout)"
     )
@@ -148,7 +150,9 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         default="syscall",
         help="syscall: trace processes (default); packet: packets on --interface",
     )
-    p.add_argument("--interface", metavar="IF", help="interface for --mode packet")
+    p.add_argument(
+        "-i", "--interface", metavar="IF", help="interface for --mode packet (as tcpdump -i)"
+    )
     p.add_argument(
         "--summary-json", metavar="FILE", help="also write the exit summary as JSON to FILE"
     )

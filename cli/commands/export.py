@@ -36,6 +36,23 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--until", metavar="TIME", help="before this time (same forms as --since)")
     p.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[], help=FILTER_HELP)
+    p.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NAMESPACE",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="only RRPairs of pods in this namespace (as kubectl -n; repeatable: any of them)",
+    )
+
+
+def selection_items(args: argparse.Namespace) -> list[str]:
+    """--filter items plus -n NAMESPACE (as namespace=A,B: any of them)."""
+    items = list(args.filter)
+    if args.namespaces:
+        items.append("namespace=" + ",".join(args.namespaces))
+    return items
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -135,7 +152,7 @@ def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
 
 
 def run(args: argparse.Namespace) -> int:
-    flt = parse_filters(args.filter, args.since, args.until)
+    flt = parse_filters(selection_items(args), args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
         raise ConfigError("give either --forwarder ADDR or --input FILE.jsonl")
     if args.input:

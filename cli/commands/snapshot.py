@@ -15,6 +15,7 @@ from cli.commands.export import (
     open_output,
     pcap_writer,
     remote_pairs,
+    selection_items,
 )
 from cli.json_out import message_json
 from cli.options.forwarder_client import add_client_arguments, client_from_args
@@ -104,7 +105,7 @@ def _line(s: fpb.Snapshot) -> str:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    flt = parse_filters(args.filter, args.since, args.until)
+    flt = parse_filters(selection_items(args), args.since, args.until)
     snap = _call(args, "CreateSnapshot", fpb.CreateSnapshotRequest(name=args.name, filter=flt))
     print(snap.id)
     print(f"nodetap: snapshot {snap.id} holds {snap.count} RRPairs", file=sys.stderr)
