@@ -10,6 +10,7 @@ from typing import IO, Any
 
 import grpc
 
+from cli import progress
 from cli.options.forwarder_client import add_client_arguments, client_from_args
 from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
@@ -168,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
         pairs = remote_pairs(args, req)
+    if args.output != "-" and not args.follow:  # a bar on a terminal, never over the data
+        pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
     with open_output(args.output) as fp:
         n = write(pairs, fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
     if args.output != "-":

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from cli import progress
 from cli.commands.export import (
     add_output_arguments,
     add_selection_arguments,
@@ -124,8 +125,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     req = fpb.ExportRequest(snapshot_id=resolve(args, args.id), limit=args.limit)
+    pairs = remote_pairs(args, req)
+    if args.output != "-":  # a bar on a terminal, never over the data
+        pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
     with open_output(args.output) as fp:
-        n = write(remote_pairs(args, req), fp, args.format, pcap_writer=pcap_writer())
+        n = write(pairs, fp, args.format, pcap_writer=pcap_writer())
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0
