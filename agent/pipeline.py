@@ -63,22 +63,27 @@ class Pipeline:
         self._out = jsonl_out
         self.fast = rules is None and sink is None and jsonl_out is not None
         self._interactive = jsonl_out is not None and jsonl_out.isatty()
+        self.written = 0  # RRPairs given to the writer
+        self.rules_dropped = 0  # RRPairs the edge rules dropped (filter, sampling)
 
     def emit(self, pair: pb.RRPair) -> None:
         """One RRPair through the rules, to the sink and the writer."""
         if self.rules is not None:
             kept = self.rules.apply(pair)
             if kept is None:
+                self.rules_dropped += 1
                 return
             pair = kept
         if self.sink is not None:
             self.sink.put(pair)
         self.write(pair)
+        self.written += 1
 
     def on_exchange(self, c: CapturedExchange) -> None:
         if self.fast:
             assert self._out is not None
             self._out.write(c.json_line() + "\n")  # no protobuf message needed
+            self.written += 1
             if self._interactive:
                 self._out.flush()
         else:

@@ -35,6 +35,7 @@ COMMANDS = (
     "responder",
     "netsetup",
     "status",
+    "completion",
 )
 
 
@@ -65,7 +66,7 @@ class NodetapParser(argparse.ArgumentParser):
 
 
 # Subcommands whose name is not their module's name with - for _.
-_NAMES = {"import_pcap": "import"}
+_NAMES = {"import_pcap": "import", "completion": "completion"}
 
 
 def _command_name(module: str) -> str:

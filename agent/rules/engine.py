@@ -81,7 +81,7 @@ class RuleEngine:
         self._stamp = self._file_stamp()
         self._next_check = time.monotonic() + reload_interval
         if announce:
-            log.warning("rules: active from %s: %s", ruleset.source, self._compiled.describe())
+            log.info("rules: active from %s: %s", ruleset.source, self._compiled.describe())
 
     @classmethod
     def from_file(
@@ -133,7 +133,7 @@ class RuleEngine:
         with self._lock:
             self._compiled = compiled
         RULE_RELOADS.labels("ok").inc()
-        log.warning("rules: reloaded %s: %s", self.path, compiled.describe())
+        log.info("rules: reloaded %s: %s", self.path, compiled.describe())
         return True
 
     # -- applying -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from agent.pipeline import Pipeline, close_sink, jsonl_writer, run_packet, run_syscall
 from agent.procfs import cgroup2_ids
+from cli.capture_summary import format_summary
 from cli.options import units
 from cli.table import TableWriter
 from nodetap import jsonl
@@ -88,7 +89,9 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="stop after this long (10s, 5m, 1h)",
     )
-    p.add_argument("--count", type=int, metavar="N", help="stop after N RRPairs")
+    p.add_argument(
+        "-c", "--count", type=int, metavar="N", help="stop after N RRPairs (as tcpdump -c)"
+    )
     p.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="write RRPairs here (default: stdout)"
     )
@@ -115,11 +118,12 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--defer-max",
         type=units.size,
-        default=512 << 20,
+        default=None,
         metavar="SIZE",
         help="defer decoding: a drain process spools the ring buffer into at most SIZE on "
         "disk and RRPairs are decoded at idle CPU priority (default 512M; 0: decode at "
-        "once, at normal priority)",
+        "once, at normal priority; the default when a person watches: --format table or "
+        "a terminal on stdout)",
     )
     p.add_argument(
         "--defer-dir",
@@ -146,7 +150,9 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         default="syscall",
         help="syscall: trace processes (default); packet: packets on --interface",
     )
-    p.add_argument("--interface", metavar="IF", help="interface for --mode packet")
+    p.add_argument(
+        "-i", "--interface", metavar="IF", help="interface for --mode packet (as tcpdump -i)"
+    )
     p.add_argument(
         "--summary-json", metavar="FILE", help="also write the exit summary as JSON to FILE"
     )
@@ -181,40 +187,6 @@ def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
         table = TableWriter(out)
         return table.write
     return jsonl_writer(out)
-
-
-def format_summary(summary: dict[str, int]) -> str:
-    if "packets" in summary:  # packet mode
-        s = summary
-        return (
-            f"nodetap: {s.get('rrpairs', 0)} RRPairs from {s.get('flows', 0)} flows; "
-            f"{s.get('packets', 0)} packets, {s.get('malformed', 0)} malformed\n"
-            f"nodetap: gaps: {s.get('gaps', 0)} ({s.get('gap_bytes', 0)} bytes); "
-            f"kernel drops: {s.get('kernel_drops', 0)} of {s.get('kernel_packets', 0)} packets"
-        )
-    drops = {k[5:]: v for k, v in summary.items() if k.startswith("drop_") and v}
-    lines = [
-        f"nodetap: {summary.get('rrpairs', 0)} RRPairs from {summary.get('conns_tracked', 0)} "
-        f"connections; {summary.get('records', 0)} events, {summary.get('data_bytes', 0)} bytes",
-    ]
-    flagged = ", ".join(
-        f"{summary[k]} {k[8:]}"
-        for k in ("rrpairs_incomplete", "rrpairs_gap", "rrpairs_truncated")
-        if summary.get(k)
-    )
-    if flagged:
-        lines.append(f"nodetap: flagged RRPairs: {flagged}")
-    if summary.get("defer_spooled_bytes"):
-        lines.append(
-            f"nodetap: deferred decoding: {summary['defer_spooled_bytes'] >> 20} MiB spooled, "
-            f"backlog up to {summary.get('defer_peak_backlog_bytes', 0) >> 20} MiB, "
-            f"decoder waited {summary.get('defer_paused_ms', 0) / 1000:.1f} s for idle CPU"
-        )
-    if drops:
-        lines.append("nodetap: drops: " + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
-    else:
-        lines.append("nodetap: drops: none")
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -302,7 +274,16 @@ def run(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
     summary.update(summary_sink)
-    print(format_summary(summary), file=sys.stderr)
+    summary["written"], summary["rules_dropped"] = pipeline.written, pipeline.rules_dropped
+    print(
+        format_summary(
+            summary,
+            output=args.output,
+            forwarder=getattr(args, "forwarder", None),
+            spool_dir=getattr(args, "spool_dir", None),
+        ),
+        file=sys.stderr,
+    )
     if args.pid and args.mode == "syscall" and not summary.get("conns_tracked"):
         print(
             f"nodetap: warning: -p {','.join(map(str, args.pid))}: no connection accepted nor "
@@ -314,6 +295,22 @@ def run(args: argparse.Namespace) -> int:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=1, sort_keys=True)
     return 0
+
+
+DEFER_MAX_DEFAULT = 512 << 20
+
+
+def watched(args: argparse.Namespace) -> bool:
+    """A person reads the rows as they come: a table, or RRPairs on a terminal."""
+    return bool(args.format == "table" or (args.output == "-" and sys.stdout.isatty()))
+
+
+def defer_max(args: argparse.Namespace) -> int:
+    """--defer-max, or its default: decode at once when watched (rows as exchanges
+    complete, not when the CPU is idle), deferred otherwise."""
+    if args.defer_max is not None:
+        return int(args.defer_max)
+    return 0 if watched(args) else DEFER_MAX_DEFAULT
 
 
 def _run_syscall(
@@ -329,7 +326,7 @@ def _run_syscall(
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
         typed_regs=REGISTER_READS[args.register_reads],
-        spool_max=args.defer_max,
+        spool_max=defer_max(args),
         spool_dir=args.defer_dir,
     )
     abandon = threading.Event()
@@ -346,7 +343,7 @@ def _run_syscall(
     def announce(cap: Any) -> None:
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
-            + (" (decoding deferred)" if args.defer_max else "")
+            + (" (decoding deferred)" if defer_max(args) else "")
             + (f", ports {','.join(map(str, args.port))}" if args.port else "")
             + (f", pids {','.join(map(str, args.pid))}" if args.pid else "")
             + " (Ctrl-C to stop)",

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 import grpc
 
+from cli import progress
 from cli.options.forwarder_client import add_client_arguments, client_from_args
 from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
@@ -36,6 +37,23 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--until", metavar="TIME", help="before this time (same forms as --since)")
     p.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[], help=FILTER_HELP)
+    p.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NAMESPACE",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="only RRPairs of pods in this namespace (as kubectl -n; repeatable: any of them)",
+    )
+
+
+def selection_items(args: argparse.Namespace) -> list[str]:
+    """--filter items plus -n NAMESPACE (as namespace=A,B: any of them)."""
+    items = list(args.filter)
+    if args.namespaces:
+        items.append("namespace=" + ",".join(args.namespaces))
+    return items
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -135,7 +153,7 @@ def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
 
 
 def run(args: argparse.Namespace) -> int:
-    flt = parse_filters(args.filter, args.since, args.until)
+    flt = parse_filters(selection_items(args), args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
         raise ConfigError("give either --forwarder ADDR or --input FILE.jsonl")
     if args.input:
@@ -151,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
         pairs = remote_pairs(args, req)
+    if args.output != "-" and not args.follow:  # a bar on a terminal, never over the data
+        pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
     with open_output(args.output) as fp:
         n = write(pairs, fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
     if args.output != "-":

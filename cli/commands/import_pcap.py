@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from cli import progress
 from cli.options import units
 from nodetap.errors import ConfigError, InputError
 from nodetap.jsonl import open_output
@@ -108,6 +111,15 @@ def _open_in(path: str) -> Iterator[BinaryIO]:
         yield fp
 
 
+def _size(fp: BinaryIO) -> int | None:
+    """The file's size for the progress bar; None for a pipe."""
+    try:
+        st = os.fstat(fp.fileno())
+    except (OSError, ValueError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def run(args: argparse.Namespace) -> int:
     from agent.packet.importer import import_pcap
     from agent.packet.pcapfile import PcapFormatError
@@ -119,7 +131,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_flows < 1:
         raise ConfigError("--max-flows must be 1 or more")
     started = time.monotonic()
-    with _open_in(args.file) as fin, open_output(args.output) as fout, _fewer_gc_passes():
+    with (
+        _open_in(args.file) as raw,
+        progress.reading(raw, _size(raw), f"import {args.file}") as fin,
+        open_output(args.output) as fout,
+        _fewer_gc_passes(),
+    ):
         write = fout.write
 
         def on_exchange(captured: CapturedExchange) -> None:

@@ -9,12 +9,14 @@ from typing import Any
 
 import grpc
 
+from cli import progress
 from cli.commands.export import (
     add_output_arguments,
     add_selection_arguments,
     open_output,
     pcap_writer,
     remote_pairs,
+    selection_items,
 )
 from cli.json_out import message_json
 from cli.options.forwarder_client import add_client_arguments, client_from_args
@@ -104,7 +106,7 @@ def _line(s: fpb.Snapshot) -> str:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    flt = parse_filters(args.filter, args.since, args.until)
+    flt = parse_filters(selection_items(args), args.since, args.until)
     snap = _call(args, "CreateSnapshot", fpb.CreateSnapshotRequest(name=args.name, filter=flt))
     print(snap.id)
     print(f"nodetap: snapshot {snap.id} holds {snap.count} RRPairs", file=sys.stderr)
@@ -123,8 +125,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     req = fpb.ExportRequest(snapshot_id=resolve(args, args.id), limit=args.limit)
+    pairs = remote_pairs(args, req)
+    if args.output != "-":  # a bar on a terminal, never over the data
+        pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
     with open_output(args.output) as fp:
-        n = write(remote_pairs(args, req), fp, args.format, pcap_writer=pcap_writer())
+        n = write(pairs, fp, args.format, pcap_writer=pcap_writer())
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0

@@ -128,8 +128,10 @@ def entry(pair: pb.RRPair) -> dict[str, Any]:
         "headersSize": -1,
         "bodySize": int(res.body_size) if has_res else -1,
     }
+    # microseconds as milliseconds with 3 decimals: no 0.00899999999999998 from subtraction
     total_ms = pair.duration_us / 1000.0
     wait_ms = min(pair.ttfb_us / 1000.0, total_ms)
+    receive_ms = round(max(0, pair.duration_us - min(pair.ttfb_us, pair.duration_us)) / 1000.0, 3)
     meta = json_format.MessageToDict(pair.meta)
     out: dict[str, Any] = {
         "startedDateTime": _iso(pair),
@@ -144,7 +146,7 @@ def entry(pair: pb.RRPair) -> dict[str, Any]:
             "ssl": -1,
             "send": 0,
             "wait": wait_ms,
-            "receive": max(0.0, total_ms - wait_ms),
+            "receive": receive_ms,
         },
         "_nodetap": {
             "id": pair.id,
