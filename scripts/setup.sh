@@ -100,6 +100,11 @@ if [[ ! -f $core_stamp || $(cat "$core_stamp") != "$core_want" ]]; then
   echo "$core_want" > "$core_stamp"
   log "built nodetap_core into $venv"
 fi
+# cargo-fuzz, for the bounded fuzzing in scripts/test.sh (from crates.io, once).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install -q --locked cargo-fuzz >/dev/null 2>&1 || die "cargo install cargo-fuzz failed"
+  log "installed cargo-fuzz"
+fi
 "$venv/bin/python" -c 'import bcc, nftables' 2>/dev/null \
   || die "the venv cannot import bcc/nftables; recreate it: rm -rf $venv && $0"
 echo "setup: ready ($venv)" >&2

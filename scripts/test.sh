@@ -9,6 +9,16 @@ cd "$here"
 export PATH="$PATH:$HOME/.cargo/bin"
 (cd core && cargo fmt --check && cargo clippy -q --all-targets -- -D warnings \
   && cargo clippy -q --all-targets --features python -- -D warnings && cargo test -q >/dev/null)
+# cargo-fuzz (nightly features; the stable compiler allows them with RUSTC_BOOTSTRAP=1): each
+# target for NODETAP_FUZZ_SECONDS (default 20) from the differential tests' cases, 512 MiB max.
+.venv/bin/python -m tests.core.fuzz_seeds core/fuzz/corpus
+fuzz_log=$(mktemp)
+for target in records http1; do
+  (cd core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "corpus/$target" -- \
+    -max_total_time="${NODETAP_FUZZ_SECONDS:-20}" -rss_limit_mb=512 -print_final_stats=0) \
+    >"$fuzz_log" 2>&1 || { cat "$fuzz_log" >&2; rm -f "$fuzz_log"; echo "test: fuzz target $target failed" >&2; exit 1; }
+done
+rm -f "$fuzz_log"
 .venv/bin/ruff check --quiet .
 .venv/bin/mypy --no-error-summary
 # The layers contract in pyproject.toml: an upward import fails here.

@@ -64,7 +64,24 @@ struct Invalid;
 type Step = Result<(), usize>;
 
 pub fn latin1(b: &[u8]) -> String {
-    b.iter().map(|&c| c as char).collect()
+    match std::str::from_utf8(b) {
+        Ok(s) if b.is_ascii() => s.to_owned(),
+        _ => b.iter().map(|&c| c as char).collect(),
+    }
+}
+
+/// Where CRLF CRLF first occurs in `h` (a finder built once).
+fn find_end(h: &[u8]) -> Option<usize> {
+    static F: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
+    F.get_or_init(|| memchr::memmem::Finder::new(b"\r\n\r\n"))
+        .find(h)
+}
+
+/// Where CRLF first occurs in `h`.
+fn find_crlf(h: &[u8]) -> Option<usize> {
+    static F: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
+    F.get_or_init(|| memchr::memmem::Finder::new(b"\r\n"))
+        .find(h)
 }
 
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -276,7 +293,7 @@ impl Parser {
                     if self.closing {
                         return Err(p);
                     }
-                    let Some(end) = memchr::memmem::find(&self.buf[p..], b"\r\n\r\n") else {
+                    let Some(end) = find_end(&self.buf[p..]) else {
                         if n - p > MAX_HEADER_BYTES {
                             return Err(p);
                         }
@@ -301,7 +318,7 @@ impl Parser {
                     };
                 }
                 State::ChunkSize => {
-                    let Some(eol) = memchr::memmem::find(&self.buf[p..], b"\r\n") else {
+                    let Some(eol) = find_crlf(&self.buf[p..]) else {
                         if n - p > MAX_CHUNK_LINE {
                             return Err(p);
                         }
@@ -337,7 +354,7 @@ impl Parser {
                         self.complete(None, out);
                         continue;
                     }
-                    let Some(end) = memchr::memmem::find(&self.buf[p..], b"\r\n\r\n") else {
+                    let Some(end) = find_end(&self.buf[p..]) else {
                         if n - p > MAX_HEADER_BYTES {
                             return Err(p);
                         }
@@ -377,7 +394,7 @@ impl Parser {
     /// (head.py _check_partial).
     fn check_partial(&self, pos: usize) -> Result<(), Invalid> {
         let buf = &self.buf[pos..];
-        let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+        let Some(eol) = find_crlf(buf) else {
             let line = buf;
             if memchr::memchr(b'\n', line).is_some()
                 || memchr::memchr(b'\r', &line[..line.len().saturating_sub(1)]).is_some()
@@ -452,7 +469,7 @@ impl Parser {
 
     /// The head `buf[start..end]` (through its CRLF CRLF): the message, its framing.
     fn head(&mut self, start: usize, end: usize, out: &mut Out) -> Result<usize, usize> {
-        let eol = memchr::memmem::find(&self.buf[start..end], b"\r\n").map_or(end, |i| start + i);
+        let eol = find_crlf(&self.buf[start..end]).map_or(end, |i| start + i);
         let mut msg = Message::default();
         let line = &self.buf[start..eol];
         if self.is_request {
@@ -760,7 +777,7 @@ impl Parser {
             .iter()
             .position(|&c| c != b'\r' && c != b'\n')
             .unwrap_or(rest.len());
-        let eol = memchr::memmem::find(&rest[start..], b"\r\n").map(|i| i + start);
+        let eol = find_crlf(&rest[start..]).map(|i| i + start);
         let line = &rest[start..eol.unwrap_or(rest.len())];
         let mut msg = Message::default();
         let ok = if self.is_request {
@@ -1000,7 +1017,7 @@ fn httparse_fields(block: &[u8], is_request: bool) -> Option<Headers> {
                 continue;
             }
             let at = (h.value.as_ptr() as usize).checked_sub(base)?;
-            let eol = memchr::memmem::find(block.get(at..)?, b"\r\n")? + at;
+            let eol = find_crlf(block.get(at..)?)? + at;
             let v = &block[at..eol];
             if v.iter()
                 .any(|&c| c != b'\t' && !(0x20..=0x7e).contains(&c) && c < 0x80)
@@ -1018,7 +1035,7 @@ fn fields(block: &[u8]) -> Result<Headers, Invalid> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < block.len() {
-        let eol = memchr::memmem::find(&block[pos..], b"\r\n").ok_or(Invalid)? + pos;
+        let eol = find_crlf(&block[pos..]).ok_or(Invalid)? + pos;
         let line = &block[pos..eol];
         let colon = memchr::memchr(b':', line).ok_or(Invalid)?;
         let name = &line[..colon];

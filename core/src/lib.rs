@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 pub mod decoder;
+pub mod fuzzing;
 pub mod http1;
 pub mod json;
 pub mod layout;

@@ -1,0 +1,36 @@
+"""Write the differential tests' HTTP/1.x cases as seeds of the core's fuzz targets
+(core/fuzz): `python -m tests.core.fuzz_seeds core/fuzz/corpus` (scripts/test.sh does).
+
+A seed is pieces separated by 0xff (target http1) or 0xfe (target records); the first
+byte of a piece steers: bit 0 the direction (1: response), bit 1 a gap of that many bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.core.test_differential import CASES
+
+
+def seed(pieces: list[tuple[str, bytes | int]], sep: bytes) -> bytes:
+    out = []
+    for side, p in pieces:
+        d = 0 if side == "req" else 1
+        if isinstance(p, int):
+            out.append(bytes([0x10 | d | 2]) + bytes(min(p, 200)))
+        else:
+            out.append(bytes([0x10 | d]) + p)
+    return sep.join(out)
+
+
+def main(root: str) -> None:
+    for target, sep in (("http1", b"\xff"), ("records", b"\xfe")):
+        d = Path(root) / target
+        d.mkdir(parents=True, exist_ok=True)
+        for name, pieces in CASES.items():
+            (d / f"seed-{name}").write_bytes(seed(pieces, sep))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
