@@ -85,10 +85,13 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
 fi
 
 # 5. The Rust core (core/, the Python module nodetap_core): built with maturin into the venv,
-#    again only when a file of core/ changed (cargo's build cache is core/target).
+#    again only when a file of core/ changed (cargo's build cache: CARGO_TARGET_DIR below).
 command -v cargo >/dev/null || [[ -x $HOME/.cargo/bin/cargo ]] \
   || die "cargo not found: install a Rust toolchain (rustup, stable >= 1.75)"
 export PATH="$PATH:$HOME/.cargo/bin"
+# cargo's build cache lives outside the checkout, so that a fresh clone on a machine that has
+# built the core once (CI's) does not compile everything again.
+export CARGO_TARGET_DIR="${NODETAP_CARGO_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/nodetap/cargo-target}"
 core_stamp="$venv/.nodetap-core"
 core_want=$(cd "$here" && git ls-files -co --exclude-standard core | grep -v '^core/fuzz/' | sort \
   | xargs sha256sum | sha256sum | cut -c1-16)

@@ -7,6 +7,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 # The Rust core: format, lints (with and without the PyO3 module), unit tests, bounded fuzzing.
 export PATH="$PATH:$HOME/.cargo/bin"
+# cargo's build cache lives outside the checkout, so that a fresh clone on a machine that has
+# built the core once (CI's) does not compile everything again.
+export CARGO_TARGET_DIR="${NODETAP_CARGO_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/nodetap/cargo-target}"
 (cd core && cargo fmt --check && cargo clippy -q --all-targets -- -D warnings \
   && cargo clippy -q --all-targets --features python -- -D warnings && cargo test -q >/dev/null)
 # cargo-fuzz (nightly features; the stable compiler allows them with RUSTC_BOOTSTRAP=1): each
