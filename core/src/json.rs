@@ -1,6 +1,7 @@
 //! The RRPair's proto3 JSON mapping, byte for byte as nodetap/rrpair_json.py writes it with
-//! orjson (lowerCamelCase names, 64-bit integers as strings, bytes as base64, enums by
-//! name, RFC 3339 timestamps, default values left out, no spaces).
+//! orjson, in its jq-friendly form (lowerCamelCase names, 64-bit integers as JSON numbers,
+//! bytes as base64, enums by name, RFC 3339 timestamps, default values left out except
+//! bodySize, which every request and response carries, no spaces).
 #![forbid(unsafe_code)]
 
 use base64::Engine;
@@ -68,11 +69,10 @@ impl<'a> Obj<'a> {
             let _ = write!(o, "{v}");
         }
     }
-    fn num_str(&mut self, k: &str, v: i64) {
-        if v != 0 {
-            let o = self.key(k);
-            let _ = write!(o, "\"{v}\"");
-        }
+    /// Always written, also when 0 (bodySize: jq sees a number in every message).
+    fn num_always(&mut self, k: &str, v: i64) {
+        let o = self.key(k);
+        let _ = write!(o, "{v}");
     }
     fn close(self) {
         self.out.push('}');
@@ -124,7 +124,7 @@ fn meta(out: &mut String, m: &Meta) {
     }
     if m.conn_id != 0 {
         let out = o.key("connId");
-        let _ = write!(out, "\"{}\"", m.conn_id);
+        let _ = write!(out, "{}", m.conn_id);
     }
     o.close();
 }
@@ -154,7 +154,7 @@ fn message(
         let b = base64::engine::general_purpose::STANDARD.encode(body);
         string(o.key("body"), &b);
     }
-    o.num_str("bodySize", body_size);
+    o.num_always("bodySize", body_size);
     if !trailers.is_empty() {
         headers(o.key("trailers"), trailers);
     }
@@ -216,7 +216,7 @@ pub fn dumps(p: &RrPair) -> String {
         let t = timestamp_text(ts.seconds, ts.nanos);
         string(o.key("ts"), &t);
     }
-    o.num_str("durationUs", p.duration_us);
+    o.num("durationUs", p.duration_us);
     o.str("l7protocol", &p.l7protocol);
     if p.direction != 0 {
         match direction_name(p.direction) {
@@ -246,7 +246,7 @@ pub fn dumps(p: &RrPair) -> String {
         }
         out.push(']');
     }
-    o.num_str("ttfbUs", p.ttfb_us);
+    o.num("ttfbUs", p.ttfb_us);
     if let Some(h) = &p.http {
         let out = o.key("http");
         let mut ho = Obj::open(out);
