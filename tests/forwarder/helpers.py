@@ -69,6 +69,27 @@ def forwarder_process(port: int, data_dir: Path, *extra: str) -> Iterator[subpro
         stop(proc)
 
 
+def start_capture(*args: str) -> subprocess.Popen[str]:
+    """`nodetap capture ARGS` (stderr piped), returned once it says it is capturing; stopped
+    if it does not within 60 s."""
+    cap = subprocess.Popen(
+        [sys.executable, "-m", "cli", "capture", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cap.stderr is not None
+        deadline = time.monotonic() + 60
+        while "nodetap: capturing" not in (line := cap.stderr.readline()):
+            assert line and time.monotonic() < deadline, "capture did not start"
+    except BaseException:
+        stop(cap)
+        raise
+    return cap
+
+
 def producer_argv(addr: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "tests.forwarder.producer", "--forwarder", addr, *extra]
 

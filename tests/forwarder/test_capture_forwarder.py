@@ -7,12 +7,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.forwarder.helpers import ROOT, grep_dir, start_forwarder, stop, stored
+from tests.forwarder.helpers import grep_dir, start_capture, start_forwarder, stop, stored
 from tests.support.servers import free_port, nginx
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.slow]
@@ -45,36 +44,23 @@ def test_capture_streams_redacted_pairs_across_a_forwarder_kill9(tmp_path: Path)
     port = free_port()
     with nginx() as web:
         fwd = start_forwarder(port, data)
-        cap = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "capture",
-                "--port",
-                str(web.port),
-                "--count",
-                str(2 * n),
-                "--forwarder",
-                f"127.0.0.1:{port}",
-                "--rules",
-                str(rules),
-                "--spool-dir",
-                str(spool),
-                "-o",
-                str(tmp_path / "local.jsonl"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        cap = start_capture(
+            "--port",
+            str(web.port),
+            "--count",
+            str(2 * n),
+            "--forwarder",
+            f"127.0.0.1:{port}",
+            "--rules",
+            str(rules),
+            "--spool-dir",
+            str(spool),
+            "-o",
+            str(tmp_path / "local.jsonl"),
         )
         cli = None
         try:
             assert cap.stderr is not None
-            deadline = time.monotonic() + 60
-            while "nodetap: capturing" not in (line := cap.stderr.readline()):
-                assert line and time.monotonic() < deadline, "capture did not start"
             cli = subprocess.Popen(
                 [sys.executable, "-c", CLIENT, web.url, str(n), SECRET],
                 stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ import pytest
 
 from forwarder import client
 from nodetap.v1 import forwarder_pb2 as fpb
-from tests.forwarder.helpers import ROOT, stop
+from tests.forwarder.helpers import start_capture, stop
 from tests.support.nats_cluster import nats_cluster, start_nats_forwarder
 from tests.support.servers import free_port, nginx
 
@@ -52,34 +52,21 @@ def test_capture_into_jetstream_survives_a_nats_node_kill(tmp_path: Path) -> Non
                     seen.append(p.http.req.url)
 
         threading.Thread(target=tail, daemon=True).start()
-        cap = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "capture",
-                "--port",
-                str(web.port),
-                "--count",
-                str(2 * n),
-                "--forwarder",
-                a,
-                "--spool-dir",
-                str(tmp_path / "spool"),
-                "-o",
-                str(tmp_path / "local.jsonl"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        cap = start_capture(
+            "--port",
+            str(web.port),
+            "--count",
+            str(2 * n),
+            "--forwarder",
+            a,
+            "--spool-dir",
+            str(tmp_path / "spool"),
+            "-o",
+            str(tmp_path / "local.jsonl"),
         )
         cli = None
         try:
             assert cap.stderr is not None
-            deadline = time.monotonic() + 60
-            while "nodetap: capturing" not in (line := cap.stderr.readline()):
-                assert line and time.monotonic() < deadline, "capture did not start"
             cli = subprocess.Popen(
                 [sys.executable, "-c", CLIENT, web.url, str(n)], stdout=subprocess.PIPE, text=True
             )
