@@ -113,6 +113,25 @@ def make_certs(d: Path) -> tuple[str, str, str]:
     return str(d / "ca.crt"), str(d / "server.crt"), str(d / "server.key")
 
 
+def send_paced(addr: str, n: int, rate: float) -> ForwarderSink:
+    """Put n 1 KiB RRPairs (ids lat-0.., ts = now) into a sink to addr at rate per second,
+    flushed; the caller closes the sink."""
+    sink = ForwarderSink(addr, linger=0.005)
+    template = make_pairs(1, 1024)[0]
+    t0 = time.perf_counter()
+    for i in range(n):
+        p = pb.RRPair()
+        p.CopyFrom(template)
+        p.id = f"lat-{i}"
+        p.ts.FromNanoseconds(time.time_ns())
+        sink.put(p)
+        delay = t0 + (i + 1) / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    sink.flush(60)
+    return sink
+
+
 def make_pairs(count: int, size: int) -> list[pb.RRPair]:
     body = os.urandom(size // 2).hex().encode()[:size]
     out = []
@@ -209,19 +228,7 @@ def latency(kind: str, rate: int, seconds: float, tmp: Path) -> list[float]:
 
         t = threading.Thread(target=read, daemon=True)
         t.start()
-        sink = ForwarderSink(f"127.0.0.1:{port}", linger=0.005)
-        template = make_pairs(1, 1024)[0]
-        t0 = time.perf_counter()
-        for i in range(n):
-            p = pb.RRPair()
-            p.CopyFrom(template)
-            p.id = f"lat-{i}"
-            p.ts.FromNanoseconds(time.time_ns())
-            sink.put(p)
-            delay = t0 + (i + 1) / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        sink.flush(60)
+        sink = send_paced(f"127.0.0.1:{port}", n, rate)
         t.join(30)
         call.cancel()
         sink.close(1)

@@ -114,19 +114,7 @@ def latency(kind: str, rate: int, seconds: float, tmp: Path) -> list[float]:
 
         t = threading.Thread(target=read, daemon=True)
         t.start()
-        sink = ForwarderSink(addr, linger=0.005)
-        template = fi.make_pairs(1, 1024)[0]
-        t0 = time.perf_counter()
-        for i in range(n):
-            p = pb.RRPair()
-            p.CopyFrom(template)
-            p.id = f"lat-{i}"
-            p.ts.FromNanoseconds(time.time_ns())
-            sink.put(p)
-            delay = t0 + (i + 1) / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        sink.flush(60)
+        sink = fi.send_paced(addr, n, rate)
         t.join(30)
         call.cancel()
         sink.close(1)
