@@ -55,6 +55,8 @@ START_SKEW_S = 60.0
 LATE_MARGIN_S = 600.0
 PUBLISH_TIMEOUT_S = 10.0
 READ_IDLE_S = 10.0
+READ_OPEN_TRIES = 3
+READ_OPEN_TIMEOUT_S = 15.0
 PING_INTERVAL_S = 2
 
 
@@ -263,27 +265,14 @@ class JetStreamStore:
         limit: int,
         start: dt.datetime | None,
     ) -> Iterator[pb.RRPair]:
-        info = self._call(self._js.stream_info(stream))
-        last_seq = int(info.state.last_seq)
-        if info.state.messages == 0:
+        opened = self._open_read(stream, subject, start)
+        if opened is None:
             return
+        sub, last_seq, cinfo = opened
         _, until = range_ns(flt)
         stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
-        config = api.ConsumerConfig(opt_start_time=start) if start else None
-        policy = api.DeliverPolicy.BY_START_TIME if start else api.DeliverPolicy.ALL
-        sub = self._call(
-            self._js.subscribe(
-                subject,
-                stream=stream,
-                ordered_consumer=True,
-                deliver_policy=policy,
-                config=config,
-                idle_heartbeat=2.0,
-            )
-        )
         n = 0
         try:
-            cinfo = self._call(sub.consumer_info())
             if cinfo.num_pending == 0 and cinfo.delivered.consumer_seq == 0:
                 return  # nothing matches (a push consumer counts delivered ones as not pending)
             while True:
@@ -306,6 +295,47 @@ class JetStreamStore:
         finally:
             with contextlib.suppress(Exception):
                 self._lt.run(sub.unsubscribe(), 5)
+
+    def _open_read(
+        self, stream: str, subject: str, start: dt.datetime | None
+    ) -> tuple[Any, int, Any] | None:
+        """An ordered consumer over stream (None when it is empty), its last sequence and
+        consumer info. Tried up to READ_OPEN_TRIES times: just after a NATS node dies the
+        client may still be moving to another server and the stream electing a new leader,
+        and a request in that window can go unanswered."""
+        for _ in range(READ_OPEN_TRIES - 1):
+            try:
+                return self._open_read_once(stream, subject, start)
+            except StorageError as e:
+                log.info("%s; trying again", e)
+        return self._open_read_once(stream, subject, start)
+
+    def _open_read_once(
+        self, stream: str, subject: str, start: dt.datetime | None
+    ) -> tuple[Any, int, Any] | None:
+        info = self._call(self._js.stream_info(stream), READ_OPEN_TIMEOUT_S)
+        if info.state.messages == 0:
+            return None
+        config = api.ConsumerConfig(opt_start_time=start) if start else None
+        policy = api.DeliverPolicy.BY_START_TIME if start else api.DeliverPolicy.ALL
+        sub = self._call(
+            self._js.subscribe(
+                subject,
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=policy,
+                config=config,
+                idle_heartbeat=2.0,
+            ),
+            READ_OPEN_TIMEOUT_S,
+        )
+        try:
+            cinfo = self._call(sub.consumer_info(), READ_OPEN_TIMEOUT_S)
+        except StorageError:
+            with contextlib.suppress(Exception):
+                self._lt.run(sub.unsubscribe(), 5)
+            raise
+        return sub, int(info.state.last_seq), cinfo
 
     def query(self, flt: fpb.Filter, limit: int = 0) -> Iterator[pb.RRPair]:
         since, _ = range_ns(flt)
