@@ -23,6 +23,7 @@ for target in records http1; do
 done
 rm -f "$fuzz_log"
 .venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 .venv/bin/mypy --no-error-summary
 # The layers contract in pyproject.toml: an upward import fails here.
 lint_log=$(mktemp)
