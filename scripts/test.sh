@@ -5,6 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh"
 cd "$here"
+# The Kubernetes lab's server binaries (tests/k8s_lab): built from Debian's source once per
+# machine and source version (about 15 minutes on 2 cores), then found in the cache.
+scripts/k8s-lab.sh build
 # The Rust core: format, lints (with and without the PyO3 module), unit tests, bounded fuzzing.
 export PATH="$PATH:$HOME/.cargo/bin"
 # cargo's build cache lives outside the checkout, so that a fresh clone on a machine that has

@@ -72,6 +72,7 @@ class ListWatcher:
         self._thread: threading.Thread | None = None
         self._watch: Any = None
         self.synced = threading.Event()
+        self.unavailable = False  # the API server does not serve the resource (404 on list)
         self.resource_version: str | None = None
         self.lists = 0
 
@@ -145,6 +146,13 @@ class ListWatcher:
                 if self._stop.is_set():
                     break
                 WATCH_ERRORS.labels(self.resource).inc()
+                if isinstance(e, ApiException) and e.status == 404 and not self.lists:
+                    # the API server does not serve this resource (discovery.k8s.io/v1
+                    # EndpointSlices before Kubernetes 1.21): nothing to wait for or to name
+                    log.warning("%s: not served by the API server; going on", self.resource)
+                    self.unavailable = True
+                    self.synced.set()
+                    return
                 log.warning(
                     "%s: list/watch failed (%s); retrying in %.1fs", self.resource, e, backoff
                 )

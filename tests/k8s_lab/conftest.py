@@ -1,0 +1,28 @@
+"""One real Kubernetes control plane for the whole test session (scripts/k8s-lab.sh up),
+stopped at the end. scripts/test.sh builds (or finds cached) the binaries first. With
+$NODETAP_K8S_KUBECONFIG set, the tests use that running lab and leave it running."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.k8s_lab.lab import K8sLab, lab_script
+
+
+@pytest.fixture(scope="session")
+def k8s_lab() -> Iterator[K8sLab]:
+    if os.geteuid() != 0:
+        pytest.skip("the Kubernetes lab needs root")
+    given = os.environ.get("NODETAP_K8S_KUBECONFIG")
+    if given:
+        yield K8sLab(Path(given))
+        return
+    lab_script("up", timeout=240)
+    try:
+        yield K8sLab(Path(lab_script("kubeconfig").strip()))
+    finally:
+        lab_script("down", timeout=120)
