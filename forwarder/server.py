@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Gauge
 
+from forwarder import listen_policy
 from forwarder.filters import matches
 from forwarder.storage import Store, open_store
 from nodetap import transport
@@ -259,11 +260,13 @@ def serve(
     max_streams: int = 64,
     subscriber_queue: int = 10000,
     store: Store | None = None,
+    insecure: bool = False,
 ) -> ForwarderHandle:
     """Start a forwarder on listen ("HOST:PORT", port 0 = any) storing into data_dir.
 
     max_streams bounds concurrent calls (agents' Ingest streams plus Subscribe and Export
     calls); beyond it a call gets RESOURCE_EXHAUSTED and the agent retries.
+    Off loopback, TLS and a token are required unless insecure (forwarder/listen_policy.py).
     """
     listen = normalize_listen(listen)
     if bool(tls_cert) != bool(tls_key):
@@ -271,6 +274,12 @@ def serve(
     if tls_client_ca and not tls_cert:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
     tls = transport.ServerTLS(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    try:
+        listen_policy.check(listen, tls=tls is not None, token=bool(token), insecure=insecure)
+    except ConfigError:
+        if store is not None:
+            store.close()
+        raise
     store = store if store is not None else open_store(data_dir, sync=sync)
     hub = Hub(subscriber_queue)
     auth = None

@@ -17,6 +17,7 @@ examples:
   nodetap forwarder --listen 127.0.0.1:7070 --data-dir /var/lib/nodetap
   nodetap forwarder --listen 0.0.0.0:7070 --data-dir DIR --token-file token \\
       --tls-cert server.crt --tls-key server.key            # TLS and a bearer token
+  (off loopback both are required; --insecure allows without them, with a warning)
   nodetap forwarder --listen :7070 --data-dir DIR --tls-cert server.crt --tls-key server.key \\
       --tls-client-ca clients-ca.crt                          # also verify client certificates
   nodetap forwarder --listen :7070 --data-dir DIR --retention-age 7d --retention-size 20GiB
@@ -66,6 +67,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--token-file", metavar="FILE", help="require this bearer token from every client and agent"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening off loopback without TLS or without a token (logged as a warning "
+        "and shown by the metric nodetap_forwarder_insecure_listen); off by default",
     )
     p.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM): turns TLS on")
     p.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
@@ -165,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         sync=args.sync,
         max_streams=args.max_streams,
         store=store,
+        insecure=args.insecure,
     )
     metrics = None
     if args.metrics_addr:
