@@ -22,8 +22,9 @@ from prometheus_client import Counter, Gauge
 from forwarder import listen_policy
 from forwarder.filters import matches
 from forwarder.storage import Store, open_store
+from forwarder.validate import bad_batch, bad_filter
 from nodetap import transport
-from nodetap.errors import ConfigError, HostError
+from nodetap.errors import ConfigError, HostError, StorageError
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import forwarder_pb2_grpc as fgrpc
@@ -89,6 +90,12 @@ class Hub:
 
 
 # -- service ----------------------------------------------------------------------------------
+def _check_filter(flt: fpb.Filter, context: grpc.ServicerContext) -> None:
+    problem = bad_filter(flt)
+    if problem:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
 class ForwarderService(fgrpc.ForwarderServicer):
     def __init__(self, store: Store, hub: Hub) -> None:
         self.store = store
@@ -98,11 +105,16 @@ class ForwarderService(fgrpc.ForwarderServicer):
         self, request_iterator: Iterator[fpb.IngestBatch], context: grpc.ServicerContext
     ) -> Iterator[fpb.IngestAck]:
         for batch in request_iterator:
-            if not batch.agent_id or batch.seq == 0:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch needs agent_id and seq > 0")
+            problem = bad_batch(batch)
+            if problem:
+                BATCHES.labels("invalid").inc()
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             try:
                 stored = self.store.append(batch.agent_id, batch.seq, batch.pairs)
-            except Exception as e:  # disk full, I/O error: the agent keeps the batch, retries
+            except StorageError as e:  # disk full: said so; the agent keeps the batch, retries
+                log.error("%s", e)
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            except Exception as e:  # an I/O error: the agent keeps the batch, retries
                 log.error("store write failed: %s", e)
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"store write failed: {e}")
             if stored is None:
@@ -117,6 +129,7 @@ class ForwarderService(fgrpc.ForwarderServicer):
     def Subscribe(
         self, request: fpb.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RRPair]:
+        _check_filter(request.filter, context)
         open_tail = getattr(self.store, "open_tail", None)
         if open_tail is not None:  # a shared store: its own live tail sees every forwarder's
             yield from self._store_tail(open_tail(request.filter), context)
@@ -152,6 +165,7 @@ class ForwarderService(fgrpc.ForwarderServicer):
     def Export(
         self, request: fpb.ExportRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RRPair]:
+        _check_filter(request.filter, context)
         if request.snapshot_id:
             if self.store.get_snapshot(request.snapshot_id) is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"no snapshot {request.snapshot_id}")
@@ -164,6 +178,7 @@ class ForwarderService(fgrpc.ForwarderServicer):
     def CreateSnapshot(
         self, request: fpb.CreateSnapshotRequest, context: grpc.ServicerContext
     ) -> fpb.Snapshot:
+        _check_filter(request.filter, context)
         return self.store.create_snapshot(request.name, request.filter)
 
     def ListSnapshots(
