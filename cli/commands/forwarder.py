@@ -122,6 +122,22 @@ def register(subparsers: Any) -> None:
         help="concurrent calls served: agents' streams plus clients (default 64)",
     )
     p.add_argument(
+        "--max-readers",
+        metavar="N",
+        type=int,
+        default=16,
+        help="open Subscribe and Export calls at most (default 16), on top of --max-streams; "
+        "beyond it a call gets RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--subscriber-buffer",
+        metavar="SIZE",
+        type=units.positive_size,
+        default=16 << 20,
+        help="live RRPairs buffered per Subscribe call (default 16MiB); a subscriber that falls "
+        "further behind is ended with RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
         "--metrics-addr",
         metavar="ADDR",
         help="serve /metrics, /healthz, /readyz on HOST:PORT (default: off)",
@@ -145,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
     is_nats = not spec.startswith("sqlite:")
     if not is_nats and (args.nats_creds or args.nats_tls_ca or args.replicas):
         raise ConfigError("--nats-creds, --nats-tls-ca and --replicas need --store nats://...")
+    for flag, n in (("--max-streams", args.max_streams), ("--max-readers", args.max_readers)):
+        if n < 1:
+            raise ConfigError(f"bad {flag} {n}; give at least 1")
     if args.replicas is not None and not 1 <= args.replicas <= 5:
         raise ConfigError(f"bad --replicas {args.replicas}; JetStream allows 1 to 5")
     retention_age = args.retention_age  # seconds (cli/options/units.py), or None
@@ -171,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         retention_interval=args.retention_interval,
         sync=args.sync,
         max_streams=args.max_streams,
+        max_readers=args.max_readers,
+        subscriber_bytes=args.subscriber_buffer,
         store=store,
         insecure=args.insecure,
     )
