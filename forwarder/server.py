@@ -38,7 +38,28 @@ PAIRS_STORED = Counter("nodetap_forwarder_pairs_stored_total", "RRPairs stored")
 RETENTION_DELETED = Counter(
     "nodetap_forwarder_retention_deleted_total", "RRPairs removed by retention"
 )
+BAD_MESSAGES = Counter(
+    "nodetap_forwarder_bad_messages_total", "gRPC messages that could not be deserialized"
+)
 AUTH_REFUSED = Counter("nodetap_forwarder_auth_refused_total", "Calls refused for a bad token")
+
+
+class _OneLineBadMessage(logging.Filter):
+    """grpcio logs a traceback for each message it cannot deserialize (grpc._common): one
+    line instead, and a count."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            BAD_MESSAGES.inc()
+            record.msg = f"{record.getMessage()} {record.exc_info[1]}"
+            record.args = ()
+            record.exc_info = None
+        return True
+
+
+_GRPC_COMMON_LOG = logging.getLogger("grpc._common")
+if not any(isinstance(f, _OneLineBadMessage) for f in _GRPC_COMMON_LOG.filters):
+    _GRPC_COMMON_LOG.addFilter(_OneLineBadMessage())
 
 
 # -- service ----------------------------------------------------------------------------------
@@ -170,7 +191,10 @@ class ForwarderHandle:
 
     def stop(self, grace: float | None = 1.0) -> None:
         self._stop.set()
-        self.server.stop(grace).wait()
+        # grpcio's stop can wait forever on a call whose request could not be deserialized;
+        # past the grace period (and a margin) the store is closed all the same.
+        if not self.server.stop(grace).wait(timeout=(grace or 0) + 3.0):
+            log.warning("gRPC server did not stop within its grace period; closing the store")
         for t in self._threads:
             t.join(timeout=5)
         self.store.close()

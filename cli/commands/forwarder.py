@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
+import sys
 import threading
+import time
 from typing import Any
 
 from cli.options import units
 from cli.options.tokens import read_token
 from nodetap.errors import ConfigError
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
 
 EPILOG = """\
 examples:
@@ -216,4 +222,27 @@ def run(args: argparse.Namespace) -> int:
         handle.stop(2.0)
         if metrics is not None:
             metrics.close()
+    _exit_despite_stuck_calls(handle.server)
     return 0
+
+
+def _exit_despite_stuck_calls(server: Any) -> None:
+    """The store is closed; a call thread that grpc could not wake (a client that sent an
+    undeserializable message and keeps its stream open) must not keep the process alive:
+    Python joins thread-pool workers at exit, so SIGTERM would seem ignored."""
+    pool = getattr(getattr(server, "_state", None), "thread_pool", None)
+    if pool is not None:
+        pool.shutdown(wait=False)  # idle workers end now
+    stuck: list[threading.Thread] = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        stuck = [
+            t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+        ]
+        if not stuck:
+            return
+        time.sleep(0.1)
+    log.warning("exiting with %d gRPC call thread(s) still blocked", len(stuck))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
