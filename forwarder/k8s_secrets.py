@@ -8,6 +8,7 @@ wins). The CA's private key is not kept anywhere: to rotate, delete both Secrets
 - ``nodetap-forwarder-tls``: ``tls.crt``, ``tls.key`` (the forwarder's), ``ca.crt`` (what the
   agents and clients verify it with)
 - ``nodetap-token``: ``token`` (32 random bytes, URL-safe base64)
+- ``nodetap-replay-agent-tls``: the replay agents' certificate (name ``nodetap-replay-agent``)
 """
 
 from __future__ import annotations
@@ -141,8 +142,12 @@ def ensure_all(
     tls_secret: str = "nodetap-forwarder-tls",
     token_secret: str = "nodetap-token",
     api: Any = None,
+    replay_tls_secret: str = "nodetap-replay-agent-tls",
 ) -> dict[str, bool]:
-    """Create the TLS and token Secrets that do not exist yet: {secret name: created}."""
+    """Create the Secrets that do not exist yet: {secret name: created}. Besides the
+    forwarder's TLS and token, a certificate for the replay agents (name
+    ``nodetap-replay-agent``: they run on the host network, so clients verify them by that name
+    with their CA, not by the node's address)."""
     api = api if api is not None else _core_api()
     return {
         tls_secret: ensure_secret(
@@ -150,5 +155,12 @@ def ensure_all(
         ),
         token_secret: ensure_secret(
             api, namespace, token_secret, {"token": make_token().encode()}, "Opaque"
+        ),
+        replay_tls_secret: ensure_secret(
+            api,
+            namespace,
+            replay_tls_secret,
+            make_tls("nodetap-replay-agent", namespace),
+            "kubernetes.io/tls",
         ),
     }

@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--service", default="nodetap-forwarder", help="the forwarder's Service")
     p.add_argument("--tls-secret", default="nodetap-forwarder-tls", metavar="NAME")
     p.add_argument("--token-secret", default="nodetap-token", metavar="NAME")
+    p.add_argument("--replay-tls-secret", default="nodetap-replay-agent-tls", metavar="NAME")
     p.set_defaults(func=run)
 
 
@@ -35,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from forwarder import k8s_secrets
 
     ns = args.namespace or k8s_secrets.namespace_of_pod()
-    created = k8s_secrets.ensure_all(ns, args.service, args.tls_secret, args.token_secret)
+    created = k8s_secrets.ensure_all(
+        ns,
+        args.service,
+        args.tls_secret,
+        args.token_secret,
+        replay_tls_secret=args.replay_tls_secret,
+    )
     for name, new in created.items():
         print(f"nodetap k8s-secrets: {ns}/{name} {'created' if new else 'exists, kept'}")
     return 0

@@ -69,6 +69,7 @@ def test_existing_secrets_are_kept() -> None:
     assert k8s_secrets.ensure_all("nodetap", api=api) == {
         "nodetap-forwarder-tls": True,
         "nodetap-token": True,
+        "nodetap-replay-agent-tls": True,
     }
     first = api.made["nodetap-token"].data["token"]
     assert set(api.made["nodetap-forwarder-tls"].data) == {"ca.crt", "tls.crt", "tls.key"}
@@ -76,5 +77,6 @@ def test_existing_secrets_are_kept() -> None:
     assert k8s_secrets.ensure_all("nodetap", api=api) == {
         "nodetap-forwarder-tls": False,
         "nodetap-token": False,
+        "nodetap-replay-agent-tls": False,
     }
     assert api.made["nodetap-token"].data["token"] == first

@@ -119,3 +119,20 @@ def test_replay_job_reads_the_forwarder_with_tls_and_token() -> None:
     secrets = _mounted(pod, fetch)
     assert secrets[flags["--tls-ca"].rsplit("/", 1)[0]] == "nodetap-forwarder-tls"
     assert secrets[flags["--token-file"].rsplit("/", 1)[0]] == "nodetap-token"
+
+
+def test_lab_replay_agent_gets_its_tls_files() -> None:
+    objs = _render("overlays/lab")
+    pod = _get(objs, "Deployment", "nodetap-replay-agent")["spec"]["template"]["spec"]
+    (ra,) = pod["containers"]
+    flags = _flags(ra)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files: dict[str, str] = {}
+    for m in ra["volumeMounts"]:
+        for src in volumes[m["name"]].get("projected", {}).get("sources", []):
+            for item in src["secret"]["items"]:
+                files[f"{m['mountPath']}/{item['path']}"] = src["secret"]["name"]
+    assert files[flags["--tls-cert"]] == files[flags["--tls-key"]] == "nodetap-replay-agent-tls"
+    assert files[flags["--token-file"]] == "nodetap-replay-token"
+    _get(objs, "Secret", "nodetap-replay-token")
+    _get(objs, "Job", "nodetap-secrets")  # makes nodetap-replay-agent-tls

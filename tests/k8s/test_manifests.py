@@ -187,7 +187,11 @@ def test_rbac_reads_exactly_what_enrichment_needs() -> None:
         {
             "apiGroups": [""],
             "resources": ["secrets"],
-            "resourceNames": ["nodetap-forwarder-tls", "nodetap-token"],
+            "resourceNames": [
+                "nodetap-forwarder-tls",
+                "nodetap-token",
+                "nodetap-replay-agent-tls",
+            ],
             "verbs": ["get"],
         },
     ]
