@@ -36,6 +36,7 @@ COMMANDS = (
     "netsetup",
     "status",
     "completion",
+    "k8s_secrets",
 )
 
 

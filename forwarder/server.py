@@ -8,21 +8,22 @@ returns a ForwarderHandle (``.port``, ``.stop(grace)``), so one process can embe
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
-from forwarder.filters import matches
+from forwarder import listen_policy
+from forwarder.live_tail import DEFAULT_BUFFER_BYTES, DEFAULT_MAX_READERS, SUBSCRIBERS, Hub, Readers
 from forwarder.storage import Store, open_store
+from forwarder.validate import bad_batch, bad_filter
 from nodetap import transport
-from nodetap.errors import ConfigError, HostError
+from nodetap.errors import ConfigError, HostError, StorageError
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import forwarder_pb2_grpc as fgrpc
@@ -34,74 +35,60 @@ SERVICE = "nodetap.v1.Forwarder"
 
 BATCHES = Counter("nodetap_forwarder_batches_total", "Batches received", ["result"])
 PAIRS_STORED = Counter("nodetap_forwarder_pairs_stored_total", "RRPairs stored")
-SUB_DROPPED = Counter(
-    "nodetap_forwarder_subscribe_dropped_total", "Live RRPairs dropped for a slow subscriber"
-)
 RETENTION_DELETED = Counter(
     "nodetap_forwarder_retention_deleted_total", "RRPairs removed by retention"
 )
+BAD_MESSAGES = Counter(
+    "nodetap_forwarder_bad_messages_total", "gRPC messages that could not be deserialized"
+)
 AUTH_REFUSED = Counter("nodetap_forwarder_auth_refused_total", "Calls refused for a bad token")
-SUBSCRIBERS = Gauge("nodetap_forwarder_subscribers", "Live Subscribe calls")
 
 
-# -- live tail ------------------------------------------------------------------------------
-@dataclass(eq=False)
-class _Subscriber:
-    flt: fpb.Filter
-    q: queue.Queue[pb.RRPair]
-    dropped: int = 0
+class _OneLineBadMessage(logging.Filter):
+    """grpcio logs a traceback for each message it cannot deserialize (grpc._common): one
+    line instead, and a count."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            BAD_MESSAGES.inc()
+            record.msg = f"{record.getMessage()} {record.exc_info[1]}"
+            record.args = ()
+            record.exc_info = None
+        return True
 
 
-class Hub:
-    """Fans stored RRPairs out to live subscribers (bounded queue each; overflow counted and
-    ends that subscriber's stream with RESOURCE_EXHAUSTED)."""
-
-    def __init__(self, queue_size: int = 10000) -> None:
-        self._lock = threading.Lock()
-        self._subs: list[_Subscriber] = []
-        self._queue_size = queue_size
-
-    def add(self, flt: fpb.Filter) -> _Subscriber:
-        sub = _Subscriber(flt, queue.Queue(maxsize=self._queue_size))
-        with self._lock:
-            self._subs.append(sub)
-        SUBSCRIBERS.inc()
-        return sub
-
-    def remove(self, sub: _Subscriber) -> None:
-        with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
-                SUBSCRIBERS.dec()
-
-    def publish(self, pairs: Iterable[pb.RRPair]) -> None:
-        with self._lock:
-            subs = list(self._subs)
-        for sub in subs:
-            for pair in pairs:
-                if matches(sub.flt, pair, check_time=False):
-                    try:
-                        sub.q.put_nowait(pair)
-                    except queue.Full:
-                        sub.dropped += 1
-                        SUB_DROPPED.inc()
+_GRPC_COMMON_LOG = logging.getLogger("grpc._common")
+if not any(isinstance(f, _OneLineBadMessage) for f in _GRPC_COMMON_LOG.filters):
+    _GRPC_COMMON_LOG.addFilter(_OneLineBadMessage())
 
 
 # -- service ----------------------------------------------------------------------------------
+def _check_filter(flt: fpb.Filter, context: grpc.ServicerContext) -> None:
+    problem = bad_filter(flt)
+    if problem:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
 class ForwarderService(fgrpc.ForwarderServicer):
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, readers: Readers | None = None) -> None:
         self.store = store
         self.hub = hub
+        self.readers = readers or Readers()
 
     def Ingest(
         self, request_iterator: Iterator[fpb.IngestBatch], context: grpc.ServicerContext
     ) -> Iterator[fpb.IngestAck]:
         for batch in request_iterator:
-            if not batch.agent_id or batch.seq == 0:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch needs agent_id and seq > 0")
+            problem = bad_batch(batch)
+            if problem:
+                BATCHES.labels("invalid").inc()
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             try:
                 stored = self.store.append(batch.agent_id, batch.seq, batch.pairs)
-            except Exception as e:  # disk full, I/O error: the agent keeps the batch, retries
+            except StorageError as e:  # disk full: said so; the agent keeps the batch, retries
+                log.error("%s", e)
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            except Exception as e:  # an I/O error: the agent keeps the batch, retries
                 log.error("store write failed: %s", e)
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"store write failed: {e}")
             if stored is None:
@@ -116,25 +103,29 @@ class ForwarderService(fgrpc.ForwarderServicer):
     def Subscribe(
         self, request: fpb.SubscribeRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RRPair]:
-        open_tail = getattr(self.store, "open_tail", None)
-        if open_tail is not None:  # a shared store: its own live tail sees every forwarder's
-            yield from self._store_tail(open_tail(request.filter), context)
-            return
-        sub = self.hub.add(request.filter)
+        _check_filter(request.filter, context)
+        self.readers.acquire(context)
+        try:
+            open_tail = getattr(self.store, "open_tail", None)
+            if open_tail is not None:  # a shared store: its own live tail sees every forwarder's
+                yield from self._store_tail(open_tail(request.filter), context)
+            else:
+                yield from self._hub_tail(request.filter, context)
+        finally:
+            self.readers.release()
+
+    def _hub_tail(self, flt: fpb.Filter, context: grpc.ServicerContext) -> Iterator[pb.RRPair]:
+        sub = self.hub.add(flt, context)
         try:
             # Headers go out now: a client that has them knows the tail is live.
             context.send_initial_metadata((("nodetap-subscribed", "1"),))
             while context.is_active():
-                try:
-                    yield sub.q.get(timeout=0.25)
-                except queue.Empty:
-                    if sub.dropped:
-                        # Never lose silently: a tail that fell behind ends, saying so.
-                        context.abort(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"subscriber too slow: {sub.dropped} RRPairs dropped from the live "
-                            "tail; read them with Export (time range) and subscribe again",
-                        )
+                pair = sub.take(0.25)
+                if pair is not None:
+                    yield pair
+                elif sub.dropped:
+                    # Never lose silently: a tail that fell behind ends, saying so.
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, sub.message())
         finally:
             self.hub.remove(sub)
 
@@ -151,18 +142,24 @@ class ForwarderService(fgrpc.ForwarderServicer):
     def Export(
         self, request: fpb.ExportRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.RRPair]:
-        if request.snapshot_id:
-            if self.store.get_snapshot(request.snapshot_id) is None:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"no snapshot {request.snapshot_id}")
-            yield from self.store.snapshot_pairs(
-                request.snapshot_id, request.filter, int(request.limit)
-            )
-            return
-        yield from self.store.query(request.filter, int(request.limit))
+        _check_filter(request.filter, context)
+        self.readers.acquire(context)
+        try:
+            if request.snapshot_id:
+                if self.store.get_snapshot(request.snapshot_id) is None:
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"no snapshot {request.snapshot_id}")
+                yield from self.store.snapshot_pairs(
+                    request.snapshot_id, request.filter, int(request.limit)
+                )
+            else:
+                yield from self.store.query(request.filter, int(request.limit))
+        finally:
+            self.readers.release()
 
     def CreateSnapshot(
         self, request: fpb.CreateSnapshotRequest, context: grpc.ServicerContext
     ) -> fpb.Snapshot:
+        _check_filter(request.filter, context)
         return self.store.create_snapshot(request.name, request.filter)
 
     def ListSnapshots(
@@ -194,7 +191,10 @@ class ForwarderHandle:
 
     def stop(self, grace: float | None = 1.0) -> None:
         self._stop.set()
-        self.server.stop(grace).wait()
+        # grpcio's stop can wait forever on a call whose request could not be deserialized;
+        # past the grace period (and a margin) the store is closed all the same.
+        if not self.server.stop(grace).wait(timeout=(grace or 0) + 3.0):
+            log.warning("gRPC server did not stop within its grace period; closing the store")
         for t in self._threads:
             t.join(timeout=5)
         self.store.close()
@@ -258,12 +258,19 @@ def serve(
     sync: str = "full",
     max_streams: int = 64,
     subscriber_queue: int = 10000,
+    subscriber_bytes: int = DEFAULT_BUFFER_BYTES,
+    max_readers: int = DEFAULT_MAX_READERS,
     store: Store | None = None,
+    insecure: bool = False,
 ) -> ForwarderHandle:
     """Start a forwarder on listen ("HOST:PORT", port 0 = any) storing into data_dir.
 
     max_streams bounds concurrent calls (agents' Ingest streams plus Subscribe and Export
-    calls); beyond it a call gets RESOURCE_EXHAUSTED and the agent retries.
+    calls); beyond it a call gets RESOURCE_EXHAUSTED and the agent retries. max_readers bounds
+    Subscribe and Export calls together, and is added to max_streams, so that readers never
+    take the slots of agents; each subscriber buffers at most subscriber_queue RRPairs and
+    subscriber_bytes bytes (forwarder/live_tail.py).
+    Off loopback, TLS and a token are required unless insecure (forwarder/listen_policy.py).
     """
     listen = normalize_listen(listen)
     if bool(tls_cert) != bool(tls_key):
@@ -271,8 +278,14 @@ def serve(
     if tls_client_ca and not tls_cert:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (TLS on)")
     tls = transport.ServerTLS(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    try:
+        listen_policy.check(listen, tls=tls is not None, token=bool(token), insecure=insecure)
+    except ConfigError:
+        if store is not None:
+            store.close()
+        raise
     store = store if store is not None else open_store(data_dir, sync=sync)
-    hub = Hub(subscriber_queue)
+    hub = Hub(subscriber_queue, subscriber_bytes)
     auth = None
     if token:
         auth = transport.TokenAuth(
@@ -283,13 +296,15 @@ def serve(
         )
     # Agents' Ingest streams and clients' Subscribe calls each hold a thread for their lifetime.
     server = transport.server(
-        max_workers=max_streams + 4,
+        max_workers=max_streams + max_readers + 4,
         thread_name_prefix="forwarder",
         auth=auth,
         max_message_bytes=max_message_bytes,
-        maximum_concurrent_rpcs=max_streams,
+        maximum_concurrent_rpcs=max_streams + max_readers,
     )
-    fgrpc.add_ForwarderServicer_to_server(ForwarderService(store, hub), server)  # type: ignore[no-untyped-call]
+    fgrpc.add_ForwarderServicer_to_server(
+        ForwarderService(store, hub, Readers(max_readers)), server
+    )  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (

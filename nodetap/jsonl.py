@@ -6,6 +6,8 @@ Reading is a stream (one line at a time), so a capture of any size costs constan
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from typing import IO
@@ -46,6 +48,15 @@ def iter_file(fp: IO[str], name: str = "<stream>") -> Iterator[pb.RRPair]:
             yield loads(line, f"{name}:{lineno}")
 
 
+def private_opener(path: str, flags: int) -> int:
+    """An opener for open(): a new file is 0600, an existing regular file is made 0600 (a
+    capture holds what the traffic held); devices and pipes keep their mode."""
+    fd = os.open(path, flags, 0o600)
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fchmod(fd, 0o600)
+    return fd
+
+
 @contextlib.contextmanager
 def open_output(path: str) -> Iterator[IO[str]]:
     """A text output for JSONL (or a table): the file at `path`, or stdout for "-"; a path
@@ -55,7 +66,7 @@ def open_output(path: str) -> Iterator[IO[str]]:
         sys.stdout.flush()
         return
     try:
-        fp = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        fp = open(path, "w", encoding="utf-8", opener=private_opener)  # noqa: SIM115
     except OSError as e:
         raise NodetapError(f"cannot write {path}: {e.strerror}; check the path") from None
     with fp:

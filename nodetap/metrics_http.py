@@ -1,6 +1,8 @@
 """A small HTTP endpoint for metrics and health, shared by the agent, forwarder and replay agent.
 
-``serve(addr)`` starts a threaded server in the background and returns at once:
+``serve(addr)`` starts a server in the background and returns at once: one event-loop thread
+for every connection (never a thread per connection), read/idle/write timeouts, at most
+MAX_CONNECTIONS connections, callbacks on a pool of two threads. It serves:
 
 - ``/metrics``  Prometheus text format from prometheus-client's default registry
 - ``/healthz``  200 while the process serves at all (liveness)
@@ -12,11 +14,13 @@ The command line's ``--metrics-addr ADDR`` flag is in cli/options/metrics.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -46,64 +50,169 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return (host or "0.0.0.0"), port
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        try:
-            if path == "/metrics":
-                self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._send(200, b"ok\n", "text/plain; charset=utf-8")
-            elif path == "/readyz":
-                if self.server.ready():
-                    self._send(200, b"ready\n", "text/plain; charset=utf-8")
-                else:
-                    self._send(503, b"not ready\n", "text/plain; charset=utf-8")
-            elif path == "/status" and self.server.status is not None:
-                body = json.dumps(self.server.status(), indent=2, default=str).encode() + b"\n"
-                self._send(200, body, "application/json")
-            else:
-                self._send(404, b"not found\n", "text/plain; charset=utf-8")
-        except BrokenPipeError:
-            pass
-        except Exception as e:  # a callback failed: report it, keep serving
-            log.warning("%s failed: %s", path, e)
-            self._send(500, f"error: {e}\n".encode(), "text/plain; charset=utf-8")
+READ_TIMEOUT = 10.0  # a request head must arrive within this (slowloris)
+IDLE_TIMEOUT = 30.0  # a keep-alive connection may stay idle this long (Prometheus reuses them)
+WRITE_TIMEOUT = 10.0  # a response must be taken within this
+MAX_CONNECTIONS = 256  # beyond this, new connections are closed at once
+MAX_HEAD = 8192
+_TEXT = "text/plain; charset=utf-8"
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _Endpoints:
+    """What each path answers (runs in a worker thread: a slow callback never stalls the loop)."""
 
-    def __init__(
-        self,
-        addr: tuple[str, int],
-        ready: Callable[[], bool],
-        status: Callable[[], Any] | None,
-    ) -> None:
-        if ":" in addr[0]:
-            import socket
-
-            self.address_family = socket.AF_INET6
-        super().__init__(addr, _Handler)
+    def __init__(self, ready: Callable[[], bool], status: Callable[[], Any] | None) -> None:
         self.ready = ready
         self.status = status
+
+    def answer(self, path: str) -> tuple[int, bytes, str]:
+        try:
+            if path == "/metrics":
+                return 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+            if path == "/healthz":
+                return 200, b"ok\n", _TEXT
+            if path == "/readyz":
+                return (200, b"ready\n", _TEXT) if self.ready() else (503, b"not ready\n", _TEXT)
+            if path == "/status" and self.status is not None:
+                body = json.dumps(self.status(), indent=2, default=str).encode() + b"\n"
+                return 200, body, "application/json"
+            return 404, b"not found\n", _TEXT
+        except Exception as e:  # a callback failed: report it, keep serving
+            log.warning("%s failed: %s", path, e)
+            return 500, f"error: {e}\n".encode(), _TEXT
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+
+
+def _response(code: int, body: bytes, ctype: str, *, head: bool, close: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}",
+        f"Content-Type: {ctype}",
+        f"Content-Length: {len(body)}",
+        "Connection: close" if close else "Connection: keep-alive",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head else body)
+
+
+class _HTTPServer:
+    """One event-loop thread serves every connection (no thread per connection); each
+    connection has read, idle and write timeouts; at most MAX_CONNECTIONS at once; the
+    callbacks run on a small pool of two threads."""
+
+    def __init__(
+        self, addr: tuple[str, int], ready: Callable[[], bool], status: Callable[[], Any] | None
+    ) -> None:
+        self._endpoints = _Endpoints(ready, status)
+        self._loop = asyncio.new_event_loop()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nodetap-http-cb")
+        self._open = 0
+        self.started = threading.Event()
+        self._waiting: dict[asyncio.WriteTransport, None] = {}  # in arrival order
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            self._loop.close()
+            self._pool.shutdown(wait=False)
+            raise
+        self.socket = sock
+        self.server_address = sock.getsockname()
+        self._server: asyncio.base_events.Server | None = None
+
+    def serve_forever(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._connection, sock=self.socket, limit=MAX_HEAD)
+        )
+        self.started.set()
+        self._loop.run_forever()
+        self._server.close()
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        self._loop.run_until_complete(asyncio.sleep(0))
+        self._loop.close()
+
+    def shutdown(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def server_close(self) -> None:
+        self.socket.close()
+        self._pool.shutdown(wait=False)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            # make room by dropping the connection that has waited longest for a request
+            # (a slow or idle client), so that probes keep getting through
+            if not self._waiting:
+                writer.transport.abort()
+                return
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.abort()
+        self._open += 1
+        transport = writer.transport
+        try:
+            timeout = READ_TIMEOUT
+            while True:
+                self._waiting[transport] = None
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                except asyncio.LimitOverrunError:
+                    await self._send(writer, _response(400, b"bad request\n", _TEXT,
+                                                       head=False, close=True))  # fmt: skip
+                    return
+                finally:
+                    self._waiting.pop(transport, None)
+                request = head.decode("latin-1").split("\r\n")
+                parts = request[0].split(" ")
+                if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+                    await self._send(writer, _response(400, b"bad request\n", _TEXT,
+                                                       head=False, close=True))  # fmt: skip
+                    return
+                method, target, version = parts
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.partition(":") for line in request[1:] if line)
+                }
+                close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
+                if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+                    close = True  # no request bodies here: do not try to skip one
+                if method not in ("GET", "HEAD"):
+                    response = _response(405, b"method not allowed\n", _TEXT, head=False,
+                                         close=True)  # fmt: skip
+                    close = True
+                else:
+                    path = target.split("?", 1)[0]
+                    code, body, ctype = await self._loop.run_in_executor(
+                        self._pool, self._endpoints.answer, path
+                    )
+                    response = _response(code, body, ctype, head=method == "HEAD", close=close)
+                if not await self._send(writer, response) or close:
+                    return
+                timeout = IDLE_TIMEOUT
+        finally:
+            self._open -= 1
+            writer.close()
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
+        try:
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+            return True
+        except (TimeoutError, ConnectionError):
+            writer.transport.abort()
+            return False
 
 
 class Server:
@@ -112,12 +221,10 @@ class Server:
     def __init__(self, httpd: _HTTPServer) -> None:
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="nodetap-http",
-            daemon=True,
+            target=httpd.serve_forever, name="nodetap-http", daemon=True
         )
         self._thread.start()
+        httpd.started.wait(10)  # serving once serve() returns; a close() right away is safe
         self._closed = False
 
     @property
@@ -144,8 +251,8 @@ class Server:
             return
         self._closed = True
         self._httpd.shutdown()
-        self._httpd.server_close()
         self._thread.join(timeout=5)
+        self._httpd.server_close()
 
     def __enter__(self) -> Server:
         return self

@@ -47,7 +47,10 @@ class Outbox:
 
     def __init__(self, directory: str, max_bytes: int, segment_bytes: int | None = None) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # batches waiting here are captured traffic: readable by the agent's user only
+        if self.dir.stat().st_uid == os.geteuid():
+            os.chmod(self.dir, 0o700)
         # One agent per outbox: a second one would resend and delete the first one's records.
         self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

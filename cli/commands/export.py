@@ -16,6 +16,7 @@ from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
 from nodetap import jsonl
 from nodetap.errors import ConfigError, InputError, StorageError
+from nodetap.jsonl import private_opener
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -103,7 +104,7 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     try:
-        fp = open(path, "wb")  # noqa: SIM115 (closed below)
+        fp = open(path, "wb", opener=private_opener)  # noqa: SIM115 (closed below)
     except OSError as e:
         raise StorageError(f"cannot write {path}: {e.strerror}; pick another -o") from None
     with fp:

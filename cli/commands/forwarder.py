@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
+import sys
 import threading
+import time
 from typing import Any
 
 from cli.options import units
@@ -12,11 +16,14 @@ from cli.options.tokens import read_token
 from nodetap.errors import ConfigError
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 
+log = logging.getLogger(__name__)
+
 EPILOG = """\
 examples:
   nodetap forwarder --listen 127.0.0.1:7070 --data-dir /var/lib/nodetap
   nodetap forwarder --listen 0.0.0.0:7070 --data-dir DIR --token-file token \\
       --tls-cert server.crt --tls-key server.key            # TLS and a bearer token
+  (off loopback both are required; --insecure allows without them, with a warning)
   nodetap forwarder --listen :7070 --data-dir DIR --tls-cert server.crt --tls-key server.key \\
       --tls-client-ca clients-ca.crt                          # also verify client certificates
   nodetap forwarder --listen :7070 --data-dir DIR --retention-age 7d --retention-size 20GiB
@@ -67,6 +74,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--token-file", metavar="FILE", help="require this bearer token from every client and agent"
     )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow listening off loopback without TLS or without a token (logged as a warning "
+        "and shown by the metric nodetap_forwarder_insecure_listen); off by default",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM): turns TLS on")
     p.add_argument("--tls-key", metavar="FILE", help="server private key (PEM)")
     p.add_argument(
@@ -115,6 +128,22 @@ def register(subparsers: Any) -> None:
         help="concurrent calls served: agents' streams plus clients (default 64)",
     )
     p.add_argument(
+        "--max-readers",
+        metavar="N",
+        type=int,
+        default=16,
+        help="open Subscribe and Export calls at most (default 16), on top of --max-streams; "
+        "beyond it a call gets RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--subscriber-buffer",
+        metavar="SIZE",
+        type=units.positive_size,
+        default=16 << 20,
+        help="live RRPairs buffered per Subscribe call (default 16MiB); a subscriber that falls "
+        "further behind is ended with RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
         "--metrics-addr",
         metavar="ADDR",
         help="serve /metrics, /healthz, /readyz on HOST:PORT (default: off)",
@@ -138,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
     is_nats = not spec.startswith("sqlite:")
     if not is_nats and (args.nats_creds or args.nats_tls_ca or args.replicas):
         raise ConfigError("--nats-creds, --nats-tls-ca and --replicas need --store nats://...")
+    for flag, n in (("--max-streams", args.max_streams), ("--max-readers", args.max_readers)):
+        if n < 1:
+            raise ConfigError(f"bad {flag} {n}; give at least 1")
     if args.replicas is not None and not 1 <= args.replicas <= 5:
         raise ConfigError(f"bad --replicas {args.replicas}; JetStream allows 1 to 5")
     retention_age = args.retention_age  # seconds (cli/options/units.py), or None
@@ -164,7 +196,10 @@ def run(args: argparse.Namespace) -> int:
         retention_interval=args.retention_interval,
         sync=args.sync,
         max_streams=args.max_streams,
+        max_readers=args.max_readers,
+        subscriber_bytes=args.subscriber_buffer,
         store=store,
+        insecure=args.insecure,
     )
     metrics = None
     if args.metrics_addr:
@@ -187,4 +222,27 @@ def run(args: argparse.Namespace) -> int:
         handle.stop(2.0)
         if metrics is not None:
             metrics.close()
+    _exit_despite_stuck_calls(handle.server)
     return 0
+
+
+def _exit_despite_stuck_calls(server: Any) -> None:
+    """The store is closed; a call thread that grpc could not wake (a client that sent an
+    undeserializable message and keeps its stream open) must not keep the process alive:
+    Python joins thread-pool workers at exit, so SIGTERM would seem ignored."""
+    pool = getattr(getattr(server, "_state", None), "thread_pool", None)
+    if pool is not None:
+        pool.shutdown(wait=False)  # idle workers end now
+    stuck: list[threading.Thread] = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        stuck = [
+            t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+        ]
+        if not stuck:
+            return
+        time.sleep(0.1)
+    log.warning("exiting with %d gRPC call thread(s) still blocked", len(stuck))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -11,6 +11,7 @@ the deduplication keys), ``snapshots`` and ``snapshot_pairs``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -65,6 +66,36 @@ CREATE INDEX IF NOT EXISTS snapshot_pairs_pair ON snapshot_pairs(pair_rowid);
 """
 
 _SNAP_HELD = "SELECT 1 FROM snapshot_pairs s WHERE s.pair_rowid = pairs.rowid"
+_PAGE_ROWS = 512  # keys read per page of an Export
+_PAGE_BYTES = 4 << 20  # RRPair bytes read per query of a page
+
+
+def _disk_full(e: BaseException) -> bool:
+    """True for SQLite's 'database or disk is full' (and an ENOSPC from the file system)."""
+    if isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return True
+    return "disk is full" in str(e)
+
+
+def _private(directory: Path, db: Path) -> None:
+    """The store is readable by its owner only: the folder 0700, the database 0600 (SQLite
+    gives its -wal and -shm files the database's mode). Best effort on a folder this process
+    does not own (a volume mounted for it)."""
+    for path, mode in ((directory, 0o700), (db, 0o600)):
+        try:
+            if path == db and not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(path, mode)
+        except PermissionError:
+            log.debug("cannot make %s private (owner %s)", path, path.stat().st_uid)
+        except OSError as e:
+            raise StorageError(f"cannot prepare the store {path}: {e.strerror}") from None
+    for suffix in ("-wal", "-shm"):
+        other = Path(f"{db}{suffix}")
+        if other.exists():
+            os.chmod(other, 0o600)
 
 
 class SqliteStore:
@@ -79,10 +110,11 @@ class SqliteStore:
             raise ConfigError(f"bad sync mode {sync!r}; use full or normal")
         self.dir = Path(data_dir)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create data dir {data_dir}: {e.strerror}") from None
         self.path = self.dir / DB_NAME
+        _private(self.dir, self.path)
         self._sync = sync.upper()
         self._lock = threading.Lock()
         try:
@@ -125,21 +157,58 @@ class SqliteStore:
                     rows,
                 )
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as e:
+                if db.in_transaction:  # SQLite has already rolled back after some errors
+                    db.execute("ROLLBACK")
+                if _disk_full(e):
+                    raise StorageError(
+                        f"disk full: cannot store the batch in {self.dir}; free space there or "
+                        "lower --retention-size (agents keep their batches and resend)"
+                    ) from None
                 raise
         return len(rows)
 
     # -- reading ----------------------------------------------------------------------------
-    def _iter(self, sql: str, params: Sequence[object]) -> Iterator[tuple[int, bytes]]:
+    def _pages(self, sql: str, params: Sequence[object]) -> Iterator[tuple[int, bytes]]:
+        """(rowid, data) of the rows sql selects, in (ts_ns, rowid) order, a page at a time.
+
+        Each page is its own short read (keys first, then the data of at most _PAGE_BYTES):
+        a client that stops reading an Export holds no read transaction, so SQLite's WAL
+        checkpoints go on and the WAL stays small. sql selects (rowid, ts_ns, size) and ends
+        with a WHERE clause that the page's key condition extends."""
         db = self._connect()
         try:
-            cur = db.execute(sql, params)
+            after: tuple[int, int] | None = None
             while True:
-                chunk = cur.fetchmany(512)
-                if not chunk:
+                keyset = (
+                    "" if after is None else " AND (p.ts_ns > ? OR (p.ts_ns = ? AND p.rowid > ?))"
+                )
+                more = () if after is None else (after[0], after[0], after[1])
+                keys = db.execute(
+                    f"{sql}{keyset} ORDER BY p.ts_ns, p.rowid LIMIT {_PAGE_ROWS}", (*params, *more)
+                ).fetchall()
+                if not keys:
                     return
-                yield from chunk
+                after = (keys[-1][1], keys[-1][0])
+                start = 0
+                while start < len(keys):
+                    end, size = start, 0
+                    while end < len(keys) and (end == start or size + keys[end][2] <= _PAGE_BYTES):
+                        size += keys[end][2]
+                        end += 1
+                    ids = [k[0] for k in keys[start:end]]
+                    marks = ",".join("?" * len(ids))
+                    data = dict(
+                        db.execute(
+                            f"SELECT rowid, data FROM pairs WHERE rowid IN ({marks})", ids
+                        ).fetchall()
+                    )
+                    for rowid in ids:
+                        if rowid in data:  # retention may have removed it since
+                            yield rowid, data.pop(rowid)
+                    start = end
+                if len(keys) < _PAGE_ROWS:
+                    return
         finally:
             db.close()
 
@@ -171,16 +240,16 @@ class SqliteStore:
     ) -> Iterator[tuple[int, pb.RRPair]]:
         where, params = self._where(flt)
         if snapshot_id is None:
-            sql = f"SELECT p.rowid, p.data FROM pairs p WHERE {where} ORDER BY p.ts_ns, p.rowid"
+            sql = f"SELECT p.rowid, p.ts_ns, p.size FROM pairs p WHERE {where}"
         else:
             sql = (
-                "SELECT p.rowid, p.data FROM snapshot_pairs s"
+                "SELECT p.rowid, p.ts_ns, p.size FROM snapshot_pairs s"
                 " JOIN pairs p ON p.rowid = s.pair_rowid"
-                f" WHERE s.snapshot_id = ? AND {where} ORDER BY p.ts_ns, p.rowid"
+                f" WHERE s.snapshot_id = ? AND {where}"
             )
             params = [snapshot_id, *params]
         n = 0
-        for rowid, data in self._iter(sql, params):
+        for rowid, data in self._pages(sql, params):
             pair = pb.RRPair.FromString(data)
             if matches(flt, pair, check_time=False):
                 yield rowid, pair

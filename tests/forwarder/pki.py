@@ -11,8 +11,11 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def make_pki(d: Path, names: tuple[str, ...] = ("server", "client")) -> Path:
-    """ca.crt/ca.key and NAME.crt/NAME.key for each name, in d (created)."""
+def make_pki(
+    d: Path, names: tuple[str, ...] = ("server", "client"), ips: tuple[str, ...] = ()
+) -> Path:
+    """ca.crt/ca.key and NAME.crt/NAME.key for each name, in d (created); ips: more addresses
+    the certificates are valid for."""
     d.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req",
@@ -44,7 +47,8 @@ def make_pki(d: Path, names: tuple[str, ...] = ("server", "client")) -> Path:
             f"/CN={name}",
             cwd=d,
         )
-        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        sans = ",".join(f"IP:{ip}" for ip in ("127.0.0.1", *ips))
+        (d / f"{name}.ext").write_text(f"subjectAltName={sans},DNS:localhost\n")
         _openssl(
             "x509",
             "-req",

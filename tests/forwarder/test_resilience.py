@@ -173,7 +173,7 @@ def test_network_partition_link_down_then_up(tmp_path: Path) -> None:
         link = lab.link(ans, fns)  # agent a_ip <-> forwarder b_ip
         lab.popen(
             fns,
-            forwarder_argv(port, data, host=link.b_ip),
+            forwarder_argv(port, data, "--insecure", host=link.b_ip),
             cwd=str(Path(__file__).resolve().parents[2]),
         )
         deadline = time.monotonic() + 20

@@ -177,14 +177,27 @@ def test_rbac_reads_exactly_what_enrichment_needs() -> None:
     assert not [
         o
         for o in objs
-        if o["kind"]
-        in (
-            "Role",
-            "RoleBinding",
-            "Secret",
-            "MutatingWebhookConfiguration",
-            "ValidatingWebhookConfiguration",
-        )
+        if o["kind"] in ("Secret", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+    ]
+    # one Role: the install Job creates the forwarder's TLS and token Secrets, reads only those
+    roles = [o for o in objs if o["kind"] == "Role"]
+    assert [r["metadata"]["name"] for r in roles] == ["nodetap-secrets"]
+    assert roles[0]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [
+                "nodetap-forwarder-tls",
+                "nodetap-token",
+                "nodetap-replay-agent-tls",
+            ],
+            "verbs": ["get"],
+        },
+    ]
+    (binding,) = [o for o in objs if o["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "nodetap-secrets", "namespace": "nodetap"}
     ]
 
 
