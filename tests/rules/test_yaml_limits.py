@@ -24,11 +24,12 @@ DEEP_BLOCK = "".join(f"{'  ' * i}k{i}:\n" for i in range(MAX_DEPTH + 5)) + "  " 
 
 
 def _bomb(levels: int = 8) -> str:
-    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    """Labels of a drop rule, 9 aliases per level (before: accepted, 688 MB at 8 levels)."""
+    lines = ["drop:", "  - name: bomb", "    labels:"]
+    lines.append('      a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]')
     for i in range(1, levels + 1):
         refs = ", ".join([f"*a{i - 1}"] * 9)
-        lines.append(f"a{i}: &a{i} [{refs}]")
-    lines.append(f"drop:\n  - name: bomb\n    labels: {{x: *a{levels}}}")
+        lines.append(f"      a{i}: &a{i} [{refs}]")
     return "\n".join(lines) + "\n"
 
 
@@ -37,7 +38,7 @@ def _bomb(levels: int = 8) -> str:
     [
         (DEEP, 3, f"nested deeper than {MAX_DEPTH} levels"),
         (DEEP_BLOCK, MAX_DEPTH + 1, f"nested deeper than {MAX_DEPTH} levels"),
-        (_bomb(), 6, "once aliases are expanded (an alias bomb?)"),
+        (_bomb(), 9, "once aliases are expanded (an alias bomb?)"),
         ("a: &r [*r]\n", 1, "recursive alias *r"),
         ("drop: *nothing\n", 1, "alias *nothing names no anchor"),
     ],
