@@ -6,9 +6,11 @@ and the DaemonSet (which runs that command) share it: the command turns flags in
 objects below, prints progress and the summary, and owns the exit code.
 
 Each captured exchange goes through ``Pipeline.on_exchange``: edge rules (drop, sample,
-redact; agent/rules/) → forwarder sink (agent/sinks/) → the local writer. With no rules, no
-sink and JSONL output, the fast path writes the JSON line straight from the exchange,
-without building a protobuf message (agent/rrpairs.py).
+redact; agent/rules/) → forwarder sink (agent/sinks/) → the local writer. Without a rules
+file the rules are the defaults (credential headers redacted: RuleEngine.defaults); with
+those (or none, --no-redact), no sink and JSONL output, an exchange without a header to
+redact takes the fast path: its JSON line straight from the exchange, without building a
+protobuf message (agent/rrpairs.py).
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ class Pipeline:
         self.rules = rules
         self.sink = sink
         self._out = jsonl_out
-        self.fast = rules is None and sink is None and jsonl_out is not None
+        # the header names that send an exchange the slow way when the rules only redact
+        # headers by name (the defaults); None when every exchange needs the rules
+        only: frozenset[str] | None = rules.headers_only if rules is not None else frozenset()
+        self.fast = only is not None and sink is None and jsonl_out is not None
+        self._redacted_names = only or frozenset()
         self._interactive = jsonl_out is not None and jsonl_out.isatty()
         self.written = 0  # RRPairs given to the writer
         self.rules_dropped = 0  # RRPairs the edge rules dropped (filter, sampling)
@@ -79,8 +85,21 @@ class Pipeline:
         self.write(pair)
         self.written += 1
 
+    def _has_redacted_header(self, c: CapturedExchange) -> bool:
+        names = self._redacted_names
+        if not names:
+            return False
+        for msg in (c.exchange.request, c.exchange.response):
+            if msg is None:
+                continue
+            for hs in (msg.headers, msg.trailers):
+                for name, _ in hs:
+                    if name.lower() in names:
+                        return True
+        return False
+
     def on_exchange(self, c: CapturedExchange) -> None:
-        if self.fast:
+        if self.fast and not self._has_redacted_header(c):
             assert self._out is not None
             self._out.write(c.json_line() + "\n")  # no protobuf message needed
             self.written += 1

@@ -23,24 +23,28 @@ Format (every section optional)::
       json_fields: [password, card.number, "*.ssn"]
       patterns: [credit-card, email, bearer, jwt]   # default: all four
       custom: [{name: ssn, regex: '\\b\\d{3}-\\d{2}-\\d{4}\\b'}]
-      hash_key: "change-me"                     # key of the stable hash (HMAC-SHA256)
+      hash_key: "..."     # key of the tokens (HMAC-SHA256); default: the installation's key
+                          # (--redaction-key FILE, agent/rules/key.py), never a constant
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from agent.rules import linear
+from agent.rules.yaml_limits import YamlLimitError, compose
 
 MATCH_KEYS = ("host", "port", "path", "method", "namespace", "pod", "workload", "labels")
 BUILTINS = ("health-checks", "metrics-scrapes")
 PATTERNS = ("credit-card", "email", "bearer", "jwt")
 DEFAULT_HEADERS = ("Authorization", "Cookie", "Set-Cookie", "Proxy-Authorization")
-DEFAULT_HASH_KEY = "nodetap-default-redaction-key"
+
+
+MAX_FILE_BYTES = 1 << 20  # a rules file is a page or two of YAML
 
 
 class RuleError(ValueError):
@@ -82,7 +86,7 @@ class RedactConfig:
     json_fields: list[str] = field(default_factory=list)
     patterns: list[str] = field(default_factory=lambda: list(PATTERNS))
     custom: list[CustomPattern] = field(default_factory=list)
-    hash_key: str = DEFAULT_HASH_KEY
+    hash_key: str | None = None  # None: the installation's key (agent/rules/key.py)
 
 
 @dataclass(slots=True)
@@ -144,9 +148,9 @@ class _Parser:
         if not isinstance(text, str):
             raise self.err(node, f"{what} must be a regular expression (a string)")
         try:
-            re.compile(text)
-        except re.error as e:
-            raise self.err(node, f"{what}: bad regular expression: {e}") from None
+            linear.compile(text)
+        except linear.RegexError as e:
+            raise self.err(node, f"{what}: bad regular expression {text!r}: {e}") from None
         return text
 
     def rule(self, node: Node, action: str, idx: int) -> Rule:
@@ -240,13 +244,9 @@ class _Parser:
 
     def ruleset(self, text: str) -> RuleSet:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            line = mark.line + 1 if mark is not None else 0
-            raise RuleError(f"{self.where}:{line}: not valid YAML: {e.problem}") from None
-        except yaml.YAMLError as e:
-            raise RuleError(f"{self.where}: not valid YAML: {e}") from None
+            root = compose(text)
+        except YamlLimitError as e:
+            raise RuleError(f"{self.where}:{e.line}: {e}") from None
         rs = RuleSet(source=self.where)
         if root is None:
             return rs
@@ -297,10 +297,14 @@ def parse(text: str, where: str = "<rules>") -> RuleSet:
 
 def load(path: str) -> RuleSet:
     try:
-        with open(path, encoding="utf-8") as fp:
-            text = fp.read()
+        with open(path, "rb") as fp:
+            raw = fp.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise RuleError(f"{path}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise RuleError(f"{path}: larger than {MAX_FILE_BYTES >> 10} KiB; is it a rules file?")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RuleError(f"{path}: not UTF-8 text") from None
     return parse(text, path)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
-from agent.rules.config import RuleError, RuleSet, load
+from agent.rules import key as redaction_key
+from agent.rules.config import DEFAULT_HEADERS, RedactConfig, RuleError, RuleSet, load
 from agent.rules.match import Predicate, compile_builtin, compile_match, sampled_in
 from agent.rules.redact import Redactor
 from nodetap.errors import ConfigError
@@ -38,8 +39,14 @@ class Decision:
         return ([self.rule] if self.rule else []) + self.redactions
 
 
+def default_ruleset() -> RuleSet:
+    """The rules without a rules file: credentials (DEFAULT_HEADERS) redacted, nothing
+    dropped, sampled or searched for."""
+    return RuleSet(builtin=[], redact=RedactConfig(patterns=[]), source="<default: credentials>")
+
+
 class _Compiled:
-    def __init__(self, rs: RuleSet) -> None:
+    def __init__(self, rs: RuleSet, key: bytes) -> None:
         self.ruleset = rs
         self.drops: list[tuple[str, Predicate]] = [
             (f"builtin:{name}", compile_builtin(name)) for name in rs.builtin
@@ -47,7 +54,16 @@ class _Compiled:
         self.samples: list[tuple[str, Predicate, float]] = [
             (r.name, compile_match(r.match), r.rate) for r in rs.sample
         ]
-        self.redactor = Redactor(rs.redact)
+        self.redactor = Redactor(rs.redact, key)
+        red = rs.redact
+        # Only headers to redact, by name: an RRPair without them is kept as it is.
+        self.headers_only: frozenset[str] | None = (
+            frozenset(h.lower() for h in red.headers)
+            if not (self.drops or self.samples or red.json_fields or red.patterns or red.custom)
+            else None
+        )
+        have = {h.lower() for h in red.headers}
+        self.clear_credentials = [h for h in DEFAULT_HEADERS if h.lower() not in have]
 
     def describe(self) -> str:
         rs = self.ruleset
@@ -73,25 +89,55 @@ class RuleEngine:
         path: str | None = None,
         reload_interval: float = 1.0,
         announce: bool = True,
+        key: bytes | None = None,
     ) -> None:
         self.path = path
         self.reload_interval = reload_interval
-        self._compiled = _Compiled(ruleset)
+        # No key given: one for this process only (tokens then differ between runs).
+        self.key = key if key is not None else redaction_key.ephemeral()
+        self._compiled = _Compiled(ruleset, self.key)
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
         self._next_check = time.monotonic() + reload_interval
         if announce:
             log.info("rules: active from %s: %s", ruleset.source, self._compiled.describe())
+            self._warn_clear(self._compiled)
 
     @classmethod
     def from_file(
-        cls, path: str, reload_interval: float = 1.0, announce: bool = True
+        cls,
+        path: str,
+        reload_interval: float = 1.0,
+        announce: bool = True,
+        key: bytes | None = None,
     ) -> RuleEngine:
         try:
             rs = load(path)
         except RuleError as e:
             raise ConfigError(f"bad rules file {e}; fix it (nodetap rules check FILE)") from None
-        return cls(rs, path, reload_interval, announce)
+        except RecursionError:  # belt and braces: the YAML limits should prevent it
+            raise ConfigError(f"bad rules file {path}: nested too deeply") from None
+        return cls(rs, path, reload_interval, announce, key)
+
+    @classmethod
+    def defaults(cls, key: bytes | None = None, announce: bool = True) -> RuleEngine:
+        """The engine without a rules file: credential headers redacted (default_ruleset)."""
+        return cls(default_ruleset(), None, announce=announce, key=key)
+
+    @property
+    def headers_only(self) -> frozenset[str] | None:
+        """When the rules only redact headers by name (and never change): those names,
+        lower case; an RRPair without any of them passes unchanged. Else None."""
+        return self._compiled.headers_only if self.path is None else None
+
+    @staticmethod
+    def _warn_clear(c: _Compiled) -> None:
+        if c.clear_credentials:
+            log.warning(
+                "rules: %s not redacted (redact.default_headers: false): credentials leave "
+                "the node in clear",
+                ", ".join(c.clear_credentials),
+            )
 
     @property
     def ruleset(self) -> RuleSet:
@@ -124,16 +170,25 @@ class RuleEngine:
             return False
         self._stamp = stamp
         try:
-            rs = load(self.path)
+            compiled = _Compiled(load(self.path), self.key)
         except RuleError as e:
             RULE_RELOADS.labels("error").inc()
             log.error("rules: %s; keeping the previous rules", e)
             return False
-        compiled = _Compiled(rs)
+        except Exception as e:  # never let a bad file stop the capture
+            RULE_RELOADS.labels("error").inc()
+            log.error(
+                "rules: %s: cannot load (%s: %s); keeping the previous rules",
+                self.path,
+                type(e).__name__,
+                e,
+            )
+            return False
         with self._lock:
             self._compiled = compiled
         RULE_RELOADS.labels("ok").inc()
         log.info("rules: reloaded %s: %s", self.path, compiled.describe())
+        self._warn_clear(compiled)
         return True
 
     # -- applying -------------------------------------------------------------------------------

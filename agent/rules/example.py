@@ -27,8 +27,11 @@ sample:
     workload: "Deployment/web"
     rate: 0.1
 
-# Redaction (DLP): each secret becomes a same-length token from HMAC-SHA256(hash_key, secret):
-# lengths stay right for replay, equal secrets give equal tokens for diffing.
+# Redaction (DLP): each secret becomes a same-length token from HMAC-SHA256(key, secret):
+# lengths stay right for replay, equal secrets give equal tokens for diffing. The key is the
+# installation's secret (nodetap capture --redaction-key FILE; by default a 0600 file created
+# on first use), never written here: whoever reads this file could confirm guesses with it.
+# Patterns run in linear time (RE2): no lookaround, no backreferences.
 redact:
   headers: [X-Api-Key]       # in addition to Authorization, Cookie, Set-Cookie,
   default_headers: true      #   Proxy-Authorization
@@ -37,5 +40,4 @@ redact:
   custom:
     - name: order-id
       regex: "ORD-[0-9]{6}"
-  hash_key: "change-me"      # set your own, so tokens cannot be matched across clusters
 """

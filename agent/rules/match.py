@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import re
 from collections.abc import Callable
 
+from agent.rules import linear
 from agent.rules.config import Match
 from nodetap.v1 import rrpair_pb2 as pb
 
 Predicate = Callable[[pb.RRPair], bool]
 
-BUILTIN_RULES: dict[str, tuple[re.Pattern[str], tuple[str, ...]]] = {
+BUILTIN_RULES: dict[str, tuple[linear.Regex, tuple[str, ...]]] = {
     # (path regex, User-Agent prefixes)
     "health-checks": (
-        re.compile(r"^/(healthz|livez|readyz|health|healthcheck|ready|live|ping)/?$", re.I),
+        linear.compile(
+            r"^/(healthz|livez|readyz|health|healthcheck|ready|live|ping)/?$",
+            case_insensitive=True,
+        ),
         ("kube-probe/", "ELB-HealthChecker/", "GoogleHC/"),
     ),
-    "metrics-scrapes": (re.compile(r"^/(metrics|federate)/?$"), ("Prometheus/",)),
+    "metrics-scrapes": (linear.compile(r"^/(metrics|federate)/?$"), ("Prometheus/",)),
 }
 
 
@@ -63,7 +66,7 @@ def compile_match(m: Match) -> Predicate:
         ports = set(m.port)
         checks.append(lambda p: p.server.port in ports)
     if m.path is not None:
-        rx = re.compile(m.path)
+        rx = linear.compile(m.path)
         checks.append(lambda p: rx.search(path_of(p)) is not None)
     if m.method:
         methods = set(m.method)

@@ -13,119 +13,69 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import TypeVar
 
 from agent.rules.config import RedactConfig
+from agent.rules.patterns import BUILTIN_PATTERNS, Pattern, custom
 from nodetap.v1 import rrpair_pb2 as pb
 
 _DIGITS = "0123456789"
+_MAX_JSON_DEPTH = 256  # deeper JSON bodies are hashed whole (the scanner recurses)
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+T = TypeVar("T", str, bytes)
 
 
-def _is_card(m: re.Match[str]) -> bool:
-    digits = re.sub(r"[ -]", "", m.group(0))
-    return 13 <= len(digits) <= 19 and _luhn(digits)
-
-
-@dataclass(frozen=True, slots=True)
-class Pattern:
-    """A named regex; `group` is the part replaced; `check` confirms a match (Luhn)."""
-
-    name: str
-    regex: re.Pattern[str]
-    group: int = 0
-    check: Callable[[re.Match[str]], bool] | None = None
-    # A cheap test on the text's bytes, true whenever the regex could match: most texts
-    # (headers, bodies without secrets) are skipped without running the regex.
-    quick: Callable[[bytes], bool] | None = None
-
-
-# Card numbers, cheaply: digits become "0", spaces and dashes "-", anything else "x"; a card
-# number (13-19 digits, a separator at most between two of them) then shows as 0[0-]*0 of
-# 13 to 37 characters. A plain-bytes search on that skips texts the full regex would scan slowly.
-_CARD_MAP = bytes(
-    ord("0") if chr(c).isdigit() and c < 128 else ord("-") if c in b" -" else ord("x")
-    for c in range(256)
-)
-_CARD_SHAPE = re.compile(rb"0[0-]{11,35}0")
-
-BUILTIN_PATTERNS: dict[str, Pattern] = {
-    "credit-card": Pattern(
-        "credit-card",
-        re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])"),
-        0,
-        _is_card,
-        lambda raw: _CARD_SHAPE.search(raw.translate(_CARD_MAP)) is not None,
-    ),
-    "email": Pattern(
-        "email",
-        re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-        quick=lambda raw: b"@" in raw or b"%40" in raw,
-    ),
-    "bearer": Pattern(
-        "bearer",
-        re.compile(r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]+=*)"),
-        1,
-        quick=lambda raw: b"bearer" in raw.lower(),
-    ),
-    "jwt": Pattern(
-        "jwt",
-        re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-        quick=lambda raw: b"eyJ" in raw,
-    ),
-}
+def _secret_bytes(secret: str | bytes) -> bytes:
+    if isinstance(secret, bytes):
+        return secret
+    try:
+        return secret.encode("latin-1")  # as captured: header values are decoded as Latin-1
+    except UnicodeEncodeError:
+        return secret.encode("utf-8", "surrogatepass")
 
 
 class Redactor:
-    """Redacts headers by name, JSON body fields by key path, and patterns everywhere."""
+    """Redacts headers by name, JSON body fields by key path, and patterns everywhere.
 
-    def __init__(self, cfg: RedactConfig) -> None:
-        self.key = cfg.hash_key.encode()
+    ``key``: the key of the tokens (the installation's key, agent/rules/key.py); a
+    ``hash_key`` in the rules file takes precedence."""
+
+    def __init__(self, cfg: RedactConfig, key: bytes) -> None:
+        self.key = cfg.hash_key.encode() if cfg.hash_key else key
         self.headers = {h.lower() for h in cfg.headers}
         self.json_paths = [tuple(p.split(".")) for p in cfg.json_fields]
-        self.patterns = [BUILTIN_PATTERNS[n] for n in cfg.patterns] + [
-            Pattern(c.name, re.compile(c.regex)) for c in cfg.custom
+        self.patterns: list[Pattern] = [BUILTIN_PATTERNS[n] for n in cfg.patterns] + [
+            custom(c.name, c.regex) for c in cfg.custom
         ]
 
     # -- tokens ---------------------------------------------------------------------------------
-    def token(self, secret: str, length: int, digits: bool = False) -> str:
+    def token(self, secret: str | bytes, length: int, digits: bool = False) -> str:
         """length characters derived from HMAC(key, secret): hex, or digits for numbers."""
-        mac = hmac.new(self.key, secret.encode("latin-1", "replace"), hashlib.sha256).hexdigest()
+        mac = hmac.new(self.key, _secret_bytes(secret), hashlib.sha256).hexdigest()
         text = (mac * (length // 64 + 1))[:length]
         if digits:
             text = "".join(_DIGITS[int(c, 16) % 10] for c in text)
         return text
 
-    def _replace_patterns(self, text: str, hits: set[str]) -> str:
-        raw = text.encode("latin-1", "replace")
+    def _replace_patterns(self, text: T, hits: set[str]) -> T:
+        """text with every span a pattern finds replaced by its token (same length)."""
+        raw = text if isinstance(text, bytes) else text.encode("latin-1", "replace")
         for pat in self.patterns:
             if pat.quick is not None and not pat.quick(raw):
                 continue
-            if pat.regex.search(text) is None:
-                continue
-
-            def sub(m: re.Match[str], pat: Pattern = pat) -> str:
-                if pat.check is not None and not pat.check(m):
-                    return m.group(0)
+            pieces: list[T] = []
+            last = 0
+            for start, end in pat.spans(text):
+                pieces.append(text[last:start])
+                tok = self.token(text[start:end], end - start)
+                pieces.append(tok.encode("ascii") if isinstance(text, bytes) else tok)
+                last = end
+            if pieces:
                 hits.add(f"redact:{pat.name}")
-                start, end = m.span(pat.group)
-                s0 = m.start(0)
-                whole = m.group(0)
-                secret = whole[start - s0 : end - s0]
-                return whole[: start - s0] + self.token(secret, len(secret)) + whole[end - s0 :]
-
-            text = pat.regex.sub(sub, text)
+                pieces.append(text[last:])
+                text = text[:0].join(pieces)
+                raw = text if isinstance(text, bytes) else text.encode("latin-1", "replace")
         return text
 
     # -- JSON fields ------------------------------------------------------------------------------
@@ -142,6 +92,10 @@ class Redactor:
         spans: list[tuple[int, int, bool]] = []
         try:
             end = _scan(text, _ws(text, 0), (), self._path_hit, spans, False)
+        except _TooDeep:
+            # Nested deeper than the scanner follows: a field to redact may be in there.
+            hits.add("redact:json-fields")
+            return self.token(text, len(text))
         except (ValueError, IndexError):
             return text
         if _ws(text, end) != len(text) or not spans:
@@ -181,16 +135,14 @@ class Redactor:
         if encoding.strip().lower() not in ("", "identity"):
             # Compressed bytes cannot be searched: hash them whole (length kept).
             hits.add("redact:encoded-body")
-            text = body.decode("latin-1")
-            return self.token(text, len(body)).encode("latin-1")
-        text = body.decode("latin-1")
+            return self.token(body, len(body)).encode("ascii")
         if self.json_paths:
             ctype = next((h.value for h in hdrs if h.name.lower() == "content-type"), "")
-            if "json" in ctype.lower() or text.lstrip()[:1] in ("{", "["):
-                text = self._redact_json(text, hits)
+            if "json" in ctype.lower() or body.lstrip()[:1] in (b"{", b"["):
+                body = self._redact_json(body.decode("latin-1"), hits).encode("latin-1")
         if self.patterns:
-            text = self._replace_patterns(text, hits)
-        return text.encode("latin-1")
+            body = self._replace_patterns(body, hits)
+        return body
 
     def redact(self, pair: pb.RRPair) -> list[str]:
         """Redact pair in place; the names of the redaction rules that changed something."""
@@ -215,6 +167,14 @@ class Redactor:
 
 
 # -- a tiny JSON scanner that reports the spans of scalar values with their key paths ----------
+# (its two regexes are anchored and unambiguous: linear in Python's re, which, unlike RE2,
+# matches at an offset of a str without encoding the whole text again)
+
+
+class _TooDeep(ValueError):
+    """JSON nested deeper than _MAX_JSON_DEPTH."""
+
+
 _NUM_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _WS_RE = re.compile(r"[ \t\n\r]*")
 _scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -232,8 +192,11 @@ def _scan(
     hit: Callable[[tuple[str, ...]], bool],
     spans: list[tuple[int, int, bool]],
     inside: bool,
+    depth: int = 0,
 ) -> int:
     """Scan the value at s[i]; append (start, end, is_number) of scalars to redact; return end."""
+    if depth > _MAX_JSON_DEPTH:
+        raise _TooDeep
     selected = inside or (bool(path) and hit(path))
     c = s[i]
     if c == "{":
@@ -247,7 +210,7 @@ def _scan(
             i = _ws(s, i)
             if s[i] != ":":
                 raise ValueError("colon expected")
-            i = _scan(s, _ws(s, i + 1), (*path, key), hit, spans, selected)
+            i = _scan(s, _ws(s, i + 1), (*path, key), hit, spans, selected, depth + 1)
             i = _ws(s, i)
             if s[i] == ",":
                 i = _ws(s, i + 1)
@@ -260,7 +223,7 @@ def _scan(
         if s[i] == "]":
             return i + 1
         while True:
-            i = _scan(s, i, path, hit, spans, selected)  # arrays are transparent in key paths
+            i = _scan(s, i, path, hit, spans, selected, depth + 1)  # arrays: transparent in paths
             i = _ws(s, i)
             if s[i] == ",":
                 i = _ws(s, i + 1)

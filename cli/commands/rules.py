@@ -17,8 +17,12 @@ examples:
   nodetap rules check rules.yaml --against capture.jsonl --details   # one line per RRPair
   nodetap rules check rules.yaml --against capture.jsonl --json
 
-A bad file is refused with its line and the reason (exit 2). The agent takes the same file
-with `nodetap capture --rules rules.yaml` and reloads it when it changes.
+A bad file is refused with its line and the reason (exit 2): also regular expressions that
+need backtracking (lookaround, backreferences: patterns run in linear time, on RE2), YAML
+nested deeper than 64 levels or expanding past 100000 values through aliases. The agent takes
+the same file with `nodetap capture --rules rules.yaml` and reloads it when it changes (a bad
+version is refused and the previous rules stay in force). Without --rules the agent redacts
+the credential headers all the same.
 """
 
 
