@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("max_processes", "max_vusers", "max_runs"):
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be 1 or more")
+    if args.netns:
+        from netsetup.netns import require
+
+        require(args.netns)  # a namespace `ip netns list` shows, never a path
     token = read_token(args.token_file)
     allow = AllowList(args.allow_target)
     limits = Limits(args.max_processes, args.max_vusers, args.max_upload, args.max_runs)

@@ -242,3 +242,15 @@ def test_missing_or_wrong_tls_files_are_one_line(tmp_path: Path) -> None:
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and words in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_operator_netns_must_be_a_namespace_name() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "replay-agent", "--listen", "127.0.0.1:0"]
+        + ["--allow-target", "127.0.0.1", "--netns", "../../proc/1/ns/net"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "ip netns list" in proc.stderr, proc.stderr
