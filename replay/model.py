@@ -213,14 +213,26 @@ def origin_form(target: str) -> str:
     return target
 
 
-def _check_field(name: str, value: str) -> None:
+def unsafe_field(name: str, value: str) -> tuple[str, str] | None:
+    """(reason, detail) when a header cannot go on the wire as recorded; None when it can."""
     if not _TOKEN.fullmatch(name):
-        raise UnsafeRequest("header name", f"{name[:40]!r} is not a token")
+        return "header name", f"{name[:40]!r} is not a token"
     bad = _VALUE_BAD.search(value)
     if bad:
-        raise UnsafeRequest(
-            "header value", f"{bad.group()!r} in the value of {name} at offset {bad.start()}"
-        )
+        return "header value", f"{bad.group()!r} in the value of {name} at offset {bad.start()}"
+    return None
+
+
+def unsafe_text(text: str) -> str | None:
+    """What in a status line's reason (or other free text) would split a message, if any."""
+    bad = _VALUE_BAD.search(text)
+    return f"{bad.group()!r} at offset {bad.start()}" if bad else None
+
+
+def _check_field(name: str, value: str) -> None:
+    why = unsafe_field(name, value)
+    if why is not None:
+        raise UnsafeRequest(*why)
 
 
 def encode_request(item: Item, host: str, keep_alive: bool) -> bytes:

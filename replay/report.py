@@ -265,6 +265,7 @@ def table(r: dict[str, Any]) -> str:
             (
                 "mocks",
                 f"{mk['served']} served, {mk['unmatched']} unmatched, {mk['recorded']} recorded"
+                + (f", {mk['unsafe']} refused as unsafe (502)" if mk.get("unsafe") else "")
                 + "".join(
                     f"; {d}: {c['served']} served {c['unmatched']} unmatched"
                     for d, c in mk["by_dependency"].items()
