@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     token = read_token(args.token_file)
     allow = AllowList(args.allow_target)
     limits = Limits(args.max_processes, args.max_vusers, args.max_upload, args.max_runs)
+    # Before the port opens: a SIGTERM that comes as soon as it does still cleans up.
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
     server, svc, port = serve(
         args.listen, allow, token, args.tls_cert, args.tls_key, args.netns, limits, args.work_dir
     )
@@ -102,9 +106,6 @@ def run(args: argparse.Namespace) -> int:
         from nodetap.metrics_http import serve as serve_metrics
 
         metrics = serve_metrics(args.metrics_addr)  # /metrics, /healthz, /readyz
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     done.wait()
     svc.stop_all()
     server.stop(grace=2).wait()

@@ -198,6 +198,14 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    """pid runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.mark.slow
 def test_killed_agent_leaves_no_captured_traffic(tmp_path: Path) -> None:
     with nginx() as ng:
@@ -216,12 +224,12 @@ def test_killed_agent_leaves_no_captured_traffic(tmp_path: Path) -> None:
             proc.wait()
             # the run's process stops with the agent instead of replaying on, and cleans up
             deadline = time.monotonic() + 60  # a loaded machine is slow to reap
-            while time.monotonic() < deadline and any(Path(f"/proc/{k}").exists() for k in kids):
+            while time.monotonic() < deadline and any(_alive(k) for k in kids):
                 time.sleep(0.2)
-            assert not any(Path(f"/proc/{k}").exists() for k in kids)
+            assert not any(_alive(k) for k in kids), "the run outlived its agent"
         with agent(tmp_path, port=port):  # the next start on the port empties the folder
             assert _leftovers(tmp_path / "t") == []
-        assert not folder.exists()  # and a normal stop removes it
+        assert not folder.exists(), "a normal stop removes the folder"
 
 
 def test_missing_or_wrong_tls_files_are_one_line(tmp_path: Path) -> None:
