@@ -9,7 +9,7 @@ import contextlib
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 from google.protobuf import json_format
@@ -34,6 +34,8 @@ def loads(line: str | bytes, where: str = "") -> pb.RRPair:
         return json_format.Parse(line, pb.RRPair(), ignore_unknown_fields=True)
     except json_format.ParseError as e:
         raise CaptureFormatError(f"{where}: not an RRPair: {e}") from None
+    except RecursionError:
+        raise CaptureFormatError(f"{where}: not an RRPair: JSON nested too deeply") from None
 
 
 def write(fp: IO[str], pair: pb.RRPair) -> None:
@@ -41,9 +43,22 @@ def write(fp: IO[str], pair: pb.RRPair) -> None:
     fp.write("\n")
 
 
-def iter_file(fp: IO[str], name: str = "<stream>") -> Iterator[pb.RRPair]:
-    """Yield the RRPairs of a JSONL stream, skipping blank lines."""
-    for lineno, line in enumerate(fp, 1):
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CaptureFormatError(
+            f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+            "JSONL captures are UTF-8"
+        ) from None
+
+
+def iter_file(fp: IO[str] | IO[bytes], name: str = "<stream>") -> Iterator[pb.RRPair]:
+    """Yield the RRPairs of a JSONL stream (text, or bytes decoded line by line), skipping
+    blank lines. A line that is not UTF-8 is a CaptureFormatError naming it."""
+    lines: Iterable[str | bytes] = fp
+    for lineno, raw in enumerate(lines, 1):
+        line = raw if isinstance(raw, str) else _decode(raw, f"{name}:{lineno}")
         if line.strip():
             yield loads(line, f"{name}:{lineno}")
 
@@ -76,7 +91,7 @@ def open_output(path: str) -> Iterator[IO[str]]:
 def read_path(path: str) -> Iterator[pb.RRPair]:
     """Yield the RRPairs of a JSONL file ("-" for stdin)."""
     if path == "-":
-        yield from iter_file(sys.stdin, "<stdin>")
+        yield from iter_file(sys.stdin.buffer, "<stdin>")
         return
-    with open(path, encoding="utf-8") as fp:
+    with open(path, "rb") as fp:
         yield from iter_file(fp, path)

@@ -40,13 +40,19 @@ def scan(path: str) -> CaptureInfo:
     count, first, last = 0, 0, 0
     try:
         with open(path, encoding="utf-8") as f:
-            for line in f:
+            for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 count += 1
                 m = _TS.search(line, 0, 400) or _TS.search(line)
                 if m:
-                    ts = _ts_ns(m.group(1))
+                    try:
+                        ts = _ts_ns(m.group(1))
+                    except (ValueError, OverflowError):
+                        raise InputError(
+                            f"{path}:{lineno}: not an RRPair: bad ts {m.group(1)[:40]!r}; "
+                            "fix or remove that line"
+                        ) from None
                     first = ts if not first else min(first, ts)
                     last = max(last, ts)
     except FileNotFoundError:
@@ -84,10 +90,13 @@ def item_from_line(
     try:
         d = json.loads(line)
         return item_from_json(d, index, keep_body_limit, summary_only)
-    except (ValueError, TypeError, AttributeError, binascii.Error):
-        # Not the JSON mapping we expect: let protobuf's parser say what is wrong.
-        try:
-            pair = jsonl.loads(line, where)
-        except jsonl.CaptureFormatError as e:
-            raise InputError(f"{e}; fix or remove that line") from None
+    except (ValueError, TypeError, AttributeError, binascii.Error, RecursionError, OverflowError):
+        pass
+    # Not the JSON mapping we expect: let protobuf's parser say what is wrong.
+    try:
+        pair = jsonl.loads(line, where)
         return item_from_rrpair(pair, index, keep_body_limit, summary_only)
+    except jsonl.CaptureFormatError as e:
+        raise InputError(f"{e}; fix or remove that line") from None
+    except (ValueError, TypeError, RecursionError, OverflowError) as e:
+        raise InputError(f"{where}: not an RRPair: {e}; fix or remove that line") from None

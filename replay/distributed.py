@@ -45,6 +45,7 @@ class RemoteShare:
     report: dict[str, Any] | None = None
     error: str = ""
     statuses: int = field(default=0)
+    bad_input: str = ""  # a capture line that is not an RRPair: the run is refused
 
     @property
     def lost(self) -> bool:
@@ -79,15 +80,17 @@ class RemoteShare:
         return out
 
 
-def _pairs(plan: Plan, share: int, shares: int) -> Iterator[rpb.StartRequest]:
+def _pairs(plan: Plan, share: int, shares: int, name: str) -> Iterator[rpb.StartRequest]:
+    """The pairs of one share as Start messages; a bad line raises CaptureFormatError naming
+    the line of the capture `name`."""
     i = -1
     with open(plan.capture, encoding="utf-8") as f:
-        for line in f:
+        for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             i += 1
             if i % shares == share:
-                yield rpb.StartRequest(pair=jsonl.loads(line, f"{plan.capture}:{i + 1}"))
+                yield rpb.StartRequest(pair=jsonl.loads(line, f"{name}:{lineno}"))
 
 
 def _share_plan(plan: Plan, share: int, shares: int, count: int) -> Plan:
@@ -106,7 +109,7 @@ def _drive(
     count: int,
     token: str | None,
     tls: ClientTLS | None,
-    run_id: str,
+    name: str,
 ) -> None:
     md = transport.bearer_metadata(token)
     try:
@@ -114,17 +117,20 @@ def _drive(
         with transport.channel(run.address, tls=tls, keepalive=False) as ch:
             stub = rgrpc.ReplayAgentStub(ch)  # type: ignore[no-untyped-call]
             p = _share_plan(plan, run.share, shares, count)
-            spec = rpb.PlanSpec(
-                plan_json=p.to_json(), run_id=run_id, share=run.share, shares=shares
-            )
+            spec = rpb.PlanSpec(plan_json=p.to_json(), share=run.share, shares=shares)
 
             def stream() -> Iterator[rpb.StartRequest]:
                 yield rpb.StartRequest(plan=spec)
-                yield from _pairs(plan, run.share, shares)
+                try:
+                    yield from _pairs(plan, run.share, shares, name)
+                except jsonl.CaptureFormatError as e:
+                    run.bad_input = f"{e}; fix or remove that line"
+                    raise  # grpc cancels the Start call: the agent runs nothing
 
-            stub.Start(stream(), metadata=md, timeout=300)
+            # The agent chooses the run's id; only this caller learns it.
+            started = stub.Start(stream(), metadata=md, timeout=300)
             run.state = "running"
-            for st in stub.Watch(rpb.WatchRequest(run_id=run_id), metadata=md):
+            for st in stub.Watch(rpb.WatchRequest(run_id=started.run_id), metadata=md):
                 run.last = st
                 run.statuses += 1
                 if st.state == rpb.RUN_STATE_DONE or st.state == rpb.RUN_STATE_STOPPED:
@@ -141,6 +147,7 @@ def _drive(
             grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
         ):
             run.state, run.error = "refused", f"{code.name}: {e.details()}"
         else:
@@ -160,7 +167,10 @@ def run_distributed(
         if selected is not None:
             print(describe(sel), file=sys.stderr)
             plan.capture = selected
-        report = _run_distributed(plan, agents, token, tls)
+        try:
+            report = _run_distributed(plan, agents, token, tls, original)
+        except InputError as e:  # name the capture given, not the selection's copy
+            raise InputError(str(e).replace(selected or original, original)) from None
         report["selection"] = sel.to_dict()
         return report
     finally:
@@ -170,7 +180,7 @@ def run_distributed(
 
 
 def _run_distributed(
-    plan: Plan, agents: list[str], token: str | None, tls: ClientTLS | None
+    plan: Plan, agents: list[str], token: str | None, tls: ClientTLS | None, name: str
 ) -> dict[str, Any]:
     info = scan(plan.capture)
     if info.count == 0:
@@ -182,10 +192,9 @@ def _run_distributed(
     counts = [info.count // n + (k < info.count % n) for k in range(n)]
     loops = plan.loops or 1
     runs = [RemoteShare(a, k, counts[k] * loops) for k, a in enumerate(agents)]
-    run_id = f"{int(time.time())}-{id(plan) & 0xFFFF:x}"
     threads = [
         threading.Thread(
-            target=_drive, args=(r, plan, n, counts[r.share], token, tls, run_id), daemon=True
+            target=_drive, args=(r, plan, n, counts[r.share], token, tls, name), daemon=True
         )
         for r in runs
     ]
@@ -195,6 +204,9 @@ def _run_distributed(
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
+    bad = [r.bad_input for r in runs if r.bad_input]
+    if bad:
+        raise InputError(bad[0])
     refused = [r for r in runs if r.state == "refused"]
     if refused and len(refused) == len(runs):
         raise PeerError(

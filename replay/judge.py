@@ -58,7 +58,8 @@ def parse_fail_on(text: str) -> list[Condition]:
 
 def _value(name: str, report: dict[str, Any]) -> float | None:
     if name == "errors":
-        return float(report["errors"]["total"] + len(report.get("failures") or ()))
+        unsafe = sum((report.get("requests", {}).get("not_sent_unsafe") or {}).values())
+        return float(report["errors"]["total"] + len(report.get("failures") or ()) + unsafe)
     if name == "mismatches":
         return float(report["comparison"]["mismatched"])
     if name == "unmatched-mocks":

@@ -102,6 +102,9 @@ class MockSet:
         self.served: Counter[str] = Counter()
         self.unmatched: Counter[str] = Counter()
         self.unmatched_samples: list[str] = []
+        # Recorded answers not served because they would split the response (CR/LF in a
+        # header or the reason): a 502 went out instead.
+        self.unsafe: Counter[str] = Counter()
 
     def add(self, dependency: str, method: str, target: str, body: bytes, mock: Mock) -> None:
         key = request_key(method, target, body, self.ignore)
@@ -141,6 +144,7 @@ class MockSet:
             "recorded": sum(self.recorded.values()),
             "served": sum(self.served.values()),
             "unmatched": sum(self.unmatched.values()),
+            "unsafe": sum(self.unsafe.values()),
             "by_dependency": {
                 d: {
                     "recorded": self.recorded.get(d, 0),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,23 @@ HOP_BY_HOP = frozenset(
 )
 FRAMING = HOP_BY_HOP | {"content-length"}
 METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+# What may go on the wire as recorded (RFC 9110 5.1, 5.5, 9.1; RFC 9112 3.2): a method and a
+# field name are tokens; a request target has no spaces or controls; a field value has no CR,
+# LF or NUL (other controls and obs-text pass, as servers accept them). Anything else would
+# let recorded bytes start a new header or a new request in the target's parser.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"[\x21-\x7e\x80-\xff]+")
+_VALUE_BAD = re.compile(r"[\r\n\x00]|[^\x00-\xff]")
+
+
+class UnsafeRequest(ValueError):
+    """A recorded request whose bytes cannot be sent as they are; ``reason`` names the part
+    (for the report's counters)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -126,8 +144,18 @@ def _ts_ns(text: str) -> int:
     return sec * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
+def _text(v: Any, default: str = "") -> str:
+    """A string field of the JSON mapping; TypeError for anything else (the caller then lets
+    protobuf's parser say what is wrong)."""
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v or default
+
+
 def _hs(items: list[dict[str, str]] | None) -> Headers:
-    return [(h.get("name", ""), h.get("value", "")) for h in items or ()]
+    return [(_text(h.get("name")), _text(h.get("value"))) for h in items or ()]
 
 
 def item_from_json(
@@ -145,7 +173,7 @@ def item_from_json(
     def close_in(hs: Headers) -> bool:
         return any(n.lower() == "connection" and "close" in v.lower() for n, v in hs)
 
-    version = req.get("version") or "HTTP/1.1"
+    version = _text(req.get("version"), "HTTP/1.1")
     keep = any(n.lower() == "connection" and "keep-alive" in v.lower() for n, v in req_hs)
     recorded_close = close_in(req_hs) or close_in(res_hs) or (version == "HTTP/1.0" and not keep)
     expected = None
@@ -166,8 +194,8 @@ def item_from_json(
         id=str(d.get("id", "")),
         ts_ns=_ts_ns(ts) if ts else 0,
         conn_id=int((d.get("meta") or {}).get("connId") or 0),
-        method=req.get("method") or "GET",
-        target=req.get("url") or "/",
+        method=_text(req.get("method"), "GET"),
+        target=_text(req.get("url"), "/"),
         version=version,
         headers=[(n, v) for n, v in req_hs if n.lower() not in FRAMING],
         body=_b64(req.get("body")),
@@ -185,10 +213,42 @@ def origin_form(target: str) -> str:
     return target
 
 
+def unsafe_field(name: str, value: str) -> tuple[str, str] | None:
+    """(reason, detail) when a header cannot go on the wire as recorded; None when it can."""
+    if not _TOKEN.fullmatch(name):
+        return "header name", f"{name[:40]!r} is not a token"
+    bad = _VALUE_BAD.search(value)
+    if bad:
+        return "header value", f"{bad.group()!r} in the value of {name} at offset {bad.start()}"
+    return None
+
+
+def unsafe_text(text: str) -> str | None:
+    """What in a status line's reason (or other free text) would split a message, if any."""
+    bad = _VALUE_BAD.search(text)
+    return f"{bad.group()!r} at offset {bad.start()}" if bad else None
+
+
+def _check_field(name: str, value: str) -> None:
+    why = unsafe_field(name, value)
+    if why is not None:
+        raise UnsafeRequest(*why)
+
+
 def encode_request(item: Item, host: str, keep_alive: bool) -> bytes:
     """The request's wire bytes: Host replaced in place (or added first), Content-Length
-    set from the body, the replay's own Connection field."""
-    out = [f"{item.method} {origin_form(item.target)} HTTP/1.1\r\n"]
+    set from the body, the replay's own Connection field. UnsafeRequest when the method,
+    target or a header holds bytes that would change how the target splits the request
+    (CR, LF, spaces or controls where the grammar has none)."""
+    if not _TOKEN.fullmatch(item.method):
+        raise UnsafeRequest("method", f"{item.method[:40]!r} is not a token")
+    target = origin_form(item.target)
+    if not _TARGET.fullmatch(target):
+        raise UnsafeRequest(
+            "request target",
+            f"{target[:80]!r} holds a space, a control or a non-ISO-8859-1 character",
+        )
+    out = [f"{item.method} {target} HTTP/1.1\r\n"]
     saw_host = False
     for name, value in item.headers:
         low = name.lower()
@@ -199,9 +259,11 @@ def encode_request(item: Item, host: str, keep_alive: bool) -> bytes:
             value = host
         elif low == "content-length":
             continue
+        _check_field(name, value)
         out.append(f"{name}: {value}\r\n")
     if not saw_host:
         out.insert(1, f"Host: {host}\r\n")
+    _check_field("Host", host)
     if item.body or item.method not in METHODS_WITHOUT_BODY:
         out.append(f"Content-Length: {len(item.body)}\r\n")
     if not keep_alive:

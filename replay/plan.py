@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +15,8 @@ from replay.rewrite import Rules
 from replay.sides import DIRECTIONS
 
 TIMINGS = ("original", "asap")
+# A name under /run/netns (as `ip netns add` makes them): no "/", not "." or "..".
+_NETNS_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}")
 CONNECTIONS = ("keepalive", "close", "as-recorded")
 
 
@@ -62,6 +65,11 @@ class Plan:
             raise ConfigError(f"--direction {self.direction!r}: use one of {', '.join(DIRECTIONS)}")
         if self.loops == 0 and not self.duration:
             raise ConfigError("--loop without a count needs --duration")
+        if self.netns and not _NETNS_NAME.fullmatch(self.netns):
+            raise ConfigError(
+                f"--netns {self.netns!r}: give the name of a namespace (as `ip netns list` "
+                "shows it), not a path"
+            )
         self.host, self.port = parse_target(self.target)
 
     @property

@@ -2,15 +2,19 @@
 a plan, prints JSON status lines on stdout, the last one with the report. SIGTERM stops the run
 early (the report covers what was sent).
 
-    python -m replay.remote_run PLAN.json
+    python -m replay.remote_run PLAN.json [SERVICE_PID]
 
 The service runs each plan in such a child so that the replay's worker processes are forked
-from a process without gRPC threads.
+from a process without gRPC threads. The child stops its run when the service dies (even by
+SIGKILL: PR_SET_PDEATHSIG), and removes the plan and its capture when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,6 +24,8 @@ from nodetap.errors import NodetapError
 from replay.plan import Plan
 from replay.runner import run_replay
 
+PR_SET_PDEATHSIG = 1
+
 
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
@@ -27,10 +33,23 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    with open(argv[0]) as f:
-        plan = Plan.from_json(f.read())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Stop with the service, even when it is killed with SIGKILL.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if len(argv) > 1 and os.getppid() != int(argv[1]):
+        stop.set()  # the service died before the line above
+    with open(argv[0]) as f:
+        plan = Plan.from_json(f.read())
+    try:
+        return _run(plan, stop)
+    finally:
+        for path in (argv[0], plan.capture):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _run(plan: Plan, stop: threading.Event) -> int:
     try:
         report = run_replay(
             plan,

@@ -2,9 +2,15 @@
 
 It serves the gRPC service nodetap.v1.ReplayAgent; `nodetap replay-agent` starts it.
 Safety: off unless started; a listener on a non-loopback address is refused without TLS and a
-bearer token; every call must carry the token when one is set; a plan whose target is outside
-``allow_targets`` (host names or CIDRs) is refused. Each run is a child process
-(``python -m replay.remote_run``) whose status lines the service relays to Watch streams.
+bearer token; every call must carry the token when one is set (the constant-time check of
+nodetap/transport.py, shared with the forwarder); a plan whose target is outside
+``allow_targets`` (host names or CIDRs) is refused; the network namespace is the operator's
+(``--netns``), never the caller's (a plan naming one is refused); processes, vusers, upload
+size and concurrent runs are capped (``Limits``); the service chooses run ids (random, 128
+bits), so a caller can watch or stop only the runs it started. Each run is a child process
+(``python -m replay.remote_run``) whose status lines the service relays to Watch streams; its
+uploaded pairs live in a private 0700 folder (``WorkDir``), emptied at start and at exit, and
+the child dies with the service.
 """
 
 from __future__ import annotations
@@ -14,13 +20,12 @@ import ipaddress
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,7 @@ from nodetap.errors import ConfigError, HostError, NodetapError
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
 from replay.plan import Plan, parse_target
+from replay.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +95,16 @@ class AllowList:
 
     def __str__(self) -> str:
         return ", ".join([*map(str, self.nets), *sorted(self.names)]) or "(nothing)"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one caller may ask of this service."""
+
+    max_processes: int = max(1, os.cpu_count() or 1)  # replay processes per run
+    max_vusers: int = 1024  # virtual users per run
+    max_upload_bytes: int = 1 << 30  # the pairs of one run, as received
+    max_runs: int = 4  # runs at once
 
 
 @dataclass
@@ -151,6 +167,14 @@ class RemoteRun:
         )
 
 
+def _names_netns(plan_json: str) -> bool:
+    try:
+        d = json.loads(plan_json)
+    except (ValueError, RecursionError):
+        return False  # Plan.from_json says what is wrong
+    return isinstance(d, dict) and bool(d.get("netns"))
+
+
 def with_suppress_unlink(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -160,11 +184,74 @@ class RemoteReplayService(rgrpc.ReplayAgentServicer):
     """nodetap.v1.ReplayAgent: Start (a plan and its RRPairs), Watch (status until the end),
     Stop."""
 
-    def __init__(self, allow: AllowList, netns: str | None = None) -> None:
+    def __init__(
+        self,
+        allow: AllowList,
+        netns: str | None = None,
+        limits: Limits | None = None,
+        workdir: WorkDir | None = None,
+    ) -> None:
         self.allow = allow
         self.netns = netns
+        self.limits = limits or Limits()
+        self.workdir = workdir or WorkDir.private()
         self.runs: dict[str, RemoteRun] = {}
         self.lock = threading.Lock()
+
+    def _check(self, plan: Plan, context: Any) -> None:
+        """Abort the call unless the plan keeps to what the operator allows; fill in the
+        operator's choices (namespace, processes)."""
+        lim = self.limits
+        host, _ = parse_target(plan.target)
+        if not self.allow.allows(host):
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"target {host} is outside this replay agent's --allow-target list ({self.allow})",
+            )
+        if plan.processes > lim.max_processes:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{plan.processes} processes asked, this replay agent runs at most "
+                f"{lim.max_processes} per run (--max-processes); ask for fewer",
+            )
+        if plan.vusers > lim.max_vusers:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{plan.vusers} vusers asked, this replay agent runs at most {lim.max_vusers} "
+                "per run (--max-vusers); ask for fewer",
+            )
+        plan.netns = self.netns
+        plan.processes = plan.processes or min(os.cpu_count() or 1, lim.max_processes)
+
+    def _receive(self, requests: Iterator[rpb.StartRequest], fd: int, context: Any) -> int:
+        """Write the pairs of a Start stream to the file fd; abort past the upload limit."""
+        n = size = 0
+        cap = self.limits.max_upload_bytes
+        with open(fd, "w", encoding="utf-8") as f:
+            for req in requests:
+                if req.WhichOneof("part") != "pair":
+                    continue
+                size += req.pair.ByteSize()
+                if size > cap:
+                    context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the pairs sent exceed this replay agent's upload limit of {cap} bytes "
+                        "(--max-upload); send a smaller capture or use more agents",
+                    )
+                jsonl.write(f, req.pair)
+                n += 1
+        return n
+
+    def _running(self) -> int:
+        with self.lock:
+            return sum(1 for r in self.runs.values() if r.state == "running")
+
+    def _forget_finished(self) -> None:
+        """Keep the finished runs a while for late Watch calls, not forever."""
+        with self.lock:
+            done = [k for k, r in self.runs.items() if r.state != "running"]
+            for k in done[: max(0, len(done) - 64)]:
+                del self.runs[k]
 
     def Start(
         self, request_iterator: Iterator[rpb.StartRequest], context: Any
@@ -174,41 +261,50 @@ class RemoteReplayService(rgrpc.ReplayAgentServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the plan")
             raise AssertionError  # abort raises
         spec = first.plan
-        try:
-            plan = Plan.from_json(spec.plan_json)
-        except (NodetapError, ValueError, TypeError) as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad plan: {e}")
-        host, _ = parse_target(plan.target)
-        if not self.allow.allows(host):
+        if _names_netns(spec.plan_json):
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"target {host} is outside this replay agent's --allow-target list ({self.allow})",
+                "the plan names a network namespace; the replay agent's operator chooses it "
+                "(replay-agent --netns): leave it out of the plan",
             )
-        run_id = spec.run_id or uuid.uuid4().hex[:12]
-        fd, cap_path = tempfile.mkstemp(prefix="nodetap-remote-", suffix=".jsonl")
-        n = 0
-        with os.fdopen(fd, "w") as f:
-            for req in request_iterator:
-                if req.WhichOneof("part") == "pair":
-                    jsonl.write(f, req.pair)
-                    n += 1
-        plan.capture = cap_path
-        if self.netns and not plan.netns:
-            plan.netns = self.netns
-        pfd, plan_path = tempfile.mkstemp(prefix="nodetap-plan-", suffix=".json")
-        with os.fdopen(pfd, "w") as f:
-            f.write(plan.to_json())
+        try:
+            plan = Plan.from_json(spec.plan_json)
+        except (NodetapError, ValueError, TypeError, AttributeError, RecursionError) as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad plan: {e}")
+        self._check(plan, context)
+        if self._running() >= self.limits.max_runs:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this replay agent already runs {self.limits.max_runs} plans (--max-runs); "
+                "wait for one to end",
+            )
+        # The service chooses the id (whatever the caller sent): only who started a run
+        # learns it, so nobody can watch or stop another caller's run.
+        run_id = secrets.token_hex(16)
+        cap_path = self.workdir.path(f"{run_id}.jsonl")
+        plan_path = self.workdir.path(f"{run_id}.plan.json")
+        try:
+            n = self._receive(request_iterator, self.workdir.create(f"{run_id}.jsonl"), context)
+            plan.capture = cap_path
+            with open(self.workdir.create(f"{run_id}.plan.json"), "w") as f:
+                f.write(plan.to_json())
+        except BaseException:
+            for p in (cap_path, plan_path):
+                with_suppress_unlink(p)
+            raise
         proc = subprocess.Popen(
-            [sys.executable, "-m", "replay.remote_run", plan_path],
+            [sys.executable, "-m", "replay.remote_run", plan_path, str(os.getpid())],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
             cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(self.workdir.root)},
         )
         run = RemoteRun(run_id, proc, plan_path, cap_path)
+        self._forget_finished()
         with self.lock:
             self.runs[run_id] = run
-        threading.Thread(target=run.pump, daemon=True, name=f"run-{run_id}").start()
+        threading.Thread(target=run.pump, daemon=True, name=f"run-{run_id[:8]}").start()
         log.info("run %s started: %d pairs to %s", run_id, n, plan.target)
         return rpb.StartResponse(run_id=run_id, pairs=n)
 
@@ -245,6 +341,7 @@ class RemoteReplayService(rgrpc.ReplayAgentServicer):
                 run.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 run.proc.kill()
+        self.workdir.remove()
 
 
 def serve(
@@ -254,14 +351,23 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     netns: str | None = None,
+    limits: Limits | None = None,
+    work_base: str | None = None,
 ) -> tuple[grpc.Server, RemoteReplayService, int]:
-    """Start the service (checks the safety rules first); returns its server, itself and port."""
+    """Start the service (checks the safety rules first); returns its server, itself and port.
+
+    Uploaded pairs wait for their run in a private folder named for the port, under work_base
+    (default: the system's temporary folder), emptied now and removed by stop_all."""
     host, port = split_listen(listen)
     if not is_loopback(host) and not (token and tls_cert and tls_key):
         raise ConfigError(
             f"refusing to listen on {listen} without TLS and a token; give --tls-cert, --tls-key "
             "and --token-file, or listen on 127.0.0.1"
         )
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError("give both --tls-cert and --tls-key (TLS needs the certificate and key)")
+    if tls_cert and tls_key:
+        check_tls_files(tls_cert, tls_key)
     if not allow.nets and not allow.names:
         raise ConfigError(
             "no --allow-target given; name the hosts or CIDRs this agent may replay to"
@@ -272,8 +378,6 @@ def serve(
         auth=transport.TokenAuth(token) if token else None,
         keepalive=False,
     )
-    svc = RemoteReplayService(allow, netns)
-    rgrpc.add_ReplayAgentServicer_to_server(svc, server)  # type: ignore[no-untyped-call]
     addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     tls = transport.ServerTLS(tls_cert, tls_key) if tls_cert and tls_key else None
     try:
@@ -282,5 +386,32 @@ def serve(
         raise HostError(f"cannot listen on {listen}: {e}; pick another --listen") from None
     if not bound:
         raise HostError(f"cannot listen on {listen}; is the port in use?")
+    svc = RemoteReplayService(
+        allow, netns, limits, WorkDir.private(f"nodetap-replay-agent-{bound}", work_base)
+    )
+    rgrpc.add_ReplayAgentServicer_to_server(svc, server)  # type: ignore[no-untyped-call]
     server.start()
     return server, svc, bound
+
+
+def check_tls_files(cert: str, key: str) -> None:
+    """ConfigError unless cert and key are readable PEM files that belong together (grpc would
+    otherwise fail later, or abort the process, with a message about neither)."""
+    import ssl
+
+    for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read {flag} {path}: {e.strerror}; give the PEM file (on Kubernetes, "
+                "the Secret mounted there must hold tls.crt and tls.key)"
+            ) from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its key ({e}); "
+            "give the pair the agent's certificate was made with"
+        ) from None

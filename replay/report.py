@@ -25,7 +25,8 @@ def merge(results: list[dict[str, Any]], max_samples: int = 50) -> dict[str, Any
         "last_send": 0.0,
     }
     counters: dict[str, Counter[str]] = {
-        k: Counter() for k in ("errors", "error_secs", "secs", "statuses", "mismatch_kinds", "pool")
+        k: Counter()
+        for k in ("errors", "error_secs", "secs", "statuses", "mismatch_kinds", "pool", "unsafe")
     }
     lat, lag = Histogram(), Histogram()
     lat_secs: dict[str, Histogram] = {}
@@ -107,6 +108,9 @@ def build(
             "responses": merged["responses"],
             "unsent": (planned_total - sent) if planned_total is not None else merged["unsent"],
             "statuses": merged["statuses"],
+            # Recorded requests not sent because their bytes would inject into the target's
+            # parser (CR/LF in the request line or a header; replay/model.py): why, counted.
+            "not_sent_unsafe": merged.get("unsafe", {}),
         },
         "rate": {
             "planned_per_s": round(planned_rate, 2) if planned_rate else None,
@@ -170,6 +174,14 @@ def table(r: dict[str, Any]) -> str:
     rows.append(
         ("statuses", ", ".join(f"{k}: {v}" for k, v in sorted(req["statuses"].items())) or "-")
     )
+    unsafe = req.get("not_sent_unsafe") or {}
+    if unsafe:
+        rows.append(
+            (
+                "not sent (unsafe)",
+                ", ".join(f"{k}: {v}" for k, v in sorted(unsafe.items())),
+            )
+        )
     ratio = f" ({100 * rate['ratio']:.1f}% of plan)" if rate["ratio"] else ""
     rows.append(
         (
@@ -253,6 +265,7 @@ def table(r: dict[str, Any]) -> str:
             (
                 "mocks",
                 f"{mk['served']} served, {mk['unmatched']} unmatched, {mk['recorded']} recorded"
+                + (f", {mk['unsafe']} refused as unsafe (502)" if mk.get("unsafe") else "")
                 + "".join(
                     f"; {d}: {c['served']} served {c['unmatched']} unmatched"
                     for d, c in mk["by_dependency"].items()

@@ -24,6 +24,7 @@ import httptools
 
 from nodetap.errors import ConfigError, HostError
 from replay.mocks import Answer, MockSet
+from replay.model import unsafe_field, unsafe_text
 
 SO_ORIGINAL_DST = 80
 IP6T_SO_ORIGINAL_DST = 80
@@ -58,6 +59,37 @@ def _reason(status: int, recorded: str) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+def unsafe_answer(a: Answer) -> str | None:
+    """Why a recorded answer cannot be sent as recorded (CR/LF or a character no byte holds in
+    its reason phrase or a header: it would split the response in the client); None if it can."""
+    m = a.mock
+    if m is None:
+        return None
+    why = unsafe_text(m.reason or "")
+    if why is not None:
+        return f"reason phrase: {why}"
+    for n, v in m.headers:
+        bad = unsafe_field(n, v)
+        if bad is not None:
+            return f"{bad[0]}: {bad[1]}"
+    return None
+
+
+def encode_refusal(method: str, target: str, why: str, keep_alive: bool) -> bytes:
+    """The 502 sent instead of a recorded answer that unsafe_answer refused."""
+    body = (
+        f"nodetap responder: the recorded answer to {method} {target} is not sent: it would "
+        f"split the response ({why})\n"
+    ).encode("latin-1", "replace")
+    head = (
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"X-Nodetap-Mock: unsafe\r\nContent-Length: {len(body)}\r\n"
+        + ("" if keep_alive else "Connection: close\r\n")
+        + "\r\n"
+    ).encode()
+    return head if method == "HEAD" else head + body
 
 
 def encode_answer(a: Answer, method: str, target: str, keep_alive: bool, known: list[str]) -> bytes:
@@ -126,8 +158,14 @@ class _Server(asyncio.Protocol):
         keep = bool(self.parser.should_keep_alive())
         a = self.mocks.answer(method, target, b"".join(self.body), self.dst, self.host)
         known = self.mocks.known_requests(a.dependency) if a.mock is None else []
+        why = unsafe_answer(a)
+        if why is not None:
+            self.mocks.unsafe[a.dependency] += 1
+            data = encode_refusal(method, target, why, keep)
+        else:
+            data = encode_answer(a, method, target, keep, known)
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode_answer(a, method, target, keep, known))
+            self.transport.write(data)
             if not keep:
                 self.transport.close()
 

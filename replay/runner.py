@@ -98,7 +98,10 @@ def run_replay(
         if selected is not None:
             say(describe(sel))
             plan.capture = selected
-        report = _run(plan, progress, stop, on_status, preflight_out)
+        try:
+            report = _run(plan, progress, stop, on_status, preflight_out)
+        except InputError as e:  # name the capture given, not the selection's copy
+            raise InputError(str(e).replace(selected or original, original)) from None
         report["selection"] = sel.to_dict()
         report["plan"]["capture"] = original
         return report
@@ -179,6 +182,7 @@ def _run(
     cpu = CpuTrack()
     results: dict[int, dict[str, Any]] = {}
     failures: list[str] = []
+    bad_input: list[str] = []  # a worker's NodetapError (a malformed line): the run stops
     display = Progress(total, enabled=show)
     for p in procs:
         p.start()
@@ -192,6 +196,8 @@ def _run(
                 raise HostError("replay processes did not start within 60 s") from None
             if kind == "ready":
                 ready += 1
+            elif kind == "input":
+                raise NodetapError(payload)
             elif kind == "error":
                 raise HostError(f"replay process {k} failed to start: {payload}")
         ct.open(shared.budget)
@@ -208,6 +214,10 @@ def _run(
                 kind, k, payload = out.get(timeout=SAMPLE_S)
                 if kind == "result":
                     results[k] = payload
+                elif kind == "input":
+                    bad_input.append(payload)
+                    failures.append(f"process {k}: {payload}")
+                    shared.stop.value = 1  # the others stop too: the capture needs fixing
                 elif kind == "error":
                     failures.append(f"process {k}: {payload}")
                 continue
@@ -247,6 +257,8 @@ def _run(
                 p.kill()
                 p.join()
         ct.close()
+    if bad_input:
+        raise InputError(bad_input[0])
     if not results:
         raise NodetapError(
             "replay failed: " + ("; ".join(failures) or "no process returned a result")

@@ -110,11 +110,19 @@ def choose(counts: Counter[Key], direction: str, target_host: str, target_port: 
     return Selection(keep, counts, reason)
 
 
-def count_keys(lines: Iterable[str]) -> Counter[Key]:
+def count_keys(lines: Iterable[str], name: str = "<capture>") -> Counter[Key]:
+    """Pairs per (server, direction); InputError for a line that is not a JSON object."""
     c: Counter[Key] = Counter()
-    for line in lines:
-        if line.strip():
-            c[line_key(line)] += 1
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        if text[0] != "{" or text[-1] != "}":
+            raise InputError(
+                f"{name}:{lineno}: not an RRPair (not a JSON object: {text[:40]!r}); "
+                "fix or remove that line"
+            )
+        c[line_key(line)] += 1
     return c
 
 
@@ -125,7 +133,7 @@ def select_file(
     those, or None when every pair is kept; the selection). The caller removes the file."""
     try:
         with open(path, encoding="utf-8") as f:
-            counts = count_keys(f)
+            counts = count_keys(f, path)
     except FileNotFoundError:
         raise InputError(f"capture {path} not found; give a JSONL capture file") from None
     except UnicodeDecodeError:
@@ -140,10 +148,11 @@ def select_file(
             "give --direction any or another --direction"
         )
     fd, out = tempfile.mkstemp(prefix="nodetap-replay-sel-", suffix=".jsonl")
+    # A skipped line becomes a blank one, so that the lines keep their numbers (errors name
+    # the line of the capture given).
     with os.fdopen(fd, "w", encoding="utf-8") as w, open(path, encoding="utf-8") as f:
         for line in f:
-            if line.strip() and sel.wants(line):
-                w.write(line)
+            w.write(line if line.strip() and sel.wants(line) else "\n")
     return out, sel
 
 

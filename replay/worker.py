@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netsetup.netns import enter_netns
+from nodetap.errors import NodetapError
 from replay.capture_file import item_from_line, iter_items
 from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
-from replay.model import Item, encode_request
+from replay.model import Item, UnsafeRequest, encode_request
 from replay.plan import Plan
 from replay.stats import Histogram, bucket, peak_rss_kb
 
@@ -68,6 +69,7 @@ class Result:
     first_send: float = 0.0
     last_send: float = 0.0
     unsent: int = 0
+    unsafe: Counter[str] = field(default_factory=Counter)  # not sent: why (replay/model.py)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -90,6 +92,7 @@ class Result:
             "first_send": self.first_send,
             "last_send": self.last_send,
             "unsent": self.unsent,
+            "unsafe": dict(self.unsafe),
         }
 
 
@@ -179,7 +182,9 @@ class _Runner:
         p = self.plan
         pass_len = self.span / p.speed + (1.0 / p.rate if p.rate else 0.01)
         for n, items in enumerate(self._items()):
+            empty = True
             for item in items:
+                empty = False
                 if item is None:
                     yield None, 0.0
                 elif p.rate:
@@ -189,6 +194,10 @@ class _Runner:
                 else:
                     due = 0.0
                 yield item, due
+            if empty:
+                # This process's share holds nothing to send (fewer pairs than processes):
+                # more passes would spin without ever reaching the deadline.
+                return
 
     async def vuser(self) -> None:
         p, res, sh = self.plan, self.res, self.sh
@@ -235,7 +244,21 @@ class _Runner:
             data = wire.get(reuse)
             if data is None:
                 host = rules.host_for(_host_of(item), p.authority)
-                data = wire[reuse] = encode_request(item, host, reuse)
+                try:
+                    data = wire[reuse] = encode_request(item, host, reuse)
+                except UnsafeRequest as e:  # never sent: it would smuggle bytes into the target
+                    res.unsafe[e.reason] += 1
+                    if len(res.samples) < p.max_diffs and res.unsafe[e.reason] <= 3:
+                        res.samples.append(
+                            {
+                                "index": item.index,
+                                "id": item.id,
+                                "method": item.method[:64],
+                                "target": item.target[:256],
+                                "error": f"not sent: {e}",
+                            }
+                        )
+                    continue
             sec = int(now)
             res.sent += 1
             res.secs[sec] += 1
@@ -350,6 +373,9 @@ def worker_main(
         res.cpu_s = t.user + t.system
         res.maxrss_kb = peak_rss_kb()
         out.put(("result", share, res.to_wire()))
+    except NodetapError as e:  # a bad capture line, a namespace gone: one line, no traceback
+        with contextlib.suppress(Exception):
+            out.put(("input", share, str(e)))
     except BaseException as e:
         with contextlib.suppress(Exception):
             out.put(("error", share, f"{type(e).__name__}: {e}"))

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from dpkt import ethernet, ip, ip6, tcp
 
+from nodetap.errors import InputError
 from nodetap.v1 import rrpair_pb2 as pb
 
 MSS = 1448
@@ -25,10 +26,38 @@ CLIENT_MAC = b"\x02\x00\x00\x00\x00\x01"
 SERVER_MAC = b"\x02\x00\x00\x00\x00\x02"
 DEFAULT_CLIENT = ("10.0.0.1", 40000)
 DEFAULT_SERVER = ("10.0.0.2", 80)
+MAX_PCAP_SECONDS = 0xFFFFFFFF  # pcap's 32-bit seconds: 2106-02-07T06:28:15Z
+
+
+class NotLatin1(InputError):
+    """An RRPair text field with a character a byte cannot hold: a pair that was not captured
+    (header names and values, method and URL are wire bytes decoded as ISO-8859-1)."""
+
+    def __init__(self, what: str, err: UnicodeEncodeError) -> None:
+        ch = err.object[err.start]
+        super().__init__(
+            f"{what} holds {ch!r} (U+{ord(ch):04X}), which is not ISO-8859-1; a pcap carries "
+            "the wire bytes, and captured fields hold only ISO-8859-1: fix that pair, or "
+            "export as JSONL or HAR"
+        )
+        self.what = what
+
+
+def _latin1(text: str, what: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as e:
+        raise NotLatin1(what, e) from None
 
 
 def _headers(headers: Iterable[pb.Header]) -> bytes:
-    return b"".join(f"{h.name}: {h.value}\r\n".encode("latin-1") for h in headers)
+    return b"".join(
+        _latin1(h.name, "a header name")
+        + b": "
+        + _latin1(h.value, f"header {h.name[:40]!r}")
+        + b"\r\n"
+        for h in headers
+    )
 
 
 def _is_chunked(headers: Iterable[pb.Header]) -> bool:
@@ -46,14 +75,21 @@ def _body(body: bytes, headers: Iterable[pb.Header], trailers: Iterable[pb.Heade
 
 def request_bytes(req: pb.HttpRequest) -> bytes:
     """The request as it went on the wire (as far as the RRPair keeps it)."""
-    line = f"{req.method} {req.url} {req.version or 'HTTP/1.1'}\r\n".encode("latin-1")
+    line = (
+        _latin1(req.method, "the method")
+        + b" "
+        + _latin1(req.url, "the URL")
+        + b" "
+        + _latin1(req.version or "HTTP/1.1", "the version")
+        + b"\r\n"
+    )
     return line + _headers(req.headers) + b"\r\n" + _body(req.body, req.headers, req.trailers)
 
 
 def response_bytes(res: pb.HttpResponse) -> bytes:
     """The response as it went on the wire (as far as the RRPair keeps it)."""
     version = res.version or "HTTP/1.1"
-    line = f"{version} {res.status_code} {res.status_message}\r\n".encode("latin-1")
+    line = _latin1(f"{version} {res.status_code} {res.status_message}\r\n", "the status line")
     return line + _headers(res.headers) + b"\r\n" + _body(res.body, res.headers, res.trailers)
 
 
@@ -117,6 +153,34 @@ class _Conn:
         ]
 
 
+def _frames(pair: pb.RRPair, index: int) -> list[tuple[int, bytes]]:
+    """The timestamped frames of one RRPair's synthetic connection."""
+    conn = _Conn(pair, index)
+    start = pair.ts.ToNanoseconds() if pair.HasField("ts") else index * 1_000_000
+    ttfb = pair.ttfb_us * 1000
+    end = start + max(pair.duration_us * 1000, ttfb)
+    syn, ack, fin = tcp.TH_SYN, tcp.TH_ACK, tcp.TH_FIN
+    frames: list[tuple[int, bytes]] = [
+        (start - 3000, conn.frame(True, syn)),
+        (start - 2000, conn.frame(False, syn | ack)),
+        (start - 1000, conn.frame(True, ack)),
+    ]
+    if pair.http.HasField("req"):
+        frames += [(start, f) for f in conn.data(True, request_bytes(pair.http.req))]
+        frames.append((start + 1, conn.frame(False, ack)))
+    if pair.http.HasField("res"):
+        segs = conn.data(False, response_bytes(pair.http.res), split_last=end > start + ttfb)
+        frames += [(start + ttfb, f) for f in segs[:-1]]
+        frames.append((end if len(segs) > 1 else start + ttfb, segs[-1]))
+        frames.append((end, conn.frame(True, ack)))
+    frames += [
+        (end + 1000, conn.frame(True, fin | ack)),
+        (end + 2000, conn.frame(False, fin | ack)),
+        (end + 3000, conn.frame(True, ack)),
+    ]
+    return frames
+
+
 def write_pcap(pairs: Iterable[pb.RRPair], fp: BinaryIO) -> int:
     """Write the pairs as a pcap (Ethernet, nanosecond timestamps) to `fp`; returns the
     number of RRPairs written (pairs without an HTTP payload are skipped)."""
@@ -125,29 +189,17 @@ def write_pcap(pairs: Iterable[pb.RRPair], fp: BinaryIO) -> int:
     for index, pair in enumerate(pairs):
         if not pair.HasField("http"):
             continue
-        conn = _Conn(pair, index)
-        start = pair.ts.ToNanoseconds() if pair.HasField("ts") else index * 1_000_000
-        ttfb = pair.ttfb_us * 1000
-        end = start + max(pair.duration_us * 1000, ttfb)
-        syn, ack, fin = tcp.TH_SYN, tcp.TH_ACK, tcp.TH_FIN
-        frames: list[tuple[int, bytes]] = [
-            (start - 3000, conn.frame(True, syn)),
-            (start - 2000, conn.frame(False, syn | ack)),
-            (start - 1000, conn.frame(True, ack)),
-        ]
-        if pair.http.HasField("req"):
-            frames += [(start, f) for f in conn.data(True, request_bytes(pair.http.req))]
-            frames.append((start + 1, conn.frame(False, ack)))
-        if pair.http.HasField("res"):
-            segs = conn.data(False, response_bytes(pair.http.res), split_last=end > start + ttfb)
-            frames += [(start + ttfb, f) for f in segs[:-1]]
-            frames.append((end if len(segs) > 1 else start + ttfb, segs[-1]))
-            frames.append((end, conn.frame(True, ack)))
-        frames += [
-            (end + 1000, conn.frame(True, fin | ack)),
-            (end + 2000, conn.frame(False, fin | ack)),
-            (end + 3000, conn.frame(True, ack)),
-        ]
+        try:
+            frames = _frames(pair, index)
+        except NotLatin1 as e:
+            raise InputError(f"RRPair {pair.id or index + 1}: {e}") from None
+        last = frames[-1][0] // 10**9
+        if last > MAX_PCAP_SECONDS:
+            raise InputError(
+                f"RRPair {pair.id or index + 1}: its time ({pair.ts.ToJsonString()} plus its "
+                "duration) is past 2106-02-07, the last second a pcap can hold; fix its ts, "
+                "or export as JSONL"
+            )
         for ts, frame in frames:
             ts = max(ts, 0)
             fp.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(frame), len(frame)))

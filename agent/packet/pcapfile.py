@@ -25,6 +25,8 @@ BT_SPB = 3
 BT_EPB = 6
 # Larger records than this are taken as corruption (the largest real frames are 256 KiB).
 MAX_RECORD = 16 << 20
+# Timestamps an RRPair can carry: from 1970 to the end of year 9999 (RFC 3339), in ns.
+MAX_TS_NS = 253_402_300_800 * 1_000_000_000 - 1
 BLOCK = 1 << 20
 
 Record = tuple[int, int, bytes, int]  # (timestamp ns, link type, frame bytes, original length)
@@ -162,8 +164,9 @@ class PcapReader:
                     if iface >= len(ifaces) or 20 + cap > len(body):
                         raise ValueError("bad interface id or captured length")
                     lt, tps, off = ifaces[iface]
+                    ts = _ns((hi << 32) | lo, tps, off, iface)
                     self.records += 1
-                    yield (_ns((hi << 32) | lo, tps, off), lt, body[20 : 20 + cap], orig)
+                    yield (ts, lt, body[20 : 20 + cap], orig)
                 elif btype == BT_SPB:
                     (orig,) = struct.unpack_from(order + "I", body)
                     if not ifaces:
@@ -176,8 +179,9 @@ class PcapReader:
                     if iface >= len(ifaces) or 20 + cap > len(body):
                         raise ValueError("bad interface id or captured length")
                     lt, tps, off = ifaces[iface]
+                    ts = _ns((hi << 32) | lo, tps, off, iface)
                     self.records += 1
-                    yield (_ns((hi << 32) | lo, tps, off), lt, body[20 : 20 + cap], orig)
+                    yield (ts, lt, body[20 : 20 + cap], orig)
             except (struct.error, ValueError) as e:
                 self.error = f"corrupt block at byte {self.offset - blen}: {e}"
                 return
@@ -202,7 +206,16 @@ class PcapReader:
         return linktype, tps, offset
 
 
-def _ns(ticks: int, tps: int, offset_s: int) -> int:
+def _ns(ticks: int, tps: int, offset_s: int, iface: int = 0) -> int:
+    """Nanoseconds since 1970 of a pcapng timestamp; ValueError when no calendar date between
+    1970 and 9999 has it (a damaged or hostile if_tsresol or if_tsoffset)."""
     if tps == 1_000_000_000:
-        return ticks + offset_s * 1_000_000_000
-    return ticks * 1_000_000_000 // tps + offset_s * 1_000_000_000
+        ns = ticks + offset_s * 1_000_000_000
+    else:
+        ns = ticks * 1_000_000_000 // tps + offset_s * 1_000_000_000
+    if not 0 <= ns <= MAX_TS_NS:
+        raise ValueError(
+            f"timestamp out of range (years 1970 to 9999): check if_tsresol ({tps} ticks/s) "
+            f"and if_tsoffset ({offset_s} s) of interface {iface}"
+        )
+    return ns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import struct
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
@@ -153,6 +154,25 @@ def _local_pairs(path: str, flt: fpb.Filter, limit: int) -> Iterator[pb.RRPair]:
         raise InputError(f"{e}; is this a nodetap JSONL capture?") from None
 
 
+def _write_or_say_which(pairs: Iterator[pb.RRPair], fp: IO[bytes], args: argparse.Namespace) -> int:
+    """write(), with a pair the format cannot hold (a time past year 9999, an address that is
+    not one) named in one line instead of a traceback."""
+    last: list[pb.RRPair] = []
+
+    def tracked() -> Iterator[pb.RRPair]:
+        for pair in pairs:
+            last[:] = [pair]
+            yield pair
+
+    try:
+        return write(tracked(), fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
+    except (ValueError, OverflowError, struct.error) as e:
+        which = f"RRPair {last[0].id or '(no id)'}" if last else "an RRPair"
+        raise InputError(
+            f"{which} cannot be written as {args.format}: {e}; fix that pair, or export as jsonl"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     flt = parse_filters(selection_items(args), args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
@@ -173,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output != "-" and not args.follow:  # a bar on a terminal, never over the data
         pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
     with open_output(args.output) as fp:
-        n = write(pairs, fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
+        n = _write_or_say_which(pairs, fp, args)
     if args.output != "-":
         print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
     return 0

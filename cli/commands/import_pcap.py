@@ -26,8 +26,8 @@ examples:
   tcpdump -i any -w - port 80 | nodetap import -   # from a pipe
 
 The summary (packets, flows, RRPairs, gaps, malformed packets) goes to stderr. A truncated
-or damaged file is read up to the damage; the exit code is non-zero only when nothing at
-all could be read.
+or damaged file is read up to the damage. Exit codes: 0 normally; 1 when nothing could be
+read (no records, or no supported link type); 2 when the file is not a capture at all.
 """
 
 
@@ -174,6 +174,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if result.error and c["packets"] == 0:
+    if c["packets"] == 0:
+        if not result.error:
+            print(
+                f"nodetap: {name}: no packets in this {result.format} file; capture some "
+                "traffic first (tcpdump -w FILE)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"nodetap: {name}: no packets could be read", file=sys.stderr)
         return 1
     return 0

@@ -4,11 +4,13 @@ replay service of replay/remote_service.py, which runs plans sent by `nodetap re
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from typing import Any
 
+from cli.options import units
 from cli.options.metrics import add_arguments as add_metrics_arguments
 from cli.options.tokens import read_token
 
@@ -21,7 +23,10 @@ examples:
       --token-file token --tls-ca ca.pem
 
 The agent is off unless started. It refuses a non-loopback --listen without TLS and a token,
-calls without the token, and plans whose target is outside --allow-target (hosts or CIDRs).
+calls without the token, plans whose target is outside --allow-target (hosts or CIDRs), plans
+that name a network namespace (only --netns chooses it), and plans over the --max-* caps. It
+chooses the run ids, so a caller can watch or stop only its own runs. Uploaded pairs wait in a
+private folder (0700, --work-dir), emptied at start and removed at exit.
 """
 
 
@@ -45,25 +50,62 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="PEM")
     p.add_argument("--tls-key", metavar="PEM")
     p.add_argument("--netns", metavar="NAME", help="replay from this network namespace")
+    cpus = max(1, os.cpu_count() or 1)
+    p.add_argument(
+        "--max-processes",
+        type=int,
+        default=cpus,
+        metavar="N",
+        help=f"replay processes one run may use (default: the CPUs, {cpus})",
+    )
+    p.add_argument(
+        "--max-vusers", type=int, default=1024, metavar="N", help="vusers per run (default 1024)"
+    )
+    p.add_argument(
+        "--max-upload",
+        type=units.positive_size,
+        default=1 << 30,
+        metavar="SIZE",
+        help="bytes of pairs one run may upload (default 1GiB)",
+    )
+    p.add_argument("--max-runs", type=int, default=4, metavar="N", help="runs at once (default 4)")
+    p.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="parent of the private folder where uploaded pairs wait for their run "
+        "(default: the system's temporary folder)",
+    )
     add_metrics_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from replay.remote_service import AllowList, serve
+    from nodetap.errors import ConfigError
+    from replay.remote_service import AllowList, Limits, serve
 
+    for flag in ("max_processes", "max_vusers", "max_runs"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be 1 or more")
+    if args.netns:
+        from netsetup.netns import require
+
+        require(args.netns)  # a namespace `ip netns list` shows, never a path
     token = read_token(args.token_file)
     allow = AllowList(args.allow_target)
-    server, svc, port = serve(args.listen, allow, token, args.tls_cert, args.tls_key, args.netns)
+    limits = Limits(args.max_processes, args.max_vusers, args.max_upload, args.max_runs)
+    # Before the port opens: a SIGTERM that comes as soon as it does still cleans up.
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    server, svc, port = serve(
+        args.listen, allow, token, args.tls_cert, args.tls_key, args.netns, limits, args.work_dir
+    )
     print(f"replay-agent: listening on port {port}, targets allowed: {allow}", file=sys.stderr)
     metrics = None
     if args.metrics_addr:
         from nodetap.metrics_http import serve as serve_metrics
 
         metrics = serve_metrics(args.metrics_addr)  # /metrics, /healthz, /readyz
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     done.wait()
     svc.stop_all()
     server.stop(grace=2).wait()

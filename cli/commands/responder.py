@@ -85,4 +85,10 @@ def run(args: argparse.Namespace) -> int:
             f"({c['recorded']} recorded)",
             file=sys.stderr,
         )
+    if rep["unsafe"]:
+        print(
+            f"responder: {rep['unsafe']} recorded answers not sent (CR/LF or a non-byte "
+            "character in a header or the reason would split the response): 502 instead",
+            file=sys.stderr,
+        )
     return 0

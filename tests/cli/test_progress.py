@@ -65,7 +65,7 @@ def _jsonl(path: Path, n: int) -> None:
 def test_import_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
     _pcap(tmp_path / "c.pcap")
     rc, err = _run(["import", str(tmp_path / "c.pcap"), "-o", str(tmp_path / "o.jsonl")], tty)
-    assert rc == 0, err
+    assert rc == 1, err  # no records: exit 1 (README: Packet capture and pcap import)
     assert b"nodetap import: 0 packets" in err
     assert (b"\x1b[" in err) is tty, err  # the bar's control sequences, on a terminal only
 

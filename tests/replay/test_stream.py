@@ -46,6 +46,9 @@ def _template(port: int, tmp: Path) -> str:
 def test_each_pair_is_sent_as_it_arrives(tmp_path: Path) -> None:
     with nginx(files={"big.bin": BODY}) as ng:
         lines = _lines(_template(ng.port, tmp_path), 6)
+        deadline = time.monotonic() + 10  # nginx logs the recorded request a moment later
+        while not ng.access_log_lines() and time.monotonic() < deadline:
+            time.sleep(0.05)
         before = len(ng.access_log_lines())
         proc = _replay(ng.url)
         assert proc.stdin is not None
