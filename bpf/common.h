@@ -469,3 +469,36 @@ static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ct
     struct nt_sys s;                                                                           \
     if (!nt_sys_args(ctx, &s))                                                                 \
         return 0;
+
+#ifdef NT_ADDR_AT_READ
+/* The current task's syscall number and first argument, read in a tracepoint that fires
+ * inside a syscall (bpf/conn_addr.c): the same saved user registers as above, found with
+ * bpf_task_pt_regs (kernel 5.15 on), which does the arithmetic in the kernel, so no
+ * task_struct field is read here. 0 for a compat syscall (other numbers). The loader
+ * defines NT_ADDR_AT_READ only where the kernel has the helper and the tracepoint. */
+static __always_inline int nt_current_syscall(long *nr, u64 *arg0)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    u64 regs = (u64)bpf_task_pt_regs(task);
+#if defined(__x86_64__)
+    u64 r[4] = {}; /* di, orig_ax, ip, cs: struct nt_regs_args from di on */
+    if (bpf_probe_read_kernel(r, sizeof(r),
+                              (void *)(regs + NT_REGS_ARGS_OFF +
+                                       __builtin_offsetof(struct nt_regs_args, di))))
+        return 0;
+    if ((r[3] & 0xffff) != NT_USER_CS_64)
+        return 0;
+    *arg0 = r[0];
+    *nr = (long)r[1];
+#elif defined(__aarch64__)
+    u64 r[3] = {}; /* pstate, orig_x0, syscallno (an int in the low half) */
+    if (bpf_probe_read_kernel(r, sizeof(r), (void *)(regs + NT_REGS_PSTATE_OFF)))
+        return 0;
+    if (r[0] & NT_PSR_MODE32)
+        return 0;
+    *arg0 = r[1];
+    *nr = (int)r[2];
+#endif
+    return 1;
+}
+#endif
