@@ -117,6 +117,11 @@ static __always_inline void nt_mark_tgid(u32 tgid)
     tracked_tgids.update(&slot, &one);
 }
 
+/* Processes that accepted a connection without a sockaddr, by tgid modulo NT_TGID_SLOTS:
+ * bpf/conn_addr.c looks further at the TCP reads of these only (its tracepoint fires for
+ * every TCP read on the node). Never cleared, as tracked_tgids. */
+BPF_ARRAY(noaddr_tgids, u8, NT_TGID_SLOTS);
+
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
 
 /* Bytes of ring-buffer records committed so far (headers and padding included, as the

@@ -47,7 +47,9 @@ BPF_TABLE("lru_hash", u64, struct nt_addr_seen, addr_seen, 4096);
 TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 {
     u64 id = bpf_get_current_pid_tgid();
-    if (!nt_tgid_tracked(id))
+    u32 slot = (id >> 32) & (NT_TGID_SLOTS - 1);
+    u8 *mark = noaddr_tgids.lookup(&slot);
+    if (!mark || !*mark)
         return 0; /* one array load for every other process's TCP reads */
     long nr = -1;
     u64 fd = 0;

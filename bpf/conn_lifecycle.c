@@ -140,6 +140,11 @@ NT_EXIT(accept)
         nt_count(NT_STAT_CONNS_FILTERED, 1);
         return 0;
     }
+    if (flags & NT_CONN_NOADDR) {
+        u32 slot = tgid & (NT_TGID_SLOTS - 1);
+        u8 one = 1;
+        noaddr_tgids.update(&slot, &one); /* its reads tell the addresses: conn_addr.c */
+    }
     nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev);
     return 0;
 }

@@ -16,6 +16,7 @@ dropped whole Node.js connections behind haproxy.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -25,6 +26,7 @@ from tests.capture.clients import curl
 from tests.support.capture import LiveCapture, live_capture
 from tests.support.peers.haproxy import haproxy
 from tests.support.peers.node_http import NodeServer, node_client, node_server
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
@@ -171,3 +173,62 @@ def test_haproxy_in_front_of_node(which: str) -> None:
             assert p_in.meta.pid == hap.pid and p_in.http.res.status_code == e.status
         assert summary["conns_filtered_user"] >= 1  # Node.js's side, decided by address
     assert summary["rrpairs_noaddr"] == 0, summary
+
+
+NOADDR_READERS = r"""
+import ctypes, os, socket, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+for how in sys.argv[2:]:
+    fd = libc.accept(ls.fileno(), None, None)  # as libuv does: no sockaddr
+    c = socket.socket(fileno=fd)
+    if how == "read":
+        data = os.read(fd, 4096)
+    elif how == "readv":
+        buf = bytearray(4096)
+        data = bytes(buf[: os.readv(fd, [buf])])
+    elif how == "recvmsg":
+        data = c.recvmsg(4096)[0]
+    else:
+        data = c.recv(4096)  # recvfrom
+    port = c.getpeername()[1]
+    print(how, port, flush=True)
+    body = f"{how} {port}".encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    c.sendall(head + body)
+    c.close()
+"""
+
+
+def test_addresses_at_the_first_read_of_every_read_syscall() -> None:
+    """A server that accepts without a sockaddr and reads each connection's request with
+    another syscall (read, readv, recvfrom, recvmsg): the first read reports the addresses
+    (bpf/conn_addr.c), the right ones, on every path."""
+    hows = ["read", "readv", "recvfrom", "recvmsg"] * 2
+    port = free_port()
+    with live_capture(ports=[port]) as lc:
+        server = subprocess.Popen(
+            [sys.executable, "-c", NOADDR_READERS, str(port), *hows], stdout=subprocess.PIPE
+        )
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline() == b"ready\n"
+            seen = []
+            for i, how in enumerate(hows):
+                run = curl(f"http://127.0.0.1:{port}/r/{i}")
+                line = server.stdout.readline().decode().split()
+                assert line[0] == how and run.stdout == f"{how} {line[1]}".encode()
+                seen.append(int(line[1]))
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        lc.wait_for(len(hows), timeout=60, where=lambda p: p.direction == pb.INBOUND)
+        lc.settle()
+        summary = lc.cap.summary()
+    for i, rport in enumerate(seen):
+        p_in = _one(lc.pairs, f"/r/{i}", pb.INBOUND)
+        assert (p_in.client.port, p_in.server.port, list(p_in.flags)) == (rport, port, [])
+    assert summary["addr_at_read_conns"] == len(hows), summary
