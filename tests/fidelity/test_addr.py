@@ -26,6 +26,7 @@ from tests.capture.clients import curl
 from tests.support.capture import LiveCapture, live_capture
 from tests.support.peers.haproxy import haproxy
 from tests.support.peers.node_http import NodeServer, node_client, node_server
+from tests.support.peers.uvicorn_app import aiohttp_client, uvicorn_server
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
@@ -232,3 +233,23 @@ def test_addresses_at_the_first_read_of_every_read_syscall() -> None:
         p_in = _one(lc.pairs, f"/r/{i}", pb.INBOUND)
         assert (p_in.client.port, p_in.server.port, list(p_in.flags)) == (rport, port, [])
     assert summary["addr_at_read_conns"] == len(hows), summary
+
+
+def test_uvicorn_on_uvloop_addresses() -> None:
+    """uvicorn on uvloop (libuv accepts without a sockaddr) driven by aiohttp over a
+    keep-alive pool, with deferred decoding: every INBOUND RRPair carries the client port
+    uvicorn saw, and the OUTBOUND side agrees."""
+    n = 12
+    with (
+        uvicorn_server() as srv,
+        live_capture(ports=[srv.port], spool_max=64 << 20, idle_decode=False) as lc,
+    ):
+        got = aiohttp_client(srv.port, n)
+        log = srv.requests(n)
+        lc.wait_for(n, timeout=60, where=lambda p: p.direction == pb.INBOUND)
+        lc.wait_for(n, timeout=60, where=lambda p: p.direction == pb.OUTBOUND)
+        lc.settle()
+        summary = lc.cap.summary()
+    assert len(log) == n and all(r["status"] == 200 for r in got)
+    _check_against_server_log(lc, log, srv.port)
+    assert summary["rrpairs_noaddr"] == 0 and summary["addr_at_read_conns"] >= 1, summary
