@@ -236,15 +236,16 @@ def test_addresses_at_the_first_read_of_every_read_syscall() -> None:
 
 
 def test_uvicorn_on_uvloop_addresses() -> None:
-    """uvicorn on uvloop (libuv accepts without a sockaddr) driven by aiohttp over a
-    keep-alive pool, with deferred decoding: every INBOUND RRPair carries the client port
-    uvicorn saw, and the OUTBOUND side agrees."""
-    n = 12
+    """uvicorn on uvloop (libuv accepts without a sockaddr) driven by aiohttp, sequential
+    requests on a connection each, then concurrent ones over a keep-alive pool, with
+    deferred decoding: every INBOUND RRPair carries the client port uvicorn saw, and the
+    OUTBOUND side agrees."""
+    n = 2 * 8
     with (
         uvicorn_server() as srv,
         live_capture(ports=[srv.port], spool_max=64 << 20, idle_decode=False) as lc,
     ):
-        got = aiohttp_client(srv.port, n)
+        got = aiohttp_client(srv.port, n // 2)
         log = srv.requests(n)
         lc.wait_for(n, timeout=60, where=lambda p: p.direction == pb.INBOUND)
         lc.wait_for(n, timeout=60, where=lambda p: p.direction == pb.OUTBOUND)

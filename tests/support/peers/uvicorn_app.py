@@ -39,21 +39,25 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 """
 
-# argv: port n. n requests over aiohttp's keep-alive pool (4 connections), half POSTs.
+# argv: port n. n sequential requests, a connection each, then n concurrent ones over
+# aiohttp's keep-alive pool (4 connections); half of them POSTs.
 CLIENT = r"""
 import asyncio, json, sys
 import aiohttp
 
+async def one(s, port, path, i):
+    url = f"http://127.0.0.1:{port}/{path}/{i}"
+    data = b"y" * (i * 7) if i % 2 else None
+    async with s.request("POST" if data else "GET", url, data=data) as r:
+        text = await r.text()
+        print(json.dumps({"url": f"/{path}/{i}", "status": r.status, "body": text}))
+
 async def main(port, n):
-    conn = aiohttp.TCPConnector(limit=4)
-    async with aiohttp.ClientSession(connector=conn) as s:
-        async def one(i):
-            url = f"http://127.0.0.1:{port}/aio/{i}"
-            data = b"y" * (i * 7) if i % 2 else None
-            async with s.request("POST" if data else "GET", url, data=data) as r:
-                text = await r.text()
-                print(json.dumps({"url": f"/aio/{i}", "status": r.status, "body": text}))
-        await asyncio.gather(*(one(i) for i in range(n)))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        for i in range(n):
+            await one(s, port, "seq", i)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as s:
+        await asyncio.gather(*(one(s, port, "pool", i) for i in range(n)))
 
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
