@@ -117,10 +117,22 @@ static __always_inline void nt_mark_tgid(u32 tgid)
     tracked_tgids.update(&slot, &one);
 }
 
-/* Processes that accepted a connection without a sockaddr, by tgid modulo NT_TGID_SLOTS:
- * bpf/conn_addr.c looks further at the TCP reads of these only (its tracepoint fires for
- * every TCP read on the node). Never cleared, as tracked_tgids. */
-BPF_ARRAY(noaddr_tgids, u8, NT_TGID_SLOTS);
+/* Connections accepted without a sockaddr whose addresses are not known yet, per process
+ * (tgid modulo NT_TGID_SLOTS): bpf/conn_addr.c looks further at the TCP reads of processes
+ * with some only (its tracepoint fires for every TCP read on the node), so a Node.js
+ * server's keep-alive reads cost one array load once their addresses are known. Added to
+ * at accept, taken from when the addresses are reported or the connection ends. A shared
+ * slot, or an entry the agent removed, only leaves the count too high: the work it would
+ * save is done, nothing is missed. */
+BPF_ARRAY(noaddr_pending, s64, NT_TGID_SLOTS);
+
+static __always_inline void nt_noaddr_pending_add(u64 tgid, s64 n)
+{
+    u32 slot = tgid & (NT_TGID_SLOTS - 1);
+    s64 *v = noaddr_pending.lookup(&slot);
+    if (v)
+        __sync_fetch_and_add(v, n);
+}
 
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
 

@@ -48,9 +48,9 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 slot = (id >> 32) & (NT_TGID_SLOTS - 1);
-    u8 *mark = noaddr_tgids.lookup(&slot);
-    if (!mark || !*mark)
-        return 0; /* one array load for every other process's TCP reads */
+    s64 *pending = noaddr_pending.lookup(&slot);
+    if (!pending || *pending <= 0)
+        return 0; /* one array load for every other process's TCP reads (common.h) */
     long nr = -1;
     u64 fd = 0;
     if (!nt_current_syscall(&nr, &fd))
@@ -93,6 +93,7 @@ static __always_inline void nt_addr_at_read(u64 key, struct nt_conn *c)
             struct nt_state_addrs addrs = seen->addrs;
             if (nt_emit_addr(&addrs, key, c->id, NT_ROLE_SERVER)) {
                 c->flags &= ~NT_CONN_NOADDR; /* known: later reads skip all this */
+                nt_noaddr_pending_add(key >> 32, -1);
                 nt_count(NT_STAT_ADDR_AT_READ, 1);
             }
         }

@@ -140,12 +140,8 @@ NT_EXIT(accept)
         nt_count(NT_STAT_CONNS_FILTERED, 1);
         return 0;
     }
-    if (flags & NT_CONN_NOADDR) {
-        u32 slot = tgid & (NT_TGID_SLOTS - 1);
-        u8 one = 1;
-        noaddr_tgids.update(&slot, &one); /* its reads tell the addresses: conn_addr.c */
-    }
-    nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev);
+    if (nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev) && (flags & NT_CONN_NOADDR))
+        nt_noaddr_pending_add(tgid, 1); /* its reads tell the addresses: conn_addr.c */
     return 0;
 }
 
@@ -296,6 +292,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 /* End connection c of conns key `key`: a CLOSE record, then the entry goes. */
 static __always_inline void nt_end_conn(u64 key, struct nt_conn *c)
 {
+    if (c->flags & NT_CONN_NOADDR)
+        nt_noaddr_pending_add(key >> 32, -1);
     if (nt_emit_close(key, c))
         conns.delete(&key);
     else
