@@ -63,6 +63,14 @@ COUNTER_NAMES = (
     "data_bytes",
     "muted_bytes",
     "peek_calls",
+    # issue 18: 15-16 are the ring part's, 19-21 the sendfile part's (placeholders here)
+    "reserved_15",
+    "reserved_16",
+    "addr_at_read_conns",
+    "addr_conflicts",
+    "reserved_19",
+    "reserved_20",
+    "reserved_21",
 )
 NT_NCOUNTERS = len(COUNTER_NAMES)
 

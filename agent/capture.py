@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent import addr_lookup, procfs
 from agent import bpf_layout as L
-from agent import procfs
+from agent.capture_addresses import CaptureAddresses
 from agent.capture_config import STAT_NAMES, CaptureConfig
-from agent.capture_lifecycle import CaptureLifecycle
 from agent.conn_context import connection_context
 from agent.connections import Connection
 from agent.protocols.http1 import Http1Stitcher
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[pb.RRPair], None]
 
 
-class SyscallCapture(CaptureLifecycle):
+class SyscallCapture(CaptureAddresses):
     """Loads the probes, drains the ring buffer and emits RRPairs."""
 
     def __init__(
@@ -144,40 +144,6 @@ class SyscallCapture(CaptureLifecycle):
                 if conn.noaddr:
                     self._parked[conn.conn_id] = (conn, 0)
 
-    def _on_addr(self, f: tuple[Any, ...]) -> None:
-        cid, role, lport, rport, laddr, raddr = f[4], f[1], f[7], f[8], f[9], f[10]
-        parked = self._parked.pop(cid, None)
-        conn = parked[0] if parked else self.tracker.get(cid)
-        if conn is None:
-            return
-        conn.set_local(procfs.normalize_ip(laddr), lport)
-        if role == L.NT_ROLE_SERVER and rport:
-            conn.set_remote(procfs.normalize_ip(raddr), rport)
-        if conn.noaddr:
-            self.stats["conns_noaddr_resolved"] += 1
-            self._release(conn)
-
-    def _release(self, conn: Connection) -> None:
-        """Emit what a connection without addresses held back, now that its addresses are
-        known (or will not be: then it passes a port filter only on its local port)."""
-        conn.noaddr = False
-        held, conn.held = conn.held, []
-        if not self._port_wanted(conn.local_port, conn.remote_port):
-            self.stats["conns_filtered_user"] += 1
-            if not conn.dead:
-                self._untrack(conn)
-            return
-        for ex in held:
-            self._emit(conn, ex)
-
-    def _age_parked(self, force: bool = False) -> None:
-        for cid, (conn, age) in list(self._parked.items()):
-            if force or age >= 1:
-                del self._parked[cid]
-                self._release(conn)
-            else:
-                self._parked[cid] = (conn, age + 1)
-
     def _feed_chunk(self, conn: Connection, d: int, ch: Chunk) -> None:
         if ch.data is None:
             self.stats["stream_gaps"] += 1
@@ -214,7 +180,7 @@ class SyscallCapture(CaptureLifecycle):
 
     def _emit(self, conn: Connection, ex: HttpExchange) -> None:
         if conn.noaddr:
-            conn.held.append(ex)
+            self._hold(conn, ex)
             return
         if self.on_exchange is not None:
             self.on_exchange(CapturedExchange(ex, self._context(conn), self.ids.next()))
@@ -229,6 +195,8 @@ class SyscallCapture(CaptureLifecycle):
             s["rrpairs_gap"] += 1
         if "truncated" in ex.flags:
             s["rrpairs_truncated"] += 1
+        if "noaddr" in conn.flags:
+            s["rrpairs_noaddr"] += 1
 
     def _end_of_batch(self, conn: Connection) -> None:
         for d in (0, 1):
@@ -297,18 +265,12 @@ class SyscallCapture(CaptureLifecycle):
         noaddr = False
         if not family or not lport:
             # accept() without a sockaddr, or a local address the programs did not see
-            sock = procfs.lookup_fd(tgid, fd)
-            if sock is not None:
-                local = (sock.local_ip, sock.local_port)
-                remote = (sock.remote_ip, sock.remote_port)
-                if not self._port_wanted(local[1], remote[1]):
-                    self.stats["conns_filtered_user"] += 1
-                    self._untrack_key(tgid, fd, cid)
-                    return
-            else:
-                # already closed (or not TCP): its close() will report the addresses
-                noaddr = True
-                self.stats["conns_noaddr"] += 1
+            # (agent/capture_addresses.py)
+            local, remote, noaddr = self._open_addresses(f, local, remote)
+            if not noaddr and not self._port_wanted(local[1], remote[1]):
+                self.stats["conns_filtered_user"] += 1
+                self._untrack_key(tgid, fd, cid)
+                return
         conn = self._new_conn(
             cid,
             tgid,
@@ -324,8 +286,11 @@ class SyscallCapture(CaptureLifecycle):
 
     def _adopt_orphan(self, cid: int, tgid: int, fd: int, ts: int) -> Connection | None:
         """Data of a connection whose OPEN record was lost (ring buffer full): learn
-        its addresses from /proc, or give up and count the record."""
-        sock = procfs.lookup_fd(tgid, fd)
+        its addresses from /proc (if the fd provably still names it: agent/addr_lookup.py),
+        or give up and count the record."""
+        sock = addr_lookup.verified_fd_sock(
+            tgid, fd, lambda: self._kernel_entry(tgid, fd, cid) is not None
+        )
         if sock is None:
             self.stats["orphan_records"] += 1
             self._untrack_key(tgid, fd, cid)

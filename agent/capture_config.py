@@ -39,6 +39,9 @@ STAT_NAMES = (
     "defer_peak_backlog_bytes",
     "defer_paused_ms",
     "drop_defer_discarded_bytes",
+    # issue 18, addresses (agent/capture_addresses.py)
+    "conns_noaddr_unresolved",
+    "rrpairs_noaddr",
 )
 
 
@@ -65,3 +68,4 @@ class CaptureConfig:
     spool_dir: str | None = None  # where the spool directory is made (default: $TMPDIR)
     idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
     typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
+    addr_at_read: bool | None = None  # agent.loader.LoadOptions.addr_at_read

@@ -85,6 +85,7 @@ class CaptureLifecycle:
                 ringbuf_pages=self.cfg.ringbuf_pages,
                 max_conns=self.cfg.max_conns,
                 typed_regs=self.cfg.typed_regs,
+                addr_at_read=self.cfg.addr_at_read,
             )
         )
         self.probes = probes

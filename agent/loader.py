@@ -36,11 +36,22 @@ BPF_DIR: Path = _on_disk.enter_context(
 )
 # The capture program, in the order BCC must see it. BCC rewrites map accesses only in
 # its main text, so the files are joined into one text rather than #included.
-SOURCES = ("common.h", "conn_lifecycle.c", "data_io.c", "uncopied_io.c", "syscall_dispatch.c")
+SOURCES = (
+    "common.h",
+    "conn_lifecycle.c",
+    "conn_addr.c",
+    "data_io.c",
+    "uncopied_io.c",
+    "syscall_dispatch.c",
+)
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 # Every tracepoint the programs attach to, for the pre-flight check and the report.
 TRACEPOINTS = syscalls.TRACEPOINTS
+# Where the kernel has it (bpf/conn_addr.c): the addresses of connections accepted without
+# a sockaddr, at their first read. Without it the agent falls back (agent/addr_lookup.py).
+ADDR_TRACEPOINT = "tcp:tcp_rcv_space_adjust"
+_ADDR_FIELDS = ("skaddr", "sport", "dport", "family", "saddr", "daddr", "saddr_v6", "daddr_v6")
 
 
 @dataclass
@@ -53,6 +64,9 @@ class LoadOptions:
     # tracepoints (agent/btf_tracepoint.py): None where the kernel allows it (x86-64
     # with kernel BTF), False never, True or fail
     typed_regs: bool | None = None
+    # addresses of accept-without-sockaddr connections at their first read (bpf/conn_addr.c):
+    # None where the kernel allows it, False never
+    addr_at_read: bool | None = None
 
 
 @dataclass
@@ -64,6 +78,7 @@ class Probes:
     syscalls: list[str] = field(default_factory=list)  # the syscalls the dispatch follows
     ringbuf_size: int = 0
     typed_regs: bool = False  # the syscall programs are BTF-typed (tp_btf)
+    addr_at_read: bool = False  # bpf/conn_addr.c is loaded
     fds: list[int] = field(default_factory=list)  # tp_btf links and programs, ours to close
 
     def table(self, name: str) -> Any:
@@ -160,14 +175,32 @@ def program_text() -> str:
     return "".join((BPF_DIR / name).read_text() for name in SOURCES)
 
 
-def cflags(opts: LoadOptions, typed_regs: bool = False) -> list[str]:
-    return [
+def cflags(opts: LoadOptions, typed_regs: bool = False, addr_at_read: bool = False) -> list[str]:
+    out = [
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
         f"-DNT_MAX_CONNS={opts.max_conns}",
         f"-DNT_NCPUS={possible_cpus()}",
         *(["-DNT_TYPED_REGS"] if typed_regs else []),
     ]
+    if addr_at_read:
+        nr = syscalls.numbers()
+        out.append("-DNT_ADDR_AT_READ")
+        out += [f"-DNT_NR_{n.upper()}={nr[n]}" for n in syscalls.ADDR_READ_SYSCALLS]
+    return out
+
+
+def addr_tracepoint_usable(tracefs: Path | None = None) -> bool:
+    """Whether this kernel's tcp:tcp_rcv_space_adjust has the arguments bpf/conn_addr.c
+    reads (kernel 6.x; older ones lack the tracepoint or its addresses)."""
+    category, name = ADDR_TRACEPOINT.split(":")
+    for base in (tracefs,) if tracefs else TRACEFS_CANDIDATES:
+        try:
+            fmt = (base / "events" / category / name / "format").read_text()
+        except OSError:
+            continue
+        return all(f" {f};" in fmt or f" {f}[" in fmt for f in _ADDR_FIELDS)
+    return False
 
 
 def sys_exit_btf_id(opts: LoadOptions) -> int | None:
@@ -189,21 +222,46 @@ def load(opts: LoadOptions) -> Probes:
     if opts.ringbuf_pages <= 0 or opts.ringbuf_pages & (opts.ringbuf_pages - 1):
         raise NodetapError(f"--ringbuf-pages must be a power of two, not {opts.ringbuf_pages}")
     btf_id = sys_exit_btf_id(opts)
+    addr = opts.addr_at_read is not False and addr_tracepoint_usable()
+    if not addr and opts.addr_at_read is not False:
+        log.warning(
+            "this kernel has no usable %s tracepoint: addresses of connections accepted "
+            "without a sockaddr (Node.js, uvloop) come from /proc when it can be trusted, "
+            "else from their close, else they stay empty (flag noaddr)",
+            ADDR_TRACEPOINT,
+        )
     try:
-        return _load(opts, btf_id)
+        return _load_addr(opts, btf_id, addr)
     except NodetapError as e:
         if btf_id is None or opts.typed_regs:
             raise
         # the kernel has BTF but refused a typed program: the untyped ones still work
         log.warning("%s; loading the programs again with probe reads of the registers", e)
-        return _load(opts, None)
+        return _load_addr(opts, None, addr)
 
 
-def _load(opts: LoadOptions, btf_id: int | None) -> Probes:
+def _load_addr(opts: LoadOptions, btf_id: int | None, addr: bool) -> Probes:
+    """_load, and again without bpf/conn_addr.c if the kernel refuses it (no
+    bpf_task_pt_regs before 5.15)."""
+    try:
+        return _load(opts, btf_id, addr)
+    except NodetapError as e:
+        if not addr:
+            raise
+        log.warning(
+            "%s; loading without the addresses at first read (%s): connections accepted "
+            "without a sockaddr get theirs from /proc when it can be trusted",
+            e,
+            ADDR_TRACEPOINT,
+        )
+        return _load(opts, btf_id, False)
+
+
+def _load(opts: LoadOptions, btf_id: int | None, addr: bool = False) -> Probes:
     from bcc import BPF
 
     try:
-        bpf = BPF(text=program_text().encode(), cflags=cflags(opts, btf_id is not None))
+        bpf = BPF(text=program_text().encode(), cflags=cflags(opts, btf_id is not None, addr))
     except Exception as e:  # BCC raises bare Exceptions
         msg = str(e)
         if "Operation not permitted" in msg or "EPERM" in msg:
@@ -215,7 +273,7 @@ def _load(opts: LoadOptions, btf_id: int | None) -> Probes:
         raise NodetapError(
             f"BPF program failed to load: {msg.splitlines()[-1] if msg else e}"
         ) from None
-    probes = Probes(bpf=bpf, typed_regs=btf_id is not None)
+    probes = Probes(bpf=bpf, typed_regs=btf_id is not None, addr_at_read=addr)
     try:
         if btf_id is None:
             raw = BPF.RAW_TRACEPOINT

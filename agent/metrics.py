@@ -78,7 +78,7 @@ class CaptureCollector(Collector):
         flagged = CounterMetricFamily(
             "nodetap_rrpairs_flagged", "RRPairs carrying a loss flag", labels=["flag"]
         )
-        for flag in ("incomplete", "gap", "truncated"):
+        for flag in ("incomplete", "gap", "truncated", "noaddr"):
             flagged.add_metric([flag], s[f"rrpairs_{flag}"])
         yield flagged
         conns = CounterMetricFamily(

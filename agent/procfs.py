@@ -106,7 +106,9 @@ def comm(pid: int) -> str:
 
 
 def lookup_fd(pid: int, fd: int) -> SockInfo | None:
-    """Addresses of a TCP socket fd of a process, or None (not TCP, or gone)."""
+    """Addresses of the TCP socket fd names *now*, or None (not TCP, or gone). The process
+    may have reused the number since a record about it was written: to learn a tracked
+    connection's addresses use agent/addr_lookup.py, which proves the fd still named it."""
     inode = socket_inode(pid, fd)
     if inode is None:
         return None

@@ -76,6 +76,10 @@ NUMBERS: dict[str, dict[str, int]] = {
     },
 }
 
+# the syscalls whose number bpf/conn_addr.c compares (-DNT_NR_<NAME>): the reads it takes a
+# connection's addresses in, and close
+ADDR_READ_SYSCALLS = ("read", "readv", "recvfrom", "recvmsg", "close")
+
 # every tracepoint the programs attach to: the dispatch's raw tracepoint, the entry
 # tracepoints, and the TCP state changes
 TRACEPOINTS = (

@@ -117,6 +117,23 @@ static __always_inline void nt_mark_tgid(u32 tgid)
     tracked_tgids.update(&slot, &one);
 }
 
+/* Connections accepted without a sockaddr whose addresses are not known yet, per process
+ * (tgid modulo NT_TGID_SLOTS): bpf/conn_addr.c looks further at the TCP reads of processes
+ * with some only (its tracepoint fires for every TCP read on the node), so a Node.js
+ * server's keep-alive reads cost one array load once their addresses are known. Added to
+ * at accept, taken from when the addresses are reported or the connection ends. A shared
+ * slot, or an entry the agent removed, only leaves the count too high: the work it would
+ * save is done, nothing is missed. */
+BPF_ARRAY(noaddr_pending, s64, NT_TGID_SLOTS);
+
+static __always_inline void nt_noaddr_pending_add(u64 tgid, s64 n)
+{
+    u32 slot = tgid & (NT_TGID_SLOTS - 1);
+    s64 *v = noaddr_pending.lookup(&slot);
+    if (v)
+        __sync_fetch_and_add(v, n);
+}
+
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
 
 /* Bytes of ring-buffer records committed so far (headers and padding included, as the
@@ -469,3 +486,36 @@ static __always_inline long nt_sys_nr_at_exit(struct bpf_raw_tracepoint_args *ct
     struct nt_sys s;                                                                           \
     if (!nt_sys_args(ctx, &s))                                                                 \
         return 0;
+
+#ifdef NT_ADDR_AT_READ
+/* The current task's syscall number and first argument, read in a tracepoint that fires
+ * inside a syscall (bpf/conn_addr.c): the same saved user registers as above, found with
+ * bpf_task_pt_regs (kernel 5.15 on), which does the arithmetic in the kernel, so no
+ * task_struct field is read here. 0 for a compat syscall (other numbers). The loader
+ * defines NT_ADDR_AT_READ only where the kernel has the helper and the tracepoint. */
+static __always_inline int nt_current_syscall(long *nr, u64 *arg0)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    u64 regs = (u64)bpf_task_pt_regs(task);
+#if defined(__x86_64__)
+    u64 r[4] = {}; /* di, orig_ax, ip, cs: struct nt_regs_args from di on */
+    if (bpf_probe_read_kernel(r, sizeof(r),
+                              (void *)(regs + NT_REGS_ARGS_OFF +
+                                       __builtin_offsetof(struct nt_regs_args, di))))
+        return 0;
+    if ((r[3] & 0xffff) != NT_USER_CS_64)
+        return 0;
+    *arg0 = r[0];
+    *nr = (long)r[1];
+#elif defined(__aarch64__)
+    u64 r[3] = {}; /* pstate, orig_x0, syscallno (an int in the low half) */
+    if (bpf_probe_read_kernel(r, sizeof(r), (void *)(regs + NT_REGS_PSTATE_OFF)))
+        return 0;
+    if (r[0] & NT_PSR_MODE32)
+        return 0;
+    *arg0 = r[1];
+    *nr = (int)r[2];
+#endif
+    return 1;
+}
+#endif

@@ -140,7 +140,8 @@ NT_EXIT(accept)
         nt_count(NT_STAT_CONNS_FILTERED, 1);
         return 0;
     }
-    nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev);
+    if (nt_open(tgid, (u32)ret, NT_ROLE_SERVER, flags, &ev) && (flags & NT_CONN_NOADDR))
+        nt_noaddr_pending_add(tgid, 1); /* its reads tell the addresses: conn_addr.c */
     return 0;
 }
 
@@ -172,7 +173,8 @@ struct nt_state_addrs {
         __builtin_memcpy((a).daddr_v6, (args)->daddr_v6, 16);     \
     } while (0)
 
-static __always_inline void nt_emit_addr(struct nt_state_addrs *a, u64 key, u64 conn_id, u8 role)
+/* Returns 1 when the record was written, 0 when the ring buffer was full. */
+static __always_inline int nt_emit_addr(struct nt_state_addrs *a, u64 key, u64 conn_id, u8 role)
 {
     struct nt_conn_event ev = {};
     ev.kind = NT_EV_ADDR;
@@ -191,8 +193,30 @@ static __always_inline void nt_emit_addr(struct nt_state_addrs *a, u64 key, u64 
         __builtin_memcpy(ev.laddr, a->saddr_v6, 16);
         __builtin_memcpy(ev.raddr, a->daddr_v6, 16);
     }
-    if (nt_ring_out(&ev, sizeof(ev)))
+    if (nt_ring_out(&ev, sizeof(ev))) {
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* The state change a close() causes runs in the closing task, in the syscall (or at its
+ * return, the last fput): it is connection cl's only if this task's syscall is close(cl's
+ * fd). Node.js calls shutdown() before close(): the change happens in the shutdown(), the
+ * close() makes none, and the thread's next shutdown() of another connection makes the
+ * same change on that one's socket, which would give cl the next connection's addresses
+ * (seen: issue 18). So the change is believed only when the task's saved registers say
+ * close(cl's fd) (common.h: nt_current_syscall); without them (kernels before 5.15, see
+ * bpf/conn_addr.c) never: an address absent is better than a wrong one. */
+static __always_inline int nt_closing_matches(struct nt_closing *cl)
+{
+#ifdef NT_ADDR_AT_READ
+    long nr = -1;
+    u64 fd = 0;
+    return nt_current_syscall(&nr, &fd) && nr == NT_NR_CLOSE && (u32)fd == (u32)cl->key;
+#else
+    return 0;
+#endif
 }
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
@@ -237,7 +261,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         /* only close() and shutdown() make these changes, in the closing thread */
         u64 id = bpf_get_current_pid_tgid();
         struct nt_closing *cl = closing.lookup(&id);
-        if (!cl)
+        if (!cl || !nt_closing_matches(cl))
             return 0;
         struct nt_state_addrs addrs = {};
         NT_STATE_ADDRS(addrs, args);
@@ -268,6 +292,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 /* End connection c of conns key `key`: a CLOSE record, then the entry goes. */
 static __always_inline void nt_end_conn(u64 key, struct nt_conn *c)
 {
+    if (c->flags & NT_CONN_NOADDR)
+        nt_noaddr_pending_add(key >> 32, -1);
     if (nt_emit_close(key, c))
         conns.delete(&key);
     else
@@ -280,15 +306,23 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
     NT_TRACKED_OR_RETURN();
     u64 id = bpf_get_current_pid_tgid();
     u64 key = (id & 0xffffffff00000000ULL) | (u32)args->fd;
+#ifdef NT_ADDR_AT_READ
+    /* an entry of an earlier close() whose state change never came (a shutdown() made
+     * it): never left for a later close(fd) of the same number to take */
+    if (closing.lookup(&id))
+        closing.delete(&id);
+#endif
     struct nt_conn *c = nt_conn_of(key);
     if (!c)
         return 0;
+#ifdef NT_ADDR_AT_READ
     if (c->flags & NT_CONN_NOADDR) {
         struct nt_closing cl = {};
         cl.key = key;
         cl.conn_id = c->id;
         closing.update(&id, &cl);
     }
+#endif
     nt_end_conn(key, c);
     return 0;
 }

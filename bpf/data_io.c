@@ -218,6 +218,8 @@ static __always_inline int nt_io_fd(void *ctx, long ret, u64 fd, u64 buf, u32 io
     struct nt_conn *c = nt_conn_of_fd(fd, &a.key);
     if (!c)
         return 0;
+    if (dir == NT_DIR_INGRESS && (c->flags & NT_CONN_NOADDR))
+        nt_addr_at_read(a.key, c); /* bpf/conn_addr.c: before the data records */
     a.buf = buf;
     a.iovcnt = iovcnt;
     a.dir = dir;
@@ -300,6 +302,8 @@ static __always_inline int nt_msg(void *ctx, long ret, u64 fd, u64 umsg, u32 fla
         nt_count(NT_STAT_PEEK_CALLS, 1);
         return 0;
     }
+    if (dir == NT_DIR_INGRESS && (c->flags & NT_CONN_NOADDR))
+        nt_addr_at_read(a.key, c); /* bpf/conn_addr.c: before the data records */
     /* the kernel writes back msg_namelen, msg_controllen and msg_flags, never the iovecs */
     struct nt_user_msghdr m = {};
     if (bpf_probe_read_user(&m, sizeof(m), (void *)umsg))

@@ -29,7 +29,8 @@
 #define NT_EV_CLOSE 2 /* close() of a tracked fd */
 #define NT_EV_DATA 3  /* bytes read or written on a tracked connection */
 #define NT_EV_GAP 4   /* bytes moved that could not be copied (sendfile, mmsg) */
-#define NT_EV_ADDR 5  /* the local address of a client connection, once known */
+#define NT_EV_ADDR 5  /* a connection's addresses, once known (client: local; accepted
+                         without a sockaddr: both, at its first read or its close) */
 
 /* role of the traced process on the connection */
 #define NT_ROLE_UNKNOWN 0
@@ -42,7 +43,7 @@
 
 /* conn flags */
 #define NT_CONN_MUTED 1   /* the agent asked not to copy bytes (not a protocol it parses) */
-#define NT_CONN_NOADDR 2  /* accept() without a sockaddr: the agent learns addresses from /proc */
+#define NT_CONN_NOADDR 2  /* accept() without a sockaddr: addresses not known yet (bpf/conn_addr.c) */
 #define NT_CONN_CLOSED 4  /* closed, but its CLOSE record was lost: kept so that the agent can
                              read the final offsets; ignored by the data programs */
 
@@ -75,7 +76,16 @@
 #define NT_STAT_DATA_BYTES 12        /* payload bytes written */
 #define NT_STAT_MUTED_BYTES 13       /* bytes on muted connections (not copied, on purpose) */
 #define NT_STAT_PEEK_CALLS 14        /* MSG_PEEK reads skipped (the bytes are read again) */
-#define NT_NCOUNTERS 15
+/* issue 18: 15-16 are the ring part's, 19-21 the sendfile part's (placeholders here) */
+#define NT_STAT_RESERVED_15 15
+#define NT_STAT_RESERVED_16 16
+#define NT_STAT_ADDR_AT_READ 17   /* connections accepted without a sockaddr whose addresses a
+                                     read reported (bpf/conn_addr.c) */
+#define NT_STAT_ADDR_CONFLICTS 18 /* reads that saw two sockets: addresses not reported then */
+#define NT_STAT_RESERVED_19 19
+#define NT_STAT_RESERVED_20 20
+#define NT_STAT_RESERVED_21 21
+#define NT_NCOUNTERS 22
 
 /* config array indexes (u64 values) */
 #define NT_CFG_FILTER_PIDS 0    /* nonzero: only tgids in filter_pids */

@@ -36,7 +36,7 @@ def format_summary(
     ]
     flagged = ", ".join(
         f"{s[k]} {k[8:]}"
-        for k in ("rrpairs_incomplete", "rrpairs_gap", "rrpairs_truncated")
+        for k in ("rrpairs_incomplete", "rrpairs_gap", "rrpairs_truncated", "rrpairs_noaddr")
         if s.get(k)
     )
     if flagged:

@@ -21,6 +21,7 @@ pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc
       prometheus
       bpftool libcap2-bin vagrant
       nats-server
+      haproxy  # issue 18: peers (haproxy in front of a Node.js server)
       chromium)  # chromium: headless, for the test that opens the replay's HTML report
 missing=()
 for p in "${pkgs[@]}"; do

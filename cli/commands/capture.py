@@ -196,13 +196,20 @@ def run(args: argparse.Namespace) -> int:
         print(filter_program(args.interface or "lo"))
         return 0
     if args.ebpf:
-        from agent.loader import LoadOptions, cflags, program_text, sys_exit_btf_id
+        from agent.loader import (
+            LoadOptions,
+            addr_tracepoint_usable,
+            cflags,
+            program_text,
+            sys_exit_btf_id,
+        )
 
         opts = LoadOptions(
             ringbuf_pages=args.ringbuf_pages,
             typed_regs=REGISTER_READS[args.register_reads],
         )
-        print("// cflags: " + " ".join(cflags(opts, sys_exit_btf_id(opts) is not None)))
+        flags = cflags(opts, sys_exit_btf_id(opts) is not None, addr_tracepoint_usable())
+        print("// cflags: " + " ".join(flags))
         print(program_text())
         return 0
     if args.count is not None and args.count <= 0:
