@@ -3,8 +3,10 @@ Python path make the same RRPairs of the same records, and the RRPairs are the r
 
 from __future__ import annotations
 
+import pytest
+
 from agent import bpf_layout as L
-from tests.core.paths import Conn, assert_same
+from tests.core.paths import Conn, assert_same, conversation
 
 GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 GET_B = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -72,3 +74,83 @@ def test_a_gap_record_behind_a_hole_waits_in_its_place() -> None:
     assert [p.http.req.url for p in pairs] == ["/a", "/b"]
     assert pairs[0].flags == ["gap"] and pairs[0].http.res.body_size == 30
     assert pairs[1].http.res.body == b"z" and not pairs[1].flags
+
+
+def _filler(n: int) -> bytes:
+    return b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 1000) for i in range(n // 1000))
+
+
+def _pieces(side: str, data: bytes, size: int = 16384) -> list[tuple[str, bytes | int]]:
+    return [(side, data[i : i + size]) for i in range(0, len(data), size)]
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+H2C = b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAEAAEAA\r\nUpgrade: h2c\r\n"
+CASES: dict[str, list[tuple[str, bytes | int]]] = {
+    "head-request-cut-by-a-gap": [
+        ("req", GET_A),
+        ("res", OK),
+        ("req", b"HEAD / HTTP/1.1\r\n"),
+        ("req", 11),
+        ("res", b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"),
+        ("req", GET_B),
+        ("res", OK),
+    ],
+    "headers-100-kib-in-pieces": [
+        *_pieces("req", b"GET /big HTTP/1.1\r\nHost: x\r\n" + _filler(100 << 10) + b"\r\n"),
+        ("res", OK),
+        ("req", GET_B),
+        ("res", OK),
+    ],
+    "headers-past-the-bound": [
+        *_pieces("req", b"GET /big HTTP/1.1\r\nHost: x\r\n" + _filler(1100 << 10) + b"\r\n"),
+        ("res", b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n"),
+        ("req", GET_B),
+        ("res", OK),
+    ],
+    "response-headers-past-the-bound": [
+        ("req", GET_A),
+        *_pieces("res", b"HTTP/1.1 200 OK\r\n" + _filler(1100 << 10) + b"\r\n"),
+        ("req", GET_B),
+        ("res", OK),
+    ],
+    "h2c-refused-then-1-mib-post": [
+        ("req", b"GET /first HTTP/1.1\r\nContent-Length: 0\r\nHost: x\r\n" + H2C + b"\r\n"),
+        ("res", OK),
+        *_pieces(
+            "req",
+            b"POST /upload HTTP/1.1\r\nContent-Length: %d\r\nHost: x\r\n" % (1 << 20)
+            + H2C
+            + b"\r\n"
+            + b"p" * (1 << 20),
+        ),
+        ("res", OK),
+        ("req", b"GET /after HTTP/1.1\r\nContent-Length: 0\r\nHost: x\r\n" + H2C + b"\r\n"),
+        ("res", OK),
+    ],
+    "answer-lost-at-the-end": [("req", GET_A + GET_B), ("res", OK), ("res", 40)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("role", [L.NT_ROLE_SERVER, L.NT_ROLE_CLIENT], ids=["server", "client"])
+def test_same_rrpairs(name: str, role: int) -> None:
+    pairs = assert_same([b"".join(conversation(Conn(9, role=role), CASES[name]))])
+    flags = [sorted(p.flags) for p in pairs]
+    urls = [p.http.req.url for p in pairs]
+    if name == "head-request-cut-by-a-gap":
+        assert urls == ["/a", "/", "/b"] and flags == [[], ["gap"], []]
+        assert pairs[1].http.res.body_size == 0  # the answer to a HEAD has no body
+    elif name == "headers-100-kib-in-pieces":
+        assert urls == ["/big", "/b"] and flags == [[], []]
+        assert len(pairs[0].http.req.headers) == 1 + 102
+    elif name == "headers-past-the-bound":
+        assert urls == ["/big", "/b"] and flags == [["truncated"], []]
+        assert pairs[0].http.res.status_code == 431
+    elif name == "response-headers-past-the-bound":
+        assert urls == ["/a", "/b"] and flags == [["truncated"], []]
+    elif name == "h2c-refused-then-1-mib-post":
+        assert urls == ["/first", "/upload", "/after"] and flags == [[], [], []]
+        assert pairs[1].http.req.body == b"p" * (1 << 20)
+    elif name == "answer-lost-at-the-end":
+        assert urls == ["/a", "/b"] and flags == [[], ["gap"]]

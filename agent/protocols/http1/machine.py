@@ -175,9 +175,10 @@ class Parser(Recovery[M]):
                 if self._closing:
                     raise InvalidBytes("data after Connection: close", pos)
                 end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
+                if end < 0 or end - pos > MAX_HEADER_BYTES:
                     if n - pos > MAX_HEADER_BYTES:
-                        raise InvalidBytes("header block too large", pos)
+                        pos = self._head_too_large(buf, pos)
+                        continue
                     self._check_partial(buf, pos)
                     break
                 pos = self._head(buf, pos, end)

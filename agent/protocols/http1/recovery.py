@@ -25,7 +25,7 @@ from agent.protocols.http1.state import (
     SPENT,
     M,
 )
-from agent.protocols.http1.syntax import MAX_START_LINE, REQ_START, RESP_START
+from agent.protocols.http1.syntax import MAX_HEADER_BYTES, MAX_START_LINE, REQ_START, RESP_START
 
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
 
@@ -141,8 +141,9 @@ class Recovery(BodyReader[M]):
                 return out
             msg.body_size += self._rem
         if msg is not None:
-            msg.flags.update(("gap", "incomplete"))
-            self.stats.incomplete += 1
+            # bytes of this message were lost: "gap" (not "incomplete", which says that
+            # the connection ended early)
+            msg.flags.add("gap")
             self._finish_cut(msg)
         elif state == IDLE and self._rest.strip(b"\r\n"):
             self._partial_head(self._rest, "gap")
@@ -184,8 +185,10 @@ class Recovery(BodyReader[M]):
         self._held = []
         return out
 
-    def _partial_head(self, rest: bytes, flag: str = "") -> None:
-        """A header block cut short (close, gap): return what its start line says."""
+    def _partial_head(self, rest: bytes, flag: str = "", base: int = 0) -> None:
+        """A header block cut short (close, gap: ``flag`` "gap"; too large: "truncated"):
+        return what its start line says. ``base``: where ``rest`` begins in the buffer the
+        marks describe."""
         start = len(rest) - len(rest.lstrip(b"\r\n"))
         eol = rest.find(b"\r\n", start)
         line = rest[start:eol] if eol >= 0 else rest[start:]
@@ -198,12 +201,33 @@ class Recovery(BodyReader[M]):
         if eol >= 0 and last > eol:  # the header lines that came whole
             with contextlib.suppress(InvalidBytes):
                 msg.headers = self._fields(rest[eol + 2 : last + 2].decode("latin-1"), 0, 0)
-        msg.start_ts_ns = self._ts_at(start)
-        msg.end_ts_ns = self._ts_at(len(rest) - 1)
+        msg.start_ts_ns = self._ts_at(base + start)
+        msg.end_ts_ns = self._ts_at(base + len(rest) - 1)
         self._head_error(msg)
-        msg.flags.add("incomplete")
-        if self._gap_next or flag:
+        if flag:
+            msg.flags.add(flag)
+        else:
+            msg.flags.add("incomplete")
+            self.stats.incomplete += 1
+        if self._gap_next and flag != "truncated":
             msg.flags.add("gap")
             self._gap_next = False
-        self.stats.incomplete += 1
         self._emit(msg)
+
+    def _head_too_large(self, buf: bytes, pos: int) -> int:
+        """A header block longer than MAX_HEADER_BYTES at ``pos``: if its start line is
+        one, return that message flagged "truncated" with the header lines that fit, and
+        look for the next message; return where to continue."""
+        head = buf[pos : pos + MAX_HEADER_BYTES]
+        eol = head.find(b"\r\n")
+        line = head[:eol] if eol >= 0 else b""
+        try:
+            self._start_line(line.decode("latin-1") + "\r\n", pos)
+        except InvalidBytes:
+            raise InvalidBytes("header block too large", pos) from None
+        self.stats.parse_errors += 1
+        self.last_error = "header block too large"
+        self._partial_head(head, "truncated", pos)
+        self._seen = True
+        self._state = SCAN
+        return pos + 1
