@@ -51,6 +51,8 @@ enum State {
     Close,
     /// Looking for the next start line (after a parse error or a gap).
     Scan,
+    /// The chunk framing was lost in a gap: looking for the last chunk or a start line.
+    ChunkScan,
     /// Request side, after a request that may switch protocols: bytes wait for the answer.
     Held,
     Dead,
@@ -87,6 +89,8 @@ fn find_crlf(h: &[u8]) -> Option<usize> {
 /// A longer start line plus header block is flagged "truncated", then skipped.
 const MAX_HEADER_BYTES: usize = 1 << 20;
 const MAX_CHUNK_LINE: usize = 4096;
+/// The end of a chunk's data, the last chunk, no trailers (recovery.py LAST_CHUNK).
+const LAST_CHUNK: &[u8] = b"\n0\r\n\r\n";
 const MAX_START_LINE: usize = 16 * 1024;
 
 const METHODS: &str = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE|LOCK|UNLOCK|SEARCH|REPORT|PURGE|MKCALENDAR|LINK|UNLINK|QUERY";
@@ -374,6 +378,35 @@ impl Parser {
                     self.body(p, n - p);
                     self.last_ts = self.ts;
                     *pos = n;
+                }
+                State::ChunkScan => {
+                    let last = memchr::memmem::find(&self.buf[p..], LAST_CHUNK).map(|i| p + i);
+                    let start = start_pattern(self.is_request)
+                        .find_at(&self.buf, p)
+                        .map(|m| m.start());
+                    let ends_first = match (last, start) {
+                        (Some(l), Some(s)) => l < s,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    if let (true, Some(l)) = (ends_first, last) {
+                        let at = l + LAST_CHUNK.len();
+                        let ts = self.ts_at(at - 1);
+                        self.complete(Some(ts), out);
+                        *pos = at;
+                    } else if let Some(s) = start {
+                        if let Some(msg) = self.msg.take() {
+                            self.finish_cut(msg, out);
+                        }
+                        self.state = State::Idle;
+                        self.closing = false;
+                        *pos = s;
+                    } else {
+                        // keep a tail that may begin either (from the last LF)
+                        let last_lf = memchr::memrchr(b'\n', &self.buf[p..]).map_or(p, |i| p + i);
+                        *pos = last_lf.max(p).max(n.saturating_sub(MAX_START_LINE));
+                        return Ok(());
+                    }
                 }
                 State::Scan => match start_pattern(self.is_request).find_at(&self.buf, p) {
                     Some(m) => {
@@ -751,6 +784,22 @@ impl Parser {
                 }
                 State::ChunkData(rem) => msg.body_size += rem as i64,
                 _ => {}
+            }
+        }
+        let chunked = matches!(
+            self.state,
+            State::ChunkData(_) | State::ChunkSize | State::ChunkCrlf
+        );
+        if chunked {
+            if let Some(msg) = self.msg.as_mut() {
+                // the chunk framing is lost: find the last chunk again (or a start line)
+                msg.flags.insert("gap");
+                self.room = -1;
+                self.after_gap = true;
+                self.buf.clear();
+                self.marks.clear();
+                self.state = State::ChunkScan;
+                return;
             }
         }
         if let Some(mut msg) = self.msg.take() {

@@ -85,6 +85,7 @@ def _pieces(side: str, data: bytes, size: int = 16384) -> list[tuple[str, bytes 
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 H2C = b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAEAAEAA\r\nUpgrade: h2c\r\n"
 CASES: dict[str, list[tuple[str, bytes | int]]] = {
     "head-request-cut-by-a-gap": [
@@ -129,6 +130,19 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
         ("res", OK),
     ],
     "answer-lost-at-the-end": [("req", GET_A + GET_B), ("res", OK), ("res", 40)],
+    "gap-loses-the-chunk-framing": [
+        ("req", GET_A + GET_B),
+        ("res", CHUNKED_HEAD + b"10\r\nabc"),
+        ("res", 50),
+        ("res", b"tail\r\n5\r\nabcde\r\n0\r"),
+        ("res", b"\n\r\n" + OK),
+    ],
+    "gap-loses-the-chunk-framing-trailers": [
+        ("req", GET_A + GET_B),
+        ("res", CHUNKED_HEAD + b"10\r\nabc"),
+        ("res", 50),
+        ("res", b"tail\r\n0\r\nX-T: 1\r\n\r\n" + OK),
+    ],
 }
 
 
@@ -154,3 +168,7 @@ def test_same_rrpairs(name: str, role: int) -> None:
         assert pairs[1].http.req.body == b"p" * (1 << 20)
     elif name == "answer-lost-at-the-end":
         assert urls == ["/a", "/b"] and flags == [[], ["gap"]]
+    elif name.startswith("gap-loses-the-chunk-framing"):
+        # the message that lost bytes: "gap"; the next one whole
+        assert urls == ["/a", "/b"] and flags == [["gap"], []]
+        assert pairs[0].http.res.body == b"abc" and pairs[1].http.res.body == b"ok"

@@ -14,8 +14,10 @@ from agent.protocols.http1.state import (
     BODY,
     CHUNK_CRLF,
     CHUNK_DATA,
+    CHUNK_SCAN,
     CHUNK_SIZE,
     CLOSE,
+    DEAD,
     HELD,
     IDLE,
     NO_MARKS,
@@ -78,7 +80,7 @@ class Parser(Recovery[M]):
         out: list[tuple[M, int]] = []
         self._out = out
         state = self._state
-        if state >= HELD:
+        if state in (HELD, DEAD):
             if state == HELD and data:
                 self._hold(bytes(data), ts_ns)
             return out
@@ -241,6 +243,11 @@ class Parser(Recovery[M]):
                 found = self._scan(buf, pos)
                 if found < 0:
                     return self._scan_keep(buf, pos)
+                pos = found
+            elif state == CHUNK_SCAN:
+                found = self._chunk_scan(buf, pos)
+                if found < 0:
+                    return self._chunk_scan_keep(buf, pos)
                 pos = found
             elif state == HELD:
                 self._hold(buf[pos:], self._ts_at(pos))

@@ -16,6 +16,8 @@ from agent.protocols.http1.state import (
     BODY,
     CHUNK_CRLF,
     CHUNK_DATA,
+    CHUNK_SCAN,
+    CHUNK_SIZE,
     CLOSE,
     DEAD,
     HELD,
@@ -27,6 +29,7 @@ from agent.protocols.http1.state import (
 )
 from agent.protocols.http1.syntax import MAX_HEADER_BYTES, MAX_START_LINE, REQ_START, RESP_START
 
+LAST_CHUNK = b"\n0\r\n\r\n"  # the end of a chunk's data, the last chunk, no trailers
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
 
 
@@ -92,6 +95,35 @@ class Recovery(BodyReader[M]):
                 return n
         return keep
 
+    def _chunk_scan(self, buf: bytes, pos: int) -> int:
+        """After a gap in a chunked body: the last chunk ("0" line, no trailers) ends the
+        message, unless a start line comes first (then the message ends cut); return where
+        to continue, -1: neither yet."""
+        last = buf.find(LAST_CHUNK, pos)
+        m = (REQ_START if self._is_request else RESP_START).search(buf, pos)
+        if last >= 0 and (m is None or last < m.start()):
+            at = last + len(LAST_CHUNK)
+            self.stats.skipped_bytes += at - pos
+            self._complete(self._ts_at(at - 1))
+            return at
+        if m is None:
+            return -1
+        msg = self._msg
+        assert msg is not None
+        self.stats.skipped_bytes += m.start() - pos
+        self._finish_cut(msg)
+        self._state = IDLE
+        self._closing = False
+        return m.start()
+
+    def _chunk_scan_keep(self, buf: bytes, pos: int) -> int:
+        """Neither in ``buf[pos:]``: skip all but a tail that may begin one (from the last
+        LF: the last chunk's pattern begins with it)."""
+        n = len(buf)
+        keep = max(buf.rfind(b"\n", pos, n), pos, n - MAX_START_LINE)
+        self.stats.skipped_bytes += keep - pos
+        return keep
+
     def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
         try:
             return self._gap_in(nbytes, ts_ns)
@@ -140,6 +172,15 @@ class Recovery(BodyReader[M]):
                 self._enter_scan()
                 return out
             msg.body_size += self._rem
+        if msg is not None and state in (CHUNK_DATA, CHUNK_SIZE, CHUNK_CRLF):
+            # the chunk framing is lost: find the last chunk again (or the next start line)
+            msg.flags.add("gap")
+            self._room = -1
+            self._after_gap = True
+            self._rest = b""
+            self._rest_marks = []
+            self._state = CHUNK_SCAN
+            return out
         if msg is not None:
             # bytes of this message were lost: "gap" (not "incomplete", which says that
             # the connection ended early)

@@ -48,6 +48,22 @@ def test_gap_between_messages_flags_next_message() -> None:
     assert [e.flags for e in out] == [set(), {"gap"}]
 
 
+def test_gap_that_loses_the_chunk_framing_finds_the_last_chunk() -> None:
+    st = Http1Stitcher()
+    st.feed_request_bytes(GET + GET, 1)
+    out = st.feed_response_bytes(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc", 2
+    )
+    out += st.response_gap(50, 3)
+    out += st.feed_response_bytes(b"tail\r\n5\r\nabcde\r\n0\r", 4)
+    assert out == []  # the last chunk is not complete yet
+    out += st.feed_response_bytes(b"\n\r\n", 5)
+    assert [(e.response.body if e.response else None, e.flags) for e in out] == [(b"abc", {"gap"})]
+    assert out[0].response is not None and out[0].response.end_ts_ns == 5
+    out = st.feed_response_bytes(OK, 6)
+    assert [(e.response.body if e.response else None, e.flags) for e in out] == [(b"hello", set())]
+
+
 def test_gap_in_chunked_body_cuts_and_resyncs() -> None:
     st = Http1Stitcher()
     st.feed_request_bytes(GET + GET, 1)
