@@ -709,6 +709,8 @@ impl Parser {
     /// The upgrade was refused: parse the held bytes again.
     pub fn resume(&mut self, out: &mut Out) {
         if self.state != State::Held {
+            // answered (and refused) before the request ended: do not hold after it
+            self.upgrade_req = false;
             return;
         }
         self.state = State::Idle;

@@ -129,6 +129,13 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
         ("req", b"GET /after HTTP/1.1\r\nContent-Length: 0\r\nHost: x\r\n" + H2C + b"\r\n"),
         ("res", OK),
     ],
+    "h2c-refused-before-the-request-ended": [
+        ("req", b"POST /early HTTP/1.1\r\nContent-Length: 100\r\n" + H2C + b"\r\n" + b"p" * 60),
+        ("res", OK),
+        ("req", b"p" * 40),
+        ("req", b"GET /after HTTP/1.1\r\nContent-Length: 0\r\n" + H2C + b"\r\n"),
+        ("res", OK),
+    ],
     "answer-lost-at-the-end": [("req", GET_A + GET_B), ("res", OK), ("res", 40)],
     "gap-loses-the-chunk-framing": [
         ("req", GET_A + GET_B),
@@ -166,6 +173,9 @@ def test_same_rrpairs(name: str, role: int) -> None:
     elif name == "h2c-refused-then-1-mib-post":
         assert urls == ["/first", "/upload", "/after"] and flags == [[], [], []]
         assert pairs[1].http.req.body == b"p" * (1 << 20)
+    elif name == "h2c-refused-before-the-request-ended":
+        assert urls == ["/early", "/after"] and flags == [[], []]
+        assert pairs[0].http.req.body == b"p" * 100 and pairs[1].http.res.body == b"ok"
     elif name == "answer-lost-at-the-end":
         assert urls == ["/a", "/b"] and flags == [[], ["gap"]]
     elif name.startswith("gap-loses-the-chunk-framing"):

@@ -70,13 +70,13 @@ HTTPX_CLIENT = (
 
 
 @MODES
-@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
 @pytest.mark.parametrize("client", ["requests", "httpx"])
-def test_gunicorn_flask_large_single_writes_then_follow_ups(
-    spool_max: int, worker_class: str, client: str
-) -> None:
+def test_gunicorn_flask_large_single_writes_then_follow_ups(spool_max: int, client: str) -> None:
+    """gunicorn's threaded workers keep the connection alive (its sync workers close it after
+    each response, so no follow-up could share a connection with the hole): a 2 MiB answer
+    in one sendall(), a 1.5 MiB upload in one send(), and the follow-ups behind them."""
     code = REQUESTS_CLIENT if client == "requests" else HTTPX_CLIENT
-    with gunicorn(workers=2, worker_class=worker_class) as srv:
+    with gunicorn(workers=2, worker_class="gthread") as srv:
         with live_capture(ports=[srv.port], spool_max=spool_max) as lc:
             seen = run_client(
                 code.replace(
@@ -110,16 +110,25 @@ def test_gunicorn_flask_large_single_writes_then_follow_ups(
 
 
 @MODES
-def test_jdk_client_h2c_upgrade_asked_and_refused_then_a_1_mib_post(spool_max: int) -> None:
+def test_jdk_client_h2c_upgrade_asked_and_refused_then_1_mib_posts(spool_max: int) -> None:
+    """The JDK's HttpClient asks for h2c on every request; HttpServer never switches. A
+    1 MiB POST, another answered after 64 KiB of its body (the answer refuses the upgrade
+    before the request ends), then a GET: all stored whole, on both sides."""
     n = 1 << 20
     with jdk_server() as srv:
         with live_capture(ports=[srv.port], spool_max=spool_max, max_body=n) as lc:
             seen = jdk_client(srv.url, n)
         log = srv.requests()
-    assert log == [("GET", "/first", 0, 16), ("POST", "/upload", n, 23), ("GET", "/after", 0, 16)]
+    assert log == [
+        ("GET", "/first", 0, 16),
+        ("POST", "/upload", n, 23),
+        ("POST", "/early", n, 5),
+        ("GET", "/after", 0, 16),
+    ]
     assert seen == [
         (200, "got 0 for /first"),
         (200, f"got {n} for /upload"),
+        (200, "early"),
         (200, "got 0 for /after"),
     ]
     for direction in (pb.INBOUND, pb.OUTBOUND):
@@ -128,6 +137,7 @@ def test_jdk_client_h2c_upgrade_asked_and_refused_then_a_1_mib_post(spool_max: i
         assert [row(p) for p in pairs] == [
             ("GET", "/first", 200, 0, 16),
             ("POST", "/upload", 200, n, 23),
+            ("POST", "/early", 200, n, 5),
             ("GET", "/after", 200, 0, 16),
         ], name
         assert all(not p.flags for p in pairs), name
@@ -136,7 +146,8 @@ def test_jdk_client_h2c_upgrade_asked_and_refused_then_a_1_mib_post(spool_max: i
             for p in pairs
         ), name  # the JDK asked every time; HttpServer never switched
         assert pairs[1].http.req.body == b"p" * n, name  # stored whole
-        assert pairs[2].http.res.body == b"got 0 for /after", name
+        assert pairs[2].http.req.body == b"p" * n, name
+        assert pairs[3].http.res.body == b"got 0 for /after", name
 
 
 NGINX_HEADERS = "large_client_header_buffers 64 16k;"
