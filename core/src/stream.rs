@@ -251,4 +251,30 @@ mod tests {
         assert_eq!(s.push(0, b"zz", 9), vec![]);
         assert_eq!(s.duplicate_bytes, 2);
     }
+
+    fn sizes(chunks: &[Chunk]) -> Vec<(bool, u64)> {
+        chunks.iter().map(|c| (c.data.is_some(), c.size)).collect()
+    }
+
+    #[test]
+    fn close_delivers_the_records_queued_behind_a_hole() {
+        let mut s = OrderedStream::default();
+        s.push(0, b"head", 1);
+        assert!(s.push(10, b"next", 2).is_empty());
+        let got = s.close_at(20, 3);
+        assert_eq!(sizes(&got), vec![(false, 6), (true, 4), (false, 6)]);
+        assert_eq!(got[1].data.as_deref(), Some(&b"next"[..]));
+        assert!(!s.waiting());
+    }
+
+    #[test]
+    fn a_gap_record_waits_in_its_place() {
+        let mut s = OrderedStream::default();
+        s.push(0, b"ab", 1);
+        assert!(s.push_gap(5, 3, 2).is_empty());
+        assert!(s.waiting() && s.pending_bytes() == 0);
+        assert!(s.push(8, b"xy", 3).is_empty());
+        let got = s.push(2, b"cde", 4);
+        assert_eq!(sizes(&got), vec![(true, 3), (false, 3), (true, 2)]);
+    }
 }
