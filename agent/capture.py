@@ -104,15 +104,17 @@ class SyscallCapture(CaptureAddresses):
                 if conn is None:
                     return
             conn.last_ns = ts
+            if self._holey and conn in self._holey:
+                self._flush_other(conn, d)
             stream = conn.streams[d]
             data = rec[L.NT_DATA_HDR_SIZE : L.NT_DATA_HDR_SIZE + ln].tobytes()
-            if off == stream.next_offset and not stream.pending_bytes:
+            if off == stream.next_offset and not stream.waiting:
                 stream.next_offset += ln
                 self._feed(conn, d, data, ln, ts)
             else:
                 for ch in stream.push(off, data, ts):
                     self._feed_chunk(conn, d, ch)
-                if stream.pending_bytes:
+                if stream.waiting:
                     self._holey.add(conn)
         elif kind == L.NT_EV_GAP:
             _, d, _sc, ln, cid, ts, off, _tgid, _fd = L.DATA_HDR.unpack_from(rec)
@@ -120,10 +122,14 @@ class SyscallCapture(CaptureAddresses):
             conn = self.tracker.get(cid)
             if conn is None:
                 return
+            if conn in self._holey:
+                self._flush_other(conn, d)
             stream = conn.streams[d]
-            chunks = stream.gap_to(off + ln, ts) if ln else stream.unknown_gap(ts)
+            chunks = stream.push_gap(off, ln, ts) if ln else stream.unknown_gap(ts)
             for ch in chunks:
                 self._feed_chunk(conn, d, ch)
+            if stream.waiting:
+                self._holey.add(conn)
         elif kind == L.NT_EV_OPEN:
             self.stats["control_records"] += 1
             self._on_open(L.CONN_EVENT.unpack_from(rec))
@@ -137,8 +143,9 @@ class SyscallCapture(CaptureAddresses):
             if conn is not None:
                 self._holey.discard(conn)
                 ts = fields[5]
-                for d in (0, 1):
-                    for ch in conn.streams[d].gap_to(fields[11 + d], ts):
+                for d in (conn.req_dir, conn.req_dir ^ 1):  # requests first (causal order)
+                    # records queued behind a hole are delivered, not skipped with it
+                    for ch in conn.streams[d].close_at(fields[11 + d], ts):
                         self._feed_chunk(conn, d, ch)
                 self._finish(conn, ts)
                 if conn.noaddr:
@@ -198,11 +205,22 @@ class SyscallCapture(CaptureAddresses):
         if "noaddr" in conn.flags:
             s["rrpairs_noaddr"] += 1
 
+    def _flush_other(self, conn: Connection, d: int) -> None:
+        """Bytes arrived in direction d while the other direction waits behind a hole:
+        that hole cannot be filled any more (the peer answered what came after it), and
+        the parser must see a request before its answer, so declare it now."""
+        other = conn.streams[d ^ 1]
+        while other.waiting:
+            for ch in other.declare_gap():
+                self._feed_chunk(conn, d ^ 1, ch)
+            if conn.dead:
+                return
+
     def _end_of_batch(self, conn: Connection) -> None:
         for d in (0, 1):
             for ch in conn.streams[d].end_of_batch():
                 self._feed_chunk(conn, d, ch)
-        if not (conn.streams[0].pending_bytes or conn.streams[1].pending_bytes):
+        if not (conn.streams[0].waiting or conn.streams[1].waiting):
             self._holey.discard(conn)
 
     def _finish(self, conn: Connection, ts: int) -> None:

@@ -346,7 +346,7 @@ class CaptureLifecycle:
         if cur is None or cur.flags & L.NT_CONN_MUTED:
             return
         for d in (0, 1):
-            for ch in conn.streams[d].gap_to(int(cur.off[d]), ts):
+            for ch in conn.streams[d].close_at(int(cur.off[d]), ts):
                 self._feed_chunk(conn, d, ch)
 
     def _reap_dead(self) -> None:

@@ -3,7 +3,11 @@
 Records carry the stream offset of their first byte. Normally they arrive in order and
 pass straight through; a record that arrives early (two threads writing one socket, or
 a record lost to a full ring buffer) waits until the hole is filled or declared a gap.
-Knows nothing of BPF or of protocols.
+Bytes known to be lost (a GAP record: moved but not copied) wait in the same queue, so
+that a hole never swallows the records queued behind it: everything after a hole is
+delivered, in order, once the hole is declared (issue 18: a close record used to skip the
+stream to its end, dropping the next exchange's bytes with the hole). Knows nothing of
+BPF or of protocols.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ class OrderedStream:
 
     next_offset: int = 0
     max_pending_bytes: int = 4 << 20
-    _pending: dict[int, tuple[bytes, int]] = field(default_factory=dict)
+    # offset -> (bytes, or None for bytes known lost; size; ts)
+    _pending: dict[int, tuple[bytes | None, int, int]] = field(default_factory=dict)
     _pending_bytes: int = 0
     _hole_age: int = 0
     gaps: int = 0
@@ -38,17 +43,34 @@ class OrderedStream:
         if offset == self.next_offset and not self._pending:
             self.next_offset += len(data)
             return [Chunk(data, len(data), ts_ns)]
+        return self._add(offset, data, len(data), ts_ns)
+
+    def push_gap(self, offset: int, size: int, ts_ns: int) -> list[Chunk]:
+        """`size` bytes at `offset` were moved but not copied (a GAP record): a gap in
+        its place in the order; return what is now in order."""
+        if size <= 0:
+            return []
+        return self._add(offset, None, size, ts_ns)
+
+    def _add(self, offset: int, data: bytes | None, size: int, ts_ns: int) -> list[Chunk]:
         if offset < self.next_offset:
             # already delivered (or declared a gap): keep only the new tail, if any
             skip = self.next_offset - offset
-            if skip >= len(data):
-                self.duplicate_bytes += len(data)
+            if skip >= size:
+                if data is not None:
+                    self.duplicate_bytes += size
                 return []
-            self.duplicate_bytes += skip
-            data = data[skip:]
+            if data is not None:
+                self.duplicate_bytes += skip
+                data = data[skip:]
+            size -= skip
             offset = self.next_offset
-        self._pending[offset] = (data, ts_ns)
-        self._pending_bytes += len(data)
+        old = self._pending.get(offset)
+        if old is not None:  # a second record at the same offset replaces the first
+            self._pending_bytes -= len(old[0]) if old[0] is not None else 0
+        self._pending[offset] = (data, size, ts_ns)
+        if data is not None:
+            self._pending_bytes += size
         out = self._drain_in_order()
         if self._pending_bytes > self.max_pending_bytes:
             out.extend(self.declare_gap())
@@ -56,34 +78,56 @@ class OrderedStream:
 
     def _drain_in_order(self) -> list[Chunk]:
         out: list[Chunk] = []
-        while self.next_offset in self._pending:
-            data, ts = self._pending.pop(self.next_offset)
-            self._pending_bytes -= len(data)
-            self.next_offset += len(data)
-            out.append(Chunk(data, len(data), ts))
-        if not self._pending:
+        pending = self._pending
+        # the record at next_offset first, then any record that overlaps what was delivered
+        while pending:
+            at = self.next_offset
+            entry = pending.pop(at, None)
+            if entry is None:
+                at = min(pending)
+                if at > self.next_offset:
+                    break
+                entry = pending.pop(at)
+            data, size, ts = entry
+            if data is not None:
+                self._pending_bytes -= size
+            if at < self.next_offset:
+                # overlaps what was delivered: keep only its new tail
+                skip = self.next_offset - at
+                if skip >= size:
+                    if data is not None:
+                        self.duplicate_bytes += size
+                    continue
+                if data is not None:
+                    self.duplicate_bytes += skip
+                    data = data[skip:]
+                size -= skip
+            self.next_offset += size
+            if data is None:
+                self.gaps += 1
+                self.gap_bytes += size
+            out.append(Chunk(data, size, ts))
+        if not pending:
             self._hole_age = 0
         return out
 
-    def gap_to(self, offset: int, ts_ns: int) -> list[Chunk]:
-        """Bytes up to `offset` are known to be lost (a GAP record, or a close whose byte
-        count is beyond what arrived)."""
+    def _skip_to(self, offset: int, ts_ns: int) -> list[Chunk]:
+        """The hole from next_offset up to `offset` is lost: a gap chunk."""
+        missing = offset - self.next_offset
+        self.gaps += 1
+        self.gap_bytes += missing
+        self.next_offset = offset
+        return [Chunk(None, missing, ts_ns)]
+
+    def close_at(self, offset: int, ts_ns: int) -> list[Chunk]:
+        """The stream ended after `offset` bytes (a close record's count, or the kernel's
+        count): deliver every queued record in order, holes between them as gaps, and
+        the bytes from the last one up to `offset` as a gap."""
         out: list[Chunk] = []
+        while self._pending:
+            out.extend(self.declare_gap())
         if offset > self.next_offset:
-            missing = offset - self.next_offset
-            self.gaps += 1
-            self.gap_bytes += missing
-            out.append(Chunk(None, missing, ts_ns))
-            self.next_offset = offset
-            # records that fell inside the hole are now stale
-            for off in [o for o in self._pending if o < offset]:
-                data, ts = self._pending.pop(off)
-                self._pending_bytes -= len(data)
-                end = off + len(data)
-                if end > offset:
-                    self._pending[offset] = (data[offset - off :], ts)
-                    self._pending_bytes += end - offset
-        out.extend(self._drain_in_order())
+            out.extend(self._skip_to(offset, ts_ns))
         return out
 
     def unknown_gap(self, ts_ns: int) -> list[Chunk]:
@@ -96,7 +140,9 @@ class OrderedStream:
         if not self._pending:
             return []
         first = min(self._pending)
-        return self.gap_to(first, self._pending[first][1])
+        out = self._skip_to(first, self._pending[first][2]) if first > self.next_offset else []
+        out.extend(self._drain_in_order())
+        return out
 
     def end_of_batch(self) -> list[Chunk]:
         """Called after each drain of the ring buffer. A hole that has survived a whole
@@ -111,4 +157,10 @@ class OrderedStream:
 
     @property
     def pending_bytes(self) -> int:
+        """Bytes of records waiting behind a hole."""
         return self._pending_bytes
+
+    @property
+    def waiting(self) -> bool:
+        """Something (records or known gaps) waits behind a hole."""
+        return bool(self._pending)

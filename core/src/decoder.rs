@@ -180,7 +180,7 @@ impl Decoder {
 
     fn on_data(&mut self, d: &DataEvent<'_>) {
         self.counters.add("data_records", 1);
-        let Some(conn) = self.conns.get_mut(&d.conn_id) else {
+        if !self.conns.contains_key(&d.conn_id) {
             if self.untracked.contains(&d.conn_id) {
                 self.counters.add("records_untracked", 1);
             } else {
@@ -188,10 +188,16 @@ impl Decoder {
                 self.counters.add("orphan_records", 1);
             }
             return;
-        };
+        }
         let dir = usize::from(d.dir & 1);
+        if self.holey.contains(&d.conn_id) {
+            self.flush_other(d.conn_id, dir);
+        }
+        let Some(conn) = self.conns.get_mut(&d.conn_id) else {
+            return;
+        };
         let chunks = conn.streams[dir].push(d.offset, d.data, d.ts_ns);
-        if conn.streams[dir].pending_bytes() > 0 {
+        if conn.streams[dir].waiting() {
             self.holey.insert(d.conn_id);
         }
         self.feed_chunks(d.conn_id, dir, chunks);
@@ -199,16 +205,25 @@ impl Decoder {
 
     fn on_gap(&mut self, d: &DataEvent<'_>) {
         self.counters.add("gap_records", 1);
+        if !self.conns.contains_key(&d.conn_id) {
+            return;
+        }
+        let dir = usize::from(d.dir & 1);
+        if self.holey.contains(&d.conn_id) {
+            self.flush_other(d.conn_id, dir);
+        }
         let Some(conn) = self.conns.get_mut(&d.conn_id) else {
             return;
         };
-        let dir = usize::from(d.dir & 1);
         let s = &mut conn.streams[dir];
         let chunks = if d.len > 0 {
-            s.gap_to(d.offset + u64::from(d.len), d.ts_ns)
+            s.push_gap(d.offset, u64::from(d.len), d.ts_ns)
         } else {
             s.unknown_gap(d.ts_ns)
         };
+        if s.waiting() {
+            self.holey.insert(d.conn_id);
+        }
         self.feed_chunks(d.conn_id, dir, chunks);
     }
 
@@ -295,9 +310,15 @@ impl Decoder {
             return;
         }
         self.holey.remove(&c.conn_id);
-        for dir in 0..2 {
+        let req = self
+            .conns
+            .get(&c.conn_id)
+            .map_or(0, |conn| usize::from(conn.req_dir));
+        for dir in [req, req ^ 1] {
+            // requests first (causal order)
             let chunks = match self.conns.get_mut(&c.conn_id) {
-                Some(conn) => conn.streams[dir].gap_to(c.off[dir], c.ts_ns),
+                // records queued behind a hole are delivered, not skipped with it
+                Some(conn) => conn.streams[dir].close_at(c.off[dir], c.ts_ns),
                 None => return,
             };
             self.feed_chunks(c.conn_id, dir, chunks);
@@ -344,6 +365,21 @@ impl Decoder {
         }
     }
 
+    /// Bytes arrived in direction `dir` while the other direction waits behind a hole:
+    /// that hole cannot be filled any more, and the parser must see a request before its
+    /// answer, so declare it now (agent/capture.py: _flush_other).
+    fn flush_other(&mut self, cid: u64, dir: usize) {
+        loop {
+            let chunks = match self.conns.get_mut(&cid) {
+                Some(conn) if conn.streams[dir ^ 1].waiting() => {
+                    conn.streams[dir ^ 1].declare_gap()
+                }
+                _ => return,
+            };
+            self.feed_chunks(cid, dir ^ 1, chunks);
+        }
+    }
+
     fn end_of_batch(&mut self, cid: u64) {
         for dir in 0..2 {
             let chunks = match self.conns.get_mut(&cid) {
@@ -356,7 +392,7 @@ impl Decoder {
             self.feed_chunks(cid, dir, chunks);
         }
         if let Some(conn) = self.conns.get(&cid) {
-            if conn.streams[0].pending_bytes() == 0 && conn.streams[1].pending_bytes() == 0 {
+            if !conn.streams[0].waiting() && !conn.streams[1].waiting() {
                 self.holey.remove(&cid);
             }
         }

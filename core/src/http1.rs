@@ -51,6 +51,8 @@ enum State {
     Close,
     /// Looking for the next start line (after a parse error or a gap).
     Scan,
+    /// The chunk framing was lost in a gap: looking for the last chunk or a start line.
+    ChunkScan,
     /// Request side, after a request that may switch protocols: bytes wait for the answer.
     Held,
     Dead,
@@ -84,8 +86,11 @@ fn find_crlf(h: &[u8]) -> Option<usize> {
         .find(h)
 }
 
-const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// A longer start line plus header block is flagged "truncated", then skipped.
+const MAX_HEADER_BYTES: usize = 1 << 20;
 const MAX_CHUNK_LINE: usize = 4096;
+/// The end of a chunk's data, the last chunk, no trailers (recovery.py LAST_CHUNK).
+const LAST_CHUNK: &[u8] = b"\n0\r\n\r\n";
 const MAX_START_LINE: usize = 16 * 1024;
 
 const METHODS: &str = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE|LOCK|UNLOCK|SEARCH|REPORT|PURGE|MKCALENDAR|LINK|UNLINK|QUERY";
@@ -293,9 +298,11 @@ impl Parser {
                     if self.closing {
                         return Err(p);
                     }
-                    let Some(end) = find_end(&self.buf[p..]) else {
+                    let end = find_end(&self.buf[p..]).filter(|&e| e <= MAX_HEADER_BYTES);
+                    let Some(end) = end else {
                         if n - p > MAX_HEADER_BYTES {
-                            return Err(p);
+                            *pos = self.head_too_large(p, out)?;
+                            continue;
                         }
                         self.check_partial(p).map_err(|_| p)?;
                         return Ok(());
@@ -371,6 +378,35 @@ impl Parser {
                     self.body(p, n - p);
                     self.last_ts = self.ts;
                     *pos = n;
+                }
+                State::ChunkScan => {
+                    let last = memchr::memmem::find(&self.buf[p..], LAST_CHUNK).map(|i| p + i);
+                    let start = start_pattern(self.is_request)
+                        .find_at(&self.buf, p)
+                        .map(|m| m.start());
+                    let ends_first = match (last, start) {
+                        (Some(l), Some(s)) => l < s,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    if let (true, Some(l)) = (ends_first, last) {
+                        let at = l + LAST_CHUNK.len();
+                        let ts = self.ts_at(at - 1);
+                        self.complete(Some(ts), out);
+                        *pos = at;
+                    } else if let Some(s) = start {
+                        if let Some(msg) = self.msg.take() {
+                            self.finish_cut(msg, out);
+                        }
+                        self.state = State::Idle;
+                        self.closing = false;
+                        *pos = s;
+                    } else {
+                        // keep a tail that may begin either (from the last LF)
+                        let last_lf = memchr::memrchr(b'\n', &self.buf[p..]).map_or(p, |i| p + i);
+                        *pos = last_lf.max(p).max(n.saturating_sub(MAX_START_LINE));
+                        return Ok(());
+                    }
                 }
                 State::Scan => match start_pattern(self.is_request).find_at(&self.buf, p) {
                     Some(m) => {
@@ -673,6 +709,8 @@ impl Parser {
     /// The upgrade was refused: parse the held bytes again.
     pub fn resume(&mut self, out: &mut Out) {
         if self.state != State::Held {
+            // answered (and refused) before the request ended: do not hold after it
+            self.upgrade_req = false;
             return;
         }
         self.state = State::Idle;
@@ -750,12 +788,28 @@ impl Parser {
                 _ => {}
             }
         }
+        let chunked = matches!(
+            self.state,
+            State::ChunkData(_) | State::ChunkSize | State::ChunkCrlf
+        );
+        if chunked {
+            if let Some(msg) = self.msg.as_mut() {
+                // the chunk framing is lost: find the last chunk again (or a start line)
+                msg.flags.insert("gap");
+                self.room = -1;
+                self.after_gap = true;
+                self.buf.clear();
+                self.marks.clear();
+                self.state = State::ChunkScan;
+                return;
+            }
+        }
         if let Some(mut msg) = self.msg.take() {
+            // bytes of this message were lost: "gap" (not "incomplete": ended early)
             msg.flags.insert("gap");
-            msg.flags.insert("incomplete");
             self.finish_cut(msg, out);
         } else if self.state == State::Idle && self.buf.iter().any(|&c| c != b'\r' && c != b'\n') {
-            self.partial_head(true, out);
+            self.partial_head(0, "gap", out);
         } else {
             self.gap_next = true;
         }
@@ -769,10 +823,12 @@ impl Parser {
         self.state = State::Scan;
     }
 
-    /// A header block cut short (close, gap): return what its start line says
-    /// (recovery.py _partial_head).
-    fn partial_head(&mut self, gap: bool, out: &mut Out) {
-        let rest = std::mem::take(&mut self.buf);
+    /// A header block cut short (close, gap: `flag` "gap"; too large: "truncated"):
+    /// return what its start line says (recovery.py _partial_head). It begins at `base`
+    /// in the buffer and runs to its end (at most MAX_HEADER_BYTES).
+    fn partial_head(&mut self, base: usize, flag: &'static str, out: &mut Out) {
+        let stop = self.buf.len().min(base.saturating_add(MAX_HEADER_BYTES));
+        let rest = &self.buf[base.min(stop)..stop];
         let start = rest
             .iter()
             .position(|&c| c != b'\r' && c != b'\n')
@@ -789,27 +845,56 @@ impl Parser {
             return;
         }
         if let Some(eol) = eol {
-            if let Some(last) = memchr::memmem::rfind(&rest, b"\r\n").filter(|&l| l > eol) {
+            if let Some(last) = memchr::memmem::rfind(rest, b"\r\n").filter(|&l| l > eol) {
                 if let Ok(h) = fields(&rest[eol + 2..last + 2]) {
                     msg.headers = h;
                 }
             }
         }
-        msg.start_ts_ns = self.ts_at(start);
-        msg.end_ts_ns = self.ts_at(rest.len() - 1);
+        let len = rest.len();
+        msg.start_ts_ns = self.ts_at(base + start);
+        msg.end_ts_ns = self.ts_at(base + len - 1);
         if self.is_request {
+            self.announced = false; // a new start line (recovery.py: _start_line)
             self.announce(&msg, false);
         } else if msg.status_code >= 200 || msg.status_code == 101 {
             self.answer(msg.start_ts_ns);
         }
-        msg.flags.insert("incomplete");
-        if self.gap_next || gap {
+        if flag.is_empty() {
+            msg.flags.insert("incomplete");
+        } else {
+            msg.flags.insert(flag);
+        }
+        if self.gap_next && flag != "truncated" {
             msg.flags.insert("gap");
             self.gap_next = false;
         }
         out.push((msg, self.link));
         self.link = 0;
         self.popped = false;
+    }
+
+    /// A header block longer than MAX_HEADER_BYTES at `p`: if its start line is one,
+    /// return that message flagged "truncated" with the header lines that fit, and look
+    /// for the next message (recovery.py _head_too_large).
+    fn head_too_large(&mut self, p: usize, out: &mut Out) -> Result<usize, usize> {
+        let stop = self.buf.len().min(p + MAX_HEADER_BYTES);
+        let head = &self.buf[p..stop];
+        let line = find_crlf(head).map_or(&head[..0], |e| &head[..e]);
+        let mut probe = Message::default();
+        let ok = if self.is_request {
+            parse_request_line(line, &mut probe)
+        } else {
+            parse_status_line(line, &mut probe)
+        };
+        if ok.is_err() {
+            return Err(p);
+        }
+        self.parse_errors += 1;
+        self.partial_head(p, "truncated", out);
+        self.seen = true;
+        self.state = State::Scan;
+        Ok(p + 1)
     }
 
     /// The connection ended.
@@ -823,7 +908,7 @@ impl Parser {
             out.push((msg, self.link));
             self.link = 0;
         } else if self.state == State::Idle && self.buf.iter().any(|&c| c != b'\r' && c != b'\n') {
-            self.partial_head(false, out);
+            self.partial_head(0, "", out);
         }
         self.state = State::Dead;
         self.buf.clear();

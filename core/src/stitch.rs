@@ -21,6 +21,10 @@ pub struct Stitcher {
     resps: VecDeque<Message>,
     pub upgraded: bool,
     closed: bool,
+    /// Bytes were lost: of a request (a lone response answers one lost there) / of
+    /// responses since the last one parsed (requests unanswered at close lost theirs).
+    req_gapped: bool,
+    res_gapped: bool,
 }
 
 impl Stitcher {
@@ -32,6 +36,8 @@ impl Stitcher {
             resps: VecDeque::new(),
             upgraded: false,
             closed: false,
+            req_gapped: false,
+            res_gapped: false,
         }
     }
 
@@ -83,6 +89,7 @@ impl Stitcher {
         if self.upgraded || self.closed {
             return;
         }
+        self.req_gapped = true;
         let mut msgs = Out::new();
         self.req.gap(n, ts, &mut msgs);
         self.pass_heads();
@@ -93,6 +100,7 @@ impl Stitcher {
         if self.upgraded || self.closed {
             return;
         }
+        self.res_gapped = true;
         let mut msgs = Out::new();
         self.res.gap(n, ts, &mut msgs);
         self.on_responses(msgs, out);
@@ -112,11 +120,14 @@ impl Stitcher {
             self.res.close(ts, &mut msgs);
             self.on_responses(msgs, out);
         }
+        // never answered: the answer was lost in a gap, or the connection ended early
+        let why_req = if self.res_gapped { "gap" } else { "incomplete" };
         for req in std::mem::take(&mut self.reqs) {
-            out.push(lone(Some(req), None, "incomplete"));
+            out.push(lone(Some(req), None, why_req));
         }
+        let why_res = if self.req_gapped { "gap" } else { "incomplete" };
         for resp in std::mem::take(&mut self.resps) {
-            out.push(lone(None, Some(resp), "incomplete"));
+            out.push(lone(None, Some(resp), why_res));
         }
     }
 
@@ -132,8 +143,11 @@ impl Stitcher {
 
     fn on_responses(&mut self, msgs: Out, out: &mut Vec<Exchange>) {
         for (resp, mut link) in msgs {
+            self.res_gapped = false;
             if link < 0 {
-                out.push(lone(None, Some(resp), "incomplete"));
+                // answers no request we saw (lost in a gap, or before the capture)
+                let why = if self.req_gapped { "gap" } else { "incomplete" };
+                out.push(lone(None, Some(resp), why));
                 continue;
             }
             while link > 0 && !self.reqs.is_empty() {
@@ -174,7 +188,6 @@ impl Stitcher {
 
 fn lone(req: Option<Message>, resp: Option<Message>, why: &'static str) -> Exchange {
     let mut flags = Flags::new();
-    flags.insert("incomplete");
     flags.insert(why);
     for m in req.iter().chain(resp.iter()) {
         flags.extend(m.flags.iter().copied());

@@ -16,7 +16,8 @@ pub struct Chunk {
 pub struct OrderedStream {
     pub next_offset: u64,
     pub max_pending_bytes: u64,
-    pending: BTreeMap<u64, (Vec<u8>, u64)>,
+    /// offset -> (bytes, or None for bytes known lost; size; ts)
+    pending: BTreeMap<u64, (Option<Vec<u8>>, u64, u64)>,
     pending_bytes: u64,
     hole_age: u32,
     pub gaps: u64,
@@ -40,12 +41,18 @@ impl Default for OrderedStream {
 }
 
 impl OrderedStream {
+    /// Bytes of records waiting behind a hole.
     pub fn pending_bytes(&self) -> u64 {
         self.pending_bytes
     }
 
+    /// Something (records or known gaps) waits behind a hole.
+    pub fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Add a record; return what is now in order.
-    pub fn push(&mut self, mut offset: u64, data: &[u8], ts_ns: u64) -> Vec<Chunk> {
+    pub fn push(&mut self, offset: u64, data: &[u8], ts_ns: u64) -> Vec<Chunk> {
         let len = data.len() as u64;
         if offset == self.next_offset && self.pending.is_empty() {
             self.next_offset += len;
@@ -55,22 +62,46 @@ impl OrderedStream {
                 ts_ns,
             }];
         }
+        self.add(offset, Some(data), len, ts_ns)
+    }
+
+    /// `size` bytes at `offset` were moved but not copied (a GAP record): a gap in its
+    /// place in the order; return what is now in order.
+    pub fn push_gap(&mut self, offset: u64, size: u64, ts_ns: u64) -> Vec<Chunk> {
+        if size == 0 {
+            return Vec::new();
+        }
+        self.add(offset, None, size, ts_ns)
+    }
+
+    fn add(&mut self, mut offset: u64, data: Option<&[u8]>, mut size: u64, ts: u64) -> Vec<Chunk> {
         let mut data = data;
         if offset < self.next_offset {
+            // already delivered (or declared a gap): keep only the new tail, if any
             let skip = self.next_offset - offset;
-            if skip >= len {
-                self.duplicate_bytes += len;
+            if skip >= size {
+                if data.is_some() {
+                    self.duplicate_bytes += size;
+                }
                 return Vec::new();
             }
-            self.duplicate_bytes += skip;
-            data = &data[skip as usize..];
+            if let Some(d) = data {
+                self.duplicate_bytes += skip;
+                data = Some(&d[skip as usize..]);
+            }
+            size -= skip;
             offset = self.next_offset;
         }
-        // a second record at the same offset replaces the first (as the dict does)
-        if let Some((old, _)) = self.pending.insert(offset, (data.to_vec(), ts_ns)) {
+        // a second record at the same offset replaces the first
+        if let Some((Some(old), _, _)) = self
+            .pending
+            .insert(offset, (data.map(<[u8]>::to_vec), size, ts))
+        {
             self.pending_bytes -= old.len() as u64;
         }
-        self.pending_bytes += data.len() as u64;
+        if data.is_some() {
+            self.pending_bytes += size;
+        }
         let mut out = self.drain_in_order();
         if self.pending_bytes > self.max_pending_bytes {
             out.extend(self.declare_gap());
@@ -80,13 +111,46 @@ impl OrderedStream {
 
     fn drain_in_order(&mut self) -> Vec<Chunk> {
         let mut out = Vec::new();
-        while let Some((data, ts)) = self.pending.remove(&self.next_offset) {
-            let n = data.len() as u64;
-            self.pending_bytes -= n;
-            self.next_offset += n;
+        // the record at next_offset first (as the Python dict does), then any record
+        // that overlaps what was delivered
+        loop {
+            let at = if self.pending.contains_key(&self.next_offset) {
+                self.next_offset
+            } else {
+                match self.pending.keys().next() {
+                    Some(&first) if first < self.next_offset => first,
+                    _ => break,
+                }
+            };
+            let Some((mut data, mut size, ts)) = self.pending.remove(&at) else {
+                break;
+            };
+            if let Some(d) = &data {
+                self.pending_bytes -= d.len() as u64;
+            }
+            if at < self.next_offset {
+                // overlaps what was delivered: keep only its new tail
+                let skip = self.next_offset - at;
+                if skip >= size {
+                    if data.is_some() {
+                        self.duplicate_bytes += size;
+                    }
+                    continue;
+                }
+                if let Some(d) = data.take() {
+                    self.duplicate_bytes += skip;
+                    data = Some(d[skip as usize..].to_vec());
+                }
+                size -= skip;
+            }
+            self.next_offset += size;
+            if data.is_none() {
+                self.gaps += 1;
+                self.gap_bytes += size;
+            }
             out.push(Chunk {
-                data: Some(data),
-                size: n,
+                data,
+                size,
                 ts_ns: ts,
             });
         }
@@ -96,33 +160,29 @@ impl OrderedStream {
         out
     }
 
-    /// Bytes up to `offset` are known to be lost.
-    pub fn gap_to(&mut self, offset: u64, ts_ns: u64) -> Vec<Chunk> {
-        let mut out = Vec::new();
-        if offset > self.next_offset {
-            let missing = offset - self.next_offset;
-            self.gaps += 1;
-            self.gap_bytes += missing;
-            out.push(Chunk {
-                data: None,
-                size: missing,
-                ts_ns,
-            });
-            self.next_offset = offset;
-            let stale: Vec<u64> = self.pending.range(..offset).map(|(k, _)| *k).collect();
-            for off in stale {
-                if let Some((data, ts)) = self.pending.remove(&off) {
-                    self.pending_bytes -= data.len() as u64;
-                    let end = off + data.len() as u64;
-                    if end > offset {
-                        let tail = data[(offset - off) as usize..].to_vec();
-                        self.pending_bytes += tail.len() as u64;
-                        self.pending.insert(offset, (tail, ts));
-                    }
-                }
-            }
+    /// The hole from next_offset up to `offset` is lost: a gap chunk.
+    fn skip_to(&mut self, offset: u64, ts_ns: u64) -> Chunk {
+        let missing = offset - self.next_offset;
+        self.gaps += 1;
+        self.gap_bytes += missing;
+        self.next_offset = offset;
+        Chunk {
+            data: None,
+            size: missing,
+            ts_ns,
         }
-        out.extend(self.drain_in_order());
+    }
+
+    /// The stream ended after `offset` bytes: deliver every queued record in order,
+    /// holes between them as gaps, and the rest up to `offset` as a gap.
+    pub fn close_at(&mut self, offset: u64, ts_ns: u64) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        while !self.pending.is_empty() {
+            out.extend(self.declare_gap());
+        }
+        if offset > self.next_offset {
+            out.push(self.skip_to(offset, ts_ns));
+        }
         out
     }
 
@@ -138,11 +198,16 @@ impl OrderedStream {
 
     /// Give up waiting for the first hole.
     pub fn declare_gap(&mut self) -> Vec<Chunk> {
-        let Some((&first, (_, ts))) = self.pending.iter().next() else {
+        let Some((&first, (_, _, ts))) = self.pending.iter().next() else {
             return Vec::new();
         };
         let ts = *ts;
-        self.gap_to(first, ts)
+        let mut out = Vec::new();
+        if first > self.next_offset {
+            out.push(self.skip_to(first, ts));
+        }
+        out.extend(self.drain_in_order());
+        out
     }
 
     /// After each batch: a hole that survived a whole batch is declared a gap.
@@ -185,5 +250,31 @@ mod tests {
         assert_eq!(got[1].data.as_deref(), Some(&b"ij"[..]));
         assert_eq!(s.push(0, b"zz", 9), vec![]);
         assert_eq!(s.duplicate_bytes, 2);
+    }
+
+    fn sizes(chunks: &[Chunk]) -> Vec<(bool, u64)> {
+        chunks.iter().map(|c| (c.data.is_some(), c.size)).collect()
+    }
+
+    #[test]
+    fn close_delivers_the_records_queued_behind_a_hole() {
+        let mut s = OrderedStream::default();
+        s.push(0, b"head", 1);
+        assert!(s.push(10, b"next", 2).is_empty());
+        let got = s.close_at(20, 3);
+        assert_eq!(sizes(&got), vec![(false, 6), (true, 4), (false, 6)]);
+        assert_eq!(got[1].data.as_deref(), Some(&b"next"[..]));
+        assert!(!s.waiting());
+    }
+
+    #[test]
+    fn a_gap_record_waits_in_its_place() {
+        let mut s = OrderedStream::default();
+        s.push(0, b"ab", 1);
+        assert!(s.push_gap(5, 3, 2).is_empty());
+        assert!(s.waiting() && s.pending_bytes() == 0);
+        assert!(s.push(8, b"xy", 3).is_empty());
+        let got = s.push(2, b"cde", 4);
+        assert_eq!(sizes(&got), vec![(true, 3), (false, 3), (true, 2)]);
     }
 }

@@ -35,11 +35,39 @@ def test_a_hole_that_survives_a_drain_becomes_a_gap() -> None:
     assert s.next_offset == 13
 
 
-def test_gap_to_skips_and_keeps_the_tail_of_an_overlapping_record() -> None:
+def test_close_delivers_the_records_queued_behind_a_hole() -> None:
+    # issue 18: a 2 MiB write copied in part, the next response queued behind the hole,
+    # then the close record in the same drain: the response must come out, not vanish
+    s = OrderedStream()
+    s.push(0, b"head", 1)
+    assert s.push(10, b"next", 2) == []
+    assert data(s.close_at(20, 3)) == [6, b"next", 6]
+    assert s.next_offset == 20 and not s.waiting
+    assert s.gaps == 2 and s.gap_bytes == 12
+
+
+def test_close_keeps_the_tail_of_an_overlapping_record() -> None:
     s = OrderedStream()
     s.push(4, b"456789", 2)
-    assert data(s.gap_to(6, 3)) == [6, b"6789"]
-    assert s.next_offset == 10
+    s.push(6, b"6789ab", 3)
+    assert data(s.close_at(12, 4)) == [4, b"456789", b"ab"]
+    assert s.next_offset == 12 and s.duplicate_bytes == 4
+
+
+def test_a_gap_record_waits_in_its_place() -> None:
+    s = OrderedStream()
+    s.push(0, b"ab", 1)
+    assert s.push_gap(5, 3, 2) == [] and s.waiting and s.pending_bytes == 0
+    assert s.push(8, b"xy", 3) == []
+    assert data(s.push(2, b"cde", 4)) == [b"cde", 3, b"xy"]
+    assert s.gaps == 1 and s.gap_bytes == 3 and not s.waiting
+
+
+def test_a_gap_record_in_order_is_a_gap_at_once() -> None:
+    s = OrderedStream()
+    s.push(0, b"ab", 1)
+    assert data(s.push_gap(2, 5, 2)) == [5]
+    assert data(s.push(7, b"z", 3)) == [b"z"]
 
 
 def test_duplicates_are_dropped_and_counted() -> None:

@@ -14,8 +14,10 @@ from agent.protocols.http1.state import (
     BODY,
     CHUNK_CRLF,
     CHUNK_DATA,
+    CHUNK_SCAN,
     CHUNK_SIZE,
     CLOSE,
+    DEAD,
     HELD,
     IDLE,
     NO_MARKS,
@@ -78,7 +80,7 @@ class Parser(Recovery[M]):
         out: list[tuple[M, int]] = []
         self._out = out
         state = self._state
-        if state >= HELD:
+        if state in (HELD, DEAD):
             if state == HELD and data:
                 self._hold(bytes(data), ts_ns)
             return out
@@ -175,9 +177,10 @@ class Parser(Recovery[M]):
                 if self._closing:
                     raise InvalidBytes("data after Connection: close", pos)
                 end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
+                if end < 0 or end - pos > MAX_HEADER_BYTES:
                     if n - pos > MAX_HEADER_BYTES:
-                        raise InvalidBytes("header block too large", pos)
+                        pos = self._head_too_large(buf, pos)
+                        continue
                     self._check_partial(buf, pos)
                     break
                 pos = self._head(buf, pos, end)
@@ -240,6 +243,11 @@ class Parser(Recovery[M]):
                 found = self._scan(buf, pos)
                 if found < 0:
                     return self._scan_keep(buf, pos)
+                pos = found
+            elif state == CHUNK_SCAN:
+                found = self._chunk_scan(buf, pos)
+                if found < 0:
+                    return self._chunk_scan_keep(buf, pos)
                 pos = found
             elif state == HELD:
                 self._hold(buf[pos:], self._ts_at(pos))

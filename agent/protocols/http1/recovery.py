@@ -16,6 +16,8 @@ from agent.protocols.http1.state import (
     BODY,
     CHUNK_CRLF,
     CHUNK_DATA,
+    CHUNK_SCAN,
+    CHUNK_SIZE,
     CLOSE,
     DEAD,
     HELD,
@@ -25,8 +27,9 @@ from agent.protocols.http1.state import (
     SPENT,
     M,
 )
-from agent.protocols.http1.syntax import MAX_START_LINE, REQ_START, RESP_START
+from agent.protocols.http1.syntax import MAX_HEADER_BYTES, MAX_START_LINE, REQ_START, RESP_START
 
+LAST_CHUNK = b"\n0\r\n\r\n"  # the end of a chunk's data, the last chunk, no trailers
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
 
 
@@ -92,6 +95,35 @@ class Recovery(BodyReader[M]):
                 return n
         return keep
 
+    def _chunk_scan(self, buf: bytes, pos: int) -> int:
+        """After a gap in a chunked body: the last chunk ("0" line, no trailers) ends the
+        message, unless a start line comes first (then the message ends cut); return where
+        to continue, -1: neither yet."""
+        last = buf.find(LAST_CHUNK, pos)
+        m = (REQ_START if self._is_request else RESP_START).search(buf, pos)
+        if last >= 0 and (m is None or last < m.start()):
+            at = last + len(LAST_CHUNK)
+            self.stats.skipped_bytes += at - pos
+            self._complete(self._ts_at(at - 1))
+            return at
+        if m is None:
+            return -1
+        msg = self._msg
+        assert msg is not None
+        self.stats.skipped_bytes += m.start() - pos
+        self._finish_cut(msg)
+        self._state = IDLE
+        self._closing = False
+        return m.start()
+
+    def _chunk_scan_keep(self, buf: bytes, pos: int) -> int:
+        """Neither in ``buf[pos:]``: skip all but a tail that may begin one (from the last
+        LF: the last chunk's pattern begins with it)."""
+        n = len(buf)
+        keep = max(buf.rfind(b"\n", pos, n), pos, n - MAX_START_LINE)
+        self.stats.skipped_bytes += keep - pos
+        return keep
+
     def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
         try:
             return self._gap_in(nbytes, ts_ns)
@@ -140,9 +172,19 @@ class Recovery(BodyReader[M]):
                 self._enter_scan()
                 return out
             msg.body_size += self._rem
+        if msg is not None and state in (CHUNK_DATA, CHUNK_SIZE, CHUNK_CRLF):
+            # the chunk framing is lost: find the last chunk again (or the next start line)
+            msg.flags.add("gap")
+            self._room = -1
+            self._after_gap = True
+            self._rest = b""
+            self._rest_marks = []
+            self._state = CHUNK_SCAN
+            return out
         if msg is not None:
-            msg.flags.update(("gap", "incomplete"))
-            self.stats.incomplete += 1
+            # bytes of this message were lost: "gap" (not "incomplete", which says that
+            # the connection ended early)
+            msg.flags.add("gap")
             self._finish_cut(msg)
         elif state == IDLE and self._rest.strip(b"\r\n"):
             self._partial_head(self._rest, "gap")
@@ -184,8 +226,10 @@ class Recovery(BodyReader[M]):
         self._held = []
         return out
 
-    def _partial_head(self, rest: bytes, flag: str = "") -> None:
-        """A header block cut short (close, gap): return what its start line says."""
+    def _partial_head(self, rest: bytes, flag: str = "", base: int = 0) -> None:
+        """A header block cut short (close, gap: ``flag`` "gap"; too large: "truncated"):
+        return what its start line says. ``base``: where ``rest`` begins in the buffer the
+        marks describe."""
         start = len(rest) - len(rest.lstrip(b"\r\n"))
         eol = rest.find(b"\r\n", start)
         line = rest[start:eol] if eol >= 0 else rest[start:]
@@ -198,12 +242,33 @@ class Recovery(BodyReader[M]):
         if eol >= 0 and last > eol:  # the header lines that came whole
             with contextlib.suppress(InvalidBytes):
                 msg.headers = self._fields(rest[eol + 2 : last + 2].decode("latin-1"), 0, 0)
-        msg.start_ts_ns = self._ts_at(start)
-        msg.end_ts_ns = self._ts_at(len(rest) - 1)
+        msg.start_ts_ns = self._ts_at(base + start)
+        msg.end_ts_ns = self._ts_at(base + len(rest) - 1)
         self._head_error(msg)
-        msg.flags.add("incomplete")
-        if self._gap_next or flag:
+        if flag:
+            msg.flags.add(flag)
+        else:
+            msg.flags.add("incomplete")
+            self.stats.incomplete += 1
+        if self._gap_next and flag != "truncated":
             msg.flags.add("gap")
             self._gap_next = False
-        self.stats.incomplete += 1
         self._emit(msg)
+
+    def _head_too_large(self, buf: bytes, pos: int) -> int:
+        """A header block longer than MAX_HEADER_BYTES at ``pos``: if its start line is
+        one, return that message flagged "truncated" with the header lines that fit, and
+        look for the next message; return where to continue."""
+        head = buf[pos : pos + MAX_HEADER_BYTES]
+        eol = head.find(b"\r\n")
+        line = head[:eol] if eol >= 0 else b""
+        try:
+            self._start_line(line.decode("latin-1") + "\r\n", pos)
+        except InvalidBytes:
+            raise InvalidBytes("header block too large", pos) from None
+        self.stats.parse_errors += 1
+        self.last_error = "header block too large"
+        self._partial_head(head, "truncated", pos)
+        self._seen = True
+        self._state = SCAN
+        return pos + 1

@@ -118,6 +118,9 @@ class RequestParser(Parser[HttpRequest]):
         """The upgrade was refused: parse the held bytes as HTTP again."""
         out: list[tuple[HttpRequest, int]] = []
         if self._state != HELD:
+            # answered (and refused) before the request ended, as a server that replies
+            # before reading the whole body does: do not hold what follows it
+            self._upgrade_req = False
             return []
         self._state = IDLE
         held, self._held = self._held, []

@@ -26,6 +26,7 @@ PEEK = 7  # response to an unseen request: the next bytes tell whether it has a 
 SCAN = 8  # out of sync: looking for a start line
 HELD = 9  # after an upgrade request: bytes held until the response decides
 DEAD = 10  # upgraded or failed: bytes ignored
+CHUNK_SCAN = 11  # chunk framing lost in a gap: looking for the last chunk or a start line
 
 NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
 # _out between calls (shared, never appended to: every call that emits sets its own list)

@@ -46,6 +46,10 @@ class Http1Stitcher:
         self._upgraded = False
         self._closed = False
         self._seen_head = False
+        # bytes were lost: a request message (a lone response answers one lost there) /
+        # responses since the last one parsed (requests left unanswered at close lost theirs)
+        self._req_gapped = False
+        self._res_gapped = False
 
     @property
     def upgraded(self) -> bool:
@@ -97,12 +101,14 @@ class Http1Stitcher:
         """``nbytes`` of the request stream are missing at this point."""
         if self._upgraded or self._closed:
             return []
+        self._req_gapped = True
         return self._on_requests(self._req._gap(nbytes, ts_ns))
 
     def response_gap(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
         """``nbytes`` of the response stream are missing at this point."""
         if self._upgraded or self._closed:
             return []
+        self._res_gapped = True
         return self._on_responses(self._res._gap(nbytes, ts_ns))
 
     def close(self, ts_ns: int) -> list[HttpExchange]:
@@ -114,10 +120,11 @@ class Http1Stitcher:
         if not self._upgraded:
             out.extend(self._on_requests(self._req._close(ts_ns)))
             out.extend(self._on_responses(self._res._close(ts_ns)))
+        # never answered: the answer was lost in a gap, or the connection ended early
         for req in self._reqs:
-            out.append(self._lone(req, None))
+            out.append(self._lone(req, None, "gap" if self._res_gapped else "incomplete"))
         for resp in self._resps:
-            out.append(self._lone(None, resp))
+            out.append(self._lone(None, resp, "gap" if self._req_gapped else "incomplete"))
         self._reqs.clear()
         self._resps.clear()
         return out
@@ -138,8 +145,9 @@ class Http1Stitcher:
         out: list[HttpExchange] = []
         reqs = self._reqs
         for resp, link in resps:
-            if link < 0:  # answers no request we saw
-                out.append(self._lone(None, resp))
+            self._res_gapped = False
+            if link < 0:  # answers no request we saw (lost in a gap, or before the capture)
+                out.append(self._lone(None, resp, "gap" if self._req_gapped else "incomplete"))
                 continue
             while link and reqs:  # requests whose answers were lost in a gap
                 out.append(self._lone(reqs.popleft(), None, "gap"))
@@ -164,7 +172,7 @@ class Http1Stitcher:
     def _lone(
         self, req: HttpRequest | None, resp: HttpResponse | None, why: str = "incomplete"
     ) -> HttpExchange:
-        flags: set[str] = {"incomplete", why}
+        flags: set[str] = {why}
         if req is not None:
             flags |= req.flags
         if resp is not None:

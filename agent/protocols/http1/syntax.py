@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-MAX_HEADER_BYTES = 64 * 1024  # a start line plus header block larger than this is an error
+MAX_HEADER_BYTES = 1 << 20  # a longer start line plus header block: flagged, then skipped
 MAX_CHUNK_LINE = 4096  # chunk-size line (with extensions)
 MAX_START_LINE = 16 * 1024  # longest start line the resynchroniser recognises
 
