@@ -39,6 +39,9 @@ STAT_NAMES = (
     "defer_peak_backlog_bytes",
     "defer_paused_ms",
     "drop_defer_discarded_bytes",
+    # issue 18, sendfile: bytes read back from files, and bytes that could not be
+    "sendfile_read_bytes",
+    "drop_sendfile_unreadable_bytes",
 )
 
 

@@ -36,7 +36,14 @@ BPF_DIR: Path = _on_disk.enter_context(
 )
 # The capture program, in the order BCC must see it. BCC rewrites map accesses only in
 # its main text, so the files are joined into one text rather than #included.
-SOURCES = ("common.h", "conn_lifecycle.c", "data_io.c", "uncopied_io.c", "syscall_dispatch.c")
+SOURCES = (
+    "common.h",
+    "sendfile_source.c",
+    "conn_lifecycle.c",
+    "data_io.c",
+    "uncopied_io.c",
+    "syscall_dispatch.c",
+)
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 # Every tracepoint the programs attach to, for the pre-flight check and the report.
@@ -83,7 +90,8 @@ class Probes:
         table = self.table("counters")
         out = {}
         for i, name in enumerate(L.COUNTER_NAMES):
-            out[name] = int(sum(table[ctypes.c_int(i)]))
+            if not name.startswith(L.RESERVED_COUNTER):
+                out[name] = int(sum(table[ctypes.c_int(i)]))
         return out
 
     def close(self) -> None:

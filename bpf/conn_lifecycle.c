@@ -281,8 +281,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
     u64 id = bpf_get_current_pid_tgid();
     u64 key = (id & 0xffffffff00000000ULL) | (u32)args->fd;
     struct nt_conn *c = nt_conn_of(key);
-    if (!c)
+    if (!c) {
+        nt_file_forget(key); /* sendfile_source.c */
         return 0;
+    }
     if (c->flags & NT_CONN_NOADDR) {
         struct nt_closing cl = {};
         cl.key = key;
@@ -312,5 +314,7 @@ NT_EXIT(dup)
     struct nt_conn *c = nt_conn_of_fd(ret, &key);
     if (c)
         nt_end_conn(key, c);
+    else
+        nt_file_forget(key); /* sendfile_source.c: newfd names another file now */
     return 0;
 }
