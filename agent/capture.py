@@ -23,13 +23,14 @@ from agent import bpf_layout as L
 from agent import procfs
 from agent.capture_config import STAT_NAMES, CaptureConfig
 from agent.capture_lifecycle import CaptureLifecycle
+from agent.capture_uncopied import UncopiedBytes
 from agent.conn_context import connection_context
 from agent.connections import Connection
 from agent.copy_bound import copy_bound
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
-from agent.sendfile_bodies import FileRanges, SendfileRecord
+from agent.sendfile_bodies import FileRanges
 from agent.streams import Chunk
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[pb.RRPair], None]
 
 
-class SyscallCapture(CaptureLifecycle):
+class SyscallCapture(CaptureLifecycle, UncopiedBytes):
     """Loads the probes, drains the ring buffer and emits RRPairs."""
 
     def __init__(
@@ -67,6 +68,10 @@ class SyscallCapture(CaptureLifecycle):
         self._parked: dict[int, tuple[Connection, int]] = {}
         # sendfile's bytes, read back from files (agent/sendfile_bodies.py)
         self._files = FileRanges(copy_bound(cfg.max_body))
+
+    def close(self) -> None:
+        super().close()
+        self._files.close()  # the senders' pidfds (agent/sendfile_bodies.py)
 
     def poll(self, max_bytes: int = 64 << 20) -> int:
         """Process the committed records (about max_bytes of them at most); return how
@@ -151,49 +156,6 @@ class SyscallCapture(CaptureLifecycle):
                 self._finish(conn, ts)
                 if conn.noaddr:
                     self._parked[conn.conn_id] = (conn, 0)
-
-    def _on_sendfile(self, rec: memoryview) -> None:
-        """Bytes sendfile() moved: read back from the file (agent/sendfile_bodies.py), or
-        a gap when they cannot be."""
-        r = SendfileRecord.unpack(rec)
-        conn = self.tracker.get(r.conn_id)
-        if conn is None:
-            return
-        conn.last_ns = r.ts_ns
-        stream, d, ts = conn.streams[r.dir], r.dir, r.ts_ns
-        data = self._files.read(r, ts + self._mono_to_wall)
-        if data is None:
-            self.stats["drop_sendfile_unreadable_bytes"] += r.length
-            for ch in stream.gap_to(r.offset + r.length, ts):
-                self._feed_chunk(conn, d, ch)
-            return
-        self.stats["sendfile_read_bytes"] += len(data)
-        for ch in stream.push(r.offset, data, ts):
-            self._feed_chunk(conn, d, ch)
-        if stream.pending_bytes:
-            self._holey.add(conn)
-        rest = r.length - len(data)
-        if rest and not self._skip_in_order(conn, d, r.offset + len(data), rest, ts):
-            for ch in stream.gap_to(r.offset + r.length, ts):
-                self._feed_chunk(conn, d, ch)
-
-    def _skip_in_order(self, conn: Connection, d: int, off: int, size: int, ts: int) -> bool:
-        """Bytes not copied on purpose, past the copy bound (agent/copy_bound.py): inside a
-        body they only cut it (truncated). False when the stream is not at `off` (the
-        caller declares them a gap)."""
-        stream = conn.streams[d]
-        if off != stream.next_offset or stream.pending_bytes or conn.dead:
-            return False
-        stream.next_offset += size
-        st = conn.stitcher
-        wall = ts + self._mono_to_wall
-        if d == conn.req_dir:
-            exchanges = st.request_skip(size, wall)
-        else:
-            exchanges = st.response_skip(size, wall)
-        for ex in exchanges:
-            self._emit(conn, ex)
-        return True
 
     def _on_addr(self, f: tuple[Any, ...]) -> None:
         cid, role, lport, rport, laddr, raddr = f[4], f[1], f[7], f[8], f[9], f[10]
