@@ -10,11 +10,13 @@ How the file is found, and what can go wrong in between:
 - The path is resolved as the process sees it: an absolute path under
   ``/proc/PID/root`` (its mount namespace: a container's files), a relative one under
   ``/proc/PID/cwd`` or the directory fd openat was given (``/proc/PID/fd/DIRFD``).
-- If the process still has ``in_fd`` open and it is the same file (st_dev, st_ino), the
-  range is read through a duplicate of that fd (``pidfd_getfd``; ``pread`` shares
-  nothing with the server's file position). That also covers a path renamed or replaced
-  since the open (a deploy swapping files). nginx closes the file right after sending,
-  so usually the path is what is left.
+- If the process still has ``in_fd`` open on the file the path names (st_dev, st_ino),
+  the range is read through a duplicate of that fd (``pidfd_getfd``; ``pread`` shares
+  nothing with the server's file position). An fd naming another file is taken for a
+  reused fd (the record does not say which inode was sent from: the programs read no
+  kernel struct), and the path stands. nginx closes the file right after sending, so
+  usually the path is what is left. A file replaced under its path before the send,
+  while the sender kept the old one open, is read from the new file: not detectable.
 - A file whose status changed after the send (its ctime is later than the send) or that
   is now shorter than the range is not read: the bytes stay a ``gap``, counted
   (``drop_sendfile_unreadable_bytes``). A change that leaves ctime alone cannot be seen
