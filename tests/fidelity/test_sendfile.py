@@ -180,8 +180,14 @@ def test_go_servefile_whole_including_a_range(tmp_path: Path, mode: str) -> None
 
 
 def test_node_res_end_of_5_mib_whole() -> None:
+    # selected by process (node, and curl started by this one), not by port: libuv
+    # accepts without a sockaddr, and the port filter of such connections is issue 18's
+    # item 2, not this test's subject
     size = 5 << 20
-    with node_bigwrite(size) as port, capture(port) as lc:
+    with (
+        node_bigwrite(size) as (port, pid),
+        live_capture(pids=[os.getpid(), pid], max_body=MAX_BODY) as lc,
+    ):
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
         collect(lc, 1, "direct")
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})

@@ -19,7 +19,9 @@ def body(size: int) -> bytes:
 
 
 @contextlib.contextmanager
-def node_bigwrite(size: int) -> Iterator[int]:
+def node_bigwrite(size: int) -> Iterator[tuple[int, int]]:
+    """Yields (port, pid)."""
     port = free_port()
-    with serving([shutil.which("node") or "node", str(SOURCE), str(port), str(size)], port):
-        yield port
+    cmd = [shutil.which("node") or "node", str(SOURCE), str(port), str(size)]
+    with serving(cmd, port) as proc:
+        yield port, proc.pid
