@@ -108,6 +108,11 @@ def test_nginx_with_debian_settings_sendfile_bodies_whole(mode: str) -> None:
         assert pairs[3].http.res.body == ranged
         assert not pairs[3].flags
     assert_whole(lc, [r for r in log if r[2] != 206], bodies)
+    # every sendfile byte described by file and range, and read back from the file
+    s = lc.cap.summary()
+    sent = sum(len(v) for v in FILES.values()) + 2099000
+    assert s["sendfile_file_bytes"] == s["sendfile_read_bytes"] == sent
+    assert s["files_opened"] > 0
 
 
 def assert_whole(lc: LiveCapture, served: list[Row], bodies: dict[str, bytes]) -> None:
