@@ -63,15 +63,16 @@ COUNTER_NAMES = (
     "data_bytes",
     "muted_bytes",
     "peek_calls",
-    # issue 18: 15-16 are the ring part's, 19-21 the sendfile part's (placeholders here)
+    # issue 18: 15-16 are the ring part's (placeholders until it lands)
     "reserved_15",
     "reserved_16",
     "addr_at_read_conns",
     "addr_conflicts",
-    "reserved_19",
-    "reserved_20",
-    "reserved_21",
+    "sendfile_file_bytes",
+    "bound_skipped_bytes",
+    "files_opened",
 )
+RESERVED_COUNTER = "reserved_"
 NT_NCOUNTERS = len(COUNTER_NAMES)
 
 NT_CFG_FILTER_PIDS = 0
@@ -79,7 +80,8 @@ NT_CFG_FILTER_PORTS = 1
 NT_CFG_FILTER_CGROUPS = 2
 NT_CFG_SELF_TGID = 3
 NT_CFG_ARMED = 4
-NT_NCONFIG = 5
+NT_CFG_COPY_BOUND = 5
+NT_NCONFIG = 6
 
 # Connection ids the agent assigns itself (connections found in /proc) have bit 63 set.
 AGENT_CONN_ID_BIT = 1 << 63
@@ -132,6 +134,44 @@ class NtDataEvent(ctypes.Structure):
 
 NT_DATA_HDR_SIZE = NtDataEvent.data.offset  # 40
 
+# ---- issue 18: sendfile bodies, bounded copies (bpf/nodetap.h) ----
+NT_GAP_BOUND = 0x8000
+NT_EV_SENDFILE = 7
+NT_PATH_MAX = 256
+NT_AT_FDCWD = -100
+
+
+class NtFile(ctypes.Structure):
+    _fields_ = [
+        ("pos", ctypes.c_uint64),
+        ("dirfd", ctypes.c_int32),
+        ("path_len", ctypes.c_uint16),
+        ("pos_known", ctypes.c_uint8),
+        ("_pad", ctypes.c_uint8),
+        ("path", ctypes.c_char * NT_PATH_MAX),
+    ]
+
+
+class NtSendfileEvent(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_uint8),
+        ("dir", ctypes.c_uint8),
+        ("syscall", ctypes.c_uint16),
+        ("len", ctypes.c_uint32),
+        ("conn_id", ctypes.c_uint64),
+        ("ts_ns", ctypes.c_uint64),
+        ("offset", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("fd", ctypes.c_uint32),
+        ("file_off", ctypes.c_uint64),
+        ("in_fd", ctypes.c_int32),
+        ("dirfd", ctypes.c_int32),
+        ("path_len", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16 * 3),
+        ("path", ctypes.c_char * NT_PATH_MAX),
+    ]
+
+
 # struct.Struct decoders for the hot path (one unpack per record, no ctypes objects).
 # DATA/GAP header: kind, dir, syscall, len, conn_id, ts_ns, offset, tgid, fd
 DATA_HDR = struct.Struct("<BBHIQQQII")
@@ -139,5 +179,9 @@ DATA_HDR = struct.Struct("<BBHIQQQII")
 # off0, off1, cgroup_id, comm
 CONN_EVENT = struct.Struct("<BBHIQQIHH16s16sQQQ16s")
 
+# SENDFILE: the DATA header, then file_off, in_fd, dirfd, path_len (the path follows)
+SENDFILE_EVENT = struct.Struct("<BBHIQQQIIQiiH6x")
+
 assert DATA_HDR.size == NT_DATA_HDR_SIZE
+assert SENDFILE_EVENT.size == NtSendfileEvent.path.offset
 assert CONN_EVENT.size == ctypes.sizeof(NtConnEvent)

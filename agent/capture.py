@@ -23,11 +23,14 @@ from agent import addr_lookup, procfs
 from agent import bpf_layout as L
 from agent.capture_addresses import CaptureAddresses
 from agent.capture_config import STAT_NAMES, CaptureConfig
+from agent.capture_uncopied import UncopiedBytes
 from agent.conn_context import connection_context
 from agent.connections import Connection
+from agent.copy_bound import copy_bound
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
+from agent.sendfile_bodies import FileRanges
 from agent.streams import Chunk
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[pb.RRPair], None]
 
 
-class SyscallCapture(CaptureAddresses):
+class SyscallCapture(CaptureAddresses, UncopiedBytes):
     """Loads the probes, drains the ring buffer and emits RRPairs."""
 
     def __init__(
@@ -63,6 +66,12 @@ class SyscallCapture(CaptureAddresses):
         self._untracked: dict[int, None] = {}
         # closed connections without addresses, waiting (a drain or two) for NT_EV_ADDR
         self._parked: dict[int, tuple[Connection, int]] = {}
+        # sendfile's bytes, read back from files (agent/sendfile_bodies.py)
+        self._files = FileRanges(copy_bound(cfg.max_body))
+
+    def close(self) -> None:
+        super().close()
+        self._files.close()  # the senders' pidfds (agent/sendfile_bodies.py)
 
     def poll(self, max_bytes: int = 64 << 20) -> int:
         """Process the committed records (about max_bytes of them at most); return how
@@ -117,7 +126,7 @@ class SyscallCapture(CaptureAddresses):
                 if stream.waiting:
                     self._holey.add(conn)
         elif kind == L.NT_EV_GAP:
-            _, d, _sc, ln, cid, ts, off, _tgid, _fd = L.DATA_HDR.unpack_from(rec)
+            _, d, sc, ln, cid, ts, off, _tgid, _fd = L.DATA_HDR.unpack_from(rec)
             self.stats["gap_records"] += 1
             conn = self.tracker.get(cid)
             if conn is None:
@@ -125,11 +134,15 @@ class SyscallCapture(CaptureAddresses):
             if conn in self._holey:
                 self._flush_other(conn, d)
             stream = conn.streams[d]
+            if sc & L.NT_GAP_BOUND and self._skip_in_order(conn, d, off, ln, ts):
+                return
             chunks = stream.push_gap(off, ln, ts) if ln else stream.unknown_gap(ts)
             for ch in chunks:
                 self._feed_chunk(conn, d, ch)
             if stream.waiting:
                 self._holey.add(conn)
+        elif kind == L.NT_EV_SENDFILE:
+            self._on_sendfile(rec)
         elif kind == L.NT_EV_OPEN:
             self.stats["control_records"] += 1
             self._on_open(L.CONN_EVENT.unpack_from(rec))

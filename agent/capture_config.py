@@ -42,6 +42,9 @@ STAT_NAMES = (
     # issue 18, addresses (agent/capture_addresses.py)
     "conns_noaddr_unresolved",
     "rrpairs_noaddr",
+    # issue 18, sendfile: bytes read back from files, and bytes that could not be
+    "sendfile_read_bytes",
+    "drop_sendfile_unreadable_bytes",
 )
 
 

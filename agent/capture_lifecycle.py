@@ -20,6 +20,7 @@ from agent import bpf_layout as L
 from agent import pid_tree, procfs
 from agent.capture_config import STAT_NAMES, CaptureConfig
 from agent.connections import Connection, ConnectionTracker
+from agent.copy_bound import copy_bound
 from agent.deferred import DeferredDecode, IdleGate, idle_priority
 from agent.loader import LoadOptions, Probes, load
 from agent.ring_spool import RingSpoolReader
@@ -130,6 +131,7 @@ class CaptureLifecycle:
 
     def _configure(self, probes: Probes) -> None:
         probes.set_config(L.NT_CFG_SELF_TGID, os.getpid())
+        probes.set_config(L.NT_CFG_COPY_BOUND, copy_bound(self.cfg.max_body))
         self._conns_map = probes.table("conns")
         # -p PID: the process and its descendants (a master and its workers); the kernel
         # side adds the children forked from now on (bpf/conn_lifecycle.c)

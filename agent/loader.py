@@ -38,6 +38,7 @@ BPF_DIR: Path = _on_disk.enter_context(
 # its main text, so the files are joined into one text rather than #included.
 SOURCES = (
     "common.h",
+    "sendfile_source.c",
     "conn_lifecycle.c",
     "conn_addr.c",
     "data_io.c",
@@ -98,7 +99,8 @@ class Probes:
         table = self.table("counters")
         out = {}
         for i, name in enumerate(L.COUNTER_NAMES):
-            out[name] = int(sum(table[ctypes.c_int(i)]))
+            if not name.startswith(L.RESERVED_COUNTER):
+                out[name] = int(sum(table[ctypes.c_int(i)]))
         return out
 
     def close(self) -> None:

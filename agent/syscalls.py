@@ -32,6 +32,10 @@ HANDLERS: dict[str, tuple[str | None, str | None]] = {
     "close": ("syscalls:sys_enter_close", None),
     "dup2": (None, "nt_exit_dup"),
     "dup3": (None, "nt_exit_dup"),
+    # the files sendfile may read from (bpf/sendfile_source.c)
+    "open": (None, "nt_exit_open"),
+    "openat": (None, "nt_exit_openat"),
+    "lseek": (None, "nt_exit_lseek"),
 }
 
 # __NR_<name> by `platform.machine()` (sendfile is __NR_sendfile on both: sendfile64
@@ -55,6 +59,9 @@ NUMBERS: dict[str, dict[str, int]] = {
         "dup3": 292,
         "recvmmsg": 299,
         "sendmmsg": 307,
+        "open": 2,
+        "lseek": 8,
+        "openat": 257,
     },
     "aarch64": {
         "dup3": 24,
@@ -73,6 +80,8 @@ NUMBERS: dict[str, dict[str, int]] = {
         "accept4": 242,
         "recvmmsg": 243,
         "sendmmsg": 269,
+        "openat": 56,
+        "lseek": 62,
     },
 }
 

@@ -313,8 +313,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
         closing.delete(&id);
 #endif
     struct nt_conn *c = nt_conn_of(key);
-    if (!c)
+    if (!c) {
+        nt_file_forget(key); /* sendfile_source.c */
         return 0;
+    }
 #ifdef NT_ADDR_AT_READ
     if (c->flags & NT_CONN_NOADDR) {
         struct nt_closing cl = {};
@@ -346,5 +348,7 @@ NT_EXIT(dup)
     struct nt_conn *c = nt_conn_of_fd(ret, &key);
     if (c)
         nt_end_conn(key, c);
+    else
+        nt_file_forget(key); /* sendfile_source.c: newfd names another file now */
     return 0;
 }

@@ -8,8 +8,8 @@
  * so the agent always sees where a gap is.
  */
 
-/* Where an iovec syscall's copy stands, carried across tail calls (per CPU: a tail
- * call runs on the CPU of its caller, with nothing in between). */
+/* Where a large syscall's copy stands, carried across tail calls (per CPU: a tail call
+ * runs on the CPU of its caller, with nothing in between). */
 struct nt_iov_cursor {
     struct nt_io_args a;
     u64 start; /* stream offset of the syscall's first byte */
@@ -17,12 +17,23 @@ struct nt_iov_cursor {
     u64 done;  /* bytes handled so far */
     u32 iov_idx;
     u32 _pad;
+    u64 bound;    /* bytes to copy at most (NT_CFG_COPY_BOUND); the rest is an NT_GAP_BOUND gap */
+    u64 iov_base; /* the current iovec (iovcnt > 0) */
+    u64 iov_len;
+    u64 iov_off;  /* bytes of it handled */
 };
 BPF_PERCPU_ARRAY(iov_cursor, struct nt_iov_cursor, 1);
-/* nt_iov_step, one iovec per call: a loop over iovecs nested around the loop over
- * pieces is more than the verifier can prove; a tail call per iovec keeps each program
- * to one loop. The loader puts nt_iov_step at index 0. */
+/* nt_iov_step continues a copy that one program cannot finish: NT_MAX_PIECES pieces per
+ * call, walking buffers and iovecs in one flat loop (a loop over iovecs nested around a
+ * loop over pieces is more than the verifier can prove), then tail-calling itself. The
+ * kernel allows 33 tail calls in a chain: about 35 MiB per syscall, any number of
+ * iovecs; the copy also stops at the bound the agent sets from --max-body. The loader
+ * puts nt_iov_step at index 0. */
 BPF_PROG_ARRAY(iov_progs, 1);
+
+/* Syscalls that moved at most this many bytes never look the bound up (the agent keeps
+ * the bound above it). */
+#define NT_BOUND_FLOOR 65536
 
 /* Fill the parts of the staging record that are the same for every piece. */
 static __always_inline struct nt_data_event *nt_stage(struct nt_io_args *a, u64 conn_id, u32 tgid)
@@ -76,7 +87,10 @@ static __always_inline u64 nt_emit_buffer(struct nt_data_event *ev, u64 base, u6
     return done;
 }
 
-/* Tail-call target: copy the next iovec of the syscall in iov_cursor. */
+static __always_inline void nt_emit_gap(struct nt_io_args *a, u64 conn_id, u64 start, u64 n,
+                                        u32 tgid);
+
+/* Tail-call target: go on with the copy in iov_cursor. */
 int nt_iov_step(void *ctx)
 {
     u32 zero = 0;
@@ -84,22 +98,71 @@ int nt_iov_step(void *ctx)
     struct nt_data_event *ev = scratch.lookup(&zero);
     if (!cur || !ev)
         return 0;
-    struct nt_iovec iov = {};
-    bpf_probe_read_user(&iov, sizeof(iov), (void *)(cur->a.buf + (u64)cur->iov_idx * sizeof(iov)));
-    u64 want = cur->total - cur->done;
-    if (iov.len < want)
-        want = iov.len;
-    u64 done = nt_emit_buffer(ev, iov.base, want, cur->start + cur->done);
-    if (done < want)
-        nt_count(NT_DROP_TRUNCATED_BYTES, want - done);
-    cur->done += want;
-    cur->iov_idx++;
+    /* Every value is read back from the cursor (map memory) in each iteration: the
+     * verifier then knows nothing carried over, and checks one iteration's shape. */
+    for (int i = 0; i < NT_MAX_PIECES; i++) {
+        if (cur->done >= cur->total || cur->done >= cur->bound)
+            break;
+        u64 src;
+        u64 n = cur->total - cur->done;
+        if (cur->a.iovcnt) {
+            if (cur->iov_off >= cur->iov_len) {
+                if (cur->iov_idx >= cur->a.iovcnt)
+                    break; /* the iovecs hold less than the syscall moved (changed since) */
+                struct nt_iovec iov = {};
+                if (bpf_probe_read_user(&iov, sizeof(iov),
+                                        (void *)(cur->a.buf + (u64)cur->iov_idx * sizeof(iov))))
+                    break;
+                cur->iov_idx++;
+                cur->iov_base = iov.base;
+                cur->iov_len = iov.len;
+                cur->iov_off = 0;
+                continue;
+            }
+            src = cur->iov_base + cur->iov_off;
+            if (cur->iov_len - cur->iov_off < n)
+                n = cur->iov_len - cur->iov_off;
+        } else {
+            src = cur->a.buf + cur->done;
+        }
+        if (cur->bound - cur->done < n)
+            n = cur->bound - cur->done;
+        if (n > NT_MAX_CHUNK)
+            n = NT_MAX_CHUNK;
+        ev->len = n; /* laundered, as in nt_emit_buffer */
+        u32 len = *(volatile u32 *)&ev->len;
+        if (len > NT_MAX_CHUNK) /* n > 0 here: every term of its minimum is */
+            break;
+        ev->offset = cur->start + cur->done;
+        if (bpf_probe_read_user(ev->data, len, (void *)src)) {
+            nt_count(NT_DROP_READ_FAULT, 1);
+        } else if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
+            nt_count(NT_DROP_RINGBUF_DATA, 1);
+            nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
+        } else {
+            nt_count(NT_STAT_DATA_RECORDS, 1);
+            nt_count(NT_STAT_DATA_BYTES, len);
+        }
+        cur->done += len;
+        cur->iov_off += len;
+    }
     if (cur->done >= cur->total)
         return 0;
-    if (cur->iov_idx < cur->a.iovcnt && cur->iov_idx < NT_MAX_IOV)
+    if (cur->done < cur->bound && (!cur->a.iovcnt || cur->iov_off < cur->iov_len ||
+                                   cur->iov_idx < cur->a.iovcnt))
         iov_progs.call(ctx, 0);
-    /* reached only when no further tail call happened */
-    nt_count(NT_DROP_IOV_BYTES, cur->total - cur->done);
+    /* reached when the copy stops here: the bound, the iovecs, or the tail-call chain */
+    u64 rest = cur->total - cur->done;
+    if (cur->done >= cur->bound) {
+        nt_count(NT_STAT_BOUND_SKIPPED_BYTES, rest);
+        struct nt_io_args a = cur->a;
+        a.sc |= NT_GAP_BOUND;
+        nt_emit_gap(&a, ev->conn_id, cur->start + cur->done, rest, a.key >> 32);
+    } else if (cur->a.iovcnt && cur->iov_off >= cur->iov_len && cur->iov_idx >= cur->a.iovcnt) {
+        nt_count(NT_DROP_IOV_BYTES, rest);
+    } else {
+        nt_count(NT_DROP_TRUNCATED_BYTES, rest);
+    }
     return 0;
 }
 
@@ -175,12 +238,6 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
 {
     u32 tgid = a->key >> 32;
     u64 start = __sync_fetch_and_add(&c->off[a->dir & 1], (u64)ret);
-    if (a->sc == NT_SC_SENDFILE) {
-        /* the file's bytes never pass through a user buffer */
-        nt_count(NT_DROP_SENDFILE_BYTES, ret);
-        nt_emit_gap(a, c->id, start, ret, tgid);
-        return 0;
-    }
     if (c->flags & NT_CONN_MUTED) {
         nt_count(NT_STAT_MUTED_BYTES, ret);
         return 0;
@@ -188,25 +245,39 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
     struct nt_data_event *ev = nt_stage(a, c->id, tgid);
     if (!ev)
         return 0;
-    if (!a->iovcnt) {
-        u64 done = nt_emit_buffer(ev, a->buf, ret, start);
-        if (done < (u64)ret)
-            nt_count(NT_DROP_TRUNCATED_BYTES, ret - done);
-        return 0;
+    if ((u64)ret <= NT_BOUND_FLOOR) {
+        if (!a->iovcnt) {
+            nt_emit_buffer(ev, a->buf, ret, start); /* 4 pieces at most: all of it */
+            return 0;
+        }
+        if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start))
+            return 0;
     }
-    if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start))
-        return 0;
     u32 zero = 0;
     struct nt_iov_cursor *cur = iov_cursor.lookup(&zero);
     if (!cur)
         return 0;
+    u64 bound = nt_cfg(NT_CFG_COPY_BOUND);
     cur->a = *a;
     cur->start = start;
     cur->total = ret;
     cur->done = 0;
+    cur->bound = bound ? bound : ~0ULL;
     cur->iov_idx = 0;
+    cur->iov_base = 0;
+    cur->iov_len = 0;
+    cur->iov_off = 0;
+    if (!a->iovcnt) {
+        /* the first pieces here, without a tail call (a response of up to 1.1 MiB) */
+        u64 first = ret;
+        if (first > cur->bound)
+            first = cur->bound;
+        cur->done = nt_emit_buffer(ev, a->buf, first, start);
+        if (cur->done >= (u64)ret)
+            return 0;
+    }
     iov_progs.call(ctx, 0);
-    nt_count(NT_DROP_IOV_BYTES, ret); /* the tail call failed: nothing was copied */
+    nt_count(NT_DROP_IOV_BYTES, ret - cur->done); /* the tail call failed: not copied */
     return 0;
 }
 
@@ -236,12 +307,29 @@ static __always_inline int nt_io_fd(void *ctx, long ret, u64 fd, u64 buf, u32 io
 
 /* ---- exit handlers, by syscall (syscall_dispatch.c calls them by number) ---- */
 
+/* A read or readv: on a tracked connection, its bytes; on another fd, the file position
+ * it moved (sendfile_source.c). */
+static __always_inline int nt_read_fd(void *ctx, long ret, u64 fd, u64 buf, u32 iovcnt, u16 sc)
+{
+    struct nt_io_args a = {};
+    struct nt_conn *c = nt_conn_of_fd(fd, &a.key);
+    if (!c) {
+        nt_file_advance(a.key, ret);
+        return 0;
+    }
+    a.buf = buf;
+    a.iovcnt = iovcnt;
+    a.dir = NT_DIR_INGRESS;
+    a.sc = sc;
+    return nt_io(ctx, ret, c, &a);
+}
+
 /* read(fd, buf, count), write(fd, buf, count) */
 NT_EXIT(read)
 {
     NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_io_fd(ctx, ret, s.a[0], s.a[1], 0, NT_DIR_INGRESS, NT_SC_READ);
+    return nt_read_fd(ctx, ret, s.a[0], s.a[1], 0, NT_SC_READ);
 }
 
 NT_EXIT(write)
@@ -279,8 +367,7 @@ NT_EXIT(readv)
 {
     NT_MOVED_OR_RETURN(ret);
     NT_ARGS_OR_RETURN(s);
-    return nt_io_fd(ctx, ret, s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_DIR_INGRESS,
-                    NT_SC_READV);
+    return nt_read_fd(ctx, ret, s.a[0], s.a[1], s.a[2] ? (u32)s.a[2] : 1, NT_SC_READV);
 }
 
 NT_EXIT(writev)

@@ -67,7 +67,8 @@
 #define NT_DROP_TRUNCATED_BYTES 3    /* bytes past NT_MAX_PIECES pieces of one syscall */
 #define NT_DROP_IOV_BYTES 4          /* bytes in iovecs past NT_MAX_IOV */
 #define NT_DROP_READ_FAULT 5         /* bpf_probe_read_user failed (pieces) */
-#define NT_DROP_SENDFILE_BYTES 6     /* bytes sent by sendfile (kernel-internal copy) */
+#define NT_DROP_SENDFILE_BYTES 6     /* bytes sent by sendfile from a file whose path or
+                                        position the programs do not know */
 #define NT_DROP_MMSG_CALLS 7         /* sendmmsg/recvmmsg calls on tracked connections */
 #define NT_DROP_CONN_TABLE_FULL 8    /* connections not tracked: conns map full */
 #define NT_STAT_CONNS_OPENED 9       /* connections tracked */
@@ -76,15 +77,17 @@
 #define NT_STAT_DATA_BYTES 12        /* payload bytes written */
 #define NT_STAT_MUTED_BYTES 13       /* bytes on muted connections (not copied, on purpose) */
 #define NT_STAT_PEEK_CALLS 14        /* MSG_PEEK reads skipped (the bytes are read again) */
-/* issue 18: 15-16 are the ring part's, 19-21 the sendfile part's (placeholders here) */
+/* issue 18: 15-16 are the ring part's (placeholders until it lands) */
 #define NT_STAT_RESERVED_15 15
 #define NT_STAT_RESERVED_16 16
 #define NT_STAT_ADDR_AT_READ 17   /* connections accepted without a sockaddr whose addresses a
                                      read reported (bpf/conn_addr.c) */
 #define NT_STAT_ADDR_CONFLICTS 18 /* reads that saw two sockets: addresses not reported then */
-#define NT_STAT_RESERVED_19 19
-#define NT_STAT_RESERVED_20 20
-#define NT_STAT_RESERVED_21 21
+#define NT_STAT_SENDFILE_FILE_BYTES 19 /* bytes sent by sendfile, described by file and range
+                                          (NT_EV_SENDFILE): the agent reads them there */
+#define NT_STAT_BOUND_SKIPPED_BYTES 20 /* bytes of one syscall past NT_CFG_COPY_BOUND: not
+                                          copied on purpose (a body past --max-body) */
+#define NT_STAT_FILES_OPENED 21        /* open/openat of tracked processes recorded */
 #define NT_NCOUNTERS 22
 
 /* config array indexes (u64 values) */
@@ -93,7 +96,9 @@
 #define NT_CFG_FILTER_CGROUPS 2 /* nonzero: only cgroup v2 ids in filter_cgroups */
 #define NT_CFG_SELF_TGID 3      /* the agent itself: never traced */
 #define NT_CFG_ARMED 4          /* zero until the agent has filled the maps: track nothing */
-#define NT_NCONFIG 5
+#define NT_CFG_COPY_BOUND 5     /* bytes of one syscall copied at most (0: no bound); the
+                                   rest is reported as an NT_GAP_BOUND gap */
+#define NT_NCONFIG 6
 
 /* A tracked connection, keyed by (tgid << 32 | fd). */
 struct nt_conn {
@@ -139,5 +144,47 @@ struct nt_data_event {
 };
 
 #define NT_DATA_HDR_SIZE 40
+
+/* ---- issue 18: sendfile bodies, bounded copies ---- */
+
+/* NT_EV_GAP records whose syscall field has this bit: the bytes were not copied on
+ * purpose, past NT_CFG_COPY_BOUND (the agent set it from --max-body): the message they
+ * fall in is `truncated`, not `gap`. */
+#define NT_GAP_BOUND 32768 /* bit 15 */
+
+/* NT_EV_SENDFILE: the bytes sendfile() moved, described by where they came from: the
+ * file's path as the process opened it, and the range. The agent reads them there. */
+#define NT_EV_SENDFILE 7
+#define NT_PATH_MAX 256
+#define NT_AT_FDCWD -100
+
+/* A file a tracked process opened (open/openat), by (tgid << 32 | fd): its path as
+ * passed to the syscall and its file position, while the programs can follow it. */
+struct nt_file {
+    __u64 pos;       /* file position (pos_known) */
+    __s32 dirfd;     /* openat's dirfd (NT_AT_FDCWD: the working directory) */
+    __u16 path_len;  /* bytes of path, with its NUL */
+    __u8 pos_known;  /* 0 after a syscall that moves the position unseen */
+    __u8 _pad;
+    char path[NT_PATH_MAX];
+};
+
+struct nt_sendfile_event {
+    __u8 kind;      /* NT_EV_SENDFILE */
+    __u8 dir;       /* NT_DIR_EGRESS */
+    __u16 syscall;  /* NT_SC_SENDFILE */
+    __u32 len;      /* bytes sent */
+    __u64 conn_id;
+    __u64 ts_ns;
+    __u64 offset;   /* stream offset of the first byte */
+    __u32 tgid;
+    __u32 fd;       /* out_fd */
+    __u64 file_off; /* file offset of the first byte */
+    __s32 in_fd;
+    __s32 dirfd;
+    __u16 path_len;
+    __u16 _pad[3];
+    char path[NT_PATH_MAX];
+};
 
 #endif /* NODETAP_H */

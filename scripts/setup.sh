@@ -22,6 +22,7 @@ pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc
       bpftool libcap2-bin vagrant
       nats-server
       haproxy  # issue 18: peers (haproxy in front of a Node.js server)
+      apache2  # issue 18 (sendfile): a real server that sends with sendfile and mmap+writev
       chromium)  # chromium: headless, for the test that opens the replay's HTML report
 missing=()
 for p in "${pkgs[@]}"; do
@@ -48,6 +49,8 @@ if ((${#missing[@]})); then
 fi
 # nginx-light's package starts a daemon on port 80; nodetap's tests run their own nginx.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# apache2's package starts a daemon on port 80 too; the tests run their own (issue 18).
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now apache2 >/dev/null 2>&1 || true; fi
 
 # 2. Kernel headers for BCC. When the running kernel has no headers package of its own,
 #    point /lib/modules/$(uname -r)/{build,source} at the distribution's headers. nodetap's

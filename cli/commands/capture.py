@@ -106,7 +106,8 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         type=units.size,
         default=1 << 20,
         metavar="SIZE",
-        help="bodies longer than this are cut (flag 'truncated'; default 1 MiB)",
+        help="bodies longer than this are cut (flag 'truncated'; default 1 MiB); the BPF "
+        "programs copy at most this plus 64 KiB of one syscall",
     )
     p.add_argument(
         "--ringbuf-pages",

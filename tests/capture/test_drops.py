@@ -90,11 +90,16 @@ def test_ring_buffer_full_drops_control_records_and_orphans_are_counted() -> Non
     assert s["drop_ringbuf_data_records"] > 0
 
 
-def test_a_write_larger_than_the_per_syscall_limit_is_counted_as_truncated() -> None:
-    size = L.NT_MAX_PIECES * L.NT_MAX_CHUNK + 300_000
-    with nginx() as srv, live_capture(ports=[srv.port], max_body=4 << 20) as lc:
+def test_a_write_larger_than_the_tail_call_chain_is_counted_as_truncated() -> None:
+    # one syscall is copied by a chain of at most 33 tail calls of NT_MAX_PIECES pieces
+    # (about 35 MiB): a 40 MiB send() under a larger --max-body is cut, counted, flagged
+    size = 40 << 20
+    with (
+        nginx() as srv,
+        live_capture(ports=[srv.port], max_body=64 << 20, ringbuf_pages=32768) as lc,
+    ):
         peer("big-write", srv.port, size)
-        lc.wait_for(1, where=lambda p: p.direction == pb.OUTBOUND)
+        lc.wait_for(1, where=lambda p: p.direction == pb.OUTBOUND, timeout=60)
         lc.settle()
         s = lc.cap.summary()
     assert s["drop_truncated_bytes"] > 0
@@ -102,21 +107,39 @@ def test_a_write_larger_than_the_per_syscall_limit_is_counted_as_truncated() -> 
     assert out and "gap" in out[0].flags
 
 
-def test_iovecs_beyond_the_limit_are_counted() -> None:
-    with nginx() as srv, live_capture(ports=[srv.port]) as lc:
-        peer("many-iovecs", srv.port, L.NT_MAX_IOV + 20)
+def test_a_write_past_the_copy_bound_is_truncated_not_a_gap() -> None:
+    # --max-body 256K: the programs copy 256K + 64K of the 2 MiB send() and report the
+    # rest as skipped on purpose; the request is `truncated` (its bodySize whole), and
+    # the exchange after it on the same connection is whole
+    size = 2 << 20
+    with nginx() as srv, live_capture(ports=[srv.port], max_body=256 << 10) as lc:
+        peer("big-write", srv.port, size)
         lc.wait_for(1, where=lambda p: p.direction == pb.OUTBOUND)
         lc.settle()
         s = lc.cap.summary()
-    assert s["drop_iov_bytes"] > 0
-    assert "gap" in lc.outbound()[0].flags
-    # the server read the same request with plain reads: it has it whole
-    inbound = lc.inbound()[0]
-    assert inbound.http.req.body == b"v" * (L.NT_MAX_IOV + 20)
-    assert not inbound.flags
+    assert s["bound_skipped_bytes"] > 0
+    assert s["drop_truncated_bytes"] == 0
+    out = next(p for p in lc.outbound() if p.http.req.method == "POST")
+    assert list(out.flags) == ["truncated"]
+    assert out.http.req.body_size == size
+    assert out.http.req.body == b"b" * (256 << 10)
+    assert out.http.res.status_code == 200
+
+
+def test_iovecs_past_the_old_limit_of_32_are_copied() -> None:
+    with nginx() as srv, live_capture(ports=[srv.port]) as lc:
+        peer("many-iovecs", srv.port, L.NT_MAX_IOV + 20)
+        lc.wait_for(2)
+        lc.settle()
+        s = lc.cap.summary()
+    assert s["drop_iov_bytes"] == 0
+    for p in (lc.outbound()[0], lc.inbound()[0]):
+        assert p.http.req.body == b"v" * (L.NT_MAX_IOV + 20)
+        assert not p.flags
 
 
 def test_sendfile_bytes_are_counted_and_the_response_flagged() -> None:
+    # the peer sends from an O_TMPFILE file: it has no path to read the bytes back from
     size = 50_000
     port = free_port()
     with live_capture(ports=[port]) as lc, peer_server("sendfile-server", port, size):

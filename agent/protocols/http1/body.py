@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from agent.protocols.http1.errors import InvalidBytes
 from agent.protocols.http1.head import HeadReader
-from agent.protocols.http1.state import CHUNK_DATA, IDLE, TRAILERS, M
+from agent.protocols.http1.state import (
+    BODY,
+    CHUNK_CRLF,
+    CHUNK_DATA,
+    CLOSE,
+    IDLE,
+    SPENT,
+    TRAILERS,
+    M,
+)
 from agent.protocols.http1.syntax import CHUNK_EXT, HEX, MAX_CHUNK_LINE
 
 
@@ -98,6 +107,40 @@ class BodyReader(HeadReader[M]):
 
     def _after_complete(self) -> None:
         """A message that changes the connection (upgrade) completed (subclass hook)."""
+
+    def _skip(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]] | None:
+        """``nbytes`` of a body the capture did not copy on purpose (past its copy bound,
+        agent/copy_bound.py): counted in ``body_size``, the body kept so far (a prefix)
+        flagged ``truncated``. None when they are not all inside the current body: the
+        caller treats them as a gap."""
+        msg = self._msg
+        state = self._state
+        if msg is None or self._rest or nbytes <= 0 or state not in (BODY, CHUNK_DATA, CLOSE):
+            return None
+        if state != CLOSE and nbytes > self._rem:
+            return None
+        out: list[tuple[M, int]] = []
+        self._out = out
+        try:
+            self._ts = ts_ns
+            self._marks = self._rest_marks
+            msg.body_size += nbytes
+            if self._room >= 0:  # -1: already cut by a gap, which says more
+                self._room = 0
+                if "truncated" not in msg.flags:
+                    msg.flags.add("truncated")
+                    self.stats.truncated += 1
+            if state == CLOSE:
+                return out
+            self._rem -= nbytes
+            if not self._rem:
+                if state == BODY:
+                    self._complete()
+                else:
+                    self._state = CHUNK_CRLF
+            return out
+        finally:
+            self._out = SPENT
 
     def _finish_cut(self, msg: M) -> None:
         parts = self._parts

@@ -111,6 +111,21 @@ class Http1Stitcher:
         self._res_gapped = True
         return self._on_responses(self._res._gap(nbytes, ts_ns))
 
+    def request_skip(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
+        """``nbytes`` of the request stream were not copied on purpose (past the capture's
+        copy bound): inside a body they cut it (``truncated``), elsewhere a gap."""
+        if self._upgraded or self._closed:
+            return []
+        got = self._req._skip(nbytes, ts_ns)
+        return self._on_requests(self._req._gap(nbytes, ts_ns) if got is None else got)
+
+    def response_skip(self, nbytes: int, ts_ns: int) -> list[HttpExchange]:
+        """As request_skip, for the response stream."""
+        if self._upgraded or self._closed:
+            return []
+        got = self._res._skip(nbytes, ts_ns)
+        return self._on_responses(self._res._gap(nbytes, ts_ns) if got is None else got)
+
     def close(self, ts_ns: int) -> list[HttpExchange]:
         """The connection ended: flush what is left (requests without response: "incomplete")."""
         if self._closed:

@@ -1,0 +1,16 @@
+// A Node.js http server answering every request with one res.end() of SIZE bytes.
+// Usage: node node_bigwrite.js PORT SIZE
+const http = require("http");
+const port = Number(process.argv[2]);
+const size = Number(process.argv[3]);
+const body = Buffer.alloc(size);
+for (let i = 0; i < size; i++) body[i] = i % 251;
+http
+  .createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.setHeader("Content-Type", "application/octet-stream");
+      res.end(body);
+    });
+  })
+  .listen(port, "127.0.0.1");
