@@ -22,6 +22,7 @@ from typing import Any
 from agent import bpf_layout as L
 from agent import btf_tracepoint, syscalls
 from agent.bpf_syscall import possible_cpus
+from agent.ring_reserve import ring_reserve
 from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,11 @@ def program_text() -> str:
 
 
 def cflags(opts: LoadOptions, typed_regs: bool = False) -> list[str]:
+    ring_bytes = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
     return [
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
+        f"-DNT_RING_DATA_LIMIT={ring_bytes - ring_reserve(ring_bytes, possible_cpus())}ULL",
         f"-DNT_MAX_CONNS={opts.max_conns}",
         f"-DNT_NCPUS={possible_cpus()}",
         *(["-DNT_TYPED_REGS"] if typed_regs else []),

@@ -17,8 +17,29 @@ struct nt_iov_cursor {
     u64 done;  /* bytes handled so far */
     u32 iov_idx;
     u32 _pad;
+    u64 lost_before; /* this CPU's NT_DROP_RINGBUF_DATA before the syscall (nt_lost_since) */
 };
 BPF_PERCPU_ARRAY(iov_cursor, struct nt_iov_cursor, 1);
+
+/* This CPU's count of data records lost to a full ring buffer (a syscall's records are all
+ * written on its CPU: comparing the count before and after tells whether it lost any). */
+static __always_inline u64 nt_lost_records(void)
+{
+    u32 idx = NT_DROP_RINGBUF_DATA;
+    u64 *v = counters.lookup(&idx);
+    return v ? *v : 0;
+}
+
+/* If data records were lost since the count was `before`, mark connection c (it lost
+ * bytes to a full ring buffer) and count it, once per connection. The agent sees the hole
+ * in the stream offsets; this count is what it is checked against. */
+static __always_inline void nt_lost_since(struct nt_conn *c, u64 before)
+{
+    if (nt_lost_records() == before || (c->flags & NT_CONN_LOST))
+        return;
+    c->flags |= NT_CONN_LOST;
+    nt_count(NT_DROP_RINGBUF_DATA_CONNECTIONS, 1);
+}
 /* nt_iov_step, one iovec per call: a loop over iovecs nested around the loop over
  * pieces is more than the verifier can prove; a tail call per iovec keeps each program
  * to one loop. The loader puts nt_iov_step at index 0. */
@@ -63,7 +84,7 @@ static __always_inline u64 nt_emit_buffer(struct nt_data_event *ev, u64 base, u6
         ev->offset = start + done;
         if (bpf_probe_read_user(ev->data, len, (void *)base)) {
             nt_count(NT_DROP_READ_FAULT, 1);
-        } else if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
+        } else if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len)) {
             nt_count(NT_DROP_RINGBUF_DATA, 1);
             nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
         } else {
@@ -94,12 +115,16 @@ int nt_iov_step(void *ctx)
         nt_count(NT_DROP_TRUNCATED_BYTES, want - done);
     cur->done += want;
     cur->iov_idx++;
-    if (cur->done >= cur->total)
-        return 0;
-    if (cur->iov_idx < cur->a.iovcnt && cur->iov_idx < NT_MAX_IOV)
+    if (cur->done < cur->total && cur->iov_idx < cur->a.iovcnt && cur->iov_idx < NT_MAX_IOV)
         iov_progs.call(ctx, 0);
-    /* reached only when no further tail call happened */
-    nt_count(NT_DROP_IOV_BYTES, cur->total - cur->done);
+    /* reached only when no further tail call happened: the syscall's last step */
+    if (cur->done < cur->total)
+        nt_count(NT_DROP_IOV_BYTES, cur->total - cur->done);
+    if (nt_lost_records() != cur->lost_before) {
+        struct nt_conn *c = nt_conn_of(cur->a.key);
+        if (c && c->id == ev->conn_id)
+            nt_lost_since(c, cur->lost_before);
+    }
     return 0;
 }
 
@@ -140,7 +165,7 @@ static __always_inline int nt_emit_small_iov(struct nt_data_event *ev, struct nt
     if (len > NT_SMALL_IO)
         return 0;
     ev->offset = start;
-    if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
+    if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len)) {
         nt_count(NT_DROP_RINGBUF_DATA, 1);
         nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
     } else {
@@ -188,14 +213,18 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
     struct nt_data_event *ev = nt_stage(a, c->id, tgid);
     if (!ev)
         return 0;
+    u64 lost_before = nt_lost_records();
     if (!a->iovcnt) {
         u64 done = nt_emit_buffer(ev, a->buf, ret, start);
         if (done < (u64)ret)
             nt_count(NT_DROP_TRUNCATED_BYTES, ret - done);
+        nt_lost_since(c, lost_before);
         return 0;
     }
-    if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start))
+    if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start)) {
+        nt_lost_since(c, lost_before);
         return 0;
+    }
     u32 zero = 0;
     struct nt_iov_cursor *cur = iov_cursor.lookup(&zero);
     if (!cur)
@@ -205,6 +234,7 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
     cur->total = ret;
     cur->done = 0;
     cur->iov_idx = 0;
+    cur->lost_before = lost_before;
     iov_progs.call(ctx, 0);
     nt_count(NT_DROP_IOV_BYTES, ret); /* the tail call failed: nothing was copied */
     return 0;

@@ -45,6 +45,8 @@
 #define NT_CONN_NOADDR 2  /* accept() without a sockaddr: the agent learns addresses from /proc */
 #define NT_CONN_CLOSED 4  /* closed, but its CLOSE record was lost: kept so that the agent can
                              read the final offsets; ignored by the data programs */
+#define NT_CONN_LOST 8    /* a data record of it was lost to a full ring buffer (counted once:
+                             NT_DROP_RINGBUF_DATA_CONNECTIONS) */
 
 /* Syscall ids carried in data records (for statistics and debugging). */
 #define NT_SC_READ 1
@@ -60,7 +62,8 @@
 #define NT_SC_RECVMMSG 11
 
 /* Indexes of the per-CPU counters map `counters`: every place data can be lost has one. */
-#define NT_DROP_RINGBUF_DATA 0       /* data records lost: ring buffer full */
+#define NT_DROP_RINGBUF_DATA 0       /* data records lost: ring buffer full (for data records:
+                                        only its reserved room left, common.h) */
 #define NT_DROP_RINGBUF_DATA_BYTES 1 /* their payload bytes */
 #define NT_DROP_RINGBUF_CONTROL 2    /* open/close/gap records lost: ring buffer full */
 #define NT_DROP_TRUNCATED_BYTES 3    /* bytes past NT_MAX_PIECES pieces of one syscall */
@@ -75,7 +78,11 @@
 #define NT_STAT_DATA_BYTES 12        /* payload bytes written */
 #define NT_STAT_MUTED_BYTES 13       /* bytes on muted connections (not copied, on purpose) */
 #define NT_STAT_PEEK_CALLS 14        /* MSG_PEEK reads skipped (the bytes are read again) */
-#define NT_NCOUNTERS 15
+#define NT_DROP_RINGBUF_DATA_CONNECTIONS 15 /* connections that lost data records to a full
+                                               ring buffer (each counted once) */
+#define NT_STAT_RESERVED_ROOM_RECORDS 16    /* control records written into the room reserved
+                                               for them (data was being refused) */
+#define NT_NCOUNTERS 22
 
 /* config array indexes (u64 values) */
 #define NT_CFG_FILTER_PIDS 0    /* nonzero: only tgids in filter_pids */
