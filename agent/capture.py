@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import bpf_layout as L
-from agent import procfs
+from agent import gap_marks, procfs
 from agent.capture_config import STAT_NAMES, CaptureConfig
 from agent.capture_lifecycle import CaptureLifecycle
 from agent.conn_context import connection_context
@@ -182,6 +182,7 @@ class SyscallCapture(CaptureLifecycle):
         if ch.data is None:
             self.stats["stream_gaps"] += 1
             self.stats["stream_gap_bytes"] += ch.size
+            gap_marks.note_gap(conn, d)
         self._feed(conn, d, ch.data, ch.size, ch.ts_ns)
 
     def _feed(self, conn: Connection, d: int, data: bytes | None, size: int, ts: int) -> None:
@@ -213,6 +214,7 @@ class SyscallCapture(CaptureLifecycle):
         return connection_context(conn, self.cfg)
 
     def _emit(self, conn: Connection, ex: HttpExchange) -> None:
+        gap_marks.note_exchange(conn, ex)
         if conn.noaddr:
             conn.held.append(ex)
             return
@@ -249,6 +251,7 @@ class SyscallCapture(CaptureLifecycle):
         if st.failed or st.upgraded:
             return
         for ex in st.close(ts + self._mono_to_wall):
+            gap_marks.flag_unanswered(conn, ex)
             self._emit(conn, ex)
 
     # ---- connections ----

@@ -163,10 +163,12 @@ def program_text() -> str:
 
 def cflags(opts: LoadOptions, typed_regs: bool = False) -> list[str]:
     ring_bytes = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+    reserve = ring_reserve(ring_bytes, possible_cpus())
     return [
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
-        f"-DNT_RING_DATA_LIMIT={ring_bytes - ring_reserve(ring_bytes, possible_cpus())}ULL",
+        f"-DNT_RING_DATA_LIMIT={ring_bytes - reserve}ULL",
+        f"-DNT_RING_SMALL_LIMIT={ring_bytes - reserve // 2}ULL",
         f"-DNT_MAX_CONNS={opts.max_conns}",
         f"-DNT_NCPUS={possible_cpus()}",
         *(["-DNT_TYPED_REGS"] if typed_regs else []),

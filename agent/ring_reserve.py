@@ -5,6 +5,8 @@ an open, address or close record (a connection whose open is lost vanishes whole
 reserve is an eighth of the ring, but at least twice the largest record per CPU: each CPU
 can pass the programs' check of the fill level before any of them reserves, so the data
 may overshoot the limit by up to one record per CPU. It never exceeds half the ring.
+Small data records (requests and response heads, mostly) may fill the first half of the
+reserve (NT_RING_SMALL_LIMIT), so that an exchange whose body is lost is still seen.
 """
 
 from __future__ import annotations

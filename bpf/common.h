@@ -33,7 +33,8 @@
  * the whole connection vanishes; a lost CLOSE hides its final offsets. So the last part
  * of the ring is reserved for them: a data record is written only while the ring holds
  * less than NT_RING_DATA_LIMIT bytes (the loader defines it: the ring's size less the
- * reserve), control records may fill it to the end. Data refused this way is lost as if
+ * reserve; small data records may use half of it, see nt_ring_out_data), control records
+ * may fill it to the end. Data refused this way is lost as if
  * the ring were full (NT_DROP_RINGBUF_DATA); its bytes still advance the stream offset,
  * so the agent sees the hole and flags the RRPair it belongs to (`gap`).
  *
@@ -43,7 +44,7 @@
  * until the data before it is read), and the drain process, the spool and the reader
  * stay as they are. The check costs one bpf_ringbuf_query (two loads) per data record.
  * It races with other CPUs (each may pass it before any reserves), so the reserve is at
- * least twice a largest record per CPU (agent/loader.py: ring_reserve).
+ * least twice a largest record per CPU (agent/ring_reserve.py).
  *
  * `events` must stay the first map declared: BCC has no method for bpf_ringbuf_query, so
  * NT_EVENTS_MAP names the map as BCC's rewriter does, by its placeholder fd (-1 for the
@@ -196,10 +197,19 @@ static __always_inline long nt_ring_out(void *data, u64 size)
     return err;
 }
 
-/* A data record: refused (nonzero) once the ring is filled to NT_RING_DATA_LIMIT. */
-static __always_inline long nt_ring_out_data(void *data, u64 size)
+/* A data record: refused (nonzero) once the ring is filled to NT_RING_DATA_LIMIT, or, for
+ * the record of a small write or read (`small`: a buffer of at most NT_SMALL_DATA bytes),
+ * to NT_RING_SMALL_LIMIT: half of the reserve (the loader defines both). In a flood of
+ * bulk bodies the small buffers are mostly requests and response heads (a server's head
+ * is often an iovec of its own); keeping them is what lets the agent still see every
+ * exchange (its request line, its status line) and flag the body it lost as a gap,
+ * instead of losing whole exchanges with the body bytes around them. The last piece of a
+ * large buffer is not small, however few bytes it holds. */
+#define NT_SMALL_DATA 4096
+static __always_inline long nt_ring_out_data(void *data, u64 size, int small)
 {
-    if (nt_ring_past_limit(size))
+    u64 used = bpf_ringbuf_query(NT_EVENTS_MAP, BPF_RB_AVAIL_DATA) + ((size + 8 + 7) & ~7ULL);
+    if (used > NT_RING_DATA_LIMIT && (!small || used > NT_RING_SMALL_LIMIT))
         return -1;
     return nt_ring_write(data, size);
 }

@@ -84,7 +84,7 @@ static __always_inline u64 nt_emit_buffer(struct nt_data_event *ev, u64 base, u6
         ev->offset = start + done;
         if (bpf_probe_read_user(ev->data, len, (void *)base)) {
             nt_count(NT_DROP_READ_FAULT, 1);
-        } else if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len)) {
+        } else if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len, total <= NT_SMALL_DATA)) {
             nt_count(NT_DROP_RINGBUF_DATA, 1);
             nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
         } else {
@@ -165,7 +165,7 @@ static __always_inline int nt_emit_small_iov(struct nt_data_event *ev, struct nt
     if (len > NT_SMALL_IO)
         return 0;
     ev->offset = start;
-    if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len)) {
+    if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len, 1)) {
         nt_count(NT_DROP_RINGBUF_DATA, 1);
         nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
     } else {
