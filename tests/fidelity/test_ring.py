@@ -40,6 +40,7 @@ MiB = 1 << 20
 SIZES = (1 * MiB, 3 * MiB, 5 * MiB)
 CONNS = 4
 DEFERRED = {"spool_max": 512 * MiB, "max_body": 8 * MiB}
+DIRECT = {"spool_max": 0, "max_body": 8 * MiB}  # --defer-max 0: the capture reads the ring
 SMALL_RING = 64  # pages: 256 KiB, a few records' worth: overflow is certain
 # losses other than ring overflow that can flag an RRPair `gap` (a single write past the
 # per-syscall copy limit, iovecs past their limit, sendfile): issue 18's other parts
@@ -143,11 +144,12 @@ def run_uvicorn(ringbuf_pages: int | None) -> dict[str, int]:
     return check_losses(lc, flagged)
 
 
-def run_nginx(ringbuf_pages: int | None) -> dict[str, int]:
+def run_nginx(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, int]:
     ring = {"ringbuf_pages": ringbuf_pages} if ringbuf_pages else {}
+    ring.update(DEFERRED if deferred else DIRECT)
     files = {f"f{n}.bin": body_of(n) for n in SIZES}
     with nginx(files=files) as srv:
-        with live_capture(ports=[srv.port], **DEFERRED, **ring) as lc:
+        with live_capture(ports=[srv.port], **ring) as lc:
             account = curl_fetch(srv.url, CONNS, list(files))
         log = srv.access_log_lines()
     expected = [(f"/f{n}.bin", n) for n in SIZES]
@@ -185,4 +187,9 @@ def test_uvicorn_overflowing_a_small_ring_flags_every_loss() -> None:
 
 def test_nginx_overflowing_a_small_ring_flags_every_loss() -> None:
     s = run_nginx(SMALL_RING)
+    assert s["drop_ringbuf_data_records"] > 0, s
+
+
+def test_nginx_overflowing_a_small_ring_read_directly_flags_every_loss() -> None:
+    s = run_nginx(SMALL_RING, deferred=False)
     assert s["drop_ringbuf_data_records"] > 0, s
