@@ -182,7 +182,7 @@ class SyscallCapture(CaptureLifecycle):
         if ch.data is None:
             self.stats["stream_gaps"] += 1
             self.stats["stream_gap_bytes"] += ch.size
-            gap_marks.note_gap(conn, d)
+            gap_marks.note_gap(conn, d, ch.ts_ns + self._mono_to_wall)
         self._feed(conn, d, ch.data, ch.size, ch.ts_ns)
 
     def _feed(self, conn: Connection, d: int, data: bytes | None, size: int, ts: int) -> None:
