@@ -31,6 +31,7 @@ NT_DIR_INGRESS = 1
 NT_CONN_MUTED = 1
 NT_CONN_NOADDR = 2
 NT_CONN_CLOSED = 4
+NT_CONN_LOST = 8
 
 SYSCALL_NAMES = {
     1: "read",
@@ -63,16 +64,14 @@ COUNTER_NAMES = (
     "data_bytes",
     "muted_bytes",
     "peek_calls",
-    # issue 18: 15-16 are the ring part's (placeholders until it lands)
-    "reserved_15",
-    "reserved_16",
+    "drop_ringbuf_data_connections",
+    "reserved_room_records",
     "addr_at_read_conns",
     "addr_conflicts",
     "sendfile_file_bytes",
     "bound_skipped_bytes",
     "files_opened",
 )
-RESERVED_COUNTER = "reserved_"
 NT_NCOUNTERS = len(COUNTER_NAMES)
 
 NT_CFG_FILTER_PIDS = 0

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent import addr_lookup, procfs
+from agent import addr_lookup, gap_marks, procfs
 from agent import bpf_layout as L
 from agent.capture_addresses import CaptureAddresses
 from agent.capture_config import STAT_NAMES, CaptureConfig
@@ -168,6 +168,7 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         if ch.data is None:
             self.stats["stream_gaps"] += 1
             self.stats["stream_gap_bytes"] += ch.size
+            gap_marks.note_gap(conn, d, ch.ts_ns + self._mono_to_wall)
         self._feed(conn, d, ch.data, ch.size, ch.ts_ns)
 
     def _feed(self, conn: Connection, d: int, data: bytes | None, size: int, ts: int) -> None:
@@ -199,6 +200,7 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         return connection_context(conn, self.cfg)
 
     def _emit(self, conn: Connection, ex: HttpExchange) -> None:
+        gap_marks.note_exchange(conn, ex)
         if conn.noaddr:
             self._hold(conn, ex)
             return
@@ -248,6 +250,7 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         if st.failed or st.upgraded:
             return
         for ex in st.close(ts + self._mono_to_wall):
+            gap_marks.flag_unanswered(conn, ex)
             self._emit(conn, ex)
 
     # ---- connections ----

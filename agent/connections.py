@@ -48,6 +48,9 @@ class Connection:
     # wait in `held` until an NT_EV_ADDR record (at close) gives them
     noaddr: bool = False
     held: list[HttpExchange] = field(default_factory=list)
+    # per direction (NT_DIR_*): wall-clock ns of the latest loss of bytes that no message
+    # begun after it has followed yet, else 0 (agent/gap_marks.py)
+    open_gaps: list[int] = field(default_factory=lambda: [0, 0])
 
     def set_local(self, ip: str, port: int) -> None:
         self.local_ip, self.local_port = ip, port

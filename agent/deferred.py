@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from nodetap.errors import StorageError
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 30.0
+READY_TIMEOUT = 30.0  # seconds for the drain process to start draining
 
 
 class DeferredDecode:
@@ -57,6 +59,8 @@ class DeferredDecode:
                 f"{e.strerror or e}; choose another --defer-dir"
             ) from None
         self.max_bytes = max_bytes
+        ready_r, ready_w = os.pipe()
+        fds = (ring_fd, ready_w) if committed_fd is None else (ring_fd, committed_fd, ready_w)
         self.proc = subprocess.Popen(
             spool_drain.command(
                 ring_fd,
@@ -67,12 +71,18 @@ class DeferredDecode:
                 f"--parent={os.getpid()}",
                 "--remove-dir-if-orphaned",
                 *([f"--committed-fd={committed_fd}"] if committed_fd is not None else []),
+                f"--ready-fd={ready_w}",
             ),
-            pass_fds=(ring_fd,) if committed_fd is None else (ring_fd, committed_fd),
+            pass_fds=fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
         )
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            # until the drain process runs, a burst would find the ring buffer full
+            if not select.select([ready], [], [], READY_TIMEOUT)[0] or not ready.readline():
+                log.warning("the spool drain process is not draining (yet)")
         self.reader = RingSpoolReader(self.dir)
         self.counters: dict[str, int] = {}
         self._stopped = False

@@ -22,6 +22,7 @@ from typing import Any
 from agent import bpf_layout as L
 from agent import btf_tracepoint, syscalls
 from agent.bpf_syscall import possible_cpus
+from agent.ring_reserve import ring_reserve
 from nodetap.errors import NodetapError
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,7 @@ class Probes:
         table = self.table("counters")
         out = {}
         for i, name in enumerate(L.COUNTER_NAMES):
-            if not name.startswith(L.RESERVED_COUNTER):
-                out[name] = int(sum(table[ctypes.c_int(i)]))
+            out[name] = int(sum(table[ctypes.c_int(i)]))
         return out
 
     def close(self) -> None:
@@ -178,9 +178,13 @@ def program_text() -> str:
 
 
 def cflags(opts: LoadOptions, typed_regs: bool = False, addr_at_read: bool = False) -> list[str]:
+    ring_bytes = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+    reserve = ring_reserve(ring_bytes, possible_cpus())
     out = [
         f"-I{BPF_DIR}",
         f"-DNT_RINGBUF_PAGES={opts.ringbuf_pages}",
+        f"-DNT_RING_DATA_LIMIT={ring_bytes - reserve}ULL",
+        f"-DNT_RING_SMALL_LIMIT={ring_bytes - reserve // 2}ULL",
         f"-DNT_MAX_CONNS={opts.max_conns}",
         f"-DNT_NCPUS={possible_cpus()}",
         *(["-DNT_TYPED_REGS"] if typed_regs else []),

@@ -70,6 +70,12 @@ class CaptureCollector(Collector):
         yield CounterMetricFamily(
             "nodetap_captured_bytes", "Payload bytes captured", value=s["data_bytes"]
         )
+        yield CounterMetricFamily(
+            "nodetap_ringbuf_reserved_room_records",
+            "Control records written into the ring-buffer room kept for them while data "
+            "records were refused (bpf/common.h)",
+            value=s["reserved_room_records"],
+        )
         rr = CounterMetricFamily(
             "nodetap_rrpairs", "RRPairs produced, by protocol", labels=["protocol"]
         )

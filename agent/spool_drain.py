@@ -12,6 +12,7 @@ as the kernel's own drop counters when the ring fills, not as silent loss here.
 
     python -m agent.spool_drain --ring-fd FD --ring-size BYTES --dir DIR --max-bytes N
         [--committed-fd FD] [--poll-interval 0.005] [--parent PID] [--remove-dir-if-orphaned]
+        [--ready-fd FD]
 
 With --committed-fd (the programs' count of committed ring bytes, bpf/common.h) an
 extent is copied without a Python step per record whenever every record in the ring is
@@ -32,6 +33,7 @@ processes of the agent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -118,6 +120,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--committed-fd", type=int, help="inherited array map fd: committed ring bytes")
     p.add_argument("--poll-interval", type=_interval, default=0.005, help="seconds")
     p.add_argument("--parent", type=_positive_int, help="exit unless this is the parent")
+    p.add_argument(
+        "--ready-fd",
+        type=int,
+        help="inherited pipe: written to and closed once draining begins (the parent arms "
+        "the programs only then, so that no record waits in the ring for this process to start)",
+    )
     p.add_argument(
         "--nice",
         type=int,
@@ -274,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         reader.close()
         print(f"{_PREFIX}: --dir {args.dir}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(args.ready_fd, b"ready\n")
+            os.close(args.ready_fd)
     try:
         parent_alive = drain(reader, writer, stop, args.poll_interval, args.parent)
     finally:

@@ -25,8 +25,33 @@
 /* One ring buffer for control and data records, so that an OPEN is always read before
  * the data of its connection and a CLOSE after it. Records are written without waking
  * the reader (BPF_RB_NO_WAKEUP): the agent drains on a short timer, in bulk, which is
- * what keeps the cost per captured request low (README: "How the syscall capture works"). */
+ * what keeps the cost per captured request low (README: "How the syscall capture works").
+ *
+ * Control records (open, addr, close, gap) must never be lost to a flood of data: a lost
+ * OPEN makes every later record of its connection an orphan that, once the connection is
+ * gone from /proc (deferred decoding reads records late), cannot be attributed at all, so
+ * the whole connection vanishes; a lost CLOSE hides its final offsets. So the last part
+ * of the ring is reserved for them: a data record is written only while the ring holds
+ * less than NT_RING_DATA_LIMIT bytes (the loader defines it: the ring's size less the
+ * reserve; small data records may use half of it, see nt_ring_out_data), control records
+ * may fill it to the end. Data refused this way is lost as if
+ * the ring were full (NT_DROP_RINGBUF_DATA); its bytes still advance the stream offset,
+ * so the agent sees the hole and flags the RRPair it belongs to (`gap`).
+ *
+ * Reserved room rather than a second ring for control records: with one ring, records
+ * are read in the order they were reserved, so the agent needs no reordering between
+ * rings (holding data of a connection whose OPEN sits in the other ring, holding a CLOSE
+ * until the data before it is read), and the drain process, the spool and the reader
+ * stay as they are. The check costs one bpf_ringbuf_query (two loads) per data record.
+ * It races with other CPUs (each may pass it before any reserves), so the reserve is at
+ * least twice a largest record per CPU (agent/ring_reserve.py).
+ *
+ * `events` must stay the first map declared: BCC has no method for bpf_ringbuf_query, so
+ * NT_EVENTS_MAP names the map as BCC's rewriter does, by its placeholder fd (-1 for the
+ * first map declared, BCC 0.26). Were it another map, the verifier would refuse the
+ * program (bpf_ringbuf_query accepts only a ring buffer) rather than read another one. */
 BPF_RINGBUF_OUTPUT(events, NT_RINGBUF_PAGES);
+#define NT_EVENTS_MAP ((void *)bpf_pseudo_fd(1, -1))
 
 /* Tracked connections by (tgid << 32 | fd). A plain hash (not LRU): a full table is
  * counted (NT_DROP_CONN_TABLE_FULL) instead of silently evicting a live connection;
@@ -136,8 +161,15 @@ static __always_inline void nt_noaddr_pending_add(u64 tgid, s64 n)
 
 BPF_PERCPU_ARRAY(counters, u64, NT_NCOUNTERS);
 
+static __always_inline void nt_count(u32 idx, u64 n)
+{
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        *v += n; /* per-CPU: no atomics needed */
+}
+
 /* Bytes of ring-buffer records committed so far (headers and padding included, as the
- * ring's producer position counts them). Every record goes through nt_ring_out, which
+ * ring's producer position counts them). Every record goes through nt_ring_write, which
  * adds its size after the commit: when the count, read first, equals the producer
  * position, read second, every record below that position is committed, and the reader
  * copies the extent without walking its record headers (agent/ringbuf.py). One count per
@@ -151,7 +183,7 @@ BPF_F_TABLE("array", u32, u64, ring_committed, NT_NCPUS * NT_COMMITTED_STRIDE, B
 
 /* Write a record to the ring buffer (without waking the reader: it polls); 0 on
  * success, as bpf_ringbuf_output. */
-static __always_inline long nt_ring_out(void *data, u64 size)
+static __always_inline long nt_ring_write(void *data, u64 size)
 {
     long err = events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP);
     if (!err) {
@@ -161,6 +193,42 @@ static __always_inline long nt_ring_out(void *data, u64 size)
             __sync_fetch_and_add(v, (size + 8 + 7) & ~7ULL); /* 8: the record header */
     }
     return err;
+}
+
+/* Whether a record of `size` bytes would take the ring past NT_RING_DATA_LIMIT (into the
+ * room reserved for control records). */
+static __always_inline int nt_ring_past_limit(u64 size)
+{
+    u64 used = bpf_ringbuf_query(NT_EVENTS_MAP, BPF_RB_AVAIL_DATA);
+    return used + ((size + 8 + 7) & ~7ULL) > NT_RING_DATA_LIMIT;
+}
+
+/* A control record (open, addr, close, gap): may use the reserved room (counted when it
+ * does: NT_STAT_RESERVED_ROOM_RECORDS); 0 on success. */
+static __always_inline long nt_ring_out(void *data, u64 size)
+{
+    int reserved = nt_ring_past_limit(size);
+    long err = nt_ring_write(data, size);
+    if (!err && reserved)
+        nt_count(NT_STAT_RESERVED_ROOM_RECORDS, 1);
+    return err;
+}
+
+/* A data record: refused (nonzero) once the ring is filled to NT_RING_DATA_LIMIT, or, for
+ * the record of a small write or read (`small`: a buffer of at most NT_SMALL_DATA bytes),
+ * to NT_RING_SMALL_LIMIT: half of the reserve (the loader defines both). In a flood of
+ * bulk bodies the small buffers are mostly requests and response heads (a server's head
+ * is often an iovec of its own); keeping them is what lets the agent still see every
+ * exchange (its request line, its status line) and flag the body it lost as a gap,
+ * instead of losing whole exchanges with the body bytes around them. The last piece of a
+ * large buffer is not small, however few bytes it holds. */
+#define NT_SMALL_DATA 4096
+static __always_inline long nt_ring_out_data(void *data, u64 size, int small)
+{
+    u64 used = bpf_ringbuf_query(NT_EVENTS_MAP, BPF_RB_AVAIL_DATA) + ((size + 8 + 7) & ~7ULL);
+    if (used > NT_RING_DATA_LIMIT && (!small || used > NT_RING_SMALL_LIMIT))
+        return -1;
+    return nt_ring_write(data, size);
 }
 
 BPF_ARRAY(config, u64, NT_NCONFIG);
@@ -198,13 +266,6 @@ struct nt_sockaddr_in6 {
     u32 flowinfo;
     u8 addr[16];
 };
-
-static __always_inline void nt_count(u32 idx, u64 n)
-{
-    u64 *v = counters.lookup(&idx);
-    if (v)
-        *v += n; /* per-CPU: no atomics needed */
-}
 
 static __always_inline u64 nt_cfg(u32 idx)
 {

@@ -21,8 +21,40 @@ struct nt_iov_cursor {
     u64 iov_base; /* the current iovec (iovcnt > 0) */
     u64 iov_len;
     u64 iov_off;  /* bytes of it handled */
+    u64 lost_before; /* this CPU's NT_DROP_RINGBUF_DATA before the syscall (nt_lost_since) */
 };
 BPF_PERCPU_ARRAY(iov_cursor, struct nt_iov_cursor, 1);
+
+/* This CPU's count of data records lost to a full ring buffer (a syscall's records are all
+ * written on its CPU: comparing the count before and after tells whether it lost any). */
+static __always_inline u64 nt_lost_records(void)
+{
+    u32 idx = NT_DROP_RINGBUF_DATA;
+    u64 *v = counters.lookup(&idx);
+    return v ? *v : 0;
+}
+
+/* If data records were lost since the count was `before`, mark connection c (it lost
+ * bytes to a full ring buffer) and count it, once per connection. The agent sees the hole
+ * in the stream offsets; this count is what it is checked against. */
+static __always_inline void nt_lost_since(struct nt_conn *c, u64 before)
+{
+    if (nt_lost_records() == before || (c->flags & NT_CONN_LOST))
+        return;
+    c->flags |= NT_CONN_LOST;
+    nt_count(NT_DROP_RINGBUF_DATA_CONNECTIONS, 1);
+}
+
+/* After a tail-call chain's copy: mark the connection if it lost data records meanwhile. */
+static __always_inline void nt_lost_in_chain(struct nt_iov_cursor *cur, u64 conn_id)
+{
+    if (nt_lost_records() == cur->lost_before)
+        return;
+    struct nt_conn *c = nt_conn_of(cur->a.key);
+    if (c && c->id == conn_id)
+        nt_lost_since(c, cur->lost_before);
+}
+
 /* nt_iov_step continues a copy that one program cannot finish: NT_MAX_PIECES pieces per
  * call, walking buffers and iovecs in one flat loop (a loop over iovecs nested around a
  * loop over pieces is more than the verifier can prove), then tail-calling itself. The
@@ -74,7 +106,7 @@ static __always_inline u64 nt_emit_buffer(struct nt_data_event *ev, u64 base, u6
         ev->offset = start + done;
         if (bpf_probe_read_user(ev->data, len, (void *)base)) {
             nt_count(NT_DROP_READ_FAULT, 1);
-        } else if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
+        } else if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len, total <= NT_SMALL_DATA)) {
             nt_count(NT_DROP_RINGBUF_DATA, 1);
             nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
         } else {
@@ -136,7 +168,7 @@ int nt_iov_step(void *ctx)
         ev->offset = cur->start + cur->done;
         if (bpf_probe_read_user(ev->data, len, (void *)src)) {
             nt_count(NT_DROP_READ_FAULT, 1);
-        } else if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
+        } else if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len, 0)) {
             nt_count(NT_DROP_RINGBUF_DATA, 1);
             nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
         } else {
@@ -146,8 +178,10 @@ int nt_iov_step(void *ctx)
         cur->done += len;
         cur->iov_off += len;
     }
-    if (cur->done >= cur->total)
+    if (cur->done >= cur->total) {
+        nt_lost_in_chain(cur, ev->conn_id);
         return 0;
+    }
     if (cur->done < cur->bound && (!cur->a.iovcnt || cur->iov_off < cur->iov_len ||
                                    cur->iov_idx < cur->a.iovcnt))
         iov_progs.call(ctx, 0);
@@ -163,6 +197,7 @@ int nt_iov_step(void *ctx)
     } else {
         nt_count(NT_DROP_TRUNCATED_BYTES, rest);
     }
+    nt_lost_in_chain(cur, ev->conn_id);
     return 0;
 }
 
@@ -203,7 +238,7 @@ static __always_inline int nt_emit_small_iov(struct nt_data_event *ev, struct nt
     if (len > NT_SMALL_IO)
         return 0;
     ev->offset = start;
-    if (nt_ring_out(ev, NT_DATA_HDR_SIZE + len)) {
+    if (nt_ring_out_data(ev, NT_DATA_HDR_SIZE + len, 1)) {
         nt_count(NT_DROP_RINGBUF_DATA, 1);
         nt_count(NT_DROP_RINGBUF_DATA_BYTES, len);
     } else {
@@ -245,13 +280,17 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
     struct nt_data_event *ev = nt_stage(a, c->id, tgid);
     if (!ev)
         return 0;
+    u64 lost_before = nt_lost_records();
     if ((u64)ret <= NT_BOUND_FLOOR) {
         if (!a->iovcnt) {
             nt_emit_buffer(ev, a->buf, ret, start); /* 4 pieces at most: all of it */
+            nt_lost_since(c, lost_before);
             return 0;
         }
-        if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start))
+        if ((u64)ret <= NT_SMALL_IO && nt_emit_small_iov(ev, a, ret, start)) {
+            nt_lost_since(c, lost_before);
             return 0;
+        }
     }
     u32 zero = 0;
     struct nt_iov_cursor *cur = iov_cursor.lookup(&zero);
@@ -267,14 +306,17 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
     cur->iov_base = 0;
     cur->iov_len = 0;
     cur->iov_off = 0;
+    cur->lost_before = lost_before;
     if (!a->iovcnt) {
         /* the first pieces here, without a tail call (a response of up to 1.1 MiB) */
         u64 first = ret;
         if (first > cur->bound)
             first = cur->bound;
         cur->done = nt_emit_buffer(ev, a->buf, first, start);
-        if (cur->done >= (u64)ret)
+        if (cur->done >= (u64)ret) {
+            nt_lost_since(c, lost_before);
             return 0;
+        }
     }
     iov_progs.call(ctx, 0);
     nt_count(NT_DROP_IOV_BYTES, ret - cur->done); /* the tail call failed: not copied */

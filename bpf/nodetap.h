@@ -46,6 +46,8 @@
 #define NT_CONN_NOADDR 2  /* accept() without a sockaddr: addresses not known yet (bpf/conn_addr.c) */
 #define NT_CONN_CLOSED 4  /* closed, but its CLOSE record was lost: kept so that the agent can
                              read the final offsets; ignored by the data programs */
+#define NT_CONN_LOST 8    /* a data record of it was lost to a full ring buffer (counted once:
+                             NT_DROP_RINGBUF_DATA_CONNECTIONS) */
 
 /* Syscall ids carried in data records (for statistics and debugging). */
 #define NT_SC_READ 1
@@ -61,7 +63,8 @@
 #define NT_SC_RECVMMSG 11
 
 /* Indexes of the per-CPU counters map `counters`: every place data can be lost has one. */
-#define NT_DROP_RINGBUF_DATA 0       /* data records lost: ring buffer full */
+#define NT_DROP_RINGBUF_DATA 0       /* data records lost: ring buffer full (for data records:
+                                        only its reserved room left, common.h) */
 #define NT_DROP_RINGBUF_DATA_BYTES 1 /* their payload bytes */
 #define NT_DROP_RINGBUF_CONTROL 2    /* open/close/gap records lost: ring buffer full */
 #define NT_DROP_TRUNCATED_BYTES 3    /* bytes past NT_MAX_PIECES pieces of one syscall */
@@ -77,9 +80,10 @@
 #define NT_STAT_DATA_BYTES 12        /* payload bytes written */
 #define NT_STAT_MUTED_BYTES 13       /* bytes on muted connections (not copied, on purpose) */
 #define NT_STAT_PEEK_CALLS 14        /* MSG_PEEK reads skipped (the bytes are read again) */
-/* issue 18: 15-16 are the ring part's (placeholders until it lands) */
-#define NT_STAT_RESERVED_15 15
-#define NT_STAT_RESERVED_16 16
+#define NT_DROP_RINGBUF_DATA_CONNECTIONS 15 /* connections that lost data records to a full
+                                               ring buffer (each counted once) */
+#define NT_STAT_RESERVED_ROOM_RECORDS 16    /* control records written into the room reserved
+                                               for them (data was being refused) */
 #define NT_STAT_ADDR_AT_READ 17   /* connections accepted without a sockaddr whose addresses a
                                      read reported (bpf/conn_addr.c) */
 #define NT_STAT_ADDR_CONFLICTS 18 /* reads that saw two sockets: addresses not reported then */

@@ -79,11 +79,9 @@ def test_constants_match() -> None:
 def test_counter_names_follow_header_order() -> None:
     d = _defines()
     indexed = sorted((v, k) for k, v in d.items() if k.startswith(("NT_DROP_", "NT_STAT_")))
-    # indexes another part of issue 18 owns until the branches merge ("reserved_N")
-    named = [(i, n) for i, n in enumerate(L.COUNTER_NAMES) if not n.startswith("reserved_")]
-    assert [v for v, _ in indexed] == [i for i, _ in named]
-    assert d["NT_NCOUNTERS"] == L.NT_NCOUNTERS
-    for (_, cname), (_, pyname) in zip(indexed, named, strict=True):
+    assert [v for v, _ in indexed] == list(range(len(L.COUNTER_NAMES)))
+    assert d["NT_NCOUNTERS"] == L.NT_NCOUNTERS == len(L.COUNTER_NAMES)
+    for (_, cname), pyname in zip(indexed, L.COUNTER_NAMES, strict=True):
         # NT_DROP_RINGBUF_DATA -> drop_ringbuf_data..., NT_STAT_CONNS_OPENED -> conns_opened
         stem = cname.removeprefix("NT_STAT_").removeprefix("NT_").lower()
         assert pyname.startswith(stem), (cname, pyname)

@@ -111,4 +111,7 @@ def test_capture_metrics_split_drops_by_unit(tmp_path: Path) -> None:
         assert f"nodetap_dropped_{unit}_total" in families
     assert re.search(r'^nodetap_dropped_bytes_total\{cause="iov"\} ', text, re.MULTILINE)
     assert re.search(r'^nodetap_dropped_records_total\{cause="ringbuf_data"\} ', text, re.M)
+    # connections that lost data to a full ring buffer; control records kept in its reserve
+    assert re.search(r'^nodetap_dropped_connections_total\{cause="ringbuf_data"\} ', text, re.M)
+    assert "nodetap_ringbuf_reserved_room_records_total" in families
     promtool_ok(text)
