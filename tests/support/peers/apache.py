@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.peers.static_files import StaticServer, static_server
 
 BINARY = "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
@@ -49,23 +44,7 @@ CustomLog {root}/access.log sent
 """
 
 
-@dataclass
-class Apache:
-    port: int
-    root: Path
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def access_log(self) -> list[tuple[str, str, int, int]]:
-        """(method, path, status, body bytes sent) per request served."""
-        out = []
-        for line in (self.root / "access.log").read_text().splitlines():
-            method, uri, status, sent = line.split()
-            out.append((method, uri, int(status), int(sent)))
-        return out
+Apache = StaticServer
 
 
 def available() -> bool:
@@ -73,31 +52,14 @@ def available() -> bool:
 
 
 @contextlib.contextmanager
-def apache(files: dict[str, bytes], sendfile: bool) -> Iterator[Apache]:
-    root = Path(tempfile.mkdtemp(prefix="nodetap-apache-"))
-    root.chmod(0o755)
-    (root / "www").mkdir()
-    for name, data in files.items():
-        (root / "www" / name).write_bytes(data)
-    port = free_port()
-    conf = root / "apache2.conf"
-    conf.write_text(
-        CONF.format(root=root, port=port, modules=MODULES, sendfile="On" if sendfile else "Off")
-    )
-    proc = subprocess.Popen(
-        [BINARY, "-f", str(conf), "-DFOREGROUND"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield Apache(port, root, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)  # stop (graceful-stop waits for keep-alives)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)
+def apache(files: dict[str, bytes], sendfile: bool) -> Iterator[StaticServer]:
+    def command(root: Path, port: int) -> list[str]:
+        conf = root / "apache2.conf"
+        conf.write_text(
+            CONF.format(root=root, port=port, modules=MODULES, sendfile="On" if sendfile else "Off")
+        )
+        return [BINARY, "-f", str(conf), "-DFOREGROUND"]
+
+    # SIGTERM: stop (a graceful stop would wait for keep-alive connections)
+    with static_server("apache", files, command, signal.SIGTERM, stop_timeout=15) as server:
+        yield server

@@ -8,13 +8,10 @@ import contextlib
 import re
 import shutil
 import signal
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.peers.static_files import StaticServer, static_server
 
 DEBIAN_CONF = Path("/etc/nginx/nginx.conf")
 # the directives of Debian's http block that decide how a static file is sent
@@ -55,48 +52,15 @@ def debian_directives() -> list[str]:
     return out
 
 
-@dataclass
-class DebianNginx:
-    port: int
-    root: Path
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def access_log(self) -> list[tuple[str, str, int, int]]:
-        """(method, uri, status, body_bytes_sent) per request served."""
-        out = []
-        for line in (self.root / "access.log").read_text().splitlines():
-            method, uri, status, sent = line.split()
-            out.append((method, uri, int(status), int(sent)))
-        return out
+DebianNginx = StaticServer
 
 
 @contextlib.contextmanager
-def debian_nginx(files: dict[str, bytes]) -> Iterator[DebianNginx]:
-    root = Path(tempfile.mkdtemp(prefix="nodetap-nginx-debian-"))
-    root.chmod(0o755)  # the workers run as nobody
-    (root / "www").mkdir()
-    for name, data in files.items():
-        (root / "www" / name).write_bytes(data)
-    port = free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(CONF.format(root=root, port=port, debian="\n".join(debian_directives())))
-    proc = subprocess.Popen(
-        [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield DebianNginx(port, root, proc)
-    finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
+def debian_nginx(files: dict[str, bytes]) -> Iterator[StaticServer]:
+    def command(root: Path, port: int) -> list[str]:
+        conf = root / "nginx.conf"
+        conf.write_text(CONF.format(root=root, port=port, debian="\n".join(debian_directives())))
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(root)]
+
+    with static_server("nginx-debian", files, command, signal.SIGQUIT) as server:
+        yield server
