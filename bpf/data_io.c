@@ -359,6 +359,8 @@ static __always_inline int nt_read_fd(void *ctx, long ret, u64 fd, u64 buf, u32 
         nt_file_advance(a.key, ret);
         return 0;
     }
+    if (c->flags & NT_CONN_NOADDR)
+        nt_addr_at_read(a.key, c); /* bpf/conn_addr.c: before the data records */
     a.buf = buf;
     a.iovcnt = iovcnt;
     a.dir = NT_DIR_INGRESS;

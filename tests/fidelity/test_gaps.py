@@ -17,7 +17,7 @@ import pytest
 
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import LiveCapture, live_capture
-from tests.support.peers.gunicorn import gunicorn
+from tests.support.peers.gunicorn_server import gunicorn
 from tests.support.peers.jdk import jdk_client, jdk_server
 from tests.support.servers import nginx
 

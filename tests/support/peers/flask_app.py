@@ -1,4 +1,4 @@
-"""A Flask app for gunicorn (tests/support/peers/gunicorn.py): large bodies answered in
+"""A Flask app for gunicorn (tests/support/peers/gunicorn_server.py): large bodies answered in
 one write, uploads read whole, small follow-ups."""
 
 from __future__ import annotations
