@@ -31,7 +31,9 @@ def _forwarder(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_plaintext_off_loopback_refused(tmp_path: Path) -> None:
-    for extra in ([], ["--token-file", __file__]):  # no TLS, no token / a token but no TLS
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    for extra in ([], ["--token-file", str(token)]):  # no TLS, no token / a token but no TLS
         r = _forwarder(tmp_path, "--listen", "0.0.0.0:0", *extra)
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
