@@ -13,7 +13,8 @@ kubectl -n nodetap exec ds/nodetap-agent -- nodetap status
 
 echo "== the captured RRPairs (last minute, first 3)"
 kubectl -n nodetap exec deploy/nodetap-forwarder -- \
-  nodetap export --forwarder 127.0.0.1:7070 --since 1m | head -n 3
+  nodetap export --forwarder 127.0.0.1:7070 --tls-ca /etc/nodetap/tls/ca.crt \
+    --token-file /etc/nodetap/token/token --since 1m | head -n 3
 
 echo "== replay them against the demo service"
 kubectl -n nodetap delete job nodetap-replay --ignore-not-found
