@@ -12,10 +12,10 @@ import contextlib
 import json
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.peers.json_log import JsonLogServer
 from tests.support.servers import free_port
 
 SERVER_JS = r"""
@@ -100,32 +100,7 @@ function viaPipeline() {
 """
 
 
-class NodeServer:
-    """A running server; its log lines are read by a thread as they come."""
-
-    def __init__(self, port: int, proc: subprocess.Popen[bytes]) -> None:
-        self.port = port
-        self.proc = proc
-        self.log_lines: list[dict[str, object]] = []
-        self._cv = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cv:
-                self.log_lines.append(json.loads(line))
-                self._cv.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def requests(self, expect: int, timeout: float = 20.0) -> list[dict[str, object]]:
-        """The server's log of its requests, once `expect` lines are in (or on timeout)."""
-        with self._cv:
-            self._cv.wait_for(lambda: len(self.log_lines) >= expect, timeout)
-            return list(self.log_lines)
+NodeServer = JsonLogServer
 
 
 @contextlib.contextmanager

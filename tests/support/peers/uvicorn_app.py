@@ -12,10 +12,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.peers.json_log import JsonLogServer
 from tests.support.servers import free_port, wait_for_port
 
 APP = r"""
@@ -63,28 +63,7 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 
-class UvicornServer:
-    """A running uvicorn; its request log is read by a thread as it comes."""
-
-    def __init__(self, port: int, proc: subprocess.Popen[bytes]) -> None:
-        self.port = port
-        self.proc = proc
-        self.log_lines: list[dict[str, object]] = []
-        self._cv = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(b"{"):
-                with self._cv:
-                    self.log_lines.append(json.loads(line))
-                    self._cv.notify_all()
-
-    def requests(self, expect: int, timeout: float = 20.0) -> list[dict[str, object]]:
-        with self._cv:
-            self._cv.wait_for(lambda: len(self.log_lines) >= expect, timeout)
-            return list(self.log_lines)
+UvicornServer = JsonLogServer
 
 
 @contextlib.contextmanager
