@@ -43,15 +43,15 @@ class UncopiedBytes:
         data = self._files.read(r, ts + self._mono_to_wall)
         if data is None:
             self.stats["drop_sendfile_unreadable_bytes"] += r.length
-            chunks = stream.push_gap(r.offset, r.length, ts)
+            chunks, rest = stream.push_gap(r.offset, r.length, ts), 0
         else:
             self.stats["sendfile_read_bytes"] += len(data)
-            chunks = stream.push(r.offset, data, ts)
+            chunks, rest = stream.push(r.offset, data, ts), r.length - len(data)
         for ch in chunks:
             self._feed_chunk(conn, d, ch)
-        rest = r.length - len(data) if data is not None else 0
-        if rest and not self._skip_in_order(conn, d, r.offset + len(data or b""), rest, ts):
-            for ch in stream.push_gap(r.offset + len(data or b""), rest, ts):
+        at = r.offset + r.length - rest  # the file was shorter than the range: the rest
+        if rest and not self._skip_in_order(conn, d, at, rest, ts):
+            for ch in stream.push_gap(at, rest, ts):
                 self._feed_chunk(conn, d, ch)
         if stream.waiting:
             self._holey.add(conn)
