@@ -16,13 +16,11 @@ the child dies with the service.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +36,7 @@ from nodetap.errors import ConfigError, HostError, NodetapError
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
 from replay.plan import Plan, parse_target
+from replay.remote_policy import AllowList, Limits, check_tls_files, is_loopback, split_listen
 from replay.workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -48,63 +47,6 @@ STATES = {
     "stopped": rpb.RUN_STATE_STOPPED,
     "failed": rpb.RUN_STATE_FAILED,
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def split_listen(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not port.isdigit():
-        raise ConfigError(f"--listen {addr!r}: give HOST:PORT, like 127.0.0.1:7070")
-    return host.strip("[]"), int(port)
-
-
-class AllowList:
-    """Targets the service may send to: host names (exact) and CIDRs."""
-
-    def __init__(self, entries: list[str]) -> None:
-        self.nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self.names: set[str] = set()
-        for e in entries:
-            for part in (p.strip() for p in e.split(",")):
-                if not part:
-                    continue
-                try:
-                    self.nets.append(ipaddress.ip_network(part, strict=False))
-                except ValueError:
-                    self.names.add(part.lower())
-
-    def allows(self, host: str) -> bool:
-        if host.lower() in self.names:
-            return True
-        try:
-            ips = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                ips = [ipaddress.ip_address(ai[4][0]) for ai in socket.getaddrinfo(host, None)]
-            except OSError:
-                return False
-        return bool(ips) and all(any(ip in n for n in self.nets) for ip in ips)
-
-    def __str__(self) -> str:
-        return ", ".join([*map(str, self.nets), *sorted(self.names)]) or "(nothing)"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one caller may ask of this service."""
-
-    max_processes: int = max(1, os.cpu_count() or 1)  # replay processes per run
-    max_vusers: int = 1024  # virtual users per run
-    max_upload_bytes: int = 1 << 30  # the pairs of one run, as received
-    max_runs: int = 4  # runs at once
 
 
 @dataclass
@@ -130,6 +72,9 @@ class RemoteRun:
                 msg = json.loads(line)
             except ValueError:
                 continue
+            if "report" in msg or "error" in msg:
+                # the run is over: its uploaded pairs go before a watcher hears so
+                self._remove_files()
             with self.cond:
                 if "status" in msg:
                     self.status = msg["status"]
@@ -141,11 +86,14 @@ class RemoteRun:
                 self.version += 1
                 self.cond.notify_all()
         rc = self.proc.wait()
+        self._remove_files()
         with self.cond:
             if self.state == "running":
                 self.state, self.error = "failed", f"replay process exited with {rc}"
             self.version += 1
             self.cond.notify_all()
+
+    def _remove_files(self) -> None:
         for p in (self.plan_path, self.capture_path):
             with_suppress_unlink(p)
 
@@ -392,26 +340,3 @@ def serve(
     rgrpc.add_ReplayAgentServicer_to_server(svc, server)  # type: ignore[no-untyped-call]
     server.start()
     return server, svc, bound
-
-
-def check_tls_files(cert: str, key: str) -> None:
-    """ConfigError unless cert and key are readable PEM files that belong together (grpc would
-    otherwise fail later, or abort the process, with a message about neither)."""
-    import ssl
-
-    for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as e:
-            raise ConfigError(
-                f"cannot read {flag} {path}: {e.strerror}; give the PEM file (on Kubernetes, "
-                "the Secret mounted there must hold tls.crt and tls.key)"
-            ) from None
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
-    except (ssl.SSLError, ValueError) as e:
-        raise ConfigError(
-            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its key ({e}); "
-            "give the pair the agent's certificate was made with"
-        ) from None

@@ -81,7 +81,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nodetap.errors import ConfigError
-    from replay.remote_service import AllowList, Limits, serve
+    from replay.remote_policy import AllowList, Limits
+    from replay.remote_service import serve
 
     for flag in ("max_processes", "max_vusers", "max_runs"):
         if getattr(args, flag) < 1:

@@ -26,7 +26,8 @@ from nodetap import jsonl, transport
 from nodetap.v1 import replay_pb2 as rpb
 from nodetap.v1 import replay_pb2_grpc as rgrpc
 from replay.plan import Plan
-from replay.remote_service import AllowList, serve
+from replay.remote_policy import AllowList
+from replay.remote_service import serve
 from tests.replay.helpers import record
 from tests.support.servers import free_port, nginx, wait_for_port
 
