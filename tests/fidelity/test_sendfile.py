@@ -13,6 +13,7 @@ Apache with sendfile on, gunicorn+Flask, Go's ServeFile), and single writes past
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import subprocess
 import time
@@ -24,7 +25,7 @@ import pytest
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import LiveCapture, live_capture
 from tests.support.peers import apache as apache_peer
-from tests.support.peers.apache import apache
+from tests.support.peers.apache import apache, cgi_body
 from tests.support.peers.go_http import go_servefile
 from tests.support.peers.gunicorn_flask import gunicorn_flask
 from tests.support.peers.jdk_http import jdk_bigwrite
@@ -145,6 +146,60 @@ def test_apache_mpm_event_bodies_whole(sendfile: bool) -> None:
         served = srv.access_log()
     assert [r[3] for r in served] == [len(v) for v in FILES.values()]
     assert_whole(lc, served, {f"/{k}": v for k, v in FILES.items()})
+
+
+@pytest.mark.skipif(not apache_peer.available(), reason="apache2 is not installed")
+def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path) -> None:
+    """A CGI under mod_cgid (no Content-Length: Apache answers chunked), on one keep-alive
+    connection of one curl: GET 1000 and 300,000 bytes, a 200 KiB POST read by the script,
+    then a static file sent with sendfile. Both sides hold the four exchanges whole, with
+    the sizes Apache logged (%B: body bytes, without the chunk framing)."""
+    post = os.urandom(200 << 10)
+    (tmp_path / "post.bin").write_bytes(post)
+    cgi = "/cgi-bin/echo.py"
+    with apache(FILES, sendfile=True) as srv:
+        with capture(srv.port, "deferred") as lc:
+            got = subprocess.run(
+                ["curl", "-sS", "--http1.1", "-o", "-", f"{srv.url}{cgi}?1000"]
+                + ["--next", "-o", "-", f"{srv.url}{cgi}?300000"]
+                + ["--next", "-o", "-", "--data-binary", f"@{tmp_path / 'post.bin'}"]
+                + [f"{srv.url}{cgi}", "--next", "-o", "-", f"{srv.url}/1k.bin"],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            ).stdout
+            collect(lc, 4, "deferred")
+        served = srv.access_log()
+    answer = b"got %d %s" % (len(post), hashlib.sha256(post).hexdigest().encode())
+    bodies = [cgi_body(1000), cgi_body(300000), answer, FILES["1k.bin"]]
+    assert got == b"".join(bodies)
+    assert served == [
+        ("GET", cgi, 200, 1000),
+        ("GET", cgi, 200, 300000),
+        ("POST", cgi, 200, len(answer)),
+        ("GET", "/1k.bin", 200, 1 << 10),
+    ]
+    s = lc.cap.summary()
+    for side, pairs in sides(lc).items():
+        got_rows = [
+            (p.http.req.method, p.http.req.url.split("?")[0], p.http.res.status_code,
+             p.http.res.body_size)
+            for p in pairs
+        ]  # fmt: skip
+        assert got_rows == served, (side, s)
+        assert [p.http.res.body for p in pairs] == bodies, side
+        assert all(not p.flags for p in pairs), (side, [list(p.flags) for p in pairs])
+        chunked = [
+            any(
+                h.name.lower() == "transfer-encoding" and h.value == "chunked"
+                for h in p.http.res.headers
+            )
+            for p in pairs
+        ]
+        assert chunked == [True, True, True, False], side
+        assert pairs[2].http.req.body == post and pairs[2].http.req.body_size == len(post), side
+        assert len({p.meta.conn_id for p in pairs}) == 1, side  # one connection
+    assert s["stream_gaps"] == 0
 
 
 def test_flask_send_file_under_gunicorn_whole(tmp_path: Path) -> None:
