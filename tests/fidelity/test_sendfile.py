@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 import subprocess
+import sys
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -202,16 +203,43 @@ def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path)
     assert s["stream_gaps"] == 0
 
 
-def test_flask_send_file_under_gunicorn_whole(tmp_path: Path) -> None:
+PY_FETCH = """
+import hashlib, sys
+url, names = sys.argv[1], sys.argv[2:]
+if CLIENT == "httpx":
+    import httpx as lib
+    client = lib.Client()
+else:
+    import requests as lib
+    client = lib.Session()
+for name in names:
+    r = client.get(f"{url}/{name}")
+    print(r.status_code, len(r.content), hashlib.sha256(r.content).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("client", ["requests", "httpx"])
+def test_flask_send_file_under_gunicorn_whole(tmp_path: Path, client: str) -> None:
+    """Flask's send_file under gunicorn's sync workers (three of them; each answers one
+    request per connection, sending the file with os.sendfile), driven by requests or
+    httpx in a process of its own: both sides whole, against gunicorn's access log and the
+    client's own digest of every body."""
     root = tmp_path / "files"
     root.mkdir()
     for name, data in FILES.items():
         (root / name).write_bytes(data)
     log = tmp_path / "access.log"
-    with gunicorn_flask(root, log) as port, capture(port) as lc:
-        for name in FILES:
-            assert curl(f"http://127.0.0.1:{port}/{name}") == FILES[name]
+    code = PY_FETCH.replace("CLIENT", repr(client))
+    with gunicorn_flask(root, log, workers=3) as port, capture(port) as lc:
+        seen = subprocess.run(
+            [sys.executable, "-c", code, f"http://127.0.0.1:{port}", *FILES],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.splitlines()
         collect(lc, len(FILES), "direct")
+    assert seen == [f"200 {len(v)} {hashlib.sha256(v).hexdigest()}" for v in FILES.values()]
     served = []
     for line in log.read_text().splitlines():
         m, u, st, n = line.split()
