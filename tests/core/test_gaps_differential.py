@@ -136,6 +136,15 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
         ("req", b"GET /after HTTP/1.1\r\nContent-Length: 0\r\n" + H2C + b"\r\n"),
         ("res", OK),
     ],
+    # RFC 9110 7.8: a client finishes sending its request before it uses the new protocol,
+    # so the request is read to the end of its framing, then the connection switches
+    "h2c-101-before-the-request-ended": [
+        ("req", b"POST /early HTTP/1.1\r\nContent-Length: 100\r\n" + H2C + b"\r\n" + b"p" * 60),
+        ("res", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"),
+        ("res", b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"),
+        ("req", b"p" * 40 + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        ("req", b"GET /not-http1 HTTP/1.1\r\n\r\n"),
+    ],
     "answer-lost-at-the-end": [("req", GET_A + GET_B), ("res", OK), ("res", 40)],
     "gap-loses-the-chunk-framing": [
         ("req", GET_A + GET_B),
@@ -190,6 +199,9 @@ def test_same_rrpairs(name: str, role: int) -> None:
     elif name == "h2c-refused-before-the-request-ended":
         assert urls == ["/early", "/after"] and flags == [[], []]
         assert pairs[0].http.req.body == b"p" * 100 and pairs[1].http.res.body == b"ok"
+    elif name == "h2c-101-before-the-request-ended":
+        assert urls == ["/early"] and flags == [["upgrade"]]
+        assert pairs[0].http.req.body == b"p" * 100 and pairs[0].http.res.status_code == 101
     elif name == "answer-lost-at-the-end":
         assert urls == ["/a", "/b"] and flags == [[], ["gap"]]
     elif name.startswith("gap-loses-the-chunk-framing"):
