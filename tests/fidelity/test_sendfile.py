@@ -27,12 +27,12 @@ from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import LiveCapture, live_capture
 from tests.support.peers import apache as apache_peer
 from tests.support.peers.apache import apache, cgi_body
-from tests.support.peers.go_http import go_servefile
+from tests.support.peers.go_http import go_log, go_servefile
 from tests.support.peers.gunicorn_flask import gunicorn_flask
 from tests.support.peers.jdk_http import jdk_bigwrite
 from tests.support.peers.nginx_debian import debian_nginx
 from tests.support.peers.node_bigwrite import body as node_body
-from tests.support.peers.node_bigwrite import node_bigwrite
+from tests.support.peers.node_bigwrite import node_bigwrite, server_log
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.slow]
 
@@ -253,7 +253,8 @@ def test_go_servefile_whole_including_a_range(tmp_path: Path, mode: str) -> None
     # the programs follow from the open (and the seek of a range request)
     for name, data in FILES.items():
         (tmp_path / name).write_bytes(data)
-    with go_servefile(tmp_path) as port, capture(port, mode) as lc:
+    log = tmp_path / "server.log"
+    with go_servefile(tmp_path, log) as port, capture(port, mode) as lc:
         url = f"http://127.0.0.1:{port}"
         for name in FILES:
             assert curl(f"{url}/{name}") == FILES[name]
@@ -265,25 +266,45 @@ def test_go_servefile_whole_including_a_range(tmp_path: Path, mode: str) -> None
         assert not pairs[3].flags
     served = [("GET", f"/{k}", 200, len(v)) for k, v in FILES.items()]
     assert_whole(lc, served, {f"/{k}": v for k, v in FILES.items()})
+    logged = go_log(log)  # the server's own account, with each client's port
+    assert [(m, p, st) for m, p, _, _, st in logged] == [
+        *(("GET", f"/{k}", 200) for k in FILES),
+        ("GET", "/5m.bin", 206),
+    ]
+    for pairs in sides(lc).values():
+        assert [p.client.port for p in pairs] == [row[2] for row in logged]
 
 
-def test_node_res_end_of_5_mib_whole() -> None:
+def test_node_res_end_of_5_mib_whole(tmp_path: Path) -> None:
     # selected by process (node, and curl started by this one), not by port: libuv
     # accepts without a sockaddr, and the port filter of such connections is issue 18's
     # item 2, not this test's subject
     size = 5 << 20
+    log = tmp_path / "node.log"
     with (
-        node_bigwrite(size) as (port, pid),
+        node_bigwrite(size, log) as (port, pid),
         live_capture(pids=[os.getpid(), pid], max_body=MAX_BODY) as lc,
     ):
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
         collect(lc, 1, "direct")
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})
+    assert_server_log(lc, server_log(log))
 
 
-def test_jdk_single_5_mib_write_whole() -> None:
+def test_jdk_single_5_mib_write_whole(tmp_path: Path) -> None:
     size = 5 << 20
-    with jdk_bigwrite(size) as port, capture(port) as lc:
+    log = tmp_path / "jdk.log"
+    with jdk_bigwrite(size, log) as port, capture(port) as lc:
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
         collect(lc, 1, "direct")
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})
+    assert_server_log(lc, server_log(log))
+
+
+def assert_server_log(lc: LiveCapture, log: list[tuple[str, str, int, int]]) -> None:
+    """Each side's RRPairs are the exchanges the server logged, with its client's port."""
+    for side, pairs in sides(lc).items():
+        got = [
+            (p.http.req.method, p.http.req.url, p.client.port, p.http.res.body_size) for p in pairs
+        ]
+        assert got == log, side
