@@ -15,6 +15,8 @@ do not.
 
     .venv/bin/python bench/capture_overhead.py [--rounds 3] [--seconds 5] [--connections 32]
         [--mode NAME=FLAGS ...]   # more capture modes, e.g. 'probe=--register-reads probe'
+        [--tree NAME=PATH ...]    # the capture of another checkout (e.g. an older commit),
+                                  # as modes NAME and NAME-direct in the same rounds
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class CaptureRun:
     """One capture mode's measurements across rounds."""
 
     flags: list[str]
+    tree: Path = REPO  # the checkout whose `python -m cli capture` runs
     runs: list[Run] = field(default_factory=list)
     cpu_loaded: list[float] = field(default_factory=list)  # per request, while under load
     cpu_all: list[float] = field(default_factory=list)  # per request, until the capture ended
@@ -166,7 +169,7 @@ def capture_round(
         [sys.executable, "-m", "cli", "capture", "-p", str(backend.worker_pids[0])]
         + ["--port", str(backend.port), "-o", str(out), "--summary-json", str(summary_path)]
         + mode.flags,
-        cwd=REPO,
+        cwd=mode.tree,
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
@@ -213,6 +216,14 @@ def main() -> int:
         help="one more capture mode, measured like the others: a name and the capture "
         "flags it adds (e.g. 'probe=--register-reads probe')",
     )
+    ap.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also measure the capture of another checkout (run with this interpreter "
+        "from PATH), deferred and direct, as modes NAME and NAME-direct",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: run as root (BPF)", file=sys.stderr)
@@ -223,6 +234,13 @@ def main() -> int:
         if not sep or not name or name in modes or name in ("bare", "proxy"):
             ap.error(f"--mode {spec!r}: expected a new NAME=FLAGS")
         modes[name] = CaptureRun(flags.split())
+    for spec in args.tree:
+        name, sep, path = spec.partition("=")
+        tree = Path(path).resolve()
+        if not sep or not name or name in modes or not (tree / "cli").is_dir():
+            ap.error(f"--tree {spec!r}: expected a new NAME=PATH of a nodetap checkout")
+        modes[name] = CaptureRun([], tree)
+        modes[f"{name}-direct"] = CaptureRun(["--defer-max", "0"], tree)
     results: dict[str, list[Run]] = {"bare": []}
     results.update({name: m.runs for name, m in modes.items()})
     results["proxy"] = []
@@ -250,12 +268,12 @@ def main() -> int:
     bare, proxy_run = med["bare"], med["proxy"]
     print(f"nginx + wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, medians")
     print(
-        f"{'mode':<8} {'req/s':>10} {'p99 ms':>8} {'req/s vs bare':>14} {'p99 vs bare':>12}"
+        f"{'mode':<11} {'req/s':>10} {'p99 ms':>8} {'req/s vs bare':>14} {'p99 vs bare':>12}"
         f" {'CPU us/req':>11}"
     )
     for name, m in med.items():
         print(
-            f"{name:<8} {m.rps:>10.0f} {m.p99_ms:>8.2f} {m.rps / bare.rps:>14.2f} "
+            f"{name:<11} {m.rps:>10.0f} {m.p99_ms:>8.2f} {m.rps / bare.rps:>14.2f} "
             f"{m.p99_ms / bare.p99_ms:>12.2f} {m.cpu_us:>11.2f}"
         )
     print(
@@ -273,7 +291,7 @@ def main() -> int:
         label = {
             "nodetap": "nodetap (deferred decoding, the default)",
             "direct": "nodetap --defer-max 0 (direct decoding)",
-        }.get(name, f"nodetap {' '.join(mode.flags)} ({name})")
+        }.get(name, f"nodetap {' '.join(mode.flags)} ({name}, {mode.tree.name})")
         # each round's ratio against that round's bare and proxy runs (the machine drifts)
         per_round = [
             (1 - r.rps / b.rps) / (1 - p.rps / b.rps)

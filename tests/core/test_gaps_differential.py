@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent import bpf_layout as L
-from tests.core.paths import Conn, assert_same, conversation
+from tests.core.paths import Conn, assert_same, conversation, python_path
 
 GET_A = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 GET_B = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -136,6 +136,15 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
         ("req", b"GET /after HTTP/1.1\r\nContent-Length: 0\r\n" + H2C + b"\r\n"),
         ("res", OK),
     ],
+    # RFC 9110 7.8: a client finishes sending its request before it uses the new protocol,
+    # so the request is read to the end of its framing, then the connection switches
+    "h2c-101-before-the-request-ended": [
+        ("req", b"POST /early HTTP/1.1\r\nContent-Length: 100\r\n" + H2C + b"\r\n" + b"p" * 60),
+        ("res", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"),
+        ("res", b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"),
+        ("req", b"p" * 40 + b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        ("req", b"GET /not-http1 HTTP/1.1\r\n\r\n"),
+    ],
     "answer-lost-at-the-end": [("req", GET_A + GET_B), ("res", OK), ("res", 40)],
     "gap-loses-the-chunk-framing": [
         ("req", GET_A + GET_B),
@@ -153,10 +162,24 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
 }
 
 
+# The Python parser finds chunked framing again at a proven chunk-size line
+# (agent/protocols/http1/chunk_resync.py: trailers, bounded body_size); the Rust core still
+# looks for the last chunk only. Until core/src/http1.rs does the same, these cases check
+# the Python path, and the comparison is expected to fail (strict: it must be updated then).
+CORE_PENDING = {"gap-loses-the-chunk-framing", "gap-loses-the-chunk-framing-trailers"}
+
+
+@pytest.mark.parametrize("name", sorted(CORE_PENDING))
+@pytest.mark.xfail(strict=True, reason="core/src/http1.rs: chunk resync not ported yet")
+def test_core_resyncs_chunked_framing_as_python_does(name: str) -> None:
+    assert_same([b"".join(conversation(Conn(9), CASES[name]))])
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("role", [L.NT_ROLE_SERVER, L.NT_ROLE_CLIENT], ids=["server", "client"])
 def test_same_rrpairs(name: str, role: int) -> None:
-    pairs = assert_same([b"".join(conversation(Conn(9, role=role), CASES[name]))])
+    batch = [b"".join(conversation(Conn(9, role=role), CASES[name]))]
+    pairs = python_path(batch, 1 << 20) if name in CORE_PENDING else assert_same(batch)
     flags = [sorted(p.flags) for p in pairs]
     urls = [p.http.req.url for p in pairs]
     if name == "head-request-cut-by-a-gap":
@@ -176,9 +199,17 @@ def test_same_rrpairs(name: str, role: int) -> None:
     elif name == "h2c-refused-before-the-request-ended":
         assert urls == ["/early", "/after"] and flags == [[], []]
         assert pairs[0].http.req.body == b"p" * 100 and pairs[1].http.res.body == b"ok"
+    elif name == "h2c-101-before-the-request-ended":
+        assert urls == ["/early"] and flags == [["upgrade"]]
+        assert pairs[0].http.req.body == b"p" * 100 and pairs[0].http.res.status_code == 101
     elif name == "answer-lost-at-the-end":
         assert urls == ["/a", "/b"] and flags == [[], ["gap"]]
     elif name.startswith("gap-loses-the-chunk-framing"):
         # the message that lost bytes: "gap"; the next one whole
         assert urls == ["/a", "/b"] and flags == [["gap"], []]
         assert pairs[0].http.res.body == b"abc" and pairs[1].http.res.body == b"ok"
+        # the body's size is bounded: its data (16 + 5 bytes; 50 lost) at least, at most
+        # that plus the framing in the stretch lost or skipped
+        assert 16 + 5 <= pairs[0].http.res.body_size <= 3 + 50 + len("tail\r\n5\r\nabcde")
+        if name.endswith("-trailers"):  # the end of the message found whole
+            assert [(t.name, t.value) for t in pairs[0].http.res.trailers] == [("X-T", "1")]

@@ -13,8 +13,10 @@ Apache with sendfile on, gunicorn+Flask, Go's ServeFile), and single writes past
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import subprocess
+import sys
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -24,13 +26,13 @@ import pytest
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import LiveCapture, live_capture
 from tests.support.peers import apache as apache_peer
-from tests.support.peers.apache import apache
-from tests.support.peers.go_http import go_servefile
+from tests.support.peers.apache import apache, cgi_body
+from tests.support.peers.go_http import go_log, go_servefile
 from tests.support.peers.gunicorn_flask import gunicorn_flask
 from tests.support.peers.jdk_http import jdk_bigwrite
 from tests.support.peers.nginx_debian import debian_nginx
 from tests.support.peers.node_bigwrite import body as node_body
-from tests.support.peers.node_bigwrite import node_bigwrite
+from tests.support.peers.node_bigwrite import node_bigwrite, server_log
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.slow]
 
@@ -147,16 +149,97 @@ def test_apache_mpm_event_bodies_whole(sendfile: bool) -> None:
     assert_whole(lc, served, {f"/{k}": v for k, v in FILES.items()})
 
 
-def test_flask_send_file_under_gunicorn_whole(tmp_path: Path) -> None:
+@pytest.mark.skipif(not apache_peer.available(), reason="apache2 is not installed")
+def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path) -> None:
+    """A CGI under mod_cgid (no Content-Length: Apache answers chunked), on one keep-alive
+    connection of one curl: GET 1000 and 300,000 bytes, a 200 KiB POST read by the script,
+    then a static file sent with sendfile. Both sides hold the four exchanges whole, with
+    the sizes Apache logged (%B: body bytes, without the chunk framing)."""
+    post = os.urandom(200 << 10)
+    (tmp_path / "post.bin").write_bytes(post)
+    cgi = "/cgi-bin/echo.py"
+    with apache(FILES, sendfile=True) as srv:
+        with capture(srv.port, "deferred") as lc:
+            got = subprocess.run(
+                ["curl", "-sS", "--http1.1", "-o", "-", f"{srv.url}{cgi}?1000"]
+                + ["--next", "-o", "-", f"{srv.url}{cgi}?300000"]
+                + ["--next", "-o", "-", "--data-binary", f"@{tmp_path / 'post.bin'}"]
+                + [f"{srv.url}{cgi}", "--next", "-o", "-", f"{srv.url}/1k.bin"],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            ).stdout
+            collect(lc, 4, "deferred")
+        served = srv.access_log()
+    answer = b"got %d %s" % (len(post), hashlib.sha256(post).hexdigest().encode())
+    bodies = [cgi_body(1000), cgi_body(300000), answer, FILES["1k.bin"]]
+    assert got == b"".join(bodies)
+    assert served == [
+        ("GET", cgi, 200, 1000),
+        ("GET", cgi, 200, 300000),
+        ("POST", cgi, 200, len(answer)),
+        ("GET", "/1k.bin", 200, 1 << 10),
+    ]
+    s = lc.cap.summary()
+    for side, pairs in sides(lc).items():
+        got_rows = [
+            (p.http.req.method, p.http.req.url.split("?")[0], p.http.res.status_code,
+             p.http.res.body_size)
+            for p in pairs
+        ]  # fmt: skip
+        assert got_rows == served, (side, s)
+        assert [p.http.res.body for p in pairs] == bodies, side
+        assert all(not p.flags for p in pairs), (side, [list(p.flags) for p in pairs])
+        chunked = [
+            any(
+                h.name.lower() == "transfer-encoding" and h.value == "chunked"
+                for h in p.http.res.headers
+            )
+            for p in pairs
+        ]
+        assert chunked == [True, True, True, False], side
+        assert pairs[2].http.req.body == post and pairs[2].http.req.body_size == len(post), side
+        assert len({p.meta.conn_id for p in pairs}) == 1, side  # one connection
+    assert s["stream_gaps"] == 0
+
+
+PY_FETCH = """
+import hashlib, sys
+url, names = sys.argv[1], sys.argv[2:]
+if CLIENT == "httpx":
+    import httpx as lib
+    client = lib.Client()
+else:
+    import requests as lib
+    client = lib.Session()
+for name in names:
+    r = client.get(f"{url}/{name}")
+    print(r.status_code, len(r.content), hashlib.sha256(r.content).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("client", ["requests", "httpx"])
+def test_flask_send_file_under_gunicorn_whole(tmp_path: Path, client: str) -> None:
+    """Flask's send_file under gunicorn's sync workers (three of them; each answers one
+    request per connection, sending the file with os.sendfile), driven by requests or
+    httpx in a process of its own: both sides whole, against gunicorn's access log and the
+    client's own digest of every body."""
     root = tmp_path / "files"
     root.mkdir()
     for name, data in FILES.items():
         (root / name).write_bytes(data)
     log = tmp_path / "access.log"
-    with gunicorn_flask(root, log) as port, capture(port) as lc:
-        for name in FILES:
-            assert curl(f"http://127.0.0.1:{port}/{name}") == FILES[name]
+    code = PY_FETCH.replace("CLIENT", repr(client))
+    with gunicorn_flask(root, log, workers=3) as port, capture(port) as lc:
+        seen = subprocess.run(
+            [sys.executable, "-c", code, f"http://127.0.0.1:{port}", *FILES],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.splitlines()
         collect(lc, len(FILES), "direct")
+    assert seen == [f"200 {len(v)} {hashlib.sha256(v).hexdigest()}" for v in FILES.values()]
     served = []
     for line in log.read_text().splitlines():
         m, u, st, n = line.split()
@@ -170,7 +253,8 @@ def test_go_servefile_whole_including_a_range(tmp_path: Path, mode: str) -> None
     # the programs follow from the open (and the seek of a range request)
     for name, data in FILES.items():
         (tmp_path / name).write_bytes(data)
-    with go_servefile(tmp_path) as port, capture(port, mode) as lc:
+    log = tmp_path / "server.log"
+    with go_servefile(tmp_path, log) as port, capture(port, mode) as lc:
         url = f"http://127.0.0.1:{port}"
         for name in FILES:
             assert curl(f"{url}/{name}") == FILES[name]
@@ -182,25 +266,45 @@ def test_go_servefile_whole_including_a_range(tmp_path: Path, mode: str) -> None
         assert not pairs[3].flags
     served = [("GET", f"/{k}", 200, len(v)) for k, v in FILES.items()]
     assert_whole(lc, served, {f"/{k}": v for k, v in FILES.items()})
+    logged = go_log(log)  # the server's own account, with each client's port
+    assert [(m, p, st) for m, p, _, _, st in logged] == [
+        *(("GET", f"/{k}", 200) for k in FILES),
+        ("GET", "/5m.bin", 206),
+    ]
+    for pairs in sides(lc).values():
+        assert [p.client.port for p in pairs] == [row[2] for row in logged]
 
 
-def test_node_res_end_of_5_mib_whole() -> None:
+def test_node_res_end_of_5_mib_whole(tmp_path: Path) -> None:
     # selected by process (node, and curl started by this one), not by port: libuv
     # accepts without a sockaddr, and the port filter of such connections is issue 18's
     # item 2, not this test's subject
     size = 5 << 20
+    log = tmp_path / "node.log"
     with (
-        node_bigwrite(size) as (port, pid),
+        node_bigwrite(size, log) as (port, pid),
         live_capture(pids=[os.getpid(), pid], max_body=MAX_BODY) as lc,
     ):
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
         collect(lc, 1, "direct")
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})
+    assert_server_log(lc, server_log(log))
 
 
-def test_jdk_single_5_mib_write_whole() -> None:
+def test_jdk_single_5_mib_write_whole(tmp_path: Path) -> None:
     size = 5 << 20
-    with jdk_bigwrite(size) as port, capture(port) as lc:
+    log = tmp_path / "jdk.log"
+    with jdk_bigwrite(size, log) as port, capture(port) as lc:
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
         collect(lc, 1, "direct")
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})
+    assert_server_log(lc, server_log(log))
+
+
+def assert_server_log(lc: LiveCapture, log: list[tuple[str, str, int, int]]) -> None:
+    """Each side's RRPairs are the exchanges the server logged, with its client's port."""
+    for side, pairs in sides(lc).items():
+        got = [
+            (p.http.req.method, p.http.req.url, p.client.port, p.http.res.body_size) for p in pairs
+        ]
+        assert got == log, side

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from agent.protocols.http1.body import BodyReader
+from agent.protocols.http1.chunk_resync import FOUND, MORE, find_chunk_boundary
 from agent.protocols.http1.errors import InvalidBytes, ParseError
 from agent.protocols.http1.state import (
     BODY,
@@ -29,7 +30,6 @@ from agent.protocols.http1.state import (
 )
 from agent.protocols.http1.syntax import MAX_HEADER_BYTES, MAX_START_LINE, REQ_START, RESP_START
 
-LAST_CHUNK = b"\n0\r\n\r\n"  # the end of a chunk's data, the last chunk, no trailers
 RESYNC_FAIL_BYTES = 1 << 20  # resync mode: no message start within this many bytes -> failed
 
 
@@ -96,32 +96,52 @@ class Recovery(BodyReader[M]):
         return keep
 
     def _chunk_scan(self, buf: bytes, pos: int) -> int:
-        """After a gap in a chunked body: the last chunk ("0" line, no trailers) ends the
-        message, unless a start line comes first (then the message ends cut); return where
-        to continue, -1: neither yet."""
-        last = buf.find(LAST_CHUNK, pos)
+        """After a gap in a chunked body: framing resumes at the first chunk-size line whose
+        framing holds (chunk_resync.py), unless a start line comes first (then the message
+        ends cut). Every byte skipped until then counts in ``body_size`` (the chunk framing
+        among them too: an upper bound, flagged "gap"). Return where to continue, -1:
+        neither yet (``_chunk_keep``: where a candidate waiting for bytes begins)."""
         m = (REQ_START if self._is_request else RESP_START).search(buf, pos)
-        if last >= 0 and (m is None or last < m.start()):
-            at = last + len(LAST_CHUNK)
-            self.stats.skipped_bytes += at - pos
-            self._complete(self._ts_at(at - 1))
-            return at
-        if m is None:
-            return -1
+        limit = m.start() if m is not None else len(buf)
+        kind, at = find_chunk_boundary(buf, pos, limit, self._chunk_at_hole)
+        self._chunk_at_hole = kind == MORE and at == pos and self._chunk_at_hole
         msg = self._msg
         assert msg is not None
+        if kind == FOUND:
+            self.stats.skipped_bytes += at - pos
+            self.stats.chunk_resyncs += 1
+            msg.body_size += at - pos
+            self._state = CHUNK_SIZE
+            return at
+        if kind == MORE:
+            self._chunk_keep = at if self._chunk_at_hole else at - 2
+            return -1
+        self._chunk_keep = -1
+        if m is None:
+            return -1
         self.stats.skipped_bytes += m.start() - pos
+        msg.body_size += m.start() - pos
         self._finish_cut(msg)
         self._state = IDLE
         self._closing = False
         return m.start()
 
     def _chunk_scan_keep(self, buf: bytes, pos: int) -> int:
-        """Neither in ``buf[pos:]``: skip all but a tail that may begin one (from the last
-        LF: the last chunk's pattern begins with it)."""
+        """Nothing proven in ``buf[pos:]``: skip all but a candidate waiting for bytes, or a
+        tail that may begin one (from the last CRLF, or a CR at the end) or a start line."""
         n = len(buf)
-        keep = max(buf.rfind(b"\n", pos, n), pos, n - MAX_START_LINE)
+        keep = self._chunk_keep
+        if keep < pos:
+            lf = buf.rfind(b"\n", pos, n)
+            if lf > pos and buf[lf - 1] == 13:
+                lf -= 1
+            if buf.endswith(b"\r"):
+                lf = max(lf, n - 1)
+            keep = max(lf, pos, n - MAX_START_LINE)
+        self._chunk_keep = -1
         self.stats.skipped_bytes += keep - pos
+        if self._msg is not None:
+            self._msg.body_size += keep - pos
         return keep
 
     def _gap(self, nbytes: int, ts_ns: int) -> list[tuple[M, int]]:
@@ -171,15 +191,18 @@ class Recovery(BodyReader[M]):
                 self._gap_next = self._after_gap = True
                 self._enter_scan()
                 return out
-            msg.body_size += self._rem
-        if msg is not None and state in (CHUNK_DATA, CHUNK_SIZE, CHUNK_CRLF):
-            # the chunk framing is lost: find the last chunk again (or the next start line)
+        if msg is not None and state in (CHUNK_DATA, CHUNK_SIZE, CHUNK_CRLF, CHUNK_SCAN):
+            # the chunk framing is lost: find it again (or the next start line); the hole
+            # and the bytes kept before it count in body_size (an upper bound: the framing
+            # they held is counted too)
             msg.flags.add("gap")
             self._room = -1
             self._after_gap = True
+            msg.body_size += nbytes + (len(self._rest) if state == CHUNK_SCAN else 0)
             self._rest = b""
             self._rest_marks = []
             self._state = CHUNK_SCAN
+            self._chunk_at_hole = True
             return out
         if msg is not None:
             # bytes of this message were lost: "gap" (not "incomplete", which says that
@@ -215,8 +238,9 @@ class Recovery(BodyReader[M]):
             self._complete(self._last_ts)
         elif self._msg is not None:
             msg = self._msg
-            msg.flags.add("incomplete")
-            self.stats.incomplete += 1
+            if state != CHUNK_SCAN:  # else: its framing was lost, its end is unknown ("gap")
+                msg.flags.add("incomplete")
+                self.stats.incomplete += 1
             self._finish_cut(msg)
         elif state == IDLE and self._rest.strip(b"\r\n"):
             self._partial_head(self._rest)

@@ -26,7 +26,7 @@ PEEK = 7  # response to an unseen request: the next bytes tell whether it has a 
 SCAN = 8  # out of sync: looking for a start line
 HELD = 9  # after an upgrade request: bytes held until the response decides
 DEAD = 10  # upgraded or failed: bytes ignored
-CHUNK_SCAN = 11  # chunk framing lost in a gap: looking for the last chunk or a start line
+CHUNK_SCAN = 11  # chunk framing lost in a gap: looking for a chunk-size line or a start line
 
 NO_MARKS: list[tuple[int, int]] = []  # shared, never mutated
 # _out between calls (shared, never appended to: every call that emits sets its own list)
@@ -80,6 +80,8 @@ class ParserState(Generic[M]):
         self._held_bytes = 0
         self._buf = b""
         self._body_at = 0
+        self._chunk_at_hole = False  # CHUNK_SCAN: the buffer begins where a hole ended
+        self._chunk_keep = -1  # CHUNK_SCAN: where a candidate waiting for bytes begins
         self._peek_next = (BODY, 0)  # PEEK: the state and length if a body follows
         self.last_error: str | None = None
         # llhttp for chunks of whole messages (fastpath.py); None: own framing only

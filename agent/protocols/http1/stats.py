@@ -14,6 +14,7 @@ class Http1Stats:
     parse_errors: int = 0
     resyncs: int = 0  # times a message start was found after skipping bytes
     skipped_bytes: int = 0  # bytes skipped while out of sync
+    chunk_resyncs: int = 0  # chunked framing found again after a gap (chunk_resync.py)
     gaps: int = 0
     gap_bytes: int = 0
     truncated: int = 0  # messages whose body was cut to max_body

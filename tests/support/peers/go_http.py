@@ -1,5 +1,7 @@
-"""A Go net/http server serving files with http.ServeFile (go_servefile.go), built once
-per test session into a cache directory."""
+"""Go net/http peers, built once per test session into a cache directory: a server serving
+files with http.ServeFile and reading uploads (go_servefile.go, with a log of every request
+it handled), and a client making a list of requests on one keep-alive connection
+(go_client.go, printing what it got)."""
 
 from __future__ import annotations
 
@@ -7,22 +9,23 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.peers.process import serving
 from tests.support.servers import free_port
 
-SOURCE = Path(__file__).with_name("go_servefile.go")
+HERE = Path(__file__).parent
 _built: dict[str, Path] = {}
 
 
-def build() -> Path:
-    """The compiled server (go build, cached for the session)."""
-    if "bin" not in _built:
+def build(name: str = "go_servefile") -> Path:
+    """The compiled program HERE/NAME.go (go build, cached for the session)."""
+    if name not in _built:
         env_cache = Path.home() / ".cache" / "nodetap" / "go-build"
-        out = Path.home() / ".cache" / "nodetap" / "peers" / "go_servefile"
+        out = Path.home() / ".cache" / "nodetap" / "peers" / name
         subprocess.run(
-            [shutil.which("go") or "go", "build", "-o", str(out), str(SOURCE)],
+            [shutil.which("go") or "go", "build", "-o", str(out), str(HERE / f"{name}.go")],
             check=True,
             capture_output=True,
             timeout=300,
@@ -34,13 +37,50 @@ def build() -> Path:
                 "GO111MODULE": "off",
             },
         )
-        _built["bin"] = out
-    return _built["bin"]
+        _built[name] = out
+    return _built[name]
 
 
 @contextlib.contextmanager
-def go_servefile(root: Path) -> Iterator[int]:
-    """Serve root's files; yields the port."""
+def go_servefile(root: Path, log: Path | None = None) -> Iterator[int]:
+    """Serve root's files (and POST uploads); yields the port. With `log`: a line per
+    request handled, see go_log()."""
     port = free_port()
-    with serving([str(build()), str(port), str(root)], port):
+    with serving([str(build()), str(port), str(root), *([str(log)] if log else [])], port):
         yield port
+
+
+def go_log(log: Path) -> list[tuple[str, str, int, int, int]]:
+    """The server's log: (method, path, client port, request body bytes, status)."""
+    out = []
+    for line in log.read_text().splitlines():
+        m, path, port, n, status = line.split()
+        out.append((m, path, int(port), int(n), int(status)))
+    return out
+
+
+@dataclass
+class GoAnswer:
+    method: str  # GET, POST (with its length) or CHUNKED (a POST sent chunked)
+    path: str
+    status: int
+    size: int
+    sha256: str
+    local_port: int
+
+
+def go_client(base: str, requests: list[str]) -> list[GoAnswer]:
+    """Run the Go client: `requests` ("GET PATH", "POST PATH SIZE", "CHUNKED PATH SIZE") in
+    order on one connection; what it got for each."""
+    run = subprocess.run(
+        [str(build("go_client")), base, *requests],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    out = []
+    for line in run.stdout.splitlines():
+        m, path, status, size, digest, port = line.split()
+        out.append(GoAnswer(m, path, int(status), int(size), digest, int(port)))
+    return out

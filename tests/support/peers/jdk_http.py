@@ -15,7 +15,9 @@ SOURCE = Path(__file__).with_name("JdkBigWrite.java")
 
 
 @contextlib.contextmanager
-def jdk_bigwrite(size: int) -> Iterator[int]:
+def jdk_bigwrite(size: int, log: Path | None = None) -> Iterator[int]:
+    """Yields the port. With `log`: a line per request answered (node_bigwrite.server_log)."""
     port = free_port()
-    with serving([shutil.which("java") or "java", str(SOURCE), str(port), str(size)], port):
+    cmd = [shutil.which("java") or "java", str(SOURCE), str(port), str(size)]
+    with serving(cmd + ([str(log)] if log else []), port):
         yield port

@@ -19,9 +19,20 @@ def body(size: int) -> bytes:
 
 
 @contextlib.contextmanager
-def node_bigwrite(size: int) -> Iterator[tuple[int, int]]:
-    """Yields (port, pid)."""
+def node_bigwrite(size: int, log: Path | None = None) -> Iterator[tuple[int, int]]:
+    """Yields (port, pid). With `log`: a line per request answered (server_log())."""
     port = free_port()
     cmd = [shutil.which("node") or "node", str(SOURCE), str(port), str(size)]
+    cmd += [str(log)] if log else []
     with serving(cmd, port) as proc:
         yield port, proc.pid
+
+
+def server_log(log: Path) -> list[tuple[str, str, int, int]]:
+    """(method, url, client port, body bytes) per request the server answered (also the
+    JDK's, jdk_http.py)."""
+    out = []
+    for line in log.read_text().splitlines():
+        m, url, port, n = line.split()
+        out.append((m, url, int(port), int(n)))
+    return out
