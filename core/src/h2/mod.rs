@@ -1,0 +1,63 @@
+//! HTTP/2 and gRPC, decoded from the same ordered streams as HTTP/1.x (src/decoder.rs
+//! picks this decoder with `detect`). Sans-IO modules, each with one job:
+//!
+//! - `frames`: bytes to frames (preface, padding, fixed-size payloads, resync after gaps)
+//! - `hpack`: header blocks through loona-hpack, one table per direction, unknown entries
+//! - `conn`: frames to streams (CONTINUATION, RST_STREAM, GOAWAY, trailers, push), bounded
+//! - `grpc`: a stream's gRPC call (service, method, messages, status)
+//! - `rrpair`: a stream to an RRPair ("http2" or "grpc")
+#![forbid(unsafe_code)]
+
+pub mod conn;
+pub mod frames;
+pub mod grpc;
+pub mod hpack;
+pub mod rrpair;
+
+use conn::{H2Conn, Limits};
+
+/// What a connection was found to be.
+#[derive(Debug, Default)]
+pub enum State {
+    /// no bytes seen yet
+    #[default]
+    Undecided,
+    /// not HTTP/2 (HTTP/1.x: the stitcher's)
+    No,
+    Yes(Box<H2Conn>),
+}
+
+/// The first bytes of a connection (`is_req`: of its requests) say HTTP/2: the client
+/// preface (prior knowledge), or, on a connection joined mid-way, frames (a plausible frame
+/// header followed by another one or by the end of the bytes). None: not HTTP/2.
+pub fn detect(data: &[u8], is_req: bool, max_body: u64) -> Option<Box<H2Conn>> {
+    let n = data.len().min(frames::PREFACE.len());
+    if is_req && n >= 4 && data[..n] == frames::PREFACE[..n] {
+        return Some(Box::new(H2Conn::new(Limits::new(max_body), true, true)));
+    }
+    if looks_like_frames(data) {
+        return Some(Box::new(H2Conn::new(Limits::new(max_body), false, false)));
+    }
+    None
+}
+
+fn looks_like_frames(data: &[u8]) -> bool {
+    let max_len = 1 << 16;
+    let mut p = 0;
+    let mut seen = 0;
+    while p + 9 <= data.len() {
+        let h = frames::head(&data[p..p + 9]);
+        if !frames::plausible(&h, max_len) || h.kind > frames::CONTINUATION {
+            return false;
+        }
+        seen += 1;
+        p += 9 + h.len;
+        if seen == 3 {
+            return true;
+        }
+    }
+    seen > 0 && p == data.len()
+}
+
+#[cfg(test)]
+mod tests;
