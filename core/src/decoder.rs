@@ -445,6 +445,10 @@ impl Decoder {
         }
         let failed = st.failed();
         let upgraded = st.upgraded;
+        let h2c = out
+            .last()
+            .filter(|_| upgraded)
+            .and_then(crate::h2::upgrade_request);
         let template = if out.is_empty() {
             None
         } else {
@@ -454,6 +458,10 @@ impl Decoder {
             for ex in out {
                 self.emit(&t, ex);
             }
+        }
+        if let Some(req) = h2c {
+            self.h2_upgrade(cid, req, ch.ts_ns);
+            return;
         }
         if failed || upgraded {
             self.counters.add(
@@ -540,6 +548,29 @@ impl Decoder {
             }
         }
         true
+    }
+
+    /// `Upgrade: h2c` answered 101: the connection goes on as HTTP/2 (src/h2), from the
+    /// bytes that followed the upgrade in each direction.
+    fn h2_upgrade(&mut self, cid: u64, req: crate::h2::conn::Msg, ts_ns: u64) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let (req_rest, res_rest) = c.stitcher.take_rest();
+        c.h2 = crate::h2::State::Yes(crate::h2::upgraded(self.max_body, req));
+        let req_dir = usize::from(c.req_dir);
+        self.counters.add("conns_h2", 1);
+        for (dir, rest) in [(req_dir, req_rest), (req_dir ^ 1, res_rest)] {
+            if !rest.is_empty() {
+                let size = rest.len() as u64;
+                let ch = Chunk {
+                    data: Some(rest),
+                    size,
+                    ts_ns,
+                };
+                self.h2(cid, dir, Some(&ch));
+            }
+        }
     }
 
     fn emit(&mut self, template: &pb::RrPair, ex: Exchange) {

@@ -219,10 +219,20 @@ impl H2Conn {
         }
     }
 
-    /// The connection ended: every stream still open is emitted, flagged.
+    /// The connection ended: every stream still open is emitted, flagged "incomplete"
+    /// unless each side ended or had all its content-length (a peer that closes the
+    /// connection on the last byte, before the END_STREAM that would have followed).
     pub fn close(&mut self, out: &mut Vec<Stream>) {
         for (_, mut st) in std::mem::take(&mut self.streams) {
-            if !st.flags.contains("gap") {
+            let whole = |m: &Msg| {
+                m.ended
+                    || (m.seen
+                        && m.header("content-length")
+                            .and_then(|v| v.parse::<i64>().ok())
+                            == Some(m.body_size))
+            };
+            let complete = whole(&st.req) && whole(&st.res);
+            if !(complete || st.flags.contains("gap")) {
                 st.flags.insert("incomplete");
             }
             out.push(st);

@@ -41,6 +41,43 @@ pub fn detect(data: &[u8], is_req: bool, max_body: u64) -> Option<Box<H2Conn>> {
     None
 }
 
+/// The exchange that switched an HTTP/1.1 connection to HTTP/2 (`Upgrade: h2c`, answered
+/// 101): its request, which becomes stream 1 (RFC 7540 §3.2), with `:method` and `:path`
+/// put before its HTTP/1.1 headers.
+pub fn upgrade_request(ex: &crate::stitch::Exchange) -> Option<conn::Msg> {
+    let (req, res) = (ex.request.as_ref()?, ex.response.as_ref()?);
+    let h2c = req.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("upgrade")
+            && v.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c"))
+    });
+    if res.status_code != 101 || !h2c {
+        return None;
+    }
+    let mut headers = vec![
+        (":method".to_string(), req.method.clone()),
+        (":path".to_string(), req.url.clone()),
+    ];
+    headers.extend(req.headers.iter().cloned());
+    Some(conn::Msg {
+        headers,
+        body: req.body.clone(),
+        body_size: req.body_size,
+        start_ts_ns: req.start_ts_ns,
+        end_ts_ns: req.end_ts_ns,
+        seen: true,
+        ended: true,
+        ..conn::Msg::default()
+    })
+}
+
+/// The HTTP/2 connection after an `Upgrade: h2c`: the client's preface follows, both
+/// tables start empty, the upgrade request is stream 1.
+pub fn upgraded(max_body: u64, req: conn::Msg) -> Box<H2Conn> {
+    let mut c = H2Conn::new(Limits::new(max_body), true, true);
+    c.upgraded_request(req);
+    Box::new(c)
+}
+
 fn looks_like_frames(data: &[u8]) -> bool {
     let max_len = 1 << 16;
     let mut p = 0;
