@@ -3,12 +3,14 @@
 //!
 //! - `frames`: bytes to frames (preface, padding, fixed-size payloads, resync after gaps)
 //! - `hpack`: header blocks through loona-hpack, one table per direction, unknown entries
+//! - `exchange`: one stream's request and response; the decoder's bounds
 //! - `conn`: frames to streams (CONTINUATION, RST_STREAM, GOAWAY, trailers, push), bounded
 //! - `grpc`: a stream's gRPC call (service, method, messages, status)
 //! - `rrpair`: a stream to an RRPair ("http2" or "grpc")
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod exchange;
 pub mod frames;
 pub mod grpc;
 pub mod hpack;
