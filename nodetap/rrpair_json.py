@@ -158,6 +158,28 @@ def to_dict(pair: pb.RRPair) -> dict[str, Any]:
         if pair.http.HasField("res"):
             h["res"] = _message(pair.http.res, status=True)
         d["http"] = h
+    if pair.HasField("grpc"):
+        d["grpc"] = _grpc(pair.grpc)
+    return d
+
+
+def _grpc(g: pb.GrpcCall) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    for attr, key in (("service", "service"), ("method", "method"), ("status", "status")):
+        v = getattr(g, attr)
+        if v:
+            d[key] = v
+    if g.status_message:
+        d["statusMessage"] = g.status_message
+    if g.encoding:
+        d["encoding"] = g.encoding
+    for attr, key in (
+        ("request_messages", "requestMessages"),
+        ("response_messages", "responseMessages"),
+    ):
+        ms = getattr(g, attr)
+        if len(ms):
+            d[key] = [base64.b64encode(m).decode("ascii") for m in ms]
     return d
 
 

@@ -23,6 +23,7 @@ pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc
       nats-server
       haproxy  # issue 18: peers (haproxy in front of a Node.js server)
       apache2  # issue 18 (sendfile): a real server that sends with sendfile and mmap+writev
+      nghttp2-client nghttp2-server  # issue 20: HTTP/2 peers (h2load, nghttp, nghttpd)
       chromium)  # chromium: headless, for the test that opens the replay's HTML report
 missing=()
 for p in "${pkgs[@]}"; do

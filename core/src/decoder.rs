@@ -34,6 +34,21 @@ pub const COUNTER_NAMES: &[&str] = &[
     "rrpairs_gap",
     "rrpairs_truncated",
     "panics",
+    // HTTP/2 (src/h2)
+    "conns_h2",
+    "h2_frames",
+    "h2_streams",
+    "h2_streams_dropped",
+    "h2_frames_stale",
+    "h2_resets",
+    "h2_goaways",
+    "h2_bad_frames",
+    "h2_conns_failed",
+    "h2_header_blocks_too_large",
+    "h2_blocks_unknown_entries",
+    "h2_hpack_errors",
+    "h2_header_lists_too_large",
+    "h2_tables_rebuilt",
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -53,6 +68,7 @@ struct Conn {
     /// server, meta, connection-wide flags).
     template: pb::RrPair,
     from_python: bool,
+    h2: crate::h2::State,
 }
 
 /// Output forms.
@@ -273,6 +289,7 @@ impl Decoder {
                 stitcher: Stitcher::new(self.max_body),
                 template,
                 from_python,
+                h2: crate::h2::State::default(),
             },
         );
         self.untracked.remove(&c.conn_id);
@@ -335,6 +352,7 @@ impl Decoder {
             };
             self.feed_chunks(cid, dir, chunks);
         }
+        self.h2(cid, 0, None);
         let Some(mut conn) = self.conns.remove(&cid) else {
             return;
         };
@@ -409,6 +427,9 @@ impl Decoder {
     }
 
     fn feed(&mut self, cid: u64, dir: usize, ch: Chunk) {
+        if self.h2(cid, dir, Some(&ch)) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
@@ -424,6 +445,10 @@ impl Decoder {
         }
         let failed = st.failed();
         let upgraded = st.upgraded;
+        let h2c = out
+            .last()
+            .filter(|_| upgraded)
+            .and_then(crate::h2::upgrade_request);
         let template = if out.is_empty() {
             None
         } else {
@@ -433,6 +458,10 @@ impl Decoder {
             for ex in out {
                 self.emit(&t, ex);
             }
+        }
+        if let Some(req) = h2c {
+            self.h2_upgrade(cid, req, ch.ts_ns);
+            return;
         }
         if failed || upgraded {
             self.counters.add(
@@ -449,6 +478,98 @@ impl Decoder {
             }
             self.holey.remove(&cid);
             self.untracked.insert(cid);
+        }
+    }
+
+    /// HTTP/2 (src/h2): a connection whose first bytes are the client preface (or frames,
+    /// joined mid-way) goes to the HTTP/2 decoder instead of the stitcher. `ch` None: the
+    /// connection ends. Returns whether the connection is HTTP/2.
+    fn h2(&mut self, cid: u64, dir: usize, ch: Option<&Chunk>) -> bool {
+        use crate::h2::{conn, rrpair, State};
+        let max_body = self.max_body;
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return false;
+        };
+        let is_req = dir == usize::from(c.req_dir);
+        if let (State::Undecided, Some(Chunk { data: Some(d), .. })) = (&c.h2, ch) {
+            c.h2 = match crate::h2::detect(d, is_req, max_body) {
+                Some(h) => State::Yes(h),
+                None => State::No,
+            };
+            if matches!(c.h2, State::Yes(_)) {
+                self.counters.add("conns_h2", 1);
+            }
+        }
+        let State::Yes(h) = &mut c.h2 else {
+            return false;
+        };
+        let side = if is_req { conn::CLIENT } else { conn::SERVER };
+        let mut out = Vec::new();
+        match ch {
+            Some(Chunk {
+                data: Some(d),
+                ts_ns,
+                ..
+            }) => h.feed(side, d, wall(*ts_ns, self.mono_to_wall), &mut out),
+            Some(g) => h.gap(side, g.size, wall(g.ts_ns, self.mono_to_wall)),
+            None => h.close(&mut out),
+        }
+        let counts = std::mem::take(&mut h.counts);
+        let template = if out.is_empty() {
+            pb::RrPair::default()
+        } else {
+            c.template.clone()
+        };
+        for (k, v) in counts {
+            self.counters.add(k, v);
+        }
+        for st in out {
+            self.next_id += 1;
+            let id = format!("{}-{}", self.id_prefix, self.next_id);
+            let pair = rrpair::build(&template, st, id, max_body);
+            self.counters.add("rrpairs", 1);
+            for f in ["incomplete", "gap", "truncated"] {
+                if pair.flags.iter().any(|x| x == f) {
+                    self.counters.add(
+                        match f {
+                            "incomplete" => "rrpairs_incomplete",
+                            "gap" => "rrpairs_gap",
+                            _ => "rrpairs_truncated",
+                        },
+                        1,
+                    );
+                }
+            }
+            if self.formats.protobuf {
+                self.out_pb.push(pair.encode_to_vec());
+            }
+            if self.formats.jsonl {
+                self.out_jsonl.push(crate::json::dumps(&pair).into_bytes());
+            }
+        }
+        true
+    }
+
+    /// `Upgrade: h2c` answered 101: the connection goes on as HTTP/2 (src/h2), from the
+    /// bytes that followed the upgrade in each direction.
+    fn h2_upgrade(&mut self, cid: u64, req: crate::h2::conn::Msg, ts_ns: u64) {
+        let Some(c) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let (req_rest, res_rest) = c.stitcher.take_rest();
+        c.h2 = crate::h2::State::Yes(crate::h2::upgraded(self.max_body, req));
+        let req_dir = usize::from(c.req_dir);
+        self.counters.add("conns_h2", 1);
+        for (dir, rest) in [(req_dir, req_rest), (req_dir ^ 1, res_rest)] {
+            if !rest.is_empty() {
+                let size = rest.len() as u64;
+                let ch = Chunk {
+                    data: Some(rest),
+                    size,
+                    ts_ns,
+                };
+                self.h2(cid, dir, Some(&ch));
+            }
         }
     }
 

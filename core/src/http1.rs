@@ -731,6 +731,16 @@ impl Parser {
         self.marks.clear();
     }
 
+    /// The bytes after the message that switched protocols (parsed or held, not yet
+    /// taken), for the decoder that takes over (HTTP/2 after `Upgrade: h2c`).
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buf);
+        for (d, _, _) in self.held.drain(..) {
+            rest.extend(d.unwrap_or_default());
+        }
+        rest
+    }
+
     /// `nbytes` of this direction are missing here (recovery.py _gap_in).
     pub fn gap(&mut self, nbytes: u64, ts_ns: u64, out: &mut Out) {
         if nbytes == 0 {

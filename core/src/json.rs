@@ -7,7 +7,7 @@
 use base64::Engine;
 use std::fmt::Write;
 
-use crate::pb::{Endpoint, Header, Meta, RrPair};
+use crate::pb::{Endpoint, GrpcCall, Header, Meta, RrPair};
 
 fn string(out: &mut String, s: &str) {
     out.push('"');
@@ -276,8 +276,39 @@ pub fn dumps(p: &RrPair) -> String {
         }
         ho.close();
     }
+    if let Some(g) = &p.grpc {
+        grpc(o.key("grpc"), g);
+    }
     o.close();
     out
+}
+
+fn base64_list(out: &mut String, items: &[Vec<u8>]) {
+    out.push('[');
+    for (i, m) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        string(out, &base64::engine::general_purpose::STANDARD.encode(m));
+    }
+    out.push(']');
+}
+
+/// The `grpc` field (l7protocol "grpc"): messages as base64 strings.
+fn grpc(out: &mut String, g: &GrpcCall) {
+    let mut o = Obj::open(out);
+    o.str("service", &g.service);
+    o.str("method", &g.method);
+    o.num("status", i64::from(g.status));
+    o.str("statusMessage", &g.status_message);
+    o.str("encoding", &g.encoding);
+    if !g.request_messages.is_empty() {
+        base64_list(o.key("requestMessages"), &g.request_messages);
+    }
+    if !g.response_messages.is_empty() {
+        base64_list(o.key("responseMessages"), &g.response_messages);
+    }
+    o.close();
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 
 pub mod decoder;
 pub mod fuzzing;
+pub mod h2;
 pub mod http1;
 pub mod json;
 pub mod layout;

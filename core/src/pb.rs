@@ -104,6 +104,25 @@ pub struct HttpExchange {
     pub res: Option<HttpResponse>,
 }
 
+/// A gRPC call (l7protocol "grpc"): its messages, decompressed, in order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GrpcCall {
+    #[prost(string, tag = "1")]
+    pub service: String,
+    #[prost(string, tag = "2")]
+    pub method: String,
+    #[prost(int32, tag = "3")]
+    pub status: i32,
+    #[prost(string, tag = "4")]
+    pub status_message: String,
+    #[prost(string, tag = "5")]
+    pub encoding: String,
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub request_messages: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    pub response_messages: Vec<Vec<u8>>,
+}
+
 /// Direction enum values.
 pub const INBOUND: i32 = 1;
 pub const OUTBOUND: i32 = 2;
@@ -133,4 +152,6 @@ pub struct RrPair {
     pub ttfb_us: i64,
     #[prost(message, optional, tag = "20")]
     pub http: Option<HttpExchange>,
+    #[prost(message, optional, tag = "21")]
+    pub grpc: Option<GrpcCall>,
 }

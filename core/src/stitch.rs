@@ -20,6 +20,8 @@ pub struct Stitcher {
     reqs: VecDeque<Message>,
     resps: VecDeque<Message>,
     pub upgraded: bool,
+    /// the request side's bytes after the upgrade (see `take_rest`)
+    rest: Vec<u8>,
     closed: bool,
     /// Bytes were lost: of a request (a lone response answers one lost there) / of
     /// responses since the last one parsed (requests unanswered at close lost theirs).
@@ -35,10 +37,19 @@ impl Stitcher {
             reqs: VecDeque::new(),
             resps: VecDeque::new(),
             upgraded: false,
+            rest: Vec::new(),
             closed: false,
             req_gapped: false,
             res_gapped: false,
         }
+    }
+
+    /// After an upgrade: the bytes of each direction (requests, responses) that came after
+    /// the exchange that switched protocols.
+    pub fn take_rest(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let mut req = std::mem::take(&mut self.rest);
+        req.extend(self.req.take_rest());
+        (req, self.res.take_rest())
     }
 
     /// A direction is not HTTP/1.x.
@@ -181,6 +192,7 @@ impl Stitcher {
         });
         if upgrade {
             self.upgraded = true;
+            self.rest = self.req.take_rest();
             self.req.stop();
         }
     }

@@ -118,8 +118,26 @@ class HttpExchange(_message.Message):
     res: HttpResponse
     def __init__(self, req: _Optional[_Union[HttpRequest, _Mapping]] = ..., res: _Optional[_Union[HttpResponse, _Mapping]] = ...) -> None: ...
 
+class GrpcCall(_message.Message):
+    __slots__ = ("service", "method", "status", "status_message", "encoding", "request_messages", "response_messages")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    method: str
+    status: int
+    status_message: str
+    encoding: str
+    request_messages: _containers.RepeatedScalarFieldContainer[bytes]
+    response_messages: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, service: _Optional[str] = ..., method: _Optional[str] = ..., status: _Optional[int] = ..., status_message: _Optional[str] = ..., encoding: _Optional[str] = ..., request_messages: _Optional[_Iterable[bytes]] = ..., response_messages: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class RRPair(_message.Message):
-    __slots__ = ("id", "ts", "duration_us", "l7protocol", "direction", "client", "server", "meta", "flags", "ttfb_us", "http")
+    __slots__ = ("id", "ts", "duration_us", "l7protocol", "direction", "client", "server", "meta", "flags", "ttfb_us", "http", "grpc")
     ID_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     DURATION_US_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +149,7 @@ class RRPair(_message.Message):
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     TTFB_US_FIELD_NUMBER: _ClassVar[int]
     HTTP_FIELD_NUMBER: _ClassVar[int]
+    GRPC_FIELD_NUMBER: _ClassVar[int]
     id: str
     ts: _timestamp_pb2.Timestamp
     duration_us: int
@@ -142,4 +161,5 @@ class RRPair(_message.Message):
     flags: _containers.RepeatedScalarFieldContainer[str]
     ttfb_us: int
     http: HttpExchange
-    def __init__(self, id: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_us: _Optional[int] = ..., l7protocol: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ..., client: _Optional[_Union[Endpoint, _Mapping]] = ..., server: _Optional[_Union[Endpoint, _Mapping]] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., ttfb_us: _Optional[int] = ..., http: _Optional[_Union[HttpExchange, _Mapping]] = ...) -> None: ...
+    grpc: GrpcCall
+    def __init__(self, id: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_us: _Optional[int] = ..., l7protocol: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ..., client: _Optional[_Union[Endpoint, _Mapping]] = ..., server: _Optional[_Union[Endpoint, _Mapping]] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., ttfb_us: _Optional[int] = ..., http: _Optional[_Union[HttpExchange, _Mapping]] = ..., grpc: _Optional[_Union[GrpcCall, _Mapping]] = ...) -> None: ...

@@ -24,7 +24,26 @@ def seed(pieces: list[tuple[str, bytes | int]], sep: bytes) -> bytes:
     return sep.join(out)
 
 
+# HTTP/2 (target h2: pieces of [ctl, length (2 bytes), bytes]): the client preface,
+# SETTINGS, a HEADERS of static-table entries and a literal, and the server's answer.
+H2_CLIENT = (
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    + bytes([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x10, 0])
+    + bytes([0, 0, 7, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 2]) + b"hx"
+)  # fmt: skip
+H2_SERVER = bytes([0, 0, 2, 1, 4, 0, 0, 0, 1, 0x88, 0xBE, 0, 0, 3, 0, 1, 0, 0, 0, 1]) + b"abc"
+
+
+def h2_seed() -> bytes:
+    return b"".join(
+        bytes([ctl]) + len(b).to_bytes(2, "big") + b for ctl, b in ((0, H2_CLIENT), (1, H2_SERVER))
+    )
+
+
 def main(root: str) -> None:
+    d = Path(root) / "h2"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "seed-get").write_bytes(h2_seed())
     for target, sep in (("http1", b"\xff"), ("records", b"\xfe")):
         d = Path(root) / target
         d.mkdir(parents=True, exist_ok=True)

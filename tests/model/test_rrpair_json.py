@@ -32,7 +32,7 @@ def rrpairs(draw: st.DrawFn) -> pb.RRPair:
         id=draw(text),
         duration_us=draw(st.integers(0, 2**62)),
         ttfb_us=draw(st.integers(0, 2**40)),
-        l7protocol=draw(st.sampled_from(["", "http"])),
+        l7protocol=draw(st.sampled_from(["", "http", "http2", "grpc"])),
         direction=draw(st.sampled_from([0, 1, 2, 3])),  # type: ignore[arg-type]
     )
     if draw(st.booleans()):
@@ -68,6 +68,14 @@ def rrpairs(draw: st.DrawFn) -> pb.RRPair:
         _fill_headers(s.headers, draw(headers))
         s.body = draw(st.binary(max_size=40))
         s.body_size = draw(st.integers(0, 2**50))
+    if draw(st.booleans()):
+        g = p.grpc
+        g.service, g.method, g.status_message, g.encoding = (
+            draw(text), draw(text), draw(text), draw(text),
+        )  # fmt: skip
+        g.status = draw(st.integers(-1, 16))
+        g.request_messages.extend(draw(st.lists(st.binary(max_size=20), max_size=3)))
+        g.response_messages.extend(draw(st.lists(st.binary(max_size=20), max_size=3)))
     return p
 
 
