@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from nodetap.errors import ConfigError
@@ -16,11 +16,52 @@ from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
 _DIRECTIONS = {"inbound": pb.INBOUND, "outbound": pb.OUTBOUND, "network": pb.NETWORK}
-FILTER_KEYS = ("namespace", "pod", "node", "direction", "method", "url", "status", "protocol")
+FILTER_KEYS = (
+    "namespace",
+    "pod",
+    "node",
+    "direction",
+    "method",
+    "url",
+    "status",
+    "protocol",
+    "label",
+)
 FILTER_HELP = (
     "KEY=VALUE, repeatable; KEY is one of " + ", ".join(FILTER_KEYS) + "; a comma list means any "
-    "of them; url=PREFIX; status=500 or status=500-599 or status=5xx"
+    "of them; url=PREFIX; status=500 or status=500-599 or status=5xx; label=SELECTOR as "
+    "kubectl -l (app=web,tier!=db,canary,!legacy: all of them)"
 )
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$")
+
+
+def label_requirements(selector: str) -> list[str]:
+    """kubectl's equality-based selector as requirements: "a=b,c!=d,e,!f" -> four."""
+    reqs = []
+    for part in selector.split(","):
+        req = part.strip().replace("==", "=")
+        if not req:
+            continue
+        key = req.lstrip("!").partition("!=")[0].partition("=")[0].strip()
+        if "(" in req or " in " in f" {req} " or not _LABEL_KEY.match(key):
+            raise ConfigError(
+                f"bad label selector {selector!r}; use key=value, key!=value, key or !key "
+                "joined by commas (set-based in/notin is not supported)"
+            )
+        reqs.append(req)
+    return reqs
+
+
+def _label_holds(req: str, labels: Mapping[str, str]) -> bool:
+    if req.startswith("!"):
+        return req[1:] not in labels
+    if "!=" in req:
+        key, _, value = req.partition("!=")
+        return labels.get(key) != value
+    key, sep, value = req.partition("=")
+    if not sep:
+        return key in labels
+    return labels.get(key) == value
 
 
 def status_code(pair: pb.RRPair) -> int:
@@ -65,6 +106,8 @@ def matches(flt: fpb.Filter, pair: pb.RRPair, *, check_time: bool = True) -> boo
     if flt.directions and pair.direction not in flt.directions:
         return False
     if flt.protocols and pair.l7protocol not in flt.protocols:
+        return False
+    if flt.labels and not all(_label_holds(r, meta.labels) for r in flt.labels):
         return False
     if flt.methods and method_of(pair).upper() not in {m.upper() for m in flt.methods}:
         return False
@@ -143,6 +186,9 @@ def parse_filters(
         key = key.strip().lower()
         if not sep or key not in FILTER_KEYS:
             raise ConfigError(f"bad filter {item!r}; use {FILTER_HELP}")
+        if key == "label":
+            flt.labels.extend(label_requirements(value))
+            continue
         values = [v.strip() for v in value.split(",") if v.strip()]
         if key == "namespace":
             flt.namespaces.extend(values)
