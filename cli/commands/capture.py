@@ -333,7 +333,11 @@ DEFER_MAX_DEFAULT = 512 << 20
 
 
 def watched(args: argparse.Namespace) -> bool:
-    """A person reads the rows as they come: a table, or RRPairs on a terminal."""
+    """A person reads the rows as they come: a table, or RRPairs on a terminal; or waits
+    for -c COUNT of them (the capture ends when COUNT are decoded: on a busy host, decoding
+    that waited for idle CPU would run until --duration or Ctrl-C)."""
+    if args.count:
+        return True
     return bool(args.format != "jsonl" or (args.write == "-" and sys.stdout.isatty()))
 
 
