@@ -5,7 +5,8 @@
 `-w FILE` names the file written; `--format` is kept as another name of `-o`. An `-o` value
 that is no format but plainly a path (it holds a dot or a slash, or is `-`) is still taken as
 the file, with a warning, so that command lines written for the earlier `-o FILE` keep
-working while they are updated.
+working while they are updated (on a terminal, with a warning; scripts see stderr as
+before).
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ class _FormatAction(argparse.Action):
             namespace.format_given = True
             return
         if self.files and option_string in ("-o", "--output") and _looks_like_file(value):
-            print(
-                f"nodetap: warning: {option_string} {value}: {option_string} names a format "
-                f"({', '.join(self.formats)}), as in kubectl; write the file with -w {value} "
-                "(as tcpdump). Taken as -w this time.",
-                file=sys.stderr,
-            )
+            if sys.stderr.isatty():  # for a person; scripts read stderr's lines as before
+                print(
+                    f"nodetap: warning: {option_string} {value}: {option_string} names a format "
+                    f"({', '.join(self.formats)}), as in kubectl; write the file with "
+                    f"-w {value} (as tcpdump). Taken as -w this time.",
+                    file=sys.stderr,
+                )
             namespace.write = value
             return
         hint = f"; write a file with -w {value}" if self.files else ""

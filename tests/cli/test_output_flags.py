@@ -69,12 +69,17 @@ def test_export_w_file_takes_the_format_of_its_suffix(tmp_path: Path) -> None:
     assert len(shark.stdout.splitlines()) == 3
 
 
-def test_old_o_file_still_writes_with_a_warning(tmp_path: Path) -> None:
+def test_old_o_file_still_writes_with_a_warning_on_a_terminal(tmp_path: Path) -> None:
+    from tests.cli.test_progress import _run
+
     cap = _capture(tmp_path / "c.jsonl")
     r = nodetap("export", "--input", str(cap), "-o", str(tmp_path / "old.jsonl"))
     assert r.returncode == 0, r.stderr
-    assert "-w " in r.stderr and "names a format" in r.stderr
+    assert "warning" not in r.stderr  # scripts read the same lines as before
     assert len((tmp_path / "old.jsonl").read_text().splitlines()) == 3
+    rc, err = _run(["export", "--input", str(cap), "-o", str(tmp_path / "old2.jsonl")], True)
+    assert rc == 0 and b"names a format" in err and b"-w " in err, err
+    assert len((tmp_path / "old2.jsonl").read_text().splitlines()) == 3
 
 
 def test_o_with_no_format_is_a_usage_error(tmp_path: Path) -> None:
