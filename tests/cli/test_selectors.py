@@ -168,3 +168,23 @@ def test_replay_of_a_file_by_namespace_and_labels(tmp_path: Path) -> None:
         assert got == ["GET /a.txt HTTP/1.1", "GET /b.txt HTTP/1.1"]
         r = nodetap("replay", str(cap), "-l", "app=nope", "--target", web.url, check=False)
         assert r.returncode == 2 and "no RRPair of" in r.stderr
+
+
+def test_live_tail_by_labels(forwarder: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "export", "--forwarder", forwarder, "--follow",
+         "-l", "canary", "-c", "1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "following live RRPairs" in line, line
+        _ingest(forwarder, _pairs())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert _ids(out) == ["d"]
