@@ -386,13 +386,23 @@ def _run_syscall(
             file=sys.stderr,
         )
 
+    on_exchange, count = pipeline.on_exchange, args.count
+    if count and selection.given(args):  # -c counts the selected RRPairs, as tcpdump -c
+
+        def on_exchange(c: Any) -> None:
+            if pipeline.written < args.count:
+                pipeline.on_exchange(c)
+            if pipeline.written >= args.count:
+                stop.set()
+
+        count = None
     return run_syscall(
         cfg,
-        pipeline.on_exchange,
+        on_exchange,
         stop,
         node,
         duration=args.duration,
-        count=args.count,
+        count=count,
         abandon=abandon,
         on_started=announce,
         progress=_backlog_progress,
