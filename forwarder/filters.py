@@ -129,23 +129,33 @@ def matches(flt: fpb.Filter, pair: pb.RRPair, *, check_time: bool = True) -> boo
     return True
 
 
-_REL_RE = re.compile(r"^-?(\d+(?:\.\d+)?)(s|m|h|d)$")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# A duration ago, in the command line's one syntax (cli/options/units.py): 500ms, 10s, 5m,
+# 1h30m, 7d (a leading - is allowed: -2h).
+_REL_RE = re.compile(r"^-?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d))+$", re.IGNORECASE)
+_REL_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration_ago(text: str) -> float | None:
+    """Seconds of a duration ("1h30m" -> 5400.0), None when text is not one."""
+    if not _REL_RE.match(text):
+        return None
+    return sum(float(n) * _UNITS[u.lower()] for n, u in _REL_PART.findall(text))
 
 
 def parse_time(text: str, now: float | None = None) -> int:
     """A time as nanoseconds since the epoch.
 
     Accepts RFC 3339 ("2026-11-23T04:00:00Z"), Unix seconds ("1795000000.5"), "now", or a
-    duration ago ("10m", "-2h", "1d").
+    duration ago ("10m", "-2h", "1h30m", "500ms", "7d").
     """
     t = text.strip()
     now = time.time() if now is None else now
     if t == "now":
         return int(now * 1e9)
-    m = _REL_RE.match(t)
-    if m:
-        return int((now - float(m.group(1)) * _UNITS[m.group(2)]) * 1e9)
+    ago = _duration_ago(t)
+    if ago is not None:
+        return int((now - ago) * 1e9)
     try:
         return int(float(t) * 1e9)
     except ValueError:
@@ -155,7 +165,7 @@ def parse_time(text: str, now: float | None = None) -> int:
     except ValueError:
         raise ConfigError(
             f"bad time {text!r}; use RFC 3339 (2026-11-23T04:00:00Z), Unix seconds, "
-            "'now' or a duration ago (10m, 2h, 1d)"
+            "'now' or a duration ago (10m, 1h30m, 7d)"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
