@@ -92,3 +92,22 @@ def test_replay_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
         assert rc == 0, err
         assert len(web.access_log_lines()) == 300
     assert (b"\x1b[" in err) is tty, err
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_snapshot_export_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
+    from forwarder.server import serve
+    from tests.cli.test_snapshot_cli import _ingest, nodetap
+
+    fwd = serve("127.0.0.1:0", str(tmp_path / "data"))
+    try:
+        addr = f"127.0.0.1:{fwd.port}"
+        _ingest(addr, 2000)
+        nodetap("snapshot", "create", "--forwarder", addr, "--name", "all")
+        out = tmp_path / "s.har"
+        rc, err = _run(["snapshot", "export", "all", "--forwarder", addr, "-w", str(out)], tty)
+    finally:
+        fwd.stop(0)
+    assert rc == 0, err
+    assert b"wrote 2000 RRPairs" in err
+    assert (b"\x1b[" in err) is tty, err
