@@ -333,20 +333,19 @@ DEFER_MAX_DEFAULT = 512 << 20
 
 
 def watched(args: argparse.Namespace) -> bool:
-    """A person reads the rows as they come: a table, or RRPairs on a terminal; or waits
-    for -c COUNT of them (the capture ends when COUNT are decoded: on a busy host, decoding
-    that waited for idle CPU would run until --duration or Ctrl-C)."""
-    if args.count:
-        return True
+    """A person reads the rows as they come: a table, or RRPairs on a terminal."""
     return bool(args.format != "jsonl" or (args.write == "-" and sys.stdout.isatty()))
 
 
 def defer_max(args: argparse.Namespace) -> int:
     """--defer-max, or its default: decode at once when watched (rows as exchanges
-    complete, not when the CPU is idle), deferred otherwise."""
+    complete, not when the CPU is idle) or when -c COUNT ends the capture (without
+    --defer-dir: on a busy host, decoding that waited for idle CPU would run until
+    --duration or Ctrl-C), deferred otherwise."""
     if args.defer_max is not None:
         return int(args.defer_max)
-    return 0 if watched(args) else DEFER_MAX_DEFAULT
+    counted = bool(args.count) and not args.defer_dir
+    return 0 if watched(args) or counted else DEFER_MAX_DEFAULT
 
 
 def _run_syscall(

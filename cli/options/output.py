@@ -68,7 +68,8 @@ class _FormatAction(argparse.Action):
             return
         hint = f"; write a file with -w {value}" if self.files else ""
         parser.error(
-            f"{option_string} {value}: not a format; use one of {', '.join(self.formats)}{hint}"
+            f"{option_string} {value}: invalid choice, not a format; use one of "
+            f"{', '.join(self.formats)}{hint}"
         )
 
 

@@ -86,7 +86,10 @@ def test_o_with_no_format_is_a_usage_error(tmp_path: Path) -> None:
     cap = _capture(tmp_path / "c.jsonl")
     r = nodetap("export", "-r", str(cap), "-o", "xml", cwd=tmp_path)
     assert r.returncode == 2
-    assert "not a format; use one of jsonl, har, pcap; write a file with -w xml" in r.stderr
+    assert (
+        "invalid choice, not a format; use one of jsonl, har, pcap; write a file with -w xml"
+        in r.stderr
+    )
     assert not (tmp_path / "xml").exists()
 
 

@@ -112,6 +112,7 @@ def test_har_timings_are_rounded(duration: int, ttfb: int) -> None:
         (["-c", "4", "-w", "cap.jsonl"], True),  # the capture ends when 4 are decoded
         (["-w", "cap.jsonl"], False),
         (["-w", "cap.jsonl", "--defer-max", "0"], True),
+        (["-c", "4", "--defer-dir", "d"], False),  # a spool folder given: deferred
     ],
 )
 def test_decoding_at_once_when_someone_waits(argv: list[str], at_once: bool) -> None:
