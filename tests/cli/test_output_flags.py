@@ -103,6 +103,8 @@ def test_o_with_no_format_is_a_usage_error(tmp_path: Path) -> None:
         (["import", "-r", "x.pcap", "-w", "x.jsonl"], {"read": "x.pcap", "write": "x.jsonl"}),
         (["export", "-r", "x.jsonl", "-c", "5"], {"input": "x.jsonl", "limit": 5}),
         (["status", "-o", "yaml"], {"format": "yaml"}),
+        (["rules", "check", "r.yaml", "-o", "json"], {"format": "json"}),
+        (["rules", "check", "r.yaml", "--json"], {"format": "json"}),
         (["snapshot", "list", "--forwarder", "f:1", "-o", "name"], {"format": "name"}),
         (["snapshot", "list", "--forwarder", "f:1", "--json"], {"format": "json"}),
         (
