@@ -46,6 +46,11 @@ def format_summary(
         lines.append(
             f"nodetap: RRPairs: {s['written']} written to {where}, "
             f"{s.get('rules_dropped', 0)} dropped by edge rules"
+            + (
+                f", {s['not_selected']} of pods not selected by -n/-l"
+                if "not_selected" in s
+                else ""
+            )
         )
     if forwarder:
         lines.append(_forwarder(s, forwarder, spool_dir))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from nodetap.errors import ConfigError
@@ -16,11 +16,52 @@ from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 
 _DIRECTIONS = {"inbound": pb.INBOUND, "outbound": pb.OUTBOUND, "network": pb.NETWORK}
-FILTER_KEYS = ("namespace", "pod", "node", "direction", "method", "url", "status", "protocol")
+FILTER_KEYS = (
+    "namespace",
+    "pod",
+    "node",
+    "direction",
+    "method",
+    "url",
+    "status",
+    "protocol",
+    "label",
+)
 FILTER_HELP = (
     "KEY=VALUE, repeatable; KEY is one of " + ", ".join(FILTER_KEYS) + "; a comma list means any "
-    "of them; url=PREFIX; status=500 or status=500-599 or status=5xx"
+    "of them; url=PREFIX; status=500 or status=500-599 or status=5xx; label=SELECTOR as "
+    "kubectl -l (app=web,tier!=db,canary,!legacy: all of them)"
 )
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$")
+
+
+def label_requirements(selector: str) -> list[str]:
+    """kubectl's equality-based selector as requirements: "a=b,c!=d,e,!f" -> four."""
+    reqs = []
+    for part in selector.split(","):
+        req = part.strip().replace("==", "=")
+        if not req:
+            continue
+        key = req.lstrip("!").partition("!=")[0].partition("=")[0].strip()
+        if "(" in req or " in " in f" {req} " or not _LABEL_KEY.match(key):
+            raise ConfigError(
+                f"bad label selector {selector!r}; use key=value, key!=value, key or !key "
+                "joined by commas (set-based in/notin is not supported)"
+            )
+        reqs.append(req)
+    return reqs
+
+
+def _label_holds(req: str, labels: Mapping[str, str]) -> bool:
+    if req.startswith("!"):
+        return req[1:] not in labels
+    if "!=" in req:
+        key, _, value = req.partition("!=")
+        return labels.get(key) != value
+    key, sep, value = req.partition("=")
+    if not sep:
+        return key in labels
+    return labels.get(key) == value
 
 
 def status_code(pair: pb.RRPair) -> int:
@@ -66,6 +107,8 @@ def matches(flt: fpb.Filter, pair: pb.RRPair, *, check_time: bool = True) -> boo
         return False
     if flt.protocols and pair.l7protocol not in flt.protocols:
         return False
+    if flt.labels and not all(_label_holds(r, meta.labels) for r in flt.labels):
+        return False
     if flt.methods and method_of(pair).upper() not in {m.upper() for m in flt.methods}:
         return False
     if flt.url_prefix and not url_of(pair).startswith(flt.url_prefix):
@@ -86,23 +129,33 @@ def matches(flt: fpb.Filter, pair: pb.RRPair, *, check_time: bool = True) -> boo
     return True
 
 
-_REL_RE = re.compile(r"^-?(\d+(?:\.\d+)?)(s|m|h|d)$")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# A duration ago, in the command line's one syntax (cli/options/units.py): 500ms, 10s, 5m,
+# 1h30m, 7d (a leading - is allowed: -2h).
+_REL_RE = re.compile(r"^-?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h|d))+$", re.IGNORECASE)
+_REL_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration_ago(text: str) -> float | None:
+    """Seconds of a duration ("1h30m" -> 5400.0), None when text is not one."""
+    if not _REL_RE.match(text):
+        return None
+    return sum(float(n) * _UNITS[u.lower()] for n, u in _REL_PART.findall(text))
 
 
 def parse_time(text: str, now: float | None = None) -> int:
     """A time as nanoseconds since the epoch.
 
     Accepts RFC 3339 ("2026-11-23T04:00:00Z"), Unix seconds ("1795000000.5"), "now", or a
-    duration ago ("10m", "-2h", "1d").
+    duration ago ("10m", "-2h", "1h30m", "500ms", "7d").
     """
     t = text.strip()
     now = time.time() if now is None else now
     if t == "now":
         return int(now * 1e9)
-    m = _REL_RE.match(t)
-    if m:
-        return int((now - float(m.group(1)) * _UNITS[m.group(2)]) * 1e9)
+    ago = _duration_ago(t)
+    if ago is not None:
+        return int((now - ago) * 1e9)
     try:
         return int(float(t) * 1e9)
     except ValueError:
@@ -112,7 +165,7 @@ def parse_time(text: str, now: float | None = None) -> int:
     except ValueError:
         raise ConfigError(
             f"bad time {text!r}; use RFC 3339 (2026-11-23T04:00:00Z), Unix seconds, "
-            "'now' or a duration ago (10m, 2h, 1d)"
+            "'now' or a duration ago (10m, 1h30m, 7d)"
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -143,6 +196,9 @@ def parse_filters(
         key = key.strip().lower()
         if not sep or key not in FILTER_KEYS:
             raise ConfigError(f"bad filter {item!r}; use {FILTER_HELP}")
+        if key == "label":
+            flt.labels.extend(label_requirements(value))
+            continue
         values = [v.strip() for v in value.split(",") if v.strip()]
         if key == "namespace":
             flt.namespaces.extend(values)

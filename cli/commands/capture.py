@@ -13,7 +13,8 @@ from typing import IO, Any
 from agent.pipeline import Pipeline, close_sink, jsonl_writer, run_packet, run_syscall
 from agent.procfs import cgroup2_ids
 from cli.capture_summary import format_summary
-from cli.options import units
+from cli.options import selection, units
+from cli.options.output import RRPAIR_ALIASES, add_format_argument, add_write_argument
 from cli.table import TableWriter
 from nodetap import jsonl
 from nodetap.errors import ConfigError
@@ -22,12 +23,15 @@ from nodetap.v1 import rrpair_pb2 as pb
 EPILOG = """\
 examples:
   nodetap capture --port 8080                   # HTTP on port 8080, JSONL to stdout
-  nodetap capture -p 4242 --format table        # one process, a line per exchange
-  nodetap capture --port 80 --duration 30 -o web.jsonl
-  nodetap capture --port 80 --count 100 --forwarder 127.0.0.1:7070
+  nodetap capture -p 4242 -o table              # one process, a line per exchange
+  nodetap capture --port 80 --duration 30s -w web.jsonl
+  nodetap capture --port 80 -c 100 --forwarder 127.0.0.1:7070
   nodetap capture --port 80 --defer-max 0       # decode at once (no spool, normal priority)
-  nodetap capture --mode packet --interface veth0 --port 80
+  nodetap capture --mode packet -i veth0 --port 80
   nodetap capture --ebpf                        # print the BPF program and exit
+
+-o names the format (jsonl, json = jsonl, table, wide), as kubectl -o; -w FILE the file
+written, as tcpdump -w.
 
 The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit. Decoding is
 deferred by default: under load RRPairs come when the CPUs have time; on Ctrl-C the
@@ -92,14 +96,16 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c", "--count", type=int, metavar="N", help="stop after N RRPairs (as tcpdump -c)"
     )
-    p.add_argument(
-        "-o", "--output", metavar="FILE", default="-", help="write RRPairs here (default: stdout)"
-    )
-    p.add_argument(
-        "--format",
-        choices=("jsonl", "table"),
-        default="jsonl",
-        help="jsonl: one RRPair per line (proto3 JSON); table: a line per exchange",
+    add_write_argument(p, "RRPairs")
+    add_format_argument(
+        p,
+        ("jsonl", "table", "wide"),
+        "jsonl",
+        aliases=RRPAIR_ALIASES,
+        files=True,
+        format_flag=True,
+        help="jsonl (json): one RRPair per line (proto3 JSON); table: a line per exchange, "
+        "fitted to the terminal; wide: the table with every column",
     )
     p.add_argument(
         "--max-body",
@@ -182,10 +188,13 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+WIDE = 1 << 20  # a width every column fits in
+
+
 def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
     """The local writer of --format: a table line, or a JSONL line, per RRPair."""
-    if fmt == "table":
-        table = TableWriter(out)
+    if fmt in ("table", "wide"):
+        table = TableWriter(out, width=WIDE if fmt == "wide" else None)
         return table.write
     return jsonl_writer(out)
 
@@ -219,6 +228,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-body must not be negative")
     if args.mode == "packet" and not args.interface:
         raise ConfigError("--mode packet needs --interface IF (for example --interface eth0)")
+    if args.mode == "packet" and selection.given(args):
+        raise ConfigError(
+            "-n/-l select by the pod's namespace and labels, which a packet capture does not "
+            "know; drop them or capture with --mode syscall"
+        )
     if args.mode == "syscall":
         from agent import pid_tree
         from agent.loader import preflight
@@ -238,8 +252,14 @@ def run(args: argparse.Namespace) -> int:
     from cli.options.sink import from_args as sink_from_args
     from cli.options.targeting import from_args as node_context_from_args
 
-    rules = rules_from_args(args)
+    rules = selection.selecting_rules(args, rules_from_args(args))
     node = node_context_from_args(args) if args.mode == "syscall" else None
+    if node is not None and selection.given(args) and not node.enricher.in_cluster:
+        print(
+            "nodetap: warning: -n/-l: no Kubernetes here (not in a pod, no kubeconfig), so no "
+            "RRPair has a namespace or labels and none will be selected; give --kubeconfig",
+            file=sys.stderr,
+        )
     sink = sink_from_args(args)
     metrics = None
     if getattr(args, "metrics_addr", None):
@@ -250,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             metrics = serve(args.metrics_addr)
     try:
-        with jsonl.open_output(args.output) as out:
+        with jsonl.open_output(args.write) as out:
             pipeline = Pipeline(
                 build_writer(args.format, out),
                 rules=rules,
@@ -282,11 +302,15 @@ def run(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
     summary.update(summary_sink)
+    not_selected = getattr(rules, "not_selected", 0)
     summary["written"], summary["rules_dropped"] = pipeline.written, pipeline.rules_dropped
+    if selection.given(args):
+        summary["not_selected"] = not_selected
+        summary["rules_dropped"] -= not_selected
     print(
         format_summary(
             summary,
-            output=args.output,
+            output=args.write,
             forwarder=getattr(args, "forwarder", None),
             spool_dir=getattr(args, "spool_dir", None),
         ),
@@ -310,15 +334,18 @@ DEFER_MAX_DEFAULT = 512 << 20
 
 def watched(args: argparse.Namespace) -> bool:
     """A person reads the rows as they come: a table, or RRPairs on a terminal."""
-    return bool(args.format == "table" or (args.output == "-" and sys.stdout.isatty()))
+    return bool(args.format != "jsonl" or (args.write == "-" and sys.stdout.isatty()))
 
 
 def defer_max(args: argparse.Namespace) -> int:
     """--defer-max, or its default: decode at once when watched (rows as exchanges
-    complete, not when the CPU is idle), deferred otherwise."""
+    complete, not when the CPU is idle) or when -c COUNT ends the capture (without
+    --defer-dir: on a busy host, decoding that waited for idle CPU would run until
+    --duration or Ctrl-C), deferred otherwise."""
     if args.defer_max is not None:
         return int(args.defer_max)
-    return 0 if watched(args) else DEFER_MAX_DEFAULT
+    counted = bool(args.count) and not args.defer_dir
+    return 0 if watched(args) or counted else DEFER_MAX_DEFAULT
 
 
 def _run_syscall(
@@ -358,13 +385,23 @@ def _run_syscall(
             file=sys.stderr,
         )
 
+    on_exchange, count = pipeline.on_exchange, args.count
+    if count and selection.given(args):  # -c counts the selected RRPairs, as tcpdump -c
+
+        def on_exchange(c: Any) -> None:
+            if pipeline.written < args.count:
+                pipeline.on_exchange(c)
+            if pipeline.written >= args.count:
+                stop.set()
+
+        count = None
     return run_syscall(
         cfg,
-        pipeline.on_exchange,
+        on_exchange,
         stop,
         node,
         duration=args.duration,
-        count=args.count,
+        count=count,
         abandon=abandon,
         on_started=announce,
         progress=_backlog_progress,

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
                 fwd,
                 "--spool-dir",
                 str(work / "spool"),
-                "-o",
+                "-w",
                 str(work / "capture.jsonl"),
                 "--summary-json",
                 str(work / "capture-summary.json"),
@@ -234,15 +234,11 @@ def run(args: argparse.Namespace) -> int:
 
         _step(4, f"nodetap export --forwarder {fwd} (what the forwarder stored)")
         stored_path = work / "stored.jsonl"
-        exp = _run(_nodetap("export", "--forwarder", fwd, "-o", str(stored_path)))
+        exp = _run(_nodetap("export", "--forwarder", fwd, "-w", str(stored_path)))
         if exp.returncode != 0:
             log = (work / "forwarder.log").read_text(errors="replace")
             raise NodetapError(f"export from the forwarder failed: {exp.stderr.strip()}\n{log}")
-        _run(
-            _nodetap(
-                "export", "--forwarder", fwd, "--format", "har", "-o", str(work / "capture.har")
-            )
-        )
+        _run(_nodetap("export", "--forwarder", fwd, "-o", "har", "-w", str(work / "capture.har")))
         stored = sum(1 for _ in jsonl.read_path(str(stored_path)))
         print(f"the forwarder stored {stored} RRPairs (HAR: {work / 'capture.har'})")
         procs.stop(forwarder)

@@ -12,7 +12,14 @@ from typing import IO, Any
 import grpc
 
 from cli import progress
+from cli.options import selection
 from cli.options.forwarder_client import add_client_arguments, client_from_args
+from cli.options.output import (
+    RRPAIR_ALIASES,
+    add_format_argument,
+    add_write_argument,
+    resolve_format,
+)
 from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
 from nodetap import jsonl
@@ -25,11 +32,14 @@ EPILOG = """\
 examples:
   nodetap export --forwarder 127.0.0.1:7070 --since 10m                 # JSONL on stdout
   nodetap export --forwarder 127.0.0.1:7070 --follow --filter status=5xx  # live tail
-  nodetap export --forwarder 127.0.0.1:7070 --format har -o capture.har \\
+  nodetap export --forwarder 127.0.0.1:7070 -o har -w capture.har \\
       --since 2026-11-23T04:00:00Z --until 2026-11-23T05:00:00Z --filter status=5xx
-  nodetap export --forwarder HOST:7070 --token-file token --tls-ca ca.crt --filter namespace=shop
-  nodetap export --input capture.jsonl --format har -o capture.har       # offline conversion
-  nodetap export --forwarder 127.0.0.1:7070 --snapshot snap-0123456789ab --format pcap -o s.pcap
+  nodetap export --forwarder HOST:7070 --token-file token --tls-ca ca.crt -n shop -l app=cart
+  nodetap export -r capture.jsonl -w capture.har        # offline conversion (format from .har)
+  nodetap export --forwarder 127.0.0.1:7070 --snapshot before-release -w s.pcap
+
+-o names the format (jsonl, json = jsonl, har, pcap; as kubectl -o), -w the file (as
+tcpdump -w); without -o, the file's suffix (.jsonl, .har, .pcap) chooses the format.
 """
 
 
@@ -39,29 +49,32 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--until", metavar="TIME", help="before this time (same forms as --since)")
     p.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[], help=FILTER_HELP)
-    p.add_argument(
-        "-n",
-        "--namespace",
-        metavar="NAMESPACE",
-        action="append",
-        default=[],
-        dest="namespaces",
-        help="only RRPairs of pods in this namespace (as kubectl -n; repeatable: any of them)",
-    )
+    selection.add_arguments(p)
 
 
 def selection_items(args: argparse.Namespace) -> list[str]:
-    """--filter items plus -n NAMESPACE (as namespace=A,B: any of them)."""
-    items = list(args.filter)
-    if args.namespaces:
-        items.append("namespace=" + ",".join(args.namespaces))
-    return items
+    """--filter items plus -n NAMESPACE (as namespace=A,B: any of them) and -l SELECTOR."""
+    return selection.items(args)
+
+
+# A -w file's suffix names the format when -o does not.
+BY_SUFFIX = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".har": "har"}
+BY_SUFFIX |= {".pcap": "pcap", ".cap": "pcap"}
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format (jsonl)")
-    p.add_argument("-o", "--output", metavar="FILE", default="-", help="output file (stdout)")
-    p.add_argument("--limit", metavar="N", type=int, default=0, help="at most N RRPairs")
+    add_format_argument(
+        p,
+        FORMATS,
+        "jsonl",
+        aliases=RRPAIR_ALIASES,
+        files=True,
+        format_flag=True,
+        help="RRPair format: jsonl (json), har (HAR 1.2) or pcap; default: from -w FILE's "
+        "suffix, else jsonl",
+    )
+    add_write_argument(p, "RRPairs")
+    p.add_argument("-c", "--limit", metavar="N", type=int, default=0, help="at most N RRPairs")
 
 
 def register(subparsers: Any) -> None:
@@ -75,9 +88,14 @@ def register(subparsers: Any) -> None:
     )
     add_client_arguments(p, required=False)
     p.add_argument(
-        "--input", metavar="FILE.jsonl", help="read a JSONL capture instead ('-': stdin)"
+        "-r",
+        "--input",
+        metavar="FILE.jsonl",
+        help="read a JSONL capture instead ('-': stdin; as tcpdump -r)",
     )
-    p.add_argument("--snapshot", metavar="ID", help="export this snapshot (from the forwarder)")
+    p.add_argument(
+        "--snapshot", metavar="SNAPSHOT", help="export this snapshot, by id or name (forwarder)"
+    )
     p.add_argument(
         "-f",
         "--follow",
@@ -107,7 +125,7 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
     try:
         fp = open(path, "wb", opener=private_opener)  # noqa: SIM115 (closed below)
     except OSError as e:
-        raise StorageError(f"cannot write {path}: {e.strerror}; pick another -o") from None
+        raise StorageError(f"cannot write {path}: {e.strerror}; pick another -w") from None
     with fp:
         yield fp
 
@@ -174,6 +192,7 @@ def _write_or_say_which(pairs: Iterator[pb.RRPair], fp: IO[bytes], args: argpars
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_format(args, BY_SUFFIX)
     flt = parse_filters(selection_items(args), args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
         raise ConfigError("give either --forwarder ADDR or --input FILE.jsonl")
@@ -188,12 +207,20 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--follow writes JSONL (one RRPair per line as it arrives)")
         pairs = follow_pairs(args, flt)
     else:
-        req = fpb.ExportRequest(filter=flt, snapshot_id=args.snapshot or "", limit=args.limit)
+        snapshot_id = snapshot_ref(args, args.snapshot) if args.snapshot else ""
+        req = fpb.ExportRequest(filter=flt, snapshot_id=snapshot_id, limit=args.limit)
         pairs = remote_pairs(args, req)
-    if args.output != "-" and not args.follow:  # a bar on a terminal, never over the data
-        pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
-    with open_output(args.output) as fp:
+    if args.write != "-" and not args.follow:  # a bar on a terminal, never over the data
+        pairs = progress.counting(pairs, args.limit or None, f"export to {args.write}")
+    with open_output(args.write) as fp:
         n = _write_or_say_which(pairs, fp, args)
-    if args.output != "-":
-        print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
+    if args.write != "-":
+        print(f"nodetap: wrote {n} RRPairs to {args.write}", file=sys.stderr)
     return 0
+
+
+def snapshot_ref(args: argparse.Namespace, ref: str) -> str:
+    """A snapshot's id from its id or name (cli/commands/snapshot.py)."""
+    from cli.commands.snapshot import resolve
+
+    return resolve(args, ref)

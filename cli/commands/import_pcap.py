@@ -15,13 +15,15 @@ from typing import BinaryIO
 
 from cli import progress
 from cli.options import units
+from cli.options.output import RRPAIR_ALIASES, add_format_argument, add_write_argument
 from nodetap.errors import ConfigError, InputError
 from nodetap.jsonl import open_output
 
 EPILOG = """\
 examples:
   nodetap import capture.pcap                      # RRPairs as JSONL on stdout
-  nodetap import capture.pcapng -o pairs.jsonl     # to a file
+  nodetap import capture.pcapng -w pairs.jsonl     # to a file
+  nodetap import -r capture.pcap -w pairs.jsonl    # as tcpdump -r / -w
   nodetap import any.pcap --port 80 --port 8080    # only flows on these ports
   tcpdump -i any -w - port 80 | nodetap import -   # from a pipe
 
@@ -40,9 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="pcap or pcapng file ('-' for stdin)")
-    p.add_argument(
-        "-o", "--output", metavar="FILE", default="-", help="write JSONL here (default stdout)"
+    p.add_argument("file", metavar="FILE", nargs="?", help="pcap or pcapng file ('-' for stdin)")
+    p.add_argument("-r", "--read", metavar="FILE", help="the same as FILE (as tcpdump -r)")
+    add_write_argument(p, "RRPairs (JSONL)")
+    add_format_argument(
+        p, ("jsonl",), "jsonl", aliases=RRPAIR_ALIASES, files=True, help="jsonl (json) only"
     )
     p.add_argument(
         "--port",
@@ -125,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     from agent.packet.pcapfile import PcapFormatError
     from agent.rrpairs import CapturedExchange
 
+    if bool(args.file) == bool(args.read):
+        raise ConfigError("give the pcap file once: as FILE or as -r FILE")
+    args.file = args.file or args.read
     ports = parse_ports(args.port)
     if args.max_body < 0:
         raise ConfigError("--max-body must be 0 or more bytes")
@@ -134,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     with (
         _open_in(args.file) as raw,
         progress.reading(raw, _size(raw), f"import {args.file}") as fin,
-        open_output(args.output) as fout,
+        open_output(args.write) as fout,
         _fewer_gc_passes(),
     ):
         write = fout.write

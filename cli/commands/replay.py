@@ -9,6 +9,8 @@ import sys
 import tempfile
 from typing import Any
 
+from cli.options import selection, units
+from cli.options.output import add_format_argument, dump_structured
 from cli.options.tokens import read_token
 from nodetap.errors import ConfigError, InputError
 
@@ -16,7 +18,9 @@ EPILOG = """\
 examples:
   nodetap replay cap.jsonl --target http://127.0.0.1:8080
   nodetap replay cap.jsonl --target http://svc:80 --timing original --speed 2x
-  nodetap replay cap.jsonl --target http://10.0.0.5:8080 --rate 500/s --duration 60 --loop
+  nodetap replay cap.jsonl --target http://10.0.0.5:8080 --rate 500/s --duration 1m --loop
+  nodetap replay -r cap.jsonl --target http://127.0.0.1:8080 -n shop -l app=cart -o json
+  nodetap replay --snapshot before-release --forwarder 127.0.0.1:7070 --target http://svc:80
   nodetap replay cap.jsonl --target http://127.0.0.1:8080 --connection close --report r.json
   nodetap replay cap.jsonl --target http://10.1.2.3:80 --netns client --flush-stale
   nodetap replay cap.jsonl --target http://127.0.0.1:8080 --notrack
@@ -43,7 +47,10 @@ def register(sub: Any) -> None:
     add_plan_args(p)
     o = p.add_argument_group("output")
     o.add_argument("--report", metavar="FILE", help="write the JSON report to FILE")
-    o.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    add_format_argument(o, ("table", "json", "yaml"), "table", help="the report on stdout")
+    o.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as -o json"
+    )
     o.add_argument(
         "--html",
         metavar="FILE",
@@ -81,7 +88,9 @@ def register(sub: Any) -> None:
         help="the service under test's process: its cgroup's CPU and memory in the report",
     )
     f = p.add_argument_group("from a forwarder")
-    f.add_argument("--snapshot", metavar="ID", help="replay this snapshot (with --forwarder)")
+    f.add_argument(
+        "--snapshot", metavar="SNAPSHOT", help="replay this snapshot, by id or name (--forwarder)"
+    )
     f.add_argument("--forwarder", metavar="ADDR", help="the forwarder holding --snapshot")
     f.add_argument("--forwarder-token-file", metavar="FILE", help="the forwarder's bearer token")
     f.add_argument("--forwarder-tls-ca", metavar="PEM", help="CA certificate of the forwarder")
@@ -94,6 +103,22 @@ def register(sub: Any) -> None:
 
 def add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("capture", nargs="?", help="RRPair JSONL capture ('-' for stdin; or --snapshot)")
+    p.add_argument(
+        "-r",
+        "--read",
+        dest="read",
+        metavar="FILE",
+        help="the capture to replay (as tcpdump -r; the same as the positional CAPTURE)",
+    )
+    sel = p.add_argument_group("selection (which recorded RRPairs are replayed)")
+    selection.add_arguments(sel)
+    sel.add_argument(
+        "--filter",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="as export --filter (method, url, status, pod, ...)",
+    )
     p.add_argument("--target", required=True, metavar="URL", help="http://HOST:PORT to replay to")
     s = p.add_argument_group("schedule")
     s.add_argument(
@@ -107,7 +132,9 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--rate", metavar="N/s", help="fixed rate, overrides --timing")
     s.add_argument("--vusers", type=int, default=16, help="concurrent virtual users (default 16)")
-    s.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    s.add_argument(
+        "--duration", type=units.positive_duration, metavar="TIME", help="stop after (30s, 5m)"
+    )
     s.add_argument(
         "--loop",
         nargs="?",
@@ -121,7 +148,13 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         "--connection", choices=("keepalive", "close", "as-recorded"), default="keepalive"
     )
     s.add_argument("--processes", type=int, default=0, help="client processes (default: CPUs)")
-    s.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
+    s.add_argument(
+        "--timeout",
+        type=units.positive_duration,
+        default=10.0,
+        metavar="TIME",
+        help="per request (default 10s)",
+    )
     r = p.add_argument_group("rewrite")
     r.add_argument("--host-map", action="append", metavar="OLD=NEW", help="recorded Host -> Host")
     r.add_argument("--set-header", action="append", metavar="'NAME: VALUE'")
@@ -195,6 +228,10 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.read:
+        if args.capture:
+            raise ConfigError("give the capture once: as CAPTURE or as -r FILE")
+        args.capture = args.read
     if args.snapshot or args.forwarder:
         if not (args.snapshot and args.forwarder):
             raise ConfigError("--snapshot ID and --forwarder ADDR go together")
@@ -205,28 +242,84 @@ def run(args: argparse.Namespace) -> int:
             return _run(args)
     if not args.capture:
         raise ConfigError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
+    if _selection(args) is not None:
+        with tempfile.TemporaryDirectory(prefix="nodetap-selected-") as tmp:
+            args.capture = _select_local(args, tmp)
+            return _run(args)
     return _run(args)
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    """The Filter of -n, -l and --filter (None when none is given)."""
+    from forwarder.filters import parse_filters
+
+    items = selection.items(args)
+    return parse_filters(items) if items else None
+
+
+def _select_local(args: argparse.Namespace, folder: str) -> str:
+    """The capture's RRPairs that -n/-l/--filter select, as a JSONL file (streamed)."""
+    from forwarder.filters import matches
+    from nodetap import jsonl
+
+    flt = _selection(args)
+    path = os.path.join(folder, "selected.jsonl")
+    n = 0
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            for pair in jsonl.read_path(args.capture):
+                if matches(flt, pair):
+                    jsonl.write(out, pair)
+                    n += 1
+    except FileNotFoundError:
+        raise InputError(f"capture file {args.capture} not found") from None
+    except jsonl.CaptureFormatError as e:
+        raise InputError(f"{e}; is this a nodetap JSONL capture?") from None
+    if n == 0:
+        raise InputError(f"no RRPair of {args.capture} matches -n/-l/--filter; nothing to replay")
+    print(f"nodetap: replaying the {n} selected RRPairs of {args.capture}", file=sys.stderr)
+    return path
 
 
 def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
     """Write the snapshot's RRPairs to a JSONL file (streamed: constant memory)."""
-    from forwarder.client import export_pairs
+    from forwarder.client import ForwarderClient, export_pairs
+    from forwarder.filters import parse_filters
     from nodetap import jsonl
     from nodetap.transport import ClientTLS
+    from nodetap.v1 import forwarder_pb2 as fpb
 
-    path = os.path.join(folder, f"{args.snapshot}.jsonl")
+    token = read_token(args.forwarder_token_file, "--forwarder-token-file")
+    tls = ClientTLS(args.forwarder_tls_ca) if args.forwarder_tls_ca else None
+    import grpc
+
+    with ForwarderClient(args.forwarder, token=token, tls=tls) as c:
+        try:
+            snapshots = c.stub.ListSnapshots(
+                fpb.ListSnapshotsRequest(), metadata=c.metadata, timeout=60
+            ).snapshots
+        except grpc.RpcError as e:
+            raise c.error(e) from None
+    ids = [s.id for s in snapshots if args.snapshot in (s.id, s.name)]
+    if len(ids) != 1:
+        raise InputError(
+            f"{'no' if not ids else len(ids)} snapshots with the id or name {args.snapshot!r} "
+            f"in {args.forwarder}; see nodetap snapshot list" + ("; give the id" if ids else "")
+        )
+    path = os.path.join(folder, "snapshot.jsonl")
     n = 0
     with open(path, "w", encoding="utf-8") as out:
         for pair in export_pairs(
             args.forwarder,
-            snapshot_id=args.snapshot,
-            token=read_token(args.forwarder_token_file, "--forwarder-token-file"),
-            tls=ClientTLS(args.forwarder_tls_ca) if args.forwarder_tls_ca else None,
+            snapshot_id=ids[0],
+            flt=_selection(args) or parse_filters([]),
+            token=token,
+            tls=tls,
         ):
             jsonl.write(out, pair)
             n += 1
     if n == 0:
-        raise InputError(f"snapshot {args.snapshot} on {args.forwarder} holds no RRPairs")
+        raise InputError(f"snapshot {args.snapshot} on {args.forwarder} holds no such RRPairs")
     print(f"snapshot {args.snapshot}: {n} RRPairs from {args.forwarder}", file=sys.stderr)
     return path
 
@@ -274,9 +367,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2, default=str)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2, default=str)
-        print()
+    if args.format in ("json", "yaml"):
+        doc = json.loads(json.dumps(report, default=str))
+        sys.stdout.write(dump_structured(doc, args.format))
     else:
         print(table(report))
     if conditions:

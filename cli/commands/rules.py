@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from cli.options.output import add_format_argument
 from nodetap.errors import InputError
 
 EPILOG = """\
@@ -43,7 +44,12 @@ def register(subparsers: Any) -> None:
     )
     c.add_argument("file", help="rules file (YAML)")
     c.add_argument("--against", metavar="CAPTURE.jsonl", help="a JSONL capture to evaluate")
-    c.add_argument("--json", action="store_true", help="machine-readable report")
+    add_format_argument(
+        c, ("table", "json"), "table", help="table; json: a machine-readable report"
+    )
+    c.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as -o json"
+    )
     c.add_argument("--details", action="store_true", help="one line per RRPair")
     c.set_defaults(func=run_check)
     e = sub.add_parser("example", help="print a commented example rules file")
@@ -82,7 +88,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     engine = RuleEngine.from_file(args.file, reload_interval=1e9, announce=False)
     if not args.against:
-        if args.json:
+        if args.format == "json":
             print(json.dumps({"valid": True, "active": engine.describe()}))
         else:
             print(f"{args.file}: valid")
@@ -94,7 +100,7 @@ def run_check(args: argparse.Namespace) -> int:
         raise InputError(f"capture file {args.against} not found") from None
     except jsonl.CaptureFormatError as e:
         raise InputError(f"{e}; is this a nodetap JSONL capture?") from None
-    if args.json:
+    if args.format == "json":
         print(json.dumps({"valid": True, "active": engine.describe(), **rep.to_dict()}))
     else:
         print(f"{args.file}: valid")

@@ -11,6 +11,7 @@ import grpc
 
 from cli import progress
 from cli.commands.export import (
+    BY_SUFFIX,
     add_output_arguments,
     add_selection_arguments,
     open_output,
@@ -18,8 +19,9 @@ from cli.commands.export import (
     remote_pairs,
     selection_items,
 )
-from cli.json_out import message_json
+from cli.json_out import message_dict, message_json
 from cli.options.forwarder_client import add_client_arguments, client_from_args
+from cli.options.output import add_format_argument, dump_structured, resolve_format
 from forwarder.export import write
 from forwarder.filters import parse_filters
 from nodetap.errors import NodetapError
@@ -27,11 +29,11 @@ from nodetap.v1 import forwarder_pb2 as fpb
 
 EPILOG = """\
 examples:
-  nodetap snapshot create --forwarder 127.0.0.1:7070 --since 1h --filter namespace=shop \\
+  nodetap snapshot create --forwarder 127.0.0.1:7070 --since 1h -n shop -l app=cart \\
       --name before-release
-  nodetap snapshot list --forwarder 127.0.0.1:7070
-  nodetap snapshot export snap-0123456789ab --forwarder 127.0.0.1:7070 --format har -o s.har
-  nodetap snapshot export before-release --forwarder 127.0.0.1:7070 -o s.jsonl  # by name
+  nodetap snapshot list --forwarder 127.0.0.1:7070            # -o json|yaml|name
+  nodetap snapshot export snap-0123456789ab --forwarder 127.0.0.1:7070 -w s.har
+  nodetap snapshot export before-release --forwarder 127.0.0.1:7070 -o jsonl  # by name
   nodetap snapshot delete snap-0123456789ab --forwarder 127.0.0.1:7070
 
 A snapshot keeps its RRPairs from retention until it is deleted; replay one with
@@ -56,7 +58,15 @@ def register(subparsers: Any) -> None:
     c.set_defaults(func=run_create)
     ls = sub.add_parser("list", help="list snapshots, newest first")
     add_client_arguments(ls)
-    ls.add_argument("--json", action="store_true", help="one JSON object per snapshot")
+    add_format_argument(
+        ls,
+        ("table", "json", "yaml", "name"),
+        "table",
+        help="table; json: one JSON object per snapshot; yaml: a list; name: the ids",
+    )
+    ls.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as -o json"
+    )
     ls.set_defaults(func=run_list)
     e = sub.add_parser("export", help="write a snapshot's RRPairs")
     e.add_argument("id", metavar="SNAPSHOT", help="snapshot id or name")
@@ -115,23 +125,29 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     resp = _call(args, "ListSnapshots", fpb.ListSnapshotsRequest())
+    if args.format == "yaml":
+        sys.stdout.write(dump_structured([message_dict(s) for s in resp.snapshots], "yaml"))
+        return 0
     for s in resp.snapshots:
-        if args.json:
+        if args.format == "json":
             print(message_json(s))
+        elif args.format == "name":
+            print(s.id)
         else:
             print(_line(s))
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    resolve_format(args, BY_SUFFIX)
     req = fpb.ExportRequest(snapshot_id=resolve(args, args.id), limit=args.limit)
     pairs = remote_pairs(args, req)
-    if args.output != "-":  # a bar on a terminal, never over the data
-        pairs = progress.counting(pairs, args.limit or None, f"export to {args.output}")
-    with open_output(args.output) as fp:
+    if args.write != "-":  # a bar on a terminal, never over the data
+        pairs = progress.counting(pairs, args.limit or None, f"export to {args.write}")
+    with open_output(args.write) as fp:
         n = write(pairs, fp, args.format, pcap_writer=pcap_writer())
-    if args.output != "-":
-        print(f"nodetap: wrote {n} RRPairs to {args.output}", file=sys.stderr)
+    if args.write != "-":
+        print(f"nodetap: wrote {n} RRPairs to {args.write}", file=sys.stderr)
     return 0
 
 

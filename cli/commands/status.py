@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.options import units
+from cli.options.output import add_format_argument, dump_structured
 from nodetap.errors import ConfigError, PeerError
 from nodetap.metrics_http import DEFAULT_METRICS_ADDR
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=f"http://{DEFAULT_METRICS_ADDR}",
         help="the agent's metrics/health address (default %(default)s)",
     )
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_format_argument(p, ("table", "json", "yaml"), "table", help="table, json or yaml")
     p.add_argument("--captured", action="store_true", help="list only captured pods")
     p.add_argument(
         "--local",
@@ -170,9 +171,8 @@ def render_table(doc: dict[str, Any], captured_only: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     doc = compute_locally(args) if args.local else fetch(args.url, args.timeout)
-    if args.output == "json":
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    if args.format in ("json", "yaml"):
+        sys.stdout.write(dump_structured(doc, args.format))
     else:
         sys.stdout.write(render_table(doc, captured_only=args.captured))
     return 0

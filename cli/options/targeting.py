@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="this node's name (default $NODE_NAME, else the host name)",
     )
+    from cli.options import selection
+
+    selection.add_arguments(g)
     g.add_argument(
         "--cluster",
         metavar="NAME",

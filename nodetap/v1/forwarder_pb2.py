@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from nodetap.v1 import rrpair_pb2 as nodetap_dot_v1_dot_rrpair__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anodetap/v1/forwarder.proto\x12\nnodetap.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17nodetap/v1/rrpair.proto\"O\n\x0bIngestBatch\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12!\n\x05pairs\x18\x03 \x03(\x0b\x32\x12.nodetap.v1.RRPair\"M\n\tIngestAck\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x0e\n\x06stored\x18\x04 \x01(\r\"\x9a\x02\n\x06\x46ilter\x12\x12\n\nnamespaces\x18\x01 \x03(\t\x12\x0c\n\x04pods\x18\x02 \x03(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12)\n\ndirections\x18\x04 \x03(\x0e\x32\x15.nodetap.v1.Direction\x12\x0f\n\x07methods\x18\x05 \x03(\t\x12\x12\n\nurl_prefix\x18\x06 \x01(\t\x12\x12\n\nstatus_min\x18\x07 \x01(\x05\x12\x12\n\nstatus_max\x18\x08 \x01(\x05\x12\x11\n\tprotocols\x18\t \x03(\t\x12)\n\x05since\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x10SubscribeRequest\x12\"\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x12.nodetap.v1.Filter\"W\n\rExportRequest\x12\"\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x12.nodetap.v1.Filter\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x04\"\x84\x01\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x12.nodetap.v1.Filter\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\"I\n\x15\x43reateSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x12.nodetap.v1.Filter\"\x16\n\x14ListSnapshotsRequest\"@\n\x15ListSnapshotsResponse\x12\'\n\tsnapshots\x18\x01 \x03(\x0b\x32\x14.nodetap.v1.Snapshot\"#\n\x15\x44\x65leteSnapshotRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x16\x44\x65leteSnapshotResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"\xa9\x01\n\rStatsResponse\x12\r\n\x05pairs\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x11\n\tsnapshots\x18\x04 \x01(\x04\x12*\n\x06oldest\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06newest\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfd\x03\n\tForwarder\x12<\n\x06Ingest\x12\x17.nodetap.v1.IngestBatch\x1a\x15.nodetap.v1.IngestAck(\x01\x30\x01\x12?\n\tSubscribe\x12\x1c.nodetap.v1.SubscribeRequest\x1a\x12.nodetap.v1.RRPair0\x01\x12\x39\n\x06\x45xport\x12\x19.nodetap.v1.ExportRequest\x1a\x12.nodetap.v1.RRPair0\x01\x12I\n\x0e\x43reateSnapshot\x12!.nodetap.v1.CreateSnapshotRequest\x1a\x14.nodetap.v1.Snapshot\x12T\n\rListSnapshots\x12 .nodetap.v1.ListSnapshotsRequest\x1a!.nodetap.v1.ListSnapshotsResponse\x12W\n\x0e\x44\x65leteSnapshot\x12!.nodetap.v1.DeleteSnapshotRequest\x1a\".nodetap.v1.DeleteSnapshotResponse\x12<\n\x05Stats\x12\x18.nodetap.v1.StatsRequest\x1a\x19.nodetap.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anodetap/v1/forwarder.proto\x12\nnodetap.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17nodetap/v1/rrpair.proto\"O\n\x0bIngestBatch\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12!\n\x05pairs\x18\x03 \x03(\x0b\x32\x12.nodetap.v1.RRPair\"M\n\tIngestAck\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x0e\n\x06stored\x18\x04 \x01(\r\"\xaa\x02\n\x06\x46ilter\x12\x12\n\nnamespaces\x18\x01 \x03(\t\x12\x0c\n\x04pods\x18\x02 \x03(\t\x12\r\n\x05nodes\x18\x03 \x03(\t\x12)\n\ndirections\x18\x04 \x03(\x0e\x32\x15.nodetap.v1.Direction\x12\x0f\n\x07methods\x18\x05 \x03(\t\x12\x12\n\nurl_prefix\x18\x06 \x01(\t\x12\x12\n\nstatus_min\x18\x07 \x01(\x05\x12\x12\n\nstatus_max\x18\x08 \x01(\x05\x12\x11\n\tprotocols\x18\t \x03(\t\x12)\n\x05since\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06labels\x18\x0c \x03(\t\"6\n\x10SubscribeRequest\x12\"\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x12.nodetap.v1.Filter\"W\n\rExportRequest\x12\"\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x12.nodetap.v1.Filter\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x04\"\x84\x01\n\x08Snapshot\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x12.nodetap.v1.Filter\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\"I\n\x15\x43reateSnapshotRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x12.nodetap.v1.Filter\"\x16\n\x14ListSnapshotsRequest\"@\n\x15ListSnapshotsResponse\x12\'\n\tsnapshots\x18\x01 \x03(\x0b\x32\x14.nodetap.v1.Snapshot\"#\n\x15\x44\x65leteSnapshotRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x16\x44\x65leteSnapshotResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"\xa9\x01\n\rStatsResponse\x12\r\n\x05pairs\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x11\n\tsnapshots\x18\x04 \x01(\x04\x12*\n\x06oldest\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06newest\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfd\x03\n\tForwarder\x12<\n\x06Ingest\x12\x17.nodetap.v1.IngestBatch\x1a\x15.nodetap.v1.IngestAck(\x01\x30\x01\x12?\n\tSubscribe\x12\x1c.nodetap.v1.SubscribeRequest\x1a\x12.nodetap.v1.RRPair0\x01\x12\x39\n\x06\x45xport\x12\x19.nodetap.v1.ExportRequest\x1a\x12.nodetap.v1.RRPair0\x01\x12I\n\x0e\x43reateSnapshot\x12!.nodetap.v1.CreateSnapshotRequest\x1a\x14.nodetap.v1.Snapshot\x12T\n\rListSnapshots\x12 .nodetap.v1.ListSnapshotsRequest\x1a!.nodetap.v1.ListSnapshotsResponse\x12W\n\x0e\x44\x65leteSnapshot\x12!.nodetap.v1.DeleteSnapshotRequest\x1a\".nodetap.v1.DeleteSnapshotResponse\x12<\n\x05Stats\x12\x18.nodetap.v1.StatsRequest\x1a\x19.nodetap.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,27 +38,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTACK']._serialized_start=181
   _globals['_INGESTACK']._serialized_end=258
   _globals['_FILTER']._serialized_start=261
-  _globals['_FILTER']._serialized_end=543
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=545
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=599
-  _globals['_EXPORTREQUEST']._serialized_start=601
-  _globals['_EXPORTREQUEST']._serialized_end=688
-  _globals['_SNAPSHOT']._serialized_start=691
-  _globals['_SNAPSHOT']._serialized_end=823
-  _globals['_CREATESNAPSHOTREQUEST']._serialized_start=825
-  _globals['_CREATESNAPSHOTREQUEST']._serialized_end=898
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=900
-  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=922
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=924
-  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=988
-  _globals['_DELETESNAPSHOTREQUEST']._serialized_start=990
-  _globals['_DELETESNAPSHOTREQUEST']._serialized_end=1025
-  _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=1027
-  _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=1068
-  _globals['_STATSREQUEST']._serialized_start=1070
-  _globals['_STATSREQUEST']._serialized_end=1084
-  _globals['_STATSRESPONSE']._serialized_start=1087
-  _globals['_STATSRESPONSE']._serialized_end=1256
-  _globals['_FORWARDER']._serialized_start=1259
-  _globals['_FORWARDER']._serialized_end=1768
+  _globals['_FILTER']._serialized_end=559
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=561
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=615
+  _globals['_EXPORTREQUEST']._serialized_start=617
+  _globals['_EXPORTREQUEST']._serialized_end=704
+  _globals['_SNAPSHOT']._serialized_start=707
+  _globals['_SNAPSHOT']._serialized_end=839
+  _globals['_CREATESNAPSHOTREQUEST']._serialized_start=841
+  _globals['_CREATESNAPSHOTREQUEST']._serialized_end=914
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_start=916
+  _globals['_LISTSNAPSHOTSREQUEST']._serialized_end=938
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_start=940
+  _globals['_LISTSNAPSHOTSRESPONSE']._serialized_end=1004
+  _globals['_DELETESNAPSHOTREQUEST']._serialized_start=1006
+  _globals['_DELETESNAPSHOTREQUEST']._serialized_end=1041
+  _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=1043
+  _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=1084
+  _globals['_STATSREQUEST']._serialized_start=1086
+  _globals['_STATSREQUEST']._serialized_end=1100
+  _globals['_STATSRESPONSE']._serialized_start=1103
+  _globals['_STATSRESPONSE']._serialized_end=1272
+  _globals['_FORWARDER']._serialized_start=1275
+  _globals['_FORWARDER']._serialized_end=1784
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ class IngestAck(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., seq: _Optional[int] = ..., duplicate: _Optional[bool] = ..., stored: _Optional[int] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("namespaces", "pods", "nodes", "directions", "methods", "url_prefix", "status_min", "status_max", "protocols", "since", "until")
+    __slots__ = ("namespaces", "pods", "nodes", "directions", "methods", "url_prefix", "status_min", "status_max", "protocols", "since", "until", "labels")
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     PODS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Filter(_message.Message):
     PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     pods: _containers.RepeatedScalarFieldContainer[str]
     nodes: _containers.RepeatedScalarFieldContainer[str]
@@ -56,7 +57,8 @@ class Filter(_message.Message):
     protocols: _containers.RepeatedScalarFieldContainer[str]
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
-    def __init__(self, namespaces: _Optional[_Iterable[str]] = ..., pods: _Optional[_Iterable[str]] = ..., nodes: _Optional[_Iterable[str]] = ..., directions: _Optional[_Iterable[_Union[_rrpair_pb2.Direction, str]]] = ..., methods: _Optional[_Iterable[str]] = ..., url_prefix: _Optional[str] = ..., status_min: _Optional[int] = ..., status_max: _Optional[int] = ..., protocols: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespaces: _Optional[_Iterable[str]] = ..., pods: _Optional[_Iterable[str]] = ..., nodes: _Optional[_Iterable[str]] = ..., directions: _Optional[_Iterable[_Union[_rrpair_pb2.Direction, str]]] = ..., methods: _Optional[_Iterable[str]] = ..., url_prefix: _Optional[str] = ..., status_min: _Optional[int] = ..., status_max: _Optional[int] = ..., protocols: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("filter",)

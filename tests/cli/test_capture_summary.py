@@ -24,7 +24,7 @@ def test_forwarder_down_summary_counts_the_spooled_pairs(tmp_path: Path) -> None
     spool = tmp_path / "spool"
     out = tmp_path / "pairs.jsonl"
     with nginx() as ngx:
-        args = ["--port", str(ngx.port), "--count", "6", "--duration", "60", "-o", str(out)]
+        args = ["--port", str(ngx.port), "--count", "6", "--duration", "60", "-w", str(out)]
         args += ["--forwarder", down, "--spool-dir", str(spool)]
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "capture", *args],

@@ -88,7 +88,7 @@ def test_capture_metrics_split_drops_by_unit(tmp_path: Path) -> None:
             "1K",
             "--defer-max",
             "0",
-            "-o",
+            "-w",
             str(tmp_path / "o"),
         )
         with command(*args) as (_, url):

@@ -45,7 +45,7 @@ def test_capture_by_master_pid_follows_workers(tmp_path: Path) -> None:
         master = ngx.proc.pid
         first = _workers(master, set())
         assert master not in first
-        args = ["-p", str(master), "--count", "2", "--duration", "60", "-o", str(out)]
+        args = ["-p", str(master), "--count", "2", "--duration", "60", "-w", str(out)]
         with cli_capture(*args) as proc:
             curl(ngx.url + "/hello?before-reload=1")
             ngx.proc.send_signal(signal.SIGHUP)  # reload: the master forks new workers

@@ -28,7 +28,7 @@ def test_output_files_are_0600(tmp_path: Path) -> None:
     pair.ts.FromNanoseconds(1_700_000_000_000_000_000)
     old_umask = os.umask(0o022)
     try:
-        with jsonl.open_output(str(capture)) as fp:  # capture -o and import -o write so
+        with jsonl.open_output(str(capture)) as fp:  # capture -w and import -w write so
             jsonl.write(fp, pair)
         assert _mode(capture) == 0o600
         capture.chmod(0o644)
@@ -41,14 +41,14 @@ def test_output_files_are_0600(tmp_path: Path) -> None:
             out.write_text("")
             out.chmod(0o644)
             r = subprocess.run(
-                [sys.executable, "-m", "cli", "export", "--input", str(capture), "--format", fmt,
-                 "-o", str(out)],
+                [sys.executable, "-m", "cli", "export", "--input", str(capture), "-o", fmt,
+                 "-w", str(out)],
                 cwd=ROOT, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             assert r.returncode == 0, r.stderr
             assert _mode(out) == 0o600, name
         r = subprocess.run(
-            [sys.executable, "-m", "cli", "export", "--input", str(capture), "-o", "/dev/null"],
+            [sys.executable, "-m", "cli", "export", "--input", str(capture), "-w", "/dev/null"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert r.returncode == 0 and _mode("/dev/null") == null_mode

@@ -1,5 +1,5 @@
 """Progress bars for long work (issue 25): drawn on a terminal, quiet otherwise
-(import of a pcap, export of RRPairs to a file)."""
+(import of a pcap, export of RRPairs to a file, replay against nginx)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _jsonl(path: Path, n: int) -> None:
 @pytest.mark.parametrize("tty", [True, False])
 def test_import_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
     _pcap(tmp_path / "c.pcap")
-    rc, err = _run(["import", str(tmp_path / "c.pcap"), "-o", str(tmp_path / "o.jsonl")], tty)
+    rc, err = _run(["import", str(tmp_path / "c.pcap"), "-w", str(tmp_path / "o.jsonl")], tty)
     assert rc == 1, err  # no records: exit 1 (README: Packet capture and pcap import)
     assert b"nodetap import: 0 packets" in err
     assert (b"\x1b[" in err) is tty, err  # the bar's control sequences, on a terminal only
@@ -74,9 +74,40 @@ def test_import_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
 def test_export_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
     _jsonl(tmp_path / "in.jsonl", 2000)
     out = tmp_path / "out.har"
-    rc, err = _run(
-        ["export", "--input", str(tmp_path / "in.jsonl"), "--format", "har", "-o", str(out)], tty
-    )
+    rc, err = _run(["export", "-r", str(tmp_path / "in.jsonl"), "-o", "har", "-w", str(out)], tty)
+    assert rc == 0, err
+    assert b"wrote 2000 RRPairs" in err
+    assert (b"\x1b[" in err) is tty, err
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_replay_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
+    from tests.support.servers import nginx
+
+    with nginx(files={str(i): b"x" for i in range(300)}) as web:
+        _jsonl(tmp_path / "in.jsonl", 300)
+        rc, err = _run(
+            ["replay", "-r", str(tmp_path / "in.jsonl"), "--target", web.url, "--vusers", "2"], tty
+        )
+        assert rc == 0, err
+        assert len(web.access_log_lines()) == 300
+    assert (b"\x1b[" in err) is tty, err
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_snapshot_export_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
+    from forwarder.server import serve
+    from tests.cli.test_snapshot_cli import _ingest, nodetap
+
+    fwd = serve("127.0.0.1:0", str(tmp_path / "data"))
+    try:
+        addr = f"127.0.0.1:{fwd.port}"
+        _ingest(addr, 2000)
+        nodetap("snapshot", "create", "--forwarder", addr, "--name", "all")
+        out = tmp_path / "s.har"
+        rc, err = _run(["snapshot", "export", "all", "--forwarder", addr, "-w", str(out)], tty)
+    finally:
+        fwd.stop(0)
     assert rc == 0, err
     assert b"wrote 2000 RRPairs" in err
     assert (b"\x1b[" in err) is tty, err

@@ -1,4 +1,4 @@
-"""Watching a capture (issue 25): with --format table, rows come as exchanges complete
+"""Watching a capture (issue 25): with -o table (or -c COUNT), rows come as exchanges complete
 (decoding is not deferred to idle CPU), fitted to the terminal's width; packet-mode rows
 show no PID 0."""
 
@@ -60,7 +60,7 @@ def test_packet_mode_rows_have_no_pid_0() -> None:
 def test_table_rows_come_while_capturing() -> None:
     with nginx() as ngx:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "capture", "--port", str(ngx.port), "--format",
+            [sys.executable, "-m", "cli", "capture", "--port", str(ngx.port), "-o",
              "table", "--duration", "60"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -102,3 +102,24 @@ def test_har_timings_are_rounded(duration: int, ttfb: int) -> None:
     for key in ("wait", "receive"):
         assert t[key] == round(t[key], 3), t  # no 0.00899999999999998
     assert t["receive"] == max(0, duration - min(ttfb, duration)) / 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "at_once"),
+    [
+        (["-o", "table"], True),
+        (["-o", "wide", "-w", "rows.txt"], True),
+        (["-c", "4", "-w", "cap.jsonl"], True),  # the capture ends when 4 are decoded
+        (["-w", "cap.jsonl"], False),
+        (["-w", "cap.jsonl", "--defer-max", "0"], True),
+        (["-c", "4", "--defer-dir", "d"], False),  # a spool folder given: deferred
+    ],
+)
+def test_decoding_at_once_when_someone_waits(argv: list[str], at_once: bool) -> None:
+    """-c COUNT waited for decoding at idle CPU: on a busy host `capture -c 4` (the README's
+    first session) ran until --duration instead of stopping after 4 exchanges."""
+    from cli.commands.capture import defer_max
+    from cli.main import build_parser
+
+    args = build_parser(["capture"]).parse_args(["capture", *argv])
+    assert (defer_max(args) == 0) is at_once

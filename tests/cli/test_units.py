@@ -100,3 +100,11 @@ def test_bad_unit_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
         build_parser().parse_args(["capture", "--duration", "10x"])
     assert e.value.code == 2
     assert "bad duration '10x'; use seconds or a unit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "ago"), [("10m", 600), ("1h30m", 5400), ("500ms", 0.5)])
+def test_since_takes_the_one_duration_syntax(text: str, ago: float) -> None:
+    """--since/--until (export, snapshot create) took 10m but not 1h30m nor 500ms."""
+    from forwarder.filters import parse_time
+
+    assert parse_time(text, now=10_000.0) == int((10_000.0 - ago) * 1e9)
