@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -21,8 +22,8 @@ from typing import Any
 
 from agent import addr_lookup, gap_marks, procfs
 from agent import bpf_layout as L
-from agent.capture_addresses import CaptureAddresses
 from agent.capture_config import STAT_NAMES, CaptureConfig
+from agent.capture_core import CoreRecords, unused_stitcher
 from agent.capture_uncopied import UncopiedBytes
 from agent.conn_context import connection_context
 from agent.connections import Connection
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[pb.RRPair], None]
 
 
-class SyscallCapture(CaptureAddresses, UncopiedBytes):
+class SyscallCapture(CoreRecords, UncopiedBytes):
     """Loads the probes, drains the ring buffer and emits RRPairs."""
 
     def __init__(
@@ -51,7 +52,12 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         on_exchange: Callable[[CapturedExchange], None] | None = None,
     ) -> None:
         """Emit each RRPair as a protobuf message (`emit`), or as a CapturedExchange
-        (`on_exchange`: built only in the forms the receiver asks for)."""
+        (`on_exchange`: built only in the forms the receiver asks for).
+
+        With ``cfg.decoder == "core"`` the Rust core decodes the records (agent/capture_core.py)
+        at once: no deferred spool."""
+        if cfg.decoder == "core":
+            cfg = dataclasses.replace(cfg, spool_max=0)
         super().__init__(cfg)
         self.emit = emit
         self.on_exchange = on_exchange
@@ -68,6 +74,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         self._parked: dict[int, tuple[Connection, int]] = {}
         # sendfile's bytes, read back from files (agent/sendfile_bodies.py)
         self._files = FileRanges(copy_bound(cfg.max_body))
+        if cfg.decoder == "core":
+            self._core_init(self.ids.next().rsplit("-", 1)[0])
 
     def close(self) -> None:
         super().close()
@@ -79,6 +87,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         reader = self.reader
         if reader is None:
             return 0
+        if self._dec is not None:
+            return self._poll_core(max_bytes)
         n = 0
         with self._lock:
             for rec in reader.read(max_bytes):
@@ -93,6 +103,19 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
             now = time.monotonic()
             # Reap only when caught up: while records are still queued, a connection that
             # looks idle may just have its records (and its close) waiting in the ring.
+            if now - self._last_idle_check > self.cfg.idle_check_interval and not self._backlog():
+                self._last_idle_check = now
+                self._reap_dead()
+        return n
+
+    def _poll_core(self, max_bytes: int) -> int:
+        blob = self.reader.read_extent(max_bytes)  # type: ignore[union-attr]
+        with self._lock:
+            n = self._core_feed(blob) if blob is not None else 0
+            if self._parked:
+                self._age_parked()
+                self._deliver()
+            now = time.monotonic()
             if now - self._last_idle_check > self.cfg.idle_check_interval and not self._backlog():
                 self._last_idle_check = now
                 self._reap_dead()
@@ -240,6 +263,9 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
 
     def _finish(self, conn: Connection, ts: int) -> None:
         """The connection ended (or the capture stops): emit what it still holds."""
+        if self._dec is not None:
+            self._core_end(conn, ts)
+            return
         self._holey.discard(conn)
         for d in (0, 1):
             for ch in conn.streams[d].declare_gap():
@@ -281,12 +307,16 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
             cgroup_id=cgroup_id,
             opened_ns=ts,
             last_ns=ts,
-            stitcher=Http1Stitcher(max_body=self.cfg.max_body, resync=preexisting),
+            stitcher=unused_stitcher()
+            if self._dec is not None
+            else Http1Stitcher(max_body=self.cfg.max_body, resync=preexisting),
         )
         if preexisting:
             conn.flags.add("preexisting")
         self.tracker.add(conn)
         self.stats["conns_tracked"] += 1
+        if self._dec is not None:
+            self._core_new_conn(conn)
         return conn
 
     def _port_wanted(self, *ports: int) -> bool:
@@ -348,6 +378,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
     def _untrack_key(self, tgid: int, fd: int, cid: int) -> None:
         """Stop the programs copying bytes of (tgid, fd), if it is still connection cid."""
         self._untracked[cid] = None
+        if self._dec is not None:
+            self._dec.drop_conn(cid)
         if len(self._untracked) > self.cfg.max_conns:
             del self._untracked[next(iter(self._untracked))]
         if self._kernel_entry(tgid, fd, cid) is not None:

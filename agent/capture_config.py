@@ -72,3 +72,6 @@ class CaptureConfig:
     idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
     typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
     addr_at_read: bool | None = None  # agent.loader.LoadOptions.addr_at_read
+    # who decodes the records: "core" (the Rust core, agent/capture_core.py) or "python"
+    # (agent/capture.py's record loop); NODETAP_DECODER sets the default (tests)
+    decoder: str = field(default_factory=lambda: os.environ.get("NODETAP_DECODER", "python"))

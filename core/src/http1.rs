@@ -722,6 +722,41 @@ impl Parser {
         }
     }
 
+    /// `nbytes` not copied on purpose (past the capture's copy bound) inside the current
+    /// body: counted in its size, the body kept so far flagged "truncated" (body.py _skip).
+    /// False when they are not all inside the current body (the caller makes them a gap).
+    pub fn skip(&mut self, nbytes: u64, ts_ns: u64, out: &mut Out) -> bool {
+        if nbytes == 0 || !self.buf.is_empty() {
+            return false;
+        }
+        let rem = match self.state {
+            State::Body(r) | State::ChunkData(r) => Some(r),
+            State::Close => None,
+            _ => return false,
+        };
+        if rem.is_some_and(|r| nbytes > r) {
+            return false;
+        }
+        let Some(msg) = self.msg.as_mut() else {
+            return false;
+        };
+        self.ts = ts_ns;
+        msg.body_size += nbytes as i64;
+        if self.room >= 0 {
+            // -1: already cut by a gap, which says more
+            self.room = 0;
+            msg.flags.insert("truncated");
+        }
+        match self.state {
+            State::Body(r) if r == nbytes => self.complete(None, out),
+            State::Body(r) => self.state = State::Body(r - nbytes),
+            State::ChunkData(r) if r == nbytes => self.state = State::ChunkCrlf,
+            State::ChunkData(r) => self.state = State::ChunkData(r - nbytes),
+            _ => {}
+        }
+        true
+    }
+
     /// The connection switched protocols: ignore the rest.
     pub fn stop(&mut self) {
         self.upgraded = true;
