@@ -334,6 +334,8 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
             if not noaddr and not self._port_wanted(local[1], remote[1]):
                 self.stats["conns_filtered_user"] += 1
                 self._untrack_key(tgid, fd, cid)
+                if self._dec is not None:
+                    self._dec.drop_conn(cid)
                 return
         conn = self._new_conn(
             cid,
@@ -378,8 +380,6 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
     def _untrack_key(self, tgid: int, fd: int, cid: int) -> None:
         """Stop the programs copying bytes of (tgid, fd), if it is still connection cid."""
         self._untracked[cid] = None
-        if self._dec is not None:
-            self._dec.drop_conn(cid)
         if len(self._untracked) > self.cfg.max_conns:
             del self._untracked[next(iter(self._untracked))]
         if self._kernel_entry(tgid, fd, cid) is not None:
@@ -399,6 +399,8 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
 
     def _untrack(self, conn: Connection) -> None:
         conn.dead = True
+        if self._dec is not None:
+            self._dec.drop_conn(conn.conn_id)
         self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
         self.tracker.pop(conn.conn_id)
         self._holey.discard(conn)

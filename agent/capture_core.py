@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 
     from agent.rrpairs import ConnContext
 
+# the OPEN record's family bit for a connection opened before the capture (core/src/layout.rs)
+_FAMILY_PREEXISTING = 0x8000
+
+# counters the Python side keeps itself (connections it made, orphans it could not adopt)
+_COUNTED_HERE = frozenset({"conns_tracked", "orphan_records"})
+
 # the Python-path stitcher a core-decoded connection carries but never feeds
 _UNUSED_STITCHER = Http1Stitcher()
 
@@ -62,7 +68,7 @@ def conn_record(kind: int, conn: Connection, ts: int, off: tuple[int, int] = (0,
         L.CONN_EVENT.pack(
             kind,
             conn.role,
-            10,
+            10 | (_FAMILY_PREEXISTING if "preexisting" in conn.flags else 0),
             conn.tgid,
             conn.conn_id,
             ts,
@@ -181,6 +187,7 @@ class CoreRecords(CaptureAddresses):
                 self._given.discard(cid)
                 if conn is not None and conn.noaddr:
                     self._parked[cid] = (conn, 0)
+        self._give_fresh()  # before a stop drops what the core holds for them
         for cid in dec.take_stopped():
             conn = self.tracker.get(cid)
             if conn is not None:
@@ -217,7 +224,7 @@ class CoreRecords(CaptureAddresses):
         counters = dec.counters()
         seen = self._core_seen
         for name, value in counters.items():
-            if name in self.stats:
+            if name in self.stats and name not in _COUNTED_HERE:
                 self.stats[name] += value - seen.get(name, 0)
         self._core_seen = counters
 

@@ -170,11 +170,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_capture_arguments(p)
+    from cli.options.decoder import add_arguments as add_decoder_arguments
     from cli.options.metrics import add_arguments as add_metrics_arguments
     from cli.options.rules import add_arguments as add_rules_arguments
     from cli.options.sink import add_arguments as add_sink_arguments
     from cli.options.targeting import add_arguments as add_k8s_arguments
 
+    add_decoder_arguments(p)
     add_sink_arguments(p)
     add_rules_arguments(p)
     add_metrics_arguments(p)
@@ -325,8 +327,10 @@ def _run_syscall(
     args: argparse.Namespace, pipeline: Pipeline, stop: threading.Event, node: Any
 ) -> dict[str, int]:
     from agent.capture_config import CaptureConfig
+    from cli.options.decoder import decoder
 
     cfg = CaptureConfig(
+        decoder=decoder(args),
         pids=args.pid,
         ports=args.port,
         cgroup_ids=cgroup2_ids(args.cgroup),

@@ -497,6 +497,11 @@ impl Decoder {
                 open_gaps: [0, 0],
             },
         );
+        if c.family & layout::NT_FAMILY_PREEXISTING != 0 {
+            if let Some(conn) = self.conns.get_mut(&c.conn_id) {
+                conn.stitcher.resync_start();
+            }
+        }
         self.untracked.remove(&c.conn_id);
         self.counters.add("conns_tracked", 1);
     }

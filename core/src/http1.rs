@@ -151,6 +151,9 @@ pub struct Parser {
     /// The response answered a request that asked to upgrade and did not: resume requests.
     pub refused: bool,
     pub parse_errors: u64,
+    /// The stream may begin mid-message (a connection opened before the capture): bytes
+    /// are skipped up to a start line, and errors before the first message do not fail it.
+    resync: bool,
 }
 
 pub type Out = Vec<(Message, i64)>;
@@ -184,6 +187,7 @@ impl Parser {
             heads: Vec::new(),
             refused: false,
             parse_errors: 0,
+            resync: false,
         }
     }
 
@@ -197,6 +201,12 @@ impl Parser {
             }
         }
         ts
+    }
+
+    /// Begin mid-stream: skip to the first start line (machine.py ``resync``).
+    pub fn resync_start(&mut self) {
+        self.resync = true;
+        self.state = State::Scan;
     }
 
     /// The next bytes of this direction, captured at ts_ns.
@@ -260,7 +270,7 @@ impl Parser {
             msg.flags.insert("incomplete");
             self.finish_cut(msg, out);
         }
-        if !self.seen {
+        if !self.seen && !self.resync {
             self.failed = true;
             self.state = State::Dead;
             return None;

@@ -14,6 +14,9 @@ pub const NT_EV_ADDR: u8 = 5;
 /// data header, then where they came from): Python reads them back (agent/sendfile_bodies.py)
 /// and gives them to `Decoder::feed_sendfile`.
 pub const NT_EV_SENDFILE: u8 = 7;
+/// Not a kernel bit: an OPEN record the agent writes for a connection opened before the
+/// capture sets this in `family` (its stream may begin mid-message).
+pub const NT_FAMILY_PREEXISTING: u16 = 0x8000;
 /// A GAP record's syscall bit: bytes not copied on purpose (past the copy bound).
 pub const NT_GAP_BOUND: u16 = 0x8000;
 pub const NT_ROLE_UNKNOWN: u8 = 0;

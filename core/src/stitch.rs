@@ -42,6 +42,12 @@ impl Stitcher {
     }
 
     /// A direction is not HTTP/1.x.
+    /// Both directions may begin mid-message (a connection opened before the capture).
+    pub fn resync_start(&mut self) {
+        self.req.resync_start();
+        self.res.resync_start();
+    }
+
     pub fn failed(&self) -> bool {
         self.req.failed || self.res.failed
     }
