@@ -30,6 +30,7 @@ from agent.connections import Connection
 from agent.copy_bound import copy_bound
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
+from agent.ringbuf import iter_records
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
 from agent.sendfile_bodies import FileRanges
 from agent.streams import Chunk
@@ -108,13 +109,26 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
                 self._reap_dead()
         return n
 
+    def feed_batch(self, blob: bytes) -> int:
+        """Decode one batch of ring-buffer-format bytes (what poll() reads), with either
+        decoder; return how many records it held."""
+        if self._dec is not None:
+            return self._core_feed(blob)
+        n = 0
+        for rec in iter_records(memoryview(blob)):
+            n += 1
+            self._handle(rec)
+        self.stats["records"] += n
+        for conn in list(self._holey):
+            self._end_of_batch(conn)
+        return n
+
     def _poll_core(self, max_bytes: int) -> int:
         blob = self.reader.read_extent(max_bytes)  # type: ignore[union-attr]
         with self._lock:
             n = self._core_feed(blob) if blob is not None else 0
             if self._parked:
                 self._age_parked()
-                self._deliver()
             now = time.monotonic()
             if now - self._last_idle_check > self.cfg.idle_check_interval and not self._backlog():
                 self._last_idle_check = now

@@ -32,7 +32,7 @@ from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
 from agent.rrpairs import CapturedExchange, build_http_rrpair
 from agent.sendfile_bodies import FileRanges, SendfileRecord
-from nodetap import rrpair_json
+from nodetap import jsonl, rrpair_json
 from nodetap.v1 import rrpair_pb2 as pb
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class CoreExchange(CapturedExchange):
 
     __slots__ = ("_line", "_pb")
 
-    def __init__(self, encoded: bytes, line: bytes | None) -> None:
+    def __init__(self, encoded: bytes | None, line: bytes | None) -> None:
         self._pb = encoded
         self._line = line
         self._proto = None
@@ -99,7 +99,11 @@ class CoreExchange(CapturedExchange):
 
     def proto(self) -> pb.RRPair:
         if self._proto is None:
-            self._proto = pb.RRPair.FromString(self._pb)
+            if self._pb is not None:
+                self._proto = pb.RRPair.FromString(self._pb)
+            else:  # JSON lines only (the fast path): read back (rrpair_json.py)
+                assert self._line is not None
+                self._proto = jsonl.loads(self._line)
             self.id = self._proto.id
         return self._proto
 
@@ -133,8 +137,16 @@ class CoreRecords(CaptureAddresses):
     _dec: nodetap_core.Decoder | None = None
 
     def _core_init(self, prefix: str) -> None:
+        # the forms the receiver needs: JSON lines only for a pipeline on its fast path
+        # (agent/pipeline.py: no rules needing the message, no sink), else protobuf only
+        fast = bool(getattr(getattr(self.on_exchange, "__self__", None), "fast", False))
         self._dec = nodetap_core.Decoder(
-            self.cfg.max_body, prefix, self._mono_to_wall, protobuf=True, jsonl=True, hold=True
+            self.cfg.max_body,
+            prefix,
+            self._mono_to_wall,
+            protobuf=not fast,
+            jsonl=fast,
+            hold=True,
         )
         self._core_seen: dict[str, int] = {}
         self._fresh: list[Connection] = []  # new connections whose context is not given yet
@@ -216,8 +228,13 @@ class CoreRecords(CaptureAddresses):
         encoded = dec.take_rrpairs()
         lines = dec.take_jsonl()
         if self.on_exchange is not None:
-            for b, line in zip(encoded, lines, strict=True):
-                self.on_exchange(CoreExchange(b, line))
+            on = self.on_exchange
+            if lines:
+                for line in lines:
+                    on(CoreExchange(None, line))
+            else:
+                for b in encoded:
+                    on(CoreExchange(b, None))
         elif self.emit is not None:
             for b in encoded:
                 self.emit(pb.RRPair.FromString(b))
@@ -242,6 +259,7 @@ class CoreRecords(CaptureAddresses):
             super()._released(conn, held)
         else:
             self._give_context(conn)
+            self._deliver()
 
     def _core_end(self, conn: Connection, ts: int) -> None:
         """The connection ended without a CLOSE record (process gone, capture stops)."""

@@ -507,6 +507,17 @@ impl Decoder {
     }
 
     fn on_addr(&mut self, c: &ConnEvent) {
+        if let Some(t) = self.contexts.get_mut(&c.conn_id) {
+            // hold: exchanges went out without addresses (held too long): the rest have
+            // them (agent/capture_addresses.py _on_addr)
+            if t.flags.iter().any(|f| f == "noaddr") && c.role == layout::NT_ROLE_SERVER {
+                t.server = Some(endpoint(&c.laddr, c.lport));
+                if c.rport != 0 {
+                    t.client = Some(endpoint(&c.raddr, c.rport));
+                    t.flags.retain(|f| f != "noaddr");
+                }
+            }
+        }
         let Some(conn) = self.conns.get_mut(&c.conn_id) else {
             return;
         };
