@@ -57,8 +57,8 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
 
         With ``cfg.decoder == "core"`` the Rust core decodes the records (agent/capture_core.py)
         at once: no deferred spool."""
-        if cfg.decoder == "core":
-            cfg = dataclasses.replace(cfg, spool_max=0)
+        if cfg.chosen_decoder() == "core":
+            cfg = dataclasses.replace(cfg, decoder="core", spool_max=0)
         super().__init__(cfg)
         self.emit = emit
         self.on_exchange = on_exchange
@@ -75,7 +75,7 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         self._parked: dict[int, tuple[Connection, int]] = {}
         # sendfile's bytes, read back from files (agent/sendfile_bodies.py)
         self._files = FileRanges(copy_bound(cfg.max_body))
-        if cfg.decoder == "core":
+        if self.cfg.decoder == "core":
             self._core_init(self.ids.next().rsplit("-", 1)[0])
 
     def close(self) -> None:

@@ -318,8 +318,12 @@ def watched(args: argparse.Namespace) -> bool:
 def defer_max(args: argparse.Namespace) -> int:
     """--defer-max, or its default: decode at once when watched (rows as exchanges
     complete, not when the CPU is idle), deferred otherwise."""
+    from cli.options.decoder import decoder
+
     if args.defer_max is not None:
         return int(args.defer_max)
+    if decoder(args) == "core":
+        return 0  # the core decodes at once
     return 0 if watched(args) else DEFER_MAX_DEFAULT
 
 
