@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import threading
 import time
@@ -21,14 +22,15 @@ from typing import Any
 
 from agent import addr_lookup, gap_marks, procfs
 from agent import bpf_layout as L
-from agent.capture_addresses import CaptureAddresses
 from agent.capture_config import STAT_NAMES, CaptureConfig
+from agent.capture_core import CoreRecords, unused_stitcher
 from agent.capture_uncopied import UncopiedBytes
 from agent.conn_context import connection_context
 from agent.connections import Connection
 from agent.copy_bound import copy_bound
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
+from agent.ringbuf import iter_records
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
 from agent.sendfile_bodies import FileRanges
 from agent.streams import Chunk
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[pb.RRPair], None]
 
 
-class SyscallCapture(CaptureAddresses, UncopiedBytes):
+class SyscallCapture(CoreRecords, UncopiedBytes):
     """Loads the probes, drains the ring buffer and emits RRPairs."""
 
     def __init__(
@@ -51,7 +53,12 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         on_exchange: Callable[[CapturedExchange], None] | None = None,
     ) -> None:
         """Emit each RRPair as a protobuf message (`emit`), or as a CapturedExchange
-        (`on_exchange`: built only in the forms the receiver asks for)."""
+        (`on_exchange`: built only in the forms the receiver asks for).
+
+        With ``cfg.decoder == "core"`` the Rust core decodes the records (agent/capture_core.py)
+        at once: no deferred spool."""
+        if cfg.chosen_decoder() == "core":
+            cfg = dataclasses.replace(cfg, decoder="core", spool_max=0)
         super().__init__(cfg)
         self.emit = emit
         self.on_exchange = on_exchange
@@ -68,6 +75,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         self._parked: dict[int, tuple[Connection, int]] = {}
         # sendfile's bytes, read back from files (agent/sendfile_bodies.py)
         self._files = FileRanges(copy_bound(cfg.max_body))
+        if self.cfg.decoder == "core":
+            self._core_init(self.ids.next().rsplit("-", 1)[0])
 
     def close(self) -> None:
         super().close()
@@ -79,6 +88,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
         reader = self.reader
         if reader is None:
             return 0
+        if self._dec is not None:
+            return self._poll_core(max_bytes)
         n = 0
         with self._lock:
             for rec in reader.read(max_bytes):
@@ -93,6 +104,32 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
             now = time.monotonic()
             # Reap only when caught up: while records are still queued, a connection that
             # looks idle may just have its records (and its close) waiting in the ring.
+            if now - self._last_idle_check > self.cfg.idle_check_interval and not self._backlog():
+                self._last_idle_check = now
+                self._reap_dead()
+        return n
+
+    def feed_batch(self, blob: bytes) -> int:
+        """Decode one batch of ring-buffer-format bytes (what poll() reads), with either
+        decoder; return how many records it held."""
+        if self._dec is not None:
+            return self._core_feed(blob)
+        n = 0
+        for rec in iter_records(memoryview(blob)):
+            n += 1
+            self._handle(rec)
+        self.stats["records"] += n
+        for conn in list(self._holey):
+            self._end_of_batch(conn)
+        return n
+
+    def _poll_core(self, max_bytes: int) -> int:
+        blob = self.reader.read_extent(max_bytes)  # type: ignore[union-attr]
+        with self._lock:
+            n = self._core_feed(blob) if blob is not None else 0
+            if self._parked:
+                self._age_parked()
+            now = time.monotonic()
             if now - self._last_idle_check > self.cfg.idle_check_interval and not self._backlog():
                 self._last_idle_check = now
                 self._reap_dead()
@@ -240,6 +277,9 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
 
     def _finish(self, conn: Connection, ts: int) -> None:
         """The connection ended (or the capture stops): emit what it still holds."""
+        if self._dec is not None:
+            self._core_end(conn, ts)
+            return
         self._holey.discard(conn)
         for d in (0, 1):
             for ch in conn.streams[d].declare_gap():
@@ -281,12 +321,16 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
             cgroup_id=cgroup_id,
             opened_ns=ts,
             last_ns=ts,
-            stitcher=Http1Stitcher(max_body=self.cfg.max_body, resync=preexisting),
+            stitcher=unused_stitcher()
+            if self._dec is not None
+            else Http1Stitcher(max_body=self.cfg.max_body, resync=preexisting),
         )
         if preexisting:
             conn.flags.add("preexisting")
         self.tracker.add(conn)
         self.stats["conns_tracked"] += 1
+        if self._dec is not None:
+            self._core_new_conn(conn)
         return conn
 
     def _port_wanted(self, *ports: int) -> bool:
@@ -304,6 +348,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
             if not noaddr and not self._port_wanted(local[1], remote[1]):
                 self.stats["conns_filtered_user"] += 1
                 self._untrack_key(tgid, fd, cid)
+                if self._dec is not None:
+                    self._dec.drop_conn(cid)
                 return
         conn = self._new_conn(
             cid,
@@ -367,6 +413,8 @@ class SyscallCapture(CaptureAddresses, UncopiedBytes):
 
     def _untrack(self, conn: Connection) -> None:
         conn.dead = True
+        if self._dec is not None:
+            self._dec.drop_conn(conn.conn_id)
         self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
         self.tracker.pop(conn.conn_id)
         self._holey.discard(conn)

@@ -105,6 +105,10 @@ class CaptureAddresses(CaptureLifecycle):
             if not conn.dead:
                 self._untrack(conn)
             return
+        self._released(conn, held)
+
+    def _released(self, conn: Connection, held: list[HttpExchange]) -> None:
+        """The held exchanges of conn go out (its context is final now)."""
         for ex in held:
             self._emit(conn, ex)
 

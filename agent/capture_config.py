@@ -72,3 +72,13 @@ class CaptureConfig:
     idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
     typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
     addr_at_read: bool | None = None  # agent.loader.LoadOptions.addr_at_read
+    # who decodes the records: "core" (the Rust core, agent/capture_core.py: at once) or
+    # "python" (agent/capture.py's record loop); "" chooses: python with a spool
+    # (spool_max > 0: only Python defers), else core. NODETAP_DECODER sets it (tests).
+    decoder: str = field(default_factory=lambda: os.environ.get("NODETAP_DECODER", ""))
+
+    def chosen_decoder(self) -> str:
+        """The decoder this capture uses."""
+        if self.decoder:
+            return self.decoder
+        return "python" if self.spool_max > 0 else "core"

@@ -78,6 +78,11 @@ class CaptureLifecycle:
         def _kernel_entry(self, tgid: int, fd: int, cid: int) -> Any: ...
         def _untrack_key(self, tgid: int, fd: int, cid: int) -> None: ...
 
+        _dec: Any  # the Rust core, when it decodes (agent/capture_core.py)
+
+        def _core_close(self) -> None: ...
+        def _core_kernel_offsets(self, conn: Connection, cur: Any) -> None: ...
+
     # ---- start and stop ----
 
     def start(self) -> None:
@@ -187,6 +192,8 @@ class CaptureLifecycle:
                 if conn.noaddr:
                     self._release(conn)
             self._age_parked(force=True)
+            if self._dec is not None:
+                self._core_close()
         finally:
             self._final_kernel = self.probes.counters()
             self._end_deferred()
@@ -346,6 +353,9 @@ class CaptureLifecycle:
         ring buffer) are gaps, as a CLOSE record's offsets would have shown."""
         cur = self._kernel_entry(conn.tgid, conn.fd, conn.conn_id)
         if cur is None or cur.flags & L.NT_CONN_MUTED:
+            return
+        if self._dec is not None:  # the core's CLOSE record carries them (capture_core.py)
+            self._core_kernel_offsets(conn, cur)
             return
         for d in (0, 1):
             for ch in conn.streams[d].close_at(int(cur.off[d]), ts):

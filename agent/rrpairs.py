@@ -272,6 +272,27 @@ class CapturedExchange:
             self._proto = build_http_rrpair(self.exchange, self.ctx, self.id)
         return self._proto
 
+    def has_header(self, names: frozenset[str]) -> bool:
+        """Whether a header or trailer of the exchange has one of these (lower-case) names."""
+        if not names:
+            return False
+        if self._proto is not None:
+            http = self._proto.http
+            return any(
+                h.name.lower() in names
+                for m in (http.req, http.res)
+                for hs in (m.headers, m.trailers)
+                for h in hs
+            )
+        for msg in (self.exchange.request, self.exchange.response):
+            if msg is None:
+                continue
+            for hs in (msg.headers, msg.trailers):
+                for name, _ in hs:
+                    if name.lower() in names:
+                        return True
+        return False
+
     def json_line(self) -> str:
         """The JSONL line (no newline): from the message if it was built (and possibly
         changed, by redaction), else straight from the exchange."""

@@ -176,11 +176,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_capture_arguments(p)
+    from cli.options.decoder import add_arguments as add_decoder_arguments
     from cli.options.metrics import add_arguments as add_metrics_arguments
     from cli.options.rules import add_arguments as add_rules_arguments
     from cli.options.sink import add_arguments as add_sink_arguments
     from cli.options.targeting import add_arguments as add_k8s_arguments
 
+    add_decoder_arguments(p)
     add_sink_arguments(p)
     add_rules_arguments(p)
     add_metrics_arguments(p)
@@ -341,9 +343,13 @@ def defer_max(args: argparse.Namespace) -> int:
     """--defer-max, or its default: decode at once when watched (rows as exchanges
     complete, not when the CPU is idle) or when -c COUNT ends the capture (without
     --defer-dir: on a busy host, decoding that waited for idle CPU would run until
-    --duration or Ctrl-C), deferred otherwise."""
+    --duration or Ctrl-C), deferred otherwise; the core always decodes at once."""
+    from cli.options.decoder import decoder
+
     if args.defer_max is not None:
         return int(args.defer_max)
+    if decoder(args) == "core":
+        return 0
     counted = bool(args.count) and not args.defer_dir
     return 0 if watched(args) or counted else DEFER_MAX_DEFAULT
 
@@ -352,8 +358,10 @@ def _run_syscall(
     args: argparse.Namespace, pipeline: Pipeline, stop: threading.Event, node: Any
 ) -> dict[str, int]:
     from agent.capture_config import CaptureConfig
+    from cli.options.decoder import decoder
 
     cfg = CaptureConfig(
+        decoder=decoder(args),
         pids=args.pid,
         ports=args.port,
         cgroup_ids=cgroup2_ids(args.cgroup),

@@ -1,5 +1,11 @@
 //! Ring-buffer records in, encoded RRPairs out: connections, ordered streams, the HTTP/1.x
 //! stitcher and the RRPair encoders, as agent/capture.py's record loop does in Python.
+//!
+//! Bytes only Python can get (sendfile's, read back from the file) stop `feed_records` at
+//! their record; Python reads them and gives them to `feed_sendfile`, then feeds on. With
+//! `hold` (the live capture), each connection's exchanges wait for the context Python sets
+//! once (`set_context`, after enrichment and the port filter) or are dropped (`drop_conn`);
+//! the OPEN/ADDR/CLOSE records go out to Python (`control`) so that it never walks data.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -7,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use prost::Message as _;
 
-use crate::http1::Message;
+use crate::build::build;
 use crate::layout::{self, ConnEvent, DataEvent, Record};
 use crate::pb;
 use crate::stitch::{Exchange, Stitcher};
@@ -19,6 +25,7 @@ pub const COUNTER_NAMES: &[&str] = &[
     "data_records",
     "gap_records",
     "control_records",
+    "sendfile_records",
     "invalid_records",
     "records_untracked",
     "orphan_records",
@@ -33,6 +40,8 @@ pub const COUNTER_NAMES: &[&str] = &[
     "rrpairs_incomplete",
     "rrpairs_gap",
     "rrpairs_truncated",
+    "rrpairs_noaddr",
+    "rrpairs_held_over",
     "panics",
     // HTTP/2 (src/h2)
     "conns_h2",
@@ -50,6 +59,19 @@ pub const COUNTER_NAMES: &[&str] = &[
     "h2_header_lists_too_large",
     "h2_tables_rebuilt",
 ];
+
+/// What one RRPair is built from: an HTTP/1 exchange or an HTTP/2 stream.
+// Moved once from parser to encoder (held at most MAX_HELD per connection): boxing the
+// larger variant would cost an allocation per exchange on the hot path.
+#[allow(clippy::large_enum_variant)]
+pub enum Item {
+    H1(Exchange),
+    H2(crate::h2::exchange::Stream),
+}
+
+/// Exchanges held per connection while its context is not set; then they go out with the
+/// core's own template, flagged `noaddr` (agent/capture_addresses.py MAX_HELD).
+pub const MAX_HELD: usize = 64;
 
 #[derive(Debug, Default, Clone)]
 pub struct Counters(pub BTreeMap<&'static str, u64>);
@@ -69,6 +91,36 @@ struct Conn {
     template: pb::RrPair,
     from_python: bool,
     h2: crate::h2::State,
+    /// Per direction: wall-clock ns of the latest loss no message begun after it has
+    /// followed yet, else 0 (agent/gap_marks.py).
+    open_gaps: [u64; 2],
+}
+
+impl Conn {
+    /// gap_marks.note_exchange: a message begun at or after a loss closes it.
+    fn note_exchange(&mut self, ex: &Exchange) {
+        let rq = usize::from(self.req_dir);
+        if let Some(r) = &ex.request {
+            if self.open_gaps[rq] != 0 && r.start_ts_ns >= self.open_gaps[rq] {
+                self.open_gaps[rq] = 0;
+            }
+        }
+        if let Some(r) = &ex.response {
+            if self.open_gaps[rq ^ 1] != 0 && r.start_ts_ns >= self.open_gaps[rq ^ 1] {
+                self.open_gaps[rq ^ 1] = 0;
+            }
+        }
+    }
+
+    /// gap_marks.flag_unanswered: the side an exchange flushed at the end lacks lost bytes.
+    fn flag_unanswered(&self, ex: &mut Exchange) {
+        let rq = usize::from(self.req_dir);
+        if (ex.response.is_none() && self.open_gaps[rq ^ 1] != 0)
+            || (ex.request.is_none() && self.open_gaps[rq] != 0)
+        {
+            ex.flags.insert("gap");
+        }
+    }
 }
 
 /// Output forms.
@@ -76,6 +128,15 @@ struct Conn {
 pub struct Formats {
     pub protobuf: bool,
     pub jsonl: bool,
+}
+
+/// Where `feed_records` stopped: a sendfile record of a tracked connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop {
+    /// The record's payload starts here in the batch.
+    pub record: usize,
+    /// Feed on from here.
+    pub next: usize,
 }
 
 pub struct Decoder {
@@ -89,15 +150,32 @@ pub struct Decoder {
     early: HashMap<u64, pb::RrPair>,
     untracked: HashSet<u64>,
     holey: HashSet<u64>,
+    /// hold: exchanges wait for their connection's context
+    pub hold: bool,
+    contexts: HashMap<u64, pb::RrPair>,
+    held: HashMap<u64, (pb::RrPair, Vec<Item>)>,
     pub counters: Counters,
     pub out_pb: Vec<Vec<u8>>,
     pub out_jsonl: Vec<Vec<u8>>,
+    /// hold: OPEN/ADDR/CLOSE record payloads, in order
+    pub control: Vec<Vec<u8>>,
+    /// hold: connections the core stopped decoding (not HTTP, upgraded, panicked)
+    pub stopped: Vec<u64>,
+    /// hold: (conn_id, tgid, fd, ts) of data records of unknown connections, once each
+    pub orphans: Vec<(u64, u32, u32, u64)>,
     /// The test hook: a record of a connection with this id panics inside the core.
     pub panic_conn: Option<u64>,
 }
 
 fn wall(ts: u64, off: i64) -> u64 {
     (ts as i64).wrapping_add(off) as u64
+}
+
+fn endpoint(addr: &[u8; 16], port: u16) -> pb::Endpoint {
+    pb::Endpoint {
+        ip: layout::ip_text(addr),
+        port: u32::from(port),
+    }
 }
 
 impl Decoder {
@@ -116,16 +194,33 @@ impl Decoder {
             early: HashMap::new(),
             untracked: HashSet::new(),
             holey: HashSet::new(),
+            hold: false,
+            contexts: HashMap::new(),
+            held: HashMap::new(),
             counters,
             out_pb: Vec::new(),
             out_jsonl: Vec::new(),
+            control: Vec::new(),
+            stopped: Vec::new(),
+            orphans: Vec::new(),
             panic_conn: None,
         }
     }
 
     /// The context of a connection (an RRPair holding direction, client, server, meta and
-    /// connection-wide flags), replacing the one built from its OPEN record.
+    /// connection-wide flags). Without `hold` it replaces the one built from its OPEN
+    /// record; with `hold` it releases the exchanges held for it.
     pub fn set_context(&mut self, conn_id: u64, template: pb::RrPair) {
+        if self.hold {
+            let held = self.held.remove(&conn_id).map(|h| h.1).unwrap_or_default();
+            for ex in held {
+                self.emit(&template, ex);
+            }
+            if self.conns.contains_key(&conn_id) {
+                self.contexts.insert(conn_id, template);
+            }
+            return;
+        }
         match self.conns.get_mut(&conn_id) {
             Some(c) => {
                 c.template = template;
@@ -137,19 +232,52 @@ impl Decoder {
         }
     }
 
-    /// A batch of ring-buffer-format bytes (8-byte record headers included).
-    pub fn feed_records(&mut self, blob: &[u8]) {
-        for rec in layout::records(blob) {
+    /// Forget a connection (filtered out, untracked by Python): nothing more of it comes out.
+    pub fn drop_conn(&mut self, conn_id: u64) {
+        self.held.remove(&conn_id);
+        self.contexts.remove(&conn_id);
+        self.holey.remove(&conn_id);
+        self.conns.remove(&conn_id);
+        self.untracked.insert(conn_id);
+    }
+
+    /// hold: connections with exchanges waiting for a context.
+    pub fn waiting_contexts(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.held.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A batch of ring-buffer-format bytes (8-byte record headers included), from byte
+    /// `start`. Stops at a sendfile record of a tracked connection (the caller reads its
+    /// bytes, calls `feed_sendfile`, then feeds on from `Stop::next`); None at the end.
+    pub fn feed_records_from(&mut self, blob: &[u8], start: usize) -> Option<Stop> {
+        for (at, next, rec) in layout::records_from(blob, start) {
             self.counters.add("records", 1);
-            let rec = layout::decode(rec);
+            let raw = rec;
+            let rec = layout::decode(raw);
             let cid = match &rec {
                 Record::Data(d) => d.conn_id,
-                Record::Conn(c) => c.conn_id,
+                Record::Conn(c) => {
+                    if self.hold {
+                        self.control.push(raw.to_vec());
+                    }
+                    c.conn_id
+                }
                 Record::Invalid => {
                     self.counters.add("invalid_records", 1);
                     continue;
                 }
             };
+            if let Record::Data(d) = &rec {
+                if d.kind == layout::NT_EV_SENDFILE {
+                    self.counters.add("sendfile_records", 1);
+                    if self.conns.contains_key(&cid) && self.panic_conn != Some(cid) {
+                        return Some(Stop { record: at, next });
+                    }
+                    continue;
+                }
+            }
             let hook = self.panic_conn;
             let res = catch_unwind(AssertUnwindSafe(|| {
                 if hook == Some(cid) {
@@ -168,6 +296,103 @@ impl Decoder {
                 self.on_panic(cid);
             }
         }
+        None
+    }
+
+    /// A whole batch without sendfile records to resolve (they become gaps).
+    pub fn feed_records(&mut self, blob: &[u8]) {
+        let mut start = 0;
+        while let Some(stop) = self.feed_records_from(blob, start) {
+            if let Record::Data(d) = layout::decode(&blob[stop.record..]) {
+                self.feed_sendfile(d.conn_id, d.dir, d.offset, u64::from(d.len), d.ts_ns, None);
+            }
+            start = stop.next;
+        }
+    }
+
+    /// The bytes a sendfile record described (`data`: those read back from the file, a
+    /// prefix of the range; None: unreadable, a gap), in their place in the stream
+    /// (agent/capture_uncopied.py _on_sendfile).
+    pub fn feed_sendfile(
+        &mut self,
+        cid: u64,
+        dir: u8,
+        offset: u64,
+        length: u64,
+        ts: u64,
+        data: Option<&[u8]>,
+    ) {
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            self.sendfile(cid, usize::from(dir & 1), offset, length, ts, data)
+        }));
+        if res.is_err() {
+            self.on_panic(cid);
+        }
+    }
+
+    fn sendfile(
+        &mut self,
+        cid: u64,
+        dir: usize,
+        offset: u64,
+        length: u64,
+        ts: u64,
+        data: Option<&[u8]>,
+    ) {
+        if !self.conns.contains_key(&cid) {
+            return;
+        }
+        if self.holey.contains(&cid) {
+            self.flush_other(cid, dir);
+        }
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let s = &mut conn.streams[dir];
+        let (chunks, rest) = match data {
+            None => (s.push_gap(offset, length, ts), 0),
+            Some(d) => {
+                let d = &d[..d.len().min(length as usize)];
+                (s.push(offset, d, ts), length - d.len() as u64)
+            }
+        };
+        self.feed_chunks(cid, dir, chunks);
+        let at = offset + length - rest; // the file was shorter than the range: the rest
+        if rest > 0 && !self.skip_in_order(cid, dir, at, rest, ts) {
+            if let Some(conn) = self.conns.get_mut(&cid) {
+                let chunks = conn.streams[dir].push_gap(at, rest, ts);
+                self.feed_chunks(cid, dir, chunks);
+            }
+        }
+        if self
+            .conns
+            .get(&cid)
+            .is_some_and(|c| c.streams[dir].waiting())
+        {
+            self.holey.insert(cid);
+        }
+    }
+
+    /// Bytes not copied on purpose (past the copy bound): inside a body they only cut it
+    /// (truncated). False when the stream is not at `off` (the caller declares a gap).
+    fn skip_in_order(&mut self, cid: u64, dir: usize, off: u64, size: u64, ts: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return false;
+        };
+        let s = &mut conn.streams[dir];
+        if off != s.next_offset || s.waiting() {
+            return false;
+        }
+        s.next_offset += size;
+        let ts = wall(ts, self.mono_to_wall);
+        let mut out = Vec::new();
+        if dir == usize::from(conn.req_dir) {
+            conn.stitcher.request_skip(size, ts, &mut out);
+        } else {
+            conn.stitcher.response_skip(size, ts, &mut out);
+        }
+        self.emit_all(cid, out);
+        true
     }
 
     /// A panic inside the core: count it, forget the connection, go on with the others.
@@ -176,6 +401,9 @@ impl Decoder {
         self.conns.remove(&cid);
         self.holey.remove(&cid);
         self.untracked.insert(cid);
+        if self.hold {
+            self.stopped.push(cid);
+        }
     }
 
     fn handle(&mut self, rec: &Record<'_>) {
@@ -200,8 +428,12 @@ impl Decoder {
             if self.untracked.contains(&d.conn_id) {
                 self.counters.add("records_untracked", 1);
             } else {
-                // Python looks its OPEN up in /proc (adopt_orphan); the core cannot
+                // Python looks its OPEN up in /proc (adopt_orphan), then feeds an OPEN
                 self.counters.add("orphan_records", 1);
+                if self.hold {
+                    self.orphans.push((d.conn_id, d.tgid, d.fd, d.ts_ns));
+                    self.untracked.insert(d.conn_id);
+                }
             }
             return;
         }
@@ -228,6 +460,11 @@ impl Decoder {
         if self.holey.contains(&d.conn_id) {
             self.flush_other(d.conn_id, dir);
         }
+        if d.syscall & layout::NT_GAP_BOUND != 0
+            && self.skip_in_order(d.conn_id, dir, d.offset, u64::from(d.len), d.ts_ns)
+        {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&d.conn_id) else {
             return;
         };
@@ -245,14 +482,7 @@ impl Decoder {
 
     fn on_open(&mut self, c: &ConnEvent) {
         let server = c.role == layout::NT_ROLE_SERVER;
-        let local = pb::Endpoint {
-            ip: layout::ip_text(&c.laddr),
-            port: u32::from(c.lport),
-        };
-        let remote = pb::Endpoint {
-            ip: layout::ip_text(&c.raddr),
-            port: u32::from(c.rport),
-        };
+        let (local, remote) = (endpoint(&c.laddr, c.lport), endpoint(&c.raddr, c.rport));
         let (client, srv) = if server {
             (remote, local)
         } else {
@@ -290,32 +520,41 @@ impl Decoder {
                 template,
                 from_python,
                 h2: crate::h2::State::default(),
+                open_gaps: [0, 0],
             },
         );
+        if c.family & layout::NT_FAMILY_PREEXISTING != 0 {
+            if let Some(conn) = self.conns.get_mut(&c.conn_id) {
+                conn.stitcher.resync_start();
+            }
+        }
         self.untracked.remove(&c.conn_id);
         self.counters.add("conns_tracked", 1);
     }
 
     fn on_addr(&mut self, c: &ConnEvent) {
+        if let Some(t) = self.contexts.get_mut(&c.conn_id) {
+            // hold: exchanges went out without addresses (held too long): the rest have
+            // them (agent/capture_addresses.py _on_addr)
+            if t.flags.iter().any(|f| f == "noaddr") && c.role == layout::NT_ROLE_SERVER {
+                t.server = Some(endpoint(&c.laddr, c.lport));
+                if c.rport != 0 {
+                    t.client = Some(endpoint(&c.raddr, c.rport));
+                    t.flags.retain(|f| f != "noaddr");
+                }
+            }
+        }
         let Some(conn) = self.conns.get_mut(&c.conn_id) else {
             return;
         };
         if conn.from_python {
             return;
         }
-        let server = c.role == layout::NT_ROLE_SERVER;
-        let local = pb::Endpoint {
-            ip: layout::ip_text(&c.laddr),
-            port: u32::from(c.lport),
-        };
-        if server {
+        let local = endpoint(&c.laddr, c.lport);
+        if c.role == layout::NT_ROLE_SERVER {
             conn.template.server = Some(local);
             if c.rport != 0 {
-                let remote = pb::Endpoint {
-                    ip: layout::ip_text(&c.raddr),
-                    port: u32::from(c.rport),
-                };
-                conn.template.client = Some(remote);
+                conn.template.client = Some(endpoint(&c.raddr, c.rport));
             }
         } else {
             conn.template.client = Some(local);
@@ -359,16 +598,18 @@ impl Decoder {
         self.holey.remove(&cid);
         let dup = conn.streams[0].duplicate_bytes + conn.streams[1].duplicate_bytes;
         self.counters.add("stream_duplicate_bytes", dup);
-        if conn.stitcher.failed() || conn.stitcher.upgraded {
-            return;
+        if !(conn.stitcher.failed() || conn.stitcher.upgraded) {
+            let mut out = Vec::new();
+            conn.stitcher.close(wall(ts, self.mono_to_wall), &mut out);
+            self.counters
+                .add("parse_errors", conn.stitcher.parse_errors());
+            for mut ex in out {
+                conn.flag_unanswered(&mut ex);
+                conn.note_exchange(&ex);
+                self.emit_for(cid, &conn.template, Item::H1(ex));
+            }
         }
-        let mut out = Vec::new();
-        conn.stitcher.close(wall(ts, self.mono_to_wall), &mut out);
-        self.counters
-            .add("parse_errors", conn.stitcher.parse_errors());
-        for ex in out {
-            self.emit(&conn.template, ex);
-        }
+        self.contexts.remove(&cid);
     }
 
     /// Close every connection (the capture stops).
@@ -421,6 +662,10 @@ impl Decoder {
             if ch.data.is_none() {
                 self.counters.add("stream_gaps", 1);
                 self.counters.add("stream_gap_bytes", ch.size);
+                let w = wall(ch.ts_ns, self.mono_to_wall);
+                if let Some(conn) = self.conns.get_mut(&cid) {
+                    conn.open_gaps[dir] = conn.open_gaps[dir].max(w);
+                }
             }
             self.feed(cid, dir, ch);
         }
@@ -449,16 +694,7 @@ impl Decoder {
             .last()
             .filter(|_| upgraded)
             .and_then(crate::h2::upgrade_request);
-        let template = if out.is_empty() {
-            None
-        } else {
-            Some(conn.template.clone())
-        };
-        if let Some(t) = template {
-            for ex in out {
-                self.emit(&t, ex);
-            }
-        }
+        self.emit_all(cid, out);
         if let Some(req) = h2c {
             self.h2_upgrade(cid, req, ch.ts_ns);
             return;
@@ -478,6 +714,54 @@ impl Decoder {
             }
             self.holey.remove(&cid);
             self.untracked.insert(cid);
+            if self.hold {
+                self.stopped.push(cid);
+            }
+        }
+    }
+
+    /// Exchanges of a live connection: gap marks, then out.
+    fn emit_all(&mut self, cid: u64, out: Vec<Exchange>) {
+        if out.is_empty() {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        for ex in &out {
+            conn.note_exchange(ex);
+        }
+        let template = conn.template.clone();
+        for ex in out {
+            self.emit_for(cid, &template, Item::H1(ex));
+        }
+    }
+
+    /// hold: with the context Python set, or held until it does (at most MAX_HELD, then
+    /// out with the core's template, flagged `noaddr`).
+    fn emit_for(&mut self, cid: u64, own: &pb::RrPair, ex: Item) {
+        if !self.hold {
+            return self.emit(own, ex);
+        }
+        if let Some(t) = self.contexts.get(&cid) {
+            let t = t.clone();
+            return self.emit(&t, ex);
+        }
+        let entry = self
+            .held
+            .entry(cid)
+            .or_insert_with(|| (own.clone(), Vec::new()));
+        entry.1.push(ex);
+        if entry.1.len() > MAX_HELD {
+            let (mut t, held) = self.held.remove(&cid).unwrap_or_default();
+            t.flags.push("noaddr".into());
+            self.counters.add("rrpairs_held_over", held.len() as u64);
+            for ex in held {
+                self.emit(&t, ex);
+            }
+            if self.conns.contains_key(&cid) {
+                self.contexts.insert(cid, t);
+            }
         }
     }
 
@@ -485,7 +769,7 @@ impl Decoder {
     /// joined mid-way) goes to the HTTP/2 decoder instead of the stitcher. `ch` None: the
     /// connection ends. Returns whether the connection is HTTP/2.
     fn h2(&mut self, cid: u64, dir: usize, ch: Option<&Chunk>) -> bool {
-        use crate::h2::{conn, rrpair, State};
+        use crate::h2::{conn, State};
         let max_body = self.max_body;
         let Some(c) = self.conns.get_mut(&cid) else {
             return false;
@@ -524,28 +808,7 @@ impl Decoder {
             self.counters.add(k, v);
         }
         for st in out {
-            self.next_id += 1;
-            let id = format!("{}-{}", self.id_prefix, self.next_id);
-            let pair = rrpair::build(&template, st, id, max_body);
-            self.counters.add("rrpairs", 1);
-            for f in ["incomplete", "gap", "truncated"] {
-                if pair.flags.iter().any(|x| x == f) {
-                    self.counters.add(
-                        match f {
-                            "incomplete" => "rrpairs_incomplete",
-                            "gap" => "rrpairs_gap",
-                            _ => "rrpairs_truncated",
-                        },
-                        1,
-                    );
-                }
-            }
-            if self.formats.protobuf {
-                self.out_pb.push(pair.encode_to_vec());
-            }
-            if self.formats.jsonl {
-                self.out_jsonl.push(crate::json::dumps(&pair).into_bytes());
-            }
+            self.emit_for(cid, &template, Item::H2(st));
         }
         true
     }
@@ -573,24 +836,27 @@ impl Decoder {
         }
     }
 
-    fn emit(&mut self, template: &pb::RrPair, ex: Exchange) {
+    fn emit(&mut self, template: &pb::RrPair, item: Item) {
         self.next_id += 1;
         let id = format!("{}-{}", self.id_prefix, self.next_id);
+        let pair = match item {
+            Item::H1(ex) => build(template, ex, id),
+            Item::H2(st) => crate::h2::rrpair::build(template, st, id, self.max_body),
+        };
         let c = &mut self.counters;
         c.add("rrpairs", 1);
-        for f in ["incomplete", "gap", "truncated"] {
-            if ex.flags.contains(f) {
-                c.add(
-                    match f {
-                        "incomplete" => "rrpairs_incomplete",
-                        "gap" => "rrpairs_gap",
-                        _ => "rrpairs_truncated",
-                    },
-                    1,
-                );
+        for (f, name) in [
+            ("incomplete", "rrpairs_incomplete"),
+            ("gap", "rrpairs_gap"),
+            ("truncated", "rrpairs_truncated"),
+        ] {
+            if pair.flags.iter().any(|x| x == f) {
+                c.add(name, 1);
             }
         }
-        let pair = build(template, ex, id);
+        if template.flags.iter().any(|f| f == "noaddr") {
+            c.add("rrpairs_noaddr", 1);
+        }
         if self.formats.protobuf {
             self.out_pb.push(pair.encode_to_vec());
         }
@@ -598,82 +864,4 @@ impl Decoder {
             self.out_jsonl.push(crate::json::dumps(&pair).into_bytes());
         }
     }
-}
-
-fn headers(hs: Vec<(String, String)>) -> Vec<pb::Header> {
-    hs.into_iter()
-        .map(|(name, value)| pb::Header { name, value })
-        .collect()
-}
-
-fn request(m: Message) -> pb::HttpRequest {
-    pb::HttpRequest {
-        method: m.method,
-        url: m.url,
-        version: m.version,
-        headers: headers(m.headers),
-        body: m.body,
-        body_size: m.body_size,
-        trailers: headers(m.trailers),
-    }
-}
-
-fn response(m: Message) -> pb::HttpResponse {
-    pb::HttpResponse {
-        status_code: m.status_code,
-        status_message: m.status_message,
-        version: m.version,
-        headers: headers(m.headers),
-        body: m.body,
-        body_size: m.body_size,
-        trailers: headers(m.trailers),
-    }
-}
-
-/// One RRPair for one exchange (agent/rrpairs.py build_http_rrpair).
-pub fn build(template: &pb::RrPair, ex: Exchange, id: String) -> pb::RrPair {
-    let mut pair = template.clone();
-    pair.id = id;
-    pair.l7protocol = "http".into();
-    if pair.client.is_none() {
-        pair.client = Some(pb::Endpoint::default());
-    }
-    if pair.server.is_none() {
-        pair.server = Some(pb::Endpoint::default());
-    }
-    if pair.meta.is_none() {
-        pair.meta = Some(pb::Meta::default());
-    }
-    let start = ex
-        .request
-        .as_ref()
-        .map(|r| r.start_ts_ns)
-        .or_else(|| ex.response.as_ref().map(|r| r.start_ts_ns))
-        .unwrap_or(0);
-    if start != 0 {
-        pair.ts = Some(pb::Timestamp {
-            seconds: (start / 1_000_000_000) as i64,
-            nanos: (start % 1_000_000_000) as i32,
-        });
-    }
-    let us = |a: u64| (a.saturating_sub(start) / 1000) as i64;
-    if let Some(res) = &ex.response {
-        if start != 0 {
-            pair.duration_us = us(res.end_ts_ns);
-            pair.ttfb_us = us(res.start_ts_ns);
-        }
-    } else if let Some(req) = &ex.request {
-        if start != 0 {
-            pair.duration_us = us(req.end_ts_ns);
-        }
-    }
-    let mut flags: std::collections::BTreeSet<String> =
-        ex.flags.iter().map(|f| (*f).to_string()).collect();
-    flags.extend(template.flags.iter().cloned());
-    pair.flags = flags.into_iter().collect();
-    pair.http = Some(pb::HttpExchange {
-        req: ex.request.map(request),
-        res: ex.response.map(response),
-    });
-    pair
 }

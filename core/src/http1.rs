@@ -151,6 +151,9 @@ pub struct Parser {
     /// The response answered a request that asked to upgrade and did not: resume requests.
     pub refused: bool,
     pub parse_errors: u64,
+    /// The stream may begin mid-message (a connection opened before the capture): bytes
+    /// are skipped up to a start line, and errors before the first message do not fail it.
+    resync: bool,
 }
 
 pub type Out = Vec<(Message, i64)>;
@@ -184,6 +187,7 @@ impl Parser {
             heads: Vec::new(),
             refused: false,
             parse_errors: 0,
+            resync: false,
         }
     }
 
@@ -197,6 +201,12 @@ impl Parser {
             }
         }
         ts
+    }
+
+    /// Begin mid-stream: skip to the first start line (machine.py ``resync``).
+    pub fn resync_start(&mut self) {
+        self.resync = true;
+        self.state = State::Scan;
     }
 
     /// The next bytes of this direction, captured at ts_ns.
@@ -260,7 +270,7 @@ impl Parser {
             msg.flags.insert("incomplete");
             self.finish_cut(msg, out);
         }
-        if !self.seen {
+        if !self.seen && !self.resync {
             self.failed = true;
             self.state = State::Dead;
             return None;
@@ -720,6 +730,41 @@ impl Parser {
                 None => self.gap(n, ts, out),
             }
         }
+    }
+
+    /// `nbytes` not copied on purpose (past the capture's copy bound) inside the current
+    /// body: counted in its size, the body kept so far flagged "truncated" (body.py _skip).
+    /// False when they are not all inside the current body (the caller makes them a gap).
+    pub fn skip(&mut self, nbytes: u64, ts_ns: u64, out: &mut Out) -> bool {
+        if nbytes == 0 || !self.buf.is_empty() {
+            return false;
+        }
+        let rem = match self.state {
+            State::Body(r) | State::ChunkData(r) => Some(r),
+            State::Close => None,
+            _ => return false,
+        };
+        if rem.is_some_and(|r| nbytes > r) {
+            return false;
+        }
+        let Some(msg) = self.msg.as_mut() else {
+            return false;
+        };
+        self.ts = ts_ns;
+        msg.body_size += nbytes as i64;
+        if self.room >= 0 {
+            // -1: already cut by a gap, which says more
+            self.room = 0;
+            msg.flags.insert("truncated");
+        }
+        match self.state {
+            State::Body(r) if r == nbytes => self.complete(None, out),
+            State::Body(r) => self.state = State::Body(r - nbytes),
+            State::ChunkData(r) if r == nbytes => self.state = State::ChunkCrlf,
+            State::ChunkData(r) => self.state = State::ChunkData(r - nbytes),
+            _ => {}
+        }
+        true
     }
 
     /// The connection switched protocols: ignore the rest.

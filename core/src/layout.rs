@@ -10,6 +10,15 @@ pub const NT_EV_CLOSE: u8 = 2;
 pub const NT_EV_DATA: u8 = 3;
 pub const NT_EV_GAP: u8 = 4;
 pub const NT_EV_ADDR: u8 = 5;
+/// The bytes sendfile() moved, described by file and range (struct nt_sendfile_event: the
+/// data header, then where they came from): Python reads them back (agent/sendfile_bodies.py)
+/// and gives them to `Decoder::feed_sendfile`.
+pub const NT_EV_SENDFILE: u8 = 7;
+/// Not a kernel bit: an OPEN record the agent writes for a connection opened before the
+/// capture sets this in `family` (its stream may begin mid-message).
+pub const NT_FAMILY_PREEXISTING: u16 = 0x8000;
+/// A GAP record's syscall bit: bytes not copied on purpose (past the copy bound).
+pub const NT_GAP_BOUND: u16 = 0x8000;
 pub const NT_ROLE_UNKNOWN: u8 = 0;
 pub const NT_ROLE_CLIENT: u8 = 1;
 pub const NT_ROLE_SERVER: u8 = 2;
@@ -119,7 +128,7 @@ pub fn decode(rec: &[u8]) -> Record<'_> {
         return Record::Invalid;
     };
     match kind {
-        NT_EV_DATA | NT_EV_GAP => {
+        NT_EV_DATA | NT_EV_GAP | NT_EV_SENDFILE => {
             if rec.len() < NT_DATA_HDR_SIZE {
                 return Record::Invalid;
             }
@@ -179,7 +188,13 @@ pub const RB_HDR: usize = 8;
 /// The payloads of the committed, not discarded records of ring-buffer-format bytes, as
 /// agent/ringbuf.py's iter_records walks them (stops at BUSY or at a truncated tail).
 pub fn records(blob: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut off = 0usize;
+    records_from(blob, 0).map(|(_, _, rec)| rec)
+}
+
+/// As `records`, from byte `start` of `blob`, with each payload's start and the start of
+/// the next record's header.
+pub fn records_from(blob: &[u8], start: usize) -> impl Iterator<Item = (usize, usize, &[u8])> {
+    let mut off = start;
     std::iter::from_fn(move || loop {
         if off + RB_HDR > blob.len() {
             return None;
@@ -196,7 +211,7 @@ pub fn records(blob: &[u8]) -> impl Iterator<Item = &[u8]> {
         let start = off + RB_HDR;
         off = next;
         if word & RB_DISCARD == 0 {
-            return Some(&blob[start..start + len]);
+            return Some((start, next, &blob[start..start + len]));
         }
     })
 }

@@ -4,13 +4,26 @@
 //!
 //! ```text
 //! Decoder(max_body: int, id_prefix: str, mono_to_wall_ns: int = 0,
-//!         protobuf: bool = True, jsonl: bool = False)
-//!   .feed_records(buf: bytes) -> None     # ring-buffer-format bytes (8-byte headers):
-//!                                         # what RingBufferReader.read_extent returns
+//!         protobuf: bool = True, jsonl: bool = False, hold: bool = False)
+//!   .feed_records(buf: bytes, start: int = 0) -> tuple[int, int] | None
+//!                                         # ring-buffer-format bytes (8-byte headers):
+//!                                         # what RingBufferReader.read_extent returns;
+//!                                         # stops at a sendfile record of a tracked
+//!                                         # connection: (its payload's start, next start)
+//!   .feed_sendfile(conn_id, dir, offset, length, ts_ns, data: bytes | None) -> None
+//!                                         # that record's bytes, read back from the file
 //!   .set_context(conn_id: int, template: bytes) -> None
 //!                                         # an encoded nodetap.v1.RRPair holding direction,
 //!                                         # client, server, meta and connection-wide flags;
 //!                                         # replaces what the core built from the OPEN record
+//!                                         # (hold: releases the exchanges waiting for it)
+//!   .drop_conn(conn_id: int) -> None      # nothing more of this connection comes out
+//!   .waiting_contexts() -> list[int]      # hold: connections whose exchanges wait
+//!   .take_control() -> list[bytes]        # hold: OPEN/ADDR/CLOSE record payloads
+//!   .take_stopped() -> list[int]          # hold: connections no longer decoded
+//!   .take_orphans() -> list[tuple[int, int, int, int]]
+//!                                         # hold: (conn_id, tgid, fd, ts) of data of
+//!                                         # unknown connections, once each
 //!   .close_all(ts_ns: int) -> None        # the capture stops: flush every connection
 //!   .take_rrpairs() -> list[bytes]        # encoded nodetap.v1.RRPair, in emission order
 //!   .take_jsonl() -> list[bytes]          # their proto3 JSON lines (no newline)
@@ -24,6 +37,7 @@
 //! Every module but the PyO3 binding (`py`) forbids unsafe code.
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod decoder;
 pub mod fuzzing;
 pub mod h2;

@@ -20,27 +20,72 @@ struct Decoder {
 #[pymethods]
 impl Decoder {
     #[new]
-    #[pyo3(signature = (max_body, id_prefix, mono_to_wall_ns = 0, protobuf = true, jsonl = false))]
+    #[pyo3(signature = (max_body, id_prefix, mono_to_wall_ns = 0, protobuf = true, jsonl = false, hold = false))]
     fn new(
         max_body: u64,
         id_prefix: String,
         mono_to_wall_ns: i64,
         protobuf: bool,
         jsonl: bool,
+        hold: bool,
     ) -> Self {
-        Self {
-            core: Core::new(
-                max_body,
-                mono_to_wall_ns,
-                id_prefix,
-                Formats { protobuf, jsonl },
-            ),
-        }
+        let mut core = Core::new(
+            max_body,
+            mono_to_wall_ns,
+            id_prefix,
+            Formats { protobuf, jsonl },
+        );
+        core.hold = hold;
+        Self { core }
     }
 
-    fn feed_records(&mut self, py: Python<'_>, buf: &[u8]) {
+    /// Feed from byte `start`; returns (record, next) where a sendfile record of a tracked
+    /// connection stopped it (its payload starts at `record`: read its bytes, call
+    /// feed_sendfile, feed on from `next`), None at the end of the batch.
+    #[pyo3(signature = (buf, start = 0))]
+    fn feed_records(&mut self, py: Python<'_>, buf: &[u8], start: usize) -> Option<(usize, usize)> {
         let core = &mut self.core;
-        py.allow_threads(|| core.feed_records(buf));
+        py.allow_threads(|| core.feed_records_from(buf, start))
+            .map(|s| (s.record, s.next))
+    }
+
+    /// The bytes of a sendfile record: `data` read back from the file (a prefix of the
+    /// range), or None (unreadable: a gap).
+    #[pyo3(signature = (conn_id, dir, offset, length, ts_ns, data))]
+    fn feed_sendfile(
+        &mut self,
+        conn_id: u64,
+        dir: u8,
+        offset: u64,
+        length: u64,
+        ts_ns: u64,
+        data: Option<&[u8]>,
+    ) {
+        self.core
+            .feed_sendfile(conn_id, dir, offset, length, ts_ns, data);
+    }
+
+    fn drop_conn(&mut self, conn_id: u64) {
+        self.core.drop_conn(conn_id);
+    }
+
+    fn waiting_contexts(&self) -> Vec<u64> {
+        self.core.waiting_contexts()
+    }
+
+    fn take_control<'py>(&mut self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        std::mem::take(&mut self.core.control)
+            .iter()
+            .map(|b| PyBytes::new_bound(py, b))
+            .collect()
+    }
+
+    fn take_stopped(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.core.stopped)
+    }
+
+    fn take_orphans(&mut self) -> Vec<(u64, u32, u32, u64)> {
+        std::mem::take(&mut self.core.orphans)
     }
 
     fn set_context(&mut self, conn_id: u64, template: &[u8]) -> PyResult<()> {
@@ -93,6 +138,8 @@ fn nodetap_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("NT_EV_DATA", usize::from(layout::NT_EV_DATA)),
         ("NT_EV_GAP", usize::from(layout::NT_EV_GAP)),
         ("NT_EV_ADDR", usize::from(layout::NT_EV_ADDR)),
+        ("NT_EV_SENDFILE", usize::from(layout::NT_EV_SENDFILE)),
+        ("NT_GAP_BOUND", usize::from(layout::NT_GAP_BOUND)),
         ("NT_ROLE_UNKNOWN", usize::from(layout::NT_ROLE_UNKNOWN)),
         ("NT_ROLE_CLIENT", usize::from(layout::NT_ROLE_CLIENT)),
         ("NT_ROLE_SERVER", usize::from(layout::NT_ROLE_SERVER)),

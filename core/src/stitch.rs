@@ -53,6 +53,12 @@ impl Stitcher {
     }
 
     /// A direction is not HTTP/1.x.
+    /// Both directions may begin mid-message (a connection opened before the capture).
+    pub fn resync_start(&mut self) {
+        self.req.resync_start();
+        self.res.resync_start();
+    }
+
     pub fn failed(&self) -> bool {
         self.req.failed || self.res.failed
     }
@@ -114,6 +120,32 @@ impl Stitcher {
         self.res_gapped = true;
         let mut msgs = Out::new();
         self.res.gap(n, ts, &mut msgs);
+        self.on_responses(msgs, out);
+    }
+
+    /// `n` request bytes not copied on purpose: inside a body they cut it ("truncated"),
+    /// elsewhere a gap (stitch.py request_skip).
+    pub fn request_skip(&mut self, n: u64, ts: u64, out: &mut Vec<Exchange>) {
+        if self.upgraded || self.closed {
+            return;
+        }
+        let mut msgs = Out::new();
+        if !self.req.skip(n, ts, &mut msgs) {
+            self.req.gap(n, ts, &mut msgs);
+        }
+        self.pass_heads();
+        self.on_requests(msgs, out);
+    }
+
+    /// As request_skip, for the response stream.
+    pub fn response_skip(&mut self, n: u64, ts: u64, out: &mut Vec<Exchange>) {
+        if self.upgraded || self.closed {
+            return;
+        }
+        let mut msgs = Out::new();
+        if !self.res.skip(n, ts, &mut msgs) {
+            self.res.gap(n, ts, &mut msgs);
+        }
         self.on_responses(msgs, out);
     }
 

@@ -15,7 +15,6 @@ from agent import addr_lookup
 from agent import bpf_layout as L
 from agent.capture import CaptureConfig, SyscallCapture
 from agent.capture_addresses import MAX_HELD
-from agent.ringbuf import iter_records
 from nodetap.v1 import rrpair_pb2 as pb
 
 TGID, FD, CID = 4242, 9, 77
@@ -71,8 +70,7 @@ def _run(ports: list[int], *batches: bytes) -> tuple[list[pb.RRPair], dict[str, 
     out: list[pb.RRPair] = []
     cap = SyscallCapture(CaptureConfig(ports=ports, node="n", preexisting=False), emit=out.append)
     for blob in batches:
-        for rec in iter_records(memoryview(blob)):
-            cap._handle(rec)
+        cap.feed_batch(blob)
         cap._age_parked()
     cap._age_parked(force=True)
     return out, cap.stats

@@ -54,7 +54,10 @@ def by_port(pairs: list[pb.RRPair], port: int) -> tuple[list[pb.RRPair], list[pb
     return inb, out
 
 
-def test_capture_cli_jsonl_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoder", ["python", "core"])
+def test_capture_cli_jsonl_exact(tmp_path: Path, decoder: str) -> None:
+    """Both decoders (--decoder: the Python record loop, the Rust core) write the same
+    exact exchanges."""
     path = tmp_path / "capture.jsonl"
     body = bytes(range(256)) * 400
     with nginx() as ngx, python_server_process() as py:
@@ -69,6 +72,7 @@ def test_capture_cli_jsonl_exact(tmp_path: Path) -> None:
         ]
         n = 2 * (2 + len(reqs))  # both sides of every exchange
         args = ["--port", f"{ngx.port},{py.port}", "--count", str(n), "--duration", "60"]
+        args += ["--decoder", decoder, "--defer-max", "0"]  # both at once
         with cli_capture(*args, "-o", str(path)) as proc:
             crun = curl(ngx.url + "/hello?cli=1", ngx.url + "/echo", "--data-binary", "x=1")
             prun = py_http("127.0.0.1", py.port, reqs)

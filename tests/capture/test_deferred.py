@@ -193,8 +193,9 @@ def test_killed_capture_leaves_no_spool_behind(tmp_path: Path) -> None:
 def test_stopping_shows_progress_and_a_second_ctrl_c_discards_the_backlog(tmp_path: Path) -> None:
     out, summary_path = tmp_path / "out.jsonl", tmp_path / "summary.json"
     with nginx() as ngx:
-        proc = _cli_capture(
-            "--port", str(ngx.port), "-o", str(out), "--summary-json", str(summary_path)
+        proc = _cli_capture(  # deferred decoding is the Python decoder's (--decoder python)
+            "--port", str(ngx.port), "-o", str(out), "--summary-json", str(summary_path),
+            "--decoder", "python",
         )  # fmt: skip
         assert proc.stderr is not None
         try:

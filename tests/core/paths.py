@@ -12,8 +12,10 @@ import nodetap_core
 
 from agent import bpf_layout as L
 from agent.capture import CaptureConfig, SyscallCapture
+from agent.copy_bound import copy_bound
 from agent.ringbuf import iter_records
 from agent.rrpairs import RRPairIds
+from agent.sendfile_bodies import FileRanges, SendfileRecord
 from nodetap import rrpair_json
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -83,10 +85,32 @@ class Conn:
         )
         return ring(hdr + payload)
 
-    def gap(self, d: int, n: int, ts: int) -> bytes:
-        hdr = L.DATA_HDR.pack(L.NT_EV_GAP, d, 9, n, self.conn_id, ts, self.off[d], self.tgid, 0)
+    def gap(self, d: int, n: int, ts: int, bound: bool = False) -> bytes:
+        sc = 9 | (L.NT_GAP_BOUND if bound else 0)
+        hdr = L.DATA_HDR.pack(L.NT_EV_GAP, d, sc, n, self.conn_id, ts, self.off[d], self.tgid, 0)
         self.off[d] += n
         return ring(hdr)
+
+    def sendfile(self, d: int, n: int, ts: int, path: bytes, file_off: int = 0) -> bytes:
+        """An NT_EV_SENDFILE record: n bytes of the file at path (absolute, as this
+        connection's process sees it) from file_off."""
+        hdr = L.SENDFILE_EVENT.pack(
+            L.NT_EV_SENDFILE,
+            d,
+            9,
+            n,
+            self.conn_id,
+            ts,
+            self.off[d],
+            self.tgid,
+            self.fd,
+            file_off,
+            -1,
+            L.NT_AT_FDCWD,
+            len(path) + 1,
+        )
+        self.off[d] += n
+        return ring(hdr + path + b"\0")
 
     @property
     def req_dir(self) -> int:
@@ -112,7 +136,7 @@ def python_path(batches: Iterable[bytes], max_body: int = 1 << 20) -> list[pb.RR
     """The RRPairs agent/capture.py's record loop makes of these batches (as poll() does,
     minus the ring buffer): the Python path the core must equal."""
     out: list[pb.RRPair] = []
-    cfg = CaptureConfig(max_body=max_body, node="", preexisting=False)
+    cfg = CaptureConfig(max_body=max_body, node="", preexisting=False, decoder="python")
     cap = SyscallCapture(cfg, emit=out.append)
     cap._mono_to_wall = MONO_TO_WALL
     cap.ids = RRPairIds(PREFIX)
@@ -131,8 +155,15 @@ def core_path(
 ) -> tuple[list[bytes], list[bytes], dict[str, int]]:
     """The core's encoded RRPairs, JSON lines and counters for the same batches."""
     dec = nodetap_core.Decoder(max_body, PREFIX, MONO_TO_WALL, protobuf=True, jsonl=True)
+    files = FileRanges(copy_bound(max_body))
     for blob in batches:
-        dec.feed_records(blob)
+        start = 0
+        while (stop := dec.feed_records(blob, start)) is not None:
+            at, start = stop  # a sendfile record: its bytes read back as the capture does
+            r = SendfileRecord.unpack(memoryview(blob)[at:])
+            data = files.read(r, r.ts_ns + MONO_TO_WALL)
+            dec.feed_sendfile(r.conn_id, r.dir, r.offset, r.length, r.ts_ns, data)
+    files.close()
     return dec.take_rrpairs(), dec.take_jsonl(), dec.counters()
 
 
