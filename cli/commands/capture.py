@@ -28,6 +28,7 @@ examples:
   nodetap capture --port 80 --defer-max 0       # decode at once (no spool, normal priority)
   nodetap capture --mode packet --interface veth0 --port 80
   nodetap capture --ebpf                        # print the BPF program and exit
+  nodetap capture --port 443 --no-tls           # leave TLS libraries alone (no uprobes)
 
 The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit. Decoding is
 deferred by default: under load RRPairs come when the CPUs have time; on Ctrl-C the
@@ -157,6 +158,12 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--summary-json", metavar="FILE", help="also write the exit summary as JSON to FILE"
     )
+    p.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="do not capture TLS plaintext (by default uprobes on SSL_read/SSL_write go into "
+        "the TLS libraries of the targeted processes, and only those)",
+    )
     p.add_argument("--ebpf", action="store_true", help="print the BPF program and exit")
 
 
@@ -208,10 +215,11 @@ def run(args: argparse.Namespace) -> int:
         opts = LoadOptions(
             ringbuf_pages=args.ringbuf_pages,
             typed_regs=REGISTER_READS[args.register_reads],
+            tls=not args.no_tls,
         )
         flags = cflags(opts, sys_exit_btf_id(opts) is not None, addr_tracepoint_usable())
         print("// cflags: " + " ".join(flags))
-        print(program_text())
+        print(program_text(opts.tls))
         return 0
     if args.count is not None and args.count <= 0:
         raise ConfigError("--count must be a positive number")
@@ -336,6 +344,7 @@ def _run_syscall(
         typed_regs=REGISTER_READS[args.register_reads],
         spool_max=defer_max(args),
         spool_dir=args.defer_dir,
+        tls=not args.no_tls,
     )
     abandon = threading.Event()
 

@@ -10,6 +10,16 @@ pub const NT_EV_CLOSE: u8 = 2;
 pub const NT_EV_DATA: u8 = 3;
 pub const NT_EV_GAP: u8 = 4;
 pub const NT_EV_ADDR: u8 = 5;
+/// issue 21: TLS plaintext (a data record whose offset counts plaintext bytes) and a gap in it.
+pub const NT_EV_TLS_DATA: u8 = 8;
+pub const NT_EV_TLS_GAP: u8 = 9;
+/// conn flag: the connection carries TLS.
+pub const NT_CONN_TLS: u8 = 16;
+/// The function of a TLS record (its syscall field).
+pub const NT_TLS_FN_SSL_READ: u16 = 1;
+pub const NT_TLS_FN_SSL_WRITE: u16 = 2;
+pub const NT_TLS_FN_SSL_READ_EX: u16 = 3;
+pub const NT_TLS_FN_SSL_WRITE_EX: u16 = 4;
 pub const NT_ROLE_UNKNOWN: u8 = 0;
 pub const NT_ROLE_CLIENT: u8 = 1;
 pub const NT_ROLE_SERVER: u8 = 2;
