@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
+
 from agent import procfs
 from agent.tls.attach import Attacher
 from agent.tls.classify import HOOKED, NO_TLS, NOT_HOOKED, Coverage, ExeCache, classify
@@ -82,6 +84,8 @@ class TlsCoverage:
         self._thread: threading.Thread | None = None
         self._cg_mount = procfs.cgroup2_mount()
         self.scans = 0
+        # called with each new row (outside the lock): a pod's note in `nodetap status`
+        self.on_row: Callable[[Coverage], None] | None = None
 
     # ---- the rescan ----
 
@@ -141,6 +145,7 @@ class TlsCoverage:
         tracked = self.tracked()
         tables: dict[int | None, dict[int, Any]] = {}
         alive: set[int] = set()
+        new: list[Coverage] = []
         with self._lock:
             for n, pid in enumerate(candidates):
                 if n >= self.max_pids:
@@ -168,6 +173,7 @@ class TlsCoverage:
                     if why is not None:
                         row = replace(row, state=NOT_HOOKED, reason=why, target=None)
                 self.rows[pid] = row
+                new.append(row)
                 self._seen[pid] = start
                 alive.add(pid)
                 log.info("TLS: pid %d %s", pid, row)
@@ -175,6 +181,9 @@ class TlsCoverage:
                 if _starttime(pid) != self._seen.get(pid):  # gone (or reused)
                     self._release(pid)
             self.scans += 1
+        if self.on_row is not None:
+            for row in new:
+                self.on_row(row)
 
     def _release(self, pid: int) -> None:
         row = self.rows.pop(pid)
@@ -199,6 +208,59 @@ class TlsCoverage:
             "tls_processes_not_hooked": c[NOT_HOOKED],
             "tls_files_probed": len(self.attacher.files),
         }
+
+
+def describe(row: Coverage) -> str:
+    """One line of the coverage table."""
+    return f"pid {row.pid} ({row.comm}): {row.library} {row.state.replace('_', ' ')}: {row.reason}"
+
+
+def status_rows(cov: TlsCoverage, who: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
+    """The coverage table as JSON rows (`nodetap status`), with the pod of each process
+    when ``who`` (the enricher) knows it."""
+    out = []
+    for r in cov.table():
+        ident = who(r.pid) if who is not None else None
+        out.append(
+            {
+                "pid": r.pid,
+                "comm": r.comm,
+                "library": r.library,
+                "state": r.state,
+                "reason": r.reason,
+                "namespace": getattr(ident, "namespace", "") or "",
+                "pod": getattr(ident, "pod", "") or "",
+            }
+        )
+    return out
+
+
+def pod_noter(
+    who: Callable[[int], Any], note: Callable[[str, str, str], None]
+) -> Callable[[Coverage], None]:
+    """An ``on_row`` that notes each process's coverage on its pod (agent/targeting.py)."""
+
+    def on_row(row: Coverage) -> None:
+        try:
+            uid = getattr(who(row.pid), "pod_uid", "")
+        except Exception:  # enrichment must never cost a capture
+            return
+        if uid:
+            note(uid, f"tls pid {row.pid}", "TLS " + describe(row))
+
+    return on_row
+
+
+def metric(cov: TlsCoverage | None) -> GaugeMetricFamily:
+    """nodetap_tls_processes{library,state}."""
+    g = GaugeMetricFamily(
+        "nodetap_tls_processes",
+        "Targeted processes using a TLS library, by library and whether it is hooked",
+        labels=["library", "state"],
+    )
+    for (library, state), n in sorted((cov.counts() if cov is not None else {}).items()):
+        g.add_metric([library, state], n)
+    return g
 
 
 def kernel_set(table: Any, config_on: bool) -> set[int] | None:

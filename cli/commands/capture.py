@@ -357,7 +357,10 @@ def _run_syscall(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    started: list[Any] = []
+
     def announce(cap: Any) -> None:
+        started.append(cap)
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
             + (" (decoding deferred)" if defer_max(args) else "")
@@ -367,7 +370,7 @@ def _run_syscall(
             file=sys.stderr,
         )
 
-    return run_syscall(
+    summary = run_syscall(
         cfg,
         pipeline.on_exchange,
         stop,
@@ -378,6 +381,13 @@ def _run_syscall(
         on_started=announce,
         progress=_backlog_progress,
     )
+    tls = started[0].tls if started else None
+    if tls is not None:  # the TLS coverage, per process (agent/tls/coverage.py)
+        from agent.tls.coverage import describe
+
+        for row in tls.table():
+            print("nodetap: TLS " + describe(row), file=sys.stderr)
+    return summary
 
 
 def _backlog_progress(done: int, total: int) -> None:
