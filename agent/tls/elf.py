@@ -43,7 +43,15 @@ def _read(f: BinaryIO, off: int, size: int) -> bytes:
 def inspect(
     f: BinaryIO, names: Iterable[str] = (), substrings: Iterable[bytes] = ()
 ) -> ElfInfo | None:
-    """ElfInfo of the ELF file f, or None when f is not a 64-bit little-endian ELF file."""
+    """ElfInfo of the ELF file f, or None when f is not a 64-bit little-endian ELF file (or
+    a truncated or corrupt one)."""
+    try:
+        return _inspect(f, names, substrings)
+    except (ValueError, struct.error, IndexError, OverflowError):
+        return None
+
+
+def _inspect(f: BinaryIO, names: Iterable[str], substrings: Iterable[bytes]) -> ElfInfo | None:
     head = f.read(_EHDR.size)
     if len(head) < _EHDR.size or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
         return None
@@ -94,5 +102,5 @@ def inspect_path(
     try:
         with open(path, "rb") as f:
             return inspect(f, names, substrings)
-    except (OSError, ValueError, struct.error):
+    except OSError:
         return None
