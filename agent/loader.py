@@ -290,6 +290,9 @@ def _load(opts: LoadOptions, btf_id: int | None, addr: bool = False) -> Probes:
         ) from None
     probes = Probes(bpf=bpf, typed_regs=btf_id is not None, addr_at_read=addr)
     try:
+        if opts.tls:  # the TLS copy's tail calls (bpf/tls_openssl.c), uprobe programs
+            step = bpf.load_func(b"nt_tls_step", BPF.KPROBE)
+            bpf[b"tls_progs"][ctypes.c_int(0)] = ctypes.c_int(step.fd)
         if btf_id is None:
             raw = BPF.RAW_TRACEPOINT
             probes.syscalls = _fill_dispatch(bpf, lambda name: bpf.load_func(name.encode(), raw).fd)

@@ -16,8 +16,9 @@
  * pid, cgroup and port filters apply as for syscalls: a call is copied only when it is
  * tied to a connection those filters let in.
  *
- * One call copies up to NT_MAX_PIECES pieces of NT_MAX_CHUNK bytes (1.1 MiB), and at most
- * the copy bound; the rest is an NT_EV_TLS_GAP record (counted). The uretprobes are fine
+ * One program copies up to NT_MAX_PIECES pieces of NT_MAX_CHUNK bytes (1.1 MiB), tail calls
+ * (nt_tls_step) the rest, up to the copy bound; what is left is an NT_EV_TLS_GAP record
+ * (counted). The uretprobes are fine
  * for C code (never for Go: its stacks move).
  */
 
@@ -77,6 +78,21 @@ int nt_ssl_write_ex_enter(struct pt_regs *ctx)
     return nt_tls_enter(ctx, NT_DIR_EGRESS, NT_TLS_FN_SSL_WRITE_EX, 1);
 }
 
+/* A plaintext copy longer than one program's NT_MAX_PIECES pieces goes on in nt_tls_step,
+ * by tail calls (the loader puts it at index 0 of tls_progs; per CPU: a tail call runs on
+ * its caller's CPU at once). 33 tail calls: about 38 MiB per SSL call. */
+struct nt_tls_cursor {
+    u64 buf;
+    u64 start; /* plaintext offset of the call's first byte */
+    u64 total; /* bytes the call moved */
+    u64 first; /* bytes to copy (the copy bound) */
+    u64 done;  /* bytes handled */
+    u64 key;   /* conns key */
+    u64 lost_before;
+};
+BPF_PERCPU_ARRAY(tls_cursor, struct nt_tls_cursor, 1);
+BPF_PROG_ARRAY(tls_progs, 1);
+
 /* The NT_EV_TLS_GAP record of n plaintext bytes at offset start not copied. */
 static __always_inline void nt_tls_gap(struct nt_data_event *ev, u64 start, u64 n, int bound)
 {
@@ -87,6 +103,20 @@ static __always_inline void nt_tls_gap(struct nt_data_event *ev, u64 start, u64 
         ev->syscall |= NT_GAP_BOUND;
     if (nt_ring_out(ev, NT_DATA_HDR_SIZE))
         nt_count(NT_DROP_RINGBUF_CONTROL, 1);
+}
+
+/* After a call's copy: the bytes not copied (past the bound, or past what the tail calls
+ * could copy) as one NT_EV_TLS_GAP record, counted. */
+static __always_inline void nt_tls_rest(struct nt_data_event *ev, u64 start, u64 n, u64 first,
+                                        u64 done)
+{
+    if (done >= n)
+        return;
+    if (done < first)
+        nt_count(NT_DROP_TLS_TRUNCATED_BYTES, first - done);
+    if (first < n)
+        nt_count(NT_STAT_BOUND_SKIPPED_BYTES, n - first);
+    nt_tls_gap(ev, start + done, n - done, done >= first);
 }
 
 /* The tracked connection (and its conns key) a returning call moved bytes on: the one its
@@ -176,14 +206,41 @@ static __always_inline int nt_tls_return(struct pt_regs *ctx)
         first = bound;
     u64 lost_before = nt_lost_records();
     u64 done = nt_emit_buffer(ev, call.buf, first, start);
+    if (done < first) {
+        struct nt_tls_cursor *cur = tls_cursor.lookup(&zero);
+        if (cur) {
+            cur->buf = call.buf;
+            cur->start = start;
+            cur->total = n;
+            cur->first = first;
+            cur->done = done;
+            cur->key = call.key;
+            cur->lost_before = lost_before;
+            tls_progs.call(ctx, 0); /* returns only if the tail call failed */
+        }
+    }
     nt_lost_since(c, lost_before);
-    if (done >= n)
+    nt_tls_rest(ev, start, n, first, done);
+    return 0;
+}
+
+/* Tail-call target: go on with the copy in tls_cursor. */
+int nt_tls_step(struct pt_regs *ctx)
+{
+    u32 zero = 0;
+    struct nt_tls_cursor *cur = tls_cursor.lookup(&zero);
+    struct nt_data_event *ev = tls_scratch.lookup(&zero);
+    if (!cur || !ev || cur->done >= cur->first)
         return 0;
-    if (done < first)
-        nt_count(NT_DROP_TLS_TRUNCATED_BYTES, first - done);
-    if (first < n)
-        nt_count(NT_STAT_BOUND_SKIPPED_BYTES, n - first);
-    nt_tls_gap(ev, start + done, n - done, done >= first);
+    cur->done += nt_emit_buffer(ev, cur->buf + cur->done, cur->first - cur->done,
+                                cur->start + cur->done);
+    if (cur->done < cur->first)
+        tls_progs.call(ctx, 0);
+    /* the copy ends here: all of it, the bound, or the end of the tail-call chain */
+    struct nt_conn *c = nt_conn_of(cur->key);
+    if (c && c->id == ev->conn_id)
+        nt_lost_since(c, cur->lost_before);
+    nt_tls_rest(ev, cur->start, cur->total, cur->first, cur->done);
     return 0;
 }
 

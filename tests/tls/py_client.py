@@ -64,12 +64,27 @@ def short_reads(port: int, ctx: ssl.SSLContext) -> bytes:
             got += piece
 
 
+def big_post(port: int, ctx: ssl.SSLContext, size: int) -> int:
+    """POST size bytes in one SSL_write; returns the status."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=ctx)
+    try:
+        conn.request("POST", "/echo", body=bytes(range(256)) * (size // 256))
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
 def main(argv: list[str]) -> None:
     what, port = argv[0], int(argv[1])
     ctx = ssl.create_default_context(cafile=argv[2]) if len(argv) > 2 else None
     if what == "keepalive":
         got = keepalive(port, ctx)
         print(json.dumps([[st, hashlib.sha256(body).hexdigest()] for st, body in got]))
+    elif what.startswith("post-"):  # post-SIZE: one SSL_write of SIZE bytes
+        assert ctx is not None
+        print(json.dumps(big_post(port, ctx, int(what[5:]))))
     elif what == "short-reads":
         assert ctx is not None
         print(json.dumps(short_reads(port, ctx).decode("latin-1")))

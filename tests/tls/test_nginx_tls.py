@@ -83,3 +83,27 @@ def test_short_ssl_reads_come_out_whole(site: TlsNginx, cert: Cert) -> None:
     assert out.http.res.status_code == 200 and out.http.res.body == FILES["a.txt"]
     assert not out.flags, list(out.flags)
     assert summary["tls_calls"] > len(got) // 5, summary  # one per 5-byte SSL_read at least
+
+
+def test_large_ssl_write_copied_whole_past_one_program(site: TlsNginx, cert: Cert) -> None:
+    """A 5 MiB body in one SSL_write: past one program's 72 pieces, the tail calls copy it."""
+    size = 5 << 20
+    with live_capture(ports=[site.tls_port], max_body=8 << 20) as lc:
+        assert python_client(f"post-{size}", site.tls_port, cert) == 200
+        (p,) = lc.wait_for(1, timeout=30, where=lambda p: p.direction == pb.INBOUND)
+        summary = lc.cap.summary()
+    assert p.meta.source == "tls" and not p.flags, list(p.flags)
+    assert p.http.req.body == bytes(range(256)) * (size // 256)
+    assert summary["drop_tls_truncated_bytes"] == 0, summary
+
+
+def test_ssl_write_past_the_body_bound_is_truncated(site: TlsNginx, cert: Cert) -> None:
+    """--max-body applies to plaintext as to cleartext: the rest is not copied (counted)."""
+    size = 3 << 20
+    with live_capture(ports=[site.tls_port], max_body=256 << 10) as lc:
+        assert python_client(f"post-{size}", site.tls_port, cert) == 200
+        (p,) = lc.wait_for(1, timeout=30, where=lambda p: p.direction == pb.INBOUND)
+        summary = lc.cap.summary()
+    assert p.meta.source == "tls" and "truncated" in p.flags, list(p.flags)
+    assert p.http.req.body_size == size and len(p.http.req.body) == 256 << 10
+    assert summary["bound_skipped_bytes"] > 0 and summary["drop_tls_truncated_bytes"] == 0
