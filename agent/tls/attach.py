@@ -62,15 +62,17 @@ class Attacher:
             try:
                 name = att.path
                 for sym in target.symbols:
-                    self.bpf.attach_uprobe(
-                        name=name, sym=sym.encode(), fn_name=ENTRY_PROGRAMS[sym].encode()
+                    # the return probe first: a call whose entry was seen must be seen
+                    # returning, or its thread would keep a stale "in an SSL call" state
+                    self.bpf.attach_uretprobe(
+                        name=name, sym=sym.encode(), fn_name=RETURN_PROGRAM.encode()
                     )
                     try:
-                        self.bpf.attach_uretprobe(
-                            name=name, sym=sym.encode(), fn_name=RETURN_PROGRAM.encode()
+                        self.bpf.attach_uprobe(
+                            name=name, sym=sym.encode(), fn_name=ENTRY_PROGRAMS[sym].encode()
                         )
                     except Exception:
-                        self.bpf.detach_uprobe(name=name, sym=sym.encode())
+                        self.bpf.detach_uretprobe(name=name, sym=sym.encode())
                         raise
                     att.symbols.append(sym)
             except Exception as e:  # BCC raises bare Exceptions

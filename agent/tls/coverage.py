@@ -33,6 +33,8 @@ from agent.tls.maps import read_maps
 log = logging.getLogger(__name__)
 
 STATES = (HOOKED, NOT_HOOKED)
+# rounds between two looks at a process that had no TLS library
+RECHECK_ROUNDS = 10
 
 
 def _starttime(pid: int) -> int | None:
@@ -79,6 +81,8 @@ class TlsCoverage:
         self.max_pids = max_pids
         self.rows: dict[int, Coverage] = {}  # targeted processes with a TLS library
         self._seen: dict[int, int] = {}  # pid -> start time of the process in rows
+        # pid -> (start time, its row or None when no TLS library, scan round it was read)
+        self._known: dict[int, tuple[int, Coverage | None, int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -158,11 +162,8 @@ class TlsCoverage:
                 if pid in self.rows and self._seen.get(pid) == start:
                     alive.add(pid)
                     continue
-                mapped = read_maps(pid)
-                if not mapped:
-                    continue
-                row = classify(pid, procfs.comm(pid), mapped, self.cache)
-                if row.state == NO_TLS:
+                row = self._classified(pid, start)
+                if row is None:
                     continue
                 if not (targeted_all or pid in tracked or self._on_wanted_port(pid, tables)):
                     continue
@@ -181,9 +182,29 @@ class TlsCoverage:
                 if _starttime(pid) != self._seen.get(pid):  # gone (or reused)
                     self._release(pid)
             self.scans += 1
+            if self.scans % RECHECK_ROUNDS == 0:  # forget processes that are gone
+                self._known = {p: v for p, v in self._known.items() if _starttime(p) == v[0]}
         if self.on_row is not None:
             for row in new:
                 self.on_row(row)
+
+    def _classified(self, pid: int, start: int) -> Coverage | None:
+        """pid's coverage row (None: no TLS library), from the cache while the process is
+        the same; a process without one is looked at again every RECHECK_ROUNDS rounds
+        (it may load a library later: Python's ssl module is imported on first use)."""
+        known = self._known.get(pid)
+        if (
+            known is not None
+            and known[0] == start
+            and (known[1] is not None or self.scans - known[2] < RECHECK_ROUNDS)
+        ):
+            return known[1]
+        mapped = read_maps(pid)
+        row = classify(pid, procfs.comm(pid), mapped, self.cache) if mapped else None
+        if row is not None and row.state == NO_TLS:
+            row = None
+        self._known[pid] = (start, row, self.scans)
+        return row
 
     def _release(self, pid: int) -> None:
         row = self.rows.pop(pid)
