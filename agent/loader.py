@@ -48,7 +48,7 @@ SOURCES = (
 )
 # With TLS capture (issue 21): the state the syscall programs share with the uprobes goes
 # before data_io.c (which calls it), the uprobes after it (they copy with its helpers).
-TLS_SOURCES = {"data_io.c": ("tls_state.c", "data_io.c", "tls_openssl.c")}
+TLS_SOURCES = {"data_io.c": ("tls_state.c", "data_io.c", "tls_openssl.c", "tls_go.c")}
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 # Every tracepoint the programs attach to, for the pre-flight check and the report.

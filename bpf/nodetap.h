@@ -223,5 +223,7 @@ struct nt_sendfile_event {
 #define NT_TLS_FN_SSL_WRITE 2
 #define NT_TLS_FN_SSL_READ_EX 3
 #define NT_TLS_FN_SSL_WRITE_EX 4
+#define NT_TLS_FN_GO_READ 5  /* crypto/tls.(*Conn).Read (bpf/tls_go.c) */
+#define NT_TLS_FN_GO_WRITE 6 /* crypto/tls.(*Conn).Write */
 
 #endif /* NODETAP_H */

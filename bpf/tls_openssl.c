@@ -146,6 +146,9 @@ static __always_inline struct nt_conn *nt_tls_conn_of(struct nt_tls_call *call, 
     return c;
 }
 
+static __always_inline int nt_tls_emit(struct pt_regs *ctx, struct nt_tls_call *cp, u64 n,
+                                       u32 tgid, struct nt_conn *c);
+
 static __always_inline int nt_tls_return(struct pt_regs *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -172,6 +175,15 @@ static __always_inline int nt_tls_return(struct pt_regs *ctx)
         nt_count(NT_STAT_TLS_UNTIED_CALLS, 1);
         return 0;
     }
+    return nt_tls_emit(ctx, &call, n, tgid, c);
+}
+
+/* Copy the n plaintext bytes a call moved (call->buf, call->dir) on tracked connection c
+ * (conns key call->key) into NT_EV_TLS_DATA records; shared with bpf/tls_go.c. */
+static __always_inline int nt_tls_emit(struct pt_regs *ctx, struct nt_tls_call *cp, u64 n,
+                                       u32 tgid, struct nt_conn *c)
+{
+    struct nt_tls_call call = *cp;
     nt_tls_mark(c);
     nt_count(NT_STAT_TLS_CALLS, 1);
     nt_count(NT_STAT_TLS_PLAIN_BYTES, n);

@@ -17,7 +17,7 @@ from agent.tls.classify import Target
 
 log = logging.getLogger(__name__)
 
-# function -> (entry program, whether it has a return probe)
+# OpenSSL: function -> entry program; every function's return: RETURN_PROGRAM (uretprobe)
 ENTRY_PROGRAMS = {
     "SSL_read": "nt_ssl_read_enter",
     "SSL_write": "nt_ssl_write_enter",
@@ -25,13 +25,40 @@ ENTRY_PROGRAMS = {
     "SSL_write_ex": "nt_ssl_write_ex_enter",
 }
 RETURN_PROGRAM = "nt_ssl_return"
+# Go crypto/tls (bpf/tls_go.c): entry programs, and GO_RETURN_PROGRAM at each RET
+GO_ENTRY_PROGRAMS = {
+    "crypto/tls.(*Conn).Read": "nt_go_read_enter",
+    "crypto/tls.(*Conn).Write": "nt_go_write_enter",
+}
+GO_RETURN_PROGRAM = "nt_go_return"
+
+# an attached probe: (symbol, offset in it, whether it is a uretprobe)
+Probe = tuple[str, int, bool]
+
+
+def planned(target: Target) -> list[tuple[Probe, str]]:
+    """The probes a target needs, with their programs, in attaching order: returns before
+    entries (a call whose entry was seen must be seen returning, or its thread or goroutine
+    would keep a stale "in a TLS call" state)."""
+    if target.go_rets:
+        out: list[tuple[Probe, str]] = []
+        for sym, offsets in target.go_rets:  # (*Conn).Read
+            out += [((sym, off, False), GO_RETURN_PROGRAM) for off in offsets]
+        for sym in target.symbols:  # (*Conn).Read and Write
+            out.append(((sym, 0, False), GO_ENTRY_PROGRAMS[sym]))
+        return out
+    out = []
+    for sym in target.symbols:
+        out.append(((sym, 0, True), RETURN_PROGRAM))
+        out.append(((sym, 0, False), ENTRY_PROGRAMS[sym]))
+    return out
 
 
 @dataclass
 class Attachment:
     target: Target
     fd: int  # the file, held open: probes are attached and detached through /proc/self/fd
-    symbols: list[str] = field(default_factory=list)  # attached, entry and return
+    probes: list[Probe] = field(default_factory=list)  # attached
     pids: set[int] = field(default_factory=set)
 
     @property
@@ -61,26 +88,22 @@ class Attacher:
                 return f"{target.path} changed while it was looked at"
             try:
                 name = att.path
-                for sym in target.symbols:
-                    # the return probe first: a call whose entry was seen must be seen
-                    # returning, or its thread would keep a stale "in an SSL call" state
-                    self.bpf.attach_uretprobe(
-                        name=name, sym=sym.encode(), fn_name=RETURN_PROGRAM.encode()
-                    )
-                    try:
-                        self.bpf.attach_uprobe(
-                            name=name, sym=sym.encode(), fn_name=ENTRY_PROGRAMS[sym].encode()
+                for (sym, off, ret), program in planned(target):
+                    if ret:
+                        self.bpf.attach_uretprobe(
+                            name=name, sym=sym.encode(), fn_name=program.encode()
                         )
-                    except Exception:
-                        self.bpf.detach_uretprobe(name=name, sym=sym.encode())
-                        raise
-                    att.symbols.append(sym)
+                    else:
+                        self.bpf.attach_uprobe(
+                            name=name, sym=sym.encode(), sym_off=off, fn_name=program.encode()
+                        )
+                    att.probes.append((sym, off, ret))
             except Exception as e:  # BCC raises bare Exceptions
                 self._detach(att)
                 os.close(att.fd)
                 return f"attaching uprobes failed: {e}"
             self.files[target.key] = att
-            log.info("TLS uprobes attached to %s (%s)", target.path, ", ".join(att.symbols))
+            log.info("TLS uprobes attached to %s (%d probes)", target.path, len(att.probes))
         att.pids.add(pid)
         return None
 
@@ -98,13 +121,15 @@ class Attacher:
 
     def _detach(self, att: Attachment) -> None:
         name = att.path
-        for sym in att.symbols:
-            for detach in (self.bpf.detach_uprobe, self.bpf.detach_uretprobe):
-                try:
-                    detach(name=name, sym=sym.encode())
-                except Exception:  # the file is gone: the kernel dropped the probe
-                    log.debug("detaching %s from %s failed", sym, att.target.path)
-        att.symbols.clear()
+        for sym, off, ret in reversed(att.probes):  # entries first
+            try:
+                if ret:
+                    self.bpf.detach_uretprobe(name=name, sym=sym.encode())
+                else:
+                    self.bpf.detach_uprobe(name=name, sym=sym.encode(), sym_off=off)
+            except Exception:  # the file is gone: the kernel dropped the probe
+                log.debug("detaching %s+%d from %s failed", sym, off, att.target.path)
+        att.probes.clear()
 
     def close(self) -> None:
         for att in list(self.files.values()):

@@ -7,6 +7,7 @@ whole file). 64-bit little-endian ELF only (x86-64, arm64); anything else is "no
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ _SYM = struct.Struct("<IBBHQQ")
 _SHT_SYMTAB = 2
 _SHT_DYNSYM = 11
 _STT_FUNC = 2
+_GO_VERSION = re.compile(rb"go1\.\d+(\.\d+)?")
 # a symbol table larger than this is not read (a guard against a corrupt header)
 MAX_TABLE_BYTES = 256 << 20
 
@@ -30,6 +32,7 @@ class ElfInfo:
     # names of defined functions containing one of the substrings asked for (first few)
     matching: set[str] = field(default_factory=set)
     has_symtab: bool = False
+    go_version: str = ""  # "go1.26.8", from .go.buildinfo (Go executables)
 
 
 def _read(f: BinaryIO, off: int, size: int) -> bytes:
@@ -67,6 +70,11 @@ def _inspect(f: BinaryIO, names: Iterable[str], substrings: Iterable[bytes]) -> 
     for sh in shdrs:
         end = names_tab.find(b"\0", sh[0])
         info.sections.add(names_tab[sh[0] : end].decode("latin-1") if end >= 0 else "")
+    for sh in shdrs:
+        end = names_tab.find(b"\0", sh[0])
+        if names_tab[sh[0] : end] == b".go.buildinfo" and sh[4]:
+            m = _GO_VERSION.search(_read(f, sh[4], min(sh[5], 1 << 16)))
+            info.go_version = m.group(0).decode() if m else ""
     wanted = {n.encode() for n in names}
     subs = tuple(substrings)
     for sh in shdrs:

@@ -120,12 +120,12 @@ def test_nodejs_is_reported_not_covered_and_never_misattributed(cert: Cert) -> N
     assert summary["tls_cipher_bytes"] > 0 and summary["conns_not_http"] == 0, summary
 
 
-def _go_build(out: Path, stripped: bool) -> Path:
+def _go_build(src: str, out: Path, stripped: bool) -> Path:
     cache = Path.home() / ".cache" / "nodetap" / "go-build"
     flags = ["-ldflags=-s -w"] if stripped else []
     subprocess.run(
         [shutil.which("go") or "/usr/local/go/bin/go", "build", *flags, "-o", str(out),
-         str(HERE / "go_tls_server.go")],
+         str(HERE / src)],
         check=True, capture_output=True, timeout=600,
         env={"PATH": "/usr/local/go/bin:/usr/bin:/bin", "HOME": str(Path.home()),
              "GOCACHE": str(cache), "GO111MODULE": "off"},
@@ -134,22 +134,44 @@ def _go_build(out: Path, stripped: bool) -> Path:
 
 
 @pytest.mark.slow
-def test_go_binaries_are_reported_with_the_reason(cert: Cert, tmp_path: Path) -> None:
-    builds = {s: _go_build(tmp_path / f"go-tls-{s}", s) for s in (False, True)}
-    ports = {s: free_port() for s in builds}
-    with contextlib.ExitStack() as stack:
-        procs = {
-            s: stack.enter_context(
-                _serving([str(b), str(ports[s]), str(cert.cert), str(cert.key)], ports[s])
-            )
-            for s, b in builds.items()
-        }
-        lc = stack.enter_context(live_capture(ports=list(ports.values()), tls_rescan_interval=0.3))
-        want = {p.pid for p in procs.values()}
-        rows = _wait_rows(lc.cap, lambda rows: want <= {r.pid for r in rows})
+def test_go_crypto_tls_server_and_client_both_sides(cert: Cert, tmp_path: Path) -> None:
+    """A Go net/http server and client over crypto/tls (built here with the Go on the
+    machine): plaintext RRPairs from both sides; a stripped build is reported not hooked."""
+    server = _go_build("go_tls_server.go", tmp_path / "go-server", False)
+    client = _go_build("go_tls_client.go", tmp_path / "go-client", False)
+    stripped = _go_build("go_tls_server.go", tmp_path / "go-server-stripped", True)
+    port, port_s = free_port(), free_port()
+    url = f"https://127.0.0.1:{port}/go"
+    with (
+        _serving([str(server), str(port), str(cert.cert), str(cert.key)], port) as srv,
+        _serving([str(stripped), str(port_s), str(cert.cert), str(cert.key)], port_s) as srv_s,
+    ):
+        cli = subprocess.Popen(
+            [str(client), url, str(cert.cert), "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            pids = [srv.pid, cli.pid, srv_s.pid]
+            with live_capture(pids=pids, tls_rescan_interval=0.3) as lc:
+                rows = _wait_rows(lc.cap, lambda rows: set(pids) <= {r.pid for r in rows})
+                out, _ = cli.communicate(b"go\n", timeout=60)
+                pairs = lc.wait_for(6)
+                lc.settle()
+                summary = lc.cap.summary()
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+    assert cli.returncode == 0 and int(out) == 3 * len(b"hello from go\n")
     by_pid = {r.pid: r for r in rows}
-    plain, stripped = by_pid[procs[False].pid], by_pid[procs[True].pid]
-    assert (plain.library, plain.state) == ("go", "not_hooked")
-    assert "crypto/tls" in plain.reason
-    assert (stripped.library, stripped.state) == ("go", "not_hooked")
-    assert "stripped Go binary" in stripped.reason
+    for pid in (srv.pid, cli.pid):
+        assert (by_pid[pid].library, by_pid[pid].state) == ("go", "hooked"), by_pid[pid]
+        assert "crypto/tls (go1." in by_pid[pid].reason
+    assert (by_pid[srv_s.pid].library, by_pid[srv_s.pid].state) == ("go", "not_hooked")
+    assert "stripped Go binary" in by_pid[srv_s.pid].reason
+    assert len(pairs) == 6 and {p.meta.source for p in pairs} == {"tls"}, summary
+    for direction in (pb.INBOUND, pb.OUTBOUND):
+        side = [p for p in pairs if p.direction == direction]
+        assert [(p.http.req.method, p.http.req.url, p.http.res.status_code) for p in side] == [
+            ("GET", "/go", 200)
+        ] * 3
+        assert all(p.http.res.body == b"hello from go\n" and not p.flags for p in side)
