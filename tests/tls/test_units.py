@@ -97,3 +97,34 @@ def test_status_table_lists_tls_processes() -> None:
     assert "shop/api-1" in out and "stripped Go binary" in out
     line = next(ln for ln in out.splitlines() if ln.startswith("7 "))
     assert "openssl" in line and " yes " in line
+
+
+def test_pod_noter_notes_each_process_on_its_pod() -> None:
+    from types import SimpleNamespace
+
+    from agent.tls.classify import Coverage
+    from agent.tls.coverage import pod_noter
+
+    notes: list[tuple[str, str, str]] = []
+    who = {7: SimpleNamespace(pod_uid="uid-1"), 8: SimpleNamespace(pod_uid="")}
+    on_row = pod_noter(lambda pid: who[pid], lambda *a: notes.append(a))
+    on_row(Coverage(7, "srv", "go", "not_hooked", "stripped Go binary (no symbols to probe)"))
+    on_row(Coverage(8, "host", "openssl", "hooked", "/usr/lib/libssl.so.3"))  # not in a pod
+    assert notes == [
+        ("uid-1", "tls pid 7", "TLS pid 7 (srv): go not hooked: stripped Go binary (no symbols "
+         "to probe)")
+    ]  # fmt: skip
+
+
+def test_go_ret_offsets_from_objdump_output() -> None:
+    from agent.tls.go_rets import ret_offsets_from
+
+    text = (
+        "\n00000000005ac460 <crypto/tls.(*Conn).Read>:\n"
+        "  5ac460:\tcmp    0x10(%r14),%rsp\n"
+        "  5ac541:\tret\n"
+        "  5ac568:\tret    \n"
+        "  5ac570:\tcall   44a8a0 <runtime.deferreturn>\n"
+    )
+    assert ret_offsets_from(text) == (0xE1, 0x108)
+    assert ret_offsets_from("") == ()
