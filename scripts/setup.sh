@@ -19,6 +19,7 @@ pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc
       iproute2 iptables nftables conntrack kmod
       nginx-light curl wrk hey tcpdump tshark jq
       openssl libssl-dev  # issue 21: the TLS tests make certificates, link OpenSSL statically
+      binutils  # issue 21: objdump finds the RET instructions of Go crypto/tls
       prometheus
       bpftool libcap2-bin vagrant
       nats-server
