@@ -1,7 +1,8 @@
 """Which processes are hooked and which are not, and why (issue 21): a TLS process started
 after the capture began is picked up and released when it exits; a process outside the
-targeting is never probed; Node.js (memory BIOs) and Go (stripped or not) are reported as
-not hooked with the reason, and their traffic is never attributed by guess."""
+targeting is never probed; Node.js (memory BIOs) and a stripped Go binary are reported as
+not hooked with the reason, and their traffic is never attributed by guess; Go's crypto/tls
+is hooked in a Go server and client."""
 
 from __future__ import annotations
 
