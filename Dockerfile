@@ -12,6 +12,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3 python3-venv python3-bpfcc python3-nftables \
       iproute2 iptables conntrack kmod ca-certificates \
+      binutils \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/nodetap/src

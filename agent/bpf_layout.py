@@ -71,6 +71,13 @@ COUNTER_NAMES = (
     "sendfile_file_bytes",
     "bound_skipped_bytes",
     "files_opened",
+    # issue 21, TLS (bpf/tls_state.c, bpf/tls_openssl.c)
+    "tls_calls",
+    "tls_plain_bytes",
+    "tls_cipher_bytes",
+    "tls_conns",
+    "tls_untied_calls",
+    "drop_tls_truncated_bytes",
 )
 NT_NCOUNTERS = len(COUNTER_NAMES)
 
@@ -180,6 +187,19 @@ CONN_EVENT = struct.Struct("<BBHIQQIHH16s16sQQQ16s")
 
 # SENDFILE: the DATA header, then file_off, in_fd, dirfd, path_len (the path follows)
 SENDFILE_EVENT = struct.Struct("<BBHIQQQIIQiiH6x")
+
+# ---- issue 21: TLS plaintext (bpf/nodetap.h) ----
+# NT_EV_TLS_DATA / NT_EV_TLS_GAP: an NtDataEvent (DATA_HDR) whose offset counts plaintext
+# bytes and whose syscall field is an NT_TLS_FN_*
+NT_EV_TLS_DATA = 8
+NT_EV_TLS_GAP = 9
+NT_CONN_TLS = 16
+NT_TLS_FN_SSL_READ = 1
+NT_TLS_FN_SSL_WRITE = 2
+NT_TLS_FN_SSL_READ_EX = 3
+NT_TLS_FN_SSL_WRITE_EX = 4
+NT_TLS_FN_GO_READ = 5
+NT_TLS_FN_GO_WRITE = 6
 
 assert DATA_HDR.size == NT_DATA_HDR_SIZE
 assert SENDFILE_EVENT.size == NtSendfileEvent.path.offset

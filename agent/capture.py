@@ -34,6 +34,7 @@ from agent.ringbuf import iter_records
 from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds, build_http_rrpair
 from agent.sendfile_bodies import FileRanges
 from agent.streams import Chunk
+from agent.tls import records as tls_records
 from nodetap.v1 import rrpair_pb2 as pb
 
 __all__ = ["STAT_NAMES", "CaptureConfig", "SyscallCapture"]
@@ -186,6 +187,10 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         elif kind == L.NT_EV_ADDR:
             self.stats["control_records"] += 1
             self._on_addr(L.CONN_EVENT.unpack_from(rec))
+        elif kind >= L.NT_EV_TLS_DATA:  # TLS plaintext (agent/tls/records.py)
+            plain = tls_records.as_plain(self, rec)
+            if plain is not None:
+                self._handle(memoryview(plain))
         elif kind == L.NT_EV_CLOSE:
             self.stats["control_records"] += 1
             fields = L.CONN_EVENT.unpack_from(rec)

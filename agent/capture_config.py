@@ -45,6 +45,11 @@ STAT_NAMES = (
     # issue 18, sendfile: bytes read back from files, and bytes that could not be
     "sendfile_read_bytes",
     "drop_sendfile_unreadable_bytes",
+    # issue 21, TLS (agent/tls/): plaintext records, connections switched to them, and
+    # records of a kind this agent does not know
+    "tls_records",
+    "conns_tls",
+    "records_unknown",
 )
 
 
@@ -72,6 +77,9 @@ class CaptureConfig:
     idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
     typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
     addr_at_read: bool | None = None  # agent.loader.LoadOptions.addr_at_read
+    # TLS plaintext through uprobes in the targeted processes' TLS libraries (agent/tls/)
+    tls: bool = True
+    tls_rescan_interval: float = 1.0  # seconds between /proc rescans for TLS processes
     # who decodes the records: "core" (the Rust core, agent/capture_core.py: at once) or
     # "python" (agent/capture.py's record loop); "" chooses: python with a spool
     # (spool_max > 0: only Python defers), else core. NODETAP_DECODER sets it (tests).

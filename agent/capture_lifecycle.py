@@ -26,6 +26,7 @@ from agent.loader import LoadOptions, Probes, load
 from agent.ring_spool import RingSpoolReader
 from agent.ringbuf import CommittedCount, RingBufferReader
 from agent.streams import Chunk
+from agent.tls import coverage as tls_coverage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class CaptureLifecycle:
         self._conns_map: object = None
         self._final_kernel: dict[str, int] | None = None
         self._next_agent_id = 1  # ids of connections adopted from /proc (AGENT_CONN_ID_BIT)
+        self.tls: tls_coverage.TlsCoverage | None = None  # with cfg.tls (agent/tls/)
 
     if TYPE_CHECKING:  # the record loop's side (agent/capture.py)
 
@@ -92,6 +94,7 @@ class CaptureLifecycle:
                 max_conns=self.cfg.max_conns,
                 typed_regs=self.cfg.typed_regs,
                 addr_at_read=self.cfg.addr_at_read,
+                tls=self.cfg.tls,
             )
         )
         self.probes = probes
@@ -118,7 +121,11 @@ class CaptureLifecycle:
                 self._mark_tgid(pid)
             if self.cfg.preexisting:
                 self._adopt_existing(scan.established)
+            if self.cfg.tls:
+                self.tls = tls_coverage.for_capture(self)
         except BaseException:
+            if self.tls is not None:
+                self.tls.close()
             self._end_deferred()
             self._unmap()
             probes.close()
@@ -195,6 +202,8 @@ class CaptureLifecycle:
             if self._dec is not None:
                 self._core_close()
         finally:
+            if self.tls is not None:
+                self.tls.close()  # its uprobes first
             self._final_kernel = self.probes.counters()
             self._end_deferred()
             self._unmap()
@@ -385,6 +394,8 @@ class CaptureLifecycle:
         out = dict(self.stats)
         out.update(kernel if kernel is not None else self.kernel_counters())
         out["conns_open"] = len(self.tracker)
+        if self.tls is not None:
+            out.update(self.tls.summary())
         out["defer_backlog_bytes"] = self._backlog() if self._deferred is not None else 0
         if self._gate is not None:
             out["defer_paused_ms"] += int(self._gate.paused_s * 1000)

@@ -51,6 +51,7 @@ class Connection:
     # per direction (NT_DIR_*): wall-clock ns of the latest loss of bytes that no message
     # begun after it has followed yet, else 0 (agent/gap_marks.py)
     open_gaps: list[int] = field(default_factory=lambda: [0, 0])
+    source: str = "syscall"  # meta.source: "tls" once its plaintext is captured (agent/tls/)
 
     def set_local(self, ip: str, port: int) -> None:
         self.local_ip, self.local_port = ip, port
@@ -83,7 +84,7 @@ class Connection:
                 client_port=cport,
                 server_ip=sip,
                 server_port=sport,
-                source="syscall",
+                source=self.source,
                 conn_id=self.conn_id,
                 who=Identity(node=node, pid=self.tgid, comm=self.comm),
                 flags=set(self.flags),

@@ -46,6 +46,9 @@ SOURCES = (
     "uncopied_io.c",
     "syscall_dispatch.c",
 )
+# With TLS capture (issue 21): the state the syscall programs share with the uprobes goes
+# before data_io.c (which calls it), the uprobes after it (they copy with its helpers).
+TLS_SOURCES = {"data_io.c": ("tls_state.c", "data_io.c", "tls_openssl.c", "tls_go.c")}
 TRACEFS_CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 # Every tracepoint the programs attach to, for the pre-flight check and the report.
@@ -69,6 +72,8 @@ class LoadOptions:
     # addresses of accept-without-sockaddr connections at their first read (bpf/conn_addr.c):
     # None where the kernel allows it, False never
     addr_at_read: bool | None = None
+    # TLS plaintext through uprobes (bpf/tls_state.c, bpf/tls_openssl.c; agent/tls/)
+    tls: bool = False
 
 
 @dataclass
@@ -173,8 +178,9 @@ def preflight() -> Path:
     return tracefs
 
 
-def program_text() -> str:
-    return "".join((BPF_DIR / name).read_text() for name in SOURCES)
+def program_text(tls: bool = False) -> str:
+    names = [n for s in SOURCES for n in (TLS_SOURCES.get(s, (s,)) if tls else (s,))]
+    return "".join((BPF_DIR / name).read_text() for name in names)
 
 
 def cflags(opts: LoadOptions, typed_regs: bool = False, addr_at_read: bool = False) -> list[str]:
@@ -188,6 +194,7 @@ def cflags(opts: LoadOptions, typed_regs: bool = False, addr_at_read: bool = Fal
         f"-DNT_MAX_CONNS={opts.max_conns}",
         f"-DNT_NCPUS={possible_cpus()}",
         *(["-DNT_TYPED_REGS"] if typed_regs else []),
+        *(["-DNT_TLS"] if opts.tls else []),
     ]
     if addr_at_read:
         nr = syscalls.numbers()
@@ -267,7 +274,9 @@ def _load(opts: LoadOptions, btf_id: int | None, addr: bool = False) -> Probes:
     from bcc import BPF
 
     try:
-        bpf = BPF(text=program_text().encode(), cflags=cflags(opts, btf_id is not None, addr))
+        bpf = BPF(
+            text=program_text(opts.tls).encode(), cflags=cflags(opts, btf_id is not None, addr)
+        )
     except Exception as e:  # BCC raises bare Exceptions
         msg = str(e)
         if "Operation not permitted" in msg or "EPERM" in msg:
@@ -281,6 +290,9 @@ def _load(opts: LoadOptions, btf_id: int | None, addr: bool = False) -> Probes:
         ) from None
     probes = Probes(bpf=bpf, typed_regs=btf_id is not None, addr_at_read=addr)
     try:
+        if opts.tls:  # the TLS copy's tail calls (bpf/tls_openssl.c), uprobe programs
+            step = bpf.load_func(b"nt_tls_step", BPF.KPROBE)
+            bpf[b"tls_progs"][ctypes.c_int(0)] = ctypes.c_int(step.fd)
         if btf_id is None:
             raw = BPF.RAW_TRACEPOINT
             probes.syscalls = _fill_dispatch(bpf, lambda name: bpf.load_func(name.encode(), raw).fd)

@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.tls import coverage as tls_coverage
+
 if TYPE_CHECKING:
     from agent.capture import SyscallCapture
 
@@ -107,6 +109,8 @@ class CaptureCollector(Collector):
             "Time the decoder waited for idle CPU (deferred decoding)",
             value=s["defer_paused_ms"] / 1000,
         )
+        if self.cap.tls is not None:
+            yield tls_coverage.metric(self.cap.tls)
 
 
 def register_capture(cap: SyscallCapture) -> Callable[[], None]:

@@ -30,6 +30,8 @@ class NodeContext:
         self.targeting = targeting
         self.version = version
         self._namespace_watch: Any = None
+        # the capture's TLS coverage rows (agent/tls/coverage.py: status_rows), once it runs
+        self.tls_rows: Callable[[], list[dict[str, Any]]] | None = None
 
     def attach(self, set_filter: Callable[[set[int]], None]) -> None:
         """Keep ``set_filter(ids)`` called with the targeted cgroup ids (now and on change)."""
@@ -49,6 +51,7 @@ class NodeContext:
             cluster=self.enricher.cluster,
             agent_version=self.version,
             ready=self.ready(),
+            extra={"tls": self.tls_rows()} if self.tls_rows is not None else None,
         )
 
     def close(self) -> None:

@@ -124,6 +124,8 @@ def run_syscall(
     called once the programs are attached."""
     from agent.capture import SyscallCapture
     from agent.metrics import register_capture
+    from agent.tls.coverage import pod_noter
+    from agent.tls.coverage import status_rows as tls_status_rows
 
     cfg.enrich = node.enricher.enrich
     cfg.agent_version = node.version
@@ -135,6 +137,10 @@ def run_syscall(
         cap.abandon = abandon
     cap.start()
     node.attach(cap.set_cgroup_filter)  # with targeting: targeted pods only, kept live
+    if cap.tls is not None:  # TLS coverage per process, and per pod (agent/tls/coverage.py)
+        node.tls_rows = lambda: tls_status_rows(cap.tls, node.enricher.enrich)
+        if node.targeting is not None:
+            cap.tls.on_row = pod_noter(node.enricher.enrich, node.targeting.note)
     unregister = register_capture(cap)
     try:
         if on_started is not None:

@@ -273,6 +273,10 @@ static __always_inline int nt_io(void *ctx, long ret, struct nt_conn *c, struct 
 {
     u32 tgid = a->key >> 32;
     u64 start = __sync_fetch_and_add(&c->off[a->dir & 1], (u64)ret);
+#ifdef NT_TLS
+    if (nt_tls_cipher(c, a, ret, start)) /* bpf/tls_state.c: its plaintext comes instead */
+        return 0;
+#endif
     if (c->flags & NT_CONN_MUTED) {
         nt_count(NT_STAT_MUTED_BYTES, ret);
         return 0;

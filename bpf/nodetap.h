@@ -92,7 +92,19 @@
 #define NT_STAT_BOUND_SKIPPED_BYTES 20 /* bytes of one syscall past NT_CFG_COPY_BOUND: not
                                           copied on purpose (a body past --max-body) */
 #define NT_STAT_FILES_OPENED 21        /* open/openat of tracked processes recorded */
-#define NT_NCOUNTERS 22
+/* issue 21, TLS plaintext through uprobes (bpf/tls_state.c, bpf/tls_openssl.c) */
+#define NT_STAT_TLS_CALLS 22           /* SSL_read/SSL_write calls tied to a tracked connection */
+#define NT_STAT_TLS_PLAIN_BYTES 23     /* plaintext bytes of those calls (copied or not) */
+#define NT_STAT_TLS_CIPHER_BYTES 24    /* ciphertext bytes of TLS connections: not copied, on
+                                          purpose (their plaintext is) */
+#define NT_STAT_TLS_CONNS 25           /* connections found to be TLS */
+#define NT_STAT_TLS_UNTIED_CALLS 26    /* SSL calls of tracked processes that moved bytes but
+                                          made no read/write on a tracked connection and whose
+                                          SSL was never tied to one (memory BIOs, filtered
+                                          connections) */
+#define NT_DROP_TLS_TRUNCATED_BYTES 27 /* plaintext bytes of one call past NT_MAX_PIECES
+                                          pieces (or unreadable): an NT_EV_TLS_GAP */
+#define NT_NCOUNTERS 28
 
 /* config array indexes (u64 values) */
 #define NT_CFG_FILTER_PIDS 0    /* nonzero: only tgids in filter_pids */
@@ -190,5 +202,28 @@ struct nt_sendfile_event {
     __u16 _pad[3];
     char path[NT_PATH_MAX];
 };
+
+/* ---- issue 21: TLS plaintext (bpf/tls_state.c, bpf/tls_openssl.c) ---- */
+
+/* NT_EV_TLS_DATA: plaintext an SSL_read/SSL_write call moved on a TLS connection, as a
+ * struct nt_data_event whose `offset` counts plaintext bytes in this direction (its own
+ * stream, from 0) and whose `syscall` field holds NT_TLS_FN_*. NT_EV_TLS_GAP: the same
+ * header, `len` plaintext bytes not copied (NT_GAP_BOUND set: past the copy bound). Once a
+ * connection is TLS (NT_CONN_TLS) its ciphertext is not copied (NT_STAT_TLS_CIPHER_BYTES):
+ * its NT_EV_DATA records stop and its CLOSE offsets stay ciphertext offsets. */
+#define NT_EV_TLS_DATA 8
+#define NT_EV_TLS_GAP 9
+
+/* conn flag: the connection carries TLS (a ClientHello at its start, or an SSL call read or
+ * wrote on it) */
+#define NT_CONN_TLS 16
+
+/* the function of an NT_EV_TLS_DATA/GAP record (its syscall field) */
+#define NT_TLS_FN_SSL_READ 1
+#define NT_TLS_FN_SSL_WRITE 2
+#define NT_TLS_FN_SSL_READ_EX 3
+#define NT_TLS_FN_SSL_WRITE_EX 4
+#define NT_TLS_FN_GO_READ 5  /* crypto/tls.(*Conn).Read (bpf/tls_go.c) */
+#define NT_TLS_FN_GO_WRITE 6 /* crypto/tls.(*Conn).Write */
 
 #endif /* NODETAP_H */

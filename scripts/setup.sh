@@ -18,6 +18,8 @@ command -v apt-get >/dev/null || die "this script supports Debian/Ubuntu hosts (
 pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-nftables libpython3-dev gcc libc6-dev
       iproute2 iptables nftables conntrack kmod
       nginx-light curl wrk hey tcpdump tshark jq
+      openssl libssl-dev  # issue 21: the TLS tests make certificates, link OpenSSL statically
+      binutils  # issue 21: objdump finds the RET instructions of Go crypto/tls
       prometheus
       bpftool libcap2-bin vagrant
       nats-server

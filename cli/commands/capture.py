@@ -29,6 +29,7 @@ examples:
   nodetap capture --port 80 --defer-max 0       # decode at once (no spool, normal priority)
   nodetap capture --mode packet -i veth0 --port 80
   nodetap capture --ebpf                        # print the BPF program and exit
+  nodetap capture --port 443 --no-tls           # leave TLS libraries alone (no uprobes)
 
 -o names the format (jsonl, json = jsonl, table, wide), as kubectl -o; -w FILE the file
 written, as tcpdump -w.
@@ -163,6 +164,12 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--summary-json", metavar="FILE", help="also write the exit summary as JSON to FILE"
     )
+    p.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="do not capture TLS plaintext (by default uprobes on SSL_read/SSL_write go into "
+        "the TLS libraries of the targeted processes, and only those)",
+    )
     p.add_argument("--ebpf", action="store_true", help="print the BPF program and exit")
 
 
@@ -219,10 +226,11 @@ def run(args: argparse.Namespace) -> int:
         opts = LoadOptions(
             ringbuf_pages=args.ringbuf_pages,
             typed_regs=REGISTER_READS[args.register_reads],
+            tls=not args.no_tls,
         )
         flags = cflags(opts, sys_exit_btf_id(opts) is not None, addr_tracepoint_usable())
         print("// cflags: " + " ".join(flags))
-        print(program_text())
+        print(program_text(opts.tls))
         return 0
     if args.count is not None and args.count <= 0:
         raise ConfigError("--count must be a positive number")
@@ -371,6 +379,7 @@ def _run_syscall(
         typed_regs=REGISTER_READS[args.register_reads],
         spool_max=defer_max(args),
         spool_dir=args.defer_dir,
+        tls=not args.no_tls,
     )
     abandon = threading.Event()
 
@@ -383,7 +392,10 @@ def _run_syscall(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    started: list[Any] = []
+
     def announce(cap: Any) -> None:
+        started.append(cap)
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
             + (" (decoding deferred)" if defer_max(args) else "")
@@ -403,7 +415,7 @@ def _run_syscall(
                 stop.set()
 
         count = None
-    return run_syscall(
+    summary = run_syscall(
         cfg,
         on_exchange,
         stop,
@@ -414,6 +426,13 @@ def _run_syscall(
         on_started=announce,
         progress=_backlog_progress,
     )
+    tls = started[0].tls if started else None
+    if tls is not None:  # the TLS coverage, per process (agent/tls/coverage.py)
+        from agent.tls.coverage import describe
+
+        for row in tls.table():
+            print("nodetap: TLS " + describe(row), file=sys.stderr)
+    return summary
 
 
 def _backlog_progress(done: int, total: int) -> None:

@@ -166,7 +166,26 @@ def render_table(doc: dict[str, Any], captured_only: bool = False) -> str:
     lines = head + ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
     if not pods:
         lines.append("(no pods on this node)" if not captured_only else "(no pod captured)")
+    lines += _tls_table(doc.get("tls"))
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _tls_table(tls: Any) -> list[str]:
+    """The capture's TLS coverage, per process (issue 21): library, hooked or not and why."""
+    if not isinstance(tls, list) or not tls:
+        return []
+    rows = [("PID", "COMM", "POD", "LIBRARY", "HOOKED", "WHY")]
+    for r in tls:
+        pod = f"{r.get('namespace', '')}/{r.get('pod', '')}" if r.get("pod") else "-"
+        hooked = "yes" if r.get("state") == "hooked" else "no"
+        rows.append(
+            (str(r.get("pid", "")), str(r.get("comm", "")), pod, str(r.get("library", "")),
+             hooked, str(r.get("reason", "")))
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return ["", "TLS"] + [
+        "  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5] for row in rows
+    ]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,8 @@ pub const COUNTER_NAMES: &[&str] = &[
     "rrpairs_noaddr",
     "rrpairs_held_over",
     "panics",
+    "tls_records",
+    "conns_tls",
     // HTTP/2 (src/h2)
     "conns_h2",
     "h2_frames",
@@ -91,6 +93,11 @@ struct Conn {
     template: pb::RrPair,
     from_python: bool,
     h2: crate::h2::State,
+    /// Its records are TLS plaintext (NT_EV_TLS_*: agent/tls/records.py): streams whose
+    /// offsets count plaintext, ended by their last record, not by the CLOSE's counts.
+    tls: bool,
+    /// Opened before the capture: its streams may begin mid-message.
+    preexisting: bool,
     /// Per direction: wall-clock ns of the latest loss no message begun after it has
     /// followed yet, else 0 (agent/gap_marks.py).
     open_gaps: [u64; 2],
@@ -154,6 +161,8 @@ pub struct Decoder {
     pub hold: bool,
     contexts: HashMap<u64, pb::RrPair>,
     held: HashMap<u64, (pb::RrPair, Vec<Item>)>,
+    /// Connections whose RRPairs carry meta.source "tls".
+    tls: HashSet<u64>,
     pub counters: Counters,
     pub out_pb: Vec<Vec<u8>>,
     pub out_jsonl: Vec<Vec<u8>>,
@@ -197,6 +206,7 @@ impl Decoder {
             hold: false,
             contexts: HashMap::new(),
             held: HashMap::new(),
+            tls: HashSet::new(),
             counters,
             out_pb: Vec::new(),
             out_jsonl: Vec::new(),
@@ -214,10 +224,12 @@ impl Decoder {
         if self.hold {
             let held = self.held.remove(&conn_id).map(|h| h.1).unwrap_or_default();
             for ex in held {
-                self.emit(&template, ex);
+                self.emit(conn_id, &template, ex);
             }
             if self.conns.contains_key(&conn_id) {
                 self.contexts.insert(conn_id, template);
+            } else {
+                self.tls.remove(&conn_id);
             }
             return;
         }
@@ -235,6 +247,7 @@ impl Decoder {
     /// Forget a connection (filtered out, untracked by Python): nothing more of it comes out.
     pub fn drop_conn(&mut self, conn_id: u64) {
         self.held.remove(&conn_id);
+        self.tls.remove(&conn_id);
         self.contexts.remove(&conn_id);
         self.holey.remove(&conn_id);
         self.conns.remove(&conn_id);
@@ -408,6 +421,11 @@ impl Decoder {
 
     fn handle(&mut self, rec: &Record<'_>) {
         match rec {
+            Record::Data(d)
+                if d.kind == layout::NT_EV_TLS_DATA || d.kind == layout::NT_EV_TLS_GAP =>
+            {
+                self.on_tls(d)
+            }
             Record::Data(d) if d.kind == layout::NT_EV_DATA => self.on_data(d),
             Record::Data(d) => self.on_gap(d),
             Record::Conn(c) => {
@@ -419,6 +437,37 @@ impl Decoder {
                 }
             }
             Record::Invalid => {}
+        }
+    }
+
+    /// TLS plaintext: the first record of a connection switches it to fresh plaintext
+    /// streams and parser (ciphertext seen before the programs knew is dropped); then the
+    /// record is handled as the DATA or GAP record it stands for.
+    fn on_tls(&mut self, d: &DataEvent<'_>) {
+        self.counters.add("tls_records", 1);
+        let max_body = self.max_body;
+        if let Some(conn) = self.conns.get_mut(&d.conn_id) {
+            if !conn.tls {
+                conn.tls = true;
+                conn.streams = [OrderedStream::default(), OrderedStream::default()];
+                conn.stitcher = Stitcher::new(max_body);
+                if conn.preexisting {
+                    conn.stitcher.resync_start();
+                }
+                conn.h2 = crate::h2::State::default();
+                conn.open_gaps = [0, 0];
+                self.holey.remove(&d.conn_id);
+                self.tls.insert(d.conn_id);
+                self.counters.add("conns_tls", 1);
+            }
+        }
+        let mut plain = *d;
+        if d.kind == layout::NT_EV_TLS_DATA {
+            plain.kind = layout::NT_EV_DATA;
+            self.on_data(&plain);
+        } else {
+            plain.kind = layout::NT_EV_GAP;
+            self.on_gap(&plain);
         }
     }
 
@@ -520,6 +569,8 @@ impl Decoder {
                 template,
                 from_python,
                 h2: crate::h2::State::default(),
+                tls: false,
+                preexisting: c.family & layout::NT_FAMILY_PREEXISTING != 0,
                 open_gaps: [0, 0],
             },
         );
@@ -573,6 +624,14 @@ impl Decoder {
         for dir in [req, req ^ 1] {
             // requests first (causal order)
             let chunks = match self.conns.get_mut(&c.conn_id) {
+                // TLS: the CLOSE counts ciphertext; the plaintext ends at its last record
+                Some(conn) if conn.tls => {
+                    let mut out = Vec::new();
+                    while conn.streams[dir].waiting() {
+                        out.extend(conn.streams[dir].declare_gap());
+                    }
+                    out
+                }
                 // records queued behind a hole are delivered, not skipped with it
                 Some(conn) => conn.streams[dir].close_at(c.off[dir], c.ts_ns),
                 None => return,
@@ -610,6 +669,9 @@ impl Decoder {
             }
         }
         self.contexts.remove(&cid);
+        if !self.held.contains_key(&cid) {
+            self.tls.remove(&cid);
+        }
     }
 
     /// Close every connection (the capture stops).
@@ -741,11 +803,11 @@ impl Decoder {
     /// out with the core's template, flagged `noaddr`).
     fn emit_for(&mut self, cid: u64, own: &pb::RrPair, ex: Item) {
         if !self.hold {
-            return self.emit(own, ex);
+            return self.emit(cid, own, ex);
         }
         if let Some(t) = self.contexts.get(&cid) {
             let t = t.clone();
-            return self.emit(&t, ex);
+            return self.emit(cid, &t, ex);
         }
         let entry = self
             .held
@@ -757,7 +819,7 @@ impl Decoder {
             t.flags.push("noaddr".into());
             self.counters.add("rrpairs_held_over", held.len() as u64);
             for ex in held {
-                self.emit(&t, ex);
+                self.emit(cid, &t, ex);
             }
             if self.conns.contains_key(&cid) {
                 self.contexts.insert(cid, t);
@@ -836,13 +898,16 @@ impl Decoder {
         }
     }
 
-    fn emit(&mut self, template: &pb::RrPair, item: Item) {
+    fn emit(&mut self, cid: u64, template: &pb::RrPair, item: Item) {
         self.next_id += 1;
         let id = format!("{}-{}", self.id_prefix, self.next_id);
-        let pair = match item {
+        let mut pair = match item {
             Item::H1(ex) => build(template, ex, id),
             Item::H2(st) => crate::h2::rrpair::build(template, st, id, self.max_body),
         };
+        if self.tls.contains(&cid) {
+            pair.meta.get_or_insert_with(Default::default).source = "tls".into();
+        }
         let c = &mut self.counters;
         c.add("rrpairs", 1);
         for (f, name) in [

@@ -19,6 +19,18 @@ pub const NT_EV_SENDFILE: u8 = 7;
 pub const NT_FAMILY_PREEXISTING: u16 = 0x8000;
 /// A GAP record's syscall bit: bytes not copied on purpose (past the copy bound).
 pub const NT_GAP_BOUND: u16 = 0x8000;
+/// issue 21: TLS plaintext (a data record whose offset counts plaintext bytes) and a gap in it.
+pub const NT_EV_TLS_DATA: u8 = 8;
+pub const NT_EV_TLS_GAP: u8 = 9;
+/// conn flag: the connection carries TLS.
+pub const NT_CONN_TLS: u8 = 16;
+/// The function of a TLS record (its syscall field).
+pub const NT_TLS_FN_SSL_READ: u16 = 1;
+pub const NT_TLS_FN_SSL_WRITE: u16 = 2;
+pub const NT_TLS_FN_SSL_READ_EX: u16 = 3;
+pub const NT_TLS_FN_SSL_WRITE_EX: u16 = 4;
+pub const NT_TLS_FN_GO_READ: u16 = 5;
+pub const NT_TLS_FN_GO_WRITE: u16 = 6;
 pub const NT_ROLE_UNKNOWN: u8 = 0;
 pub const NT_ROLE_CLIENT: u8 = 1;
 pub const NT_ROLE_SERVER: u8 = 2;
@@ -128,12 +140,12 @@ pub fn decode(rec: &[u8]) -> Record<'_> {
         return Record::Invalid;
     };
     match kind {
-        NT_EV_DATA | NT_EV_GAP | NT_EV_SENDFILE => {
+        NT_EV_DATA | NT_EV_GAP | NT_EV_SENDFILE | NT_EV_TLS_DATA | NT_EV_TLS_GAP => {
             if rec.len() < NT_DATA_HDR_SIZE {
                 return Record::Invalid;
             }
             let len = u32_at(rec, 4);
-            let data = if kind == NT_EV_DATA {
+            let data = if kind == NT_EV_DATA || kind == NT_EV_TLS_DATA {
                 let end = NT_DATA_HDR_SIZE.saturating_add(len as usize);
                 match rec.get(NT_DATA_HDR_SIZE..end) {
                     Some(d) => d,

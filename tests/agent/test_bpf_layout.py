@@ -72,6 +72,9 @@ def test_constants_match() -> None:
         "NT_CFG_FILTER_PIDS", "NT_CFG_FILTER_PORTS", "NT_CFG_FILTER_CGROUPS",
         "NT_CFG_SELF_TGID", "NT_CFG_ARMED", "NT_TGID_SLOTS", "NT_COMMITTED_STRIDE",
         "NT_CFG_COPY_BOUND", "NT_GAP_BOUND", "NT_EV_SENDFILE", "NT_PATH_MAX",
+        "NT_EV_TLS_DATA", "NT_EV_TLS_GAP", "NT_CONN_TLS", "NT_TLS_FN_SSL_READ",
+        "NT_TLS_FN_SSL_WRITE", "NT_TLS_FN_SSL_READ_EX", "NT_TLS_FN_SSL_WRITE_EX",
+        "NT_TLS_FN_GO_READ", "NT_TLS_FN_GO_WRITE",
     ):  # fmt: skip
         assert getattr(L, name) == d[name], name
 

@@ -140,7 +140,8 @@ def client_slow(port: int) -> None:
 
 def client_not_http(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64)
+        # a PostgreSQL startup message (a TLS ClientHello is TLS now: counted, not parsed)
+        s.sendall(b"\x00\x00\x00\x4c\x00\x03\x00\x00user\x00" + b"\x00" * 64)
         time.sleep(0.3)
 
 

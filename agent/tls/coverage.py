@@ -1,0 +1,316 @@
+"""The TLS coverage of a capture: which targeted processes use which TLS library, whether
+it is hooked, and if not why; the uprobes attached for them (agent/tls/attach.py).
+
+Targeted processes are those the capture's filters let in, found by a bounded /proc rescan
+every ``interval`` seconds (processes started later are picked up, exited ones release
+their files' probes):
+- with a pid filter: the processes in the programs' pid filter (the pids and their
+  descendants, the kernel adds children as they fork);
+- with a cgroup filter: the processes in those cgroups;
+- otherwise: processes with a connection the capture tracks, and, when a port filter is
+  set, processes with a socket on one of those ports (all processes without one).
+Only their TLS libraries are probed: never a file no targeted process maps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+
+from agent import procfs
+from agent.tls.attach import Attacher
+from agent.tls.classify import HOOKED, NO_TLS, NOT_HOOKED, Coverage, ExeCache, classify
+from agent.tls.maps import read_maps
+
+log = logging.getLogger(__name__)
+
+STATES = (HOOKED, NOT_HOOKED)
+# rounds between two looks at a process that had no TLS library
+RECHECK_ROUNDS = 10
+
+
+def _starttime(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot): tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+
+
+def _pids() -> Iterable[int]:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    return (int(n) for n in names if n.isdigit())
+
+
+class TlsCoverage:
+    """Keeps the coverage table and the uprobes of a capture's targeted processes."""
+
+    def __init__(
+        self,
+        bpf: Any,
+        *,
+        ports: Iterable[int] = (),
+        pid_filter: Callable[[], set[int] | None] = lambda: None,
+        cgroup_filter: Callable[[], set[int] | None] = lambda: None,
+        tracked: Callable[[], set[int]] = set,
+        interval: float = 1.0,
+        max_pids: int = 16384,
+    ) -> None:
+        """``pid_filter``/``cgroup_filter``: the filter's current set, None when off;
+        ``tracked``: tgids of the capture's connections."""
+        self.attacher = Attacher(bpf)
+        self.cache = ExeCache()
+        self.ports = set(ports)
+        self.pid_filter = pid_filter
+        self.cgroup_filter = cgroup_filter
+        self.tracked = tracked
+        self.interval = interval
+        self.max_pids = max_pids
+        self.rows: dict[int, Coverage] = {}  # targeted processes with a TLS library
+        self._seen: dict[int, int] = {}  # pid -> start time of the process in rows
+        # pid -> (start time, its row or None when no TLS library, scan round it was read)
+        self._known: dict[int, tuple[int, Coverage | None, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cg_mount = procfs.cgroup2_mount()
+        self.scans = 0
+        # called with each new row (outside the lock): a pod's note in `nodetap status`
+        self.on_row: Callable[[Coverage], None] | None = None
+
+    # ---- the rescan ----
+
+    def start(self) -> None:
+        self.scan()
+        self._thread = threading.Thread(target=self._run, name="nodetap-tls", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.scan()
+            except Exception:  # never let coverage stop a capture
+                log.warning("TLS coverage rescan failed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop rescanning and detach every probe (before the programs are unloaded)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        with self._lock:
+            self.attacher.close()
+
+    def _candidates(self) -> tuple[Iterable[int], bool]:
+        """Processes to look at, and whether each is targeted already (else: only when it
+        has a socket on a wanted port or a tracked connection)."""
+        pids = self.pid_filter()
+        if pids is not None:
+            return sorted(pids), True
+        cgroups = self.cgroup_filter()
+        if cgroups is not None:
+            return (p for p in _pids() if procfs.cgroup2_id(p, self._cg_mount) in cgroups), True
+        return _pids(), not self.ports
+
+    def _on_wanted_port(self, pid: int, tables: dict[int | None, dict[int, Any]]) -> bool:
+        ns = procfs.netns_id(pid)
+        if ns not in tables:
+            tables[ns] = procfs.read_tcp_table(pid)
+        table = tables[ns]
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            return False
+        for name in fds:
+            inode = procfs.socket_inode(pid, int(name))
+            sock = table.get(inode) if inode is not None else None
+            if sock is not None and {sock.local_port, sock.remote_port} & self.ports:
+                return True
+        return False
+
+    def scan(self) -> None:
+        """One bounded round: new targeted processes classified and hooked, gone ones
+        released."""
+        me = os.getpid()
+        candidates, targeted_all = self._candidates()
+        tracked = self.tracked()
+        tables: dict[int | None, dict[int, Any]] = {}
+        alive: set[int] = set()
+        new: list[Coverage] = []
+        with self._lock:
+            for n, pid in enumerate(candidates):
+                if n >= self.max_pids:
+                    break
+                if pid == me:
+                    continue
+                start = _starttime(pid)
+                if start is None:
+                    continue
+                if pid in self.rows and self._seen.get(pid) == start:
+                    alive.add(pid)
+                    continue
+                row = self._classified(pid, start)
+                if row is None:
+                    continue
+                if not (targeted_all or pid in tracked or self._on_wanted_port(pid, tables)):
+                    continue
+                if pid in self.rows:  # a reused pid: the old process is gone
+                    self._release(pid)
+                if row.target is not None:
+                    why = self.attacher.acquire(row.target, pid)
+                    if why is not None:
+                        row = replace(row, state=NOT_HOOKED, reason=why, target=None)
+                self.rows[pid] = row
+                new.append(row)
+                self._seen[pid] = start
+                alive.add(pid)
+                log.info("TLS: pid %d %s", pid, row)
+            for pid in [p for p in self.rows if p not in alive]:
+                if _starttime(pid) != self._seen.get(pid):  # gone (or reused)
+                    self._release(pid)
+            self.scans += 1
+            if self.scans % RECHECK_ROUNDS == 0:  # forget processes that are gone
+                self._known = {p: v for p, v in self._known.items() if _starttime(p) == v[0]}
+        if self.on_row is not None:
+            for row in new:
+                self.on_row(row)
+
+    def _classified(self, pid: int, start: int) -> Coverage | None:
+        """pid's coverage row (None: no TLS library), from the cache while the process is
+        the same; a process without one is looked at again every RECHECK_ROUNDS rounds
+        (it may load a library later: Python's ssl module is imported on first use)."""
+        known = self._known.get(pid)
+        if (
+            known is not None
+            and known[0] == start
+            and (known[1] is not None or self.scans - known[2] < RECHECK_ROUNDS)
+        ):
+            return known[1]
+        mapped = read_maps(pid)
+        row = classify(pid, procfs.comm(pid), mapped, self.cache) if mapped else None
+        if row is not None and row.state == NO_TLS:
+            row = None
+        self._known[pid] = (start, row, self.scans)
+        return row
+
+    def _release(self, pid: int) -> None:
+        row = self.rows.pop(pid)
+        self._seen.pop(pid, None)
+        if row.target is not None:
+            self.attacher.release(row.target.key, pid)
+
+    # ---- reporting ----
+
+    def table(self) -> list[Coverage]:
+        with self._lock:
+            return sorted(self.rows.values(), key=lambda r: r.pid)
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Processes by (library, state)."""
+        return Counter((r.library, r.state) for r in self.table())
+
+    def summary(self) -> dict[str, int]:
+        c = Counter(r.state for r in self.table())
+        return {
+            "tls_processes_hooked": c[HOOKED],
+            "tls_processes_not_hooked": c[NOT_HOOKED],
+            "tls_files_probed": len(self.attacher.files),
+        }
+
+
+def describe(row: Coverage) -> str:
+    """One line of the coverage table."""
+    return f"pid {row.pid} ({row.comm}): {row.library} {row.state.replace('_', ' ')}: {row.reason}"
+
+
+def status_rows(cov: TlsCoverage, who: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:
+    """The coverage table as JSON rows (`nodetap status`), with the pod of each process
+    when ``who`` (the enricher) knows it."""
+    out = []
+    for r in cov.table():
+        ident = who(r.pid) if who is not None else None
+        out.append(
+            {
+                "pid": r.pid,
+                "comm": r.comm,
+                "library": r.library,
+                "state": r.state,
+                "reason": r.reason,
+                "namespace": getattr(ident, "namespace", "") or "",
+                "pod": getattr(ident, "pod", "") or "",
+            }
+        )
+    return out
+
+
+def pod_noter(
+    who: Callable[[int], Any], note: Callable[[str, str, str], None]
+) -> Callable[[Coverage], None]:
+    """An ``on_row`` that notes each process's coverage on its pod (agent/targeting.py)."""
+
+    def on_row(row: Coverage) -> None:
+        try:
+            uid = getattr(who(row.pid), "pod_uid", "")
+        except Exception:  # enrichment must never cost a capture
+            return
+        if uid:
+            note(uid, f"tls pid {row.pid}", "TLS " + describe(row))
+
+    return on_row
+
+
+def metric(cov: TlsCoverage | None) -> GaugeMetricFamily:
+    """nodetap_tls_processes{library,state}."""
+    g = GaugeMetricFamily(
+        "nodetap_tls_processes",
+        "Targeted processes using a TLS library, by library and whether it is hooked",
+        labels=["library", "state"],
+    )
+    for (library, state), n in sorted((cov.counts() if cov is not None else {}).items()):
+        g.add_metric([library, state], n)
+    return g
+
+
+def kernel_set(table: Any, config_on: bool) -> set[int] | None:
+    """The keys of a filter map (filter_pids, filter_cgroups) when its filter is on."""
+    if not config_on:
+        return None
+    return {int(k.value) for k in table}
+
+
+def for_capture(cap: Any) -> TlsCoverage:
+    """The TLS coverage of a started SyscallCapture (its probes loaded with TLS on),
+    rescanning in a thread of its own."""
+    from agent import bpf_layout as L
+
+    probes = cap.probes
+    config = probes.table("config")
+
+    def on(idx: int) -> bool:
+        return bool(config[ctypes.c_int(idx)].value)
+
+    cov = TlsCoverage(
+        probes.bpf,
+        ports=cap.cfg.ports,
+        pid_filter=lambda: kernel_set(probes.table("filter_pids"), on(L.NT_CFG_FILTER_PIDS)),
+        cgroup_filter=lambda: kernel_set(
+            probes.table("filter_cgroups"), on(L.NT_CFG_FILTER_CGROUPS)
+        ),
+        tracked=lambda: {c.tgid for c in cap.tracker},
+        interval=cap.cfg.tls_rescan_interval,
+    )
+    cov.start()
+    return cov
