@@ -1,0 +1,166 @@
+"""Reading a JetStream stream of RRPairs: range reads (Export, queries, snapshot contents)
+through an ordered ephemeral consumer, and live tails (Subscribe) through another.
+
+A range read starts at the range's start (messages arrive after they were captured, so at
+``since`` minus a clock-skew margin) and stops at the stream's last message when the read
+began, or earlier at the first message that arrived ``LATE_MARGIN_S`` after the range's end.
+Order: arrival order. Filters the subject did not apply run here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import api
+
+from forwarder.filters import matches, range_ns
+from forwarder.storage.nats_session import NatsSession
+from nodetap.errors import StorageError
+from nodetap.v1 import forwarder_pb2 as fpb
+from nodetap.v1 import rrpair_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+START_SKEW_S = 60.0
+LATE_MARGIN_S = 600.0
+READ_IDLE_S = 10.0
+READ_OPEN_TRIES = 3
+READ_OPEN_TIMEOUT_S = 15.0
+BATCH = 256
+
+
+def read_start(flt: fpb.Filter) -> dt.datetime | None:
+    """Where a read of flt's time range starts in arrival time (None: the stream's start)."""
+    since, _ = range_ns(flt)
+    if since is None:
+        return None
+    return dt.datetime.fromtimestamp(since / 1e9 - START_SKEW_S, tz=dt.UTC)
+
+
+def read_range(
+    session: NatsSession,
+    stream: str,
+    subject: str,
+    flt: fpb.Filter,
+    limit: int = 0,
+    start: dt.datetime | None = None,
+) -> Iterator[pb.RRPair]:
+    """The RRPairs of stream under subject that match flt, in arrival order."""
+    opened = _open(session, stream, subject, start)
+    if opened is None:
+        return
+    sub, last_seq, cinfo = opened
+    _, until = range_ns(flt)
+    stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
+    n = 0
+    try:
+        if cinfo.num_pending == 0 and cinfo.delivered.consumer_seq == 0:
+            return  # nothing matches (a push consumer counts delivered ones as not pending)
+        while True:
+            msgs = session.call(next_batch(sub, BATCH, READ_IDLE_S), READ_IDLE_S + 5)
+            if not msgs:
+                raise StorageError(f"NATS JetStream: no message for {READ_IDLE_S}s mid-read")
+            for msg in msgs:
+                md = msg.metadata
+                arrived_ns = int(md.timestamp.timestamp() * 1e9)
+                if stop_ns is not None and arrived_ns > stop_ns:
+                    return
+                pair = pb.RRPair.FromString(msg.data)
+                if matches(flt, pair):
+                    yield pair
+                    n += 1
+                    if limit and n >= limit:
+                        return
+                if md.sequence.stream >= last_seq or md.num_pending == 0:
+                    return
+    finally:
+        with contextlib.suppress(Exception):
+            session.lt.run(sub.unsubscribe(), 5)
+
+
+def _open(
+    session: NatsSession, stream: str, subject: str, start: dt.datetime | None
+) -> tuple[Any, int, Any] | None:
+    """An ordered consumer over stream (None when it is empty), its last sequence and
+    consumer info. Tried up to READ_OPEN_TRIES times: just after a NATS node dies the client
+    may still be moving to another server and the stream electing a new leader, and a request
+    in that window can go unanswered."""
+    for _ in range(READ_OPEN_TRIES - 1):
+        try:
+            return _open_once(session, stream, subject, start)
+        except StorageError as e:
+            log.info("%s; trying again", e)
+    return _open_once(session, stream, subject, start)
+
+
+def _open_once(
+    session: NatsSession, stream: str, subject: str, start: dt.datetime | None
+) -> tuple[Any, int, Any] | None:
+    js = session.js
+    info = session.call(js.stream_info(stream), READ_OPEN_TIMEOUT_S)
+    if info.state.messages == 0:
+        return None
+    config = api.ConsumerConfig(opt_start_time=start) if start else None
+    policy = api.DeliverPolicy.BY_START_TIME if start else api.DeliverPolicy.ALL
+    sub = session.call(
+        js.subscribe(
+            subject,
+            stream=stream,
+            ordered_consumer=True,
+            deliver_policy=policy,
+            config=config,
+            idle_heartbeat=2.0,
+        ),
+        READ_OPEN_TIMEOUT_S,
+    )
+    try:
+        cinfo = session.call(sub.consumer_info(), READ_OPEN_TIMEOUT_S)
+    except StorageError:
+        with contextlib.suppress(Exception):
+            session.lt.run(sub.unsubscribe(), 5)
+        raise
+    return sub, int(info.state.last_seq), cinfo
+
+
+class Tail:
+    """A live tail of new RRPairs matching a filter: ``next(timeout)`` returns those that
+    arrived (maybe none). Every forwarder's ingest shows, not only this one's."""
+
+    def __init__(self, session: NatsSession, stream: str, subject: str, flt: fpb.Filter) -> None:
+        self._session = session
+        self._flt = flt
+        self._sub = session.call(
+            session.js.subscribe(
+                subject,
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.NEW,
+                idle_heartbeat=2.0,
+            )
+        )
+
+    def next(self, timeout: float) -> list[pb.RRPair]:
+        msgs = self._session.call(next_batch(self._sub, BATCH, timeout), timeout + 10)
+        pairs = (pb.RRPair.FromString(m.data) for m in msgs)
+        return [p for p in pairs if matches(self._flt, p, check_time=False)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._session.lt.run(self._sub.unsubscribe(), 5)
+
+
+async def next_batch(sub: Any, most: int, timeout: float) -> list[Msg]:
+    """Up to most messages: waits up to timeout for the first, then takes what is queued."""
+    try:
+        msgs = [await sub.next_msg(timeout=timeout)]
+    except nats.errors.TimeoutError:
+        return []
+    while len(msgs) < most and sub.pending_msgs > 0:
+        msgs.append(await sub.next_msg(timeout=1.0))
+    return msgs
