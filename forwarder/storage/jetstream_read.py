@@ -18,6 +18,7 @@ from typing import Any
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import api
+from prometheus_client import Counter
 
 from forwarder.filters import matches, range_ns
 from forwarder.storage.nats_session import NatsSession
@@ -33,6 +34,13 @@ READ_IDLE_S = 10.0
 READ_OPEN_TRIES = 3
 READ_OPEN_TIMEOUT_S = 15.0
 BATCH = 256
+
+READ_MESSAGES = Counter(
+    "nodetap_forwarder_jetstream_read_messages_total",
+    "Messages JetStream delivered to range reads (the filter subject and start time apply in "
+    "NATS; the rest of the filter here), by what became of them",
+    ["result"],
+)
 
 
 def read_start(flt: fpb.Filter) -> dt.datetime | None:
@@ -70,9 +78,12 @@ def read_range(
                 md = msg.metadata
                 arrived_ns = int(md.timestamp.timestamp() * 1e9)
                 if stop_ns is not None and arrived_ns > stop_ns:
+                    READ_MESSAGES.labels("past_range").inc()
                     return
                 pair = pb.RRPair.FromString(msg.data)
-                if matches(flt, pair):
+                selected = matches(flt, pair)
+                READ_MESSAGES.labels("selected" if selected else "filtered").inc()
+                if selected:
                     yield pair
                     n += 1
                     if limit and n >= limit:
