@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,16 +28,26 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+METRICS: dict[str, str] = {}  # forwarder address -> its --metrics-addr (metrics=True)
+
+
 @contextlib.contextmanager
-def forwarders(cluster: NatsCluster | str, n: int, *extra: str) -> Iterator[list[str]]:
-    """n forwarder processes on the cluster (or a --store URL); their addresses."""
+def forwarders(
+    cluster: NatsCluster | str, n: int, *extra: str, metrics: bool = False
+) -> Iterator[list[str]]:
+    """n forwarder processes on the cluster (or a --store URL); their addresses. With
+    metrics, each serves /metrics and /readyz too (see readyz)."""
     url = cluster if isinstance(cluster, str) else cluster.url
     procs: list[subprocess.Popen[bytes]] = []
     addrs: list[str] = []
     try:
         for _ in range(n):
             port = free_port()
-            procs.append(start_nats_forwarder(port, url, *extra))
+            more = list(extra)
+            if metrics:
+                METRICS[f"127.0.0.1:{port}"] = f"127.0.0.1:{free_port()}"
+                more += ["--metrics-addr", METRICS[f"127.0.0.1:{port}"]]
+            procs.append(start_nats_forwarder(port, url, *more))
             addrs.append(f"127.0.0.1:{port}")
         yield addrs
     finally:
@@ -125,6 +137,15 @@ def health(addr: str) -> int:
     with grpc.insecure_channel(addr) as ch:
         req = health_pb2.HealthCheckRequest(service="nodetap.v1.Forwarder")
         return int(health_pb2_grpc.HealthStub(ch).Check(req, timeout=5).status)
+
+
+def readyz(addr: str) -> int:
+    """The HTTP status of the forwarder's /readyz (started with metrics=True)."""
+    try:
+        with urllib.request.urlopen(f"http://{METRICS[addr]}/readyz", timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

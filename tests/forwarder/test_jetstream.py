@@ -32,6 +32,7 @@ from tests.forwarder.nats_forwarders import (
     ingest,
     nginx_producer,
     pairs,
+    readyz,
     stats,
     wait_for,
 )
@@ -201,13 +202,15 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
 ) -> None:
     n = 200
     spool = ("--spool-dir", str(tmp_path / "spool"), "--max-memory", "4096")
-    with forwarders(cluster, 2) as (a, b), nginx() as web:
+    with forwarders(cluster, 2, metrics=True) as (a, b), nginx() as web:
+        assert readyz(a) == 200
         prod = nginx_producer(a, web.port, "down", n, *spool)
         try:
             read_until(prod, f"put {n // 4}")
             cluster.kill_all()
             wait_for(lambda: health(a) == NOT_SERVING, 10, "NOT_SERVING on A")
             wait_for(lambda: health(b) == NOT_SERVING, 10, "NOT_SERVING on B")
+            assert readyz(a) == readyz(b) == 503  # out of the Service's endpoints
             with pytest.raises(grpc.RpcError) as e:
                 ingest(b, "agent-y", 1, pairs("y", 2))
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -219,7 +222,7 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
             counters = finish_producer(prod)
         finally:
             stop(prod)
-        assert health(a) == SERVING
+        assert health(a) == SERVING and readyz(b) == 200
         assert counters["acked"] == n and counters["spooled"] > 0
         assert sorted(export_ids(b)) == expected("down", n)  # drained, each exactly once
 
@@ -250,10 +253,11 @@ def test_retention_by_age_spares_snapshots(cluster: NatsCluster) -> None:
 
 @pytest.mark.slow
 def test_retention_by_size_keeps_the_newest(cluster: NatsCluster) -> None:
-    with forwarders(cluster, 1, "--retention-size", "64KiB") as (a,):
+    with forwarders(cluster, 1, "--retention-size", "64KiB", "--replicas", "2") as (a,):
         for seq in range(1, 11):
             assert ingest(a, "agent-s", seq, pairs(f"s{seq}", 10, size=2000)).stored == 10
         ids = export_ids(a)
         assert 0 < len(ids) < 100
         assert "s10-9" in ids and "s1-0" not in ids
         assert stats(a).bytes <= 64 * 1024
+    assert asyncio.run(_stream_config(cluster.url))[0] == 2  # --replicas 2 on 3 nodes
