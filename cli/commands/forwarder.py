@@ -77,7 +77,7 @@ def register(subparsers: Any) -> None:
         type=units.positive_duration,
         help="how long JetStream remembers message ids, so how late a resent batch is still "
         "stored once (default 10m; at most the retention age; costs memory in NATS: about "
-        "100 B per RRPair of the window)",
+        "200 B per RRPair of the window)",
     )
     p.add_argument(
         "--token-file", metavar="FILE", help="require this bearer token from every client and agent"
