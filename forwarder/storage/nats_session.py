@@ -154,6 +154,11 @@ class NatsSession:
         except Exception as e:
             text = " ".join([str(e), *errors]).lower()
             if "authorization" in text or "authentication" in text or "user" in text:
+                if not auth:
+                    raise ConfigError(
+                        f"NATS at {where} refused the credentials (none given); it wants a "
+                        "login: give --nats-creds FILE"
+                    ) from None
                 raise ConfigError(
                     f"NATS at {where} refused the credentials; check --nats-creds"
                 ) from None
