@@ -2,8 +2,9 @@
 through an ordered ephemeral consumer, and live tails (Subscribe) through another.
 
 A range read starts at the range's start (messages arrive after they were captured, so at
-``since`` minus a clock-skew margin) and stops at the stream's last message when the read
-began, or earlier at the first message that arrived ``LATE_MARGIN_S`` after the range's end.
+``since`` minus a clock-skew margin) and stops at the last message under its subject when the
+read began (asked of the stream's leader), or earlier at the first message that arrived
+``LATE_MARGIN_S`` after the range's end. A read that stalls is an error, never a short answer.
 Order: arrival order. Filters the subject did not apply run here.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 from prometheus_client import Counter
@@ -63,13 +65,11 @@ def read_range(
     opened = _open(session, stream, subject, start)
     if opened is None:
         return
-    sub, last_seq, cinfo = opened
+    sub, last_seq = opened
     _, until = range_ns(flt)
     stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
     n = 0
     try:
-        if cinfo.num_pending == 0 and cinfo.delivered.consumer_seq == 0:
-            return  # nothing matches (a push consumer counts delivered ones as not pending)
         while True:
             msgs = session.call(next_batch(sub, BATCH, READ_IDLE_S), READ_IDLE_S + 5)
             if not msgs:
@@ -88,8 +88,8 @@ def read_range(
                     n += 1
                     if limit and n >= limit:
                         return
-                if md.sequence.stream >= last_seq or md.num_pending == 0:
-                    return
+                if md.sequence.stream >= last_seq:
+                    return  # not num_pending == 0: a lagging replica's count can be short
     finally:
         with contextlib.suppress(Exception):
             session.lt.run(sub.unsubscribe(), 5)
@@ -97,11 +97,11 @@ def read_range(
 
 def _open(
     session: NatsSession, stream: str, subject: str, start: dt.datetime | None
-) -> tuple[Any, int, Any] | None:
-    """An ordered consumer over stream (None when it is empty), its last sequence and
-    consumer info. Tried up to READ_OPEN_TRIES times: just after a NATS node dies the client
-    may still be moving to another server and the stream electing a new leader, and a request
-    in that window can go unanswered."""
+) -> tuple[Any, int] | None:
+    """An ordered consumer over stream's messages under subject and the sequence of the last
+    of them (None when there is none in the range). Tried up to READ_OPEN_TRIES times: just
+    after a NATS node dies the client may still be moving to another server and the stream
+    electing a new leader, and a request in that window can go unanswered."""
     for _ in range(READ_OPEN_TRIES - 1):
         try:
             return _open_once(session, stream, subject, start)
@@ -112,11 +112,18 @@ def _open(
 
 def _open_once(
     session: NatsSession, stream: str, subject: str, start: dt.datetime | None
-) -> tuple[Any, int, Any] | None:
+) -> tuple[Any, int] | None:
     js = session.js
-    info = session.call(js.stream_info(stream), READ_OPEN_TIMEOUT_S)
-    if info.state.messages == 0:
-        return None
+    # Where the read ends: the last message under subject, asked of the stream's leader (a
+    # consumer's pending count comes from whichever replica serves it, maybe one catching up).
+    try:
+        last = session.lt.run(js.get_last_msg(stream, subject), READ_OPEN_TIMEOUT_S)
+    except nats.js.errors.NotFoundError:
+        return None  # no message under subject
+    except (nats.errors.Error, TimeoutError, OSError) as e:
+        raise StorageError(f"NATS JetStream: {e or type(e).__name__}") from None
+    if start is not None and last.time is not None and last.time < start:
+        return None  # the last one arrived before the range starts
     config = api.ConsumerConfig(opt_start_time=start) if start else None
     policy = api.DeliverPolicy.BY_START_TIME if start else api.DeliverPolicy.ALL
     sub = session.call(
@@ -130,13 +137,7 @@ def _open_once(
         ),
         READ_OPEN_TIMEOUT_S,
     )
-    try:
-        cinfo = session.call(sub.consumer_info(), READ_OPEN_TIMEOUT_S)
-    except StorageError:
-        with contextlib.suppress(Exception):
-            session.lt.run(sub.unsubscribe(), 5)
-        raise
-    return sub, int(info.state.last_seq), cinfo
+    return sub, int(last.seq or 0)
 
 
 class Tail:
