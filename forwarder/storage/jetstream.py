@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import nats.errors
 from nats.js import api
@@ -83,19 +84,27 @@ class JetStreamStore:
 
     # -- writing ------------------------------------------------------------------------------
     async def _publish(self, agent_id: str, seq: int, pairs: Sequence[pb.RRPair]) -> int | None:
+        """Publish every RRPair of the batch (pipelined, acks on one reply subscription) and
+        wait for all of JetStream's acks, at most PUBLISH_TIMEOUT_S (append's timeout cancels
+        a publish stalled on publish_async's bound of pending acks)."""
         if not self._s.nc.is_connected:
             raise StorageError("NATS is not connected; the agent keeps the batch and retries")
         js = self._s.js
-        acks = await asyncio.gather(
-            *(
-                js.publish(
-                    names.subject(p),
-                    p.SerializeToString(),
-                    headers={"Nats-Msg-Id": names.msg_id(agent_id, seq, i)},
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for i, p in enumerate(pairs):
+                futures.append(
+                    await js.publish_async(
+                        names.subject(p),
+                        p.SerializeToString(),
+                        headers={"Nats-Msg-Id": names.msg_id(agent_id, seq, i)},
+                    )
                 )
-                for i, p in enumerate(pairs)
-            )
-        )
+            acks = await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
+        except BaseException:
+            for f in futures:
+                f.cancel()  # frees its slot of publish_async's pending bound
+            raise
         new = sum(1 for a in acks if not a.duplicate)
         return None if pairs and new == 0 else new
 
