@@ -72,6 +72,14 @@ def register(subparsers: Any) -> None:
         help="JetStream stream replicas (default 3 when the cluster has >= 3 nodes, else 1)",
     )
     p.add_argument(
+        "--nats-dup-window",
+        metavar="TIME",
+        type=units.positive_duration,
+        help="how long JetStream remembers message ids, so how late a resent batch is still "
+        "stored once (default 10m; at most the retention age; costs memory in NATS: about "
+        "200 B per RRPair of the window)",
+    )
+    p.add_argument(
         "--token-file", metavar="FILE", help="require this bearer token from every client and agent"
     )
     p.add_argument(
@@ -165,8 +173,11 @@ def run(args: argparse.Namespace) -> int:
         )
     spec = args.store or f"sqlite:{args.data_dir}"
     is_nats = not spec.startswith("sqlite:")
-    if not is_nats and (args.nats_creds or args.nats_tls_ca or args.replicas):
-        raise ConfigError("--nats-creds, --nats-tls-ca and --replicas need --store nats://...")
+    nats_only = (args.nats_creds, args.nats_tls_ca, args.replicas, args.nats_dup_window)
+    if not is_nats and any(v is not None for v in nats_only):
+        raise ConfigError(
+            "--nats-creds, --nats-tls-ca, --nats-dup-window and --replicas need --store nats://..."
+        )
     for flag, n in (("--max-streams", args.max_streams), ("--max-readers", args.max_readers)):
         if n < 1:
             raise ConfigError(f"bad {flag} {n}; give at least 1")
@@ -182,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         nats_tls_ca=args.nats_tls_ca,
         retention_age=retention_age,
         retention_bytes=retention_bytes,
+        dup_window=args.nats_dup_window,
     )
     handle = serve(
         args.listen,

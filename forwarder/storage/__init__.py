@@ -59,6 +59,7 @@ def open_store_spec(
     nats_tls_ca: str | None = None,
     retention_age: float | None = None,
     retention_bytes: int | None = None,
+    dup_window: float | None = None,
 ) -> Store:
     """The store a --store value names: 'sqlite:DIR' or 'nats://HOST:PORT[,HOST:PORT...]'."""
     from nodetap.errors import ConfigError
@@ -69,6 +70,7 @@ def open_store_spec(
         return open_store(spec[len("sqlite:") :], sync=sync)
     if spec.startswith(("nats://", "tls://")):
         from forwarder.storage.jetstream import JetStreamStore
+        from forwarder.storage.jetstream_stream import DUP_WINDOW_S
 
         return JetStreamStore(
             spec,
@@ -77,6 +79,7 @@ def open_store_spec(
             tls_ca=nats_tls_ca,
             max_age_s=retention_age,
             max_bytes=retention_bytes,
+            dup_window=dup_window or DUP_WINDOW_S,
         )
     raise ConfigError(f"bad --store {spec!r}; use sqlite:DIR or nats://HOST:PORT[,HOST:PORT...]")
 

@@ -90,6 +90,29 @@ def start_capture(*args: str) -> subprocess.Popen[str]:
     return cap
 
 
+def capture_to_forwarder(
+    web_port: int, count: int, forwarder: str, work: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """`nodetap capture` of count RRPairs on web_port sent to forwarder, spooling in
+    work/spool and writing work/local.jsonl too (see start_capture). Decoding at once
+    (--defer-max 0): deferred decoding waits for idle CPU, which a loaded test machine lacks."""
+    return start_capture(
+        "--defer-max",
+        "0",
+        "--port",
+        str(web_port),
+        "--count",
+        str(count),
+        "--forwarder",
+        forwarder,
+        "--spool-dir",
+        str(work / "spool"),
+        "-o",
+        str(work / "local.jsonl"),
+        *extra,
+    )
+
+
 def producer_argv(addr: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "tests.forwarder.producer", "--forwarder", addr, *extra]
 
@@ -148,3 +171,44 @@ def grep_dir(directory: Path, needles: list[bytes]) -> dict[str, list[str]]:
                 if n in data:
                     hits.setdefault(n.decode("latin-1"), []).append(path.name)
     return hits
+
+
+COUNTED_CLIENT = """
+import sys, time, urllib.request
+url, n, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    auth = {"Authorization": "Bearer " + secret} if secret else {}
+    req = urllib.request.Request(f"{url}/hello?i={i}", headers=auth)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        r.read()
+    print(i + 1, flush=True)
+    time.sleep(0.01)
+if sys.argv[4:] == ["favicon"]:
+    try:
+        urllib.request.urlopen(f"{url}/favicon.ico", timeout=10)
+    except Exception:
+        pass
+"""
+
+
+class CountedClient:
+    """n requests GET URL/hello?i=... (with a bearer secret when given, then /favicon.ico when
+    asked), 10 ms apart, from a Python process; ``wait_for(k)`` returns once k were answered."""
+
+    def __init__(self, url: str, n: int, secret: str = "", favicon: bool = False) -> None:
+        self.n = n
+        argv = [sys.executable, "-c", COUNTED_CLIENT, url, str(n), secret]
+        self.proc = subprocess.Popen(
+            [*argv, *(["favicon"] if favicon else [])], stdout=subprocess.PIPE, text=True
+        )
+
+    def wait_for(self, k: int) -> None:
+        assert self.proc.stdout is not None
+        while int(self.proc.stdout.readline() or self.n) < k:
+            pass
+
+    def wait(self, timeout: float) -> None:
+        self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        stop(self.proc)

@@ -5,35 +5,23 @@ the edge rules before it leaves the capture process."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.forwarder.helpers import grep_dir, start_capture, start_forwarder, stop, stored
+from tests.forwarder.helpers import (
+    CountedClient,
+    capture_to_forwarder,
+    grep_dir,
+    start_forwarder,
+    stop,
+    stored,
+)
 from tests.support.servers import free_port, nginx
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.slow]
 
 SECRET = "capture-e2e-bearer-0a1b2c3d4e5f"
-
-CLIENT = """
-import sys, time, urllib.request
-url, n, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-for i in range(n):
-    auth = {"Authorization": "Bearer " + secret}
-    req = urllib.request.Request(f"{url}/hello?i={i}", headers=auth)
-    with urllib.request.urlopen(req, timeout=10) as r:
-        r.read()
-    print(i + 1, flush=True)
-    time.sleep(0.01)
-req = urllib.request.Request(f"{url}/favicon.ico")
-try:
-    urllib.request.urlopen(req, timeout=10)
-except Exception:
-    pass
-"""
 
 
 def test_capture_streams_redacted_pairs_across_a_forwarder_kill9(tmp_path: Path) -> None:
@@ -44,42 +32,24 @@ def test_capture_streams_redacted_pairs_across_a_forwarder_kill9(tmp_path: Path)
     port = free_port()
     with nginx() as web:
         fwd = start_forwarder(port, data)
-        cap = start_capture(
-            "--port",
-            str(web.port),
-            "--count",
-            str(2 * n),
-            "--forwarder",
-            f"127.0.0.1:{port}",
-            "--rules",
-            str(rules),
-            "--spool-dir",
-            str(spool),
-            "-o",
-            str(tmp_path / "local.jsonl"),
+        cap = capture_to_forwarder(
+            web.port, 2 * n, f"127.0.0.1:{port}", tmp_path, "--rules", str(rules)
         )
         cli = None
         try:
             assert cap.stderr is not None
-            cli = subprocess.Popen(
-                [sys.executable, "-c", CLIENT, web.url, str(n), SECRET],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert cli.stdout is not None
-            while int(cli.stdout.readline() or n) < n // 3:
-                pass
+            cli = CountedClient(web.url, n, SECRET, favicon=True)
+            cli.wait_for(n // 3)
             fwd.send_signal(signal.SIGKILL)  # mid-capture
             fwd.wait()
-            while int(cli.stdout.readline() or n) < n // 2:
-                pass
+            cli.wait_for(n // 2)
             fwd = start_forwarder(port, data)
             cli.wait(timeout=60)
             cap.wait(timeout=60)
             summary = cap.stderr.read()
         finally:
             if cli is not None:
-                stop(cli)
+                cli.stop()
             stop(cap, signal.SIGINT)
             stop(fwd)
         assert cap.returncode == 0, summary

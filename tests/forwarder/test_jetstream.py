@@ -1,38 +1,41 @@
 """The forwarder on NATS JetStream, with a real 3-node nats-server cluster (Debian's package)
 and real forwarder processes: two forwarders share one replicated stream, a batch is stored
-once whichever forwarder gets it, NATS faults lose nothing and duplicate nothing, retention
-and snapshots. The agent side is the real ForwarderSink (tests/forwarder/producer.py) sending
-RRPairs of real nginx exchanges."""
+once whichever forwarder gets it (within the duplicate window, and only within it), NATS
+faults lose nothing and duplicate nothing, retention and snapshots. The agent side is the real
+ForwarderSink (tests/forwarder/producer.py) sending RRPairs of real nginx exchanges. Secured
+NATS (credentials, TLS): test_jetstream_auth.py."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
-import threading
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import nats
-import nkeys
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from forwarder import client
 from nodetap.v1 import forwarder_pb2 as fpb
-from nodetap.v1 import rrpair_pb2 as pb
-from tests.forwarder.helpers import (
-    ROOT,
-    finish_producer,
-    read_until,
-    start_producer,
-    stop,
-    stored,
+from tests.forwarder.helpers import finish_producer, read_until, start_producer, stop, stored
+from tests.forwarder.nats_forwarders import (
+    NOT_SERVING,
+    SERVING,
+    LiveTail,
+    expected,
+    export_ids,
+    forwarder_error,
+    forwarders,
+    health,
+    ingest,
+    nginx_producer,
+    pairs,
+    readyz,
+    stats,
+    wait_for,
 )
-from tests.forwarder.pki import make_pki
 from tests.support.nats_cluster import NatsCluster, nats_cluster, start_nats_forwarder
 from tests.support.servers import free_port, nginx
 
@@ -43,88 +46,28 @@ def cluster() -> Iterator[NatsCluster]:
         yield c
 
 
-@contextlib.contextmanager
-def forwarders(cluster: NatsCluster, n: int, *extra: str) -> Iterator[list[str]]:
-    procs: list[subprocess.Popen[bytes]] = []
+async def _stream_config(url: str) -> tuple[int, float]:
+    """The RRPair stream's replicas and duplicate window (s), asked of NATS directly."""
+    nc = await nats.connect(servers=url.removeprefix("nats://").split(","))
     try:
-        for _ in range(n):
-            port = free_port()
-            procs.append(start_nats_forwarder(port, cluster.url, *extra))
-            procs[-1].port = port  # type: ignore[attr-defined]
-        yield [f"127.0.0.1:{p.port}" for p in procs]  # type: ignore[attr-defined]
+        info = await nc.jetstream().stream_info("NODETAP_RRPAIRS")
+        return int(info.config.num_replicas or 0), float(info.config.duplicate_window or 0)
     finally:
-        for p in procs:
-            stop(p)
-
-
-def export_ids(addr: str, flt: fpb.Filter | None = None, snapshot_id: str = "") -> list[str]:
-    return [p.id for p in client.export_pairs(addr, flt=flt, snapshot_id=snapshot_id)]
-
-
-def pairs(prefix: str, n: int, size: int = 100) -> list[pb.RRPair]:
-    out = []
-    for i in range(n):
-        p = pb.RRPair(id=f"{prefix}-{i}", l7protocol="http", direction=pb.INBOUND)
-        p.ts.FromNanoseconds(time.time_ns())
-        p.meta.node, p.meta.namespace = "node-1", "shop"
-        p.http.req.method, p.http.req.url = "POST", f"/{prefix}/{i}"
-        p.http.req.body = b"x" * size
-        out.append(p)
-    return out
-
-
-def ingest(addr: str, agent_id: str, seq: int, batch: list[pb.RRPair]) -> fpb.IngestAck:
-    with grpc.insecure_channel(addr) as ch:
-        acks = client.stub(ch).Ingest(
-            iter([fpb.IngestBatch(agent_id=agent_id, seq=seq, pairs=batch)]), timeout=30
-        )
-        ack: fpb.IngestAck = next(iter(acks))
-        return ack
-
-
-def health(addr: str) -> int:
-    with grpc.insecure_channel(addr) as ch:
-        req = health_pb2.HealthCheckRequest(service="nodetap.v1.Forwarder")
-        return int(health_pb2_grpc.HealthStub(ch).Check(req, timeout=5).status)
-
-
-def wait_for(cond: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not {what} after {timeout}s")
-
-
-def expected(prefix: str, n: int) -> list[str]:
-    return sorted(f"{prefix}-{i}" for i in range(1, n + 1))
+        await nc.close()
 
 
 # -- the command line -----------------------------------------------------------------------
-def _forwarder_error(*args: str) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "cli", "forwarder", "--listen", "127.0.0.1:0", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr  # one line, no traceback
-    return lines[0]
-
-
 def test_store_flag_errors_are_one_line(tmp_path: Path) -> None:
-    assert "bad NATS server" in _forwarder_error("--store", "nats://nohostport")
-    assert "bad --store" in _forwarder_error("--store", "redis://x:1")
-    assert "give one store" in _forwarder_error("--data-dir", str(tmp_path), "--store", "sqlite:x")
-    assert "give one store" in _forwarder_error()
-    assert "need --store nats" in _forwarder_error("--data-dir", str(tmp_path), "--replicas", "3")
+    assert "bad NATS server" in forwarder_error("--store", "nats://nohostport")
+    assert "bad --store" in forwarder_error("--store", "redis://x:1")
+    assert "give one store" in forwarder_error("--data-dir", str(tmp_path), "--store", "sqlite:x")
+    assert "give one store" in forwarder_error()
+    assert "need --store nats" in forwarder_error("--data-dir", str(tmp_path), "--replicas", "3")
+    line = forwarder_error("--data-dir", str(tmp_path), "--nats-dup-window", "1h")
+    assert "need --store nats" in line
     down = f"nats://127.0.0.1:{free_port()}"
-    assert "cannot reach NATS" in _forwarder_error("--store", down)
-    assert "no such file" in _forwarder_error("--store", down, "--nats-creds", "/nonexistent")
+    assert "cannot reach NATS" in forwarder_error("--store", down)
+    assert "no such file" in forwarder_error("--store", down, "--nats-creds", "/nonexistent")
 
 
 def test_store_sqlite_spells_out_the_default(tmp_path: Path) -> None:
@@ -138,35 +81,62 @@ def test_store_sqlite_spells_out_the_default(tmp_path: Path) -> None:
     assert sorted(p.id for p in stored(data)) == ["q-0", "q-1", "q-2"]
 
 
-def test_bad_nats_credentials_are_refused_clearly(tmp_path: Path) -> None:
-    allowed = nkeys.from_seed(nkeys.encode_seed(b"\x01" * 32, nkeys.PREFIX_BYTE_USER))
-    other_seed = nkeys.encode_seed(b"\x02" * 32, nkeys.PREFIX_BYTE_USER)
-    auth = f"authorization {{ users: [ {{ nkey: {allowed.public_key.decode()} }} ] }}\n"
-    creds = tmp_path / "user.creds"
-    creds.write_text(
-        "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5In0.e30.c2ln\n"
-        "------END NATS USER JWT------\n\n"
-        f"-----BEGIN USER NKEY SEED-----\n{other_seed.decode()}\n------END USER NKEY SEED------\n"
-    )
-    with nats_cluster(1, extra_conf=auth) as c:
-        line = _forwarder_error("--store", c.url, "--nats-creds", str(creds))
-    assert "refused the credentials" in line
+# -- the duplicate window ---------------------------------------------------------------------
+def test_duplicate_window_is_what_stores_a_resent_batch_once() -> None:
+    """A batch resent within --nats-dup-window is stored once, through either forwarder; one
+    resent after it is stored again (so the window must cover the agents' resend horizon,
+    jetstream_stream.py). The default is 10 minutes, never more than the retention age."""
+    window = 2.0
+    with nats_cluster(1) as c:
+        with forwarders(c, 2, "--nats-dup-window", f"{window:g}s") as (a, b):
+            assert asyncio.run(_stream_config(c.url)) == (1, window)
+            batch = pairs("w", 4)
+            assert ingest(a, "agent-w", 1, batch).stored == 4
+            assert ingest(b, "agent-w", 1, batch).duplicate  # the ack was lost: resent to B
+            time.sleep(2 * window + 1)  # JetStream forgets the ids a window after (timer)
+            late = ingest(b, "agent-w", 1, batch)
+            assert late.stored == 4 and not late.duplicate  # beyond the window: stored again
+            assert sorted(export_ids(a)) == sorted(2 * [p.id for p in batch])
+        with forwarders(c, 1) as (a,):
+            assert asyncio.run(_stream_config(c.url))[1] == 600.0  # the default, 10 minutes
+        with forwarders(c, 1, "--retention-age", "5m", "--nats-dup-window", "1h"):
+            assert asyncio.run(_stream_config(c.url))[1] == 300.0  # capped at the retention
 
 
-def test_nats_over_tls_with_the_ca_file(tmp_path: Path) -> None:
-    pki = make_pki(tmp_path / "pki", ("server",))
-    tls = f'tls {{ cert_file: "{pki / "server.crt"}", key_file: "{pki / "server.key"}" }}\n'
-    with nats_cluster(1, extra_conf=tls) as c:
-        # Without the CA the server's certificate is not trusted: a clear one-line error.
-        line = _forwarder_error("--store", c.url)
-        assert "cannot reach NATS" in line or "does not answer" in line
-        port = free_port()
-        proc = start_nats_forwarder(port, c.url, "--nats-tls-ca", str(pki / "ca.crt"))
+@pytest.mark.slow
+def test_agent_restarted_on_its_spool_resends_to_another_forwarder_once(
+    cluster: NatsCluster, tmp_path: Path
+) -> None:
+    """The agents' longest ordinary resend path: forwarder A SIGKILLed (acks lost), then the
+    agent SIGKILLed with unacknowledged batches in its spool; the agent's next run resends them
+    (with their agent id and seq) to forwarder B, within the window: each stored once."""
+    n = 200
+    spool = ("--spool-dir", str(tmp_path / "spool"), "--max-memory", "4096")
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("")
+    with forwarders(cluster, 1) as (b,), nginx() as web:
+        a_port = free_port()
+        fa = start_nats_forwarder(a_port, cluster.url)
+        prod = nginx_producer(f"127.0.0.1:{a_port}", web.port, "rs", n, *spool)
         try:
-            assert ingest(f"127.0.0.1:{port}", "agent-t", 1, pairs("t", 2)).stored == 2
-            assert sorted(export_ids(f"127.0.0.1:{port}")) == ["t-0", "t-1"]
+            read_until(prod, f"put {n // 2}")
+            stop(fa, signal.SIGKILL)  # stored batches whose acks never left
+            read_until(prod, f"put {3 * n // 4}")  # these wait in the spool
+            stop(prod, signal.SIGKILL)
         finally:
-            stop(proc)
+            stop(fa)
+            stop(prod)
+        assert list((tmp_path / "spool").glob("*.seg"))
+        again = start_producer(b, "--input", str(empty), *spool, "--hold")
+        try:
+            assert read_until(again, "FLUSHED", timeout=60) == "FLUSHED true"
+            counters = finish_producer(again)
+        finally:
+            stop(again)
+        assert counters["recovered"] > 0 and counters["acked"] == counters["recovered"]
+        ids = export_ids(b)
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert set(expected("rs", n // 2)) <= set(ids)  # nothing acked or spooled lost
 
 
 # -- two forwarders, one stream ---------------------------------------------------------------
@@ -174,19 +144,7 @@ def test_nats_over_tls_with_the_ca_file(tmp_path: Path) -> None:
 def test_two_forwarders_share_one_stream(cluster: NatsCluster, tmp_path: Path) -> None:
     n = 120
     with forwarders(cluster, 2) as (a, b), nginx() as web:
-        # A live tail on B, open before anything is ingested through A.
-        seen: list[str] = []
-        ch = grpc.insecure_channel(b)
-        call = client.stub(ch).Subscribe(fpb.SubscribeRequest())
-        call.initial_metadata()  # the tail is live
-
-        def tail() -> None:
-            with contextlib.suppress(grpc.RpcError):  # CANCELLED at the end
-                for p in call:
-                    seen.append(p.id)
-
-        t = threading.Thread(target=tail, daemon=True)
-        t.start()
+        tail = LiveTail(b, lambda p: p.id)  # open before anything is ingested through A
         prod = start_producer(
             a, "--target-port", str(web.port), "--count", str(n), "--id-prefix", "two"
         )
@@ -199,10 +157,8 @@ def test_two_forwarders_share_one_stream(cluster: NatsCluster, tmp_path: Path) -
         assert counters["acked"] == n
         assert sorted(export_ids(b)) == expected("two", n)  # all of A's, served by B, once
         assert sorted(export_ids(a)) == expected("two", n)
-        wait_for(lambda: len(seen) >= n, 20, "all pairs seen by B's Subscribe")
-        call.cancel()
-        ch.close()
-        assert sorted(seen) == expected("two", n)
+        assert tail.wait_count(n, 20) == expected("two", n)  # B's tail saw A's ingest
+        tail.close()
 
         # A batch resent to the other forwarder (A's ack lost) is stored once.
         batch = pairs("resent", 8)
@@ -212,21 +168,11 @@ def test_two_forwarders_share_one_stream(cluster: NatsCluster, tmp_path: Path) -
         assert again.duplicate
         ids = export_ids(b, fpb.Filter(namespaces=["shop"]))
         assert sorted(ids) == sorted(p.id for p in batch)
-        with grpc.insecure_channel(b) as ch2:
-            stats = client.stub(ch2).Stats(fpb.StatsRequest(), timeout=10)
-        assert stats.pairs == n + 8
-        assert health(a) == health(b) == health_pb2.HealthCheckResponse.SERVING
+        assert stats(b).pairs == n + 8
+        assert health(a) == health(b) == SERVING
     assert cluster.jsz(0).get("streams", 0) == 1
-    assert asyncio.run(_replicas(cluster.url)) == 3  # the default on a 3-node cluster: R3
-
-
-async def _replicas(url: str) -> int:
-    nc = await nats.connect(servers=url.removeprefix("nats://").split(","))
-    try:
-        info = await nc.jetstream().stream_info("NODETAP_RRPAIRS")
-        return int(info.config.num_replicas or 0)
-    finally:
-        await nc.close()
+    replicas, window = asyncio.run(_stream_config(cluster.url))
+    assert (replicas, window) == (3, 600.0)  # defaults on a 3-node cluster: R3, 10 minutes
 
 
 @pytest.mark.slow
@@ -235,18 +181,7 @@ def test_nats_node_sigkilled_mid_ingest_loses_and_duplicates_nothing(
 ) -> None:
     n = 300
     with forwarders(cluster, 2) as (a, b), nginx() as web:
-        prod = start_producer(
-            a,
-            "--target-port",
-            str(web.port),
-            "--count",
-            str(n),
-            "--id-prefix",
-            "kill",
-            "--interval",
-            "0.01",
-            "--hold",
-        )
+        prod = nginx_producer(a, web.port, "kill", n)
         try:
             read_until(prod, f"put {n // 3}")
             leader = cluster.meta_leader()
@@ -266,29 +201,16 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
     cluster: NatsCluster, tmp_path: Path
 ) -> None:
     n = 200
-    with forwarders(cluster, 2) as (a, b), nginx() as web:
-        prod = start_producer(
-            a,
-            "--target-port",
-            str(web.port),
-            "--count",
-            str(n),
-            "--id-prefix",
-            "down",
-            "--interval",
-            "0.01",
-            "--spool-dir",
-            str(tmp_path / "spool"),
-            "--max-memory",
-            "4096",
-            "--hold",
-        )
+    spool = ("--spool-dir", str(tmp_path / "spool"), "--max-memory", "4096")
+    with forwarders(cluster, 2, metrics=True) as (a, b), nginx() as web:
+        assert readyz(a) == 200
+        prod = nginx_producer(a, web.port, "down", n, *spool)
         try:
             read_until(prod, f"put {n // 4}")
             cluster.kill_all()
-            not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-            wait_for(lambda: health(a) == not_serving, 10, "NOT_SERVING on A")
-            wait_for(lambda: health(b) == not_serving, 10, "NOT_SERVING on B")
+            wait_for(lambda: health(a) == NOT_SERVING, 10, "NOT_SERVING on A")
+            wait_for(lambda: health(b) == NOT_SERVING, 10, "NOT_SERVING on B")
+            assert readyz(a) == readyz(b) == 503  # out of the Service's endpoints
             with pytest.raises(grpc.RpcError) as e:
                 ingest(b, "agent-y", 1, pairs("y", 2))
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -300,7 +222,7 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
             counters = finish_producer(prod)
         finally:
             stop(prod)
-        assert health(a) == health_pb2.HealthCheckResponse.SERVING
+        assert health(a) == SERVING and readyz(b) == 200
         assert counters["acked"] == n and counters["spooled"] > 0
         assert sorted(export_ids(b)) == expected("down", n)  # drained, each exactly once
 
@@ -331,12 +253,11 @@ def test_retention_by_age_spares_snapshots(cluster: NatsCluster) -> None:
 
 @pytest.mark.slow
 def test_retention_by_size_keeps_the_newest(cluster: NatsCluster) -> None:
-    with forwarders(cluster, 1, "--retention-size", "64KiB") as (a,):
+    with forwarders(cluster, 1, "--retention-size", "64KiB", "--replicas", "2") as (a,):
         for seq in range(1, 11):
             assert ingest(a, "agent-s", seq, pairs(f"s{seq}", 10, size=2000)).stored == 10
         ids = export_ids(a)
         assert 0 < len(ids) < 100
         assert "s10-9" in ids and "s1-0" not in ids
-        with grpc.insecure_channel(a) as ch:
-            stats = client.stub(ch).Stats(fpb.StatsRequest(), timeout=10)
-        assert stats.bytes <= 64 * 1024
+        assert stats(a).bytes <= 64 * 1024
+    assert asyncio.run(_stream_config(cluster.url))[0] == 2  # --replicas 2 on 3 nodes

@@ -84,7 +84,12 @@ class NatsCluster:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        wait_for_port("127.0.0.1", node.port, timeout=15)
+        try:
+            wait_for_port("127.0.0.1", node.port, timeout=30)
+        except TimeoutError:
+            log.flush()
+            tail = (node.root / "server.log").read_text(errors="replace")[-800:]
+            raise TimeoutError(f"nats-server {node.name} did not listen: {tail}") from None
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
         node = self.nodes[i]

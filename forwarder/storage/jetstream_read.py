@@ -1,0 +1,178 @@
+"""Reading a JetStream stream of RRPairs: range reads (Export, queries, snapshot contents)
+through an ordered ephemeral consumer, and live tails (Subscribe) through another.
+
+A range read starts at the range's start (messages arrive after they were captured, so at
+``since`` minus a clock-skew margin) and stops at the last message under its subject when the
+read began (asked of the stream's leader), or earlier at the first message that arrived
+``LATE_MARGIN_S`` after the range's end. A read that stalls is an error, never a short answer.
+Order: arrival order. Filters the subject did not apply run here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+from prometheus_client import Counter
+
+from forwarder.filters import matches, range_ns
+from forwarder.storage.nats_session import NatsSession
+from nodetap.errors import StorageError
+from nodetap.v1 import forwarder_pb2 as fpb
+from nodetap.v1 import rrpair_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+START_SKEW_S = 60.0
+LATE_MARGIN_S = 600.0
+READ_IDLE_S = 10.0
+READ_OPEN_TRIES = 3
+READ_OPEN_TIMEOUT_S = 15.0
+BATCH = 256
+
+READ_MESSAGES = Counter(
+    "nodetap_forwarder_jetstream_read_messages_total",
+    "Messages JetStream delivered to range reads (the filter subject and start time apply in "
+    "NATS; the rest of the filter here), by what became of them",
+    ["result"],
+)
+
+
+def read_start(flt: fpb.Filter) -> dt.datetime | None:
+    """Where a read of flt's time range starts in arrival time (None: the stream's start)."""
+    since, _ = range_ns(flt)
+    if since is None:
+        return None
+    return dt.datetime.fromtimestamp(since / 1e9 - START_SKEW_S, tz=dt.UTC)
+
+
+def read_range(
+    session: NatsSession,
+    stream: str,
+    subject: str,
+    flt: fpb.Filter,
+    limit: int = 0,
+    start: dt.datetime | None = None,
+) -> Iterator[pb.RRPair]:
+    """The RRPairs of stream under subject that match flt, in arrival order."""
+    opened = _open(session, stream, subject, start)
+    if opened is None:
+        return
+    sub, last_seq = opened
+    _, until = range_ns(flt)
+    stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
+    n = 0
+    try:
+        while True:
+            msgs = session.call(next_batch(sub, BATCH, READ_IDLE_S), READ_IDLE_S + 5)
+            if not msgs:
+                raise StorageError(f"NATS JetStream: no message for {READ_IDLE_S}s mid-read")
+            for msg in msgs:
+                md = msg.metadata
+                arrived_ns = int(md.timestamp.timestamp() * 1e9)
+                if stop_ns is not None and arrived_ns > stop_ns:
+                    READ_MESSAGES.labels("past_range").inc()
+                    return
+                pair = pb.RRPair.FromString(msg.data)
+                selected = matches(flt, pair)
+                READ_MESSAGES.labels("selected" if selected else "filtered").inc()
+                if selected:
+                    yield pair
+                    n += 1
+                    if limit and n >= limit:
+                        return
+                if md.sequence.stream >= last_seq:
+                    return  # not num_pending == 0: a lagging replica's count can be short
+    finally:
+        with contextlib.suppress(Exception):
+            session.lt.run(sub.unsubscribe(), 5)
+
+
+def _open(
+    session: NatsSession, stream: str, subject: str, start: dt.datetime | None
+) -> tuple[Any, int] | None:
+    """An ordered consumer over stream's messages under subject and the sequence of the last
+    of them (None when there is none in the range). Tried up to READ_OPEN_TRIES times: just
+    after a NATS node dies the client may still be moving to another server and the stream
+    electing a new leader, and a request in that window can go unanswered."""
+    for _ in range(READ_OPEN_TRIES - 1):
+        try:
+            return _open_once(session, stream, subject, start)
+        except StorageError as e:
+            log.info("%s; trying again", e)
+    return _open_once(session, stream, subject, start)
+
+
+def _open_once(
+    session: NatsSession, stream: str, subject: str, start: dt.datetime | None
+) -> tuple[Any, int] | None:
+    js = session.js
+    # Where the read ends: the last message under subject, asked of the stream's leader (a
+    # consumer's pending count comes from whichever replica serves it, maybe one catching up).
+    try:
+        last = session.lt.run(js.get_last_msg(stream, subject), READ_OPEN_TIMEOUT_S)
+    except nats.js.errors.NotFoundError:
+        return None  # no message under subject
+    except (nats.errors.Error, TimeoutError, OSError) as e:
+        raise StorageError(f"NATS JetStream: {e or type(e).__name__}") from None
+    if start is not None and last.time is not None and last.time < start:
+        return None  # the last one arrived before the range starts
+    config = api.ConsumerConfig(opt_start_time=start) if start else None
+    policy = api.DeliverPolicy.BY_START_TIME if start else api.DeliverPolicy.ALL
+    sub = session.call(
+        js.subscribe(
+            subject,
+            stream=stream,
+            ordered_consumer=True,
+            deliver_policy=policy,
+            config=config,
+            idle_heartbeat=2.0,
+        ),
+        READ_OPEN_TIMEOUT_S,
+    )
+    return sub, int(last.seq or 0)
+
+
+class Tail:
+    """A live tail of new RRPairs matching a filter: ``next(timeout)`` returns those that
+    arrived (maybe none). Every forwarder's ingest shows, not only this one's."""
+
+    def __init__(self, session: NatsSession, stream: str, subject: str, flt: fpb.Filter) -> None:
+        self._session = session
+        self._flt = flt
+        self._sub = session.call(
+            session.js.subscribe(
+                subject,
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.NEW,
+                idle_heartbeat=2.0,
+            )
+        )
+
+    def next(self, timeout: float) -> list[pb.RRPair]:
+        msgs = self._session.call(next_batch(self._sub, BATCH, timeout), timeout + 10)
+        pairs = (pb.RRPair.FromString(m.data) for m in msgs)
+        return [p for p in pairs if matches(self._flt, p, check_time=False)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._session.lt.run(self._sub.unsubscribe(), 5)
+
+
+async def next_batch(sub: Any, most: int, timeout: float) -> list[Msg]:
+    """Up to most messages: waits up to timeout for the first, then takes what is queued."""
+    try:
+        msgs = [await sub.next_msg(timeout=timeout)]
+    except nats.errors.TimeoutError:
+        return []
+    while len(msgs) < most and sub.pending_msgs > 0:
+        msgs.append(await sub.next_msg(timeout=1.0))
+    return msgs
