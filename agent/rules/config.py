@@ -150,6 +150,7 @@ class _Parser:
             raise self.err(node, f"{what} must be a regular expression (a string)")
         try:
             linear.compile(text)
+            linear.check_core(text)
         except linear.RegexError as e:
             raise self.err(node, f"{what}: bad regular expression {text!r}: {e}") from None
         return text

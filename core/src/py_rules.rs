@@ -6,6 +6,7 @@
 //!   .evaluate(pair: bytes) -> (action, rule | None, [redaction, ...])
 //!   .counters() -> dict[str, int]         # rules_kept, rules_dropped, rules_sampled_out, ...
 //!   .rule_matches() -> dict[str, int]     # RRPairs matched per rule
+//! check_regex(pattern: str) -> None       # ValueError when the core cannot run it
 //! ```
 //!
 //! The decoder applies the same rules before encoding: `Rules::engine()` hands out the shared
@@ -89,7 +90,18 @@ impl Rules {
     }
 }
 
-/// Registers the class in the module (one line in py.rs).
+/// ValueError (one line) when the core cannot run this RE2 pattern: agent/rules checks
+/// the user's patterns with it, so that a rules file runs the same on both sides.
+#[pyfunction]
+fn check_regex(pattern: &str) -> PyResult<()> {
+    rules::re2syntax::compile_str(pattern)
+        .and_then(|_| rules::re2syntax::compile_bytes(pattern))
+        .map(|_| ())
+        .map_err(PyValueError::new_err)
+}
+
+/// Registers the class and the check in the module (one line in py.rs).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Rules>()
+    m.add_class::<Rules>()?;
+    m.add_function(wrap_pyfunction!(check_regex, m)?)
 }

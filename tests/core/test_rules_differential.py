@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.rules import RuleEngine, parse
+from agent.rules import RuleEngine, RuleError, parse
 from agent.rules.config import to_json
 from agent.rules.engine import default_ruleset
 from agent.rules.example import EXAMPLE
@@ -66,6 +66,7 @@ redact:
     - {name: digits, regex: '\d{3,}|[[:alpha:]]{9,}'}
     - {name: quoted, regex: '\Q.*\E|[\d&&]'}
     - {name: caps, regex: '(?i)k+'}
+    - {name: braces, regex: 'x{,3}|\b{start}|[[:^alpha:][:digit:]]{2}'}
 """,
 }
 
@@ -114,6 +115,8 @@ PIECES = [
     "abcdefghij",
     ".*",
     "&",
+    "x{,3}",
+    "a{start}",
 ]
 TEXT = st.lists(
     st.one_of(st.sampled_from(PIECES), st.text(max_size=6), st.from_regex(r"[0-9 -]{0,24}")),
@@ -256,7 +259,7 @@ def assert_same(name: str, pair: pb.RRPair) -> None:
 
 
 @settings(
-    max_examples=400,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -336,6 +339,13 @@ def test_counters_and_matches() -> None:
         "rules_redacted": 1,
     }
     assert core.rule_matches() == {"gone": 1, "redact:headers": 1}
+
+
+def test_patterns_the_core_cannot_run_are_refused_by_the_rules_check() -> None:
+    with pytest.raises(RuleError, match=r"r.yaml:4: redact.custom\[0\]: .*core cannot run it"):
+        parse("redact:\n  custom:\n    - name: c\n      regex: '\\C'\n", "r.yaml")
+    with pytest.raises(RuleError, match="core cannot run it"):
+        parse("drop:\n  - {name: d, path: '\\x{D800}'}\n", "r.yaml")
 
 
 def test_bad_input_is_one_line() -> None:

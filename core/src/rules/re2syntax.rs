@@ -126,6 +126,26 @@ fn class(cs: &[char], mut i: usize, out: &mut String) -> Result<usize, String> {
     }
 }
 
+/// RE2 reads `{` as a repetition only in {n}, {n,} and {n,m}; elsewhere it is a literal.
+fn repetition(cs: &[char], i: usize) -> bool {
+    let mut j = i + 1;
+    let digits = |j: &mut usize| {
+        let start = *j;
+        while cs.get(*j).is_some_and(char::is_ascii_digit) {
+            *j += 1;
+        }
+        *j > start
+    };
+    if !digits(&mut j) {
+        return false;
+    }
+    if cs.get(j) == Some(&',') {
+        j += 1;
+        digits(&mut j);
+    }
+    cs.get(j) == Some(&'}')
+}
+
 /// `pattern` (RE2 syntax) in the regex crate's syntax.
 pub fn translate(pattern: &str) -> Result<String, String> {
     let cs: Vec<char> = pattern.chars().collect();
@@ -135,6 +155,10 @@ pub fn translate(pattern: &str) -> Result<String, String> {
         match cs[i] {
             '\\' => i = escape(&cs, i, &mut out, false)?,
             '[' => i = class(&cs, i, &mut out)?,
+            '{' if !repetition(&cs, i) => {
+                out.push_str("\\{");
+                i += 1;
+            }
             c => {
                 out.push(c);
                 i += 1;
@@ -182,5 +206,8 @@ mod tests {
         assert_eq!(translate(r"\101").unwrap(), r"\x{41}");
         assert!(translate(r"(a)\1").is_err());
         assert!(compile_str(r"[[:alpha:]]+").unwrap().is_match("ab"));
+        assert!(compile_str(r"x{,3}").unwrap().is_match("x{,3}"));
+        assert!(compile_str(r"\b{start}").unwrap().is_match("a{start}"));
+        assert!(compile_str(r"a{2,}b{3}").unwrap().is_match("aabbb"));
     }
 }
