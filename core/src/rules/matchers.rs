@@ -9,13 +9,13 @@ use crate::pb;
 use crate::rules::config::Match;
 use crate::rules::glob::Glob;
 use crate::rules::re2syntax;
-use crate::rules::text::{py_lower, py_upper};
+use crate::rules::text::{lower_eq, py_lower, py_upper};
 
 /// The value of the first header called `lname` (lower case), as Python's `header()`.
 pub fn header<'a>(headers: &'a [pb::Header], lname: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|h| py_lower(&h.name) == lname)
+        .find(|h| lower_eq(&h.name, lname))
         .map(|h| h.value.as_str())
 }
 

@@ -168,7 +168,15 @@ impl Rules {
         if !hits.is_empty() {
             c.redacted += 1;
         }
-        for name in rule.into_iter().map(str::to_string).chain(hits) {
+        if let Some(name) = rule {
+            match c.matches.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    c.matches.insert(name.to_string(), 1);
+                }
+            }
+        }
+        for name in hits {
             *c.matches.entry(name).or_insert(0) += 1;
         }
         if action == Action::Keep {

@@ -28,16 +28,66 @@ fn perl_class(x: char, in_class: bool) -> Option<String> {
     })
 }
 
-/// One escape at cs[i] (a backslash) into out; the index after it.
-fn escape(cs: &[char], i: usize, out: &mut String, in_class: bool) -> Result<usize, String> {
+/// RE2 compiles the surrogates U+D800..U+DFFF into its classes (their 3-byte forms, which
+/// are not UTF-8, match a negated class or `.` in a body); the regex crate never matches
+/// them. A bytes pattern gets them back as an alternative wherever RE2 has them.
+const SURROGATE: &str = r"(?-u:\xED[\xA0-\xBF][\x80-\xBF])";
+
+fn with_surrogates(item: &str, bytes: bool) -> String {
+    if bytes {
+        format!("(?:{item}|{SURROGATE})")
+    } else {
+        item.to_string()
+    }
+}
+
+/// One escape at cs[i] (a backslash) into out; the index after it and whether it is a
+/// negated set (which holds the surrogates in RE2).
+fn escape(
+    cs: &[char],
+    i: usize,
+    out: &mut String,
+    in_class: bool,
+    bytes: bool,
+) -> Result<(usize, bool), String> {
     let Some(&x) = cs.get(i + 1) else {
         return Err("trailing \\".into());
     };
     if let Some(set) = perl_class(x, in_class) {
-        out.push_str(&set);
-        return Ok(i + 2);
+        let negated = x.is_ascii_uppercase();
+        if negated && !in_class {
+            out.push_str(&with_surrogates(&set, bytes));
+        } else {
+            out.push_str(&set);
+        }
+        return Ok((i + 2, negated));
     }
-    match x {
+    if x == 'p' || x == 'P' {
+        let end = if cs.get(i + 2) == Some(&'{') {
+            (i + 2..cs.len())
+                .find(|&j| cs[j] == '}')
+                .ok_or("missing } in \\p{...}")?
+                + 1
+        } else {
+            (i + 3).min(cs.len())
+        };
+        // RE2's \\p{^Greek} is the crate's \\P{Greek}
+        let caret = cs.get(i + 2) == Some(&'{') && cs.get(i + 3) == Some(&'^');
+        let negated = (x == 'P') != caret;
+        let item: String = if caret {
+            let name: String = cs[i + 4..end].iter().collect();
+            format!("\\{}{{{name}", if negated { 'P' } else { 'p' })
+        } else {
+            cs[i..end].iter().collect()
+        };
+        if negated && !in_class {
+            out.push_str(&with_surrogates(&item, bytes));
+        } else {
+            out.push_str(&item);
+        }
+        return Ok((end, negated));
+    }
+    let next: Result<usize, String> = match x {
         'b' | 'B' if !in_class => {
             let _ = write!(out, "(?-u:\\{x})");
             Ok(i + 2)
@@ -73,14 +123,18 @@ fn escape(cs: &[char], i: usize, out: &mut String, in_class: bool) -> Result<usi
             out.push(x);
             Ok(i + 2)
         }
-    }
+    };
+    Ok((next?, false))
 }
 
 /// A bracket expression at cs[i] ('[') into out; the index after its ']'.
-fn class(cs: &[char], mut i: usize, out: &mut String) -> Result<usize, String> {
-    out.push('[');
+fn class(cs: &[char], mut i: usize, top: &mut String, bytes: bool) -> Result<usize, String> {
+    let mut out = String::from("[");
+    let out = &mut out;
     i += 1;
-    if cs.get(i) == Some(&'^') {
+    let negated = cs.get(i) == Some(&'^');
+    let mut negated_member = false;
+    if negated {
         out.push('^');
         i += 1;
     }
@@ -95,6 +149,12 @@ fn class(cs: &[char], mut i: usize, out: &mut String) -> Result<usize, String> {
         match c {
             ']' => {
                 out.push(']');
+                // RE2's set holds the surrogates when exactly one of the negations holds
+                if negated != negated_member {
+                    top.push_str(&with_surrogates(out, bytes));
+                } else {
+                    top.push_str(out);
+                }
                 return Ok(i + 1);
             }
             '[' if cs.get(i + 1) == Some(&':') => {
@@ -105,10 +165,15 @@ fn class(cs: &[char], mut i: usize, out: &mut String) -> Result<usize, String> {
                 if j + 1 >= cs.len() {
                     return Err("missing ]".into());
                 }
+                negated_member |= cs.get(i + 2) == Some(&'^');
                 out.extend(&cs[i..j + 2]);
                 i = j + 2;
             }
-            '\\' => i = escape(cs, i, out, true)?,
+            '\\' => {
+                let (next, neg) = escape(cs, i, out, true, bytes)?;
+                negated_member |= neg;
+                i = next;
+            }
             '[' | '&' | '~' => {
                 out.push('\\');
                 out.push(c);
@@ -146,15 +211,19 @@ fn repetition(cs: &[char], i: usize) -> bool {
     cs.get(j) == Some(&'}')
 }
 
-/// `pattern` (RE2 syntax) in the regex crate's syntax.
-pub fn translate(pattern: &str) -> Result<String, String> {
+/// `pattern` (RE2 syntax) in the regex crate's syntax, for texts (`bytes` false) or bodies.
+pub fn translate(pattern: &str, bytes: bool) -> Result<String, String> {
     let cs: Vec<char> = pattern.chars().collect();
     let mut out = String::with_capacity(pattern.len() + 16);
     let mut i = 0;
     while i < cs.len() {
         match cs[i] {
-            '\\' => i = escape(&cs, i, &mut out, false)?,
-            '[' => i = class(&cs, i, &mut out)?,
+            '\\' => i = escape(&cs, i, &mut out, false, bytes)?.0,
+            '[' => i = class(&cs, i, &mut out, bytes)?,
+            '.' => {
+                out.push_str(&with_surrogates(".", bytes));
+                i += 1;
+            }
             '{' if !repetition(&cs, i) => {
                 out.push_str("\\{");
                 i += 1;
@@ -172,14 +241,14 @@ pub fn translate(pattern: &str) -> Result<String, String> {
 pub const SIZE_LIMIT: usize = 8 << 20;
 
 pub fn compile_str(pattern: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(&translate(pattern)?)
+    regex::RegexBuilder::new(&translate(pattern, false)?)
         .size_limit(SIZE_LIMIT)
         .build()
         .map_err(|e| one_line(&e.to_string()))
 }
 
 pub fn compile_bytes(pattern: &str) -> Result<regex::bytes::Regex, String> {
-    regex::bytes::RegexBuilder::new(&translate(pattern)?)
+    regex::bytes::RegexBuilder::new(&translate(pattern, true)?)
         .size_limit(SIZE_LIMIT)
         .build()
         .map_err(|e| one_line(&e.to_string()))
@@ -200,14 +269,30 @@ mod tests {
         assert!(r.find("٣٣").is_none()); // Arabic-Indic digits: not \d in RE2
         assert_eq!(r.find("ab 12é").map(|m| m.as_str()), Some("12"));
         assert!(compile_str(r"\s").unwrap().find("\u{0b}").is_none()); // RE2's \s: no \v
-        assert_eq!(translate(r"[\d&&x]").unwrap(), r"[0-9\&\&x]");
-        assert_eq!(translate(r"[][]").unwrap(), r"[\]\[]");
-        assert_eq!(translate(r"\Q.*\E+").unwrap(), r"\.\*+");
-        assert_eq!(translate(r"\101").unwrap(), r"\x{41}");
-        assert!(translate(r"(a)\1").is_err());
+        assert_eq!(translate(r"[\d&&x]", false).unwrap(), r"[0-9\&\&x]");
+        assert_eq!(translate(r"[][]", false).unwrap(), r"[\]\[]");
+        assert_eq!(translate(r"\Q.*\E+", false).unwrap(), r"\.\*+");
+        assert_eq!(translate(r"\101", false).unwrap(), r"\x{41}");
+        assert!(translate(r"(a)\1", false).is_err());
         assert!(compile_str(r"[[:alpha:]]+").unwrap().is_match("ab"));
         assert!(compile_str(r"x{,3}").unwrap().is_match("x{,3}"));
         assert!(compile_str(r"\b{start}").unwrap().is_match("a{start}"));
         assert!(compile_str(r"a{2,}b{3}").unwrap().is_match("aabbb"));
+        // RE2 matches a surrogate's 3 bytes with a negated class or `.`, never otherwise
+        let sur = b"\xed\xa0\xbd";
+        for (rx, hit) in [
+            (r"[^a]", true),
+            (r".", true),
+            (r"\D", true),
+            (r"[[:^alpha:]]", true),
+            (r"[^\D]", false),
+            (r"\PL", true),
+            (r"\p{^L}", true),
+            (r"\pL", false),
+            (r"[a-z]", false),
+        ] {
+            let found = compile_bytes(rx).unwrap().find(sur).map(|m| m.len());
+            assert_eq!(found, hit.then_some(3), "{rx}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::rules::config::Redact;
 use crate::rules::glob::Glob;
 use crate::rules::jsonscan::{self, ScanError, Scanner};
 use crate::rules::patterns::Pattern;
-use crate::rules::text::{py_lower, py_strip, secret_bytes};
+use crate::rules::text::{lower_eq, py_lower, py_strip, secret_bytes};
 use crate::rules::token::token;
 
 pub struct Redactor {
@@ -58,7 +58,11 @@ impl Redactor {
     }
 
     pub fn is_redacted_header(&self, name: &str) -> bool {
-        self.headers.contains(&*py_lower(name))
+        if name.is_ascii() {
+            self.headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+        } else {
+            self.headers.contains(&*py_lower(name))
+        }
     }
 
     /// The token of a text: as many characters as it has.
@@ -182,7 +186,7 @@ impl Redactor {
         let first = |name: &str| {
             headers
                 .iter()
-                .find(|h| py_lower(&h.name) == name)
+                .find(|h| lower_eq(&h.name, name))
                 .map_or("", |h| h.value.as_str())
         };
         let encoding = py_lower(py_strip(first("content-encoding")));

@@ -46,6 +46,16 @@ pub fn py_lower(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// `s.lower() == lower` for a `lower` that is already lower case, without allocating when
+/// `s` is ASCII.
+pub fn lower_eq(s: &str, lower: &str) -> bool {
+    if s.is_ascii() {
+        s.eq_ignore_ascii_case(lower)
+    } else {
+        py_lower(s) == lower
+    }
+}
+
 /// `s.upper()` of Python (full case mapping: "ß" becomes "SS").
 pub fn py_upper(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
