@@ -21,6 +21,8 @@ enum Quick {
     Needle(&'static [u8]),
     /// "@" or "%40"
     Email,
+    /// "bearer" in any ASCII case
+    Bearer,
 }
 
 pub struct Pattern {
@@ -64,6 +66,7 @@ impl Pattern {
         let mut p = Pattern::regex(name, rx, group)?;
         p.quick = match name {
             "email" => Quick::Email,
+            "bearer" => Quick::Bearer,
             _ if !needle.is_empty() => Quick::Needle(needle),
             _ => Quick::Always,
         };
@@ -93,6 +96,10 @@ impl Pattern {
             Quick::Email => {
                 memchr::memchr(b'@', raw).is_some() || memchr::memmem::find(raw, b"%40").is_some()
             }
+            Quick::Bearer => memchr::memchr2_iter(b'b', b'B', raw).any(|i| {
+                raw.get(i..i + 6)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"))
+            }),
         }
     }
 
