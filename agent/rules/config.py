@@ -29,7 +29,8 @@ Format (every section optional)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from yaml.constructor import SafeConstructor
@@ -149,6 +150,7 @@ class _Parser:
             raise self.err(node, f"{what} must be a regular expression (a string)")
         try:
             linear.compile(text)
+            linear.check_core(text)
         except linear.RegexError as e:
             raise self.err(node, f"{what}: bad regular expression {text!r}: {e}") from None
         return text
@@ -293,6 +295,12 @@ class _Parser:
 def parse(text: str, where: str = "<rules>") -> RuleSet:
     """Validate rules text; RuleError names the line and the reason."""
     return _Parser(where).ruleset(text)
+
+
+def to_json(rs: RuleSet) -> str:
+    """The validated rules as JSON, for the compiled core (`nodetap_core.Rules(json, key)`):
+    YAML and its limits stay here; the core reads the result once."""
+    return json.dumps(asdict(rs))
 
 
 def load(path: str) -> RuleSet:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import nodetap_core
 import re2
 
 ENGINE = "re2"
@@ -68,6 +69,15 @@ def compile(pattern: str, case_insensitive: bool = False) -> Regex:
         raise RegexError(_reason(pattern, message)) from None
     except (TypeError, ValueError) as e:
         raise RegexError(str(e)) from None
+
+
+def check_core(pattern: str) -> None:
+    """RegexError when the compiled core (nodetap_core, Rust's regex crate: linear time too)
+    cannot run a pattern RE2 accepted, so that the rules run the same on both sides."""
+    try:
+        nodetap_core.check_regex(pattern)
+    except ValueError as e:
+        raise RegexError(f"{e} (the compiled core cannot run it; rewrite it)") from None
 
 
 def is_linear(rx: object) -> bool:

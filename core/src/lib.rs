@@ -29,6 +29,10 @@
 //!   .take_jsonl() -> list[bytes]          # their proto3 JSON lines (no newline)
 //!   .counters() -> dict[str, int]
 //! LAYOUT: dict[str, int]                  # bpf/nodetap.h constants and offsets
+//! Rules(config: str, key: bytes)          # the edge rules (src/rules, py_rules.rs): the
+//!   .apply(pair: bytes) -> bytes | None   # JSON of agent/rules/config.py to_json()
+//!   .evaluate(pair: bytes) -> (action, rule, redactions)
+//!   .counters() / .rule_matches() -> dict[str, int]
 //! ```
 //!
 //! A panic inside the core is caught per record (or per connection at the end of a batch):
@@ -45,8 +49,11 @@ pub mod http1;
 pub mod json;
 pub mod layout;
 pub mod pb;
+pub mod rules;
 pub mod stitch;
 pub mod stream;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_rules;

@@ -130,6 +130,7 @@ impl Decoder {
 #[pymodule]
 fn nodetap_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
+    crate::py_rules::register(m)?;
     let d = PyDict::new_bound(m.py());
     for (name, v) in [
         ("NT_MAX_CHUNK", layout::NT_MAX_CHUNK),

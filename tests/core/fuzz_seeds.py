@@ -1,5 +1,6 @@
 """Write the differential tests' HTTP/1.x cases as seeds of the core's fuzz targets
-(core/fuzz): `python -m tests.core.fuzz_seeds core/fuzz/corpus` (scripts/test.sh does).
+(core/fuzz): `python -m tests.core.fuzz_seeds core/fuzz/corpus` (scripts/test.sh does); the
+`rules` target's seeds come from tests/core/test_rules_differential.py.
 
 A seed is pieces separated by 0xff (target http1) or 0xfe (target records); the first
 byte of a piece steers: bit 0 the direction (1: response), bit 1 a gap of that many bytes.
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.core.test_differential import CASES
+from tests.core.test_rules_differential import fuzz_seeds as rules_seeds
 
 
 def seed(pieces: list[tuple[str, bytes | int]], sep: bytes) -> bytes:
@@ -49,6 +51,10 @@ def main(root: str) -> None:
         d.mkdir(parents=True, exist_ok=True)
         for name, pieces in CASES.items():
             (d / f"seed-{name}").write_bytes(seed(pieces, sep))
+    d = Path(root) / "rules"
+    d.mkdir(parents=True, exist_ok=True)
+    for i, data in enumerate(rules_seeds()):
+        (d / f"seed-{i}").write_bytes(data)
 
 
 if __name__ == "__main__":
