@@ -72,8 +72,10 @@ pub enum Item {
 }
 
 /// Exchanges held per connection while its context is not set; then they go out with the
-/// core's own template, flagged `noaddr` (agent/capture_addresses.py MAX_HELD).
-pub const MAX_HELD: usize = 64;
+/// core's own template, flagged `noaddr`. Python sets a context after the batch that
+/// opened the connection, so one ring batch must fit: an HTTP/2 connection completes up
+/// to 1,024 streams in a burst (h2load: 100 in one batch). Each is bounded by max_body.
+pub const MAX_HELD: usize = 1024;
 
 #[derive(Debug, Default, Clone)]
 pub struct Counters(pub BTreeMap<&'static str, u64>);
