@@ -142,7 +142,12 @@ pub fn h2(data: &[u8]) {
         let side = usize::from(ctl & 1);
         if ctl & 8 != 0 {
             let b = hp.decode(bytes);
-            let list: usize = b.headers.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+            // octets on the wire: the headers are Latin-1 text, one char per octet
+            let list: usize = b
+                .headers
+                .iter()
+                .map(|(n, v)| n.chars().count() + v.chars().count() + 32)
+                .sum();
             assert!(list <= 1024);
         } else if ctl & 2 != 0 {
             c.gap(side, n as u64, ts);
