@@ -5,23 +5,21 @@ the ordered streams and the HTTP/1.x stitcher. Everything that can lose data is
 counted: in the kernel (per-CPU counters, read on demand) and here (`stats`).
 
 This module is the record loop (records → connections → streams → parser → RRPairs);
-starting, running, closing and the summary are agent/capture_lifecycle.py, the settings
+starting, running, closing and the summary are agent/capture_lifecycle.py, which
+connections are tracked, adopted and untracked agent/capture_connections.py, the settings
 and counter names agent/capture_config.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from agent import addr_lookup, gap_marks, procfs
 from agent import bpf_layout as L
+from agent import gap_marks
 from agent.capture_config import STAT_NAMES, CaptureConfig
 from agent.capture_core import CoreRecords, unused_stitcher
 from agent.capture_uncopied import UncopiedBytes
@@ -298,7 +296,7 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
             gap_marks.flag_unanswered(conn, ex)
             self._emit(conn, ex)
 
-    # ---- connections ----
+    # ---- a new connection (with its parser) ----
 
     def _new_conn(
         self,
@@ -337,89 +335,3 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         if self._dec is not None:
             self._core_new_conn(conn)
         return conn
-
-    def _port_wanted(self, *ports: int) -> bool:
-        return not self._ports or any(p in self._ports for p in ports)
-
-    def _on_open(self, f: tuple[Any, ...]) -> None:
-        _, role, family, tgid, cid, ts, fd, lport, rport, laddr, raddr, _o0, _o1, cg, comm = f
-        local = (procfs.normalize_ip(laddr), lport)
-        remote = (procfs.normalize_ip(raddr), rport)
-        noaddr = False
-        if not family or not lport:
-            # accept() without a sockaddr, or a local address the programs did not see
-            # (agent/capture_addresses.py)
-            local, remote, noaddr = self._open_addresses(f, local, remote)
-            if not noaddr and not self._port_wanted(local[1], remote[1]):
-                self.stats["conns_filtered_user"] += 1
-                self._untrack_key(tgid, fd, cid)
-                if self._dec is not None:
-                    self._dec.drop_conn(cid)
-                return
-        conn = self._new_conn(
-            cid,
-            tgid,
-            fd,
-            role,
-            local,
-            remote,
-            comm.rstrip(b"\0").decode("utf-8", "replace"),
-            cg,
-            ts,
-        )
-        conn.noaddr = noaddr
-
-    def _adopt_orphan(self, cid: int, tgid: int, fd: int, ts: int) -> Connection | None:
-        """Data of a connection whose OPEN record was lost (ring buffer full): learn
-        its addresses from /proc (if the fd provably still names it: agent/addr_lookup.py),
-        or give up and count the record."""
-        sock = addr_lookup.verified_fd_sock(
-            tgid, fd, lambda: self._kernel_entry(tgid, fd, cid) is not None
-        )
-        if sock is None:
-            self.stats["orphan_records"] += 1
-            self._untrack_key(tgid, fd, cid)
-            return None
-        listening = procfs.listening_ports(procfs.read_tcp_table(tgid))
-        role = L.NT_ROLE_SERVER if sock.local_port in listening else L.NT_ROLE_CLIENT
-        conn = self._new_conn(
-            cid,
-            tgid,
-            fd,
-            role,
-            (sock.local_ip, sock.local_port),
-            (sock.remote_ip, sock.remote_port),
-            procfs.comm(tgid),
-            0,
-            ts,
-        )
-        conn.flags.add("gap")
-        return conn
-
-    def _untrack_key(self, tgid: int, fd: int, cid: int) -> None:
-        """Stop the programs copying bytes of (tgid, fd), if it is still connection cid."""
-        self._untracked[cid] = None
-        if len(self._untracked) > self.cfg.max_conns:
-            del self._untracked[next(iter(self._untracked))]
-        if self._kernel_entry(tgid, fd, cid) is not None:
-            with contextlib.suppress(KeyError):
-                del self._conns_map[ctypes.c_uint64((tgid << 32) | fd)]  # type: ignore[attr-defined]
-
-    def _kernel_entry(self, tgid: int, fd: int, cid: int) -> Any:
-        """The programs' entry for (tgid, fd) if it is still connection cid, else None."""
-        table = self._conns_map
-        if table is None:
-            return None
-        try:
-            cur = table[ctypes.c_uint64((tgid << 32) | fd)]  # type: ignore[index]
-        except KeyError:
-            return None
-        return cur if cur.id == cid else None
-
-    def _untrack(self, conn: Connection) -> None:
-        conn.dead = True
-        if self._dec is not None:
-            self._dec.drop_conn(conn.conn_id)
-        self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
-        self.tracker.pop(conn.conn_id)
-        self._holey.discard(conn)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import addr_lookup, procfs
 from agent import bpf_layout as L
-from agent.capture_lifecycle import CaptureLifecycle
+from agent.capture_connections import CaptureConnections
 from agent.connections import Connection
 
 if TYPE_CHECKING:
@@ -32,14 +32,13 @@ if TYPE_CHECKING:
 MAX_HELD = 64
 
 
-class CaptureAddresses(CaptureLifecycle):
+class CaptureAddresses(CaptureConnections):
     """The address side of the record loop (agent/capture.py)."""
 
     if TYPE_CHECKING:  # the record loop's side (agent/capture.py)
         _parked: dict[int, tuple[Connection, int]]
 
         def _emit(self, conn: Connection, ex: HttpExchange) -> None: ...
-        def _untrack(self, conn: Connection) -> None: ...
 
     def _open_addresses(
         self,

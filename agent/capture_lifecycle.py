@@ -1,9 +1,10 @@
 """The parts of a syscall capture around its record loop: loading and arming the programs,
 the in-kernel filters, running (decoding deferred at idle CPU priority, agent/deferred.py),
-finishing connections of processes that exited without close(), closing, and the summary.
+closing, and the summary.
 
 ``SyscallCapture`` (agent/capture.py) inherits them and adds the record loop: records →
-connections → streams → parser → RRPairs.
+connections → streams → parser → RRPairs; which connections are tracked, adopted from /proc
+and reaped is agent/capture_connections.py.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from agent.tls import coverage as tls_coverage
 
 log = logging.getLogger(__name__)
 
-_BPF_NOEXIST = 1
-
 
 class CaptureLifecycle:
     """Start, run, close and report on a capture; the record loop is the subclass's."""
@@ -56,9 +55,17 @@ class CaptureLifecycle:
         self._next_agent_id = 1  # ids of connections adopted from /proc (AGENT_CONN_ID_BIT)
         self.tls: tls_coverage.TlsCoverage | None = None  # with cfg.tls (agent/tls/)
 
-    if TYPE_CHECKING:  # the record loop's side (agent/capture.py)
+    if TYPE_CHECKING:  # the record loop's side (agent/capture.py, capture_connections.py)
 
         def poll(self, max_bytes: int = 64 << 20) -> int: ...
+        def _feed_chunk(self, conn: Connection, d: int, ch: Chunk) -> None: ...
+        def _finish(self, conn: Connection, ts: int) -> None: ...
+        def _release(self, conn: Connection) -> None: ...
+        def _age_parked(self, force: bool = False) -> None: ...
+        def _mark_tgid(self, pid: int) -> None: ...
+        def _adopt_existing(self, established: list[procfs.ExistingConn]) -> None: ...
+        def _kernel_gaps(self, conn: Connection, ts: int) -> None: ...
+        def _reap_dead(self) -> None: ...
         def _new_conn(
             self,
             cid: int,
@@ -72,13 +79,6 @@ class CaptureLifecycle:
             ts: int,
             preexisting: bool = False,
         ) -> Connection: ...
-        def _port_wanted(self, *ports: int) -> bool: ...
-        def _feed_chunk(self, conn: Connection, d: int, ch: Chunk) -> None: ...
-        def _finish(self, conn: Connection, ts: int) -> None: ...
-        def _release(self, conn: Connection) -> None: ...
-        def _age_parked(self, force: bool = False) -> None: ...
-        def _kernel_entry(self, tgid: int, fd: int, cid: int) -> Any: ...
-        def _untrack_key(self, tgid: int, fd: int, cid: int) -> None: ...
 
         _dec: Any  # the Rust core, when it decodes (agent/capture_core.py)
 
@@ -305,83 +305,6 @@ class CaptureLifecycle:
         if self._deferred is not None and self._ring is not None:
             n += self._ring.pending()
         return n
-
-    # ---- connections open before the capture started ----
-
-    def _mark_tgid(self, pid: int) -> None:
-        """Make the programs look at this process's syscalls (bpf/common.h: tracked_tgids)."""
-        assert self.probes is not None
-        slot = ctypes.c_int(pid & (L.NT_TGID_SLOTS - 1))
-        self.probes.table("tracked_tgids")[slot] = ctypes.c_uint8(1)
-
-    def _adopt_existing(self, established: list[procfs.ExistingConn]) -> None:
-        """Track connections that were open before the capture started."""
-        assert self._conns_map is not None
-        from bcc import libbcc
-
-        cg_mount = procfs.cgroup2_mount() if self.cfg.cgroup_ids else None
-        wanted_cg = set(self.cfg.cgroup_ids)
-        now = time.monotonic_ns()
-        fd_map = self._conns_map.map_fd  # type: ignore[attr-defined]
-        for ex in established:
-            s = ex.sock
-            if not self._port_wanted(s.local_port, s.remote_port):
-                continue
-            if wanted_cg and procfs.cgroup2_id(ex.pid, cg_mount) not in wanted_cg:
-                continue
-            cid = L.AGENT_CONN_ID_BIT | self._next_agent_id
-            self._next_agent_id += 1
-            role = L.NT_ROLE_SERVER if ex.server else L.NT_ROLE_CLIENT
-            self._mark_tgid(ex.pid)  # the data handlers skip processes without the mark
-            key = ctypes.c_uint64((ex.pid << 32) | ex.fd)
-            leaf = L.NtConn(id=cid, role=role, family=s.family)
-            rc = libbcc.lib.bpf_update_elem(
-                fd_map, ctypes.byref(key), ctypes.byref(leaf), _BPF_NOEXIST
-            )
-            if rc != 0:
-                continue  # accepted after arming: the programs track it already
-            self._new_conn(
-                cid,
-                ex.pid,
-                ex.fd,
-                role,
-                (s.local_ip, s.local_port),
-                (s.remote_ip, s.remote_port),
-                procfs.comm(ex.pid),
-                0,
-                now,
-                preexisting=True,
-            )
-            self.stats["conns_preexisting"] += 1
-
-    # ---- periodic checks ----
-
-    def _kernel_gaps(self, conn: Connection, ts: int) -> None:
-        """A connection ends without a CLOSE record (its process exited, or the capture
-        stops): bytes the kernel counted on it that never arrived (records lost to a full
-        ring buffer) are gaps, as a CLOSE record's offsets would have shown."""
-        cur = self._kernel_entry(conn.tgid, conn.fd, conn.conn_id)
-        if cur is None or cur.flags & L.NT_CONN_MUTED:
-            return
-        if self._dec is not None:  # the core's CLOSE record carries them (capture_core.py)
-            self._core_kernel_offsets(conn, cur)
-            return
-        for d in (0, 1):
-            for ch in conn.streams[d].close_at(int(cur.off[d]), ts):
-                self._feed_chunk(conn, d, ch)
-
-    def _reap_dead(self) -> None:
-        """Connections of processes that exited without close() (exit closes fds
-        without a close syscall): finish them and free their kernel entries."""
-        now = time.monotonic_ns()
-        for conn in self.tracker.idle(now, int(self.cfg.idle_check_interval * 1e9)):
-            if procfs.process_alive(conn.tgid) and procfs.socket_inode(conn.tgid, conn.fd):
-                continue
-            self.stats["conns_process_gone"] += 1
-            self._kernel_gaps(conn, now)
-            self._untrack_key(conn.tgid, conn.fd, conn.conn_id)
-            self.tracker.pop(conn.conn_id)
-            self._finish(conn, now)
 
     # ---- reporting ----
 

@@ -24,15 +24,14 @@ or later: PR_SET_PDEATHSIG sends SIGTERM, and getppid() is checked every second)
 with status 1 without that last drain or the JSON line, after deleting --dir if given
 --remove-dir-if-orphaned. A bad argument or ring fd: one line on stderr, exit status 2.
 
-It parses its own argv, although flags belong to the command line (cli/): it is not a
-command a user runs but the entry point of the child process that agent/deferred.py starts
-(``command()`` builds that argv), so its arguments are an internal interface between two
-processes of the agent.
+It is not a command a user runs but the entry point of the child process that
+agent/deferred.py starts (``command()`` builds that argv): its arguments are an internal
+interface between two processes of the agent, parsed without argparse by
+agent/spool_drain_argv.py (flags a user gives belong to the command line, cli/).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import ctypes.util
@@ -47,6 +46,7 @@ from types import FrameType
 
 from agent.ring_spool import RingSpoolWriter
 from agent.ringbuf import CommittedCount, RingBufferReader
+from agent.spool_drain_argv import DrainUsageError, parse_args
 
 PR_SET_PDEATHSIG = 1
 BPF_MAP_TYPE_ARRAY = 2
@@ -54,7 +54,6 @@ BPF_F_MMAPABLE = 1 << 10
 BPF_MAP_TYPE_RINGBUF = 27
 EXIT_PARENT_GONE = 1
 EXIT_USAGE = 2
-DRAIN_NICE = 10
 
 _PREFIX = "nodetap: spool drain"
 
@@ -65,26 +64,6 @@ class _Stop:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
-    return value
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 10:
-        raise argparse.ArgumentTypeError(f"must be in (0, 10] seconds, not {value}")
-    return value
 
 
 def command(
@@ -106,39 +85,6 @@ def command(
         str(max_bytes),
         *options,
     ]
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m agent.spool_drain",
-        description="Copy committed BPF ring-buffer records to a spool directory.",
-    )
-    p.add_argument("--ring-fd", type=int, required=True, help="inherited ringbuf map fd")
-    p.add_argument("--ring-size", type=_positive_int, required=True, help="data bytes")
-    p.add_argument("--dir", type=Path, required=True, help="spool directory")
-    p.add_argument("--max-bytes", type=_positive_int, required=True, help="spool bound")
-    p.add_argument("--committed-fd", type=int, help="inherited array map fd: committed ring bytes")
-    p.add_argument("--poll-interval", type=_interval, default=0.005, help="seconds")
-    p.add_argument("--parent", type=_positive_int, help="exit unless this is the parent")
-    p.add_argument(
-        "--ready-fd",
-        type=int,
-        help="inherited pipe: written to and closed once draining begins (the parent arms "
-        "the programs only then, so that no record waits in the ring for this process to start)",
-    )
-    p.add_argument(
-        "--nice",
-        type=int,
-        default=DRAIN_NICE,
-        help="niceness to add (default %(default)s: a short batch every poll interval need "
-        "not preempt the workload; the ring buffer holds far more than a poll's worth)",
-    )
-    p.add_argument(
-        "--remove-dir-if-orphaned",
-        action="store_true",
-        help="when the parent is gone, delete --dir (nobody is left to read or remove it)",
-    )
-    return p.parse_args(argv)
 
 
 def orphaned(parent: int | None) -> bool:
@@ -254,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    args = parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except DrainUsageError as e:
+        print(f"{_PREFIX}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     os.nice(args.nice)
     _die_with_parent()
     if orphaned(args.parent):

@@ -94,8 +94,8 @@ def test_speed_without_original_timing_is_not_ignored(tmp_path: Path) -> None:
     assert "drop --timing asap" in r.stderr
     r = _cli("replay", str(cap), "--target", "http://127.0.0.1:9", "--speed", "2", "--rate", "5")
     assert r.returncode == 2 and "give one of the two" in r.stderr
-    from cli.commands.replay import plan_from_args
     from cli.main import build_parser
+    from cli.options.replay_plan import plan_from_args
 
     args = build_parser().parse_args(
         ["replay", str(cap), "--target", "http://127.0.0.1:9", "--speed", "2x"]
