@@ -1,0 +1,43 @@
+//! One RRPair out: built from an exchange or stream, counted, encoded in the output forms.
+
+use prost::Message as _;
+
+use super::hold::Item;
+use super::Decoder;
+
+use crate::build::build;
+use crate::pb;
+
+impl Decoder {
+    pub(super) fn emit(&mut self, cid: u64, template: &pb::RrPair, item: Item) {
+        self.next_id += 1;
+        let id = format!("{}-{}", self.id_prefix, self.next_id);
+        let mut pair = match item {
+            Item::H1(ex) => build(template, ex, id),
+            Item::H2(st) => crate::h2::rrpair::build(template, st, id, self.max_body),
+        };
+        if self.tls.contains(&cid) {
+            pair.meta.get_or_insert_with(Default::default).source = "tls".into();
+        }
+        let c = &mut self.counters;
+        c.add("rrpairs", 1);
+        for (f, name) in [
+            ("incomplete", "rrpairs_incomplete"),
+            ("gap", "rrpairs_gap"),
+            ("truncated", "rrpairs_truncated"),
+        ] {
+            if pair.flags.iter().any(|x| x == f) {
+                c.add(name, 1);
+            }
+        }
+        if template.flags.iter().any(|f| f == "noaddr") {
+            c.add("rrpairs_noaddr", 1);
+        }
+        if self.formats.protobuf {
+            self.out_pb.push(pair.encode_to_vec());
+        }
+        if self.formats.jsonl {
+            self.out_jsonl.push(crate::json::dumps(&pair).into_bytes());
+        }
+    }
+}
