@@ -1,6 +1,6 @@
 """Write the differential tests' HTTP/1.x cases as seeds of the core's fuzz targets
 (core/fuzz): `python -m tests.core.fuzz_seeds core/fuzz/corpus` (scripts/test.sh does); the
-`rules` target's seeds come from tests/core/test_rules_differential.py.
+`rules` target's seeds come from tests/core/rules_pairs.py.
 
 A seed is pieces separated by 0xff (target http1) or 0xfe (target records); the first
 byte of a piece steers: bit 0 the direction (1: response), bit 1 a gap of that many bytes.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tests.core.rules_pairs import fuzz_seeds as rules_seeds
 from tests.core.test_differential import CASES
-from tests.core.test_rules_differential import fuzz_seeds as rules_seeds
 
 
 def seed(pieces: list[tuple[str, bytes | int]], sep: bytes) -> bytes:
