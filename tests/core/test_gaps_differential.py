@@ -164,13 +164,13 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
 
 # The Python parser finds chunked framing again at a proven chunk-size line
 # (agent/protocols/http1/chunk_resync.py: trailers, bounded body_size); the Rust core still
-# looks for the last chunk only. Until core/src/http1.rs does the same, these cases check
+# looks for the last chunk only. Until core/src/http1/recovery.rs does the same, these cases check
 # the Python path, and the comparison is expected to fail (strict: it must be updated then).
 CORE_PENDING = {"gap-loses-the-chunk-framing", "gap-loses-the-chunk-framing-trailers"}
 
 
 @pytest.mark.parametrize("name", sorted(CORE_PENDING))
-@pytest.mark.xfail(strict=True, reason="core/src/http1.rs: chunk resync not ported yet")
+@pytest.mark.xfail(strict=True, reason="core/src/http1/recovery.rs: chunk resync not ported yet")
 def test_core_resyncs_chunked_framing_as_python_does(name: str) -> None:
     assert_same([b"".join(conversation(Conn(9), CASES[name]))])
 
