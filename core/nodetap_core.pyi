@@ -1,6 +1,7 @@
 """nodetap's data plane in Rust: ring-buffer records to encoded RRPairs (core/src/lib.rs)."""
 
 LAYOUT: dict[str, int]
+MAX_HELD: int
 
 class Decoder:
     def __init__(

@@ -158,5 +158,7 @@ fn nodetap_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         d.set_item(format!("nt_data_event.{name}"), *off)?;
     }
     m.add("LAYOUT", d)?;
+    // exchanges held per connection until Python gives its context
+    m.add("MAX_HELD", crate::decoder::MAX_HELD)?;
     Ok(())
 }

@@ -11,6 +11,9 @@ import os
 import socket
 import struct
 
+import nodetap_core
+import pytest
+
 from agent import addr_lookup
 from agent import bpf_layout as L
 from agent.capture import CaptureConfig, SyscallCapture
@@ -66,9 +69,14 @@ class _Stream:
         return self.data(L.NT_DIR_INGRESS, REQ) + self.data(L.NT_DIR_EGRESS, RES)
 
 
-def _run(ports: list[int], *batches: bytes) -> tuple[list[pb.RRPair], dict[str, int]]:
+def _run(
+    ports: list[int], *batches: bytes, decoder: str = ""
+) -> tuple[list[pb.RRPair], dict[str, int]]:
     out: list[pb.RRPair] = []
-    cap = SyscallCapture(CaptureConfig(ports=ports, node="n", preexisting=False), emit=out.append)
+    cfg = CaptureConfig(ports=ports, node="n", preexisting=False)
+    if decoder:
+        cfg.decoder = decoder
+    cap = SyscallCapture(cfg, emit=out.append)
     for blob in batches:
         cap.feed_batch(blob)
         cap._age_parked()
@@ -107,14 +115,17 @@ def test_addresses_that_never_come_leave_the_rrpairs_flagged_never_dropped() -> 
     assert stats["conns_noaddr_unresolved"] == 1 and stats["rrpairs_noaddr"] == 1
 
 
-def test_held_exchanges_are_bounded() -> None:
+@pytest.mark.parametrize(
+    ("decoder", "bound"), [("python", MAX_HELD), ("core", nodetap_core.MAX_HELD)]
+)
+def test_held_exchanges_are_bounded(decoder: str, bound: int) -> None:
     s = _Stream()
-    held = b"".join(s.exchange() for _ in range(MAX_HELD + 1))
-    pairs, stats = _run([8080], OPEN + held, ADDR + s.exchange() + CLOSE)
-    assert len(pairs) == MAX_HELD + 2
+    held = b"".join(s.exchange() for _ in range(bound + 1))
+    pairs, stats = _run([8080], OPEN + held, ADDR + s.exchange() + CLOSE, decoder=decoder)
+    assert len(pairs) == bound + 2
     assert all(list(p.flags) == ["noaddr"] and not p.client.port for p in pairs[:-1])
     assert (pairs[-1].client.port, list(pairs[-1].flags)) == (50000, [])
-    assert stats["rrpairs_noaddr"] == MAX_HELD + 1
+    assert stats["rrpairs_noaddr"] == bound + 1
 
 
 def test_proc_is_believed_only_while_the_fd_provably_names_the_connection() -> None:
