@@ -110,7 +110,8 @@ def test_har_timings_are_rounded(duration: int, ttfb: int) -> None:
         (["-o", "table"], True),
         (["-o", "wide", "-w", "rows.txt"], True),
         (["-c", "4", "-w", "cap.jsonl"], True),  # the capture ends when 4 are decoded
-        (["-w", "cap.jsonl"], False),
+        (["-w", "cap.jsonl"], True),  # the default decoder, the core, decodes at once
+        (["-w", "cap.jsonl", "--decoder", "python"], False),  # Python defers by default
         (["-w", "cap.jsonl", "--defer-max", "0"], True),
         (["-c", "4", "--defer-dir", "d"], False),  # a spool folder given: deferred
     ],
