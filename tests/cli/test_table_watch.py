@@ -78,18 +78,20 @@ def test_table_rows_come_while_capturing() -> None:
                     lines.put(x)
 
             threading.Thread(target=pump, daemon=True).start()
+            err: list[str] = []  # read on: a full stderr pipe would stall the capture
+            threading.Thread(target=lambda: err.extend(proc.stderr or []), daemon=True).start()
             rows: list[str] = []
             deadline = time.monotonic() + 60
             while len(rows) < 3 and time.monotonic() < deadline:  # header + both sides
                 with contextlib.suppress(queue.Empty):
                     rows.append(lines.get(timeout=1))
             assert proc.poll() is None  # still capturing: the rows did not wait for the exit
-            assert len(rows) == 3, rows
+            assert len(rows) == 3, (rows, err[-20:])
             assert rows[0].startswith("TIME")
             assert all("/hello?watch=1" in r for r in rows[1:])
         finally:
             proc.terminate()
-            proc.wait(timeout=60)
+            proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize(("duration", "ttfb"), [(17, 8), (30, 21), (100_001, 3), (5, 9)])
