@@ -64,6 +64,7 @@ def test_table_rows_come_while_capturing() -> None:
              "table", "--duration", "60"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        err: list[str] = []
         try:
             assert proc.stderr is not None and proc.stdout is not None
             start = proc.stderr.readline()
@@ -78,7 +79,7 @@ def test_table_rows_come_while_capturing() -> None:
                     lines.put(x)
 
             threading.Thread(target=pump, daemon=True).start()
-            err: list[str] = []  # read on: a full stderr pipe would stall the capture
+            # read on: a full stderr pipe would stall the capture
             threading.Thread(target=lambda: err.extend(proc.stderr or []), daemon=True).start()
             rows: list[str] = []
             deadline = time.monotonic() + 60
@@ -91,7 +92,12 @@ def test_table_rows_come_while_capturing() -> None:
             assert all("/hello?watch=1" in r for r in rows[1:])
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+                raise AssertionError(f"capture ignored SIGTERM for 30 s: {err[-20:]}") from None
 
 
 @pytest.mark.parametrize(("duration", "ttfb"), [(17, 8), (30, 21), (100_001, 3), (5, 9)])
