@@ -5,7 +5,6 @@ with what the peers sent and received: the files served and h2load's own count."
 
 from __future__ import annotations
 
-import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,35 +14,21 @@ import pytest
 
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import live_capture
+from tests.support.nghttpd import BIG
+from tests.support.nghttpd import INDEX as SMALL
+from tests.support.nghttpd import nghttpd as serve_h2c
 from tests.support.servers import free_port, nginx, wait_for_port
 from tests.tls.tls_env import make_cert
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root]
-
-BIG = random.Random(5).randbytes(300_000)
-SMALL = b"<h1>hello</h1>\n" * 10
 
 
 @pytest.fixture
 def nghttpd(tmp_path: Path) -> Iterator[int]:
     if shutil.which("nghttpd") is None or shutil.which("h2load") is None:
         pytest.fail("nghttp2-server / nghttp2-client missing (scripts/setup.sh installs them)")
-    docroot = tmp_path / "www"
-    docroot.mkdir()
-    (docroot / "index.html").write_bytes(SMALL)
-    (docroot / "big.bin").write_bytes(BIG)
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nghttpd", "--no-tls", "-d", str(docroot), "-a", "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
+    with serve_h2c(tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _h2(pairs: list[pb.RRPair], direction: int) -> list[pb.RRPair]:

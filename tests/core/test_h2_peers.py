@@ -21,9 +21,9 @@ import pytest
 
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.core.h2_feed import CLIENT, SERVER, decode
+from tests.support.nghttpd import nghttpd as serve_h2c
 from tests.support.peers import go_grpc, grpc_echo
 from tests.support.relay import Relay
-from tests.support.servers import free_port, wait_for_port
 
 ROLES = [(SERVER, pb.INBOUND), (CLIENT, pb.OUTBOUND)]
 Call = tuple[str, list[bytes], list[bytes], int, str]  # method, requests, responses, code, message
@@ -252,22 +252,8 @@ needs_nghttp2 = pytest.mark.skipif(
 
 @pytest.fixture
 def nghttpd(tmp_path: Path) -> Iterator[int]:
-    docroot = tmp_path / "www"
-    docroot.mkdir()
-    (docroot / "index.html").write_bytes(b"<h1>hello</h1>\n" * 10)
-    (docroot / "big.bin").write_bytes(random.Random(3).randbytes(300_000))
-    port = free_port()
-    proc = subprocess.Popen(
-        ["nghttpd", "--no-tls", "-d", str(docroot), "-a", "127.0.0.1", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
+    with serve_h2c(tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @needs_nghttp2
