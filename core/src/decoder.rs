@@ -71,7 +71,10 @@ pub struct Decoder {
     pub hold: bool,
     contexts: HashMap<u64, pb::RrPair>,
     held: HashMap<u64, (pb::RrPair, Vec<Item>)>,
-    /// Connections whose RRPairs carry meta.source "tls".
+    /// Connections whose records are TLS plaintext (NT_EV_TLS_*: agent/tls/records.py):
+    /// streams whose offsets count plaintext, ended by their last record, not by the
+    /// CLOSE's counts; their RRPairs carry meta.source "tls" (kept past the connection's
+    /// end while exchanges are held for its context).
     tls: HashSet<u64>,
     pub counters: Counters,
     pub out_pb: Vec<Vec<u8>>,

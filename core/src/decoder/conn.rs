@@ -14,9 +14,6 @@ pub(super) struct Conn {
     pub(super) template: pb::RrPair,
     pub(super) from_python: bool,
     pub(super) h2: crate::h2::State,
-    /// Its records are TLS plaintext (NT_EV_TLS_*: agent/tls/records.py): streams whose
-    /// offsets count plaintext, ended by their last record, not by the CLOSE's counts.
-    pub(super) tls: bool,
     /// Opened before the capture: its streams may begin mid-message.
     pub(super) preexisting: bool,
     /// Per direction: wall-clock ns of the latest loss no message begun after it has

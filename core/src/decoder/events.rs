@@ -107,7 +107,6 @@ impl Decoder {
                 template,
                 from_python,
                 h2: crate::h2::State::default(),
-                tls: false,
                 preexisting: c.family & layout::NT_FAMILY_PREEXISTING != 0,
                 open_gaps: [0, 0],
             },
@@ -163,7 +162,7 @@ impl Decoder {
             // requests first (causal order)
             let chunks = match self.conns.get_mut(&c.conn_id) {
                 // TLS: the CLOSE counts ciphertext; the plaintext ends at its last record
-                Some(conn) if conn.tls => {
+                Some(conn) if self.tls.contains(&c.conn_id) => {
                     let mut out = Vec::new();
                     while conn.streams[dir].waiting() {
                         out.extend(conn.streams[dir].declare_gap());

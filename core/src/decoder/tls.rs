@@ -15,8 +15,7 @@ impl Decoder {
         self.counters.add("tls_records", 1);
         let max_body = self.max_body;
         if let Some(conn) = self.conns.get_mut(&d.conn_id) {
-            if !conn.tls {
-                conn.tls = true;
+            if !self.tls.contains(&d.conn_id) {
                 conn.streams = [OrderedStream::default(), OrderedStream::default()];
                 conn.stitcher = Stitcher::new(max_body);
                 if conn.preexisting {
