@@ -19,8 +19,12 @@ import pytest
 from nodetap import jsonl
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import live_capture
+from tests.support.nghttpd import BIG
+from tests.support.nghttpd import INDEX as SMALL
 from tests.support.nghttpd import nghttpd as serve_h2c
 from tests.support.peers import grpc_echo
+from tests.support.servers import free_port, nginx, wait_for_port
+from tests.tls.tls_env import make_cert
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root]
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,12 +62,13 @@ def _replay(cap: Path, target: str, *extra: str) -> dict[str, Any]:
     return r
 
 
-@pytest.fixture
-def grpc_capture(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def grpc_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """grpc_echo.calls(): six calls from a grpcio client process to a grpcio server process
     (the capture leaves out the test's own process)."""
+    tmp = tmp_path_factory.mktemp("grpc")
     with grpc_echo.serving_process() as port:
-        yield _record(tmp_path, port, lambda: grpc_echo.calls_process(port), "grpc", 6)
+        yield _record(tmp, port, lambda: grpc_echo.calls_process(port), "grpc", 6)
 
 
 def test_grpc_replay_against_a_fresh_server_matches(grpc_capture: Path) -> None:
@@ -137,3 +142,32 @@ def test_h2c_replay_against_nghttpd(h2c_capture: Path, tmp_path: Path) -> None:
     c = r["comparison"]
     assert c["mismatched"] == 1 and c["samples"][0]["target"] == "/index.html", c
     assert any(d.startswith("body: differs") for s in c["samples"] for d in s["diffs"]), c
+
+
+def test_h2_over_tls_replay_against_nginx(tmp_path: Path) -> None:
+    """curl --http2 against nginx's http2 over TLS, recorded from the TLS plaintext, replayed
+    to https:// (h2 by ALPN, the certificate checked with --target-ca): zero mismatches."""
+    cert = make_cert(tmp_path)
+    port = free_port()
+    extra = f"""
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {cert.cert};
+        ssl_certificate_key {cert.key};
+"""
+    url = f"https://127.0.0.1:{port}"
+
+    def run() -> int:
+        subprocess.run(
+            ["curl", "-sS", "--fail", "--http2", "--cacert", str(cert.cert),
+             f"{url}/a.txt", "-o", "/dev/null", f"{url}/big.bin", "-o", "/dev/null"],
+            check=True, timeout=60,
+        )  # fmt: skip
+        return 2
+
+    with nginx(extra=extra, files={"a.txt": SMALL, "big.bin": BIG}):
+        wait_for_port("127.0.0.1", port)
+        cap = _record(tmp_path, port, run, "http2", 2)
+        r = _replay(cap, url, "--target-ca", str(cert.cert))
+    assert r["errors"]["total"] == 0 and r["requests"]["statuses"] == {"200": 2}, r["errors"]
+    assert r["comparison"]["compared"] == 2
+    assert r["comparison"]["mismatched"] == 0, r["comparison"]["samples"]
