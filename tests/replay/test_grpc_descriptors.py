@@ -102,3 +102,33 @@ def test_export_renders_messages(recorded: tuple[Path, Path], tmp_path: Path) ->
     assert get["_nodetap"]["grpc"]["service"] == "test.users.Users"
     r = _cli("export", "-r", str(cap), "--proto-descriptors", str(cap), "-w", str(har))
     assert r.returncode == 2 and "not a FileDescriptorSet" in r.stderr, r.stderr
+
+
+def test_capture_output_renders_messages(recorded: tuple[Path, Path], tmp_path: Path) -> None:
+    """`nodetap capture --proto-descriptors`: the JSONL written holds each gRPC message also
+    as JSON, both sides of both calls."""
+    _, desc = recorded
+    out = tmp_path / "live.jsonl"
+    with grpc_users.serving_process(desc) as port:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli", "capture", "--port", str(port), "--count", "4",
+             "--duration", "60", "-w", str(out), "--proto-descriptors", str(desc)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline().decode()
+            assert line.startswith("nodetap: capturing"), line + proc.stderr.read().decode()
+            grpc_users.calls_process(port, desc)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 4 and all(d["l7protocol"] == "grpc" for d in lines)
+    gets = [d["grpc"] for d in lines if d["grpc"]["method"] == "Get"]
+    assert len(gets) == 2
+    for g in gets:
+        assert g["requestJson"] == [{"name": "ann"}]
+        assert g["responseJson"][0]["id"] == "7" and g["responseJson"][0]["tags"] == ["a", "b"]
