@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -101,7 +102,7 @@ class H2Target:
             ]
             target = self.authority
             if self.tls:
-                ca = open(self.ca_file, "rb").read() if self.ca_file else None  # noqa: SIM115
+                ca = Path(self.ca_file).read_bytes() if self.ca_file else None
                 creds = grpc.ssl_channel_credentials(root_certificates=ca)
                 self._channel = grpc.aio.secure_channel(target, creds, options=opts)
             else:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from nodetap import jsonl
@@ -91,6 +92,19 @@ def test_grpc_replay_against_grpc_go_matches(grpc_capture: Path) -> None:
         r = _replay(grpc_capture, f"http://127.0.0.1:{port}")
     assert r["requests"]["sent"] == 6 and r["errors"]["total"] == 0, r["errors"]
     assert r["comparison"]["compared"] == 6
+    assert r["comparison"]["mismatched"] == 0, r["comparison"]["samples"]
+
+
+def test_grpc_replay_over_tls(grpc_capture: Path, tmp_path: Path) -> None:
+    """The same calls to grpcio's server over TLS (an https:// target, --target-ca)."""
+    cert = make_cert(tmp_path)
+    creds = grpc.ssl_server_credentials([(cert.key.read_bytes(), cert.cert.read_bytes())])
+    server, port = grpc_echo.serve(credentials=creds)
+    try:
+        r = _replay(grpc_capture, f"https://127.0.0.1:{port}", "--target-ca", str(cert.cert))
+    finally:
+        server.stop(0)
+    assert r["errors"]["total"] == 0 and r["comparison"]["compared"] == 6, r["errors"]
     assert r["comparison"]["mismatched"] == 0, r["comparison"]["samples"]
 
 

@@ -53,6 +53,7 @@ def serve(
     compression: grpc.Compression | None = None,
     unary: Callable[[bytes, grpc.ServicerContext], bytes] = _unary,
     port: int = 0,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A started server on a free loopback port (stop it with .stop(0)); `unary` replaces
     Unary's answer (a server whose answer changed, for the replay tests)."""
@@ -67,7 +68,10 @@ def serve(
         futures.ThreadPoolExecutor(max_workers=8), options=OPTIONS, compression=compression
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    if credentials is not None:  # gRPC over TLS
+        port = server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     return server, port
 
