@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,15 @@ class Actual:
     body: bytes | None  # None when only the hash was kept
     body_sha256: str
     body_size: int
+    # a gRPC call: its grpc-status, grpc-message and response messages
+    grpc_status: int | None = None
+    grpc_message: str = ""
+    messages: list[bytes] | None = None
+
+
+# (":path" of the call, is_request, message bytes) -> the message as JSON, or None when it
+# cannot be rendered (replay/grpc_json.py, with --proto-descriptors)
+Render = Callable[[str, bool, bytes], Any]
 
 
 @dataclass(slots=True)
@@ -51,9 +61,13 @@ class Comparer:
     ignore_headers: frozenset[str] = DEFAULT_IGNORE_HEADERS
     ignore_json_paths: list[str] = field(default_factory=list)
     compare_headers: bool = True
+    render: Render | None = None
 
     def compare(self, exp: Expected, act: Actual) -> list[str]:
-        """Differences as short lines ('status 200 != 201', 'header x-a: ...', 'body $.a: ...')."""
+        """Differences as short lines ('status 200 != 201', 'header x-a: ...', 'body $.a: ...');
+        for gRPC calls 'grpc-status: ...', 'message 0: ...' (or 'message 0 $.a: ...')."""
+        if exp.grpc_status is not None:
+            return self._grpc(exp, act)[:MAX_DIFFS_PER_RESPONSE]
         diffs: list[str] = []
         if exp.status != act.status:
             diffs.append(f"status: recorded {exp.status}, replayed {act.status}")
@@ -64,12 +78,51 @@ class Comparer:
         diffs += self._body(exp, act)
         return diffs[:MAX_DIFFS_PER_RESPONSE]
 
+    def _grpc(self, exp: Expected, act: Actual) -> list[str]:
+        diffs: list[str] = []
+        if exp.grpc_status != act.grpc_status:
+            diffs.append(
+                f"grpc-status: recorded {exp.grpc_status} {exp.grpc_message!r}, "
+                f"replayed {act.grpc_status} {act.grpc_message!r}"
+            )
+        elif exp.grpc_message != act.grpc_message:
+            diffs.append(
+                f"grpc-message: recorded {exp.grpc_message!r}, replayed {act.grpc_message!r}"
+            )
+        em, am = exp.messages or [], act.messages or []
+        if exp.truncated:  # the recording cut the messages: compare those it kept
+            am = am[: len(em)]
+        elif len(em) != len(am):
+            diffs.append(f"messages: recorded {len(em)}, replayed {len(am)}")
+        for i, (e, a) in enumerate(zip(em, am, strict=False)):
+            if exp.truncated and i == len(em) - 1:
+                a = a[: len(e)]
+            diffs += self._message(exp.grpc_path, i, e, a)
+        return diffs
+
+    def _message(self, path: str, i: int, e: bytes, a: bytes) -> list[str]:
+        if self.render is not None:
+            ej, aj = self.render(path, False, e), self.render(path, False, a)
+            if ej is not None and aj is not None:
+                return [
+                    f"message {i} " + d.removeprefix("body ")
+                    for d in json_diff(ej, aj, self.ignore_json_paths)
+                ]
+        if e == a:
+            return []
+        at = next((k for k, (x, y) in enumerate(zip(e, a, strict=False)) if x != y), None)
+        where = f"first at byte {at}" if at is not None else "one is a prefix of the other"
+        return [
+            f"message {i}: differs, {where} (recorded {len(e)} bytes sha256 "
+            f"{digest(e)[:12]}, replayed {len(a)} bytes sha256 {digest(a)[:12]})"
+        ]
+
     def _norm(self, hs: Headers) -> dict[str, str]:
         out: dict[str, str] = {}
         ignore = self.ignore_headers
         for n, v in hs:
             low = n.lower()
-            if low not in ignore:
+            if low not in ignore and not low.startswith(":"):
                 out[low] = f"{out[low]}, {v}" if low in out else v
         return out
 

@@ -36,6 +36,17 @@ class Mock:
     headers: list[tuple[str, str]]  # recorded, framing removed
     body: bytes
     truncated: bool
+    # a gRPC call's answer (the responder's HTTP/2 side): grpc-status (None: not gRPC),
+    # grpc-message and the response messages
+    grpc_status: int | None = None
+    grpc_message: str = ""
+    messages: list[bytes] = field(default_factory=list)
+
+
+def grpc_body(messages: Iterable[bytes]) -> bytes:
+    """A gRPC call's request messages as the match key's body: each uncompressed, with its
+    5-byte prefix (the same bytes whatever compression the caller used)."""
+    return b"".join(b"\0" + len(m).to_bytes(4, "big") + m for m in messages)
 
 
 @dataclass
@@ -201,9 +212,13 @@ def load_mocks(
         mock = Mock(
             status=exp.status,
             reason=str(d["http"].get("res", {}).get("statusMessage") or ""),
-            headers=[(n, v) for n, v in exp.headers if n.lower() not in FRAMING],
+            headers=[(n, v) for n, v in exp.headers if n.lower() not in FRAMING and n[:1] != ":"],
             body=exp.body,
             truncated=exp.truncated,
+            grpc_status=exp.grpc_status,
+            grpc_message=exp.grpc_message,
+            messages=list(exp.messages or ()),
         )
-        ms.add(server, item.method, item.target, item.body, mock)
+        body = grpc_body(item.messages or ()) if item.proto == "grpc" else item.body
+        ms.add(server, item.method, item.target, body, mock)
     return ms

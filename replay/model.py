@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from nodetap.v1 import rrpair_pb2 as pb
+from replay import h2_items
 
 Headers = list[tuple[str, str]]
 
@@ -63,6 +64,12 @@ class Expected:
     body_size: int
     truncated: bool = False  # the recording cut the body: compare sizes only
     norm_headers: dict[str, str] | None = None  # compared headers, normalised once
+    # gRPC calls (replay/h2_items.py): the recorded grpc-status (None: not a gRPC call),
+    # grpc-message, the response messages and the call's :path (for --proto-descriptors)
+    grpc_status: int | None = None
+    grpc_message: str = ""
+    messages: list[bytes] | None = None
+    grpc_path: str = ""
 
 
 @dataclass(slots=True)
@@ -81,6 +88,12 @@ class Item:
     recorded_close: bool  # the recorded exchange ended its connection
     expected: Expected | None
     wire: dict[bool, bytes] | None = None  # encoded request by keep-alive, once rewritten
+    # HTTP/2 and gRPC (replay/h2_items.py): "http1", "http2" or "grpc"; the recorded :scheme
+    # and :authority (pseudo-headers are not in `headers`); a gRPC call's request messages
+    proto: str = "http1"
+    scheme: str = "http"
+    authority: str | None = None
+    messages: list[bytes] | None = None
 
 
 def _recorded_close(req: pb.HttpRequest, res: pb.HttpResponse | None) -> bool:
@@ -119,7 +132,7 @@ def item_from_rrpair(
             truncated="truncated" in pair.flags or len(body) < res.body_size,
         )
     ts = pair.ts.ToNanoseconds() if pair.HasField("ts") else 0
-    return Item(
+    item = Item(
         index=index,
         id=pair.id,
         ts_ns=ts,
@@ -132,6 +145,9 @@ def item_from_rrpair(
         recorded_close=_recorded_close(req, res),
         expected=expected,
     )
+    if pair.l7protocol in ("http2", "grpc"):
+        h2_items.from_rrpair(pair, item)
+    return item
 
 
 def _b64(v: str | None) -> bytes:
@@ -189,7 +205,7 @@ def item_from_json(
             truncated="truncated" in (d.get("flags") or ()) or len(body) < size,
         )
     ts = d.get("ts")
-    return Item(
+    item = Item(
         index=index,
         id=str(d.get("id", "")),
         ts_ns=_ts_ns(ts) if ts else 0,
@@ -202,6 +218,9 @@ def item_from_json(
         recorded_close=recorded_close,
         expected=expected,
     )
+    if d.get("l7protocol") in ("http2", "grpc"):
+        h2_items.from_json(d, item)
+    return item
 
 
 def origin_form(target: str) -> str:

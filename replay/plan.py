@@ -44,6 +44,10 @@ class Plan:
     conntrack_throttle: bool = True
     max_diffs: int = 50
     direction: str = "auto"  # which copies of an exchange to send: replay/sides.py
+    # --target-ca: CA certificate to verify an https:// target with (HTTP/2 and gRPC items)
+    target_ca: str | None = None
+    # --proto-descriptors: a FileDescriptorSet; gRPC messages compared field by field
+    proto_descriptors: str | None = None
     # Set by the coordinator of a distributed run: the capture's first timestamp, so that
     # every agent schedules its share on the same clock.
     ts0_ns: int = 0
@@ -71,6 +75,7 @@ class Plan:
                 "shows it), not a path"
             )
         self.host, self.port = parse_target(self.target)
+        self.tls = self.target.startswith("https://")
 
     @property
     def authority(self) -> str:
@@ -97,16 +102,15 @@ class Plan:
 
 
 def parse_target(url: str) -> tuple[str, int]:
-    """host and port of an http:// URL; ConfigError otherwise."""
+    """host and port of an http:// or https:// URL; ConfigError otherwise. (https: HTTP/2
+    and gRPC items only, h2 over TLS with ALPN; HTTP/1.x items are sent in plaintext.)"""
     if "://" not in url:
         url = "http://" + url
     u = urlsplit(url)
-    if u.scheme != "http" or not u.hostname:
-        raise ConfigError(
-            f"--target {url!r}: give an http://HOST:PORT URL (https is not replayed yet)"
-        )
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"--target {url!r}: give an http://HOST:PORT or https://HOST:PORT URL")
     try:
-        port = u.port or 80
+        port = u.port or (443 if u.scheme == "https" else 80)
     except ValueError:
         raise ConfigError(f"--target {url!r}: bad port") from None
     return u.hostname, port

@@ -1,4 +1,6 @@
-"""The responder: an HTTP/1.x server answering with recorded exchanges (replay/mocks.py).
+"""The responder: an HTTP/1.x server answering with recorded exchanges (replay/mocks.py);
+a connection that opens with HTTP/2's client preface (h2c prior knowledge, gRPC) is handed
+to replay/responder_h2.py.
 
 asyncio + httptools (llhttp), keep-alive and pipelining (answers in request order). A request
 redirected to it by nft DNAT carries its original destination (SO_ORIGINAL_DST): the mocks of
@@ -25,6 +27,7 @@ import httptools
 from nodetap.errors import ConfigError, HostError
 from replay.mocks import Answer, MockSet
 from replay.model import unsafe_field, unsafe_text
+from replay.responder_h2 import PREFACE, H2Handler
 
 SO_ORIGINAL_DST = 80
 IP6T_SO_ORIGINAL_DST = 80
@@ -125,6 +128,8 @@ class _Server(asyncio.Protocol):
         self.url = b""
         self.body: list[bytes] = []
         self.host: str | None = None
+        self.first: bytes | None = b""  # the first bytes, until HTTP/2 or not is known
+        self.h2: H2Handler | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -132,6 +137,18 @@ class _Server(asyncio.Protocol):
         self.dst = original_dst(sock) if sock is not None else None
 
     def data_received(self, data: bytes) -> None:
+        if self.h2 is not None:
+            self.h2.feed(data)
+            return
+        if self.first is not None:  # is it HTTP/2's client preface (prior knowledge)?
+            self.first += data
+            if PREFACE.startswith(self.first[:24]) and len(self.first) < len(PREFACE):
+                return
+            data, self.first = self.first, None
+            if data.startswith(PREFACE) and self.transport is not None:
+                self.h2 = H2Handler(self.mocks, self.transport, self.dst)
+                self.h2.feed(data)
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:

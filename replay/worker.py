@@ -23,9 +23,11 @@ from typing import Any
 
 from netsetup.netns import enter_netns
 from nodetap.errors import NodetapError
+from nodetap.grpc_json import Renderer
 from replay.capture_file import item_from_line, iter_items
 from replay.client import Pool, classify
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
+from replay.h2_client import H2Target
 from replay.model import Item, UnsafeRequest, encode_request
 from replay.plan import Plan
 from replay.stats import Histogram, bucket, peak_rss_kb
@@ -111,8 +113,12 @@ class _Runner:
             ignore_headers=DEFAULT_IGNORE_HEADERS | {h.lower() for h in plan.ignore_headers},
             ignore_json_paths=list(plan.ignore_json_paths),
             compare_headers=plan.compare_headers,
+            render=Renderer(plan.proto_descriptors) if plan.proto_descriptors else None,
         )
         self.pool = Pool(plan.host, plan.port, plan.timeout, plan.keep_body_limit, self._gate)
+        self.h2 = H2Target(
+            plan.host, plan.port, plan.tls, plan.target_ca, plan.timeout, plan.keep_body_limit
+        )
         self.start = 0.0
         self.deadline = float("inf")
         self.ts0 = plan.ts0_ns
@@ -241,7 +247,7 @@ class _Runner:
                 # Under conntrack pressure, keep recorded-close connections open for reuse.
                 reuse = bool(sh.pressure.value)
                 self.kept_open += reuse
-            data = wire.get(reuse)
+            data = wire.get(reuse) if item.proto == "http1" else b""
             if data is None:
                 host = rules.host_for(_host_of(item), p.authority)
                 try:
@@ -270,8 +276,12 @@ class _Runner:
             conn = None
             held = 0.0
             try:
-                conn, held = await pool.acquire()
-                actual = await conn.request(data, item.method == "HEAD", p.timeout)
+                if item.proto == "http1":
+                    conn, held = await pool.acquire()
+                    actual = await conn.request(data, item.method == "HEAD", p.timeout)
+                else:
+                    h2host = rules.host_for(item.authority, self.h2.authority)
+                    actual = await self.h2.send(item, h2host)
             except Exception as e:  # every failure is counted by kind
                 kind = classify(e)
                 res.errors[kind] += 1
@@ -292,7 +302,8 @@ class _Runner:
                 continue
             # The time the throttle held the request back is the agent's, not the server's.
             lat = time.perf_counter() - t0 - held
-            pool.release(conn, reuse)
+            if conn is not None:
+                pool.release(conn, reuse)
             res.responses += 1
             b = bucket(lat)
             res.latency.add_in(b, lat)
@@ -334,6 +345,7 @@ class _Runner:
             await asyncio.gather(*(self.vuser() for _ in range(users)))
         finally:
             self.pool.close()
+            await self.h2.close()
         self.res.pool = asdict(self.pool.stats)
         self.res.pool["kept_open_under_pressure"] = self.kept_open
         return self.res

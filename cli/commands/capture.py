@@ -16,7 +16,7 @@ from cli.capture_summary import format_summary
 from cli.options import selection
 from cli.options.capture import REGISTER_READS, add_capture_arguments
 from cli.table import TableWriter
-from nodetap import jsonl
+from nodetap import jsonl, rrpair_json
 from nodetap.errors import ConfigError
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -50,6 +50,12 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_capture_arguments(p)
+    p.add_argument(
+        "--proto-descriptors",
+        metavar="FILE",
+        help="a FileDescriptorSet (protoc --include_imports --descriptor_set_out): gRPC "
+        "messages also as JSON in the JSONL output (grpc.requestJson/responseJson)",
+    )
     from cli.options.decoder import add_arguments as add_decoder_arguments
     from cli.options.metrics import add_arguments as add_metrics_arguments
     from cli.options.rules import add_arguments as add_rules_arguments
@@ -67,12 +73,24 @@ def register(sub: Any) -> None:
 WIDE = 1 << 20  # a width every column fits in
 
 
-def build_writer(fmt: str, out: IO[str]) -> Callable[[pb.RRPair], None]:
-    """The local writer of --format: a table line, or a JSONL line, per RRPair."""
+def build_writer(fmt: str, out: IO[str], render: Any = None) -> Callable[[pb.RRPair], None]:
+    """The local writer of --format: a table line, or a JSONL line, per RRPair. render (a
+    nodetap.grpc_json.Renderer): gRPC messages also as JSON."""
     if fmt in ("table", "wide"):
         table = TableWriter(out, width=WIDE if fmt == "wide" else None)
         return table.write
-    return jsonl_writer(out)
+    if render is None:
+        return jsonl_writer(out)
+
+    def write_rendered(pair: pb.RRPair) -> None:
+        if pair.HasField("grpc"):
+            out.write(json.dumps(render.annotate(rrpair_json.to_dict(pair))) + "\n")
+            out.flush()
+        else:
+            jsonl.write(out, pair)
+            out.flush()
+
+    return write_rendered
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
             "RRPair has a namespace or labels and none will be selected; give --kubeconfig",
             file=sys.stderr,
         )
+    render = None
+    if getattr(args, "proto_descriptors", None):
+        from nodetap.grpc_json import Renderer
+
+        render = Renderer(args.proto_descriptors)
     sink = sink_from_args(args)
     metrics = None
     if getattr(args, "metrics_addr", None):
@@ -149,10 +172,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with jsonl.open_output(args.write) as out:
             pipeline = Pipeline(
-                build_writer(args.format, out),
+                build_writer(args.format, out, render),
                 rules=rules,
                 sink=sink,
-                jsonl_out=out if args.format == "jsonl" else None,
+                # the fast path writes JSONL without a message: not with rendered messages
+                jsonl_out=out if args.format == "jsonl" and render is None else None,
             )
             if args.mode == "packet":
                 summary = run_packet(

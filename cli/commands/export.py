@@ -74,6 +74,12 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
         "suffix, else jsonl",
     )
     add_write_argument(p, "RRPairs")
+    p.add_argument(
+        "--proto-descriptors",
+        metavar="FILE",
+        help="a FileDescriptorSet (protoc --include_imports --descriptor_set_out): gRPC "
+        "messages also as JSON (grpc.requestJson/responseJson; HAR: _nodetap.grpc)",
+    )
     p.add_argument("-c", "--limit", metavar="N", type=int, default=0, help="at most N RRPairs")
 
 
@@ -183,7 +189,14 @@ def _write_or_say_which(pairs: Iterator[pb.RRPair], fp: IO[bytes], args: argpars
             yield pair
 
     try:
-        return write(tracked(), fp, args.format, live=bool(args.follow), pcap_writer=pcap_writer())
+        return write(
+            tracked(),
+            fp,
+            args.format,
+            live=bool(args.follow),
+            pcap_writer=pcap_writer(),
+            render=_renderer(args),
+        )
     except (ValueError, OverflowError, struct.error) as e:
         which = f"RRPair {last[0].id or '(no id)'}" if last else "an RRPair"
         raise InputError(
@@ -191,8 +204,18 @@ def _write_or_say_which(pairs: Iterator[pb.RRPair], fp: IO[bytes], args: argpars
         ) from None
 
 
+def _renderer(args: argparse.Namespace) -> Any:
+    path = getattr(args, "proto_descriptors", None)
+    if not path:
+        return None
+    from nodetap.grpc_json import Renderer
+
+    return Renderer(path)
+
+
 def run(args: argparse.Namespace) -> int:
     resolve_format(args, BY_SUFFIX)
+    _renderer(args)  # a bad --proto-descriptors file: one line before any output
     flt = parse_filters(selection_items(args), args.since, args.until)
     if bool(args.input) == bool(args.forwarder):
         raise ConfigError("give either --forwarder ADDR or --input FILE.jsonl")

@@ -1,4 +1,4 @@
-"""`nodetap responder`: serve a capture's recorded exchanges as mocks (HTTP/1.x)."""
+"""`nodetap responder`: serve a capture's recorded exchanges as mocks (HTTP/1.x, h2c, gRPC)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ and body (headers ignored; in JSON bodies the --ignore-json-path paths too). Ide
 get the recorded answers in recorded order, then the last one again. Anything else gets
 404 with a body saying what was asked and what was recorded; at exit (Ctrl-C, SIGTERM) the
 counts of served and unmatched requests per dependency are printed.
+
+HTTP/2 with prior knowledge (h2c) is served on the same port from the same recordings; a
+gRPC call matches by its :path and request messages, and an unmatched one gets
+UNIMPLEMENTED with a message saying what was recorded (counted as unmatched).
 """
 
 
@@ -27,7 +31,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "responder",
         help="serve a capture's recorded exchanges as mocks",
-        description="Answer HTTP/1.x requests with the responses recorded in a capture.",
+        description="Answer HTTP/1.x, h2c and gRPC requests with the responses recorded in "
+        "a capture.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -29,7 +29,17 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         default=[],
         help="as export --filter (method, url, status, pod, ...)",
     )
-    p.add_argument("--target", required=True, metavar="URL", help="http://HOST:PORT to replay to")
+    p.add_argument(
+        "--target",
+        required=True,
+        metavar="URL",
+        help="http://HOST:PORT to replay to (https://HOST:PORT: HTTP/2 and gRPC over TLS)",
+    )
+    p.add_argument(
+        "--target-ca",
+        metavar="PEM",
+        help="CA certificate to verify an https:// target with (default: the system's CAs)",
+    )
     s = p.add_argument_group("schedule")
     s.add_argument(
         "--timing",
@@ -81,6 +91,12 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--ignore-header", action="append", metavar="NAME")
     c.add_argument("--ignore-json-path", action="append", metavar="PATH", help="$.a.b, $..id")
     c.add_argument("--no-header-compare", action="store_true")
+    c.add_argument(
+        "--proto-descriptors",
+        metavar="FILE",
+        help="a FileDescriptorSet (protoc --include_imports --descriptor_set_out): gRPC "
+        "messages compared field by field as JSON (with --ignore-json-path)",
+    )
     c.add_argument("--summary-only", action="store_true", help="keep no bodies (compare hashes)")
     c.add_argument("--max-diffs", type=int, default=50, help="mismatches kept in the report")
     k = p.add_argument_group("conntrack")
@@ -134,4 +150,15 @@ def plan_from_args(args: argparse.Namespace) -> Any:
         conntrack_threshold=args.conntrack_threshold,
         conntrack_throttle=not args.no_conntrack_throttle,
         max_diffs=args.max_diffs,
+        target_ca=getattr(args, "target_ca", None),
+        proto_descriptors=_descriptors(getattr(args, "proto_descriptors", None)),
     )
+
+
+def _descriptors(path: str | None) -> str | None:
+    """The --proto-descriptors file, checked here (one clear error before any replay)."""
+    if path:
+        from nodetap.grpc_json import Renderer
+
+        Renderer(path)
+    return path

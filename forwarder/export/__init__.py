@@ -4,11 +4,12 @@ caller passes (the command line passes agent/packet/pcap_export.py's, when that 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from forwarder.export import har
-from nodetap import jsonl
+from nodetap import jsonl, rrpair_json
 from nodetap.errors import ConfigError, HostError
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -23,9 +24,11 @@ def write(
     fmt: str,
     live: bool = False,
     pcap_writer: PcapWriter | None = None,
+    render: Any = None,
 ) -> int:
     """Write pairs to the binary stream fp in fmt; return how many were written. live: flush
-    after every RRPair (a tail read by another program). pcap needs pcap_writer."""
+    after every RRPair (a tail read by another program). pcap needs pcap_writer. render (a
+    nodetap.grpc_json.Renderer, --proto-descriptors): gRPC messages also as JSON."""
     if fmt == "pcap":
         writer = pcap_writer
         if writer is None:
@@ -36,11 +39,14 @@ def write(
     text = io.TextIOWrapper(fp, encoding="utf-8", newline="\n", write_through=False)
     try:
         if fmt == "har":
-            return har.write(pairs, text)
+            return har.write(pairs, text, render)
         if fmt == "jsonl":
             n = 0
             for pair in pairs:
-                jsonl.write(text, pair)
+                if render is not None and pair.HasField("grpc"):
+                    text.write(json.dumps(render.annotate(rrpair_json.to_dict(pair))) + "\n")
+                else:
+                    jsonl.write(text, pair)
                 if live:
                     text.flush()
                     fp.flush()

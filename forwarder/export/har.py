@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -19,6 +19,8 @@ from google.protobuf import json_format
 from nodetap.v1 import rrpair_pb2 as pb
 
 CREATOR = {"name": "nodetap", "version": "0.1.0"}
+# (":path" of a gRPC call, is_request, message) -> the message as JSON (or None)
+Render = Callable[[str, bool, bytes], Any]
 
 
 def _headers(headers: Iterable[pb.Header]) -> list[dict[str, str]]:
@@ -63,8 +65,10 @@ def _absolute_url(pair: pb.RRPair) -> str:
     target = pair.http.req.url
     if "://" in target:
         return target
-    scheme = "https" if pair.meta.source == "tls" else "http"
-    host = _header(pair.http.req.headers, "Host")
+    hs = pair.http.req.headers
+    # HTTP/2: the :scheme and :authority pseudo-headers stand for the scheme and Host
+    scheme = _header(hs, ":scheme") or ("https" if pair.meta.source == "tls" else "http")
+    host = _header(hs, "Host") or _header(hs, ":authority")
     if not host:
         ip = pair.server.ip or "localhost"
         host = f"[{ip}]" if ":" in ip else ip
@@ -75,14 +79,32 @@ def _absolute_url(pair: pb.RRPair) -> str:
     return f"{scheme}://{host}{target}"
 
 
+def _version(pair: pb.RRPair) -> str:
+    return "HTTP/2" if pair.l7protocol in ("http2", "grpc") else "HTTP/1.1"
+
+
 def _iso(pair: pb.RRPair) -> str:
     ns = pair.ts.ToNanoseconds()
     dt = datetime.fromtimestamp(ns / 1e9, tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def entry(pair: pb.RRPair) -> dict[str, Any]:
-    """One HAR 1.2 entry for one RRPair."""
+def _grpc(pair: pb.RRPair, render: Render | None) -> dict[str, Any]:
+    """A gRPC call's service, method, status and messages (base64, and as JSON with
+    --proto-descriptors) for the entry's _nodetap."""
+    g = pair.grpc
+    out: dict[str, Any] = json_format.MessageToDict(g)
+    out.setdefault("status", g.status)
+    if render is not None:
+        path = f"/{g.service}/{g.method}"
+        out["requestJson"] = [render(path, True, bytes(m)) for m in g.request_messages]
+        out["responseJson"] = [render(path, False, bytes(m)) for m in g.response_messages]
+    return out
+
+
+def entry(pair: pb.RRPair, render: Render | None = None) -> dict[str, Any]:
+    """One HAR 1.2 entry for one RRPair (an http2 or grpc pair: httpVersion "HTTP/2", the
+    pseudo-headers among the headers; a gRPC call's messages in _nodetap.grpc)."""
     req, res = pair.http.req, pair.http.res
     has_res = pair.http.HasField("res")
     url = _absolute_url(pair) if pair.http.HasField("req") else "http://unknown/"
@@ -90,7 +112,7 @@ def entry(pair: pb.RRPair) -> dict[str, Any]:
     request: dict[str, Any] = {
         "method": req.method or "GET",
         "url": url,
-        "httpVersion": req.version or "HTTP/1.1",
+        "httpVersion": req.version or _version(pair),
         "cookies": _request_cookies(req.headers),
         "headers": _headers(req.headers),
         "queryString": [
@@ -120,7 +142,7 @@ def entry(pair: pb.RRPair) -> dict[str, Any]:
     response: dict[str, Any] = {
         "status": int(res.status_code) if has_res else 0,
         "statusText": res.status_message,
-        "httpVersion": res.version or req.version or "HTTP/1.1",
+        "httpVersion": res.version or req.version or _version(pair),
         "cookies": _response_cookies(res.headers),
         "headers": _headers(res.headers),
         "content": content,
@@ -156,6 +178,10 @@ def entry(pair: pb.RRPair) -> dict[str, Any]:
             "meta": meta,
         },
     }
+    if pair.l7protocol:
+        out["_nodetap"]["l7protocol"] = pair.l7protocol
+    if pair.HasField("grpc"):
+        out["_nodetap"]["grpc"] = _grpc(pair, render)
     if pair.server.ip:
         out["serverIPAddress"] = pair.server.ip
     if pair.meta.conn_id:
@@ -165,8 +191,9 @@ def entry(pair: pb.RRPair) -> dict[str, Any]:
     return out
 
 
-def write(pairs: Iterable[pb.RRPair], fp: IO[str]) -> int:
-    """Write a HAR 1.2 document of the HTTP RRPairs; return the number of entries."""
+def write(pairs: Iterable[pb.RRPair], fp: IO[str], render: Render | None = None) -> int:
+    """Write a HAR 1.2 document of the HTTP RRPairs (HTTP/1.x, HTTP/2 and gRPC); return the
+    number of entries. render: gRPC messages as JSON (nodetap/grpc_json.py)."""
     fp.write('{"log": {"version": "1.2", "creator": ')
     fp.write(json.dumps(CREATOR))
     fp.write(', "pages": [], "entries": [\n')
@@ -176,7 +203,7 @@ def write(pairs: Iterable[pb.RRPair], fp: IO[str]) -> int:
             continue
         if n:
             fp.write(",\n")
-        fp.write(json.dumps(entry(pair), ensure_ascii=False))
+        fp.write(json.dumps(entry(pair, render), ensure_ascii=False))
         n += 1
     fp.write("\n]}}\n")
     return n

@@ -1,0 +1,109 @@
+"""The HTTP/2 and gRPC parts of a replay item (replay/model.py): pseudo-headers taken out of
+the headers (:scheme and :authority kept apart), a gRPC call's request messages, and the
+recorded grpc-status, grpc-message and response messages to compare with.
+
+Plain data and pure functions: no sockets, no files.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nodetap.v1 import rrpair_pb2 as pb
+    from replay.model import Headers, Item
+
+# Request fields gRPC sets itself (grpcio adds its own): not sent as call metadata.
+GRPC_OWN = frozenset(
+    {
+        "content-type",
+        "te",
+        "grpc-encoding",
+        "grpc-accept-encoding",
+        "grpc-timeout",
+        "user-agent",
+        "content-length",
+        "accept-encoding",
+    }
+)
+
+
+def _split(item: Item) -> None:
+    """Pseudo-headers out of item.headers; :scheme and :authority into the item."""
+    rest: Headers = []
+    for n, v in item.headers:
+        if n.startswith(":"):
+            if n == ":scheme":
+                item.scheme = v
+            elif n == ":authority":
+                item.authority = v
+            continue
+        rest.append((n, v))
+    item.headers = rest
+
+
+def _grpc(
+    item: Item, proto: str, status: int, message: str, req: list[bytes], res: list[bytes]
+) -> None:
+    item.proto = proto
+    if proto != "grpc":
+        return
+    item.messages = req
+    if item.expected is not None:
+        e = item.expected
+        e.grpc_status, e.grpc_message, e.messages = status, message, res
+        e.grpc_path = item.target
+
+
+def from_json(d: dict[str, Any], item: Item) -> None:
+    """Fill item's HTTP/2 fields from the JSON mapping of an http2 or grpc RRPair."""
+    _split(item)
+    g = d.get("grpc") if d.get("l7protocol") == "grpc" else None
+    if not isinstance(g, dict):
+        _grpc(item, "http2", 0, "", [], [])
+        return
+    b64 = base64.b64decode
+    _grpc(
+        item,
+        "grpc",
+        int(g.get("status") or 0),
+        str(g.get("statusMessage") or ""),
+        [b64(m) for m in g.get("requestMessages") or ()],
+        [b64(m) for m in g.get("responseMessages") or ()],
+    )
+
+
+def from_rrpair(pair: pb.RRPair, item: Item) -> None:
+    """The same from a parsed RRPair."""
+    _split(item)
+    if pair.l7protocol != "grpc" or not pair.HasField("grpc"):
+        _grpc(item, "http2", 0, "", [], [])
+        return
+    g = pair.grpc
+    _grpc(
+        item,
+        "grpc",
+        g.status,
+        g.status_message,
+        [bytes(m) for m in g.request_messages],
+        [bytes(m) for m in g.response_messages],
+    )
+
+
+def grpc_metadata(headers: Headers) -> list[tuple[str, str | bytes]]:
+    """The recorded request headers that are call metadata (custom fields): names lower-case,
+    "-bin" values decoded from base64 (grpcio encodes them again)."""
+    out: list[tuple[str, str | bytes]] = []
+    for n, v in headers:
+        low = n.lower()
+        if low in GRPC_OWN or low.startswith(":"):
+            continue
+        if low.endswith("-bin"):
+            try:
+                out.append((low, base64.b64decode(v + "=" * (-len(v) % 4))))
+            except ValueError:
+                continue
+        else:
+            out.append((low, v))
+    return out

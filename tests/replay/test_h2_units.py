@@ -1,0 +1,112 @@
+"""The pure parts of HTTP/2 and gRPC replay and mocks: items from http2/grpc RRPair JSON,
+the gRPC comparison, the responder's message splitting and grpc-message encoding."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from pathlib import Path
+
+import pytest
+
+from nodetap.errors import ConfigError
+from nodetap.grpc_json import Renderer
+from replay.compare import Actual, Comparer
+from replay.h2_items import grpc_metadata
+from replay.mocks import grpc_body
+from replay.model import item_from_json
+from replay.responder_h2 import grpc_message, split_messages
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+PAIR = {
+    "id": "x-1",
+    "l7protocol": "grpc",
+    "http": {
+        "req": {
+            "method": "POST",
+            "url": "/test.Echo/Unary",
+            "version": "HTTP/2",
+            "headers": [
+                {"name": ":method", "value": "POST"},
+                {"name": ":scheme", "value": "http"},
+                {"name": ":path", "value": "/test.Echo/Unary"},
+                {"name": ":authority", "value": "127.0.0.1:9"},
+                {"name": "content-type", "value": "application/grpc"},
+                {"name": "te", "value": "trailers"},
+                {"name": "x-tenant", "value": "a"},
+                {"name": "trace-bin", "value": _b64(b"\x00\x01")},
+            ],
+        },
+        "res": {"statusCode": 200, "headers": [{"name": ":status", "value": "200"}]},
+    },
+    "grpc": {
+        "service": "test.Echo",
+        "method": "Unary",
+        "status": 5,
+        "statusMessage": "no such thing",
+        "requestMessages": [_b64(b"hello")],
+        "responseMessages": [_b64(b"olleh"), _b64(b"")],
+    },
+}
+
+
+def test_grpc_item_from_json() -> None:
+    item = item_from_json(PAIR, 0)
+    assert item is not None and item.proto == "grpc" and item.messages == [b"hello"]
+    assert item.authority == "127.0.0.1:9" and item.scheme == "http"
+    assert all(not n.startswith(":") for n, _ in item.headers)
+    assert grpc_metadata(item.headers) == [("x-tenant", "a"), ("trace-bin", b"\x00\x01")]
+    e = item.expected
+    assert e is not None and e.grpc_status == 5 and e.messages == [b"olleh", b""]
+    assert e.grpc_message == "no such thing" and e.grpc_path == "/test.Echo/Unary"
+    h2 = {**PAIR, "l7protocol": "http2"}
+    del h2["grpc"]
+    item2 = item_from_json(h2, 1)
+    assert item2 is not None and item2.proto == "http2" and item2.expected is not None
+    assert item2.expected.grpc_status is None
+
+
+def _actual(status: int, message: str, msgs: list[bytes]) -> Actual:
+    return Actual(200, [], None, "", 0, grpc_status=status, grpc_message=message, messages=msgs)
+
+
+def test_grpc_comparison() -> None:
+    item = item_from_json(PAIR, 0)
+    assert item is not None and item.expected is not None
+    exp, cmp = item.expected, Comparer()
+    assert cmp.compare(exp, _actual(5, "no such thing", [b"olleh", b""])) == []
+    assert cmp.compare(exp, _actual(0, "", [b"olleh", b""])) == [
+        "grpc-status: recorded 5 'no such thing', replayed 0 ''"
+    ]
+    assert cmp.compare(exp, _actual(5, "other", [b"olleh", b""])) == [
+        "grpc-message: recorded 'no such thing', replayed 'other'"
+    ]
+    d = cmp.compare(exp, _actual(5, "no such thing", [b"ollex"]))
+    assert d[0] == "messages: recorded 2, replayed 1"
+    assert d[1].startswith("message 0: differs, first at byte 4 (recorded 5 bytes")
+
+
+def test_responder_splits_grpc_bodies() -> None:
+    body = grpc_body([b"a", b"", b"bc"])
+    assert split_messages(body, "identity") == [b"a", b"", b"bc"]
+    z = gzip.compress(b"zipped")
+    framed = b"\x01" + len(z).to_bytes(4, "big") + z
+    assert split_messages(framed, "gzip") == [b"zipped"]
+    assert split_messages(framed, "snappy") is None  # unknown encoding: no match
+    assert split_messages(body[:-1], "identity") is None  # cut mid-message
+    assert grpc_message("no such thing: x ✓ 100%") == "no such thing: x %E2%9C%93 100%25"
+
+
+def test_descriptor_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        Renderer(str(tmp_path / "missing.pb"))
+    (tmp_path / "empty.pb").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"holds no \.proto files"):
+        Renderer(str(tmp_path / "empty.pb"))
+    (tmp_path / "bad.pb").write_bytes(b"\xff\xff\xff")
+    with pytest.raises(ConfigError, match="not a FileDescriptorSet"):
+        Renderer(str(tmp_path / "bad.pb"))
