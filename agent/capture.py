@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent import bpf_layout as L
 from agent import gap_marks
@@ -35,6 +36,9 @@ from agent.streams import Chunk
 from agent.tls import records as tls_records
 from nodetap.v1 import rrpair_pb2 as pb
 
+if TYPE_CHECKING:
+    from agent.rules import RuleEngine
+
 __all__ = ["STAT_NAMES", "CaptureConfig", "SyscallCapture"]
 
 log = logging.getLogger(__name__)
@@ -50,12 +54,15 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         cfg: CaptureConfig,
         emit: Emit | None = None,
         on_exchange: Callable[[CapturedExchange], None] | None = None,
+        rules: RuleEngine | None = None,
     ) -> None:
         """Emit each RRPair as a protobuf message (`emit`), or as a CapturedExchange
         (`on_exchange`: built only in the forms the receiver asks for).
 
         With ``cfg.decoder == "core"`` the Rust core decodes the records (agent/capture_core.py)
-        at once: no deferred spool."""
+        at once: no deferred spool; it also runs the edge ``rules`` on each RRPair before
+        encoding it (agent/capture_rules.py). The Python decoder leaves rules to the
+        pipeline (agent/pipeline.py)."""
         if cfg.chosen_decoder() == "core":
             cfg = dataclasses.replace(cfg, decoder="core", spool_max=0)
         super().__init__(cfg)
@@ -75,7 +82,9 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         # sendfile's bytes, read back from files (agent/sendfile_bodies.py)
         self._files = FileRanges(copy_bound(cfg.max_body))
         if self.cfg.decoder == "core":
-            self._core_init(self.ids.next().rsplit("-", 1)[0])
+            self._core_init(self.ids.next().rsplit("-", 1)[0], rules)
+        elif rules is not None:
+            raise ValueError("edge rules run inside the capture with the core decoder only")
 
     def close(self) -> None:
         super().close()

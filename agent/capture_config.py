@@ -50,6 +50,10 @@ STAT_NAMES = (
     "tls_records",
     "conns_tls",
     "records_unknown",
+    # the edge rules run by the core decoder (agent/capture_rules.py): RRPairs dropped or
+    # sampled out, and RRPairs redacted
+    "rules_dropped",
+    "rules_redacted",
 )
 
 

@@ -15,7 +15,9 @@ record; it keeps what it is good at, once per connection:
   the core stops at such a record and Python gives them (``feed_sendfile``);
 - connections it learns of itself (opened before the capture, orphans adopted from /proc)
   and the ends it sees itself (processes gone, the capture stopping): fed to the core as
-  the OPEN/CLOSE records the programs would have written.
+  the OPEN/CLOSE records the programs would have written;
+- the edge rules: loaded, validated and reloaded by Python (agent/rules/), run by the core
+  on each RRPair before it is encoded (agent/capture_rules.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import nodetap_core
 
 from agent import bpf_layout as L
 from agent.capture_addresses import CaptureAddresses
+from agent.capture_rules import CoreRules
 from agent.connections import Connection
 from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from agent.rrpairs import ConnContext
+    from agent.rules import RuleEngine
 
 # the OPEN record's family bit for a connection opened before the capture (core/src/layout.rs)
 _FAMILY_PREEXISTING = 0x8000
@@ -135,11 +139,15 @@ class CoreRecords(CaptureAddresses):
         def _context(self, conn: Connection) -> ConnContext: ...
 
     _dec: nodetap_core.Decoder | None = None
+    _rules: CoreRules | None = None
 
-    def _core_init(self, prefix: str) -> None:
+    def _core_init(self, prefix: str, rules: RuleEngine | None = None) -> None:
         # the forms the receiver needs: JSON lines only for a pipeline on its fast path
-        # (agent/pipeline.py: no rules needing the message, no sink), else protobuf only
-        fast = bool(getattr(getattr(self.on_exchange, "__self__", None), "fast", False))
+        # (agent/pipeline.py: no Python rules left to run, no sink), else protobuf only
+        receiver = getattr(self.on_exchange, "__self__", None)
+        fast = bool(getattr(receiver, "fast", False))
+        # the receiver's output flushed once per batch (its fast path writes without flushing)
+        self._flush: Callable[[], None] | None = getattr(receiver, "flush", None)
         self._dec = nodetap_core.Decoder(
             self.cfg.max_body,
             prefix,
@@ -148,6 +156,8 @@ class CoreRecords(CaptureAddresses):
             jsonl=fast,
             hold=True,
         )
+        if rules is not None:
+            self._rules = CoreRules(rules, self._dec)
         self._core_seen: dict[str, int] = {}
         self._fresh: list[Connection] = []  # new connections whose context is not given yet
         self._given: set[int] = set()  # connections whose context the core has
@@ -160,6 +170,8 @@ class CoreRecords(CaptureAddresses):
         """One batch: through the core, then its connection records, contexts, RRPairs."""
         dec = self._dec
         assert dec is not None
+        if self._rules is not None:
+            self._rules.check_reload(self.stats)
         before = dec.counters()["records"]
         start = 0
         while (stop := dec.feed_records(blob, start)) is not None:
@@ -235,6 +247,8 @@ class CoreRecords(CaptureAddresses):
             else:
                 for b in encoded:
                     on(CoreExchange(b, None))
+            if (lines or encoded) and self._flush is not None:
+                self._flush()
         elif self.emit is not None:
             for b in encoded:
                 self.emit(pb.RRPair.FromString(b))
@@ -244,6 +258,8 @@ class CoreRecords(CaptureAddresses):
             if name in self.stats and name not in _COUNTED_HERE:
                 self.stats[name] += value - seen.get(name, 0)
         self._core_seen = counters
+        if self._rules is not None:
+            self._rules.harvest(self.stats)
 
     # ---- hooks of the Python record loop ----
 

@@ -7,10 +7,12 @@ objects below, prints progress and the summary, and owns the exit code.
 
 Each captured exchange goes through ``Pipeline.on_exchange``: edge rules (drop, sample,
 redact; agent/rules/) → forwarder sink (agent/sinks/) → the local writer. Without a rules
-file the rules are the defaults (credential headers redacted: RuleEngine.defaults); with
-those (or none, --no-redact), no sink and JSONL output, an exchange without a header to
-redact takes the fast path: its JSON line straight from the exchange, without building a
-protobuf message (agent/rrpairs.py).
+file the rules are the defaults (credential headers redacted: RuleEngine.defaults). The
+core decoder runs the rules itself, before it encodes an RRPair (``run_syscall(rules=)``,
+agent/capture_rules.py): its Pipeline has none (or only the -n/-l selection). With no
+rules left here (or only the defaults), no sink and JSONL output, an exchange without a
+header to redact takes the fast path: its JSON line straight from the exchange (from the
+core: as it encoded it), without building a protobuf message (agent/rrpairs.py).
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ class Pipeline:
         self.write(pair)
         self.written += 1
 
+    def flush(self) -> None:
+        """Flush the JSONL output (the capture calls it after each batch: the fast path
+        writes lines without flushing each)."""
+        if self._out is not None:
+            self._out.flush()
+
     def on_exchange(self, c: CapturedExchange) -> None:
         if self.fast and not c.has_header(self._redacted_names):
             assert self._out is not None
@@ -116,12 +124,15 @@ def run_syscall(
     abandon: threading.Event | None = None,
     on_started: Callable[[SyscallCapture], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    rules: RuleEngine | None = None,
 ) -> dict[str, int]:
     """Run a syscall capture until ``stop`` is set (or ``duration``, or ``count`` RRPairs),
     with the node's enrichment and targeting, its counters in the metrics registry; returns
     the summary. ``abandon`` set while the deferred backlog is decoded discards the rest
     (counted); ``progress(done, total)`` reports that decoding; ``on_started(capture)`` is
-    called once the programs are attached."""
+    called once the programs are attached. ``rules``: edge rules the capture runs itself
+    (the core decoder, before it encodes each RRPair; agent/capture_rules.py), then not
+    given to the Pipeline."""
     from agent.capture import SyscallCapture
     from agent.metrics import register_capture
     from agent.tls.coverage import pod_noter
@@ -131,7 +142,7 @@ def run_syscall(
     cfg.agent_version = node.version
     if node.enricher.node:
         cfg.node = node.enricher.node
-    cap = SyscallCapture(cfg, on_exchange=on_exchange)
+    cap = SyscallCapture(cfg, on_exchange=on_exchange, rules=rules)
     cap.progress = progress
     if abandon is not None:
         cap.abandon = abandon

@@ -1,6 +1,11 @@
 """The RuleEngine: drop, sample and redact RRPairs at the node edge, before anything is
 written anywhere; reloads its file when it changes and keeps the old rules if the new ones
-are bad."""
+are bad.
+
+Python loads and validates the rules; two executors run them with the same bytes out
+(tests/core/test_rules_differential.py): ``apply`` here (the Python decoder, packet mode,
+pcap import), and the compiled core inside the core decoder (``core_rules()``, given to
+``nodetap_core.Decoder.set_rules`` by agent/capture_rules.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import nodetap_core
 from prometheus_client import Counter
 
 from agent.rules import key as redaction_key
-from agent.rules.config import DEFAULT_HEADERS, RedactConfig, RuleError, RuleSet, load
+from agent.rules.config import DEFAULT_HEADERS, RedactConfig, RuleError, RuleSet, load, to_json
 from agent.rules.match import Predicate, compile_builtin, compile_match, sampled_in
 from agent.rules.redact import Redactor
 from nodetap.errors import ConfigError
@@ -48,6 +54,8 @@ def default_ruleset() -> RuleSet:
 class _Compiled:
     def __init__(self, rs: RuleSet, key: bytes) -> None:
         self.ruleset = rs
+        self.key = key
+        self.core: nodetap_core.Rules | None = None  # the same rules in the core, once asked
         self.drops: list[tuple[str, Predicate]] = [
             (f"builtin:{name}", compile_builtin(name)) for name in rs.builtin
         ] + [(r.name, compile_match(r.match)) for r in rs.drop]
@@ -64,6 +72,14 @@ class _Compiled:
         )
         have = {h.lower() for h in red.headers}
         self.clear_credentials = [h for h in DEFAULT_HEADERS if h.lower() not in have]
+
+    def compile_core(self) -> nodetap_core.Rules:
+        if self.core is None:
+            try:
+                self.core = nodetap_core.Rules(to_json(self.ruleset), self.key)
+            except ValueError as e:  # the checks of config.py should make this impossible
+                raise RuleError(f"{self.ruleset.source}: {e}") from None
+        return self.core
 
     def describe(self) -> str:
         rs = self.ruleset
@@ -96,6 +112,7 @@ class RuleEngine:
         # No key given: one for this process only (tokens then differ between runs).
         self.key = key if key is not None else redaction_key.ephemeral()
         self._compiled = _Compiled(ruleset, self.key)
+        self._core_wanted = False  # a core decoder runs these rules: compile reloads there too
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
         self._next_check = time.monotonic() + reload_interval
@@ -171,6 +188,8 @@ class RuleEngine:
         self._stamp = stamp
         try:
             compiled = _Compiled(load(self.path), self.key)
+            if self._core_wanted:
+                compiled.compile_core()
         except RuleError as e:
             RULE_RELOADS.labels("error").inc()
             log.error("rules: %s; keeping the previous rules", e)
@@ -190,6 +209,13 @@ class RuleEngine:
         log.info("rules: reloaded %s: %s", self.path, compiled.describe())
         self._warn_clear(compiled)
         return True
+
+    def core_rules(self) -> nodetap_core.Rules:
+        """The rules in force, compiled by the core, for a core decoder to run
+        (``Decoder.set_rules``); a new object after each reload (then also compiled in the
+        core before it is accepted: a file the core refuses keeps the old rules)."""
+        self._core_wanted = True
+        return self._compiled.compile_core()
 
     # -- applying -------------------------------------------------------------------------------
     def _decide(self, c: _Compiled, pair: pb.RRPair) -> Decision:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from agent.pipeline import Pipeline, close_sink, jsonl_writer, run_packet, run_syscall
 from agent.procfs import cgroup2_ids
@@ -19,6 +19,9 @@ from cli.table import TableWriter
 from nodetap import jsonl, rrpair_json
 from nodetap.errors import ConfigError
 from nodetap.v1 import rrpair_pb2 as pb
+
+if TYPE_CHECKING:
+    from agent.rules import RuleEngine
 
 EPILOG = """\
 examples:
@@ -143,11 +146,16 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    from cli.options.decoder import decoder
     from cli.options.rules import from_args as rules_from_args
     from cli.options.sink import from_args as sink_from_args
     from cli.options.targeting import from_args as node_context_from_args
 
-    rules = selection.selecting_rules(args, rules_from_args(args))
+    engine = rules_from_args(args)
+    # the core decoder runs the edge rules itself, before it encodes an RRPair
+    # (agent/capture_rules.py); the pipeline keeps the -n/-l selection
+    in_core = args.mode == "syscall" and decoder(args) == "core"
+    rules = selection.selecting_rules(args, None if in_core else engine)
     node = node_context_from_args(args) if args.mode == "syscall" else None
     if node is not None and selection.given(args) and not node.enricher.in_cluster:
         print(
@@ -194,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 assert node is not None
-                summary = _run_syscall(args, pipeline, stop, node)
+                summary = _run_syscall(args, pipeline, stop, node, engine if in_core else None)
                 out.flush()
     finally:
         if node is not None:
@@ -204,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
             metrics.close()
     summary.update(summary_sink)
     not_selected = getattr(rules, "not_selected", 0)
-    summary["written"], summary["rules_dropped"] = pipeline.written, pipeline.rules_dropped
+    summary["written"] = pipeline.written
+    # dropped by the rules in the core decoder (summary) or in the pipeline
+    summary["rules_dropped"] = summary.get("rules_dropped", 0) + pipeline.rules_dropped
     if selection.given(args):
         summary["not_selected"] = not_selected
         summary["rules_dropped"] -= not_selected
@@ -254,7 +264,11 @@ def defer_max(args: argparse.Namespace) -> int:
 
 
 def _run_syscall(
-    args: argparse.Namespace, pipeline: Pipeline, stop: threading.Event, node: Any
+    args: argparse.Namespace,
+    pipeline: Pipeline,
+    stop: threading.Event,
+    node: Any,
+    rules: RuleEngine | None,
 ) -> dict[str, int]:
     from agent.capture_config import CaptureConfig
     from cli.options.decoder import decoder
@@ -315,6 +329,7 @@ def _run_syscall(
         count=count,
         abandon=abandon,
         on_started=announce,
+        rules=rules,
         progress=_backlog_progress,
     )
     tls = started[0].tls if started else None

@@ -16,7 +16,7 @@
 //! - `tls`: TLS plaintext records (the switch to plaintext streams)
 //! - `h2_hook`: HTTP/2 detection, feeding and the `Upgrade: h2c` switch (src/h2)
 //! - `hold`: exchanges waiting for Python's context (`set_context`, `drop_conn`)
-//! - `output`: one RRPair built, counted and encoded
+//! - `output`: one RRPair built, counted, through the edge rules (`set_rules`), encoded
 #![forbid(unsafe_code)]
 
 mod conn;
@@ -33,6 +33,7 @@ pub use hold::{Item, MAX_HELD};
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use conn::Conn;
 
@@ -79,6 +80,8 @@ pub struct Decoder {
     pub counters: Counters,
     pub out_pb: Vec<Vec<u8>>,
     pub out_jsonl: Vec<Vec<u8>>,
+    /// The edge rules run on each RRPair before it is encoded (drop, sample, redact).
+    rules: Option<Arc<crate::rules::Rules>>,
     /// hold: OPEN/ADDR/CLOSE record payloads, in order
     pub control: Vec<Vec<u8>>,
     /// hold: connections the core stopped decoding (not HTTP, upgraded, panicked)
@@ -123,11 +126,18 @@ impl Decoder {
             counters,
             out_pb: Vec::new(),
             out_jsonl: Vec::new(),
+            rules: None,
             control: Vec::new(),
             stopped: Vec::new(),
             orphans: Vec::new(),
             panic_conn: None,
         }
+    }
+
+    /// The edge rules every RRPair goes through from now on, before it is encoded (None:
+    /// none). RRPairs already encoded are not changed.
+    pub fn set_rules(&mut self, rules: Option<Arc<crate::rules::Rules>>) {
+        self.rules = rules;
     }
 
     /// A batch of ring-buffer-format bytes (8-byte record headers included), from byte
@@ -365,3 +375,6 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

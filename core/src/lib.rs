@@ -17,6 +17,10 @@
 //!                                         # client, server, meta and connection-wide flags;
 //!                                         # replaces what the core built from the OPEN record
 //!                                         # (hold: releases the exchanges waiting for it)
+//!   .set_rules(rules: Rules | None) -> None
+//!                                         # the edge rules each RRPair goes through before
+//!                                         # it is encoded (drop, sample, redact; HTTP/1,
+//!                                         # HTTP/2 and gRPC alike); a reload swaps them
 //!   .drop_conn(conn_id: int) -> None      # nothing more of this connection comes out
 //!   .waiting_contexts() -> list[int]      # hold: connections whose exchanges wait
 //!   .take_control() -> list[bytes]        # hold: OPEN/ADDR/CLOSE record payloads

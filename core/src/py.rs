@@ -88,6 +88,13 @@ impl Decoder {
         std::mem::take(&mut self.core.orphans)
     }
 
+    /// The edge rules (a `Rules`) each RRPair goes through before it is encoded; None:
+    /// none. A reload swaps them here; RRPairs out already are not changed.
+    #[pyo3(signature = (rules))]
+    fn set_rules(&mut self, rules: Option<&Bound<'_, crate::py_rules::Rules>>) {
+        self.core.set_rules(rules.map(|r| r.get().engine()));
+    }
+
     fn set_context(&mut self, conn_id: u64, template: &[u8]) -> PyResult<()> {
         let t = pb::RrPair::decode(template)
             .map_err(|e| PyValueError::new_err(format!("context is not an encoded RRPair: {e}")))?;

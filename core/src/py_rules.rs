@@ -32,7 +32,6 @@ pub struct Rules {
 
 impl Rules {
     /// The compiled rules, shared with a decoder.
-    #[allow(dead_code)] // the decoder's set_rules (c19w) is its user
     pub(crate) fn engine(&self) -> Arc<rules::Rules> {
         Arc::clone(&self.inner)
     }

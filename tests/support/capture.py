@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from agent.capture import CaptureConfig, SyscallCapture
+from agent.rules import RuleEngine
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -65,12 +66,16 @@ class LiveCapture:
 
 @contextlib.contextmanager
 def live_capture(**cfg_kwargs: object) -> Iterator[LiveCapture]:
-    """Start a SyscallCapture (CaptureConfig fields as keywords) draining in a thread.
+    """Start a SyscallCapture (CaptureConfig fields as keywords; ``rules=`` a RuleEngine the
+    core decoder runs) draining in a thread.
 
     On exit the capture is closed (probes detached) and `lc.cap.summary()` stays readable.
     """
+    rules = cfg_kwargs.pop("rules", None)
+    assert rules is None or isinstance(rules, RuleEngine)
     holder: list[LiveCapture] = []
-    cap = SyscallCapture(CaptureConfig(**cfg_kwargs), lambda p: holder[0]._emit(p))  # type: ignore[arg-type]
+    cfg = CaptureConfig(**cfg_kwargs)  # type: ignore[arg-type]
+    cap = SyscallCapture(cfg, lambda p: holder[0]._emit(p), rules=rules)
     lc = LiveCapture(cap)
     holder.append(lc)
     cap.start()

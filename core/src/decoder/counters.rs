@@ -43,6 +43,8 @@ pub const COUNTER_NAMES: &[&str] = &[
     "h2_hpack_errors",
     "h2_header_lists_too_large",
     "h2_tables_rebuilt",
+    // s29-rulesc: RRPairs lost to a panic inside the edge rules (never written unredacted)
+    "rules_panics",
 ];
 
 #[derive(Debug, Default, Clone)]

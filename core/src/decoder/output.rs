@@ -1,4 +1,8 @@
-//! One RRPair out: built from an exchange or stream, counted, encoded in the output forms.
+//! One RRPair out: built from an exchange or stream, counted, through the edge rules
+//! (src/rules: dropped, sampled out or redacted before any byte of it is encoded), encoded
+//! in the output forms.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use prost::Message as _;
 
@@ -7,6 +11,7 @@ use super::Decoder;
 
 use crate::build::build;
 use crate::pb;
+use crate::rules::Verdict;
 
 impl Decoder {
     pub(super) fn emit(&mut self, cid: u64, template: &pb::RrPair, item: Item) {
@@ -32,6 +37,19 @@ impl Decoder {
         }
         if template.flags.iter().any(|f| f == "noaddr") {
             c.add("rrpairs_noaddr", 1);
+        }
+        if let Some(rules) = &self.rules {
+            // a panic in the rules loses this RRPair (counted), never writes it unredacted
+            let verdict = catch_unwind(AssertUnwindSafe(|| rules.apply(&mut pair)));
+            match verdict {
+                Ok(Verdict::Keep) => {}
+                Ok(Verdict::Drop) => return,
+                Err(_) => {
+                    c.add("panics", 1);
+                    c.add("rules_panics", 1);
+                    return;
+                }
+            }
         }
         if self.formats.protobuf {
             self.out_pb.push(pair.encode_to_vec());
