@@ -193,8 +193,9 @@ def run_packet(
         timer.start()
     if on_started is not None:
         on_started()
+    fast = bool(getattr(getattr(on_exchange, "__self__", None), "fast", False))
     result = run_packet_capture(
-        interface, ports, lambda p: None, stop, max_body, on_exchange=counted
+        interface, ports, lambda p: None, stop, max_body, on_exchange=counted, jsonl=fast
     )
     summary = dict(result)
     summary.setdefault("rrpairs", emitted)

@@ -1,17 +1,26 @@
-"""HTTP/1.x on a reassembled flow: ordered bytes in, captured exchanges (RRPairs) out.
+"""Reassembled flows into the Rust core: ordered bytes in, RRPairs (HTTP/1.x, HTTP/2, gRPC) out.
 
-The bridge between the flow table (agent.packet.flows) and the sans-IO HTTP/1.x stitcher;
-it knows the data model through agent.rrpairs and nothing of files or sockets.
+The bridge between the flow table (agent.packet.flows) and the core (nodetap_core), the
+same decoder the syscall capture feeds. Each flow becomes the records the kernel programs
+would have written for the client's side of the connection (agent/packet/records.py):
+OPEN with its addresses (flagged preexisting when the capture missed the handshake), DATA
+and GAP per direction at their stream offsets, CLOSE. Its context (direction NETWORK,
+client, server, source, node) is given to the core once, before its OPEN. Records are
+batched; ``flush`` feeds the batch and hands the RRPairs out (as CoreExchange: protobuf
+or JSON line, built by the core).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import nodetap_core
+
+from agent.capture_core import CoreExchange
+from agent.packet import records as R
 from agent.packet.flows import FlowInfo, Session
-from agent.protocols.http1 import Http1Stitcher
 from agent.protocols.http1.types import HttpExchange
-from agent.rrpairs import CapturedExchange, ConnContext, RRPairIds
+from agent.rrpairs import CapturedExchange, ConnContext, build_http_rrpair
 from nodetap.identity import Identity
 from nodetap.v1 import rrpair_pb2 as pb
 
@@ -19,6 +28,10 @@ Emit = Callable[[pb.RRPair], None]
 # Receives each exchange with its context; it builds the RRPair message or its JSON line
 # only in the form needed (CapturedExchange.proto() / .json_line()).
 OnExchange = Callable[[CapturedExchange], None]
+
+# a batch is fed to the core past this many bytes of records (large enough that the call
+# costs nothing per record, small enough that the batch is no memory to speak of)
+BATCH_BYTES = 64 << 10
 
 
 def emitting(emit: Emit) -> OnExchange:
@@ -30,54 +43,40 @@ def emitting(emit: Emit) -> OnExchange:
     return on_exchange
 
 
-class HttpFlowSession:
-    """Feeds one flow's two directions to an Http1Stitcher and hands on the exchanges."""
+class CoreFlowSession:
+    """One flow's records: offsets per direction, appended to the shared batch."""
 
-    __slots__ = ("_ctx", "_emit", "_ids", "_stitcher", "exchanges")
+    __slots__ = ("_cid", "_off", "_owner")
 
-    def __init__(
-        self,
-        info: FlowInfo,
-        ctx: ConnContext,
-        stitcher: Http1Stitcher,
-        ids: RRPairIds,
-        emit: OnExchange,
-    ) -> None:
-        self._ctx = ctx
-        self._stitcher = stitcher
-        self._ids = ids
-        self._emit = emit
-        self.exchanges = 0
+    def __init__(self, owner: CoreSessions, cid: int) -> None:
+        self._owner = owner
+        self._cid = cid
+        self._off = [0, 0]  # EGRESS (client to server), INGRESS
 
     def data(self, from_client: bool, data: bytes, ts_ns: int) -> None:
-        st = self._stitcher
-        out = (
-            st.feed_request_bytes(data, ts_ns)
-            if from_client
-            else st.feed_response_bytes(data, ts_ns)
-        )
-        if out:
-            self._out(out)
+        d = 0 if from_client else 1
+        off = self._off[d]
+        self._off[d] = off + len(data)
+        owner = self._owner
+        owner.buf += R.data(self._cid, d, off, data, ts_ns)
+        if len(owner.buf) > BATCH_BYTES:
+            owner.flush()
 
     def gap(self, from_client: bool, size: int, ts_ns: int) -> None:
-        st = self._stitcher
-        out = st.request_gap(size, ts_ns) if from_client else st.response_gap(size, ts_ns)
-        if out:
-            self._out(out)
+        d = 0 if from_client else 1
+        off = self._off[d]
+        self._off[d] = off + size
+        self._owner.buf += R.gap(self._cid, d, off, size, ts_ns)
 
     def close(self, ts_ns: int) -> None:
-        out = self._stitcher.close(ts_ns)
-        if out:
-            self._out(out)
-
-    def _out(self, exchanges: list[HttpExchange]) -> None:
-        for ex in exchanges:
-            self.exchanges += 1
-            self._emit(CapturedExchange(ex, self._ctx, self._ids.next()))
+        owner = self._owner
+        owner.buf += R.close(self._cid, ts_ns, self._off)
+        if len(owner.buf) > BATCH_BYTES:
+            owner.flush()
 
 
-class HttpSessionFactory:
-    """Makes an HttpFlowSession for each new flow (the flow table's session factory)."""
+class CoreSessions:
+    """The flow table's session factory: one core Decoder for every flow."""
 
     def __init__(
         self,
@@ -85,13 +84,17 @@ class HttpSessionFactory:
         source: str,
         max_body: int,
         node: str = "",
-        ids: RRPairIds | None = None,
+        id_prefix: str | None = None,
+        jsonl: bool = False,
     ) -> None:
         self._emit = emit
         self._source = source
-        self._max_body = max_body
         self._node = node
-        self._ids = ids or RRPairIds()
+        self._jsonl = jsonl
+        prefix = id_prefix or R.default_prefix()
+        self.dec = nodetap_core.Decoder(max_body, prefix, 0, protobuf=not jsonl, jsonl=jsonl)
+        self.buf = bytearray()
+        self.rrpairs = 0
 
     def __call__(self, info: FlowInfo) -> Session:
         ctx = ConnContext(
@@ -105,5 +108,29 @@ class HttpSessionFactory:
             who=Identity(node=self._node),
             flags={"preexisting"} if info.midstream else set(),
         )
-        stitcher = Http1Stitcher(max_body=self._max_body, resync=info.midstream)
-        return HttpFlowSession(info, ctx, stitcher, self._ids, self._emit)
+        template = build_http_rrpair(HttpExchange(None, None), ctx, "")
+        self.dec.set_context(info.flow_id, template.SerializeToString())
+        self.buf += R.open_record(info)
+        return CoreFlowSession(self, info.flow_id)
+
+    def flush(self) -> None:
+        """Feed the batch; hand out the RRPairs the core finished."""
+        dec = self.dec
+        if self.buf:
+            blob = bytes(self.buf)
+            self.buf.clear()
+            dec.feed_records(blob)
+        emit = self._emit
+        if self._jsonl:
+            lines = dec.take_jsonl()
+            self.rrpairs += len(lines)
+            for line in lines:
+                emit(CoreExchange(None, line))
+        else:
+            encoded = dec.take_rrpairs()
+            self.rrpairs += len(encoded)
+            for b in encoded:
+                emit(CoreExchange(b, None))
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.dec.counters())

@@ -28,17 +28,25 @@ def import_pcap(
     node: str = "",
     max_flows: int = 32768,
     on_exchange: OnExchange | None = None,
+    jsonl: bool = False,
 ) -> ImportResult:
     """Read every record of `fp`; hand each exchange found to `on_exchange` (as a
     CapturedExchange), or its RRPair message to `emit`. Raises PcapFormatError when the
-    stream is not a capture file at all."""
+    stream is not a capture file at all. `jsonl`: the receiver only writes JSON lines
+    (CapturedExchange.json_line(); the core then encodes no protobuf)."""
     if on_exchange is None:
         if emit is None:
             raise TypeError("import_pcap needs emit or on_exchange")
         on_exchange = emitting(emit)
     reader = PcapReader(fp)
     pipe = PacketPipeline(
-        on_exchange, source="pcap", ports=ports, max_body=max_body, node=node, max_flows=max_flows
+        on_exchange,
+        source="pcap",
+        ports=ports,
+        max_body=max_body,
+        node=node,
+        max_flows=max_flows,
+        jsonl=jsonl,
     )
     frame = pipe.frame
     for ts_ns, linktype, buf, _orig in reader:

@@ -2,7 +2,8 @@
 
 The filter (bpf/packet_filter.c, compiled by BCC) keeps only TCP segments on the selected
 ports, in the kernel; this module reads the AF_PACKET socket it is attached to, with kernel
-timestamps, and hands the frames to the same reassembly and HTTP/1.x parsing as pcap import.
+timestamps, and hands the frames to the same reassembly and core decoder (HTTP/1.x, HTTP/2,
+gRPC) as pcap import.
 Packets the kernel dropped because the socket's buffer was full are counted from the
 socket's PACKET_STATISTICS and reported (``kernel_drops``).
 """
@@ -175,6 +176,7 @@ def run_packet_capture(
     ready: threading.Event | None = None,
     rcvbuf: int = RCVBUF,
     on_exchange: Callable[[CapturedExchange], None] | None = None,
+    jsonl: bool = False,
 ) -> dict[str, int]:
     """Capture `interface` until `stop` is set, emitting RRPairs; returns the counters
     (packets, flows, rrpairs, gaps, malformed, kernel_drops, filter_seen, filter_kept...).
@@ -182,7 +184,8 @@ def run_packet_capture(
     `ready` (optional) is set once the filter is attached and packets are being read;
     `rcvbuf` is the socket's receive buffer (the kernel drops packets beyond it);
     `on_exchange`, when given, receives each exchange as a CapturedExchange instead of
-    `emit` its RRPair message (``.json_line()`` writes JSONL without building the message).
+    `emit` its RRPair message (``.json_line()`` writes JSONL without building the message);
+    `jsonl`: the receiver only writes JSON lines (the core encodes no protobuf).
     """
     linktype, _link_hdr = link_of(interface)
     bpf, fn = _load_filter(interface, ports)
@@ -200,7 +203,9 @@ def run_packet_capture(
         else:
             emit(captured.proto())
 
-    pipe = PacketPipeline(count_emit, source="packet", ports=ports, max_body=max_body, node=node)
+    pipe = PacketPipeline(
+        count_emit, source="packet", ports=ports, max_body=max_body, node=node, jsonl=jsonl
+    )
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -232,10 +237,11 @@ def run_packet_capture(
                             sec, nsec = struct.unpack("qq", cdata[:16])
                             ts = sec * 1_000_000_000 + nsec
                     frame(ts or time.time_ns(), linktype, data)
+                pipe.flush()
             now = time.monotonic()
             if now - last_expire > 1.0:
                 last_expire = now
-                pipe.flows.expire(time.time_ns())
+                pipe.expire(time.time_ns())
                 sync(pipe.summary())
                 p, d = _kernel_stats(sock)
                 kernel_packets += p

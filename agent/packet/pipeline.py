@@ -1,8 +1,11 @@
-"""Frames in, exchanges out: decoding, the flow table and HTTP/1.x sessions put together.
+"""Frames in, exchanges out: decoding, the flow table and the Rust core put together.
 
 Shared by pcap import and live packet capture; the caller brings the frames (from a file
 or a socket) and receives each exchange as a CapturedExchange through ``on_exchange``
-(``.proto()`` for the RRPair message, ``.json_line()`` for its JSONL line).
+(``.proto()`` for the RRPair message, ``.json_line()`` for its JSONL line). Python decodes
+frames and reassembles TCP; the core (the syscall capture's decoder) parses HTTP/1.x,
+HTTP/2 and gRPC. Exchanges come out when a batch of records is fed: call ``flush`` after
+each burst of frames (live), ``finish`` at the end.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from dataclasses import dataclass
 
 from agent.packet.decode import SUPPORTED_LINKTYPES, Malformed, NotTcp, decode
 from agent.packet.flows import FlowTable
-from agent.packet.http_session import HttpSessionFactory, OnExchange
+from agent.packet.http_session import CoreSessions, OnExchange
 from agent.rrpairs import CapturedExchange
 
 log = logging.getLogger(__name__)
+
+# the core's counters in the summary (as core_NAME)
+_CORE_COUNTERS = ("conns_h2", "conns_not_http", "parse_errors", "panics", "rrpairs_truncated")
 
 
 @dataclass(slots=True)
@@ -33,7 +39,10 @@ class PacketStats:
 
 
 class PacketPipeline:
-    """Decodes frames, reassembles TCP, parses HTTP/1.x, emits RRPairs."""
+    """Decodes frames, reassembles TCP, feeds the core, emits RRPairs.
+
+    ``jsonl``: the receiver writes JSON lines only (the core then encodes no protobuf).
+    """
 
     def __init__(
         self,
@@ -44,12 +53,15 @@ class PacketPipeline:
         node: str = "",
         max_flows: int = 32768,
         idle_timeout_ns: int = 120 * 10**9,
+        jsonl: bool = False,
     ) -> None:
         self.stats = PacketStats()
         self._emit_out = on_exchange
-        factory = HttpSessionFactory(self._emit, source=source, max_body=max_body, node=node)
+        self.sessions = CoreSessions(
+            self._emit, source=source, max_body=max_body, node=node, jsonl=jsonl
+        )
         self.flows = FlowTable(
-            factory, ports=ports, max_flows=max_flows, idle_timeout_ns=idle_timeout_ns
+            self.sessions, ports=ports, max_flows=max_flows, idle_timeout_ns=idle_timeout_ns
         )
         self._bad_links: set[int] = set()
 
@@ -80,14 +92,26 @@ class PacketPipeline:
         stats.tcp += 1
         self.flows.segment(seg, ts_ns)
 
+    def flush(self) -> None:
+        """Decode the records batched so far; emit the exchanges they finish."""
+        self.sessions.flush()
+
+    def expire(self, now_ns: int) -> int:
+        """Close flows idle since before the idle timeout; returns how many."""
+        n = self.flows.expire(now_ns)
+        self.sessions.flush()
+        return n
+
     def finish(self) -> None:
         """End of input: flush and close every flow."""
         self.flows.close_all()
+        self.sessions.flush()
 
     def summary(self) -> dict[str, int]:
         """All counters, frame- and flow-level, by name."""
         s = self.stats
         f = self.flows.snapshot_stats()
+        core = self.sessions.counters()
         return {
             "packets": s.packets,
             "bytes": s.bytes,
@@ -107,4 +131,5 @@ class PacketPipeline:
             "out_of_order": f.out_of_order,
             "duplicate_bytes": f.duplicate_bytes,
             "conflicts": f.conflicts,
+            **{f"core_{k}": core[k] for k in _CORE_COUNTERS},
         }

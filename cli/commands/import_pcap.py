@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "import",
         help="read a pcap/pcapng capture, write RRPairs (JSONL)",
-        description="Reassemble the TCP connections of a pcap or pcapng capture, parse "
-        'HTTP/1.x, and write RRPairs (direction NETWORK, meta.source "pcap") as JSONL.',
+        description="Reassemble the TCP connections of a pcap or pcapng capture, decode "
+        "HTTP/1.x, HTTP/2 and gRPC (h2c) in the core, and write RRPairs (direction NETWORK, "
+        'meta.source "pcap") as JSONL.',
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         write = fout.write
 
         def on_exchange(captured: CapturedExchange) -> None:
-            write(captured.json_line())  # JSON straight from the exchange, no message built
+            write(captured.json_line())  # the core's JSON line, no message built
             write("\n")
 
         try:
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 max_body=args.max_body,
                 node=args.node,
                 max_flows=args.max_flows,
+                jsonl=True,
             )
         except PcapFormatError as e:
             raise InputError(f"{args.file}: {e}; give a pcap or pcapng file (tcpdump -w)") from None
