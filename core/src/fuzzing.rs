@@ -177,6 +177,9 @@ mod tests {
         b"\x10GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nGET / HTTP/1.1\r\n\r\n\xff\x11HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
         b"\x10GET / HTTP/1.0\r\n\r\n\xff\x11HTTP/1.0 200 OK\r\n\r\nbody\xff\x13gap\xff\x11tail",
         b"\x10CONNECT h:1 HTTP/1.1\r\n\r\n\xff\x11HTTP/1.1 200 OK\r\n\r\n\xff\x10tls",
+        // a gap inside a chunked body: framing found again at a proven chunk-size line
+        b"\x10GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n\xff\x11HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc\xff\x13gapgapgapgapgapgapgapgapgap\xff\x11tail\r\n5\r\nabcde\r\n0\r\nX-T: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"\x11HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\nabc\xff\x13gap\xff\x11xx\r\n0\r\n\r\nmore\r\ncafe\r\n3\r\nabc\r\n0\r\n\r\n\xff\x13g\xff\x11\r\n0\r",
         b"\x10GET / HTTP/1.1\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\n\r\n\xff\x11HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 B\r\n\r\n",
     ];
 

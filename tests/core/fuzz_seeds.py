@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from tests.core.rules_pairs import fuzz_seeds as rules_seeds
+from tests.core.test_chunk_resync_differential import CASES as CHUNK_CASES
+from tests.core.test_chunk_resync_differential import response_case
 from tests.core.test_differential import CASES
 
 
@@ -51,6 +53,9 @@ def main(root: str) -> None:
         d.mkdir(parents=True, exist_ok=True)
         for name, pieces in CASES.items():
             (d / f"seed-{name}").write_bytes(seed(pieces, sep))
+        for name, (body, hole, then) in CHUNK_CASES.items():  # gaps in chunked bodies
+            pieces = response_case(body, [hole], [], then)
+            (d / f"seed-chunk-resync-{name}").write_bytes(seed(pieces, sep))
     d = Path(root) / "rules"
     d.mkdir(parents=True, exist_ok=True)
     for i, data in enumerate(rules_seeds()):

@@ -163,19 +163,6 @@ CASES: dict[str, list[tuple[str, bytes | int]]] = {
 }
 
 
-# The Python parser finds chunked framing again at a proven chunk-size line
-# (agent/protocols/http1/chunk_resync.py: trailers, bounded body_size); the Rust core still
-# looks for the last chunk only. Until core/src/http1/recovery.rs does the same, these cases check
-# the Python path, and the comparison is expected to fail (strict: it must be updated then).
-CORE_PENDING = {"gap-loses-the-chunk-framing", "gap-loses-the-chunk-framing-trailers"}
-
-
-@pytest.mark.parametrize("name", sorted(CORE_PENDING))
-@pytest.mark.xfail(strict=True, reason="core/src/http1/recovery.rs: chunk resync not ported yet")
-def test_core_resyncs_chunked_framing_as_python_does(name: str) -> None:
-    assert_same([b"".join(conversation(Conn(9), CASES[name]))])
-
-
 # After a 101 to h2c the Python path stops parsing; the core decodes the HTTP/2 that follows
 H2_AFTER_UPGRADE = {"h2c-101-before-the-request-ended"}
 
@@ -190,8 +177,6 @@ def test_same_rrpairs(name: str, role: int) -> None:
         assert [p for p in got if p.l7protocol != "http2"] == pairs
         # the core goes on in HTTP/2 (src/h2): the upgrade request is stream 1
         assert [p.http.req.url for p in got if p.l7protocol == "http2"][:1] == ["/early"]
-    elif name in CORE_PENDING:
-        pairs = python_path(batch, 1 << 20)
     else:
         pairs = assert_same(batch)
     flags = [sorted(p.flags) for p in pairs]

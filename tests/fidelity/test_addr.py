@@ -111,15 +111,14 @@ def test_node_server_addresses_per_request(mode: str) -> None:
     assert summary["conns_filtered_user"] == 0, summary
 
 
-def test_node_addresses_without_the_tracepoint() -> None:
+@pytest.mark.parametrize("mode", list(DEFERRED))
+def test_node_addresses_without_the_tracepoint(mode: str) -> None:
     """Where the kernel cannot report addresses at the first read (forced here), /proc is
     believed only when the connection provably still owned its fd: each INBOUND RRPair
     has the client port Node.js saw, or none (flagged noaddr), never another one."""
     with (
         node_server() as srv,
-        live_capture(
-            ports=[srv.port], addr_at_read=False, spool_max=64 << 20, idle_decode=False
-        ) as lc,
+        live_capture(ports=[srv.port], addr_at_read=False, **DEFERRED[mode]) as lc,
     ):
         _curl_sequential(srv, 5)
         _curl_concurrent(srv, 8)
@@ -235,15 +234,16 @@ def test_addresses_at_the_first_read_of_every_read_syscall() -> None:
     assert summary["addr_at_read_conns"] == len(hows), summary
 
 
-def test_uvicorn_on_uvloop_addresses() -> None:
+@pytest.mark.parametrize("mode", list(DEFERRED))
+def test_uvicorn_on_uvloop_addresses(mode: str) -> None:
     """uvicorn on uvloop (libuv accepts without a sockaddr) driven by aiohttp, sequential
-    requests on a connection each, then concurrent ones over a keep-alive pool, with
-    deferred decoding: every INBOUND RRPair carries the client port uvicorn saw, and the
-    OUTBOUND side agrees."""
+    requests on a connection each, then concurrent ones over a keep-alive pool, decoded at
+    once (the default decoder, the core) or deferred: every INBOUND RRPair carries the
+    client port uvicorn saw, and the OUTBOUND side agrees."""
     n = 2 * 8
     with (
         uvicorn_server() as srv,
-        live_capture(ports=[srv.port], spool_max=64 << 20, idle_decode=False) as lc,
+        live_capture(ports=[srv.port], **DEFERRED[mode]) as lc,
     ):
         got = aiohttp_client(srv.port, n // 2)
         log = srv.requests(n)

@@ -13,8 +13,9 @@ request and with nginx's access log:
 - no open, address or close record was lost (drop_ringbuf_control_records stays 0): the
   ring keeps room for them (bpf/common.h).
 
-Each capture runs as `nodetap capture` does by default: deferred decoding (a drain process
-spools the ring, decoding follows at idle priority).
+Each capture runs both ways `nodetap capture` decodes: at once in the Rust core (the
+default decoder, `--defer-max 0`) and deferred in Python (a drain process spools the ring,
+decoding follows at idle priority).
 """
 
 from __future__ import annotations
@@ -124,10 +125,11 @@ def check_losses(lc: LiveCapture, flagged_conns: int) -> dict[str, int]:
     return s
 
 
-def run_uvicorn(ringbuf_pages: int | None) -> dict[str, int]:
+def run_uvicorn(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, int]:
     ring = {"ringbuf_pages": ringbuf_pages} if ringbuf_pages else {}
+    ring.update(DEFERRED if deferred else DIRECT)
     # leaving the capture decodes its whole backlog (as Ctrl-C does)
-    with uvicorn_server() as srv, live_capture(ports=[srv.port], **DEFERRED, **ring) as lc:
+    with uvicorn_server() as srv, live_capture(ports=[srv.port], **ring) as lc:
         account = aiohttp_fetch(srv.url, CONNS, SIZES)
     expected = [(f"/bytes/{n}", n) for n in SIZES]
     for conn in account:
@@ -171,25 +173,27 @@ def run_nginx(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, int
     return check_losses(lc, flagged)
 
 
-def test_uvicorn_and_aiohttp_with_the_default_ring_lose_no_connection() -> None:
-    run_uvicorn(None)
+MODES = pytest.mark.parametrize("deferred", [False, True], ids=["core", "deferred"])
 
 
-def test_nginx_and_curl_with_the_default_ring_lose_no_connection() -> None:
-    run_nginx(None)
+@MODES
+def test_uvicorn_and_aiohttp_with_the_default_ring_lose_no_connection(deferred: bool) -> None:
+    run_uvicorn(None, deferred)
 
 
-def test_uvicorn_overflowing_a_small_ring_flags_every_loss() -> None:
-    s = run_uvicorn(SMALL_RING)
+@MODES
+def test_nginx_and_curl_with_the_default_ring_lose_no_connection(deferred: bool) -> None:
+    run_nginx(None, deferred)
+
+
+@MODES
+def test_uvicorn_overflowing_a_small_ring_flags_every_loss(deferred: bool) -> None:
+    s = run_uvicorn(SMALL_RING, deferred)
     assert s["drop_ringbuf_data_records"] > 0, s  # the ring did overflow
     assert s["reserved_room_records"] >= 0
 
 
-def test_nginx_overflowing_a_small_ring_flags_every_loss() -> None:
-    s = run_nginx(SMALL_RING)
-    assert s["drop_ringbuf_data_records"] > 0, s
-
-
-def test_nginx_overflowing_a_small_ring_read_directly_flags_every_loss() -> None:
-    s = run_nginx(SMALL_RING, deferred=False)
+@MODES
+def test_nginx_overflowing_a_small_ring_flags_every_loss(deferred: bool) -> None:
+    s = run_nginx(SMALL_RING, deferred)
     assert s["drop_ringbuf_data_records"] > 0, s

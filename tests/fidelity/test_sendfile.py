@@ -150,7 +150,7 @@ def test_apache_mpm_event_bodies_whole(sendfile: bool) -> None:
 
 
 @pytest.mark.skipif(not apache_peer.available(), reason="apache2 is not installed")
-def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path) -> None:
+def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path, mode: str) -> None:
     """A CGI under mod_cgid (no Content-Length: Apache answers chunked), on one keep-alive
     connection of one curl: GET 1000 and 300,000 bytes, a 200 KiB POST read by the script,
     then a static file sent with sendfile. Both sides hold the four exchanges whole, with
@@ -159,7 +159,7 @@ def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path)
     (tmp_path / "post.bin").write_bytes(post)
     cgi = "/cgi-bin/echo.py"
     with apache(FILES, sendfile=True) as srv:
-        with capture(srv.port, "deferred") as lc:
+        with capture(srv.port, mode) as lc:
             got = subprocess.run(
                 ["curl", "-sS", "--http1.1", "-o", "-", f"{srv.url}{cgi}?1000"]
                 + ["--next", "-o", "-", f"{srv.url}{cgi}?300000"]
@@ -169,7 +169,7 @@ def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path)
                 check=True,
                 timeout=60,
             ).stdout
-            collect(lc, 4, "deferred")
+            collect(lc, 4, mode)
         served = srv.access_log()
     answer = b"got %d %s" % (len(post), hashlib.sha256(post).hexdigest().encode())
     bodies = [cgi_body(1000), cgi_body(300000), answer, FILES["1k.bin"]]

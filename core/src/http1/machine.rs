@@ -7,8 +7,8 @@ use super::chunked::chunk_size;
 use super::head::fields;
 use super::recovery::start_pattern;
 use super::{
-    find_crlf, find_end, Message, Out, Parser, State, Step, LAST_CHUNK, MAX_CHUNK_LINE,
-    MAX_HEADER_BYTES, MAX_START_LINE,
+    find_crlf, find_end, Message, Out, Parser, State, Step, MAX_CHUNK_LINE, MAX_HEADER_BYTES,
+    MAX_START_LINE,
 };
 
 impl Parser {
@@ -41,6 +41,8 @@ impl Parser {
             refused: false,
             parse_errors: 0,
             resync: false,
+            chunk_at_hole: false,
+            chunk_keep: None,
         }
     }
 
@@ -243,31 +245,10 @@ impl Parser {
                     *pos = n;
                 }
                 State::ChunkScan => {
-                    let last = memchr::memmem::find(&self.buf[p..], LAST_CHUNK).map(|i| p + i);
-                    let start = start_pattern(self.is_request)
-                        .find_at(&self.buf, p)
-                        .map(|m| m.start());
-                    let ends_first = match (last, start) {
-                        (Some(l), Some(s)) => l < s,
-                        (Some(_), None) => true,
-                        _ => false,
-                    };
-                    if let (true, Some(l)) = (ends_first, last) {
-                        let at = l + LAST_CHUNK.len();
-                        let ts = self.ts_at(at - 1);
-                        self.complete(Some(ts), out);
+                    if let Some(at) = self.chunk_scan(p, out) {
                         *pos = at;
-                    } else if let Some(s) = start {
-                        if let Some(msg) = self.msg.take() {
-                            self.finish_cut(msg, out);
-                        }
-                        self.state = State::Idle;
-                        self.closing = false;
-                        *pos = s;
                     } else {
-                        // keep a tail that may begin either (from the last LF)
-                        let last_lf = memchr::memrchr(b'\n', &self.buf[p..]).map_or(p, |i| p + i);
-                        *pos = last_lf.max(p).max(n.saturating_sub(MAX_START_LINE));
+                        *pos = self.chunk_scan_keep(p);
                         return Ok(());
                     }
                 }

@@ -12,10 +12,12 @@
 //! - `head`: message heads (start line, header fields, checks of a partial head)
 //! - `framing`: what the headers say about the body; request and response framing
 //! - `chunked`: chunk-size lines and their extensions
+//! - `chunk_resync`: finding chunked framing again after a gap (proven chunk-size lines)
 //! - `recovery`: gaps, skipped bytes, resync on the next start line, the end of a stream
 //! - `upgrade`: holding bytes after a request that may switch protocols; taking the rest
 #![forbid(unsafe_code)]
 
+mod chunk_resync;
 mod chunked;
 mod framing;
 mod head;
@@ -70,7 +72,8 @@ enum State {
     Close,
     /// Looking for the next start line (after a parse error or a gap).
     Scan,
-    /// The chunk framing was lost in a gap: looking for the last chunk or a start line.
+    /// The chunk framing was lost in a gap: looking for a proven chunk-size line or a
+    /// start line (chunk_resync.rs).
     ChunkScan,
     /// Request side, after a request that may switch protocols: bytes wait for the answer.
     Held,
@@ -108,8 +111,6 @@ fn find_crlf(h: &[u8]) -> Option<usize> {
 /// A longer start line plus header block is flagged "truncated", then skipped.
 const MAX_HEADER_BYTES: usize = 1 << 20;
 const MAX_CHUNK_LINE: usize = 4096;
-/// The end of a chunk's data, the last chunk, no trailers (recovery.py LAST_CHUNK).
-const LAST_CHUNK: &[u8] = b"\n0\r\n\r\n";
 const MAX_START_LINE: usize = 16 * 1024;
 
 const METHODS: &str = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE|LOCK|UNLOCK|SEARCH|REPORT|PURGE|MKCALENDAR|LINK|UNLINK|QUERY";
@@ -153,6 +154,10 @@ pub struct Parser {
     /// The stream may begin mid-message (a connection opened before the capture): bytes
     /// are skipped up to a start line, and errors before the first message do not fail it.
     resync: bool,
+    /// ChunkScan: the buffer begins where a hole ended.
+    chunk_at_hole: bool,
+    /// ChunkScan: where a candidate waiting for bytes begins.
+    chunk_keep: Option<usize>,
 }
 
 pub type Out = Vec<(Message, i64)>;

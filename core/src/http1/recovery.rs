@@ -3,8 +3,9 @@
 
 use std::sync::OnceLock;
 
+use super::chunk_resync::{find_chunk_boundary, Proof};
 use super::head::{fields, parse_request_line, parse_status_line};
-use super::{find_crlf, Message, Out, Parser, State, MAX_HEADER_BYTES, METHODS};
+use super::{find_crlf, Message, Out, Parser, State, MAX_HEADER_BYTES, MAX_START_LINE, METHODS};
 
 /// Where the resynchroniser may start again (syntax.py REQ_START / RESP_START); the
 /// `regex` crate matches in linear time.
@@ -115,23 +116,31 @@ impl Parser {
                     }
                     return;
                 }
-                State::ChunkData(rem) => msg.body_size += rem as i64,
                 _ => {}
             }
         }
         let chunked = matches!(
             self.state,
-            State::ChunkData(_) | State::ChunkSize | State::ChunkCrlf
+            State::ChunkData(_) | State::ChunkSize | State::ChunkCrlf | State::ChunkScan
         );
         if chunked {
             if let Some(msg) = self.msg.as_mut() {
-                // the chunk framing is lost: find the last chunk again (or a start line)
+                // the chunk framing is lost: find it again (or the next start line); the
+                // hole and the bytes kept before it count in body_size (an upper bound: the
+                // framing they held is counted too)
                 msg.flags.insert("gap");
+                let kept = if self.state == State::ChunkScan {
+                    self.buf.len()
+                } else {
+                    0
+                };
+                msg.body_size += (nbytes as i64).saturating_add(kept as i64);
                 self.room = -1;
                 self.after_gap = true;
                 self.buf.clear();
                 self.marks.clear();
                 self.state = State::ChunkScan;
+                self.chunk_at_hole = true;
                 return;
             }
         }
@@ -146,6 +155,70 @@ impl Parser {
         }
         self.after_gap = true;
         self.enter_scan();
+    }
+
+    /// After a gap in a chunked body: framing resumes at the first chunk-size line whose
+    /// framing holds (chunk_resync.rs), unless a start line comes first (then the message
+    /// ends cut). Every byte skipped until then counts in `body_size` (the chunk framing
+    /// among them too: an upper bound, flagged "gap"). Where to continue; None: neither
+    /// yet (`chunk_keep`: where a candidate waiting for bytes begins). recovery.py
+    /// _chunk_scan.
+    pub(super) fn chunk_scan(&mut self, p: usize, out: &mut Out) -> Option<usize> {
+        let start = start_pattern(self.is_request)
+            .find_at(&self.buf, p)
+            .map(|m| m.start());
+        let limit = start.unwrap_or(self.buf.len());
+        let (kind, at) = find_chunk_boundary(&self.buf, p, limit, self.chunk_at_hole);
+        self.chunk_at_hole = kind == Proof::More && at == p && self.chunk_at_hole;
+        match kind {
+            Proof::Found => {
+                if let Some(msg) = self.msg.as_mut() {
+                    msg.body_size += (at - p) as i64;
+                }
+                self.state = State::ChunkSize;
+                Some(at)
+            }
+            Proof::More => {
+                self.chunk_keep = Some(if self.chunk_at_hole { at } else { at - 2 });
+                None
+            }
+            Proof::Refuted => {
+                self.chunk_keep = None;
+                let s = start?;
+                if let Some(mut msg) = self.msg.take() {
+                    msg.body_size += (s - p) as i64;
+                    self.finish_cut(msg, out);
+                }
+                self.state = State::Idle;
+                self.closing = false;
+                Some(s)
+            }
+        }
+    }
+
+    /// Nothing proven in `buf[p..]`: skip all but a candidate waiting for bytes, or a tail
+    /// that may begin one (from the last CRLF, or a CR at the end) or a start line
+    /// (recovery.py _chunk_scan_keep). Where the kept bytes begin.
+    pub(super) fn chunk_scan_keep(&mut self, p: usize) -> usize {
+        let buf = &self.buf;
+        let n = buf.len();
+        let keep = match self.chunk_keep.take().filter(|&k| k >= p) {
+            Some(k) => k,
+            None => {
+                let mut lf = memchr::memrchr(b'\n', &buf[p..]).map(|i| p + i);
+                if let Some(l) = lf.filter(|&l| l > p && buf[l - 1] == b'\r') {
+                    lf = Some(l - 1);
+                }
+                if buf.ends_with(b"\r") {
+                    lf = Some(lf.map_or(n - 1, |l| l.max(n - 1)));
+                }
+                lf.unwrap_or(p).max(p).max(n.saturating_sub(MAX_START_LINE))
+            }
+        };
+        if let Some(msg) = self.msg.as_mut() {
+            msg.body_size += (keep - p) as i64;
+        }
+        keep
     }
 
     pub(super) fn enter_scan(&mut self) {
@@ -234,7 +307,10 @@ impl Parser {
         if self.state == State::Close {
             self.complete(Some(self.last_ts), out);
         } else if let Some(mut msg) = self.msg.take() {
-            msg.flags.insert("incomplete");
+            if self.state != State::ChunkScan {
+                // else: its framing was lost, its end is unknown ("gap")
+                msg.flags.insert("incomplete");
+            }
             self.finish_cut_keep(&mut msg);
             out.push((msg, self.link));
             self.link = 0;
