@@ -3,8 +3,9 @@
 nginx (one worker) served by wrk on loopback, three ways, interleaved in the same run:
   bare     no capture
   nodetap  `nodetap capture` on nginx's worker (BPF syscall tracepoints, RRPairs to a file),
-           decoding deferred to idle CPU time (the default)
-  direct   the same with --defer-max 0: decoding at normal priority as records arrive
+           decoded at once by the Rust core (the default)
+  python   the same with the Python decoder, at once (--decoder python --defer-max 0): the
+           decoder the core replaced, measured in the same rounds
   proxy    an nginx reverse proxy in front of nginx (the sidecar-style baseline)
 Prints req/s and p99 latency for each, the ratios to bare, the CPU time per request of
 every process involved (wrk, nginx, the agent or the proxy: less sensitive to the other
@@ -228,7 +229,10 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench: run as root (BPF)", file=sys.stderr)
         return 2
-    modes = {"nodetap": CaptureRun([]), "direct": CaptureRun(["--defer-max", "0"])}
+    modes = {
+        "nodetap": CaptureRun([]),
+        "python": CaptureRun(["--decoder", "python", "--defer-max", "0"]),
+    }
     for spec in args.mode:
         name, sep, flags = spec.partition("=")
         if not sep or not name or name in modes or name in ("bare", "proxy"):
@@ -289,8 +293,8 @@ def main() -> int:
         cpu_cost = m.cpu_us - bare.cpu_us
         cpu_ratio = cpu_cost / cpu_proxy if cpu_proxy > 0 else float("nan")
         label = {
-            "nodetap": "nodetap (deferred decoding, the default)",
-            "direct": "nodetap --defer-max 0 (direct decoding)",
+            "nodetap": "nodetap (the Rust core, the default)",
+            "python": "nodetap --decoder python (at once)",
         }.get(name, f"nodetap {' '.join(mode.flags)} ({name}, {mode.tree.name})")
         # each round's ratio against that round's bare and proxy runs (the machine drifts)
         per_round = [
