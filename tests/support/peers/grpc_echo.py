@@ -43,8 +43,8 @@ def _fail(req: bytes, ctx: grpc.ServicerContext) -> bytes:
     raise AssertionError("abort returned")
 
 
-def serve(compression: grpc.Compression | None = None) -> tuple[grpc.Server, int]:
-    """A started server on a free loopback port (stop it with .stop(0))."""
+def server(compression: grpc.Compression | None = None) -> grpc.Server:
+    """The server, not yet listening nor started."""
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(_unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream),
@@ -52,10 +52,16 @@ def serve(compression: grpc.Compression | None = None) -> tuple[grpc.Server, int
         "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
         "Fail": grpc.unary_unary_rpc_method_handler(_fail),
     }
-    server = grpc.server(
+    s = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8), options=OPTIONS, compression=compression
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, port
+    s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    return s
+
+
+def serve(compression: grpc.Compression | None = None) -> tuple[grpc.Server, int]:
+    """A started server on a free loopback port (stop it with .stop(0))."""
+    s = server(compression)
+    port = s.add_insecure_port("127.0.0.1:0")
+    s.start()
+    return s, port
