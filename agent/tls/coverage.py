@@ -4,8 +4,10 @@ it is hooked, and if not why; the uprobes attached for them (agent/tls/attach.py
 Targeted processes are those the capture's filters let in, found by a bounded /proc rescan
 every ``interval`` seconds (processes started later are picked up, exited ones release
 their files' probes), and, sooner, through the exec tracepoint (bpf/tls_state.c: the
-processes that exec'd, filters applied): a new program is looked at every ``tick`` for its
-first ``young_for`` seconds, as its libraries are mapped, and its TLS library probed then;
+processes that exec'd, filters applied): a new program is looked at for its first
+``young_for`` seconds, as its libraries are mapped (every ``tick`` for 0.1 s, then at
+doubling gaps up to 0.5 s: about 15 looks; at most MAX_YOUNG at a time), and its TLS
+library probed then;
 under a port filter, before it has a socket on one of the ports (it becomes a row of the
 table once it has one; its probes are released if it has none when it stops being young):
 - with a pid filter: the processes in the programs' pid filter (the pids and their
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 STATES = (HOOKED, NOT_HOOKED)
 # rounds between two looks at a process that had no TLS library
 RECHECK_ROUNDS = 10
+# processes that exec'd, looked at before the next rescan (the rest wait for it)
+MAX_YOUNG = 512
+YOUNG_EVERY_TICK = 0.1  # s after its exec looked at every tick (its shared libraries)
 
 
 def _starttime(pid: int) -> int | None:
@@ -92,7 +97,8 @@ class TlsCoverage:
         self.execs = execs
         self.tick = tick
         self.young_for = young_for
-        self._young: dict[int, float] = {}  # pid -> until when it is looked at every tick
+        # young pid -> [until when it is looked at, when next, the gap after that]
+        self._young: dict[int, list[float]] = {}
         self._held: dict[int, tuple[int, int]] = {}  # young pid -> file probed ahead
         self.rows: dict[int, Coverage] = {}  # targeted processes with a TLS library
         self._seen: dict[int, int] = {}  # pid -> start time of the process in rows
@@ -190,8 +196,9 @@ class TlsCoverage:
         after the exec); the probes held for one that never became targeted released."""
         now = time.monotonic()
         for pid in self.execs():
-            self._young.setdefault(pid, now + self.young_for)
-        if not self._young:
+            if len(self._young) < MAX_YOUNG:  # else the next rescan finds it
+                self._young.setdefault(pid, [now + self.young_for, now, self.tick])
+        if not any(now >= y[1] for y in self._young.values()):
             return
         # the kernel let them in by the pid and cgroup filters already (nt_wanted); under a
         # port filter alone, one is targeted once it has a socket on one of the ports
@@ -202,10 +209,15 @@ class TlsCoverage:
         tables: dict[int | None, dict[int, Any]] = {}
         new: list[Coverage] = []
         with self._lock:
-            for pid, until in list(self._young.items()):
+            for pid, young in list(self._young.items()):
+                until, due, gap = young
                 done = pid in self.rows or _starttime(pid) is None
-                if not done:
+                if not done and now >= due:
                     done = self._visit(pid, targeted_all, tracked, tables, new)
+                    # every tick for its first YOUNG_EVERY_TICK seconds, then spaced out
+                    if now > until - self.young_for + YOUNG_EVERY_TICK:
+                        young[2] = min(2 * gap, 0.5)
+                    young[1] = now + young[2]
                 if done or now > until:
                     del self._young[pid]
                     held = self._held.pop(pid, None)
@@ -233,10 +245,14 @@ class TlsCoverage:
         if pid in self.rows and self._seen.get(pid) == start:
             return True
         young = pid in self._young
-        row = self._classified(pid, start, fresh=young)
+        # a young process's maps are read again until a TLS library shows in them; whether
+        # it has a socket on a port is left to the rescan (reading the TCP table is slow):
+        # its connection is tracked by then, or its file is probed ahead (below)
+        row = self._classified(pid, start, fresh=young and pid not in self._held)
         if row is None:
             return False
-        if not (targeted_all or pid in tracked or self._on_wanted_port(pid, tables)):
+        by_port = not young and self._on_wanted_port(pid, tables)
+        if not (targeted_all or pid in tracked or by_port):
             # probed ahead: its first TLS calls may come before its socket is seen
             target = row.target if young and pid not in self._held else None
             if target is not None and self.attacher.acquire(target, pid) is None:

@@ -3,6 +3,7 @@
     python -m tests.tls.py_client keepalive PORT [CAFILE]   # http.client, one connection
     python -m tests.tls.py_client short-reads PORT CAFILE   # SSL_read of 5 bytes at a time
     python -m tests.tls.py_client resume PORT CAFILE        # a second connection resumes
+    python -m tests.tls.py_client resume-later PORT CAFILE  # the same, a second after start
 
 Over TLS (Python's ssl, Debian's OpenSSL 3) when CAFILE is given. Prints JSON.
 """
@@ -15,6 +16,7 @@ import json
 import socket
 import ssl
 import sys
+import time
 
 from tests.tls.tls_env import UPLOAD
 
@@ -104,8 +106,10 @@ def main(argv: list[str]) -> None:
     elif what.startswith("post-"):  # post-SIZE: one SSL_write of SIZE bytes
         assert ctx is not None
         print(json.dumps(big_post(port, ctx, int(what[5:]))))
-    elif what == "resume":
+    elif what in ("resume", "resume-later"):
         assert ctx is not None
+        if what == "resume-later":
+            time.sleep(1)
         print(json.dumps(resumed(port, ctx)))
     elif what == "short-reads":
         assert ctx is not None

@@ -70,9 +70,10 @@ def test_client_started_later_is_captured_from_its_first_request(
     cert: Cert, tmp_path: Path
 ) -> None:
     """A Python client (Debian's libssl, which no targeted process had mapped: the server
-    is Go) started after the capture began is hooked through the exec tracepoint before its
-    first TLS call, long before the next /proc rescan: all three of its requests come out,
-    from the first. The server's side is Go's crypto/tls."""
+    is Go) started after the capture began, and connecting a second after its start, is
+    hooked through the exec tracepoint before its first TLS call, long before the next /proc
+    rescan (a minute): all three of its requests come out, from the first. The server's side
+    is Go's crypto/tls."""
     server = _go_build("go_tls_server.go", tmp_path / "go-server", False)
     port = free_port()
     with (
@@ -81,7 +82,7 @@ def test_client_started_later_is_captured_from_its_first_request(
     ):
         _wait_rows(lc.cap, lambda rows: srv.pid in {r.pid for r in rows})
         assert lc.cap.tls is not None and len(lc.cap.tls.attacher.files) == 1  # Go's only
-        got = cast(list[tuple[bool, str]], python_client("resume", port, cert))
+        got = cast(list[tuple[bool, str]], python_client("resume-later", port, cert))
         pairs = lc.wait_for(6, timeout=30)
         lc.settle()
         rows = lc.cap.tls.table()
