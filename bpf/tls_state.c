@@ -98,3 +98,22 @@ static __always_inline int nt_tls_cipher(struct nt_conn *c, struct nt_io_args *a
     nt_count(NT_STAT_TLS_CIPHER_BYTES, ret);
     return 1;
 }
+
+/* Processes that exec'd a program since the agent last looked (tgid -> 1), when the pid and
+ * cgroup filters let them in: the TLS coverage (agent/tls/coverage.py) looks at them at
+ * once, and again as their libraries are mapped, instead of at its next /proc rescan, so
+ * that a program started after the capture has its TLS library probed before its first
+ * calls (a library another targeted process uses is probed already: one attachment per
+ * file serves every process that maps it). Paid by every exec on the node: one config
+ * read, one hash update for the processes the filters let in. */
+BPF_HASH(tls_execs, u32, u8, 4096);
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!nt_wanted(tgid, 0, 0, 0))
+        return 0;
+    u8 one = 1;
+    tls_execs.update(&tgid, &one);
+    return 0;
+}

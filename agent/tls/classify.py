@@ -7,8 +7,11 @@ One row per process of the coverage table (agent/tls/coverage.py):
 - ``go`` (crypto/tls, Go 1.17 on, x86-64): hooked through the executable's uprobes at
   (*Conn).Read/Write and their RET instructions (a stripped binary cannot be);
 - not hooked, with the reason: ``go`` (stripped, before 1.17, not x86-64), ``java`` (JSSE
-  is not OpenSSL), ``rustls``, ``nodejs`` (its TLS writes through memory BIOs: the
-  ciphertext leaves later, on another path, so calls cannot be tied to sockets);
+  is not OpenSSL), ``rustls``, ``grpcio`` (Python's gRPC links BoringSSL into its extension
+  module, cygrpc, and exports none of its symbols: its calls cannot be probed; a libssl the
+  process also maps is still hooked for the process's other TLS), ``nodejs`` (its TLS
+  writes through memory BIOs: the ciphertext leaves later, on another path, so calls cannot
+  be tied to sockets);
 - ``none``: no TLS library found.
 Executables are inspected once per file (``ExeCache``, by device and inode).
 """
@@ -28,6 +31,8 @@ SSL_SYMBOLS = ("SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex")
 GO_SYMBOLS = ("crypto/tls.(*Conn).Read", "crypto/tls.(*Conn).Write")
 _BORINGSSL = "BORINGSSL_self_test"
 _NODE = ("node", "nodejs")
+# grpcio's extension module, with BoringSSL linked in (grpc/_cython/cygrpc.cpython-*.so)
+_GRPCIO = re.compile(r"/grpc/_cython/cygrpc\.[^/]*so$")
 
 HOOKED = "hooked"
 NOT_HOOKED = "not_hooked"
@@ -176,6 +181,23 @@ def classify(pid: int, comm: str, mapped: list[MappedFile], cache: ExeCache) -> 
     if facts is not None and {"SSL_read", "SSL_write"} <= set(facts.ssl_symbols) and exe_key:
         lib = "boringssl-static" if facts.boringssl else "openssl-static"
         return row(lib, HOOKED, exe_path, Target(exe_path, exe_key, facts.ssl_symbols))
+    libssl = _libssl_row(pid, mapped, cache, row)
+    grpcio = next((m for m in mapped if _GRPCIO.search(m.path)), None)
+    if grpcio is not None:
+        return _grpcio_row(pid, grpcio, libssl, cache, row)
+    if libssl is not None:
+        return libssl
+    if facts is not None and facts.rustls:
+        return row("rustls", NOT_HOOKED, "rustls is not hooked")
+    if facts is not None and facts.go:
+        return row("go", NOT_HOOKED if facts.go_tls else NO_TLS, "Go binary")
+    return row("none", NO_TLS, "no TLS library found")
+
+
+def _libssl_row(
+    pid: int, mapped: list[MappedFile], cache: ExeCache, row: Callable[..., Coverage]
+) -> Coverage | None:
+    """The row of the first libssl.so pid maps (None: it maps none)."""
     for m in mapped:
         if not is_libssl(m.path):
             continue
@@ -187,8 +209,24 @@ def classify(pid: int, comm: str, mapped: list[MappedFile], cache: ExeCache) -> 
         if not {"SSL_read", "SSL_write"} <= set(symbols):
             return row("openssl", NOT_HOOKED, f"{m.path} has no SSL_read/SSL_write symbols")
         return row("openssl", HOOKED, m.path, Target(path, key, symbols))
-    if facts is not None and facts.rustls:
-        return row("rustls", NOT_HOOKED, "rustls is not hooked")
-    if facts is not None and facts.go:
-        return row("go", NOT_HOOKED if facts.go_tls else NO_TLS, "Go binary")
-    return row("none", NO_TLS, "no TLS library found")
+    return None
+
+
+def _grpcio_row(
+    pid: int,
+    module: MappedFile,
+    libssl: Coverage | None,
+    cache: ExeCache,
+    row: Callable[..., Coverage],
+) -> Coverage:
+    """A process with grpcio: hooked in its extension module if that defines SSL_read and
+    SSL_write (a build with symbols); else not hooked, its libssl (if any) still probed."""
+    path = host_path(pid, module.path)
+    key = _stat_key(path)
+    symbols = cache.library_symbols(path, key) if key else ()
+    if key and {"SSL_read", "SSL_write"} <= set(symbols):
+        return row("grpcio", HOOKED, f"{module.path} (BoringSSL)", Target(path, key, symbols))
+    why = f"grpcio's BoringSSL is linked into {os.path.basename(module.path)} without symbols"
+    if libssl is not None and libssl.state == HOOKED:
+        return row("grpcio", NOT_HOOKED, f"{why} ({libssl.reason} hooked)", libssl.target)
+    return row("grpcio", NOT_HOOKED, why)

@@ -3,7 +3,13 @@ it is hooked, and if not why; the uprobes attached for them (agent/tls/attach.py
 
 Targeted processes are those the capture's filters let in, found by a bounded /proc rescan
 every ``interval`` seconds (processes started later are picked up, exited ones release
-their files' probes):
+their files' probes), and, sooner, through the exec tracepoint (bpf/tls_state.c: the
+processes that exec'd, filters applied): a new program is looked at for its first
+``young_for`` seconds, as its libraries are mapped (every ``tick`` for 0.1 s, then at
+doubling gaps up to 0.5 s: about 15 looks; at most MAX_YOUNG at a time), and its TLS
+library probed then;
+under a port filter, before it has a socket on one of the ports (it becomes a row of the
+table once it has one; its probes are released if it has none when it stops being young):
 - with a pid filter: the processes in the programs' pid filter (the pids and their
   descendants, the kernel adds children as they fork);
 - with a cgroup filter: the processes in those cgroups;
@@ -14,10 +20,12 @@ Only their TLS libraries are probed: never a file no targeted process maps.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -35,6 +43,9 @@ log = logging.getLogger(__name__)
 STATES = (HOOKED, NOT_HOOKED)
 # rounds between two looks at a process that had no TLS library
 RECHECK_ROUNDS = 10
+# processes that exec'd, looked at before the next rescan (the rest wait for it)
+MAX_YOUNG = 512
+YOUNG_EVERY_TICK = 0.1  # s after its exec looked at every tick (its shared libraries)
 
 
 def _starttime(pid: int) -> int | None:
@@ -68,9 +79,13 @@ class TlsCoverage:
         tracked: Callable[[], set[int]] = set,
         interval: float = 1.0,
         max_pids: int = 16384,
+        execs: Callable[[], list[int]] = list,
+        tick: float = 0.01,
+        young_for: float = 3.0,
     ) -> None:
         """``pid_filter``/``cgroup_filter``: the filter's current set, None when off;
-        ``tracked``: tgids of the capture's connections."""
+        ``tracked``: tgids of the capture's connections; ``execs``: the processes that
+        exec'd since the last call."""
         self.attacher = Attacher(bpf)
         self.cache = ExeCache()
         self.ports = set(ports)
@@ -79,6 +94,12 @@ class TlsCoverage:
         self.tracked = tracked
         self.interval = interval
         self.max_pids = max_pids
+        self.execs = execs
+        self.tick = tick
+        self.young_for = young_for
+        # young pid -> [until when it is looked at, when next, the gap after that]
+        self._young: dict[int, list[float]] = {}
+        self._held: dict[int, tuple[int, int]] = {}  # young pid -> file probed ahead
         self.rows: dict[int, Coverage] = {}  # targeted processes with a TLS library
         self._seen: dict[int, int] = {}  # pid -> start time of the process in rows
         # pid -> (start time, its row or None when no TLS library, scan round it was read)
@@ -99,11 +120,16 @@ class TlsCoverage:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        next_scan = time.monotonic() + self.interval
+        while not self._stop.wait(self.tick):
             try:
-                self.scan()
+                self.look_new()
+                if time.monotonic() >= next_scan:
+                    self.scan()
+                    next_scan = time.monotonic() + self.interval
             except Exception:  # never let coverage stop a capture
                 log.warning("TLS coverage rescan failed", exc_info=True)
+                next_scan = time.monotonic() + self.interval
 
     def close(self) -> None:
         """Stop rescanning and detach every probe (before the programs are unloaded)."""
@@ -144,7 +170,6 @@ class TlsCoverage:
     def scan(self) -> None:
         """One bounded round: new targeted processes classified and hooked, gone ones
         released."""
-        me = os.getpid()
         candidates, targeted_all = self._candidates()
         tracked = self.tracked()
         tables: dict[int | None, dict[int, Any]] = {}
@@ -154,30 +179,8 @@ class TlsCoverage:
             for n, pid in enumerate(candidates):
                 if n >= self.max_pids:
                     break
-                if pid == me:
-                    continue
-                start = _starttime(pid)
-                if start is None:
-                    continue
-                if pid in self.rows and self._seen.get(pid) == start:
+                if self._visit(pid, targeted_all, tracked, tables, new):
                     alive.add(pid)
-                    continue
-                row = self._classified(pid, start)
-                if row is None:
-                    continue
-                if not (targeted_all or pid in tracked or self._on_wanted_port(pid, tables)):
-                    continue
-                if pid in self.rows:  # a reused pid: the old process is gone
-                    self._release(pid)
-                if row.target is not None:
-                    why = self.attacher.acquire(row.target, pid)
-                    if why is not None:
-                        row = replace(row, state=NOT_HOOKED, reason=why, target=None)
-                self.rows[pid] = row
-                new.append(row)
-                self._seen[pid] = start
-                alive.add(pid)
-                log.info("TLS: pid %d %s", pid, row)
             for pid in [p for p in self.rows if p not in alive]:
                 if _starttime(pid) != self._seen.get(pid):  # gone (or reused)
                     self._release(pid)
@@ -188,13 +191,96 @@ class TlsCoverage:
             for row in new:
                 self.on_row(row)
 
-    def _classified(self, pid: int, start: int) -> Coverage | None:
+    def look_new(self) -> None:
+        """The processes that exec'd lately, looked at again (their libraries are mapped
+        after the exec); the probes held for one that never became targeted released."""
+        now = time.monotonic()
+        for pid in self.execs():
+            if len(self._young) < MAX_YOUNG:  # else the next rescan finds it
+                self._young.setdefault(pid, [now + self.young_for, now, self.tick])
+        if not any(now >= y[1] for y in self._young.values()):
+            return
+        # the kernel let them in by the pid and cgroup filters already (nt_wanted); under a
+        # port filter alone, one is targeted once it has a socket on one of the ports
+        targeted_all = (
+            not self.ports or self.pid_filter() is not None or self.cgroup_filter() is not None
+        )
+        tracked = self.tracked()
+        tables: dict[int | None, dict[int, Any]] = {}
+        new: list[Coverage] = []
+        with self._lock:
+            for pid, young in list(self._young.items()):
+                until, due, gap = young
+                done = pid in self.rows or _starttime(pid) is None
+                if not done and now >= due:
+                    done = self._visit(pid, targeted_all, tracked, tables, new)
+                    # every tick for its first YOUNG_EVERY_TICK seconds, then spaced out
+                    if now > until - self.young_for + YOUNG_EVERY_TICK:
+                        young[2] = min(2 * gap, 0.5)
+                    young[1] = now + young[2]
+                if done or now > until:
+                    del self._young[pid]
+                    held = self._held.pop(pid, None)
+                    if held is not None:
+                        self.attacher.release(held, pid)
+        if self.on_row is not None:
+            for row in new:
+                self.on_row(row)
+
+    def _visit(
+        self,
+        pid: int,
+        targeted_all: bool,
+        tracked: set[int],
+        tables: dict[int | None, dict[int, Any]],
+        new: list[Coverage],
+    ) -> bool:
+        """Look at pid (a candidate): a new targeted process is classified and hooked.
+        Whether it is (still) a row of the table."""
+        if pid == os.getpid():
+            return False
+        start = _starttime(pid)
+        if start is None:
+            return False
+        if pid in self.rows and self._seen.get(pid) == start:
+            return True
+        young = pid in self._young
+        # a young process's maps are read again until a TLS library shows in them; whether
+        # it has a socket on a port is left to the rescan (reading the TCP table is slow):
+        # its connection is tracked by then, or its file is probed ahead (below)
+        row = self._classified(pid, start, fresh=young and pid not in self._held)
+        if row is None:
+            return False
+        by_port = not young and self._on_wanted_port(pid, tables)
+        if not (targeted_all or pid in tracked or by_port):
+            # probed ahead: its first TLS calls may come before its socket is seen
+            target = row.target if young and pid not in self._held else None
+            if target is not None and self.attacher.acquire(target, pid) is None:
+                self._held[pid] = target.key
+            return False
+        if pid in self.rows:  # a reused pid: the old process is gone
+            self._release(pid)
+        if row.target is not None:
+            why = self.attacher.acquire(row.target, pid)
+            if why is not None:
+                row = replace(row, state=NOT_HOOKED, reason=why, target=None)
+        held = self._held.pop(pid, None)
+        if held is not None and (row.target is None or row.target.key != held):
+            self.attacher.release(held, pid)  # else the row holds the same (file, pid) now
+        self.rows[pid] = row
+        new.append(row)
+        self._seen[pid] = start
+        log.info("TLS: pid %d %s", pid, row)
+        return True
+
+    def _classified(self, pid: int, start: int, fresh: bool = False) -> Coverage | None:
         """pid's coverage row (None: no TLS library), from the cache while the process is
         the same; a process without one is looked at again every RECHECK_ROUNDS rounds
         (it may load a library later: Python's ssl module is imported on first use)."""
         known = self._known.get(pid)
         if (
-            known is not None
+            not fresh
+            and known is not None
             and known[0] == start
             and (known[1] is not None or self.scans - known[2] < RECHECK_ROUNDS)
         ):
@@ -291,6 +377,15 @@ def kernel_set(table: Any, config_on: bool) -> set[int] | None:
     return {int(k.value) for k in table}
 
 
+def drain(table: Any) -> list[int]:
+    """The keys of a BPF hash (tls_execs), removed from it."""
+    keys = list(table.keys())
+    for k in keys:
+        with contextlib.suppress(KeyError):
+            del table[k]
+    return [int(k.value) for k in keys]
+
+
 def for_capture(cap: Any) -> TlsCoverage:
     """The TLS coverage of a started SyscallCapture (its probes loaded with TLS on),
     rescanning in a thread of its own."""
@@ -311,6 +406,7 @@ def for_capture(cap: Any) -> TlsCoverage:
         ),
         tracked=lambda: {c.tgid for c in cap.tracker},
         interval=cap.cfg.tls_rescan_interval,
+        execs=lambda: drain(probes.table("tls_execs")),
     )
     cov.start()
     return cov

@@ -2,6 +2,8 @@
 
     python -m tests.tls.py_client keepalive PORT [CAFILE]   # http.client, one connection
     python -m tests.tls.py_client short-reads PORT CAFILE   # SSL_read of 5 bytes at a time
+    python -m tests.tls.py_client resume PORT CAFILE        # a second connection resumes
+    python -m tests.tls.py_client resume-later PORT CAFILE  # the same, a second after start
 
 Over TLS (Python's ssl, Debian's OpenSSL 3) when CAFILE is given. Prints JSON.
 """
@@ -14,6 +16,7 @@ import json
 import socket
 import ssl
 import sys
+import time
 
 from tests.tls.tls_env import UPLOAD
 
@@ -64,6 +67,24 @@ def short_reads(port: int, ctx: ssl.SSLContext) -> bytes:
             got += piece
 
 
+def resumed(port: int, ctx: ssl.SSLContext) -> list[tuple[bool, str]]:
+    """Three connections, each GET /a.txt then closed; the second and third resume the
+    first's TLS session (an abbreviated handshake: no certificate, no renegotiation).
+    Returns (session reused, answer) per connection."""
+    session = None
+    out = []
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with raw, ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+            s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = b""
+            while piece := s.recv(65536):
+                got += piece
+            out.append((bool(s.session_reused), got.decode("latin-1")))
+            session = session or s.session  # TLS 1.3: the ticket came with the answer
+    return out
+
+
 def big_post(port: int, ctx: ssl.SSLContext, size: int) -> int:
     """POST size bytes in one SSL_write; returns the status."""
     conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=ctx)
@@ -85,6 +106,11 @@ def main(argv: list[str]) -> None:
     elif what.startswith("post-"):  # post-SIZE: one SSL_write of SIZE bytes
         assert ctx is not None
         print(json.dumps(big_post(port, ctx, int(what[5:]))))
+    elif what in ("resume", "resume-later"):
+        assert ctx is not None
+        if what == "resume-later":
+            time.sleep(1)
+        print(json.dumps(resumed(port, ctx)))
     elif what == "short-reads":
         assert ctx is not None
         print(json.dumps(short_reads(port, ctx).decode("latin-1")))

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -21,7 +22,7 @@ from agent.tls.classify import Coverage
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.support.capture import live_capture
 from tests.support.servers import free_port, wait_for_port
-from tests.tls.tls_env import FILES, Cert, curl, tls_nginx
+from tests.tls.tls_env import FILES, Cert, curl, python_client, tls_nginx
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root]
 
@@ -62,6 +63,38 @@ def test_process_started_later_is_hooked_then_released(cert: Cert) -> None:
         while lc.cap.tls.attacher.files and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not lc.cap.tls.attacher.files
+
+
+@pytest.mark.slow
+def test_client_started_later_is_captured_from_its_first_request(
+    cert: Cert, tmp_path: Path
+) -> None:
+    """A Python client (Debian's libssl, which no targeted process had mapped: the server
+    is Go) started after the capture began, and connecting a second after its start, is
+    hooked through the exec tracepoint before its first TLS call, long before the next /proc
+    rescan (a minute): all three of its requests come out, from the first. The server's side
+    is Go's crypto/tls."""
+    server = _go_build("go_tls_server.go", tmp_path / "go-server", False)
+    port = free_port()
+    with (
+        _serving([str(server), str(port), str(cert.cert), str(cert.key)], port) as srv,
+        live_capture(ports=[port], tls_rescan_interval=60) as lc,
+    ):
+        _wait_rows(lc.cap, lambda rows: srv.pid in {r.pid for r in rows})
+        assert lc.cap.tls is not None and len(lc.cap.tls.attacher.files) == 1  # Go's only
+        got = cast(list[tuple[bool, str]], python_client("resume-later", port, cert))
+        pairs = lc.wait_for(6, timeout=30)
+        lc.settle()
+        rows = lc.cap.tls.table()
+        scans = lc.cap.tls.scans
+    assert scans == 1  # only the first: the client was found through its exec
+    assert [ans.endswith("hello from go\n") for _, ans in got] == [True] * 3
+    client_rows = [r for r in rows if r.pid != srv.pid]
+    assert [(r.library, r.state) for r in client_rows] == [("openssl", "hooked")], rows
+    out = [p for p in pairs if p.direction == pb.OUTBOUND]
+    assert len(out) == 3 and all(p.meta.source == "tls" for p in out), lc.cap.summary()
+    assert all(p.http.res.body == b"hello from go\n" and not p.flags for p in out)
+    assert sum(p.direction == pb.INBOUND for p in pairs) == 3
 
 
 def test_process_outside_the_targeting_is_never_probed(cert: Cert) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from typing import cast
 
 import pytest
 
@@ -107,3 +108,23 @@ def test_ssl_write_past_the_body_bound_is_truncated(site: TlsNginx, cert: Cert) 
     assert p.meta.source == "tls" and "truncated" in p.flags, list(p.flags)
     assert p.http.req.body_size == size and len(p.http.req.body) == 256 << 10
     assert summary["bound_skipped_bytes"] > 0 and summary["drop_tls_truncated_bytes"] == 0
+
+
+def test_resumed_sessions_come_out_like_full_handshakes(site: TlsNginx, cert: Cert) -> None:
+    """A TLS session resumed on new connections (session tickets, no renegotiation): the
+    abbreviated handshake carries no certificate, and each connection's plaintext comes out
+    as its own RRPair, both sides, the same as the first connection's."""
+    with live_capture(ports=[site.tls_port]) as lc:
+        got = cast(list[tuple[bool, str]], python_client("resume", site.tls_port, cert))
+        pairs = lc.wait_for(6)
+        lc.settle()
+        summary = lc.cap.summary()
+    assert [reused for reused, _ in got] == [False, True, True]
+    assert all(ans.endswith(FILES["a.txt"].decode()) for _, ans in got)
+    assert len(pairs) == 6 and {p.meta.source for p in pairs} == {"tls"}, summary
+    assert Counter(p.direction for p in pairs) == {pb.INBOUND: 3, pb.OUTBOUND: 3}
+    assert len({p.meta.conn_id for p in pairs}) == 6  # three connections, two sides
+    for p in pairs:
+        assert (p.http.req.method, p.http.req.url, p.http.res.status_code) == ("GET", "/a.txt", 200)
+        assert p.http.res.body == FILES["a.txt"] and not p.flags, list(p.flags)
+    assert summary["tls_untied_calls"] == 0 and summary["conns_not_http"] == 0, summary

@@ -66,6 +66,8 @@ def test_this_python_is_classified_by_its_libssl() -> None:
 
     mapped = read_maps(os.getpid())
     assert mapped
+    # without grpcio's module, which another test may have imported into this process
+    mapped = [m for m in mapped if "/grpc/_cython/" not in m.path]
     row = classify(os.getpid(), "python3", mapped, ExeCache())
     assert (row.library, row.state) == ("openssl", "hooked"), row
     assert row.target is not None and row.target.symbols[:2] == ("SSL_read", "SSL_write")
@@ -128,3 +130,21 @@ def test_go_ret_offsets_from_objdump_output() -> None:
     )
     assert ret_offsets_from(text) == (0xE1, 0x108)
     assert ret_offsets_from("") == ()
+
+
+def test_grpcio_bundled_boringssl_has_no_symbols_and_is_reported() -> None:
+    """grpcio links BoringSSL into its extension module and exports only PyInit_cygrpc:
+    nothing to probe. The row says so; the libssl this process maps is still hooked."""
+    import ssl  # noqa: F401
+
+    from grpc._cython import cygrpc
+
+    info = elf.inspect_path(cygrpc.__file__, ("SSL_read", "SSL_write", "PyInit_cygrpc"))
+    assert info is not None and info.defined == {"PyInit_cygrpc"}
+    mapped = read_maps(os.getpid())
+    assert mapped
+    row = classify(os.getpid(), "python3", mapped, ExeCache())
+    assert (row.library, row.state) == ("grpcio", "not_hooked"), row
+    assert "grpcio's BoringSSL is linked into cygrpc" in row.reason, row
+    assert "without symbols" in row.reason and "libssl.so.3 hooked" in row.reason, row
+    assert row.target is not None and row.target.path.endswith("libssl.so.3")

@@ -47,11 +47,16 @@ def build() -> Path:
     return out
 
 
+def _env(extra: dict[str, str] | None) -> dict[str, str] | None:
+    return {**os.environ, **extra} if extra else None
+
+
 @contextlib.contextmanager
-def grpc_server() -> Iterator[int]:
-    """grpc-go serving test.Echo; yields the port."""
+def grpc_server(env: dict[str, str] | None = None) -> Iterator[int]:
+    """grpc-go serving test.Echo; yields the port. ``env``: GO_GRPC_TLS_CERT and
+    GO_GRPC_TLS_KEY serve over TLS (go_grpc/creds.go)."""
     port = free_port()
-    with serving([str(build()), "server-grpc", str(port)], port):
+    with serving([str(build()), "server-grpc", str(port)], port, env=_env(env)):
         yield port
 
 
@@ -63,10 +68,17 @@ def h2c_server(root: Path) -> Iterator[int]:
         yield port
 
 
-def client_calls(port: int) -> list[tuple[str, list[bytes], list[bytes], int, str]]:
-    """grpc-go's client makes every kind of call (one connection); what it sent and got."""
+def client_calls(
+    port: int, env: dict[str, str] | None = None
+) -> list[tuple[str, list[bytes], list[bytes], int, str]]:
+    """grpc-go's client makes every kind of call (one connection); what it sent and got.
+    ``env``: GO_GRPC_TLS_CA dials over TLS trusting that CA."""
     out = subprocess.run(
-        [str(build()), "client-grpc", str(port)], capture_output=True, check=True, timeout=120
+        [str(build()), "client-grpc", str(port)],
+        capture_output=True,
+        check=True,
+        timeout=120,
+        env=_env(env),
     ).stdout
     calls = []
     for line in out.splitlines():

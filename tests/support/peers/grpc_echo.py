@@ -49,14 +49,12 @@ def _fail(req: bytes, ctx: grpc.ServicerContext) -> bytes:
     raise AssertionError("abort returned")
 
 
-def serve(
+def server(
     compression: grpc.Compression | None = None,
     unary: Callable[[bytes, grpc.ServicerContext], bytes] = _unary,
-    port: int = 0,
-    credentials: grpc.ServerCredentials | None = None,
-) -> tuple[grpc.Server, int]:
-    """A started server on a free loopback port (stop it with .stop(0)); `unary` replaces
-    Unary's answer (a server whose answer changed, for the replay tests)."""
+) -> grpc.Server:
+    """The server, not yet listening nor started; `unary` replaces Unary's answer (a server
+    whose answer changed, for the replay tests)."""
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream),
@@ -64,16 +62,27 @@ def serve(
         "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
         "Fail": grpc.unary_unary_rpc_method_handler(_fail),
     }
-    server = grpc.server(
+    s = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8), options=OPTIONS, compression=compression
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    return s
+
+
+def serve(
+    compression: grpc.Compression | None = None,
+    unary: Callable[[bytes, grpc.ServicerContext], bytes] = _unary,
+    port: int = 0,
+    credentials: grpc.ServerCredentials | None = None,
+) -> tuple[grpc.Server, int]:
+    """A started server on a loopback port (a free one by default; stop it with .stop(0))."""
+    srv = server(compression, unary)
     if credentials is not None:  # gRPC over TLS
-        port = server.add_secure_port(f"127.0.0.1:{port}", credentials)
+        port = srv.add_secure_port(f"127.0.0.1:{port}", credentials)
     else:
-        port = server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    return server, port
+        port = srv.add_insecure_port(f"127.0.0.1:{port}")
+    srv.start()
+    return srv, port
 
 
 def calls(port: int) -> int:

@@ -23,7 +23,6 @@ import (
 	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
@@ -125,8 +124,11 @@ type call struct {
 }
 
 func client(port string) error {
-	cc, err := grpc.NewClient("127.0.0.1:"+port,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := clientCreds()
+	if err != nil {
+		return err
+	}
+	cc, err := grpc.NewClient("127.0.0.1:"+port, creds,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(big), grpc.MaxCallSendMsgSize(big)))
 	if err != nil {
 		return err
@@ -212,7 +214,12 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "server-grpc":
-		s := grpc.NewServer(grpc.MaxRecvMsgSize(big), grpc.MaxSendMsgSize(big))
+		var opts []grpc.ServerOption
+		if opts, err = serverCreds(); err != nil {
+			break
+		}
+		opts = append(opts, grpc.MaxRecvMsgSize(big), grpc.MaxSendMsgSize(big))
+		s := grpc.NewServer(opts...)
 		s.RegisterService(&desc, struct{}{})
 		err = serveGRPC(s, port)
 	case "client-grpc":
