@@ -191,6 +191,7 @@ def test_rbac_reads_exactly_what_enrichment_needs() -> None:
                 "nodetap-forwarder-tls",
                 "nodetap-token",
                 "nodetap-replay-agent-tls",
+                "nodetap-redaction-key",
             ],
             "verbs": ["get"],
         },
