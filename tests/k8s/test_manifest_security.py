@@ -155,3 +155,16 @@ def test_every_agent_reads_the_redaction_key_from_the_generated_secret(target: s
     role = _get(objs, "Role", "nodetap-secrets")
     names = {n for r in role["rules"] for n in r.get("resourceNames", [])}
     assert "nodetap-redaction-key" in names
+
+
+@pytest.mark.parametrize("target", ["", "overlays/production", "overlays/scale-out"])
+def test_forwarder_is_non_root_read_only_without_capabilities(target: str) -> None:
+    dep = _get(_render(target), "Deployment", "nodetap-forwarder")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
