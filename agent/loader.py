@@ -146,6 +146,16 @@ def preflight() -> Path:
         raise NodetapError(
             "must run as root: BPF capture needs CAP_BPF and CAP_PERFMON (try: sudo nodetap ...)"
         )
+    from agent import capabilities
+
+    needed, wanted = capabilities.missing(capabilities.effective())
+    if needed:
+        raise NodetapError(
+            f"missing capabilities: {'; '.join(needed)}; the capture needs CAP_BPF, "
+            "CAP_PERFMON and CAP_SYS_PTRACE (CAP_SYS_ADMIN on kernels before 5.8)"
+        )
+    for w in wanted:
+        log.warning("missing capability %s", w)
     try:
         import bcc  # noqa: F401
     except ImportError:

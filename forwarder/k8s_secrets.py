@@ -9,6 +9,8 @@ wins). The CA's private key is not kept anywhere: to rotate, delete both Secrets
   agents and clients verify it with)
 - ``nodetap-token``: ``token`` (32 random bytes, URL-safe base64)
 - ``nodetap-replay-agent-tls``: the replay agents' certificate (name ``nodetap-replay-agent``)
+- ``nodetap-redaction-key``: ``redaction.key`` (32 random bytes, hex), the key of the redaction
+  tokens that every agent mounts, so that a secret becomes the same token on every node
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ def make_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def make_redaction_key() -> bytes:
+    """What agent/rules/key.py reads: 32 random bytes as hex, one line."""
+    return secrets.token_hex(32).encode() + b"\n"
+
+
 def namespace_of_pod() -> str:
     try:
         return SA_NAMESPACE.read_text().strip()
@@ -143,11 +150,12 @@ def ensure_all(
     token_secret: str = "nodetap-token",
     api: Any = None,
     replay_tls_secret: str = "nodetap-replay-agent-tls",
+    redaction_key_secret: str = "nodetap-redaction-key",
 ) -> dict[str, bool]:
     """Create the Secrets that do not exist yet: {secret name: created}. Besides the
     forwarder's TLS and token, a certificate for the replay agents (name
     ``nodetap-replay-agent``: they run on the host network, so clients verify them by that name
-    with their CA, not by the node's address)."""
+    with their CA, not by the node's address), and the redaction key every agent shares."""
     api = api if api is not None else _core_api()
     return {
         tls_secret: ensure_secret(
@@ -162,5 +170,12 @@ def ensure_all(
             replay_tls_secret,
             make_tls("nodetap-replay-agent", namespace),
             "kubernetes.io/tls",
+        ),
+        redaction_key_secret: ensure_secret(
+            api,
+            namespace,
+            redaction_key_secret,
+            {"redaction.key": make_redaction_key()},
+            "Opaque",
         ),
     }

@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.rules import linear
 from agent.rules.engine import RuleEngine
+from agent.rules.redact import MAX_MATCHES
 from nodetap.v1 import rrpair_pb2 as pb
 
 
@@ -93,3 +95,19 @@ def check(engine: RuleEngine, pairs: Iterable[pb.RRPair], examples: int = 3) -> 
             {"id": pair.id, "action": d.action, "rule": d.rule, "redactions": d.redactions}
         )
     return rep
+
+
+def cost_warnings(engine: RuleEngine) -> list[str]:
+    """One line per user pattern whose matches have no length bound: a search for the next
+    match can run to the end of the field (`a+b|a` over "aaa..." does, for every match), so
+    its cost is up to matches x length. The agent stops at MAX_MATCHES matches per field."""
+    out = []
+    for c in engine.ruleset.redact.custom:
+        if linear.match_lengths(c.regex)[1] is None:
+            out.append(
+                f"redact.custom {c.name}: {c.regex!r} has no upper bound on a match's length, "
+                "so on a long field each match can cost a pass over the rest of it (matches x "
+                f"length); after {MAX_MATCHES} matches in one field the rest is hashed whole and "
+                "the RRPair flagged redact-capped. Bound it, e.g. [0-9]{1,64} instead of [0-9]+"
+            )
+    return out

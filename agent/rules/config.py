@@ -232,11 +232,14 @@ class _Parser:
                 cm = self.mapping(item, f"redact.custom[{i}]", ("name", "regex"))
                 if "name" not in cm or "regex" not in cm:
                     raise self.err(item, f"redact.custom[{i}] needs name and regex")
-                cfg.custom.append(
-                    CustomPattern(
-                        str(self.value(cm["name"])), self.regex(cm["regex"], f"redact.custom[{i}]")
-                    )
-                )
+                rx = self.regex(cm["regex"], f"redact.custom[{i}]")
+                try:
+                    linear.check_redaction(rx)
+                except linear.RegexError as e:
+                    raise self.err(
+                        cm["regex"], f"redact.custom[{i}]: regular expression {rx!r}: {e}"
+                    ) from None
+                cfg.custom.append(CustomPattern(str(self.value(cm["name"])), rx))
         if "hash_key" in m:
             key = self.value(m["hash_key"])
             if not isinstance(key, str) or not key:

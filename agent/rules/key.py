@@ -2,9 +2,11 @@
 nobody without it can confirm a guess of a short secret (a PIN, a card number from its BIN and
 last four digits) against a token.
 
-Kept in a file readable by its owner only: given with --redaction-key FILE (on Kubernetes, a
-Secret mounted into the agent), else the default path below, created on first use (32 random
-bytes, 0600, in a 0700 folder)."""
+Kept in a file readable by its owner only: given with --redaction-key FILE (on Kubernetes, the
+Secret nodetap-redaction-key that the install Job makes, mounted 0400 into every agent, so every
+node makes the same token of the same secret), else the default path below, created on first use
+(32 random bytes, 0600, in a 0700 folder). A key file that others can read or write is refused:
+anyone who can read it can confirm guesses against the tokens."""
 
 from __future__ import annotations
 
@@ -45,6 +47,11 @@ def _read(path: str) -> bytes:
         raise ConfigError(
             f"redaction key {path}: {len(key)} bytes; it must hold {MIN_BYTES} to {MAX_BYTES} "
             "(make one with: head -c 32 /dev/urandom > FILE; chmod 600 FILE)"
+        )
+    if st.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError(
+            f"redaction key {path} is readable or writable by every user (mode "
+            f"{stat.S_IMODE(st.st_mode):o}); chmod 600 it (on Kubernetes: defaultMode: 0400)"
         )
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning(

@@ -80,6 +80,29 @@ def check_core(pattern: str) -> None:
         raise RegexError(f"{e} (the compiled core cannot run it; rewrite it)") from None
 
 
+EMPTY_MATCH = (
+    "it can match the empty string, which redacts nothing and costs a search at every "
+    "position; make every match at least one character (+ instead of *, no optional-only pattern)"
+)
+
+
+def match_lengths(pattern: str) -> tuple[int, int | None]:
+    """The shortest and longest (None: no bound) match of pattern in bytes, from the compiled
+    core's parser (core/src/rules/patterns.rs match_lengths)."""
+    try:
+        shortest, longest = nodetap_core.regex_lengths(pattern)
+    except ValueError as e:
+        raise RegexError(str(e)) from None
+    return int(shortest), None if longest is None else int(longest)
+
+
+def check_redaction(pattern: str) -> None:
+    """RegexError when a redaction pattern can match the empty string (both sides refuse it:
+    every match is a search, and the per-field cap counts matches)."""
+    if match_lengths(pattern)[0] == 0:
+        raise RegexError(EMPTY_MATCH)
+
+
 def is_linear(rx: object) -> bool:
     """rx is a pattern compiled by RE2 (for tests and `rules check`)."""
     return type(rx).__module__.split(".")[0] == "re2"

@@ -128,5 +128,7 @@ BUILTIN_PATTERNS: dict[str, Pattern] = {
 
 
 def custom(name: str, regex: str) -> Pattern:
-    """A user pattern (redact.custom), compiled by RE2 (linear.RegexError when it cannot)."""
+    """A user pattern (redact.custom), compiled by RE2 (linear.RegexError when it cannot, or
+    when it can match the empty string)."""
+    linear.check_redaction(regex)
     return Pattern(name, regex_spans(linear.compile(regex)))

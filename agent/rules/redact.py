@@ -21,6 +21,13 @@ from nodetap.v1 import rrpair_pb2 as pb
 
 _DIGITS = "0123456789"
 _MAX_JSON_DEPTH = 256  # deeper JSON bodies are hashed whole (the scanner recurses)
+# Matches of one pattern in one field (URL, header value, body) that are replaced one by one.
+# Each search is linear, but a pattern like `a+b|a` rescans the rest of the text for every
+# match: matches x length. From the next match on, the rest of the field is replaced by one
+# token (length kept) and the pair flagged redact:capped, so a field costs at most
+# MAX_MATCHES + 1 searches. core/src/rules/redact.rs does the same.
+MAX_MATCHES = 256
+CAPPED_FLAG = "redact-capped"
 
 
 T = TypeVar("T", str, bytes)
@@ -66,7 +73,13 @@ class Redactor:
                 continue
             pieces: list[T] = []
             last = 0
-            for start, end in pat.spans(text):
+            for n, (start, end) in enumerate(pat.spans(text)):
+                if n == MAX_MATCHES:
+                    rest = self.token(text[last:], len(text) - last)
+                    pieces.append(rest.encode("ascii") if isinstance(text, bytes) else rest)
+                    last = len(text)
+                    hits.add("redact:capped")
+                    break
                 pieces.append(text[last:start])
                 tok = self.token(text[start:end], end - start)
                 pieces.append(tok.encode("ascii") if isinstance(text, bytes) else tok)
@@ -163,6 +176,8 @@ class Redactor:
                 res.body = self._body(res.body, res.headers, hits)
         if hits and "redacted" not in pair.flags:
             pair.flags.append("redacted")
+        if "redact:capped" in hits and CAPPED_FLAG not in pair.flags:
+            pair.flags.append(CAPPED_FLAG)
         return sorted(hits)
 
 

@@ -297,10 +297,24 @@ def _run_syscall(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    from agent import backlog_ledger
+
+    # what an earlier capture on this folder lost when it was killed: said and counted
+    lost = backlog_ledger.recover(args.defer_dir)
+    if lost.captures:
+        print(lost.line(), file=sys.stderr)
     started: list[Any] = []
+    ledgers: list[backlog_ledger.Ledger] = []
+
+    def backlog(cap: Any) -> tuple[str | None, int]:
+        deferred = getattr(cap, "_deferred", None)  # agent/capture_lifecycle.py's spool
+        spool = str(deferred.dir) if deferred is not None else None
+        return spool, backlog_ledger.folder_size(spool)
 
     def announce(cap: Any) -> None:
         started.append(cap)
+        if defer_max(args):
+            ledgers.append(backlog_ledger.Ledger(args.defer_dir, lambda: backlog(cap)))
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
             + (" (decoding deferred)" if defer_max(args) else "")
@@ -332,6 +346,8 @@ def _run_syscall(
         rules=rules,
         progress=_backlog_progress,
     )
+    for ledger in ledgers:  # a clean stop (an exception leaves it: the next start counts)
+        ledger.close()
     tls = started[0].tls if started else None
     if tls is not None:  # the TLS coverage, per process (agent/tls/coverage.py)
         from agent.tls.coverage import describe

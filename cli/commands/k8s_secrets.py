@@ -1,4 +1,5 @@
-"""`nodetap k8s-secrets`: create the forwarder's TLS and token Secrets at install (a Job)."""
+"""`nodetap k8s-secrets`: create the forwarder's TLS and token Secrets and the agents' shared
+redaction key at install (a Job)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ nodetap-forwarder-tls and nodetap-token, run the Job again, restart the agents a
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "k8s-secrets",
-        help="create the forwarder's TLS and token Secrets (install Job)",
+        help="create the forwarder's TLS and token Secrets and the redaction key (install Job)",
         description="Generate a CA, a server certificate for the forwarder's Service and a "
-        "random bearer token, and store them as Kubernetes Secrets unless they exist.",
+        "random bearer token and the agents' redaction key, and store them as Kubernetes "
+        "Secrets unless they exist.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -29,6 +31,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tls-secret", default="nodetap-forwarder-tls", metavar="NAME")
     p.add_argument("--token-secret", default="nodetap-token", metavar="NAME")
     p.add_argument("--replay-tls-secret", default="nodetap-replay-agent-tls", metavar="NAME")
+    p.add_argument(
+        "--redaction-key-secret",
+        default="nodetap-redaction-key",
+        metavar="NAME",
+        help="the redaction key every agent mounts (--redaction-key)",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         args.tls_secret,
         args.token_secret,
         replay_tls_secret=args.replay_tls_secret,
+        redaction_key_secret=args.redaction_key_secret,
     )
     for name, new in created.items():
         print(f"nodetap k8s-secrets: {ns}/{name} {'created' if new else 'exists, kept'}")

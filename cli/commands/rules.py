@@ -82,14 +82,17 @@ def _print_report(rep: Any, details: bool) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from agent.rules.check import check
+    from agent.rules.check import check, cost_warnings
     from agent.rules.engine import RuleEngine
     from nodetap import jsonl
 
     engine = RuleEngine.from_file(args.file, reload_interval=1e9, announce=False)
+    warnings = cost_warnings(engine)
+    for w in warnings:
+        print(f"nodetap rules check: warning: {w}", file=sys.stderr)
     if not args.against:
         if args.format == "json":
-            print(json.dumps({"valid": True, "active": engine.describe()}))
+            print(json.dumps({"valid": True, "active": engine.describe(), "warnings": warnings}))
         else:
             print(f"{args.file}: valid")
             print(f"active: {engine.describe()}")
@@ -101,7 +104,8 @@ def run_check(args: argparse.Namespace) -> int:
     except jsonl.CaptureFormatError as e:
         raise InputError(f"{e}; is this a nodetap JSONL capture?") from None
     if args.format == "json":
-        print(json.dumps({"valid": True, "active": engine.describe(), **rep.to_dict()}))
+        doc = {"valid": True, "active": engine.describe(), "warnings": warnings}
+        print(json.dumps({**doc, **rep.to_dict()}))
     else:
         print(f"{args.file}: valid")
         print(f"active: {engine.describe()}")

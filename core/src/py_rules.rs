@@ -7,6 +7,7 @@
 //!   .counters() -> dict[str, int]         # rules_kept, rules_dropped, rules_sampled_out, ...
 //!   .rule_matches() -> dict[str, int]     # RRPairs matched per rule
 //! check_regex(pattern: str) -> None       # ValueError when the core cannot run it
+//! regex_lengths(pattern: str) -> (int, int | None)  # shortest, longest match in bytes
 //! ```
 //!
 //! The decoder applies the same rules before encoding: `Rules::engine()` hands out the shared
@@ -99,8 +100,16 @@ fn check_regex(pattern: &str) -> PyResult<()> {
         .map_err(PyValueError::new_err)
 }
 
-/// Registers the class and the check in the module (one line in py.rs).
+/// (shortest, longest or None) match of an RE2 pattern, in bytes: `redact.custom` refuses
+/// patterns that can match the empty string, `rules check` warns on unbounded ones.
+#[pyfunction]
+fn regex_lengths(pattern: &str) -> PyResult<(usize, Option<usize>)> {
+    rules::patterns::match_lengths(pattern).map_err(PyValueError::new_err)
+}
+
+/// Registers the class and the checks in the module (one line in py.rs).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Rules>()?;
-    m.add_function(wrap_pyfunction!(check_regex, m)?)
+    m.add_function(wrap_pyfunction!(check_regex, m)?)?;
+    m.add_function(wrap_pyfunction!(regex_lengths, m)?)
 }

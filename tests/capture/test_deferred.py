@@ -172,12 +172,17 @@ def test_a_full_spool_ends_as_counted_kernel_drops(tmp_path: Path) -> None:
 
 
 def test_killed_capture_leaves_no_spool_behind(tmp_path: Path) -> None:
+    """Only the backlog ledger stays (sizes, for the next start: test_crash_backlog.py)."""
+
+    def spools() -> list[Path]:
+        return list(tmp_path.glob("nodetap-spool-*"))
+
     with python_server_process() as srv:
         proc = _cli_capture("--port", str(srv.port), "--defer-dir", str(tmp_path))
         try:
             curl(f"{srv.url}/x")
             time.sleep(0.3)
-            assert len(list(tmp_path.iterdir())) == 1
+            assert len(spools()) == 1
             proc.kill()
             proc.wait(timeout=10)
         finally:
@@ -185,9 +190,12 @@ def test_killed_capture_leaves_no_spool_behind(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     deadline = time.monotonic() + 10
-    while list(tmp_path.iterdir()) and time.monotonic() < deadline:
+    while spools() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(tmp_path.iterdir()) == [], "the orphaned drain process left its spool"
+    assert spools() == [], "the orphaned drain process left its spool"
+    (ledger,) = tmp_path.iterdir()
+    assert ledger.name == f"nodetap-backlog-{proc.pid}.json"
+    assert set(json.loads(ledger.read_text())) == {"pid", "started", "spool_dir", "backlog_bytes"}
 
 
 def test_stopping_shows_progress_and_a_second_ctrl_c_discards_the_backlog(tmp_path: Path) -> None:

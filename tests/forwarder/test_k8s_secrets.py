@@ -4,6 +4,7 @@ forwarder serves to the agent's sink with the generated token."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ def test_existing_secrets_are_kept() -> None:
         "nodetap-forwarder-tls": True,
         "nodetap-token": True,
         "nodetap-replay-agent-tls": True,
+        "nodetap-redaction-key": True,
     }
     first = api.made["nodetap-token"].data["token"]
     assert set(api.made["nodetap-forwarder-tls"].data) == {"ca.crt", "tls.crt", "tls.key"}
@@ -78,5 +80,8 @@ def test_existing_secrets_are_kept() -> None:
         "nodetap-forwarder-tls": False,
         "nodetap-token": False,
         "nodetap-replay-agent-tls": False,
+        "nodetap-redaction-key": False,
     }
     assert api.made["nodetap-token"].data["token"] == first
+    key = base64.b64decode(api.made["nodetap-redaction-key"].data["redaction.key"])
+    assert len(key.strip()) == 64 and int(key, 16) and key.endswith(b"\n")

@@ -136,3 +136,35 @@ def test_lab_replay_agent_gets_its_tls_files() -> None:
     assert files[flags["--token-file"]] == "nodetap-replay-token"
     _get(objs, "Secret", "nodetap-replay-token")
     _get(objs, "Job", "nodetap-secrets")  # makes nodetap-replay-agent-tls
+
+
+@pytest.mark.parametrize(
+    "target", ["", "overlays/lab", "overlays/production", "overlays/privileged"]
+)
+def test_every_agent_reads_the_redaction_key_from_the_generated_secret(target: str) -> None:
+    objs = _render(target)
+    pod = _get(objs, "DaemonSet", "nodetap-agent")["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    path = _flags(agent)["--redaction-key"]
+    folder = path.rsplit("/", 1)[0]
+    assert _mounted(pod, agent)[folder] == "nodetap-redaction-key"
+    secret_volumes = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    (vol,) = [v for v in secret_volumes if v["secretName"] == "nodetap-redaction-key"]
+    assert vol["defaultMode"] & 0o077 == 0  # the agent refuses others' access
+    # the install Job makes it and may read it back; nothing else reads Secrets
+    role = _get(objs, "Role", "nodetap-secrets")
+    names = {n for r in role["rules"] for n in r.get("resourceNames", [])}
+    assert "nodetap-redaction-key" in names
+
+
+@pytest.mark.parametrize("target", ["", "overlays/production", "overlays/scale-out"])
+def test_forwarder_is_non_root_read_only_without_capabilities(target: str) -> None:
+    dep = _get(_render(target), "Deployment", "nodetap-forwarder")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}

@@ -25,7 +25,7 @@ TARGETS = [
 ]
 # the oldest and newest schemas kubernetes-validate ships (strict: unknown fields fail)
 VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
-AGENT_CAPS = {"BPF", "PERFMON", "NET_ADMIN", "SYS_RESOURCE", "SYS_PTRACE"}
+AGENT_CAPS = {"BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE"}  # no NET_ADMIN, SYS_ADMIN
 
 Obj = dict[str, Any]
 
@@ -105,6 +105,7 @@ def test_base_security_posture() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert set(sc["capabilities"]["add"]) == AGENT_CAPS
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}  # not Unconfined
     env = {e["name"]: e for e in agent["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     port = agent["ports"][0]
@@ -189,6 +190,7 @@ def test_rbac_reads_exactly_what_enrichment_needs() -> None:
                 "nodetap-forwarder-tls",
                 "nodetap-token",
                 "nodetap-replay-agent-tls",
+                "nodetap-redaction-key",
             ],
             "verbs": ["get"],
         },
@@ -225,6 +227,7 @@ def test_overlays() -> None:
     priv = _get(_render("overlays/privileged"), "DaemonSet", "nodetap-agent")
     sc = priv["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     assert sc["privileged"] is True
+    assert sc["seccompProfile"] == {"type": "Unconfined"}
 
 
 def test_scale_out_overlay() -> None:

@@ -112,4 +112,35 @@ def test_given_key_file_must_be_usable(tmp_path: Path) -> None:
         key.load(str(tmp_path / "missing.key"))
     good = tmp_path / "k"
     good.write_bytes(b"0123456789abcdef0123\n")
+    good.chmod(0o600)
     assert rules_options.from_args(_args("--redaction-key", str(good))) is not None
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602])
+def test_key_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    k = tmp_path / "k"
+    k.write_bytes(b"0123456789abcdef0123\n")
+    k.chmod(mode)
+    with pytest.raises(ConfigError, match=r"readable or writable by every user.*chmod 600"):
+        rules_options.from_args(_args("--redaction-key", str(k)))
+
+
+def test_mounted_secret_key_gives_the_same_token_on_every_node(tmp_path: Path) -> None:
+    """Two agents (two nodes) with the Secret the install Job makes, mounted the way Kubernetes
+    mounts it (a 0400 file behind ..data symlinks): the same secret, the same token."""
+    from forwarder import k8s_secrets
+
+    data = k8s_secrets.make_redaction_key()
+    tokens = []
+    for node in ("node-a", "node-b"):
+        mount = tmp_path / node
+        (mount / "..2026_12_04").mkdir(parents=True)
+        (mount / "..2026_12_04" / "redaction.key").write_bytes(data)
+        (mount / "..2026_12_04" / "redaction.key").chmod(0o400)
+        (mount / "..data").symlink_to("..2026_12_04")
+        (mount / "redaction.key").symlink_to("..data/redaction.key")
+        engine = rules_options.from_args(_args("--redaction-key", str(mount / "redaction.key")))
+        assert engine is not None
+        tokens.append(engine._compiled.redactor.token(SECRET, len(SECRET)))
+    assert tokens[0] == tokens[1] != SECRET
+    assert data.strip() == key.load(str(tmp_path / "node-a" / "redaction.key"))

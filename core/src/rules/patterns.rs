@@ -48,6 +48,12 @@ const BUILTIN: &[(&str, &str, usize, &[u8])] = &[
     ),
 ];
 
+/// Why a redaction pattern that can match the empty string is refused (agent/rules/patterns.py
+/// says the same).
+pub const EMPTY_MATCH: &str =
+    "it can match the empty string, which redacts nothing and costs a search at every \
+     position; make every match at least one character (+ instead of *, no optional-only pattern)";
+
 pub const BUILTIN_NAMES: &[&str] = &["credit-card", "email", "bearer", "jwt"];
 
 impl Pattern {
@@ -74,6 +80,9 @@ impl Pattern {
     }
 
     pub fn custom(name: &str, regex: &str) -> Result<Pattern, String> {
+        if match_lengths(regex)?.0 == 0 {
+            return Err(EMPTY_MATCH.into());
+        }
         Pattern::regex(name, regex, 0)
     }
 
@@ -103,56 +112,76 @@ impl Pattern {
         }
     }
 
-    /// Byte spans (start, end) to replace in a text, left to right, none empty.
-    pub fn spans_str(&self, text: &str) -> Vec<(usize, usize)> {
+    /// Byte spans (start, end) to replace in a text, left to right, none empty; at most
+    /// `limit` (the search stops there: redact.rs MAX_MATCHES).
+    pub fn spans_str(&self, text: &str, limit: usize) -> Vec<(usize, usize)> {
         if !self.may_match(text.as_bytes()) {
             return Vec::new();
         }
         match &self.finder {
-            Finder::Card => card_spans(text.as_bytes()),
+            Finder::Card => take(card_spans(text.as_bytes()).into_iter(), limit),
             Finder::Regex {
                 text: rx, group, ..
             } => {
                 if *group == 0 {
-                    rx.find_iter(text)
-                        .map(|m| (m.start(), m.end()))
-                        .filter(|(a, b)| b > a)
-                        .collect()
+                    take(rx.find_iter(text).map(|m| (m.start(), m.end())), limit)
                 } else {
-                    rx.captures_iter(text)
-                        .filter_map(|c| c.get(*group))
-                        .map(|m| (m.start(), m.end()))
-                        .filter(|(a, b)| b > a)
-                        .collect()
+                    take(
+                        rx.captures_iter(text)
+                            .map(|c| c.get(*group).map_or((0, 0), |m| (m.start(), m.end()))),
+                        limit,
+                    )
                 }
             }
         }
     }
 
-    pub fn spans_bytes(&self, text: &[u8]) -> Vec<(usize, usize)> {
+    pub fn spans_bytes(&self, text: &[u8], limit: usize) -> Vec<(usize, usize)> {
         if !self.may_match(text) {
             return Vec::new();
         }
         match &self.finder {
-            Finder::Card => card_spans(text),
+            Finder::Card => take(card_spans(text).into_iter(), limit),
             Finder::Regex {
                 bytes: rx, group, ..
             } => {
                 if *group == 0 {
-                    rx.find_iter(text)
-                        .map(|m| (m.start(), m.end()))
-                        .filter(|(a, b)| b > a)
-                        .collect()
+                    take(rx.find_iter(text).map(|m| (m.start(), m.end())), limit)
                 } else {
-                    rx.captures_iter(text)
-                        .filter_map(|c| c.get(*group))
-                        .map(|m| (m.start(), m.end()))
-                        .filter(|(a, b)| b > a)
-                        .collect()
+                    take(
+                        rx.captures_iter(text)
+                            .map(|c| c.get(*group).map_or((0, 0), |m| (m.start(), m.end()))),
+                        limit,
+                    )
                 }
             }
         }
     }
+}
+
+/// The first `limit` non-empty spans. Every match counts towards the limit, as every match is
+/// a search: a pattern that can match the empty string is refused (`Pattern::custom`), and
+/// the built-in ones cannot, except for a group that did not take part (bearer's token).
+fn take(spans: impl Iterator<Item = (usize, usize)>, limit: usize) -> Vec<(usize, usize)> {
+    spans.filter(|(a, b)| b > a).take(limit).collect()
+}
+
+/// The shortest and longest match of an RE2 pattern in bytes (None: no bound); patterns that
+/// can match the empty string cost a search at every position and replace nothing.
+pub fn match_lengths(rx: &str) -> Result<(usize, Option<usize>), String> {
+    let translated = re2syntax::translate(rx, false)?;
+    let hir = regex_syntax::Parser::new()
+        .parse(&translated)
+        .map_err(|e| {
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })?;
+    let props = hir.properties();
+    Ok((props.minimum_len().unwrap_or(0), props.maximum_len()))
 }
 
 // -- credit cards ----------------------------------------------------------------------------
@@ -263,14 +292,31 @@ mod tests {
     #[test]
     fn builtins_find_what_python_finds() {
         let card = Pattern::builtin("credit-card").unwrap();
-        assert_eq!(card.spans_str("x 4111 1111 1111 1111 y"), vec![(2, 21)]);
-        assert!(card.spans_str("1234567812345678").is_empty()); // Luhn fails
+        assert_eq!(card.spans_str("x 4111 1111 1111 1111 y", 9), vec![(2, 21)]);
+        assert!(card.spans_str("1234567812345678", 9).is_empty()); // Luhn fails
         let email = Pattern::builtin("email").unwrap();
-        assert_eq!(email.spans_bytes(b"to bob@example.org!"), vec![(3, 18)]);
+        assert_eq!(email.spans_bytes(b"to bob@example.org!", 9), vec![(3, 18)]);
         let bearer = Pattern::builtin("bearer").unwrap();
-        assert_eq!(bearer.spans_str("Bearer abc.def="), vec![(7, 15)]);
-        assert!(bearer.spans_str("xbearer abc").is_empty());
+        assert_eq!(bearer.spans_str("Bearer abc.def=", 9), vec![(7, 15)]);
+        assert!(bearer.spans_str("xbearer abc", 9).is_empty());
         let jwt = Pattern::builtin("jwt").unwrap();
-        assert_eq!(jwt.spans_str("t=eyJabcd.efgh.ij").len(), 1);
+        assert_eq!(jwt.spans_str("t=eyJabcd.efgh.ij", 9).len(), 1);
+    }
+
+    #[test]
+    fn custom_patterns_that_match_empty_are_refused_and_spans_stop_at_the_limit() {
+        for rx in ["a*", "(a+b)?", r"\b", "x?|y"] {
+            let err = Pattern::custom("p", rx).err().unwrap();
+            assert!(err.contains("empty string"), "{rx}: {err}");
+        }
+        assert_eq!(match_lengths("a+b|a").unwrap(), (1, None));
+        assert_eq!(match_lengths("[0-9]{3,5}").unwrap(), (3, Some(5)));
+        let p = Pattern::custom("p", "a+b|a").unwrap();
+        let text = "a".repeat(10_000);
+        assert_eq!(
+            p.spans_str(&text, 5),
+            vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+        );
+        assert_eq!(p.spans_bytes(text.as_bytes(), 3).len(), 3);
     }
 }

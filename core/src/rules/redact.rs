@@ -23,6 +23,13 @@ pub struct Redactor {
 
 type Hits = BTreeSet<String>;
 
+/// Matches of one pattern in one field replaced one by one (agent/rules/redact.py
+/// MAX_MATCHES): a pattern like `a+b|a` rescans the rest of the text for every match, so from
+/// the next match on the rest of the field becomes one token and the pair is flagged
+/// redact-capped; a field costs at most MAX_MATCHES + 1 searches.
+pub const MAX_MATCHES: usize = 256;
+pub const CAPPED_FLAG: &str = "redact-capped";
+
 impl Redactor {
     pub fn new(cfg: &Redact, key: &[u8]) -> Result<Self, String> {
         let mut patterns = Vec::new();
@@ -74,13 +81,19 @@ impl Redactor {
         let mut cur: Option<String> = None;
         for pat in &self.patterns {
             let t = cur.as_deref().unwrap_or(text);
-            let spans = pat.spans_str(t);
+            let spans = pat.spans_str(t, MAX_MATCHES + 1);
             if spans.is_empty() {
                 continue;
             }
             let mut out = String::with_capacity(t.len());
             let mut last = 0;
-            for (a, b) in spans {
+            for (n, (a, b)) in spans.into_iter().enumerate() {
+                if n == MAX_MATCHES {
+                    out.push_str(&self.token_str(&t[last..]));
+                    last = t.len();
+                    hits.insert("redact:capped".into());
+                    break;
+                }
                 out.push_str(&t[last..a]);
                 out.push_str(&self.token_str(&t[a..b]));
                 last = b;
@@ -95,13 +108,19 @@ impl Redactor {
     fn replace_bytes(&self, text: Vec<u8>, hits: &mut Hits) -> Vec<u8> {
         let mut cur = text;
         for pat in &self.patterns {
-            let spans = pat.spans_bytes(&cur);
+            let spans = pat.spans_bytes(&cur, MAX_MATCHES + 1);
             if spans.is_empty() {
                 continue;
             }
             let mut out = Vec::with_capacity(cur.len());
             let mut last = 0;
-            for (a, b) in spans {
+            for (n, (a, b)) in spans.into_iter().enumerate() {
+                if n == MAX_MATCHES {
+                    out.extend(token(&self.key, &cur[last..], cur.len() - last, false).bytes());
+                    last = cur.len();
+                    hits.insert("redact:capped".into());
+                    break;
+                }
                 out.extend_from_slice(&cur[last..a]);
                 out.extend(token(&self.key, &cur[a..b], b - a, false).bytes());
                 last = b;
@@ -233,6 +252,9 @@ impl Redactor {
         }
         if !hits.is_empty() && !pair.flags.iter().any(|f| f == "redacted") {
             pair.flags.push("redacted".into());
+        }
+        if hits.contains("redact:capped") && !pair.flags.iter().any(|f| f == CAPPED_FLAG) {
+            pair.flags.push(CAPPED_FLAG.into());
         }
         hits
     }
