@@ -35,6 +35,7 @@ LATE_MARGIN_S = 600.0
 READ_IDLE_S = 10.0
 READ_OPEN_TRIES = 3
 READ_OPEN_TIMEOUT_S = 15.0
+READ_RESUMES = 3
 BATCH = 256
 
 READ_MESSAGES = Counter(
@@ -42,6 +43,12 @@ READ_MESSAGES = Counter(
     "Messages JetStream delivered to range reads (the filter subject and start time apply in "
     "NATS; the rest of the filter here), by what became of them",
     ["result"],
+)
+
+
+READ_RESUMED = Counter(
+    "nodetap_forwarder_jetstream_read_resumes_total",
+    "Range reads that stalled (a NATS node lost mid-read) and went on from a new consumer",
 )
 
 
@@ -69,13 +76,30 @@ def read_range(
     _, until = range_ns(flt)
     stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
     n = 0
+    next_seq = 0  # the stream sequence after the last message delivered (0: none yet)
+    resumes = 0
     try:
         while True:
-            msgs = session.call(next_batch(sub, BATCH, READ_IDLE_S), READ_IDLE_S + 5)
-            if not msgs:
-                raise StorageError(f"NATS JetStream: no message for {READ_IDLE_S}s mid-read")
+            try:
+                msgs = session.call(next_batch(sub, BATCH, READ_IDLE_S), READ_IDLE_S + 5)
+                if not msgs:
+                    raise StorageError(f"NATS JetStream: no message for {READ_IDLE_S}s mid-read")
+            except StorageError as e:
+                # A NATS node that dies mid-read can leave the consumer waiting on it while
+                # the client moves to another server: start a new consumer where this one
+                # stopped, a few times, before the read fails.
+                resumes += 1
+                if resumes > READ_RESUMES:
+                    raise
+                log.info("%s; resuming the read at sequence %d", e, next_seq)
+                READ_RESUMED.inc()
+                with contextlib.suppress(Exception):
+                    session.lt.run(sub.unsubscribe(), 5)
+                sub = _subscribe(session, stream, subject, start, next_seq)
+                continue
             for msg in msgs:
                 md = msg.metadata
+                next_seq = md.sequence.stream + 1
                 arrived_ns = int(md.timestamp.timestamp() * 1e9)
                 if stop_ns is not None and arrived_ns > stop_ns:
                     READ_MESSAGES.labels("past_range").inc()
@@ -124,10 +148,23 @@ def _open_once(
         raise StorageError(f"NATS JetStream: {e or type(e).__name__}") from None
     if start is not None and last.time is not None and last.time < start:
         return None  # the last one arrived before the range starts
-    config = api.ConsumerConfig(opt_start_time=start) if start else None
-    policy = api.DeliverPolicy.BY_START_TIME if start else api.DeliverPolicy.ALL
-    sub = session.call(
-        js.subscribe(
+    return _subscribe(session, stream, subject, start, 0), int(last.seq or 0)
+
+
+def _subscribe(
+    session: NatsSession, stream: str, subject: str, start: dt.datetime | None, from_seq: int
+) -> Any:
+    """An ordered consumer over subject from stream sequence from_seq (a resumed read), else
+    from start's arrival time, else from the stream's first message."""
+    if from_seq:
+        config = api.ConsumerConfig(opt_start_seq=from_seq)
+        policy = api.DeliverPolicy.BY_START_SEQUENCE
+    elif start:
+        config, policy = api.ConsumerConfig(opt_start_time=start), api.DeliverPolicy.BY_START_TIME
+    else:
+        config, policy = None, api.DeliverPolicy.ALL
+    return session.call(
+        session.js.subscribe(
             subject,
             stream=stream,
             ordered_consumer=True,
@@ -137,7 +174,6 @@ def _open_once(
         ),
         READ_OPEN_TIMEOUT_S,
     )
-    return sub, int(last.seq or 0)
 
 
 class Tail:

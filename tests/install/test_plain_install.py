@@ -67,11 +67,28 @@ def _run(argv: list[str], cwd: Path, timeout: float = 300) -> str:
 
 
 def _dockerfile_sources() -> list[str]:
+    """What the image's own stage (the last) copies from the checkout: the builder stage's
+    core/ and the `COPY --from=` of its wheel are not the Python package's sources."""
     names: list[str] = []
     for line in (REPO / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("FROM "):
+            names = []
+        elif line.startswith("COPY ") and "--from=" not in line:
             names += line.split()[1:-1]
     return names
+
+
+def test_the_image_installs_the_core_built_in_a_builder_stage() -> None:
+    """The Docker image carries nodetap_core (the default decoder): a builder stage makes its
+    wheel from core/ with its lock file, and the image installs and imports it."""
+    text = (REPO / "Dockerfile").read_text()
+    builder, _, final = text.partition("\nFROM debian:bookworm-slim\n")
+    assert final, "the image's own stage is not FROM debian:bookworm-slim"
+    assert " AS core" in builder and "COPY core/src ./src" in builder
+    assert "maturin build --release --locked" in builder
+    assert "COPY --from=core /wheels" in final
+    assert "nodetap_core-*.whl" in final and "import bcc, nftables, nodetap_core" in final
+    assert "core" not in _dockerfile_sources()
 
 
 @pytest.fixture(scope="module")
