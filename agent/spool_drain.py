@@ -94,6 +94,34 @@ def orphaned(parent: int | None) -> bool:
     return ppid != parent if parent is not None else ppid == 1
 
 
+def parent_gone(parent: int | None) -> bool:
+    """Whether the parent is gone or dying. A SIGKILLed parent's threads exit one by one: if
+    the thread that started us exits first, we are handed to another of its threads, so
+    getppid() still names the parent when PR_SET_PDEATHSIG's SIGTERM arrives; its main
+    thread is then a zombie in /proc."""
+    if orphaned(parent):
+        return True
+    if parent is None:
+        return False
+    try:
+        with open(f"/proc/{parent}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X", "x")
+
+
+def _parent_gone_at_stop(parent: int | None) -> bool:
+    """parent_gone(), looked at for up to 50 ms: a SIGTERM from PR_SET_PDEATHSIG can come
+    a moment before the dying parent shows as a zombie. A parent that asked us to stop
+    waits for us, so a live one costs this wait once."""
+    for _ in range(5):
+        if parent_gone(parent):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def _die_with_parent() -> None:
     """Ask the kernel for SIGTERM when the parent dies (strictly: the parent's thread
     that started us)."""
@@ -162,7 +190,7 @@ def drain(
     while not stop.requested:
         if time.monotonic() >= next_check:  # in case SIGTERM from PDEATHSIG was missed
             next_check = time.monotonic() + 1.0
-            if orphaned(parent):
+            if parent_gone(parent):
                 break
         got = reader.peek_extent(cap)
         if got is None:
@@ -179,7 +207,7 @@ def drain(
             refused = True
             _warn_refused(writer)
         time.sleep(poll_interval)
-    if orphaned(parent):
+    if _parent_gone_at_stop(parent):
         return False
     while (got := reader.peek_extent(cap)) is not None and writer.append(got[0]):
         reader.release(got[1])
