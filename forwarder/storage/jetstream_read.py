@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,11 +127,14 @@ def _open(
     of them (None when there is none in the range). Tried up to READ_OPEN_TRIES times: just
     after a NATS node dies the client may still be moving to another server and the stream
     electing a new leader, and a request in that window can go unanswered."""
-    for _ in range(READ_OPEN_TRIES - 1):
+    for attempt in range(READ_OPEN_TRIES - 1):
         try:
             return _open_once(session, stream, subject, start)
         except StorageError as e:
+            # "JetStream system temporarily unavailable" (503) lasts while a leader is
+            # elected: give it a moment, longer each time
             log.info("%s; trying again", e)
+            time.sleep(1.0 + attempt)
     return _open_once(session, stream, subject, start)
 
 
