@@ -66,6 +66,8 @@ class CaptureConnections(CaptureLifecycle):
             ts,
         )
         conn.noaddr = noaddr
+        if self.opened_tgids is not None:
+            self.opened_tgids.append(tgid)
 
     def _adopt_orphan(self, cid: int, tgid: int, fd: int, ts: int) -> Connection | None:
         """Data of a connection whose OPEN record was lost (ring buffer full): learn

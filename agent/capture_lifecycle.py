@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,9 @@ class CaptureLifecycle:
         self._final_kernel: dict[str, int] | None = None
         self._next_agent_id = 1  # ids of connections adopted from /proc (AGENT_CONN_ID_BIT)
         self.tls: tls_coverage.TlsCoverage | None = None  # with cfg.tls (agent/tls/)
+        # tgids of the connections opened lately, drained by the TLS coverage (its young
+        # processes may open, use and close their connections between two of its looks)
+        self.opened_tgids: deque[int] | None = None
 
     if TYPE_CHECKING:  # the record loop's side (agent/capture.py, capture_connections.py)
 

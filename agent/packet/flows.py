@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 FlowKey = tuple[bytes, int, bytes, int]
 
+# how long and how many ended flows are remembered (Linux keeps TIME_WAIT for 60 s)
+ENDED_KEEP_NS = 60 * 10**9
+MAX_ENDED = 16384
+
 _REQUEST_STARTS = (
     b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"PATCH ", b"OPTIONS ", b"CONNECT ",
     b"TRACE ",
@@ -73,6 +77,7 @@ class FlowStats:
     out_of_order: int = 0
     duplicate_bytes: int = 0
     conflicts: int = 0
+    late_segments: int = 0  # of a flow already ended by FIN or RST (a slow retransmission)
     open_flows: int = 0
     buffered_bytes: int = 0
     extra: dict[str, int] = field(default_factory=dict)
@@ -131,6 +136,9 @@ class FlowTable:
         self._max_stream_buffer = max_stream_buffer
         self._by_key: dict[FlowKey, Flow] = {}
         self._lru: OrderedDict[int, Flow] = OrderedDict()
+        # flows ended by FIN or RST lately, by both keys -> when (TIME_WAIT's job): a copy
+        # of one of their segments that comes late is not the start of a new connection
+        self._ended: OrderedDict[FlowKey, int] = OrderedDict()
         self._ids = itertools.count(1)
         self._buffered = 0
         self._now = 0
@@ -157,6 +165,13 @@ class FlowTable:
                 self._close(flow, ts_ns)  # a new connection on the same ports
                 stats.closed += 1
                 flow = None
+        if flow is None and key in self._ended:
+            if flags & SYN and not flags & ACK:  # the ports used again: a new connection
+                self._forget_ended(key)
+            else:
+                stats.late_segments += 1
+                stats.duplicate_bytes += len(seg.payload)
+                return
         if flow is None:
             flow = self._open(seg, key, ts_ns)
             if flow is None:
@@ -200,10 +215,24 @@ class FlowTable:
         ):
             self._close(flow, ts_ns)
             stats.closed += 1
+            self._remember_ended(flow.client_key, ts_ns)
         if stats.segments & 255 == 0:
             self.expire(self._now)
         if self._buffered > self._max_buffered:
             self._shed()
+
+    def _remember_ended(self, key: FlowKey, ts_ns: int) -> None:
+        ended = self._ended
+        for k in (key, (key[2], key[3], key[0], key[1])):
+            ended[k] = ts_ns
+            ended.move_to_end(k)
+        limit = ts_ns - ENDED_KEEP_NS
+        while ended and (len(ended) > 2 * MAX_ENDED or next(iter(ended.values())) < limit):
+            ended.popitem(last=False)
+
+    def _forget_ended(self, key: FlowKey) -> None:
+        self._ended.pop(key, None)
+        self._ended.pop((key[2], key[3], key[0], key[1]), None)
 
     def expire(self, now_ns: int) -> int:
         """Close flows idle for longer than the idle timeout; returns how many."""

@@ -131,5 +131,6 @@ class PacketPipeline:
             "out_of_order": f.out_of_order,
             "duplicate_bytes": f.duplicate_bytes,
             "conflicts": f.conflicts,
+            "late_segments": f.late_segments,
             **{f"core_{k}": core[k] for k in _CORE_COUNTERS},
         }

@@ -6,10 +6,11 @@ every ``interval`` seconds (processes started later are picked up, exited ones r
 their files' probes), and, sooner, through the exec tracepoint (bpf/tls_state.c: the
 processes that exec'd, filters applied): a new program is looked at for its first
 ``young_for`` seconds, as its libraries are mapped (every ``tick`` for 0.1 s, then at
-doubling gaps up to 0.5 s: about 15 looks; at most MAX_YOUNG at a time), and its TLS
+doubling gaps up to 0.5 s: about 20 looks; at most MAX_YOUNG at a time), and its TLS
 library probed then;
 under a port filter, before it has a socket on one of the ports (it becomes a row of the
-table once it has one; its probes are released if it has none when it stops being young):
+table once the capture opens a connection of it, even one it already closed before it
+exited; its probes are released if it has none when it stops being young):
 - with a pid filter: the processes in the programs' pid filter (the pids and their
   descendants, the kernel adds children as they fork);
 - with a cgroup filter: the processes in those cgroups;
@@ -26,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -80,12 +81,14 @@ class TlsCoverage:
         interval: float = 1.0,
         max_pids: int = 16384,
         execs: Callable[[], list[int]] = list,
+        opened: Callable[[], list[int]] = list,
         tick: float = 0.01,
-        young_for: float = 3.0,
+        young_for: float = 5.0,
     ) -> None:
         """``pid_filter``/``cgroup_filter``: the filter's current set, None when off;
         ``tracked``: tgids of the capture's connections; ``execs``: the processes that
-        exec'd since the last call."""
+        exec'd since the last call; ``opened``: the tgids of the connections the capture
+        opened since the last call."""
         self.attacher = Attacher(bpf)
         self.cache = ExeCache()
         self.ports = set(ports)
@@ -95,11 +98,13 @@ class TlsCoverage:
         self.interval = interval
         self.max_pids = max_pids
         self.execs = execs
+        self.opened = opened
         self.tick = tick
         self.young_for = young_for
         # young pid -> [until when it is looked at, when next, the gap after that]
         self._young: dict[int, list[float]] = {}
         self._held: dict[int, tuple[int, int]] = {}  # young pid -> file probed ahead
+        self._young_opened: set[int] = set()  # young pids the capture saw a connection of
         self.rows: dict[int, Coverage] = {}  # targeted processes with a TLS library
         self._seen: dict[int, int] = {}  # pid -> start time of the process in rows
         # pid -> (start time, its row or None when no TLS library, scan round it was read)
@@ -198,6 +203,11 @@ class TlsCoverage:
         for pid in self.execs():
             if len(self._young) < MAX_YOUNG:  # else the next rescan finds it
                 self._young.setdefault(pid, [now + self.young_for, now, self.tick])
+        for pid in self.opened():
+            young = self._young.get(pid)
+            if young is not None:  # targeted now: looked at at once, even if it is gone
+                self._young_opened.add(pid)
+                young[1] = now
         if not any(now >= y[1] for y in self._young.values()):
             return
         # the kernel let them in by the pid and cgroup filters already (nt_wanted); under a
@@ -211,8 +221,16 @@ class TlsCoverage:
         with self._lock:
             for pid, young in list(self._young.items()):
                 until, due, gap = young
-                done = pid in self.rows or _starttime(pid) is None
-                if not done and now >= due:
+                done = pid in self.rows
+                if not done and _starttime(pid) is None:
+                    # gone. One probed ahead may have used its connections between two
+                    # looks: a row if the capture saw one (maybe only after it exited: it
+                    # waits for that till its time is up, looked at again only then)
+                    done = pid not in self._held or (
+                        pid in self._young_opened and self._gone_row(pid, new)
+                    )
+                    young[1] = until
+                elif not done and now >= due:
                     done = self._visit(pid, targeted_all, tracked, tables, new)
                     # every tick for its first YOUNG_EVERY_TICK seconds, then spaced out
                     if now > until - self.young_for + YOUNG_EVERY_TICK:
@@ -220,6 +238,7 @@ class TlsCoverage:
                     young[1] = now + young[2]
                 if done or now > until:
                     del self._young[pid]
+                    self._young_opened.discard(pid)
                     held = self._held.pop(pid, None)
                     if held is not None:
                         self.attacher.release(held, pid)
@@ -252,7 +271,7 @@ class TlsCoverage:
         if row is None:
             return False
         by_port = not young and self._on_wanted_port(pid, tables)
-        if not (targeted_all or pid in tracked or by_port):
+        if not (targeted_all or pid in tracked or pid in self._young_opened or by_port):
             # probed ahead: its first TLS calls may come before its socket is seen
             target = row.target if young and pid not in self._held else None
             if target is not None and self.attacher.acquire(target, pid) is None:
@@ -260,6 +279,19 @@ class TlsCoverage:
             return False
         if pid in self.rows:  # a reused pid: the old process is gone
             self._release(pid)
+        self._add_row(pid, start, row, new)
+        return True
+
+    def _gone_row(self, pid: int, new: list[Coverage]) -> bool:
+        """A young process that exited after the capture saw a connection of it: its row
+        (the next rescan releases it, as it does every gone process's)."""
+        known = self._known.get(pid)
+        if known is None or known[1] is None:
+            return True  # it never mapped a TLS library
+        self._add_row(pid, known[0], known[1], new)
+        return True
+
+    def _add_row(self, pid: int, start: int, row: Coverage, new: list[Coverage]) -> None:
         if row.target is not None:
             why = self.attacher.acquire(row.target, pid)
             if why is not None:
@@ -271,7 +303,6 @@ class TlsCoverage:
         new.append(row)
         self._seen[pid] = start
         log.info("TLS: pid %d %s", pid, row)
-        return True
 
     def _classified(self, pid: int, start: int, fresh: bool = False) -> Coverage | None:
         """pid's coverage row (None: no TLS library), from the cache while the process is
@@ -386,6 +417,15 @@ def drain(table: Any) -> list[int]:
     return [int(k.value) for k in keys]
 
 
+def drain_deque(q: deque[int]) -> list[int]:
+    """What another thread appended to q, taken out of it (popleft is thread-safe)."""
+    out = []
+    with contextlib.suppress(IndexError):
+        while True:
+            out.append(q.popleft())
+    return out
+
+
 def for_capture(cap: Any) -> TlsCoverage:
     """The TLS coverage of a started SyscallCapture (its probes loaded with TLS on),
     rescanning in a thread of its own."""
@@ -393,6 +433,8 @@ def for_capture(cap: Any) -> TlsCoverage:
 
     probes = cap.probes
     config = probes.table("config")
+    opened: deque[int] = deque(maxlen=MAX_YOUNG * 8)
+    cap.opened_tgids = opened
 
     def on(idx: int) -> bool:
         return bool(config[ctypes.c_int(idx)].value)
@@ -407,6 +449,7 @@ def for_capture(cap: Any) -> TlsCoverage:
         tracked=lambda: {c.tgid for c in cap.tracker},
         interval=cap.cfg.tls_rescan_interval,
         execs=lambda: drain(probes.table("tls_execs")),
+        opened=lambda: drain_deque(opened),
     )
     cov.start()
     return cov

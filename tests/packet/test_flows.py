@@ -73,6 +73,28 @@ def test_handshake_data_and_fin_close_the_flow() -> None:
     assert r.stream(False) == b"HTTP/1.1 200 OK\r\n\r\n"
 
 
+def test_a_late_copy_after_the_close_starts_no_connection() -> None:
+    """A retransmission delayed past both FINs (a slow path, netem's reordering) is a copy
+    of bytes already delivered, not a connection picked up mid-stream with a gap; the same
+    ports with a new SYN are a new connection."""
+    sessions = Sessions()
+    t = FlowTable(sessions)
+    handshake(t)
+    body = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody"
+    t.segment(seg(C, 40000, S, 80, 1001, 5001, ACK | PSH, b"GET / HTTP/1.1\r\n\r\n"), 4)
+    t.segment(seg(S, 80, C, 40000, 5001, 1019, ACK | PSH, body), 5)
+    t.segment(seg(C, 40000, S, 80, 1019, 5001 + len(body), ACK | FIN), 6)
+    t.segment(seg(S, 80, C, 40000, 5001 + len(body), 1020, ACK | FIN), 7)
+    t.segment(seg(S, 80, C, 40000, 5001, 1019, ACK | PSH, body), 8)  # the late copy
+    t.segment(seg(S, 80, C, 40000, 5002 + len(body), 0, RST), 9)
+    stats = t.snapshot_stats()
+    assert (stats.flows, stats.midstream, stats.gaps) == (1, 0, 0)
+    assert stats.late_segments == 2 and stats.duplicate_bytes == len(body)
+    handshake(t, isn_c=90000, isn_s=70000)
+    assert t.snapshot_stats().flows == 2 and len(sessions.all) == 1  # no data yet
+    assert t.open_flows == 1
+
+
 def test_midstream_roles_from_ports_then_payload_then_port_order() -> None:
     sessions = Sessions()
     t = FlowTable(sessions, ports=[8080])
