@@ -10,6 +10,10 @@
 //!   sizes tells when the last unknown entry is gone: from then on the table is trusted
 //!   (`trusted()`), which takes at most 4,096 octets of newly indexed headers, or at once
 //!   a dynamic table size update to 0.
+//! - Speed: loona-hpack builds its Huffman decoder (hash maps of the code) for every
+//!   Huffman-coded string, which cost more than the rest of decoding together; the block is
+//!   handed to it with those strings already decoded (httlib-huffman's table-driven
+//!   decoder) and written as plain literals, which it copies as they are (`plain()`).
 //! - Bounds: a decoded header list above `max_list` octets (RFC 7541 §4.1 sizes) is cut
 //!   and flagged (HPACK bombs: one-octet references to a large entry); a table size update
 //!   above MAX_TABLE is an error.
@@ -124,11 +128,12 @@ impl HpackDecoder {
     /// Decode one whole header block (HEADERS or PUSH_PROMISE plus its CONTINUATIONs).
     pub fn decode(&mut self, block: &[u8]) -> Block {
         let mut out = Block::default();
-        let Some(reps) = representations(block) else {
+        let Some((reps, plain)) = plain(block) else {
             out.error = true;
             self.forget();
             return out;
         };
+        let block = plain.as_deref().unwrap_or(block);
         // (name length, value length, name empty) of every header the crate gives
         let mut seen: Vec<(usize, usize, bool)> = Vec::new();
         let mut list = 0usize;
@@ -189,42 +194,75 @@ fn integer(b: &[u8], prefix: u8) -> Option<(usize, usize)> {
     None
 }
 
-/// A string literal's length in octets on the wire.
-fn string_len(b: &[u8]) -> Option<usize> {
-    let (n, used) = integer(b, 7)?;
-    let end = used.checked_add(n)?;
-    (end <= b.len()).then_some(end)
+/// HPACK integer with a 7-bit prefix and the first octet's high bit `high`, appended.
+fn put_integer(out: &mut Vec<u8>, mut v: usize, high: u8) {
+    if v < 0x7f {
+        out.push(high | v as u8);
+        return;
+    }
+    out.push(high | 0x7f);
+    v -= 0x7f;
+    while v >= 0x80 {
+        out.push((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
-/// The kinds of a block's representations, in order (None: malformed).
-fn representations(b: &[u8]) -> Option<Vec<Rep>> {
-    let mut out = Vec::new();
+/// A string literal at the start of b: (its octets on the wire, whether Huffman-coded,
+/// the length of its prefix).
+fn string_at(b: &[u8]) -> Option<(usize, bool, usize)> {
+    let (n, used) = integer(b, 7)?;
+    let end = used.checked_add(n)?;
+    (end <= b.len()).then_some((end, b[0] & 0x80 != 0, used))
+}
+
+/// The kinds of a block's representations, in order, and the block with its
+/// Huffman-coded strings written as plain literals (None when it has none); None when
+/// the block is malformed.
+fn plain(b: &[u8]) -> Option<(Vec<Rep>, Option<Vec<u8>>)> {
+    let mut reps = Vec::new();
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0; // b[..copied] is in out already
     let mut p = 0;
     while p < b.len() {
         let c = b[p];
         let rest = &b[p..];
         if c & 0x80 != 0 {
             let (_, used) = integer(rest, 7)?;
-            out.push(Rep::Header { index: false });
+            reps.push(Rep::Header { index: false });
             p += used;
             continue;
         }
         if c & 0xe0 == 0x20 {
             let (n, used) = integer(rest, 5)?;
-            out.push(Rep::SizeUpdate(n));
+            reps.push(Rep::SizeUpdate(n));
             p += used;
             continue;
         }
         let (index, prefix) = if c & 0x40 != 0 { (true, 6) } else { (false, 4) };
-        let (name_idx, mut used) = integer(rest, prefix)?;
-        if name_idx == 0 {
-            used += string_len(&rest[used..])?;
-        }
-        used += string_len(&rest[used..])?;
-        out.push(Rep::Header { index });
+        let (name_idx, used) = integer(rest, prefix)?;
         p += used;
+        for _ in 0..if name_idx == 0 { 2 } else { 1 } {
+            let (end, huffman, head) = string_at(&b[p..])?;
+            if huffman {
+                let o = out.get_or_insert_with(|| Vec::with_capacity(b.len() * 2));
+                o.extend_from_slice(&b[copied..p]);
+                let mut text = Vec::with_capacity(end * 2);
+                let speed = httlib_huffman::DecoderSpeed::FourBits;
+                httlib_huffman::decode(&b[p + head..p + end], &mut text, speed).ok()?;
+                put_integer(o, text.len(), 0);
+                o.extend_from_slice(&text);
+                copied = p + end;
+            }
+            p += end;
+        }
+        reps.push(Rep::Header { index });
     }
-    Some(out)
+    if let Some(o) = out.as_mut() {
+        o.extend_from_slice(&b[copied..]);
+    }
+    Some((reps, out))
 }
 
 #[cfg(test)]
@@ -279,6 +317,38 @@ mod tests {
         assert!(!b.error, "{b:?}");
         assert!(d.trusted());
         assert_eq!(b.headers, vec![(":method".into(), "GET".into())]);
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn huffman_coded_strings_rfc7541_c4() {
+        // RFC 7541 C.4: requests with Huffman coding, one table across them
+        let mut d = HpackDecoder::new(true, 1 << 16);
+        let b = d.decode(&hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"));
+        assert!(!b.error && !b.unknown, "{b:?}");
+        let want = [(":method", "GET"), (":scheme", "http"), (":path", "/")];
+        let mut want: Vec<(String, String)> =
+            want.iter().map(|&(n, v)| (n.into(), v.into())).collect();
+        want.push((":authority".into(), "www.example.com".into()));
+        assert_eq!(b.headers, want);
+        let b = d.decode(&hex("8286 84be 5886 a8eb 1064 9cbf"));
+        want.push(("cache-control".into(), "no-cache".into()));
+        assert_eq!(b.headers, want);
+        let b = d.decode(&hex(
+            "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+        ));
+        assert_eq!(b.headers[2], (":path".into(), "/index.html".into()));
+        assert_eq!(b.headers[4], ("custom-key".into(), "custom-value".into()));
+        assert!(d.trusted());
+        // a Huffman string that holds the EOS code (30 one bits): an error
+        assert!(d.decode(&hex("04 84 ffff ffff")).error);
     }
 
     #[test]
