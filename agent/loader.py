@@ -22,6 +22,7 @@ from typing import Any
 from agent import bpf_layout as L
 from agent import btf_tracepoint, syscalls
 from agent.bpf_syscall import possible_cpus
+from agent.memory_trim import release_compiler_memory
 from agent.ring_reserve import ring_reserve
 from nodetap.errors import NodetapError
 
@@ -332,6 +333,7 @@ def _load(opts: LoadOptions, btf_id: int | None, addr: bool = False) -> Probes:
     )
     probes.tracepoints = attached
     probes.ringbuf_size = opts.ringbuf_pages * os.sysconf("SC_PAGE_SIZE")
+    release_compiler_memory()
     return probes
 
 

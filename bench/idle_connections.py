@@ -40,9 +40,9 @@ from tests.support.servers import free_port, nginx  # noqa: E402
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -121,6 +121,7 @@ def main() -> int:
                 print(f"the capture did not start: {log.read_text()[-500:]}", file=sys.stderr)
                 return 1
             agent0, nginx0 = settle(agent.pid), settle(worker)
+            anon0, file0 = rss_kib(agent.pid, "RssAnon"), rss_kib(agent.pid, "RssFile")
             socks = open_idle(backend.port, n)
             # both sides of every exchange written: the capture is done with them
             wait_for(lambda: count_lines(out) >= n)
@@ -151,6 +152,7 @@ def main() -> int:
     print(f"{'':24}{'before':>10}{'idle':>10}{'closed':>10}  KiB per idle connection")
     print(f"{'nodetap capture (KiB)':24}{agent0:>10}{agent1:>10}{agent2:>10}  {per_agent:.2f}")
     print(f"{'nginx worker (KiB)':24}{nginx0:>10}{nginx1:>10}{nginx2:>10}  {per_nginx:.2f}")
+    print(f"the capture at start: {anon0} KiB anonymous, {file0} KiB of mapped files")
     print(f"ratio capture/nginx per idle connection: {per_agent / max(per_nginx, 0.01):.2f}")
     print(
         f"connections tracked: {tracked:.0f} while idle, {tracked_after:.0f} after close; "
