@@ -31,14 +31,6 @@ STAT_NAMES = (
     "rrpairs_incomplete",
     "rrpairs_gap",
     "rrpairs_truncated",
-    "defer_spooled_bytes",
-    "defer_refusals",
-    "defer_extents",
-    "defer_unwalked_extents",
-    "defer_drain_failures",
-    "defer_peak_backlog_bytes",
-    "defer_paused_ms",
-    "drop_defer_discarded_bytes",
     # issue 18, addresses (agent/capture_addresses.py)
     "conns_noaddr_unresolved",
     "rrpairs_noaddr",
@@ -74,23 +66,18 @@ class CaptureConfig:
     # pid -> who the process is (agent.enrich.Enricher.enrich); called once per connection
     enrich: Callable[[int], Any] | None = None
     agent_version: str = ""
-    # deferred decoding (agent/deferred.py): > 0 starts a drain process that spools the
-    # ring buffer into at most this many bytes, and decodes at idle priority
-    spool_max: int = 0
-    spool_dir: str | None = None  # where the spool directory is made (default: $TMPDIR)
-    idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
     typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
     addr_at_read: bool | None = None  # agent.loader.LoadOptions.addr_at_read
     # TLS plaintext through uprobes in the targeted processes' TLS libraries (agent/tls/)
     tls: bool = True
     tls_rescan_interval: float = 1.0  # seconds between /proc rescans for TLS processes
     # who decodes the records: "core" (the Rust core, agent/capture_core.py: at once) or
-    # "python" (agent/capture.py's record loop); "" chooses: python with a spool
-    # (spool_max > 0: only Python defers), else core. NODETAP_DECODER sets it (tests).
+    # "python" (agent/capture.py's record loop); "" chooses core. NODETAP_DECODER sets it
+    # (tests).
     decoder: str = field(default_factory=lambda: os.environ.get("NODETAP_DECODER", ""))
 
     def chosen_decoder(self) -> str:
         """The decoder this capture uses."""
         if self.decoder:
             return self.decoder
-        return "python" if self.spool_max > 0 else "core"
+        return "core"

@@ -121,15 +121,12 @@ def run_syscall(
     *,
     duration: float | None = None,
     count: int | None = None,
-    abandon: threading.Event | None = None,
     on_started: Callable[[SyscallCapture], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
     rules: RuleEngine | None = None,
 ) -> dict[str, int]:
     """Run a syscall capture until ``stop`` is set (or ``duration``, or ``count`` RRPairs),
     with the node's enrichment and targeting, its counters in the metrics registry; returns
-    the summary. ``abandon`` set while the deferred backlog is decoded discards the rest
-    (counted); ``progress(done, total)`` reports that decoding; ``on_started(capture)`` is
+    the summary. ``on_started(capture)`` is
     called once the programs are attached. ``rules``: edge rules the capture runs itself
     (the core decoder, before it encodes each RRPair; agent/capture_rules.py), then not
     given to the Pipeline."""
@@ -143,9 +140,6 @@ def run_syscall(
     if node.enricher.node:
         cfg.node = node.enricher.node
     cap = SyscallCapture(cfg, on_exchange=on_exchange, rules=rules)
-    cap.progress = progress
-    if abandon is not None:
-        cap.abandon = abandon
     cap.start()
     node.attach(cap.set_cgroup_filter)  # with targeting: targeted pods only, kept live
     if cap.tls is not None:  # TLS coverage per process, and per pod (agent/tls/coverage.py)

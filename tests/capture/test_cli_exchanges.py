@@ -72,7 +72,7 @@ def test_capture_cli_jsonl_exact(tmp_path: Path, decoder: str) -> None:
         ]
         n = 2 * (2 + len(reqs))  # both sides of every exchange
         args = ["--port", f"{ngx.port},{py.port}", "--count", str(n), "--duration", "60"]
-        args += ["--decoder", decoder, "--defer-max", "0"]  # both at once
+        args += ["--decoder", decoder]
         with cli_capture(*args, "-o", str(path)) as proc:
             crun = curl(ngx.url + "/hello?cli=1", ngx.url + "/echo", "--data-binary", "x=1")
             prun = py_http("127.0.0.1", py.port, reqs)

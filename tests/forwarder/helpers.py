@@ -94,11 +94,8 @@ def capture_to_forwarder(
     web_port: int, count: int, forwarder: str, work: Path, *extra: str
 ) -> subprocess.Popen[str]:
     """`nodetap capture` of count RRPairs on web_port sent to forwarder, spooling in
-    work/spool and writing work/local.jsonl too (see start_capture). Decoding at once
-    (--defer-max 0): deferred decoding waits for idle CPU, which a loaded test machine lacks."""
+    work/spool and writing work/local.jsonl too (see start_capture)."""
     return start_capture(
-        "--defer-max",
-        "0",
         "--port",
         str(web_port),
         "--count",
