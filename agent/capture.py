@@ -12,7 +12,6 @@ and counter names agent/capture_config.py.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -63,8 +62,6 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         at once; it also runs the edge ``rules`` on each RRPair before
         encoding it (agent/capture_rules.py). The Python decoder leaves rules to the
         pipeline (agent/pipeline.py)."""
-        if cfg.chosen_decoder() == "core":
-            cfg = dataclasses.replace(cfg, decoder="core")
         super().__init__(cfg)
         self.emit = emit
         self.on_exchange = on_exchange

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodetap.errors import ConfigError
+
 # User-space counters.
 STAT_NAMES = (
     "records",
@@ -71,13 +73,20 @@ class CaptureConfig:
     # TLS plaintext through uprobes in the targeted processes' TLS libraries (agent/tls/)
     tls: bool = True
     tls_rescan_interval: float = 1.0  # seconds between /proc rescans for TLS processes
-    # who decodes the records: "core" (the Rust core, agent/capture_core.py: at once) or
-    # "python" (agent/capture.py's record loop); "" chooses core. NODETAP_DECODER sets it
-    # (tests).
-    decoder: str = field(default_factory=lambda: os.environ.get("NODETAP_DECODER", ""))
+    # who decodes the records: "core" (the Rust core, agent/capture_core.py) or "python"
+    # (agent/capture.py's record loop, the differential tests' oracle): default_decoder()
+    decoder: str = field(default_factory=lambda: default_decoder())
 
-    def chosen_decoder(self) -> str:
-        """The decoder this capture uses."""
-        if self.decoder:
-            return self.decoder
-        return "core"
+
+DECODERS = ("core", "python")
+
+
+def default_decoder() -> str:
+    """The one place that decides the decoder: the Rust core, unless NODETAP_DECODER (a hook
+    for tests and benchmarks; no flag sets it) names the Python record loop."""
+    chosen = os.environ.get("NODETAP_DECODER") or "core"
+    if chosen not in DECODERS:
+        raise ConfigError(
+            f"NODETAP_DECODER={chosen!r} is not a decoder; use one of {', '.join(DECODERS)}"
+        )
+    return chosen

@@ -1,4 +1,4 @@
-"""The record loop on the Rust core (``--decoder core``): ring-buffer batches in, contexts
+"""The record loop on the Rust core (the capture's decoder): ring-buffer batches in, contexts
 out, encoded RRPairs back.
 
 The core (core/, nodetap_core) walks every record: ordered streams, gaps, the HTTP/1.x

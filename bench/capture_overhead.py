@@ -4,8 +4,8 @@ nginx (one worker) served by wrk on loopback, three ways, interleaved in the sam
   bare     no capture
   nodetap  `nodetap capture` on nginx's worker (BPF syscall tracepoints, RRPairs to a file),
            decoded at once by the Rust core (the default)
-  python   the same with the Python decoder (--decoder python): the decoder the core
-           replaced, measured in the same rounds
+  python   the same with the Python record loop (NODETAP_DECODER=python): the decoder the
+           core replaced, measured in the same rounds
   proxy    an nginx reverse proxy in front of nginx (the sidecar-style baseline)
 Prints req/s and p99 latency for each, the ratios to bare, the CPU time per request of
 every process involved (wrk, nginx, the agent or the proxy: less sensitive to the other
@@ -148,6 +148,7 @@ class CaptureRun:
 
     flags: list[str]
     tree: Path = REPO  # the checkout whose `python -m cli capture` runs
+    env: dict[str, str] = field(default_factory=dict)  # more environment variables
     runs: list[Run] = field(default_factory=list)
     cpu_loaded: list[float] = field(default_factory=list)  # per request, while under load
     cpu_all: list[float] = field(default_factory=list)  # per request, until the capture ended
@@ -169,6 +170,7 @@ def capture_round(
         + ["--port", str(backend.port), "-o", str(out), "--summary-json", str(summary_path)]
         + mode.flags,
         cwd=mode.tree,
+        env={**os.environ, **mode.env},
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
@@ -227,7 +229,7 @@ def main() -> int:
         return 2
     modes = {
         "nodetap": CaptureRun([]),
-        "python": CaptureRun(["--decoder", "python"]),
+        "python": CaptureRun([], env={"NODETAP_DECODER": "python"}),
     }
     for spec in args.mode:
         name, sep, flags = spec.partition("=")
@@ -289,7 +291,7 @@ def main() -> int:
         cpu_ratio = cpu_cost / cpu_proxy if cpu_proxy > 0 else float("nan")
         label = {
             "nodetap": "nodetap (the Rust core, the default)",
-            "python": "nodetap --decoder python",
+            "python": "nodetap NODETAP_DECODER=python",
         }.get(name, f"nodetap {' '.join(mode.flags)} ({name}, {mode.tree.name})")
         # each round's ratio against that round's bare and proxy runs (the machine drifts)
         per_round = [

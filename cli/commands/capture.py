@@ -57,13 +57,11 @@ def register(sub: Any) -> None:
         help="a FileDescriptorSet (protoc --include_imports --descriptor_set_out): gRPC "
         "messages also as JSON in the JSONL output (grpc.requestJson/responseJson)",
     )
-    from cli.options.decoder import add_arguments as add_decoder_arguments
     from cli.options.metrics import add_arguments as add_metrics_arguments
     from cli.options.rules import add_arguments as add_rules_arguments
     from cli.options.sink import add_arguments as add_sink_arguments
     from cli.options.targeting import add_arguments as add_k8s_arguments
 
-    add_decoder_arguments(p)
     add_sink_arguments(p)
     add_rules_arguments(p)
     add_metrics_arguments(p)
@@ -144,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    from cli.options.decoder import decoder
+    from agent.capture_config import default_decoder
     from cli.options.rules import from_args as rules_from_args
     from cli.options.sink import from_args as sink_from_args
     from cli.options.targeting import from_args as node_context_from_args
@@ -152,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     engine = rules_from_args(args)
     # the core decoder runs the edge rules itself, before it encodes an RRPair
     # (agent/capture_rules.py); the pipeline keeps the -n/-l selection
-    in_core = args.mode == "syscall" and decoder(args) == "core"
+    in_core = args.mode == "syscall" and default_decoder() == "core"
     rules = selection.selecting_rules(args, None if in_core else engine)
     node = node_context_from_args(args) if args.mode == "syscall" else None
     if node is not None and selection.given(args) and not node.enricher.in_cluster:
@@ -246,10 +244,8 @@ def _run_syscall(
     rules: RuleEngine | None,
 ) -> dict[str, int]:
     from agent.capture_config import CaptureConfig
-    from cli.options.decoder import decoder
 
     cfg = CaptureConfig(
-        decoder=decoder(args),
         pids=args.pid,
         ports=args.port,
         cgroup_ids=cgroup2_ids(args.cgroup),

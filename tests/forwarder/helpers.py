@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -69,15 +70,16 @@ def forwarder_process(port: int, data_dir: Path, *extra: str) -> Iterator[subpro
         stop(proc)
 
 
-def start_capture(*args: str) -> subprocess.Popen[str]:
+def start_capture(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`nodetap capture ARGS` (stderr piped), returned once it says it is capturing; stopped
-    if it does not within 60 s."""
+    if it does not within 60 s. env: more environment variables (NODETAP_DECODER)."""
     cap = subprocess.Popen(
         [sys.executable, "-m", "cli", "capture", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **env} if env else None,
     )
     try:
         assert cap.stderr is not None
