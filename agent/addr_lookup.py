@@ -2,7 +2,7 @@
 still named that connection while they were read.
 
 /proc/PID/fd/N says which socket N names *now*. A connection's records are decoded after
-the fact (a drain later, or much later with deferred decoding), and by then the process
+the fact (a drain later), and by then the process
 may have closed N and accepted the next connection on the same number: its addresses
 would be taken for the earlier connection's (issue 18: each RRPair of five sequential
 requests to Node.js carried the next connection's client). The programs' `conns` entry

@@ -1,16 +1,17 @@
 """What a crash loses, counted on the next start (issue 22).
 
-A running capture keeps, once a second, a small ledger in the folder of its decoding backlog
-(``--defer-dir``, else the system's temporary folder): its pid and start time, the backlog's
-folder and how many bytes wait there undecoded. A clean stop removes the ledger. A capture
-that is killed (SIGKILL, an OOM kill) cannot: the next capture that starts with the same
-folder finds the ledger of a process that no longer runs, says in one log line how many bytes
-that capture lost, counts them (``nodetap_backlog_lost_bytes_total``,
-``nodetap_unclean_stops_total``) and removes whatever raw bytes the dead capture left there.
+A running capture keeps, once a second, a small ledger in the system's temporary folder
+($TMPDIR): its pid and start time and how many bytes of records wait undecoded in the
+kernel's ring buffer (records are decoded at once, in memory: nothing waits on disk). A
+clean stop removes the ledger. A capture that is killed (SIGKILL, an OOM kill) cannot: the
+next capture that starts finds the ledger of a process that no longer runs, says in one log
+line how many bytes that capture lost, counts them (``nodetap_backlog_lost_bytes_total``,
+``nodetap_unclean_stops_total``) and removes whatever raw bytes the dead capture left (the
+spool folder a ledger of an older version names).
 
 The ledger holds sizes only, never captured bytes. The count is at most a second old: bytes
-that arrived in the last second before the kill are not in it (the kernel's ring buffer and
-the decoder's memory are not counted either; see README: Limits).
+that arrived in the last second before the kill are not in it (the decoder's memory is not
+counted either; see README: Limits).
 """
 
 from __future__ import annotations
@@ -105,12 +106,12 @@ def recover(folder: str | None = None) -> Lost:
 
 class Ledger:
     """This capture's ledger: written every `interval` seconds by a thread with what
-    `measure()` says, (spool folder, undecoded bytes); removed by close()."""
+    `measure()` says (undecoded bytes); removed by close()."""
 
     def __init__(
         self,
         folder: str | None,
-        measure: Callable[[], tuple[str | None, int]],
+        measure: Callable[[], int],
         interval: float = 1.0,
     ) -> None:
         self.path = Path(folder or tempfile.gettempdir()) / f"{PREFIX}{os.getpid()}.json"
@@ -123,9 +124,7 @@ class Ledger:
         self._thread.start()
 
     def write(self) -> None:
-        spool, backlog = self._measure()
-        doc = {"pid": os.getpid(), "started": self._started, "spool_dir": spool}
-        doc["backlog_bytes"] = backlog
+        doc = {"pid": os.getpid(), "started": self._started, "backlog_bytes": self._measure()}
         tmp = self.path.with_suffix(".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

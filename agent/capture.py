@@ -12,7 +12,6 @@ and counter names agent/capture_config.py.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -60,11 +59,9 @@ class SyscallCapture(CoreRecords, UncopiedBytes):
         (`on_exchange`: built only in the forms the receiver asks for).
 
         With ``cfg.decoder == "core"`` the Rust core decodes the records (agent/capture_core.py)
-        at once: no deferred spool; it also runs the edge ``rules`` on each RRPair before
+        at once; it also runs the edge ``rules`` on each RRPair before
         encoding it (agent/capture_rules.py). The Python decoder leaves rules to the
         pipeline (agent/pipeline.py)."""
-        if cfg.chosen_decoder() == "core":
-            cfg = dataclasses.replace(cfg, decoder="core", spool_max=0)
         super().__init__(cfg)
         self.emit = emit
         self.on_exchange = on_exchange

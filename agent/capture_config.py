@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodetap.errors import ConfigError
+
 # User-space counters.
 STAT_NAMES = (
     "records",
@@ -31,14 +33,6 @@ STAT_NAMES = (
     "rrpairs_incomplete",
     "rrpairs_gap",
     "rrpairs_truncated",
-    "defer_spooled_bytes",
-    "defer_refusals",
-    "defer_extents",
-    "defer_unwalked_extents",
-    "defer_drain_failures",
-    "defer_peak_backlog_bytes",
-    "defer_paused_ms",
-    "drop_defer_discarded_bytes",
     # issue 18, addresses (agent/capture_addresses.py)
     "conns_noaddr_unresolved",
     "rrpairs_noaddr",
@@ -74,23 +68,25 @@ class CaptureConfig:
     # pid -> who the process is (agent.enrich.Enricher.enrich); called once per connection
     enrich: Callable[[int], Any] | None = None
     agent_version: str = ""
-    # deferred decoding (agent/deferred.py): > 0 starts a drain process that spools the
-    # ring buffer into at most this many bytes, and decodes at idle priority
-    spool_max: int = 0
-    spool_dir: str | None = None  # where the spool directory is made (default: $TMPDIR)
-    idle_decode: bool = True  # with a spool: decode at SCHED_IDLE
     typed_regs: bool | None = None  # agent.loader.LoadOptions.typed_regs
     addr_at_read: bool | None = None  # agent.loader.LoadOptions.addr_at_read
     # TLS plaintext through uprobes in the targeted processes' TLS libraries (agent/tls/)
     tls: bool = True
     tls_rescan_interval: float = 1.0  # seconds between /proc rescans for TLS processes
-    # who decodes the records: "core" (the Rust core, agent/capture_core.py: at once) or
-    # "python" (agent/capture.py's record loop); "" chooses: python with a spool
-    # (spool_max > 0: only Python defers), else core. NODETAP_DECODER sets it (tests).
-    decoder: str = field(default_factory=lambda: os.environ.get("NODETAP_DECODER", ""))
+    # who decodes the records: "core" (the Rust core, agent/capture_core.py) or "python"
+    # (agent/capture.py's record loop, the differential tests' oracle): default_decoder()
+    decoder: str = field(default_factory=lambda: default_decoder())
 
-    def chosen_decoder(self) -> str:
-        """The decoder this capture uses."""
-        if self.decoder:
-            return self.decoder
-        return "python" if self.spool_max > 0 else "core"
+
+DECODERS = ("core", "python")
+
+
+def default_decoder() -> str:
+    """The one place that decides the decoder: the Rust core, unless NODETAP_DECODER (a hook
+    for tests and benchmarks; no flag sets it) names the Python record loop."""
+    chosen = os.environ.get("NODETAP_DECODER") or "core"
+    if chosen not in DECODERS:
+        raise ConfigError(
+            f"NODETAP_DECODER={chosen!r} is not a decoder; use one of {', '.join(DECODERS)}"
+        )
+    return chosen

@@ -1,4 +1,4 @@
-"""The record loop on the Rust core (``--decoder core``): ring-buffer batches in, contexts
+"""The record loop on the Rust core (the capture's decoder): ring-buffer batches in, contexts
 out, encoded RRPairs back.
 
 The core (core/, nodetap_core) walks every record: ordered streams, gaps, the HTTP/1.x
@@ -148,6 +148,10 @@ class CoreRecords(CaptureAddresses):
         fast = bool(getattr(receiver, "fast", False))
         # the receiver's output flushed once per batch (its fast path writes without flushing)
         self._flush: Callable[[], None] | None = getattr(receiver, "flush", None)
+        # the receiver's batch writer: JSON lines written in one go, no object per RRPair
+        self._write_lines: Callable[[list[bytes]], bool] | None = (
+            getattr(receiver, "write_lines", None) if fast else None
+        )
         self._dec = nodetap_core.Decoder(
             self.cfg.max_body,
             prefix,
@@ -172,13 +176,13 @@ class CoreRecords(CaptureAddresses):
         assert dec is not None
         if self._rules is not None:
             self._rules.check_reload(self.stats)
-        before = dec.counters()["records"]
+        before = self._core_seen.get("records", 0)
         start = 0
         while (stop := dec.feed_records(blob, start)) is not None:
             at, start = stop
             self._core_sendfile(SendfileRecord.unpack(memoryview(blob)[at:]))
-        self._core_after()
-        return dec.counters()["records"] - before
+        self._core_after()  # its _deliver() reads the counters
+        return self._core_seen.get("records", 0) - before
 
     def _core_sendfile(self, r: SendfileRecord) -> None:
         assert self._dec is not None
@@ -241,7 +245,9 @@ class CoreRecords(CaptureAddresses):
         lines = dec.take_jsonl()
         if self.on_exchange is not None:
             on = self.on_exchange
-            if lines:
+            if lines and self._write_lines is not None and self._write_lines(lines):
+                pass  # the whole batch written at once (agent/pipeline.py)
+            elif lines:
                 for line in lines:
                     on(CoreExchange(None, line))
             else:

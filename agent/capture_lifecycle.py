@@ -1,6 +1,5 @@
 """The parts of a syscall capture around its record loop: loading and arming the programs,
-the in-kernel filters, running (decoding deferred at idle CPU priority, agent/deferred.py),
-closing, and the summary.
+the in-kernel filters, running (every batch decoded at once), closing, and the summary.
 
 ``SyscallCapture`` (agent/capture.py) inherits them and adds the record loop: records →
 connections → streams → parser → RRPairs; which connections are tracked, adopted from /proc
@@ -15,7 +14,6 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent import bpf_layout as L
@@ -23,9 +21,7 @@ from agent import pid_tree, procfs
 from agent.capture_config import STAT_NAMES, CaptureConfig
 from agent.connections import Connection, ConnectionTracker
 from agent.copy_bound import copy_bound
-from agent.deferred import DeferredDecode, IdleGate, idle_priority
 from agent.loader import LoadOptions, Probes, load
-from agent.ring_spool import RingSpoolReader
 from agent.ringbuf import CommittedCount, RingBufferReader
 from agent.streams import Chunk
 from agent.tls import coverage as tls_coverage
@@ -42,15 +38,10 @@ class CaptureLifecycle:
         self.tracker = ConnectionTracker(cfg.max_conns)
         self.probes: Probes | None = None
         self._pids: list[int] = []  # cfg.pids and their descendants at start
-        self.reader: RingBufferReader | RingSpoolReader | None = None
+        self.reader: RingBufferReader | None = None
+        self.backlog_bytes = 0  # in the ring before the last read (agent/backlog_ledger.py)
         self._ring: RingBufferReader | None = None
         self._committed: CommittedCount | None = None
-        self._deferred: DeferredDecode | None = None
-        self._gate: IdleGate | None = None
-        # set while close() decodes the deferred backlog: discard the rest (counted)
-        self.abandon = threading.Event()
-        # called with (bytes decoded, bytes in all) while close() decodes a backlog
-        self.progress: Callable[[int, int], None] | None = None
         self._conns_map: object = None
         self._final_kernel: dict[str, int] | None = None
         self._next_agent_id = 1  # ids of connections adopted from /proc (AGENT_CONN_ID_BIT)
@@ -108,15 +99,6 @@ class CaptureLifecycle:
             self.reader = self._ring = RingBufferReader(
                 probes.ringbuf_fd(), probes.ringbuf_size, self._committed
             )
-            if self.cfg.spool_max > 0:
-                self._deferred = DeferredDecode(
-                    probes.ringbuf_fd(),
-                    probes.ringbuf_size,
-                    self.cfg.spool_max,
-                    self.cfg.spool_dir,
-                    committed_fd=probes.committed_fd(),
-                )
-                self.reader = self._deferred.reader
             probes.set_config(L.NT_CFG_ARMED, 1)
             scan = procfs.scan_sockets(self._pids or None, skip=os.getpid())
             # a server already blocked in accept() has no entry the programs saw: mark
@@ -130,7 +112,6 @@ class CaptureLifecycle:
         except BaseException:
             if self.tls is not None:
                 self.tls.close()
-            self._end_deferred()
             self._unmap()
             probes.close()
             self.probes = None
@@ -184,16 +165,7 @@ class CaptureLifecycle:
             return
         try:
             self.probes.set_config(L.NT_CFG_ARMED, 0)
-            if self._deferred is not None:
-                # the drain process moves what the ring holds, then the spool is read out
-                counters = self._deferred.stop()
-                self.stats["defer_spooled_bytes"] = counters.get("bytes", 0)
-                self.stats["defer_refusals"] = counters.get("refusals", 0)
-                self.stats["defer_extents"] = counters.get("extents", 0)
-                self.stats["defer_unwalked_extents"] = counters.get("unwalked", 0)
-                self._decode_backlog()
-                self.reader = self._ring  # what a full spool refused is still there
-            while not self.abandon.is_set() and self.poll():  # a poll reads 64 MiB at most
+            while self.poll():  # what the ring still holds (a poll reads 64 MiB at most)
                 pass
             now = time.monotonic_ns()
             for conn in self.tracker:
@@ -209,7 +181,6 @@ class CaptureLifecycle:
             if self.tls is not None:
                 self.tls.close()  # its uprobes first
             self._final_kernel = self.probes.counters()
-            self._end_deferred()
             self._unmap()
             self.probes.close()
             self.probes = None
@@ -230,85 +201,26 @@ class CaptureLifecycle:
         duration: float | None = None,
         count: int | None = None,
     ) -> None:
-        """Drain until stop is set, duration has passed or count RRPairs were emitted."""
+        """Decode until stop is set, duration has passed or count RRPairs were emitted."""
         deadline = time.monotonic() + duration if duration else None
-        deferred = self._deferred is not None and self.cfg.idle_decode
-        gate = self._gate = IdleGate() if deferred else None
-        try:
-            with idle_priority(deferred):
-                self._loop(stop, deadline, count, gate)
-        finally:
-            self._gate = None
-            if gate is not None:
-                self.stats["defer_paused_ms"] += int(gate.paused_s * 1000)
-
-    def _loop(
-        self,
-        stop: threading.Event,
-        deadline: float | None,
-        count: int | None,
-        gate: IdleGate | None,
-    ) -> None:
         while not stop.is_set():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 return
-            if self._deferred is not None:
-                if not self._deferred.alive():
-                    self._drain_failed()
-                    continue
-                backlog = self._deferred.reader.pending()
-                if backlog > self.stats["defer_peak_backlog_bytes"]:
-                    self.stats["defer_peak_backlog_bytes"] = backlog
-                if gate is not None and not gate.allows(
-                    backlog, pressure=backlog > self._deferred.max_bytes // 2
-                ):
-                    stop.wait(gate.interval)  # the node is busy: decode later
-                    continue
+            self.backlog_bytes = self._backlog()
             n = self.poll()
             if count is not None and self.stats["rrpairs"] >= count:
                 return
             if n < 64:
                 stop.wait(self.cfg.poll_interval)
 
-    def _decode_backlog(self) -> None:
-        """Decode what the spool still holds (reporting progress), unless abandoned: then
-        the rest is counted as discarded."""
-        total = self._backlog()
-        next_report = time.monotonic() + 1.0
-        while not self.abandon.is_set() and self.poll(4 << 20):
-            if self.progress is not None and time.monotonic() >= next_report:
-                next_report += 2.0
-                self.progress(total - self._backlog(), total)
-        if self.abandon.is_set():
-            self.stats["drop_defer_discarded_bytes"] += self._backlog()
-
-    def _drain_failed(self) -> None:
-        """The drain process died: read what it spooled, then the ring buffer directly."""
-        assert self._deferred is not None
-        log.warning(
-            "the spool drain process ended (status %s); decoding from the ring buffer",
-            self._deferred.proc.returncode,
-        )
-        self.stats["defer_drain_failures"] += 1
-        self._deferred.stop()
-        while self.poll():
-            pass
-        self._end_deferred()
-        self.reader = self._ring
-
-    def _end_deferred(self) -> None:
-        if self._deferred is not None:
-            self._deferred.stop()
-            self._deferred.remove()
-            self._deferred = None
-
     def _backlog(self) -> int:
-        """Bytes of records not read yet (in the spool and in the ring)."""
-        n = self.reader.pending() if self.reader is not None else 0
-        if self._deferred is not None and self._ring is not None:
-            n += self._ring.pending()
-        return n
+        """Bytes of records in the ring buffer not read yet."""
+        return self.reader.pending() if self.reader is not None else 0
+
+    def ring_backlog(self) -> int:
+        """Bytes of records that waited in the ring buffer before the last read (safe from
+        any thread: the ring itself may be unmapped by then)."""
+        return self.backlog_bytes
 
     # ---- reporting ----
 
@@ -323,7 +235,5 @@ class CaptureLifecycle:
         out["conns_open"] = len(self.tracker)
         if self.tls is not None:
             out.update(self.tls.summary())
-        out["defer_backlog_bytes"] = self._backlog() if self._deferred is not None else 0
-        if self._gate is not None:
-            out["defer_paused_ms"] += int(self._gate.paused_s * 1000)
+        out["ring_backlog_bytes"] = self._backlog()
         return out

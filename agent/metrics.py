@@ -100,14 +100,9 @@ class CaptureCollector(Collector):
             "nodetap_connections_open", "Connections tracked now", value=s["conns_open"]
         )
         yield GaugeMetricFamily(
-            "nodetap_defer_backlog_bytes",
-            "Captured bytes waiting to be decoded (deferred decoding)",
-            value=s["defer_backlog_bytes"],
-        )
-        yield CounterMetricFamily(
-            "nodetap_defer_paused_seconds",
-            "Time the decoder waited for idle CPU (deferred decoding)",
-            value=s["defer_paused_ms"] / 1000,
+            "nodetap_ring_backlog_bytes",
+            "Captured bytes in the kernel's ring buffer not read yet",
+            value=s["ring_backlog_bytes"],
         )
         if self.cap.tls is not None:
             yield tls_coverage.metric(self.cap.tls)

@@ -93,6 +93,16 @@ class Pipeline:
         if self._out is not None:
             self._out.flush()
 
+    def write_lines(self, lines: list[bytes]) -> bool:
+        """A batch of JSON lines from the core, written in one go when the fast path needs
+        none of them as a message (no header to look for); False: give them one by one."""
+        if not self.fast or self._redacted_names:
+            return False
+        assert self._out is not None
+        self._out.write((b"\n".join(lines) + b"\n").decode())
+        self.written += len(lines)
+        return True
+
     def on_exchange(self, c: CapturedExchange) -> None:
         if self.fast and not c.has_header(self._redacted_names):
             assert self._out is not None
@@ -121,15 +131,12 @@ def run_syscall(
     *,
     duration: float | None = None,
     count: int | None = None,
-    abandon: threading.Event | None = None,
     on_started: Callable[[SyscallCapture], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
     rules: RuleEngine | None = None,
 ) -> dict[str, int]:
     """Run a syscall capture until ``stop`` is set (or ``duration``, or ``count`` RRPairs),
     with the node's enrichment and targeting, its counters in the metrics registry; returns
-    the summary. ``abandon`` set while the deferred backlog is decoded discards the rest
-    (counted); ``progress(done, total)`` reports that decoding; ``on_started(capture)`` is
+    the summary. ``on_started(capture)`` is
     called once the programs are attached. ``rules``: edge rules the capture runs itself
     (the core decoder, before it encodes each RRPair; agent/capture_rules.py), then not
     given to the Pipeline."""
@@ -143,9 +150,6 @@ def run_syscall(
     if node.enricher.node:
         cfg.node = node.enricher.node
     cap = SyscallCapture(cfg, on_exchange=on_exchange, rules=rules)
-    cap.progress = progress
-    if abandon is not None:
-        cap.abandon = abandon
     cap.start()
     node.attach(cap.set_cgroup_filter)  # with targeting: targeted pods only, kept live
     if cap.tls is not None:  # TLS coverage per process, and per pod (agent/tls/coverage.py)

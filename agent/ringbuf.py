@@ -10,10 +10,9 @@ page offset; records are 8-byte aligned.
 Positions are loaded and stored as aligned 8-byte words (a byte-wise store could let the
 kernel read a torn consumer position and drop records as "buffer full").
 
-The same record format is what the spool (agent.ring_spool) keeps on disk: a drain process copies
-committed extents out of the ring byte for byte (read_extent, or peek_extent and release
-when it may have to leave them in the ring), and the decoder walks them with iter_records,
-whether they come from the ring or from a file.
+A reader copies committed extents out of the ring byte for byte (read_extent, or peek_extent
+and release) and hands them to the Rust core whole; iter_records walks the same bytes in
+Python (the Python record loop, the tests).
 """
 
 from __future__ import annotations

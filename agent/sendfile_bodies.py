@@ -4,7 +4,7 @@ The kernel copies sendfile's bytes from file pages to the socket: no user buffer
 holds them, so the BPF programs describe them instead (bpf/sendfile_source.c,
 NT_EV_SENDFILE): the path the process opened the file by, the file offset, the count.
 This module reads that range from the file, on the agent's side, when the record is
-decoded (later than the send: with deferred decoding, much later).
+decoded (later than the send).
 
 How the file is found, and what can go wrong in between:
 - The path is resolved as the process sees it: an absolute path under

@@ -4,8 +4,8 @@ nginx (one worker) served by wrk on loopback, three ways, interleaved in the sam
   bare     no capture
   nodetap  `nodetap capture` on nginx's worker (BPF syscall tracepoints, RRPairs to a file),
            decoded at once by the Rust core (the default)
-  python   the same with the Python decoder, at once (--decoder python --defer-max 0): the
-           decoder the core replaced, measured in the same rounds
+  python   the same with the Python record loop (NODETAP_DECODER=python): the decoder the
+           core replaced, measured in the same rounds
   proxy    an nginx reverse proxy in front of nginx (the sidecar-style baseline)
 Prints req/s and p99 latency for each, the ratios to bare, the CPU time per request of
 every process involved (wrk, nginx, the agent or the proxy: less sensitive to the other
@@ -17,7 +17,7 @@ do not.
     .venv/bin/python bench/capture_overhead.py [--rounds 3] [--seconds 5] [--connections 32]
         [--mode NAME=FLAGS ...]   # more capture modes, e.g. 'probe=--register-reads probe'
         [--tree NAME=PATH ...]    # the capture of another checkout (e.g. an older commit),
-                                  # as modes NAME and NAME-direct in the same rounds
+                                  # as mode NAME in the same rounds
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def wrk(url: str, seconds: float, connections: int, pids: list[int]) -> Run:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its live children (the agent and its drain process)."""
+    """CPU time of a process and its live children."""
     total = 0.0
     with contextlib.suppress(OSError):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -148,6 +148,7 @@ class CaptureRun:
 
     flags: list[str]
     tree: Path = REPO  # the checkout whose `python -m cli capture` runs
+    env: dict[str, str] = field(default_factory=dict)  # more environment variables
     runs: list[Run] = field(default_factory=list)
     cpu_loaded: list[float] = field(default_factory=list)  # per request, while under load
     cpu_all: list[float] = field(default_factory=list)  # per request, until the capture ended
@@ -156,8 +157,6 @@ class CaptureRun:
     captured: int = 0
     whole: int = 0
     drops: dict[str, int] = field(default_factory=dict)
-    extents: int = 0  # ring extents copied by the drain process, and those without a walk
-    unwalked: int = 0
 
 
 def capture_round(
@@ -171,6 +170,7 @@ def capture_round(
         + ["--port", str(backend.port), "-o", str(out), "--summary-json", str(summary_path)]
         + mode.flags,
         cwd=mode.tree,
+        env={**os.environ, **mode.env},
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
@@ -184,7 +184,7 @@ def capture_round(
     )
     cpu1 = cpu_seconds(agent.pid)
     t_end = time.monotonic()
-    agent.send_signal(signal.SIGINT)  # the capture decodes what it deferred, then ends
+    agent.send_signal(signal.SIGINT)  # the capture decodes what the ring holds, then ends
     cpu_all = wait_cpu_seconds(agent, timeout=600)
     mode.catch_up.append(time.monotonic() - t_end)
     n_served = count_lines(backend.root / "access.log") - before_lines
@@ -195,8 +195,6 @@ def capture_round(
     mode.cpu_loaded.append((cpu1 - cpu0) / max(n_captured, 1))
     mode.cpu_all.append(cpu_all / max(n_captured, 1))
     summary = json.loads(summary_path.read_text())
-    mode.extents += summary.get("defer_extents", 0)
-    mode.unwalked += summary.get("defer_unwalked_extents", 0)
     for k, v in summary.items():
         if k.startswith("drop_") and v:
             mode.drops[k] = mode.drops.get(k, 0) + v
@@ -223,7 +221,7 @@ def main() -> int:
         default=[],
         metavar="NAME=PATH",
         help="also measure the capture of another checkout (run with this interpreter "
-        "from PATH), deferred and direct, as modes NAME and NAME-direct",
+        "from PATH), as mode NAME",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -231,7 +229,7 @@ def main() -> int:
         return 2
     modes = {
         "nodetap": CaptureRun([]),
-        "python": CaptureRun(["--decoder", "python", "--defer-max", "0"]),
+        "python": CaptureRun([], env={"NODETAP_DECODER": "python"}),
     }
     for spec in args.mode:
         name, sep, flags = spec.partition("=")
@@ -244,7 +242,6 @@ def main() -> int:
         if not sep or not name or name in modes or not (tree / "cli").is_dir():
             ap.error(f"--tree {spec!r}: expected a new NAME=PATH of a nodetap checkout")
         modes[name] = CaptureRun([], tree)
-        modes[f"{name}-direct"] = CaptureRun(["--defer-max", "0"], tree)
     results: dict[str, list[Run]] = {"bare": []}
     results.update({name: m.runs for name, m in modes.items()})
     results["proxy"] = []
@@ -294,7 +291,7 @@ def main() -> int:
         cpu_ratio = cpu_cost / cpu_proxy if cpu_proxy > 0 else float("nan")
         label = {
             "nodetap": "nodetap (the Rust core, the default)",
-            "python": "nodetap --decoder python (at once)",
+            "python": "nodetap NODETAP_DECODER=python",
         }.get(name, f"nodetap {' '.join(mode.flags)} ({name}, {mode.tree.name})")
         # each round's ratio against that round's bare and proxy runs (the machine drifts)
         per_round = [
@@ -321,11 +318,6 @@ def main() -> int:
             f"{statistics.median(mode.cpu_loaded) * 1e6:.1f} us while nginx was under load, "
             f"{statistics.median(mode.cpu_all) * 1e6:.1f} us in all (decoding done "
             f"{statistics.median(mode.catch_up):.1f} s after the load ended)"
-            + (
-                f"; drain: {mode.unwalked} of {mode.extents} extents copied without a walk"
-                if mode.extents
-                else ""
-            )
         )
         print(
             f"  completeness: {mode.whole} whole RRPairs for {mode.served} requests served "

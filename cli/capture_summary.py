@@ -54,12 +54,6 @@ def format_summary(
         )
     if forwarder:
         lines.append(_forwarder(s, forwarder, spool_dir))
-    if s.get("defer_spooled_bytes"):
-        lines.append(
-            f"nodetap: deferred decoding: {s['defer_spooled_bytes'] >> 20} MiB spooled, "
-            f"backlog up to {s.get('defer_peak_backlog_bytes', 0) >> 20} MiB, "
-            f"decoder waited {s.get('defer_paused_ms', 0) / 1000:.1f} s for idle CPU"
-        )
     lines.append("nodetap: dropped: " + _drops(s))
     return "\n".join(lines)
 

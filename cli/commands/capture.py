@@ -29,7 +29,6 @@ examples:
   nodetap capture -p 4242 -o table              # one process, a line per exchange
   nodetap capture --port 80 --duration 30s -w web.jsonl
   nodetap capture --port 80 -c 100 --forwarder 127.0.0.1:7070
-  nodetap capture --port 80 --defer-max 0       # decode at once (no spool, normal priority)
   nodetap capture --mode packet -i veth0 --port 80
   nodetap capture --ebpf                        # print the BPF program and exit
   nodetap capture --port 443 --no-tls           # leave TLS libraries alone (no uprobes)
@@ -37,9 +36,8 @@ examples:
 -o names the format (jsonl, json = jsonl, table, wide), as kubectl -o; -w FILE the file
 written, as tcpdump -w.
 
-The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit. Decoding is
-deferred by default: under load RRPairs come when the CPUs have time; on Ctrl-C the
-backlog is decoded first (a second Ctrl-C discards it, counted).
+The summary (events, bytes, RRPairs, drops by cause) goes to stderr on exit. Records are
+decoded at once, in memory, by the Rust core: no captured byte is kept on disk.
 """
 
 
@@ -59,13 +57,11 @@ def register(sub: Any) -> None:
         help="a FileDescriptorSet (protoc --include_imports --descriptor_set_out): gRPC "
         "messages also as JSON in the JSONL output (grpc.requestJson/responseJson)",
     )
-    from cli.options.decoder import add_arguments as add_decoder_arguments
     from cli.options.metrics import add_arguments as add_metrics_arguments
     from cli.options.rules import add_arguments as add_rules_arguments
     from cli.options.sink import add_arguments as add_sink_arguments
     from cli.options.targeting import add_arguments as add_k8s_arguments
 
-    add_decoder_arguments(p)
     add_sink_arguments(p)
     add_rules_arguments(p)
     add_metrics_arguments(p)
@@ -146,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    from cli.options.decoder import decoder
+    from agent.capture_config import default_decoder
     from cli.options.rules import from_args as rules_from_args
     from cli.options.sink import from_args as sink_from_args
     from cli.options.targeting import from_args as node_context_from_args
@@ -154,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     engine = rules_from_args(args)
     # the core decoder runs the edge rules itself, before it encodes an RRPair
     # (agent/capture_rules.py); the pipeline keeps the -n/-l selection
-    in_core = args.mode == "syscall" and decoder(args) == "core"
+    in_core = args.mode == "syscall" and default_decoder() == "core"
     rules = selection.selecting_rules(args, None if in_core else engine)
     node = node_context_from_args(args) if args.mode == "syscall" else None
     if node is not None and selection.given(args) and not node.enricher.in_cluster:
@@ -240,29 +236,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFER_MAX_DEFAULT = 512 << 20
-
-
-def watched(args: argparse.Namespace) -> bool:
-    """A person reads the rows as they come: a table, or RRPairs on a terminal."""
-    return bool(args.format != "jsonl" or (args.write == "-" and sys.stdout.isatty()))
-
-
-def defer_max(args: argparse.Namespace) -> int:
-    """--defer-max, or its default: decode at once when watched (rows as exchanges
-    complete, not when the CPU is idle) or when -c COUNT ends the capture (without
-    --defer-dir: on a busy host, decoding that waited for idle CPU would run until
-    --duration or Ctrl-C), deferred otherwise; the core always decodes at once."""
-    from cli.options.decoder import decoder
-
-    if args.defer_max is not None:
-        return int(args.defer_max)
-    if decoder(args) == "core":
-        return 0
-    counted = bool(args.count) and not args.defer_dir
-    return 0 if watched(args) or counted else DEFER_MAX_DEFAULT
-
-
 def _run_syscall(
     args: argparse.Namespace,
     pipeline: Pipeline,
@@ -271,10 +244,8 @@ def _run_syscall(
     rules: RuleEngine | None,
 ) -> dict[str, int]:
     from agent.capture_config import CaptureConfig
-    from cli.options.decoder import decoder
 
     cfg = CaptureConfig(
-        decoder=decoder(args),
         pids=args.pid,
         ports=args.port,
         cgroup_ids=cgroup2_ids(args.cgroup),
@@ -282,42 +253,23 @@ def _run_syscall(
         ringbuf_pages=args.ringbuf_pages,
         preexisting=not args.no_preexisting,
         typed_regs=REGISTER_READS[args.register_reads],
-        spool_max=defer_max(args),
-        spool_dir=args.defer_dir,
         tls=not args.no_tls,
     )
-    abandon = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set() and not abandon.is_set():
-            abandon.set()
-            print("nodetap: discarding the rest of the backlog", file=sys.stderr)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
     from agent import backlog_ledger
 
-    # what an earlier capture on this folder lost when it was killed: said and counted
-    lost = backlog_ledger.recover(args.defer_dir)
+    # what an earlier capture lost when it was killed: said and counted
+    lost = backlog_ledger.recover()
     if lost.captures:
         print(lost.line(), file=sys.stderr)
     started: list[Any] = []
     ledgers: list[backlog_ledger.Ledger] = []
 
-    def backlog(cap: Any) -> tuple[str | None, int]:
-        deferred = getattr(cap, "_deferred", None)  # agent/capture_lifecycle.py's spool
-        spool = str(deferred.dir) if deferred is not None else None
-        return spool, backlog_ledger.folder_size(spool)
-
     def announce(cap: Any) -> None:
         started.append(cap)
-        if defer_max(args):
-            ledgers.append(backlog_ledger.Ledger(args.defer_dir, lambda: backlog(cap)))
+        # the records waiting in the ring buffer: what a kill would lose
+        ledgers.append(backlog_ledger.Ledger(None, cap.ring_backlog))
         print(
             f"nodetap: capturing {len(cap.syscalls)} syscalls"
-            + (" (decoding deferred)" if defer_max(args) else "")
             + (f", ports {','.join(map(str, args.port))}" if args.port else "")
             + (f", pids {','.join(map(str, args.pid))}" if args.pid else "")
             + " (Ctrl-C to stop)",
@@ -341,10 +293,8 @@ def _run_syscall(
         node,
         duration=args.duration,
         count=count,
-        abandon=abandon,
         on_started=announce,
         rules=rules,
-        progress=_backlog_progress,
     )
     for ledger in ledgers:  # a clean stop (an exception leaves it: the next start counts)
         ledger.close()
@@ -355,11 +305,3 @@ def _run_syscall(
         for row in tls.table():
             print("nodetap: TLS " + describe(row), file=sys.stderr)
     return summary
-
-
-def _backlog_progress(done: int, total: int) -> None:
-    print(
-        f"nodetap: decoding the deferred backlog: {done >> 20} of {total >> 20} MiB "
-        "(Ctrl-C again to discard the rest)",
-        file=sys.stderr,
-    )

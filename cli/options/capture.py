@@ -93,22 +93,6 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         help="ring buffer size in pages, a power of two (default 4096 = 16 MiB)",
     )
     p.add_argument(
-        "--defer-max",
-        type=units.size,
-        default=None,
-        metavar="SIZE",
-        help="defer decoding: a drain process spools the ring buffer into at most SIZE on "
-        "disk and RRPairs are decoded at idle CPU priority (default 512M; 0: decode at "
-        "once, at normal priority; the default when a person watches: --format table or "
-        "a terminal on stdout)",
-    )
-    p.add_argument(
-        "--defer-dir",
-        metavar="DIR",
-        help="make the deferred-decoding spool inside DIR (default: $TMPDIR or /tmp); "
-        "removed on exit",
-    )
-    p.add_argument(
         "--register-reads",
         choices=tuple(REGISTER_READS),
         default="auto",

@@ -12,6 +12,10 @@ use crate::decoder::{Decoder as Core, Formats, COUNTER_NAMES};
 use crate::layout;
 use crate::pb;
 
+/// The module's allocator (Cargo.toml: mimalloc): many small strings per RRPair.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[pyclass(module = "nodetap_core")]
 struct Decoder {
     core: Core,

@@ -4,6 +4,7 @@ read, on both sides."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,13 +26,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def cli_capture(*args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`nodetap capture ARGS` as a process; yields once it says it is capturing."""
+def cli_capture(*args: str, decoder: str = "core") -> Iterator[subprocess.Popen[bytes]]:
+    """`nodetap capture ARGS` as a process; yields once it says it is capturing. decoder:
+    python runs the Python record loop (NODETAP_DECODER; the command line has no flag)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "capture", *args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, "NODETAP_DECODER": decoder},
     )
     try:
         assert proc.stderr is not None
@@ -56,7 +59,7 @@ def by_port(pairs: list[pb.RRPair], port: int) -> tuple[list[pb.RRPair], list[pb
 
 @pytest.mark.parametrize("decoder", ["python", "core"])
 def test_capture_cli_jsonl_exact(tmp_path: Path, decoder: str) -> None:
-    """Both decoders (--decoder: the Python record loop, the Rust core) write the same
+    """Both decoders (NODETAP_DECODER: the Python record loop, the Rust core) write the same
     exact exchanges."""
     path = tmp_path / "capture.jsonl"
     body = bytes(range(256)) * 400
@@ -72,8 +75,7 @@ def test_capture_cli_jsonl_exact(tmp_path: Path, decoder: str) -> None:
         ]
         n = 2 * (2 + len(reqs))  # both sides of every exchange
         args = ["--port", f"{ngx.port},{py.port}", "--count", str(n), "--duration", "60"]
-        args += ["--decoder", decoder, "--defer-max", "0"]  # both at once
-        with cli_capture(*args, "-o", str(path)) as proc:
+        with cli_capture(*args, "-o", str(path), decoder=decoder) as proc:
             crun = curl(ngx.url + "/hello?cli=1", ngx.url + "/echo", "--data-binary", "x=1")
             prun = py_http("127.0.0.1", py.port, reqs)
             _, err = proc.communicate(timeout=60)

@@ -86,8 +86,6 @@ def test_capture_metrics_split_drops_by_unit(tmp_path: Path) -> None:
             str(ngx.port),
             "--max-body",
             "1K",
-            "--defer-max",
-            "0",
             "-w",
             str(tmp_path / "o"),
         )

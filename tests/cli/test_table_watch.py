@@ -1,6 +1,5 @@
 """Watching a capture (issue 25): with -o table (or -c COUNT), rows come as exchanges complete
-(decoding is not deferred to idle CPU), fitted to the terminal's width; packet-mode rows
-show no PID 0."""
+(decoded at once), fitted to the terminal's width; packet-mode rows show no PID 0."""
 
 from __future__ import annotations
 
@@ -69,7 +68,6 @@ def test_table_rows_come_while_capturing() -> None:
             assert proc.stderr is not None and proc.stdout is not None
             start = proc.stderr.readline()
             assert start.startswith("nodetap: capturing"), start
-            assert "decoding deferred" not in start
             curl(ngx.url + "/hello?watch=1")
             lines: queue.Queue[str] = queue.Queue()
             out = proc.stdout
@@ -110,25 +108,3 @@ def test_har_timings_are_rounded(duration: int, ttfb: int) -> None:
     for key in ("wait", "receive"):
         assert t[key] == round(t[key], 3), t  # no 0.00899999999999998
     assert t["receive"] == max(0, duration - min(ttfb, duration)) / 1000
-
-
-@pytest.mark.parametrize(
-    ("argv", "at_once"),
-    [
-        (["-o", "table"], True),
-        (["-o", "wide", "-w", "rows.txt"], True),
-        (["-c", "4", "-w", "cap.jsonl"], True),  # the capture ends when 4 are decoded
-        (["-w", "cap.jsonl"], True),  # the default decoder, the core, decodes at once
-        (["-w", "cap.jsonl", "--decoder", "python"], False),  # Python defers by default
-        (["-w", "cap.jsonl", "--defer-max", "0"], True),
-        (["-c", "4", "--defer-dir", "d"], False),  # a spool folder given: deferred
-    ],
-)
-def test_decoding_at_once_when_someone_waits(argv: list[str], at_once: bool) -> None:
-    """-c COUNT waited for decoding at idle CPU: on a busy host `capture -c 4` (the README's
-    first session) ran until --duration instead of stopping after 4 exchanges."""
-    from cli.commands.capture import defer_max
-    from cli.main import build_parser
-
-    args = build_parser(["capture"]).parse_args(["capture", *argv])
-    assert (defer_max(args) == 0) is at_once

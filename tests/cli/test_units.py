@@ -1,5 +1,5 @@
 """One syntax for sizes and durations (issue 25: `--duration 10s` and `--max-body 1M`
-were rejected while `--since 10m` and `--defer-max 2GiB` were accepted)."""
+were rejected while `--since 10m` and `--spool-max-bytes 2GiB` were accepted)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,6 @@ def test_negative_duration_rejected() -> None:
         (["capture", "--duration", "30"], "duration", 30.0),
         (["capture", "--max-body", "1M"], "max_body", 1 << 20),
         (["capture", "--max-body", "4096"], "max_body", 4096),
-        (["capture", "--defer-max", "2GiB"], "defer_max", 2 << 30),
         (["capture", "--spool-max-bytes", "2G"], "spool_max_bytes", 2 << 30),
         (["import", "x.pcap", "--max-body", "64K"], "max_body", 64 << 10),
         (["status", "--timeout", "500ms"], "timeout", 0.5),

@@ -2,7 +2,7 @@
 20 item 4), with real peers: HTTP/2 headers (nghttpd, curl --http2-prior-knowledge) and
 gRPC metadata (a grpcio call with an `authorization` metadata) redacted by the core before
 it encodes the RRPair; a rules file reloaded while capturing swaps the core's rules (a bad
-one keeps them); and the same rules file gives the same RRPairs on `--decoder python` and
+one keeps them); and the same rules file gives the same RRPairs on `NODETAP_DECODER=python` and
 the default core for nginx and curl (HTTP/1)."""
 
 from __future__ import annotations
@@ -209,10 +209,11 @@ def test_same_rules_same_rrpairs_on_python_and_core(tmp_path: Path) -> None:
         caps = {}
         for dec in ("python", "core"):
             caps[dec] = start_capture(
-                "--port", str(web.port), "--decoder", dec, "--rules", str(rules),
+                "--port", str(web.port), "--rules", str(rules),
                 "--redaction-key", str(_key_file(tmp_path)), "-c", "10",
                 "-w", str(tmp_path / f"{dec}.jsonl"),
                 "--summary-json", str(tmp_path / f"{dec}.summary.json"),
+                env={"NODETAP_DECODER": dec},  # the Python record loop has no flag
             )  # fmt: skip
         try:
             _curl(web.url + "/private/x")

@@ -31,8 +31,6 @@ from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 
-DEFERRED = {"direct": {}, "deferred": {"spool_max": 64 << 20, "idle_decode": False}}
-
 
 def _one(pairs: Sequence[pb.RRPair], url: str, direction: int) -> pb.RRPair:
     got = [p for p in pairs if p.direction == direction and p.http.req.url == url]
@@ -81,13 +79,12 @@ def _curl_concurrent(srv: NodeServer, n: int) -> None:
         assert p.wait(timeout=60) == 0
 
 
-@pytest.mark.parametrize("mode", list(DEFERRED))
-def test_node_server_addresses_per_request(mode: str) -> None:
+def test_node_server_addresses_per_request() -> None:
     """Node.js http server: five sequential curl requests (one connection each), eight
     concurrent ones, fetch (undici's keep-alive pool), http.request with a keep-alive agent,
     and six pipelined requests on one connection. Every INBOUND RRPair carries the client
     port Node.js saw, the OUTBOUND side agrees, nothing is flagged noaddr."""
-    with node_server() as srv, live_capture(ports=[srv.port], **DEFERRED[mode]) as lc:
+    with node_server() as srv, live_capture(ports=[srv.port]) as lc:
         seq_ports = _curl_sequential(srv, 5)
         _curl_concurrent(srv, 8)
         fetched = node_client("fetch", srv.port, 6)
@@ -111,14 +108,13 @@ def test_node_server_addresses_per_request(mode: str) -> None:
     assert summary["conns_filtered_user"] == 0, summary
 
 
-@pytest.mark.parametrize("mode", list(DEFERRED))
-def test_node_addresses_without_the_tracepoint(mode: str) -> None:
+def test_node_addresses_without_the_tracepoint() -> None:
     """Where the kernel cannot report addresses at the first read (forced here), /proc is
     believed only when the connection provably still owned its fd: each INBOUND RRPair
     has the client port Node.js saw, or none (flagged noaddr), never another one."""
     with (
         node_server() as srv,
-        live_capture(ports=[srv.port], addr_at_read=False, **DEFERRED[mode]) as lc,
+        live_capture(ports=[srv.port], addr_at_read=False) as lc,
     ):
         _curl_sequential(srv, 5)
         _curl_concurrent(srv, 8)
@@ -234,16 +230,15 @@ def test_addresses_at_the_first_read_of_every_read_syscall() -> None:
     assert summary["addr_at_read_conns"] == len(hows), summary
 
 
-@pytest.mark.parametrize("mode", list(DEFERRED))
-def test_uvicorn_on_uvloop_addresses(mode: str) -> None:
+def test_uvicorn_on_uvloop_addresses() -> None:
     """uvicorn on uvloop (libuv accepts without a sockaddr) driven by aiohttp, sequential
     requests on a connection each, then concurrent ones over a keep-alive pool, decoded at
-    once (the default decoder, the core) or deferred: every INBOUND RRPair carries the
+    once by the core: every INBOUND RRPair carries the
     client port uvicorn saw, and the OUTBOUND side agrees."""
     n = 2 * 8
     with (
         uvicorn_server() as srv,
-        live_capture(ports=[srv.port], **DEFERRED[mode]) as lc,
+        live_capture(ports=[srv.port]) as lc,
     ):
         got = aiohttp_client(srv.port, n // 2)
         log = srv.requests(n)

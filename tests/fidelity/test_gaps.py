@@ -2,9 +2,7 @@
 
 Each test captures both sides (INBOUND on the server process, OUTBOUND on the client
 process) and compares every exchange with what the server logged and the client saw:
-method, URL, status, body sizes. Both decoding modes: deferred (a spool, what `nodetap
-capture` does by default) and direct (spool_max=0). The RRPairs are read after the capture
-closed: on a busy machine deferred decoding waits, and closing decodes the backlog.
+method, URL, status, body sizes. The RRPairs are read after the capture closed.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from tests.support.servers import nginx
 
 pytestmark = [pytest.mark.bpf, pytest.mark.root, pytest.mark.slow]
 
-MODES = pytest.mark.parametrize("spool_max", [64 << 20, 0], ids=["deferred", "direct"])
 BIG = 2 << 20  # one write larger than the per-syscall copy limit (1,179,648 bytes today)
 UPLOAD = 1536 << 10
 # what a hole may leave on the exchange it hit: "gap" (bytes lost), "truncated" (past
@@ -69,15 +66,14 @@ HTTPX_CLIENT = (
 )
 
 
-@MODES
 @pytest.mark.parametrize("client", ["requests", "httpx"])
-def test_gunicorn_flask_large_single_writes_then_follow_ups(spool_max: int, client: str) -> None:
+def test_gunicorn_flask_large_single_writes_then_follow_ups(client: str) -> None:
     """gunicorn's threaded workers keep the connection alive (its sync workers close it after
     each response, so no follow-up could share a connection with the hole): a 2 MiB answer
     in one sendall(), a 1.5 MiB upload in one send(), and the follow-ups behind them."""
     code = REQUESTS_CLIENT if client == "requests" else HTTPX_CLIENT
     with gunicorn(workers=2, worker_class="gthread") as srv:
-        with live_capture(ports=[srv.port], spool_max=spool_max) as lc:
+        with live_capture(ports=[srv.port]) as lc:
             seen = run_client(
                 code.replace(
                     "sys.argv[1], int(sys.argv[2]), int(sys.argv[3])",
@@ -109,14 +105,13 @@ def test_gunicorn_flask_large_single_writes_then_follow_ups(spool_max: int, clie
     assert s["rrpairs_incomplete"] == 0
 
 
-@MODES
-def test_jdk_client_h2c_upgrade_asked_and_refused_then_1_mib_posts(spool_max: int) -> None:
+def test_jdk_client_h2c_upgrade_asked_and_refused_then_1_mib_posts() -> None:
     """The JDK's HttpClient asks for h2c on every request; HttpServer never switches. A
     1 MiB POST, another answered after 64 KiB of its body (the answer refuses the upgrade
     before the request ends), then a GET: all stored whole, on both sides."""
     n = 1 << 20
     with jdk_server() as srv:
-        with live_capture(ports=[srv.port], spool_max=spool_max, max_body=n) as lc:
+        with live_capture(ports=[srv.port], max_body=n) as lc:
             seen = jdk_client(srv.url, n)
         log = srv.requests()
     assert log == [
@@ -164,11 +159,10 @@ HEADERS_CLIENT = """
 """
 
 
-@MODES
-def test_nginx_request_with_100_kib_of_headers_then_a_normal_one(spool_max: int) -> None:
+def test_nginx_request_with_100_kib_of_headers_then_a_normal_one() -> None:
     files = {"big-head.txt": b"head ok\n", "after.txt": b"after ok\n"}
     with nginx(files=files, extra=NGINX_HEADERS) as srv:
-        with live_capture(ports=[srv.port], spool_max=spool_max) as lc:
+        with live_capture(ports=[srv.port]) as lc:
             seen = run_client(HEADERS_CLIENT.replace("PORT", str(srv.port)))
         log = srv.access_log_lines()
     assert seen == ["200", "8", "200", "9"]

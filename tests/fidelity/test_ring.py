@@ -1,7 +1,7 @@
 """Ring-buffer overflow never loses a connection silently (issue 18, item 4).
 
 Several concurrent multi-MiB loopback transfers between real peers overflow the BPF ring
-buffer faster than the drain process empties it. What must hold, on both sides (INBOUND
+buffer faster than the capture empties it. What must hold, on both sides (INBOUND
 in the server, OUTBOUND in the client), compared with the clients' own account of every
 request and with nginx's access log:
 
@@ -13,9 +13,7 @@ request and with nginx's access log:
 - no open, address or close record was lost (drop_ringbuf_control_records stays 0): the
   ring keeps room for them (bpf/common.h).
 
-Each capture runs both ways `nodetap capture` decodes: at once in the Rust core (the
-default decoder, `--defer-max 0`) and deferred in Python (a drain process spools the ring,
-decoding follows at idle priority).
+The capture decodes as `nodetap capture` does: at once, in the Rust core.
 """
 
 from __future__ import annotations
@@ -40,8 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 SIZES = (1 * MiB, 3 * MiB, 5 * MiB)
 CONNS = 4
-DEFERRED = {"spool_max": 512 * MiB, "max_body": 8 * MiB}
-DIRECT = {"spool_max": 0, "max_body": 8 * MiB}  # --defer-max 0: the capture reads the ring
+LIMITS = {"max_body": 8 * MiB}
 SMALL_RING = 64  # pages: 256 KiB, a few records' worth: overflow is certain
 # losses other than ring overflow that can flag an RRPair `gap` (a single write past the
 # per-syscall copy limit, iovecs past their limit, sendfile): issue 18's other parts
@@ -113,7 +110,6 @@ def check_losses(lc: LiveCapture, flagged_conns: int) -> dict[str, int]:
     losses = {k: s[k] for k in (*OTHER_LOSSES, "drop_ringbuf_data_records")}
     assert s["drop_ringbuf_control_records"] == 0, s
     assert s["orphan_records"] == 0, s
-    assert s["drop_defer_discarded_bytes"] == 0, s
     lost_conns = s["drop_ringbuf_data_connections"]
     if s["drop_ringbuf_data_records"]:
         assert lost_conns > 0, s
@@ -125,10 +121,10 @@ def check_losses(lc: LiveCapture, flagged_conns: int) -> dict[str, int]:
     return s
 
 
-def run_uvicorn(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, int]:
+def run_uvicorn(ringbuf_pages: int | None) -> dict[str, int]:
     ring = {"ringbuf_pages": ringbuf_pages} if ringbuf_pages else {}
-    ring.update(DEFERRED if deferred else DIRECT)
-    # leaving the capture decodes its whole backlog (as Ctrl-C does)
+    ring.update(LIMITS)
+    # leaving the capture decodes what the ring still holds (as Ctrl-C does)
     with uvicorn_server() as srv, live_capture(ports=[srv.port], **ring) as lc:
         account = aiohttp_fetch(srv.url, CONNS, SIZES)
     expected = [(f"/bytes/{n}", n) for n in SIZES]
@@ -146,9 +142,9 @@ def run_uvicorn(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, i
     return check_losses(lc, flagged)
 
 
-def run_nginx(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, int]:
+def run_nginx(ringbuf_pages: int | None) -> dict[str, int]:
     ring = {"ringbuf_pages": ringbuf_pages} if ringbuf_pages else {}
-    ring.update(DEFERRED if deferred else DIRECT)
+    ring.update(LIMITS)
     files = {f"f{n}.bin": body_of(n) for n in SIZES}
     with nginx(files=files) as srv:
         with live_capture(ports=[srv.port], **ring) as lc:
@@ -173,27 +169,20 @@ def run_nginx(ringbuf_pages: int | None, deferred: bool = True) -> dict[str, int
     return check_losses(lc, flagged)
 
 
-MODES = pytest.mark.parametrize("deferred", [False, True], ids=["core", "deferred"])
+def test_uvicorn_and_aiohttp_with_the_default_ring_lose_no_connection() -> None:
+    run_uvicorn(None)
 
 
-@MODES
-def test_uvicorn_and_aiohttp_with_the_default_ring_lose_no_connection(deferred: bool) -> None:
-    run_uvicorn(None, deferred)
+def test_nginx_and_curl_with_the_default_ring_lose_no_connection() -> None:
+    run_nginx(None)
 
 
-@MODES
-def test_nginx_and_curl_with_the_default_ring_lose_no_connection(deferred: bool) -> None:
-    run_nginx(None, deferred)
-
-
-@MODES
-def test_uvicorn_overflowing_a_small_ring_flags_every_loss(deferred: bool) -> None:
-    s = run_uvicorn(SMALL_RING, deferred)
+def test_uvicorn_overflowing_a_small_ring_flags_every_loss() -> None:
+    s = run_uvicorn(SMALL_RING)
     assert s["drop_ringbuf_data_records"] > 0, s  # the ring did overflow
     assert s["reserved_room_records"] >= 0
 
 
-@MODES
-def test_nginx_overflowing_a_small_ring_flags_every_loss(deferred: bool) -> None:
-    s = run_nginx(SMALL_RING, deferred)
+def test_nginx_overflowing_a_small_ring_flags_every_loss() -> None:
+    s = run_nginx(SMALL_RING)
     assert s["drop_ringbuf_data_records"] > 0, s

@@ -17,7 +17,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -56,26 +55,15 @@ def curl(url: str, *args: str) -> bytes:
     return out.stdout
 
 
-@pytest.fixture(params=["direct", "deferred"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def capture(port: int) -> AbstractContextManager[LiveCapture]:
+    """live_capture on `port` with bodies up to MAX_BODY."""
+    return live_capture(ports=[port], max_body=MAX_BODY)
 
 
-def capture(port: int, mode: str = "direct") -> AbstractContextManager[LiveCapture]:
-    """live_capture on `port` with bodies up to MAX_BODY; deferred: decoding through the
-    spool, as `nodetap capture` does by default (the backlog is decoded at close)."""
-    spool = 64 << 20 if mode == "deferred" else 0
-    return live_capture(ports=[port], max_body=MAX_BODY, spool_max=spool)
-
-
-def collect(lc: LiveCapture, n: int, mode: str) -> None:
-    """Wait for n RRPairs per side (direct), or for the capture to take the records in
-    (deferred: they are decoded when the capture closes)."""
-    if mode == "direct":
-        lc.wait_for(2 * n, timeout=60)
-        lc.settle()
-    else:
-        time.sleep(1.0)
+def collect(lc: LiveCapture, n: int) -> None:
+    """Wait for n RRPairs per side."""
+    lc.wait_for(2 * n, timeout=60)
+    lc.settle()
 
 
 def sides(lc: LiveCapture) -> dict[str, list[pb.RRPair]]:
@@ -85,11 +73,11 @@ def sides(lc: LiveCapture) -> dict[str, list[pb.RRPair]]:
     return {"INBOUND": by_ts(lc.inbound()), "OUTBOUND": by_ts(lc.outbound())}
 
 
-def test_nginx_with_debian_settings_sendfile_bodies_whole(mode: str) -> None:
+def test_nginx_with_debian_settings_sendfile_bodies_whole() -> None:
     page = b"<html><body>" + b"nodetap captures nginx whole. " * 4000 + b"</body></html>"
     files = {**FILES, "page.html": page}
     with debian_nginx(files) as srv:
-        with capture(srv.port, mode) as lc:
+        with capture(srv.port) as lc:
             for name in FILES:
                 assert curl(f"{srv.url}/{name}") == FILES[name]
             # a range: sendfile from an offset into the file
@@ -97,7 +85,7 @@ def test_nginx_with_debian_settings_sendfile_bodies_whole(mode: str) -> None:
             # gzip on: an HTML page asked for compressed is written (not sent from the file)
             zipped = curl(f"{srv.url}/page.html", "-H", "Accept-Encoding: gzip")
             assert gzip.decompress(zipped) == page
-            collect(lc, 5, mode)
+            collect(lc, 5)
         log = srv.access_log()
     # the gzip answer is chunked: $body_bytes_sent counts the chunk framing too
     assert [r[3] for r in log[:4]] == [1 << 10, 100 << 10, 5 << 20, 2099000]
@@ -143,14 +131,14 @@ def test_apache_mpm_event_bodies_whole(sendfile: bool) -> None:
         with capture(srv.port) as lc:
             for name in FILES:
                 assert curl(f"{srv.url}/{name}") == FILES[name]
-            collect(lc, len(FILES), "direct")
+            collect(lc, len(FILES))
         served = srv.access_log()
     assert [r[3] for r in served] == [len(v) for v in FILES.values()]
     assert_whole(lc, served, {f"/{k}": v for k, v in FILES.items()})
 
 
 @pytest.mark.skipif(not apache_peer.available(), reason="apache2 is not installed")
-def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path, mode: str) -> None:
+def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path) -> None:
     """A CGI under mod_cgid (no Content-Length: Apache answers chunked), on one keep-alive
     connection of one curl: GET 1000 and 300,000 bytes, a 200 KiB POST read by the script,
     then a static file sent with sendfile. Both sides hold the four exchanges whole, with
@@ -159,7 +147,7 @@ def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path,
     (tmp_path / "post.bin").write_bytes(post)
     cgi = "/cgi-bin/echo.py"
     with apache(FILES, sendfile=True) as srv:
-        with capture(srv.port, mode) as lc:
+        with capture(srv.port) as lc:
             got = subprocess.run(
                 ["curl", "-sS", "--http1.1", "-o", "-", f"{srv.url}{cgi}?1000"]
                 + ["--next", "-o", "-", f"{srv.url}{cgi}?300000"]
@@ -169,7 +157,7 @@ def test_apache_cgi_chunked_answers_and_a_post_on_one_connection(tmp_path: Path,
                 check=True,
                 timeout=60,
             ).stdout
-            collect(lc, 4, mode)
+            collect(lc, 4)
         served = srv.access_log()
     answer = b"got %d %s" % (len(post), hashlib.sha256(post).hexdigest().encode())
     bodies = [cgi_body(1000), cgi_body(300000), answer, FILES["1k.bin"]]
@@ -238,7 +226,7 @@ def test_flask_send_file_under_gunicorn_whole(tmp_path: Path, client: str) -> No
             check=True,
             timeout=120,
         ).stdout.splitlines()
-        collect(lc, len(FILES), "direct")
+        collect(lc, len(FILES))
     assert seen == [f"200 {len(v)} {hashlib.sha256(v).hexdigest()}" for v in FILES.values()]
     served = []
     for line in log.read_text().splitlines():
@@ -248,18 +236,18 @@ def test_flask_send_file_under_gunicorn_whole(tmp_path: Path, client: str) -> No
     assert_whole(lc, served, {f"/{k}": v for k, v in FILES.items()})
 
 
-def test_go_servefile_whole_including_a_range(tmp_path: Path, mode: str) -> None:
+def test_go_servefile_whole_including_a_range(tmp_path: Path) -> None:
     # Go's sendfile has no offset pointer: the bytes come from the file position, which
     # the programs follow from the open (and the seek of a range request)
     for name, data in FILES.items():
         (tmp_path / name).write_bytes(data)
     log = tmp_path / "server.log"
-    with go_servefile(tmp_path, log) as port, capture(port, mode) as lc:
+    with go_servefile(tmp_path, log) as port, capture(port) as lc:
         url = f"http://127.0.0.1:{port}"
         for name in FILES:
             assert curl(f"{url}/{name}") == FILES[name]
         assert curl(f"{url}/5m.bin", "-r", "4096-") == FILES["5m.bin"][4096:]
-        collect(lc, len(FILES) + 1, mode)
+        collect(lc, len(FILES) + 1)
     for pairs in sides(lc).values():
         assert [p.http.res.status_code for p in pairs] == [200, 200, 200, 206]
         assert pairs[3].http.res.body == FILES["5m.bin"][4096:]
@@ -286,7 +274,7 @@ def test_node_res_end_of_5_mib_whole(tmp_path: Path) -> None:
         live_capture(pids=[os.getpid(), pid], max_body=MAX_BODY) as lc,
     ):
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
-        collect(lc, 1, "direct")
+        collect(lc, 1)
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})
     assert_server_log(lc, server_log(log))
 
@@ -296,7 +284,7 @@ def test_jdk_single_5_mib_write_whole(tmp_path: Path) -> None:
     log = tmp_path / "jdk.log"
     with jdk_bigwrite(size, log) as port, capture(port) as lc:
         assert curl(f"http://127.0.0.1:{port}/big") == node_body(size)
-        collect(lc, 1, "direct")
+        collect(lc, 1)
     assert_whole(lc, [("GET", "/big", 200, size)], {"/big": node_body(size)})
     assert_server_log(lc, server_log(log))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -69,15 +70,16 @@ def forwarder_process(port: int, data_dir: Path, *extra: str) -> Iterator[subpro
         stop(proc)
 
 
-def start_capture(*args: str) -> subprocess.Popen[str]:
+def start_capture(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`nodetap capture ARGS` (stderr piped), returned once it says it is capturing; stopped
-    if it does not within 60 s."""
+    if it does not within 60 s. env: more environment variables (NODETAP_DECODER)."""
     cap = subprocess.Popen(
         [sys.executable, "-m", "cli", "capture", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **env} if env else None,
     )
     try:
         assert cap.stderr is not None
@@ -94,11 +96,8 @@ def capture_to_forwarder(
     web_port: int, count: int, forwarder: str, work: Path, *extra: str
 ) -> subprocess.Popen[str]:
     """`nodetap capture` of count RRPairs on web_port sent to forwarder, spooling in
-    work/spool and writing work/local.jsonl too (see start_capture). Decoding at once
-    (--defer-max 0): deferred decoding waits for idle CPU, which a loaded test machine lacks."""
+    work/spool and writing work/local.jsonl too (see start_capture)."""
     return start_capture(
-        "--defer-max",
-        "0",
         "--port",
         str(web_port),
         "--count",

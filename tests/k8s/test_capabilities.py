@@ -91,7 +91,7 @@ def _capture_with(caps: set[str], ngx_port: int, url: str, out: Path) -> tuple[i
     proc = subprocess.Popen(
         ["setpriv", "--bounding-set", spec, "--inh-caps", "-all", "--",
          sys.executable, "-m", "cli", "capture", "--port", str(ngx_port), "--count", "2",
-         "--duration", "60", "--defer-max", "0", "-o", str(out)],
+         "--duration", "60", "-o", str(out)],
         cwd=HERE.parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None

@@ -84,8 +84,6 @@ def test_defaults_keep_credentials_out_of_every_file(
                 f"127.0.0.1:{port}",
                 "--spool-dir",
                 str(spool),
-                "--defer-max",
-                "0",  # decode at once (a loaded machine has no idle CPU for deferred decoding)
                 "-o",
                 str(local),
             )
@@ -128,7 +126,7 @@ def test_bad_live_reloads_are_refused_while_capture_goes_on(tmp_path: Path) -> N
 
     with nginx() as web:
         cap = start_capture(
-            "--port", str(web.port), "--defer-max", "0", "--rules", str(rules), "-o", str(out),
+            "--port", str(web.port), "--rules", str(rules), "-o", str(out),
         )  # fmt: skip
         try:
             get("/drop/1", "/hello?phase=0")

@@ -46,7 +46,7 @@ def _get(url: str) -> str:
 def _capture(tmp_path: Path, site: TlsNginx, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     addr = f"127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "cli", "capture", "--port", str(site.tls_port),
-           "--duration", "10", "--defer-max", "0", "--metrics-addr", addr,
+           "--duration", "10", "--metrics-addr", addr,
            "-o", str(tmp_path / "out.jsonl"), *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None

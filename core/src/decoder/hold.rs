@@ -77,9 +77,13 @@ impl Decoder {
         for ex in &out {
             conn.note_exchange(ex);
         }
-        let template = conn.template.clone();
+        // lent out for the loop, not cloned (emitting never touches the connections)
+        let template = std::mem::take(&mut conn.template);
         for ex in out {
             self.emit_for(cid, &template, Item::H1(ex));
+        }
+        if let Some(conn) = self.conns.get_mut(&cid) {
+            conn.template = template;
         }
     }
 
@@ -89,9 +93,11 @@ impl Decoder {
         if !self.hold {
             return self.emit(cid, own, ex);
         }
-        if let Some(t) = self.contexts.get(&cid) {
-            let t = t.clone();
-            return self.emit(cid, &t, ex);
+        if let Some(t) = self.contexts.remove(&cid) {
+            // lent out, not cloned: emit() never touches the contexts
+            self.emit(cid, &t, ex);
+            self.contexts.insert(cid, t);
+            return;
         }
         let entry = self
             .held
