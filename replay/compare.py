@@ -7,6 +7,7 @@ sides are JSON, structurally with ignored paths: ``$.ts``, ``$.items[*].id``, ``
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import json
@@ -142,7 +143,7 @@ class Comparer:
                 if low in ignore or low in GRPC_TRANSPORT or low.startswith(":"):
                     continue
                 if low.endswith("-bin"):
-                    v = v.rstrip("=")  # base64, padded or not
+                    v = _bin_text(v)
                 if low in out:
                     w, old = out[low]
                     out[low] = (w, f"{old}, {v}")
@@ -193,6 +194,17 @@ class Comparer:
             f"body: differs (recorded {exp.body_size} bytes sha256 {exp.body_sha256[:12]}, "
             f"replayed {act.body_size} bytes sha256 {act.body_sha256[:12]})"
         ]
+
+
+def _bin_text(v: str) -> str:
+    """A "-bin" value as unpadded base64, whether recorded in base64 (padded or not) or in
+    gRPC's true-binary form (a NUL, then the raw bytes)."""
+    if v.startswith("\x00"):
+        try:
+            return base64.b64encode(v[1:].encode("latin-1")).decode("ascii").rstrip("=")
+        except UnicodeEncodeError:
+            return v
+    return v.rstrip("=")
 
 
 def _meta_diffs(e: dict[str, tuple[str, str]], a: dict[str, tuple[str, str]]) -> list[str]:

@@ -102,6 +102,14 @@ def from_rrpair(pair: pb.RRPair, item: Item) -> None:
     )
 
 
+def bin_value(v: str) -> bytes:
+    """The bytes of a recorded "-bin" field: base64 (padded or not), or gRPC's true-binary
+    form (a NUL, then the raw bytes; grpcio's C core uses it when both ends allow it)."""
+    if v.startswith("\x00"):
+        return v[1:].encode("latin-1")
+    return base64.b64decode(v + "=" * (-len(v) % 4))
+
+
 def metadata_text(md: Any) -> Headers:
     """grpcio's metadata (key, str or bytes) as recorded header fields: "-bin" values in
     base64 (unpadded, as on the wire)."""
@@ -123,7 +131,7 @@ def grpc_metadata(headers: Headers) -> list[tuple[str, str | bytes]]:
             continue
         if low.endswith("-bin"):
             try:
-                out.append((low, base64.b64decode(v + "=" * (-len(v) % 4))))
+                out.append((low, bin_value(v)))
             except ValueError:
                 continue
         else:
