@@ -73,3 +73,25 @@ def test_bad_protobuf_rules_are_refused_with_the_line(tmp_path: Path) -> None:
         parse("redact:\n  protobuf:\n    fields: [a]\n", where)
     rs = parse(RULES, where)
     assert len(rs.redact.protobuf_fields) == 3 and rs.redact.protobuf_descriptors
+
+
+def test_python_executor_redacts_the_same_as_the_core(tmp_path: Path) -> None:
+    """Packet mode and pcap import run the rules in Python (agent/pipeline.py): the protobuf
+    fields are redacted there too, with the same bytes as the core decoder's rules."""
+    desc = grpc_users.descriptors(tmp_path / "users.pb")
+    (tmp_path / "rules.yaml").write_text(RULES)
+    path = str(tmp_path / "rules.yaml")
+    engine = RuleEngine(load(path), path=path, key=b"k" * 32, announce=False)
+    assert engine.headers_only is None  # no fast path that would skip gRPC pairs
+    get_t, user_t = grpc_users._types(str(desc))
+    pair = pb.RRPair(id="p-1", l7protocol="grpc")
+    pair.grpc.service, pair.grpc.method = "test.users.Users", "Get"
+    pair.grpc.request_messages.append(get_t(name="ann").SerializeToString())
+    pair.grpc.response_messages.append(user_t(name="ann", id=7).SerializeToString())
+    core = engine.core_rules().apply(pair.SerializeToString())
+    kept = engine.apply(pair)
+    assert kept is not None and core is not None
+    assert kept.SerializeToString() == core
+    assert get_t.FromString(kept.grpc.request_messages[0]).name not in ("", "ann")
+    assert user_t.FromString(kept.grpc.response_messages[0]).id == 0
+    assert "redacted" in kept.flags
