@@ -11,6 +11,7 @@ import asyncio
 import errno
 import hashlib
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,33 @@ def classify(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, httptools.HttpParserError):
         return "protocol"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
     return "other"
+
+
+def tls_context(ca_file: str | None, alpn: str) -> ssl.SSLContext:
+    """A client context that verifies the target (against ca_file, else the system store)."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.set_alpn_protocols([alpn])
+    return ctx
+
+
+def tls_failure(target: str, exc: BaseException, ca_file: str | None) -> str:
+    """One line for a TLS handshake that failed: what is wrong, what to do."""
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        fix = (
+            "give the CA that signed its certificate with --target-ca"
+            if ca_file is None
+            else f"check that {ca_file} signed its certificate and that it names the host"
+        )
+        what = exc.verify_message or reason
+        return f"--target {target}: the server's certificate is not trusted ({what}); {fix}"
+    return (
+        f"--target {target}: TLS handshake failed ({reason}); is it a TLS port? "
+        "use http:// for a plaintext server"
+    )
 
 
 class _Conn(asyncio.Protocol):
@@ -179,6 +206,7 @@ class Pool:
     timeout: float = 10.0
     keep_limit: int = 64 * 1024
     gate: Callable[[], Awaitable[float]] | None = None
+    tls: ssl.SSLContext | None = None  # an https:// target: every connection over TLS
     idle: list[_Conn] = field(default_factory=list)
     stats: PoolStats = field(default_factory=PoolStats)
     _addr: tuple[int, Any] | None = None
@@ -229,7 +257,10 @@ class Pool:
                 try:
                     await loop.sock_connect(sock, addr)
                     _, conn = await loop.create_connection(
-                        lambda: _Conn(loop, self.keep_limit), sock=sock
+                        lambda: _Conn(loop, self.keep_limit),
+                        sock=sock,
+                        ssl=self.tls,
+                        server_hostname=self.host if self.tls is not None else None,
                     )
                 except BaseException:
                     sock.close()

@@ -7,6 +7,7 @@ sides are JSON, structurally with ignored paths: ``$.ts``, ``$.items[*].id``, ``
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import json
@@ -31,7 +32,15 @@ DEFAULT_IGNORE_HEADERS = frozenset(
         "set-cookie",
         "x-request-id",
         "x-trace-id",
+        # set by the client or transport of each run (gRPC's above all): not the service's
+        "user-agent",
+        "grpc-accept-encoding",
     }
+)
+# gRPC response fields of the transport, not call metadata: grpc-status and grpc-message are
+# compared as the call's status; grpc-encoding is undone (the messages are compared decoded)
+GRPC_TRANSPORT = frozenset(
+    {"content-type", "content-length", "grpc-status", "grpc-message", "grpc-encoding", "te"}
 )
 MAX_DIFFS_PER_RESPONSE = 20
 
@@ -49,6 +58,7 @@ class Actual:
     grpc_status: int | None = None
     grpc_message: str = ""
     messages: list[bytes] | None = None
+    trailers: Headers | None = None  # a gRPC call's trailing metadata
 
 
 # (":path" of the call, is_request, message bytes) -> the message as JSON, or None when it
@@ -89,6 +99,10 @@ class Comparer:
             diffs.append(
                 f"grpc-message: recorded {exp.grpc_message!r}, replayed {act.grpc_message!r}"
             )
+        if self.compare_headers:
+            if exp.norm_meta is None:
+                exp.norm_meta = self._meta(exp.headers, exp.trailers)
+            diffs += _meta_diffs(exp.norm_meta, self._meta(act.headers, act.trailers))
         em, am = exp.messages or [], act.messages or []
         if exp.truncated:  # the recording cut the messages: compare those it kept
             am = am[: len(em)]
@@ -116,6 +130,26 @@ class Comparer:
             f"message {i}: differs, {where} (recorded {len(e)} bytes sha256 "
             f"{digest(e)[:12]}, replayed {len(a)} bytes sha256 {digest(a)[:12]})"
         ]
+
+    def _meta(self, headers: Headers, trailers: Headers | None) -> dict[str, tuple[str, str]]:
+        """A gRPC call's metadata: name -> ("header" or "trailer", value). Where a field came
+        is kept for the report, not compared: a trailers-only response (an error) carries
+        its trailers in the headers, which grpcio does not tell apart."""
+        out: dict[str, tuple[str, str]] = {}
+        ignore = self.ignore_headers
+        for where, hs in (("header", headers), ("trailer", trailers or ())):
+            for n, v in hs:
+                low = n.lower()
+                if low in ignore or low in GRPC_TRANSPORT or low.startswith(":"):
+                    continue
+                if low.endswith("-bin"):
+                    v = _bin_text(v)
+                if low in out:
+                    w, old = out[low]
+                    out[low] = (w, f"{old}, {v}")
+                else:
+                    out[low] = (where, v)
+        return out
 
     def _norm(self, hs: Headers) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -160,6 +194,32 @@ class Comparer:
             f"body: differs (recorded {exp.body_size} bytes sha256 {exp.body_sha256[:12]}, "
             f"replayed {act.body_size} bytes sha256 {act.body_sha256[:12]})"
         ]
+
+
+def _bin_text(v: str) -> str:
+    """A "-bin" value as unpadded base64, whether recorded in base64 (padded or not) or in
+    gRPC's true-binary form (a NUL, then the raw bytes)."""
+    if v.startswith("\x00"):
+        try:
+            return base64.b64encode(v[1:].encode("latin-1")).decode("ascii").rstrip("=")
+        except UnicodeEncodeError:
+            return v
+    return v.rstrip("=")
+
+
+def _meta_diffs(e: dict[str, tuple[str, str]], a: dict[str, tuple[str, str]]) -> list[str]:
+    """'trailer x-sum: recorded '1', replayed '2'', 'header x-v: missing (recorded ...)'."""
+    if e == a:
+        return []
+    diffs = []
+    for name in sorted(e.keys() | a.keys()):
+        if name not in a:
+            diffs.append(f"{e[name][0]} {name}: missing (recorded {e[name][1]!r})")
+        elif name not in e:
+            diffs.append(f"{a[name][0]} {name}: extra {a[name][1]!r}")
+        elif e[name][1] != a[name][1]:
+            diffs.append(f"{e[name][0]} {name}: recorded {e[name][1]!r}, replayed {a[name][1]!r}")
+    return diffs
 
 
 _NOT_JSON = object()

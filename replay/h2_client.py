@@ -19,13 +19,26 @@ import grpc
 import grpc.aio
 import httpx
 
-from replay.client import ReplayError
+from nodetap.errors import PeerError
+from replay.client import ReplayError, tls_failure
 from replay.compare import Actual
-from replay.h2_items import grpc_metadata
+from replay.h2_items import grpc_metadata, metadata_text
 from replay.model import FRAMING, Item
 
 # grpcio's codes that mean the call never reached the server: counted as errors, not mismatches
 _NOT_REACHED = ("failed to connect", "connection refused", "connect failed")
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl.SSLError under an httpx error (its cause chain), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass
@@ -77,6 +90,10 @@ class H2Target:
                 item.method, url, headers=headers, content=item.body or None
             )
         except httpx.ConnectError as e:
+            cause = _ssl_cause(e)
+            if cause is not None:  # not TLS, or not trusted: every request would fail
+                target = f"https://{self.authority}"
+                raise PeerError(tls_failure(target, cause, self.ca_file)) from None
             raise ReplayError("refused", str(e) or "connect failed") from None
         except httpx.TimeoutException as e:
             raise ReplayError("timeout", str(e) or "no complete response in time") from None
@@ -124,8 +141,10 @@ class H2Target:
                 got.append(bytes(m))
             code = await call.code()
             details = await call.details()
+            initial, trailing = await call.initial_metadata(), await call.trailing_metadata()
         except grpc.aio.AioRpcError as e:
             code, details = e.code(), e.details() or ""
+            initial, trailing = e.initial_metadata(), e.trailing_metadata()
         if code == grpc.StatusCode.UNAVAILABLE and not got:
             low = (details or "").lower()
             if any(w in low for w in _NOT_REACHED):
@@ -135,13 +154,14 @@ class H2Target:
         body = b"".join(got)
         return Actual(
             200,
-            [],
+            metadata_text(initial),
             None,
             hashlib.sha256(body).hexdigest(),
             len(body),
             grpc_status=code.value[0],
             grpc_message=details or "",
             messages=got,
+            trailers=metadata_text(trailing),
         )
 
     async def close(self) -> None:

@@ -44,7 +44,13 @@ def _split(item: Item) -> None:
 
 
 def _grpc(
-    item: Item, proto: str, status: int, message: str, req: list[bytes], res: list[bytes]
+    item: Item,
+    proto: str,
+    status: int,
+    message: str,
+    req: list[bytes],
+    res: list[bytes],
+    trailers: Headers | None = None,
 ) -> None:
     item.proto = proto
     if proto != "grpc":
@@ -54,6 +60,7 @@ def _grpc(
         e = item.expected
         e.grpc_status, e.grpc_message, e.messages = status, message, res
         e.grpc_path = item.target
+        e.trailers = trailers or []
 
 
 def from_json(d: dict[str, Any], item: Item) -> None:
@@ -64,6 +71,8 @@ def from_json(d: dict[str, Any], item: Item) -> None:
         _grpc(item, "http2", 0, "", [], [])
         return
     b64 = base64.b64decode
+    res = (d.get("http") or {}).get("res")
+    trailers = res.get("trailers") if isinstance(res, dict) else None
     _grpc(
         item,
         "grpc",
@@ -71,6 +80,7 @@ def from_json(d: dict[str, Any], item: Item) -> None:
         str(g.get("statusMessage") or ""),
         [b64(m) for m in g.get("requestMessages") or ()],
         [b64(m) for m in g.get("responseMessages") or ()],
+        [(str(h.get("name") or ""), str(h.get("value") or "")) for h in trailers or ()],
     )
 
 
@@ -88,7 +98,27 @@ def from_rrpair(pair: pb.RRPair, item: Item) -> None:
         g.status_message,
         [bytes(m) for m in g.request_messages],
         [bytes(m) for m in g.response_messages],
+        [(h.name, h.value) for h in pair.http.res.trailers],
     )
+
+
+def bin_value(v: str) -> bytes:
+    """The bytes of a recorded "-bin" field: base64 (padded or not), or gRPC's true-binary
+    form (a NUL, then the raw bytes; grpcio's C core uses it when both ends allow it)."""
+    if v.startswith("\x00"):
+        return v[1:].encode("latin-1")
+    return base64.b64decode(v + "=" * (-len(v) % 4))
+
+
+def metadata_text(md: Any) -> Headers:
+    """grpcio's metadata (key, str or bytes) as recorded header fields: "-bin" values in
+    base64 (unpadded, as on the wire)."""
+    out: Headers = []
+    for k, v in md or ():
+        if isinstance(v, bytes):
+            v = base64.b64encode(v).decode("ascii").rstrip("=")
+        out.append((str(k), str(v)))
+    return out
 
 
 def grpc_metadata(headers: Headers) -> list[tuple[str, str | bytes]]:
@@ -101,7 +131,7 @@ def grpc_metadata(headers: Headers) -> list[tuple[str, str | bytes]]:
             continue
         if low.endswith("-bin"):
             try:
-                out.append((low, base64.b64decode(v + "=" * (-len(v) % 4))))
+                out.append((low, bin_value(v)))
             except ValueError:
                 continue
         else:

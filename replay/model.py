@@ -70,6 +70,8 @@ class Expected:
     grpc_message: str = ""
     messages: list[bytes] | None = None
     grpc_path: str = ""
+    trailers: Headers | None = None  # a gRPC call's recorded trailers (metadata)
+    norm_meta: dict[str, tuple[str, str]] | None = None  # compared metadata, normalised once
 
 
 @dataclass(slots=True)

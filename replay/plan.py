@@ -44,7 +44,7 @@ class Plan:
     conntrack_throttle: bool = True
     max_diffs: int = 50
     direction: str = "auto"  # which copies of an exchange to send: replay/sides.py
-    # --target-ca: CA certificate to verify an https:// target with (HTTP/2 and gRPC items)
+    # --target-ca: CA certificate to verify an https:// target with (else the system store)
     target_ca: str | None = None
     # --proto-descriptors: a FileDescriptorSet; gRPC messages compared field by field
     proto_descriptors: str | None = None
@@ -102,8 +102,9 @@ class Plan:
 
 
 def parse_target(url: str) -> tuple[str, int]:
-    """host and port of an http:// or https:// URL; ConfigError otherwise. (https: HTTP/2
-    and gRPC items only, h2 over TLS with ALPN; HTTP/1.x items are sent in plaintext.)"""
+    """host and port of an http:// or https:// URL; ConfigError otherwise. (https: every
+    item over TLS, the certificate verified: HTTP/1.x with ALPN http/1.1, HTTP/2 and gRPC
+    with ALPN h2.)"""
     if "://" not in url:
         url = "http://" + url
     u = urlsplit(url)

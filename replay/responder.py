@@ -27,7 +27,7 @@ import httptools
 from nodetap.errors import ConfigError, HostError
 from replay.mocks import Answer, MockSet
 from replay.model import unsafe_field, unsafe_text
-from replay.responder_h2 import PREFACE, H2Handler
+from replay.responder_h2 import PREFACE, H2Handler, Upgrade
 
 SO_ORIGINAL_DST = 80
 IP6T_SO_ORIGINAL_DST = 80
@@ -130,6 +130,8 @@ class _Server(asyncio.Protocol):
         self.host: str | None = None
         self.first: bytes | None = b""  # the first bytes, until HTTP/2 or not is known
         self.h2: H2Handler | None = None
+        self.upgrade: str | None = None  # the request's Upgrade and HTTP2-Settings fields
+        self.h2_settings: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -151,6 +153,11 @@ class _Server(asyncio.Protocol):
                 return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:  # the request was answered (101 or not)
+            if self.h2 is not None:
+                self.h2.feed(data[e.args[0] :])  # the client's preface, then frames
+            elif self.transport is not None:
+                self.transport.close()  # another protocol (websocket): not recorded here
         except httptools.HttpParserError:
             if self.transport is not None:
                 self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -158,13 +165,19 @@ class _Server(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.url, self.body, self.host = b"", [], None
+        self.upgrade = self.h2_settings = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"host":
+        low = name.lower()
+        if low == b"host":
             self.host = value.decode("latin-1")
+        elif low == b"upgrade":
+            self.upgrade = value.decode("latin-1")
+        elif low == b"http2-settings":
+            self.h2_settings = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -173,6 +186,8 @@ class _Server(asyncio.Protocol):
         method = self.parser.get_method().decode("latin-1")
         target = self.url.decode("latin-1")
         keep = bool(self.parser.should_keep_alive())
+        if self._h2c(method, target):
+            return
         a = self.mocks.answer(method, target, b"".join(self.body), self.dst, self.host)
         known = self.mocks.known_requests(a.dependency) if a.mock is None else []
         why = unsafe_answer(a)
@@ -185,6 +200,22 @@ class _Server(asyncio.Protocol):
             self.transport.write(data)
             if not keep:
                 self.transport.close()
+
+    def _h2c(self, method: str, target: str) -> bool:
+        """Switch to HTTP/2 (101) when the request asks for h2c with its settings (RFC 7540
+        3.2) and answer it on stream 1; False to answer it over HTTP/1.1."""
+        ups = {t.strip().lower() for t in (self.upgrade or "").split(",")}
+        if "h2c" not in ups or self.h2_settings is None or self.transport is None:
+            return False
+        headers = {":method": method, ":path": target, ":scheme": "http"}
+        if self.host is not None:
+            headers[":authority"] = self.host
+        up = Upgrade(self.h2_settings.encode("latin-1"), headers, b"".join(self.body))
+        try:
+            self.h2 = H2Handler(self.mocks, self.transport, self.dst, up)
+        except ValueError:
+            return False  # settings h2 cannot read: answered over HTTP/1.1 as if not asked
+        return True
 
 
 class Responder:

@@ -1,4 +1,5 @@
-"""The responder's HTTP/2 side (h2c with prior knowledge): requests answered from the same
+"""The responder's HTTP/2 side (h2c with prior knowledge, or an HTTP/1.1 request with
+`Upgrade: h2c` switched by 101 and answered on stream 1): requests answered from the same
 recorded exchanges as HTTP/1.x (replay/mocks.py), through the h2 library (sans-IO).
 
 A gRPC call (content-type application/grpc*) is matched by its :path and its request
@@ -74,6 +75,19 @@ class _Stream:
 
 
 @dataclass
+class Upgrade:
+    """An HTTP/1.1 request that asked for h2c: its HTTP2-Settings and the request itself,
+    answered over HTTP/2 on stream 1 once 101 is sent."""
+
+    settings: bytes
+    headers: dict[str, str]
+    body: bytes
+
+
+UPGRADE_101 = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+
+
+@dataclass
 class _Out:
     data: bytes
     trailers: list[tuple[bytes, bytes]] | None
@@ -82,13 +96,31 @@ class _Out:
 class H2Handler:
     """One HTTP/2 connection of the responder, fed the connection's bytes."""
 
-    def __init__(self, mocks: MockSet, transport: asyncio.Transport, dst: str | None) -> None:
+    def __init__(
+        self,
+        mocks: MockSet,
+        transport: asyncio.Transport,
+        dst: str | None,
+        upgrade: Upgrade | None = None,
+    ) -> None:
+        """upgrade: the HTTP/1.1 request that asked for h2c (the caller has not answered it);
+        ValueError when its HTTP2-Settings is not valid (the caller answers 400)."""
         self.mocks, self.transport, self.dst = mocks, transport, dst
         cfg = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.conn = h2.connection.H2Connection(config=cfg)
-        self.conn.initiate_connection()
         self.streams: dict[int, _Stream] = {}
         self.out: dict[int, _Out] = {}
+        if upgrade is None:
+            self.conn.initiate_connection()
+            self._flush()
+            return
+        try:
+            self.conn.initiate_upgrade_connection(upgrade.settings)
+        except (ValueError, h2.exceptions.ProtocolError) as e:
+            raise ValueError(f"bad HTTP2-Settings: {e}") from None
+        transport.write(UPGRADE_101)  # then the server's SETTINGS, then stream 1's answer
+        self._flush()
+        self._answer(1, _Stream(upgrade.headers, bytearray(upgrade.body)))
         self._flush()
 
     def _flush(self) -> None:

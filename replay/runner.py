@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from nodetap.errors import ConfigError, HostError, InputError, NodetapError
+from nodetap.errors import ConfigError, HostError, InputError, NodetapError, PeerError
 from replay.capture_file import CaptureInfo, scan
 from replay.monitors import SAMPLE_S, ConntrackTrack, CpuTrack
 from replay.plan import Plan
@@ -183,6 +183,7 @@ def _run(
     results: dict[int, dict[str, Any]] = {}
     failures: list[str] = []
     bad_input: list[str] = []  # a worker's NodetapError (a malformed line): the run stops
+    bad_peer: list[str] = []  # a worker's PeerError (an https:// target that is not TLS)
     display = Progress(total, enabled=show)
     for p in procs:
         p.start()
@@ -214,8 +215,8 @@ def _run(
                 kind, k, payload = out.get(timeout=SAMPLE_S)
                 if kind == "result":
                     results[k] = payload
-                elif kind == "input":
-                    bad_input.append(payload)
+                elif kind in ("input", "peer"):
+                    (bad_input if kind == "input" else bad_peer).append(payload)
                     failures.append(f"process {k}: {payload}")
                     shared.stop.value = 1  # the others stop too: the capture needs fixing
                 elif kind == "error":
@@ -259,6 +260,8 @@ def _run(
         ct.close()
     if bad_input:
         raise InputError(bad_input[0])
+    if bad_peer:
+        raise PeerError(bad_peer[0])
     if not results:
         raise NodetapError(
             "replay failed: " + ("; ".join(failures) or "no process returned a result")

@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import signal
+import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netsetup.netns import enter_netns
-from nodetap.errors import NodetapError
+from nodetap.errors import NodetapError, PeerError
 from nodetap.grpc_json import Renderer
 from replay.capture_file import item_from_line, iter_items
-from replay.client import Pool, classify
+from replay.client import Pool, classify, tls_context, tls_failure
 from replay.compare import DEFAULT_IGNORE_HEADERS, Comparer
 from replay.h2_client import H2Target
 from replay.model import Item, UnsafeRequest, encode_request
@@ -115,7 +116,14 @@ class _Runner:
             compare_headers=plan.compare_headers,
             render=Renderer(plan.proto_descriptors) if plan.proto_descriptors else None,
         )
-        self.pool = Pool(plan.host, plan.port, plan.timeout, plan.keep_body_limit, self._gate)
+        self.pool = Pool(
+            plan.host,
+            plan.port,
+            plan.timeout,
+            plan.keep_body_limit,
+            self._gate,
+            tls_context(plan.target_ca, "http/1.1") if plan.tls else None,
+        )
         self.h2 = H2Target(
             plan.host, plan.port, plan.tls, plan.target_ca, plan.timeout, plan.keep_body_limit
         )
@@ -277,11 +285,16 @@ class _Runner:
             held = 0.0
             try:
                 if item.proto == "http1":
-                    conn, held = await pool.acquire()
+                    try:
+                        conn, held = await pool.acquire()
+                    except ssl.SSLError as e:  # not TLS, or not trusted: every request would fail
+                        raise PeerError(tls_failure(p.target, e, p.target_ca)) from None
                     actual = await conn.request(data, item.method == "HEAD", p.timeout)
                 else:
                     h2host = rules.host_for(item.authority, self.h2.authority)
                     actual = await self.h2.send(item, h2host)
+            except PeerError:
+                raise
             except Exception as e:  # every failure is counted by kind
                 kind = classify(e)
                 res.errors[kind] += 1
@@ -385,6 +398,9 @@ def worker_main(
         res.cpu_s = t.user + t.system
         res.maxrss_kb = peak_rss_kb()
         out.put(("result", share, res.to_wire()))
+    except PeerError as e:  # the target cannot be spoken to as asked (TLS): the run stops
+        with contextlib.suppress(Exception):
+            out.put(("peer", share, str(e)))
     except NodetapError as e:  # a bad capture line, a namespace gone: one line, no traceback
         with contextlib.suppress(Exception):
             out.put(("input", share, str(e)))

@@ -25,11 +25,17 @@ Format (every section optional)::
       custom: [{name: ssn, regex: '\\b\\d{3}-\\d{2}-\\d{4}\\b'}]
       hash_key: "..."     # key of the tokens (HMAC-SHA256); default: the installation's key
                           # (--redaction-key FILE, agent/rules/key.py), never a constant
+      protobuf:           # gRPC message fields, by the service's descriptors (compiled core)
+        descriptors: users.pb     # protoc --include_imports --descriptor_set_out (relative:
+                                  #   to this file's folder)
+        fields: ["pkg.Service/Method:request.card.number", "pkg.Service/*:response.token"]
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,6 +94,9 @@ class RedactConfig:
     patterns: list[str] = field(default_factory=lambda: list(PATTERNS))
     custom: list[CustomPattern] = field(default_factory=list)
     hash_key: str | None = None  # None: the installation's key (agent/rules/key.py)
+    # redact.protobuf: the FileDescriptorSet (base64) and the fields (core/src/rules/protobuf.rs)
+    protobuf_descriptors: str | None = None
+    protobuf_fields: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -189,7 +198,15 @@ class _Parser:
         return Rule(name, action, match, rate, node.start_mark.line + 1)
 
     def redact(self, node: Node) -> RedactConfig:
-        keys = ("headers", "default_headers", "json_fields", "patterns", "custom", "hash_key")
+        keys = (
+            "headers",
+            "default_headers",
+            "json_fields",
+            "patterns",
+            "custom",
+            "hash_key",
+            "protobuf",
+        )
         m = self.mapping(node, "redact", keys)
         cfg = RedactConfig()
         extra = self.strings(m["headers"], "redact.headers") if "headers" in m else []
@@ -245,7 +262,40 @@ class _Parser:
             if not isinstance(key, str) or not key:
                 raise self.err(m["hash_key"], "redact.hash_key must be a non-empty string")
             cfg.hash_key = key
+        if "protobuf" in m:
+            self.protobuf(m["protobuf"], cfg)
         return cfg
+
+    def protobuf(self, node: Node, cfg: RedactConfig) -> None:
+        """redact.protobuf: {descriptors: FILE, fields: [...]}, checked by the core itself
+        (every service, method and field named must be in the descriptors)."""
+        pm = self.mapping(node, "redact.protobuf", ("descriptors", "fields"))
+        if "descriptors" not in pm or "fields" not in pm:
+            raise self.err(node, "redact.protobuf needs descriptors (a file) and fields")
+        name = self.value(pm["descriptors"])
+        if not isinstance(name, str) or not name:
+            raise self.err(pm["descriptors"], "redact.protobuf.descriptors must be a file name")
+        path = name
+        if not os.path.isabs(path) and not self.where.startswith("<"):
+            path = os.path.join(os.path.dirname(self.where), path)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES * 16 + 1)
+        except OSError as e:
+            raise self.err(pm["descriptors"], f"redact.protobuf.descriptors: {e}") from None
+        fields = self.strings(pm["fields"], "redact.protobuf.fields")
+        cfg.protobuf_descriptors = base64.b64encode(raw).decode("ascii")
+        cfg.protobuf_fields = fields
+        import nodetap_core  # the core reads the descriptors: the same checks, here with a line
+
+        probe = {
+            "redact": {"protobuf_descriptors": cfg.protobuf_descriptors, "protobuf_fields": fields}
+        }
+        try:
+            nodetap_core.Rules(json.dumps(probe), b"check")
+        except ValueError as e:
+            why = str(e).removeprefix("rules refused by the core: ")
+            raise self.err(pm["fields"], why) from None
 
     def ruleset(self, text: str) -> RuleSet:
         try:

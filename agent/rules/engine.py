@@ -67,7 +67,14 @@ class _Compiled:
         # Only headers to redact, by name: an RRPair without them is kept as it is.
         self.headers_only: frozenset[str] | None = (
             frozenset(h.lower() for h in red.headers)
-            if not (self.drops or self.samples or red.json_fields or red.patterns or red.custom)
+            if not (
+                self.drops
+                or self.samples
+                or red.json_fields
+                or red.patterns
+                or red.custom
+                or red.protobuf_fields
+            )
             else None
         )
         have = {h.lower() for h in red.headers}

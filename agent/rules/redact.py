@@ -55,6 +55,21 @@ class Redactor:
         self.patterns: list[Pattern] = [BUILTIN_PATTERNS[n] for n in cfg.patterns] + [
             custom(c.name, c.regex) for c in cfg.custom
         ]
+        # redact.protobuf: gRPC message fields, by the descriptors; run by the core here too
+        # (core/src/rules/protobuf.rs), so that both executors write the same bytes
+        self._proto = None
+        if cfg.protobuf_fields and cfg.protobuf_descriptors:
+            import nodetap_core
+
+            only = {
+                "redact": {
+                    "headers": [],
+                    "patterns": [],
+                    "protobuf_descriptors": cfg.protobuf_descriptors,
+                    "protobuf_fields": cfg.protobuf_fields,
+                }
+            }
+            self._proto = nodetap_core.Rules(json.dumps(only), self.key)
 
     # -- tokens ---------------------------------------------------------------------------------
     def token(self, secret: str | bytes, length: int, digits: bool = False) -> str:
@@ -160,6 +175,8 @@ class Redactor:
     def redact(self, pair: pb.RRPair) -> list[str]:
         """Redact pair in place; the names of the redaction rules that changed something."""
         hits: set[str] = set()
+        if self._proto is not None and pair.l7protocol == "grpc" and pair.HasField("grpc"):
+            self._protobuf(pair, hits)
         if pair.HasField("http"):
             ex = pair.http
             if ex.HasField("req"):
@@ -179,6 +196,19 @@ class Redactor:
         if "redact:capped" in hits and CAPPED_FLAG not in pair.flags:
             pair.flags.append(CAPPED_FLAG)
         return sorted(hits)
+
+    def _protobuf(self, pair: pb.RRPair, hits: set[str]) -> None:
+        assert self._proto is not None
+        out = self._proto.apply(pair.SerializeToString())
+        if out is None:
+            return
+        done = pb.RRPair.FromString(out)
+        if done.grpc != pair.grpc:
+            pair.grpc.CopyFrom(done.grpc)
+            hits.add("redact:protobuf")
+            for f in done.flags:
+                if f not in pair.flags and f != "redacted":
+                    pair.flags.append(f)
 
 
 # -- a tiny JSON scanner that reports the spans of scalar values with their key paths ----------

@@ -33,7 +33,7 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         "--target",
         required=True,
         metavar="URL",
-        help="http://HOST:PORT to replay to (https://HOST:PORT: HTTP/2 and gRPC over TLS)",
+        help="http://HOST:PORT to replay to (https://HOST:PORT: every request over TLS, verified)",
     )
     p.add_argument(
         "--target-ca",

@@ -12,7 +12,7 @@ import pytest
 from nodetap.errors import ConfigError
 from nodetap.grpc_json import Renderer
 from replay.compare import Actual, Comparer
-from replay.h2_items import grpc_metadata
+from replay.h2_items import bin_value, grpc_metadata, metadata_text
 from replay.mocks import grpc_body
 from replay.model import item_from_json
 from replay.responder_h2 import grpc_message, split_messages
@@ -88,6 +88,46 @@ def test_grpc_comparison() -> None:
     d = cmp.compare(exp, _actual(5, "no such thing", [b"ollex"]))
     assert d[0] == "messages: recorded 2, replayed 1"
     assert d[1].startswith("message 0: differs, first at byte 4 (recorded 5 bytes")
+
+
+def test_grpc_metadata_comparison() -> None:
+    """Initial metadata and trailers compared like headers: grpc-status/-message and the
+    transport's fields left to the status check, volatile ones ignored, -bin values the same
+    in base64 (padded or not) and in gRPC's true-binary form (NUL, then the bytes)."""
+    trailers = [
+        {"name": "grpc-status", "value": "5"},
+        {"name": "grpc-message", "value": "no such thing"},
+        {"name": "x-sum", "value": "abc"},
+        {"name": "x-sum-bin", "value": "\x00\x00\x01\xfe"},
+    ]
+    res = {
+        "statusCode": 200,
+        "headers": [
+            {"name": ":status", "value": "200"},
+            {"name": "content-type", "value": "application/grpc"},
+            {"name": "grpc-accept-encoding", "value": "identity,gzip"},
+            {"name": "date", "value": "Sat, 05 Dec 2026 01:00:00 GMT"},
+            {"name": "x-version", "value": "1"},
+        ],
+        "trailers": trailers,
+    }
+    pair = {**PAIR, "http": {**PAIR["http"], "res": res}}  # type: ignore[dict-item]
+    item = item_from_json(pair, 0)
+    assert item is not None and item.expected is not None
+    exp, cmp = item.expected, Comparer()
+    assert bin_value("\x00\x00\x01\xfe") == b"\x00\x01\xfe" == bin_value("AAH+")
+    same_trailers = metadata_text([("x-sum", "abc"), ("x-sum-bin", b"\x00\x01\xfe")])
+    act = _actual(5, "no such thing", [b"olleh", b""])
+    act.headers, act.trailers = [("x-version", "1")], same_trailers
+    assert cmp.compare(exp, act) == []
+    act.headers, act.trailers = [("x-extra", "e")], [("x-sum", "abd")]
+    assert cmp.compare(exp, act) == [
+        "header x-extra: extra 'e'",
+        "trailer x-sum: recorded 'abc', replayed 'abd'",
+        "trailer x-sum-bin: missing (recorded 'AAH+')",
+        "header x-version: missing (recorded '1')",
+    ]
+    assert Comparer(compare_headers=False).compare(exp, act) == []
 
 
 def test_responder_splits_grpc_bodies() -> None:

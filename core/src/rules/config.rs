@@ -30,6 +30,9 @@ pub struct Redact {
     pub patterns: Vec<String>,
     pub custom: Vec<(String, String)>,
     pub hash_key: Option<String>,
+    /// a FileDescriptorSet in base64 and the gRPC message fields to redact (protobuf.rs)
+    pub protobuf_descriptors: Option<String>,
+    pub protobuf_fields: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -175,7 +178,16 @@ pub fn parse(json: &str) -> R<RuleSet> {
                 .and_then(Value::as_str)
                 .filter(|k| !k.is_empty())
                 .map(str::to_string),
+            protobuf_descriptors: r
+                .get("protobuf_descriptors")
+                .and_then(Value::as_str)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+            protobuf_fields: strings(r.get("protobuf_fields"), "redact.protobuf_fields")?,
         };
+        if !rs.redact.protobuf_fields.is_empty() && rs.redact.protobuf_descriptors.is_none() {
+            return Err("rules JSON: redact.protobuf_fields needs protobuf_descriptors".into());
+        }
     }
     Ok(rs)
 }

@@ -15,6 +15,7 @@ pub mod glob;
 pub mod jsonscan;
 pub mod matchers;
 pub mod patterns;
+pub mod protobuf;
 pub mod re2syntax;
 pub mod redact;
 pub mod sample;
@@ -203,5 +204,7 @@ impl Rules {
     }
 }
 
+#[cfg(test)]
+mod protobuf_tests;
 #[cfg(test)]
 mod tests;

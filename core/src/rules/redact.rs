@@ -11,6 +11,7 @@ use crate::rules::config::Redact;
 use crate::rules::glob::Glob;
 use crate::rules::jsonscan::{self, ScanError, Scanner};
 use crate::rules::patterns::Pattern;
+use crate::rules::protobuf::ProtoRedactor;
 use crate::rules::text::{lower_eq, py_lower, py_strip, secret_bytes};
 use crate::rules::token::token;
 
@@ -19,6 +20,7 @@ pub struct Redactor {
     headers: BTreeSet<String>,
     json_paths: Vec<Vec<Glob>>,
     patterns: Vec<Pattern>,
+    protobuf: Option<ProtoRedactor>,
 }
 
 type Hits = BTreeSet<String>;
@@ -56,12 +58,18 @@ impl Redactor {
                 .map(|f| f.split('.').map(Glob::new).collect())
                 .collect(),
             patterns,
+            protobuf: match &cfg.protobuf_descriptors {
+                Some(d) if !cfg.protobuf_fields.is_empty() => {
+                    Some(ProtoRedactor::new(d, &cfg.protobuf_fields)?)
+                }
+                _ => None,
+            },
         })
     }
 
     /// Only header names to redact: nothing else can change an RRPair.
     pub fn headers_only(&self) -> bool {
-        self.json_paths.is_empty() && self.patterns.is_empty()
+        self.json_paths.is_empty() && self.patterns.is_empty() && self.protobuf.is_none()
     }
 
     pub fn is_redacted_header(&self, name: &str) -> bool {
@@ -233,6 +241,11 @@ impl Redactor {
     /// Redact `pair` in place; the names of the redaction rules that changed something.
     pub fn redact(&self, pair: &mut pb::RrPair) -> Hits {
         let mut hits = Hits::new();
+        if let Some(pr) = &self.protobuf {
+            if pr.redact(pair, &self.key) {
+                hits.insert("redact:protobuf".into());
+            }
+        }
         if let Some(ex) = pair.http.as_mut() {
             if let Some(req) = ex.req.as_mut() {
                 if !self.patterns.is_empty() {
