@@ -51,6 +51,7 @@ def _grpc(
     req: list[bytes],
     res: list[bytes],
     trailers: Headers | None = None,
+    truncated: bool = False,
 ) -> None:
     item.proto = proto
     if proto != "grpc":
@@ -59,6 +60,9 @@ def _grpc(
     if item.expected is not None:
         e = item.expected
         e.grpc_status, e.grpc_message, e.messages = status, message, res
+        # a call's body is its messages: the HTTP body the RRPair leaves empty says nothing
+        # of a cut (only the flag does; a longer replayed message is not cut to the recorded)
+        e.truncated = truncated
         e.grpc_path = item.target
         e.trailers = trailers or []
 
@@ -81,6 +85,7 @@ def from_json(d: dict[str, Any], item: Item) -> None:
         [b64(m) for m in g.get("requestMessages") or ()],
         [b64(m) for m in g.get("responseMessages") or ()],
         [(str(h.get("name") or ""), str(h.get("value") or "")) for h in trailers or ()],
+        "truncated" in (d.get("flags") or ()),
     )
 
 
@@ -99,6 +104,7 @@ def from_rrpair(pair: pb.RRPair, item: Item) -> None:
         [bytes(m) for m in g.request_messages],
         [bytes(m) for m in g.response_messages],
         [(h.name, h.value) for h in pair.http.res.trailers],
+        "truncated" in pair.flags,
     )
 
 

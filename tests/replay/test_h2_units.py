@@ -90,6 +90,24 @@ def test_grpc_comparison() -> None:
     assert d[1].startswith("message 0: differs, first at byte 4 (recorded 5 bytes")
 
 
+def test_a_grpc_call_is_cut_only_when_flagged() -> None:
+    """The RRPair of a call leaves the HTTP body empty (its bytes are the messages) while
+    bodySize counts them: that is no cut, and a replayed message longer than the recorded
+    one (a timestamp's nanos one varint byte longer) is compared whole."""
+    http = {"req": PAIR["http"]["req"], "res": {"statusCode": 200, "bodySize": "20"}}  # type: ignore[index]
+    whole = {**PAIR, "http": http}
+    item = item_from_json(whole, 0)
+    assert item is not None and item.expected is not None
+    assert not item.expected.truncated
+    d = Comparer().compare(item.expected, _actual(5, "no such thing", [b"olleh!", b""]))
+    assert len(d) == 1
+    assert d[0].startswith("message 0: differs, one is a prefix of the other (recorded 5 bytes")
+    assert "replayed 6 bytes" in d[0]
+    cut = item_from_json({**whole, "flags": ["truncated"]}, 0)
+    assert cut is not None and cut.expected is not None and cut.expected.truncated
+    assert Comparer().compare(cut.expected, _actual(5, "no such thing", [b"olleh", b"!"])) == []
+
+
 def test_grpc_metadata_comparison() -> None:
     """Initial metadata and trailers compared like headers: grpc-status/-message and the
     transport's fields left to the status check, volatile ones ignored, -bin values the same
