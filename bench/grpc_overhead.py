@@ -26,8 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
-import resource
 import shutil
 import signal
 import statistics
@@ -44,6 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from capture_overhead import Run, cpu_seconds, wait_cpu_seconds  # noqa: E402
+from tls_overhead import run_h2load  # noqa: E402
 
 from tests.support.peers import go_grpc  # noqa: E402
 from tests.support.peers.process import serving  # noqa: E402
@@ -58,24 +57,10 @@ def grpc_h2load(
 ) -> tuple[Run, int]:
     """h2load's unary calls; the Run and the calls that succeeded (HTTP 200; grpc-go answers
     200 to every call, the capture's grpc-status check is in completeness)."""
-    cpu0 = sum(cpu_seconds(p) for p in pids)
-    u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        ["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-n{requests}", "-d", str(body),
-         "-H", "content-type: application/grpc", "-H", "te: trailers",
-         f"http://127.0.0.1:{port}{PATH}"],
-        capture_output=True, text=True, check=True, timeout=300,
-    ).stdout  # fmt: skip
-    u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu1 = sum(cpu_seconds(p) for p in pids)
-    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
-    rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
-    lat = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
-    assert m and rps and lat, out
-    n = int(m.group(1))
-    mean_ms = float(lat.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[lat.group(2)]
-    client = (u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime)
-    return Run(float(rps.group(1)), mean_ms, (client + cpu1 - cpu0) / max(n, 1) * 1e6), n
+    cmd = ["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-n{requests}", "-d", str(body),
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           f"http://127.0.0.1:{port}{PATH}"]  # fmt: skip
+    return run_h2load(cmd, pids, timeout=300)
 
 
 @dataclass

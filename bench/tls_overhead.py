@@ -99,15 +99,16 @@ def h2load(url: str, requests: int, connections: int, streams: int, pids: list[i
     """One h2load run of a fixed number of requests (with a duration instead, the streams in
     flight at its end are reset: nginx logs them, their answers never leave); latency: its
     mean time per request (it prints no percentiles)."""
+    cmd = ["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-n{requests}", url]
+    return run_h2load(cmd, pids, timeout=600)[0]
+
+
+def run_h2load(cmd: list[str], pids: list[int], timeout: float) -> tuple[Run, int]:
+    """Run an h2load command line: the Run (CPU per request of h2load and of `pids`) and
+    the requests that succeeded."""
     cpu0 = sum(cpu_seconds(p) for p in pids)
     u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(
-        ["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-n{requests}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout).stdout
     u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = sum(cpu_seconds(p) for p in pids)
     m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
@@ -117,7 +118,7 @@ def h2load(url: str, requests: int, connections: int, streams: int, pids: list[i
     n = int(m.group(1))
     mean_ms = float(lat.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[lat.group(2)]
     client = (u1.ru_utime + u1.ru_stime) - (u0.ru_utime + u0.ru_stime)
-    return Run(float(rps.group(1)), mean_ms, (client + cpu1 - cpu0) / max(n, 1) * 1e6)
+    return Run(float(rps.group(1)), mean_ms, (client + cpu1 - cpu0) / max(n, 1) * 1e6), n
 
 
 @dataclass
