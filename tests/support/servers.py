@@ -92,8 +92,16 @@ class Nginx:
         ).stdout
         return [int(x) for x in out.split()]
 
-    def access_log_lines(self) -> list[str]:
-        return (self.root / "access.log").read_text().splitlines()
+    def access_log_lines(self, at_least: int = 0, timeout: float = 5.0) -> list[str]:
+        """The access log's lines; with at_least, wait (up to timeout) until there are that
+        many: nginx writes a request's line after its last response byte, so a client that
+        has its answer can read the log before the line is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = (self.root / "access.log").read_text().splitlines()
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
 
 
 @contextlib.contextmanager
