@@ -30,6 +30,10 @@ BATCH_FRAMES = 512
 _SUMMARY_ONLY_CORE = ("ignored", "closed", "segments", "buffered_bytes", "packet_panics")
 
 
+def _clamp(ts: int) -> int:
+    return min(max(ts, 0), (1 << 64) - 1)
+
+
 class _FlowsView:
     """The flow table's size (flows open, keys tracked), as the Python table showed it."""
 
@@ -96,7 +100,9 @@ class PacketPipeline:
     def frames(self, linktype: int, frames: list[bytes], ts_ns: list[int]) -> None:
         """A batch of frames of one link type."""
         self._feed()
-        self.core.feed_frames(linktype, frames, ts_ns)
+        self._linktype = linktype
+        self._frames, self._ts = frames, ts_ns
+        self._feed()
 
     def block(self, linktype: int, block: bytes | memoryview) -> tuple[int, int]:
         """One retired TPACKET_V3 block; returns (frames it announced, frames walked)."""
@@ -107,7 +113,10 @@ class PacketPipeline:
         if self._frames:
             frames, ts = self._frames, self._ts
             self._frames, self._ts = [], []
-            self.core.feed_frames(self._linktype, frames, ts)
+            try:
+                self.core.feed_frames(self._linktype, frames, ts)
+            except OverflowError:  # a damaged file's times: below 0 or past 2**64 ns
+                self.core.feed_frames(self._linktype, frames, [_clamp(t) for t in ts])
 
     def table_size(self) -> tuple[int, int]:
         self._feed()

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -65,16 +66,22 @@ impl PacketDecoder {
     }
 
     /// One retired TPACKET_V3 block: walks its frames; returns (announced, walked).
-    fn feed_block(&mut self, py: Python<'_>, linktype: u32, block: &[u8]) -> (u32, usize) {
+    fn feed_block(
+        &mut self,
+        py: Python<'_>,
+        linktype: u32,
+        block: PyBuffer<u8>,
+    ) -> PyResult<(u32, usize)> {
+        let block = block.to_vec(py)?;
         let pipe = &mut self.pipe;
-        py.allow_threads(|| {
-            let (n, frames) = tpacket::frames(block);
+        Ok(py.allow_threads(|| {
+            let (n, frames) = tpacket::frames(&block);
             let walked = frames.len();
             for (ts, f) in frames {
                 pipe.frame(ts, linktype, f);
             }
             (n, walked)
-        })
+        }))
     }
 
     fn flush(&mut self, py: Python<'_>) {
