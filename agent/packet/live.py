@@ -60,6 +60,7 @@ _SYNCED = (
     ("malformed", MALFORMED),
     ("gaps", GAPS),
     ("evicted_limit", EVICTED),
+    ("rrpairs", PAIRS),
 )
 
 
@@ -178,19 +179,18 @@ def run_packet_capture(
     sock = socket.socket(fileno=os.dup(fn.sock))
     os.close(fn.sock)
     kernel_packets = kernel_drops = 0
-    pairs = 0
 
-    def count_emit(captured: CapturedExchange) -> None:
-        nonlocal pairs
-        pairs += 1
-        PAIRS.inc()
-        if on_exchange is not None:
-            on_exchange(captured)
-        else:
-            emit(captured.proto())
+    def to_emit(captured: CapturedExchange) -> None:
+        emit(captured.proto())
 
+    # the RRPairs metric follows the pipeline's count (_MetricSync), not a lock per pair
     pipe = PacketPipeline(
-        count_emit, source="packet", ports=ports, max_body=max_body, node=node, jsonl=jsonl
+        on_exchange or to_emit,
+        source="packet",
+        ports=ports,
+        max_body=max_body,
+        node=node,
+        jsonl=jsonl,
     )
     ring: RxRing | None = None
     try:

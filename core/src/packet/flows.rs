@@ -206,8 +206,14 @@ impl FlowTable {
         } else {
             (&mut flow.s2c, &mut flow.c2s)
         };
+        let mut direct = false;
         if !seg.payload.is_empty() {
-            this.segment(seq, seg.payload, ts, &mut events);
+            if events.is_empty() && this.in_order(seq) {
+                this.take_in_order(seg.payload);
+                direct = true; // delivered below from the frame's bytes, without a copy
+            } else {
+                this.segment(seq, seg.payload, ts, &mut events);
+            }
         }
         if seg.missing != 0 {
             this.lost(
@@ -226,6 +232,9 @@ impl FlowTable {
             (Some(a), Some(b)) => this.next_offset >= a && other.next_offset >= b,
             _ => false,
         };
+        if direct {
+            feed_direct(&mut self.sink, id, flow, from_client, seg.payload, ts);
+        }
         if !events.is_empty() {
             feed(&mut self.sink, id, flow, from_client, &mut events);
         }
@@ -432,8 +441,16 @@ impl FlowTable {
     }
 }
 
-/// A flow's events to the sink (its session opened on the first).
-fn feed(sink: &mut Sink, id: u64, flow: &mut Flow, from_client: bool, events: &mut Vec<Event>) {
+/// A flow's in-order payload straight to the sink (as `feed` of one chunk).
+fn feed_direct(sink: &mut Sink, id: u64, flow: &mut Flow, from_client: bool, data: &[u8], ts: u64) {
+    open_session(sink, id, flow);
+    let d = usize::from(!from_client);
+    let off = flow.off[d];
+    flow.off[d] = off + data.len() as u64;
+    sink.data(id, d as u8, off, data, ts);
+}
+
+fn open_session(sink: &mut Sink, id: u64, flow: &mut Flow) {
     if !flow.session {
         flow.session = true;
         let (c, s) = (flow.client_key, rev(&flow.client_key));
@@ -446,6 +463,11 @@ fn feed(sink: &mut Sink, id: u64, flow: &mut Flow, from_client: bool, events: &m
         };
         sink.open(id, &ends);
     }
+}
+
+/// A flow's events to the sink (its session opened on the first).
+fn feed(sink: &mut Sink, id: u64, flow: &mut Flow, from_client: bool, events: &mut Vec<Event>) {
+    open_session(sink, id, flow);
     let d = usize::from(!from_client);
     for ev in events.drain(..) {
         let off = flow.off[d];
