@@ -7,10 +7,12 @@
 //! - `flows`: the flow table, as agent/packet/flows.py
 //! - `records`: a flow as the kernel's records; `sink`: those records into the decoder
 //! - `tpacket`: the blocks of a TPACKET_V3 receive ring (live mode)
+//! - `fuzz`: the `packets` fuzz target's body
 #![forbid(unsafe_code)]
 
 pub mod flows;
 pub mod frame;
+pub mod fuzz;
 pub mod reassembly;
 pub mod records;
 pub mod sink;
