@@ -66,7 +66,10 @@ struct Flow {
     c2s: TcpStream,
     s2c: TcpStream,
     last_ts: u64,
+    /// the last activity's stamp
     lru: u64,
+    /// the stamp this flow is filed under in the LRU map (lags `lru`: re-filed lazily)
+    lru_key: u64,
     /// bytes handed out per direction (EGRESS, INGRESS)
     off: [u64; 2],
 }
@@ -116,14 +119,23 @@ impl FlowTable {
         self.stamp += 1;
         let stamp = self.stamp;
         if let Some(f) = self.flows.get_mut(&id) {
-            self.lru.remove(&f.lru);
             f.lru = stamp;
-            self.lru.insert(stamp, id);
         }
     }
 
-    fn oldest(&self) -> Option<u64> {
-        self.lru.values().next().copied()
+    /// The least recently active flow. Activity only restamps a flow; entries filed under
+    /// an old stamp are re-filed here when they reach the front (same order, less work).
+    fn oldest(&mut self) -> Option<u64> {
+        loop {
+            let (&key, &id) = self.lru.iter().next()?;
+            let f = self.flows.get_mut(&id).expect("filed flow");
+            if f.lru == key {
+                return Some(id);
+            }
+            self.lru.remove(&key);
+            f.lru_key = f.lru;
+            self.lru.insert(f.lru, id);
+        }
     }
 
     /// One decoded TCP segment, in capture order.
@@ -362,12 +374,17 @@ impl FlowTable {
                 s2c: TcpStream::new(max),
                 last_ts: ts,
                 lru: 0,
+                lru_key: 0,
                 off: [0, 0],
             },
         );
         self.by_key.insert(key, id);
         self.by_key.insert(rkey, id);
         self.touch(id);
+        if let Some(f) = self.flows.get_mut(&id) {
+            f.lru_key = f.lru;
+            self.lru.insert(f.lru, id);
+        }
         self.stats.flows += 1;
         if midstream {
             self.stats.midstream += 1;
@@ -427,7 +444,7 @@ impl FlowTable {
         let key = flow.client_key;
         self.by_key.remove(&key);
         self.by_key.remove(&rev(&key));
-        self.lru.remove(&flow.lru);
+        self.lru.remove(&flow.lru_key);
     }
 
     /// Too many bytes wait for missing ones: close the least recently active flows.
