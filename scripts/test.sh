@@ -19,7 +19,8 @@ export CARGO_TARGET_DIR="${NODETAP_CARGO_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}
 # target for NODETAP_FUZZ_SECONDS (default 20) from the differential tests' cases, 512 MiB max.
 .venv/bin/python -m tests.core.fuzz_seeds core/fuzz/corpus
 fuzz_log=$(mktemp)
-for target in records http1 h2 rules; do
+mkdir -p core/fuzz/corpus/packets
+for target in records http1 h2 rules packets; do
   (cd core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "corpus/$target" -- \
     -max_total_time="${NODETAP_FUZZ_SECONDS:-20}" -rss_limit_mb=512 -print_final_stats=0) \
     >"$fuzz_log" 2>&1 || { cat "$fuzz_log" >&2; rm -f "$fuzz_log"; echo "test: fuzz target $target failed" >&2; exit 1; }

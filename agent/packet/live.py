@@ -1,23 +1,20 @@
 """Live packet mode: a BPF socket filter on one interface feeds the packet pipeline.
 
 The filter (bpf/packet_filter.c, compiled by BCC) keeps only TCP segments on the selected
-ports, in the kernel; this module reads the AF_PACKET socket it is attached to, with kernel
-timestamps, and hands the frames to the same reassembly and core decoder (HTTP/1.x, HTTP/2,
-gRPC) as pcap import.
-Packets the kernel dropped because the socket's buffer was full are counted from the
+ports, in the kernel; the AF_PACKET socket it is attached to has a TPACKET_V3 receive ring
+(agent/packet/ring.py): each retired block of frames, with their kernel timestamps, goes
+whole to the core, which decodes, reassembles and parses them (HTTP/1.x, HTTP/2, gRPC) as
+for pcap import. Packets the kernel dropped because the ring was full are counted from the
 socket's PACKET_STATISTICS and reported (``kernel_drops``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import importlib.resources
 import logging
 import os
-import select
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +25,7 @@ from prometheus_client import Counter
 
 from agent.packet.decode import LinkType
 from agent.packet.pipeline import PacketPipeline
+from agent.packet.ring import RxRing
 from agent.rrpairs import CapturedExchange
 from nodetap.errors import NodetapError
 from nodetap.v1 import rrpair_pb2 as pb
@@ -37,18 +35,13 @@ log = logging.getLogger(__name__)
 # package data of the ``bpf`` package (bpf/__init__.py): found in an installed copy too
 BPF_SOURCE = importlib.resources.files("bpf") / "packet_filter.c"
 
-SOL_PACKET = 263
-PACKET_STATISTICS = 6
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35
 ARPHRD_ETHER = 1
 ARPHRD_LOOPBACK = 772
 ARPHRD_NONE = 0xFFFE
 # Mirror of nt_counters in bpf/packet_filter.c.
 CTR_SEEN, CTR_KEPT, CTR_NOT_TCP = 0, 1, 2
 
-FRAME_MAX = 1 << 18  # GSO/GRO frames reach 64 KiB and more
-RCVBUF = 32 << 20
+RCVBUF = 32 << 20  # the receive ring's size
 
 PACKETS = Counter("nodetap_packet_frames_total", "Frames read from the live packet socket")
 KERNEL_DROPS = Counter(
@@ -67,6 +60,7 @@ _SYNCED = (
     ("malformed", MALFORMED),
     ("gaps", GAPS),
     ("evicted_limit", EVICTED),
+    ("rrpairs", PAIRS),
 )
 
 
@@ -151,13 +145,6 @@ def _load_filter(interface: str, ports: Iterable[int]) -> tuple[Any, Any]:
     return bpf, fn
 
 
-def _kernel_stats(sock: socket.socket) -> tuple[int, int]:
-    """(packets, drops) since the last call (the kernel resets them on read)."""
-    raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-    packets, drops = struct.unpack("II", raw)
-    return packets, drops
-
-
 def _bpf_counters(bpf: Any) -> dict[str, int]:
     table = bpf[b"nt_counters"]
     out = {}
@@ -182,7 +169,7 @@ def run_packet_capture(
     (packets, flows, rrpairs, gaps, malformed, kernel_drops, filter_seen, filter_kept...).
 
     `ready` (optional) is set once the filter is attached and packets are being read;
-    `rcvbuf` is the socket's receive buffer (the kernel drops packets beyond it);
+    `rcvbuf` is the size of the receive ring (the kernel drops packets beyond it);
     `on_exchange`, when given, receives each exchange as a CapturedExchange instead of
     `emit` its RRPair message (``.json_line()`` writes JSONL without building the message);
     `jsonl`: the receiver only writes JSON lines (the core encodes no protobuf).
@@ -192,68 +179,57 @@ def run_packet_capture(
     sock = socket.socket(fileno=os.dup(fn.sock))
     os.close(fn.sock)
     kernel_packets = kernel_drops = 0
-    pairs = 0
 
-    def count_emit(captured: CapturedExchange) -> None:
-        nonlocal pairs
-        pairs += 1
-        PAIRS.inc()
-        if on_exchange is not None:
-            on_exchange(captured)
-        else:
-            emit(captured.proto())
+    def to_emit(captured: CapturedExchange) -> None:
+        emit(captured.proto())
 
+    # the RRPairs metric follows the pipeline's count (_MetricSync), not a lock per pair
     pipe = PacketPipeline(
-        count_emit, source="packet", ports=ports, max_body=max_body, node=node, jsonl=jsonl
+        on_exchange or to_emit,
+        source="packet",
+        ports=ports,
+        max_body=max_body,
+        node=node,
+        jsonl=jsonl,
     )
+    ring: RxRing | None = None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sock.setblocking(False)
-        loopback = _arphrd(interface) == ARPHRD_LOOPBACK
-        ancsize = socket.CMSG_SPACE(16)
-        frame = pipe.frame
+        ring = RxRing(sock, rcvbuf)
+        block = pipe.block
         sync = _MetricSync()
         last_expire = time.monotonic()
         if ready is not None:
             ready.set()
         while not stop.is_set():
-            readable, _, _ = select.select([sock], [], [], 0.1)
-            if readable:
-                for _ in range(4096):
-                    try:
-                        data, anc, _flags, addr = sock.recvmsg(FRAME_MAX, ancsize)
-                    except BlockingIOError:
-                        break
-                    except OSError as e:
-                        if e.errno == errno.EINTR:
-                            continue
-                        raise
-                    if loopback and addr[2] == PACKET_OUTGOING:
-                        continue  # dropped by the filter already; kept as a safeguard
-                    ts = 0
-                    for level, kind, cdata in anc:
-                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                            sec, nsec = struct.unpack("qq", cdata[:16])
-                            ts = sec * 1_000_000_000 + nsec
-                    frame(ts or time.time_ns(), linktype, data)
+            fed = False
+            for view in ring.blocks(100, ring.block_nr):
+                announced, walked = block(linktype, view)
+                fed = True
+                if walked != announced:
+                    log.debug("ring block: %d frames announced, %d walked", announced, walked)
+            if fed:
                 pipe.flush()
             now = time.monotonic()
             if now - last_expire > 1.0:
                 last_expire = now
                 pipe.expire(time.time_ns())
                 sync(pipe.summary())
-                p, d = _kernel_stats(sock)
+                p, d = ring.kernel_stats()
                 kernel_packets += p
                 kernel_drops += d
                 KERNEL_DROPS.inc(d)
+        # what the ring still holds
+        for view in ring.blocks(0, ring.block_nr):
+            block(linktype, view)
         pipe.finish()
         sync(pipe.summary())
     finally:
-        p, d = _kernel_stats(sock)
-        kernel_packets += p
-        kernel_drops += d
-        KERNEL_DROPS.inc(d)
+        if ring is not None:
+            p, d = ring.kernel_stats()
+            kernel_packets += p
+            kernel_drops += d
+            KERNEL_DROPS.inc(d)
+            ring.close()
         counters = _bpf_counters(bpf)
         sock.close()
         bpf.cleanup()

@@ -1,45 +1,56 @@
-"""Frames in, exchanges out: decoding, the flow table and the Rust core put together.
+"""Frames in, exchanges out: frame decoding, the flow table, TCP reassembly and the
+HTTP/1.x, HTTP/2 and gRPC decoder, all in the Rust core (nodetap_core.PacketDecoder).
 
-Shared by pcap import and live packet capture; the caller brings the frames (from a file
-or a socket) and receives each exchange as a CapturedExchange through ``on_exchange``
-(``.proto()`` for the RRPair message, ``.json_line()`` for its JSONL line). Python decodes
-frames and reassembles TCP; the core (the syscall capture's decoder) parses HTTP/1.x,
-HTTP/2 and gRPC. Exchanges come out when a batch of records is fed: call ``flush`` after
-each burst of frames (live), ``finish`` at the end.
+Shared by pcap import and live packet capture; the caller brings the frames (from a file,
+a socket or a TPACKET_V3 ring block) and receives each exchange as a CapturedExchange
+through ``on_exchange`` (``.proto()`` for the RRPair message, ``.json_line()`` for its
+JSONL line). Frames given one by one (``frame``) are batched here and handed to the core
+a batch per call; a ring block (``block``) is one call. Exchanges come out when the core's
+record batch is fed: call ``flush`` after each burst of frames (live), ``finish`` at the end.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
 
-from agent.packet.decode import SUPPORTED_LINKTYPES, Malformed, NotTcp, decode
-from agent.packet.flows import FlowTable
-from agent.packet.http_session import CoreSessions, OnExchange
-from agent.rrpairs import CapturedExchange
+import nodetap_core
+
+from agent.capture_core import CoreExchange
+from agent.packet.http_session import OnExchange
+from agent.packet.records import default_prefix
 
 log = logging.getLogger(__name__)
 
 # the core's counters in the summary (as core_NAME)
 _CORE_COUNTERS = ("conns_h2", "conns_not_http", "parse_errors", "panics", "rrpairs_truncated")
+# frames handed to the core per call when they come one by one
+BATCH_FRAMES = 512
+# the core's counters that are not in the summary (kept out: the summary keys are stable)
+_SUMMARY_ONLY_CORE = ("ignored", "closed", "segments", "buffered_bytes", "packet_panics")
 
 
-@dataclass(slots=True)
-class PacketStats:
-    """Frame-level counters."""
+def _clamp(ts: int) -> int:
+    return min(max(ts, 0), (1 << 64) - 1)
 
-    packets: int = 0
-    bytes: int = 0
-    tcp: int = 0
-    not_tcp: int = 0
-    malformed: int = 0
-    unsupported_link: int = 0
-    rrpairs: int = 0
+
+class _FlowsView:
+    """The flow table's size (flows open, keys tracked), as the Python table showed it."""
+
+    def __init__(self, pipe: PacketPipeline) -> None:
+        self._pipe = pipe
+
+    @property
+    def open_flows(self) -> int:
+        return self._pipe.table_size()[0]
+
+    @property
+    def _by_key(self) -> range:
+        return range(self._pipe.table_size()[1])
 
 
 class PacketPipeline:
-    """Decodes frames, reassembles TCP, feeds the core, emits RRPairs.
+    """Decodes frames, reassembles TCP, decodes HTTP, emits RRPairs (all in the core).
 
     ``jsonl``: the receiver writes JSON lines only (the core then encodes no protobuf).
     """
@@ -54,83 +65,112 @@ class PacketPipeline:
         max_flows: int = 32768,
         idle_timeout_ns: int = 120 * 10**9,
         jsonl: bool = False,
+        id_prefix: str | None = None,
     ) -> None:
-        self.stats = PacketStats()
         self._emit_out = on_exchange
-        self.sessions = CoreSessions(
-            self._emit, source=source, max_body=max_body, node=node, jsonl=jsonl
+        self._jsonl = jsonl
+        self.core = nodetap_core.PacketDecoder(
+            source,
+            max_body,
+            id_prefix or default_prefix(),
+            node=node,
+            ports=sorted(ports),
+            max_flows=max_flows,
+            idle_timeout_ns=idle_timeout_ns,
+            protobuf=not jsonl,
+            jsonl=jsonl,
         )
-        self.flows = FlowTable(
-            self.sessions, ports=ports, max_flows=max_flows, idle_timeout_ns=idle_timeout_ns
-        )
-        self._bad_links: set[int] = set()
-
-    def _emit(self, captured: CapturedExchange) -> None:
-        self.stats.rrpairs += 1
-        self._emit_out(captured)
+        self.rrpairs = 0
+        self._frames: list[bytes] = []
+        self._ts: list[int] = []
+        self._linktype = -1
+        self._warned: set[int] = set()
+        self.flows = _FlowsView(self)
 
     def frame(self, ts_ns: int, linktype: int, buf: bytes) -> None:
-        """One captured frame."""
-        stats = self.stats
-        stats.packets += 1
-        stats.bytes += len(buf)
-        if linktype not in SUPPORTED_LINKTYPES:
-            stats.unsupported_link += 1
-            if linktype not in self._bad_links:
-                self._bad_links.add(linktype)
-                log.warning("link type %d is not supported; its packets are skipped", linktype)
-            return
-        try:
-            seg = decode(linktype, buf)
-        except NotTcp:
-            stats.not_tcp += 1
-            return
-        except Malformed as e:
-            stats.malformed += 1
-            log.debug("malformed frame %d: %s", stats.packets, e)
-            return
-        stats.tcp += 1
-        self.flows.segment(seg, ts_ns)
+        """One captured frame (batched; the core sees it at the next batch or flush)."""
+        if linktype != self._linktype:
+            self._feed()
+            self._linktype = linktype
+        self._frames.append(buf)
+        self._ts.append(ts_ns)
+        if len(self._frames) >= BATCH_FRAMES:
+            self._feed()
+
+    def frames(self, linktype: int, frames: list[bytes], ts_ns: list[int]) -> None:
+        """A batch of frames of one link type."""
+        self._feed()
+        self._linktype = linktype
+        self._frames, self._ts = frames, ts_ns
+        self._feed()
+
+    def block(self, linktype: int, block: bytes | memoryview) -> tuple[int, int]:
+        """One retired TPACKET_V3 block; returns (frames it announced, frames walked)."""
+        self._feed()
+        return self.core.feed_block(linktype, block)
+
+    def _feed(self) -> None:
+        if self._frames:
+            frames, ts = self._frames, self._ts
+            self._frames, self._ts = [], []
+            try:
+                self.core.feed_frames(self._linktype, frames, ts)
+            except OverflowError:  # a damaged file's times: below 0 or past 2**64 ns
+                self.core.feed_frames(self._linktype, frames, [_clamp(t) for t in ts])
+
+    def table_size(self) -> tuple[int, int]:
+        self._feed()
+        return self.core.table_size()
+
+    def _drain(self) -> None:
+        core = self.core
+        emit = self._emit_out
+        if self._jsonl:
+            lines = core.take_jsonl()
+            self.rrpairs += len(lines)
+            for line in lines:
+                emit(CoreExchange(None, line))
+        else:
+            encoded = core.take_rrpairs()
+            self.rrpairs += len(encoded)
+            for b in encoded:
+                emit(CoreExchange(b, None))
 
     def flush(self) -> None:
-        """Decode the records batched so far; emit the exchanges they finish."""
-        self.sessions.flush()
+        """Decode what was fed so far; emit the exchanges it finishes."""
+        self._feed()
+        self.core.flush()
+        self._drain()
 
     def expire(self, now_ns: int) -> int:
         """Close flows idle since before the idle timeout; returns how many."""
-        n = self.flows.expire(now_ns)
-        self.sessions.flush()
+        self._feed()
+        n = self.core.expire(now_ns)
+        self._drain()
         return n
 
     def finish(self) -> None:
         """End of input: flush and close every flow."""
-        self.flows.close_all()
-        self.sessions.flush()
+        self._feed()
+        self.core.finish()
+        self._drain()
 
     def summary(self) -> dict[str, int]:
         """All counters, frame- and flow-level, by name."""
-        s = self.stats
-        f = self.flows.snapshot_stats()
-        core = self.sessions.counters()
-        return {
-            "packets": s.packets,
-            "bytes": s.bytes,
-            "tcp_packets": s.tcp,
-            "not_tcp": s.not_tcp,
-            "malformed": s.malformed,
-            "unsupported_link": s.unsupported_link,
-            "filtered": f.filtered,
-            "flows": f.flows,
-            "midstream_flows": f.midstream,
-            "open_flows": f.open_flows,
-            "evicted_idle": f.evicted_idle,
-            "evicted_limit": f.evicted_limit,
-            "rrpairs": s.rrpairs,
-            "gaps": f.gaps,
-            "gap_bytes": f.gap_bytes,
-            "out_of_order": f.out_of_order,
-            "duplicate_bytes": f.duplicate_bytes,
-            "conflicts": f.conflicts,
-            "late_segments": f.late_segments,
-            **{f"core_{k}": core[k] for k in _CORE_COUNTERS},
-        }
+        self._feed()
+        for lt in self.core.bad_links():
+            if lt not in self._warned:
+                self._warned.add(lt)
+                log.warning("link type %d is not supported; its packets are skipped", lt)
+        c = self.core.counters()
+        core = self.core.core_counters()
+        out: dict[str, int] = {}
+        for k, v in c.items():
+            if k not in _SUMMARY_ONLY_CORE:
+                out[k] = v
+            if k == "evicted_limit":
+                out["rrpairs"] = self.rrpairs
+        out.update({f"core_{k}": core[k] for k in _CORE_COUNTERS})
+        if c["packet_panics"]:
+            out["packet_panics"] = c["packet_panics"]
+        return out

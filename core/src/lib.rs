@@ -52,6 +52,7 @@ pub mod h2;
 pub mod http1;
 pub mod json;
 pub mod layout;
+pub mod packet;
 pub mod pb;
 pub mod rules;
 pub mod stitch;
@@ -59,5 +60,7 @@ pub mod stream;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_packet;
 #[cfg(feature = "python")]
 mod py_rules;

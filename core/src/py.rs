@@ -142,6 +142,7 @@ impl Decoder {
 fn nodetap_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     crate::py_rules::register(m)?;
+    crate::py_packet::register(m)?;
     let d = PyDict::new_bound(m.py());
     for (name, v) in [
         ("NT_MAX_CHUNK", layout::NT_MAX_CHUNK),

@@ -29,6 +29,7 @@ def tcpdump(
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     errlog = path.with_suffix(".tcpdump.log")
+    done = False
     with open(errlog, "wb") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
     try:
@@ -47,6 +48,7 @@ def tcpdump(
             if size == last:
                 break
             last = size
+        done = True
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -54,6 +56,10 @@ def tcpdump(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if done and path.exists():
+        from tests.packet.differential import assert_same_paths
+
+        assert_same_paths(path)  # the core path against the Python oracle
 
 
 @dataclass
@@ -134,6 +140,9 @@ def nodetap_pairs(
     with open(pcap, "rb") as fp:
         res = import_pcap(fp, pairs.append, ports=ports, max_body=max_body)
     assert res.error is None, res.error
+    from tests.packet.differential import assert_same_paths
+
+    assert_same_paths(pcap, ports, max_body)  # the core path against the Python oracle
     return pairs, res.counters
 
 
