@@ -20,6 +20,7 @@ TARGETS = [
     "overlays/canary",
     "overlays/privileged",
     "overlays/scale-out",
+    "overlays/k8s-lab",  # issue 26: the Kubernetes lab's (scripts/k8s-lab.sh)
     "replay",
     "replay-agent",
 ]
