@@ -99,6 +99,13 @@ build_base() { # the Debian layer, cached by its package list
   rm -rf "$d" "$d.log"
 }
 
+project_files() { # NUL-separated, sorted: the files of the project that the image installs
+  git ls-files -z -co --exclude-standard pyproject.toml README.md nodetap cli agent netsetup \
+    replay forwarder bpf proto | sort -z | while IFS= read -r -d '' f; do
+    [[ -f $f ]] && printf '%s\0' "$f"
+  done
+}
+
 build_nodetap() {
   build_base
   [[ -x $venv/bin/python ]] || die "no $venv: run scripts/setup.sh first"
@@ -107,12 +114,15 @@ build_nodetap() {
   # the Rust core, as scripts/setup.sh built it (maturin) for the same Debian Python
   core=$(compgen -G "$venv/lib/$py/site-packages/nodetap_core/*.so") \
     || die "the Rust core (nodetap_core) is not built in $venv: run scripts/setup.sh first"
+  # keyed by the content of every file that goes into the image (tracked or not, edited or
+  # not), the Debian layer and the Rust core: a change to the project makes a new image
   local key
-  key=$( (cd "$here" && git ls-files -s pyproject.toml nodetap cli agent netsetup replay forwarder bpf proto \
-    && git diff HEAD -- pyproject.toml nodetap cli agent netsetup replay forwarder bpf proto \
-    && sha256sum "$base" $core) | sha256sum | cut -c1-12)
+  key=$( (cd "$here" && project_files | xargs -0 sha256sum && sha256sum "$base" $core) \
+    | sha256sum | cut -c1-12)
   local out=$cache/nodetap-$key.tar
   if [[ ! -s $out ]]; then
+    # one project image is kept: the earlier ones (each a full archive) go
+    find "$cache" -maxdepth 1 -name 'nodetap-*.tar' ! -name "nodetap-$key.tar" -delete
     local d
     d=$(mktemp -d "$cache/nodetap.XXXXXX")
     local site=$d/root/opt/nodetap/venv/lib/$py/site-packages
@@ -122,8 +132,7 @@ build_nodetap() {
     ln -s python "$d/root/opt/nodetap/venv/bin/python3"
     log "installing the project into the image (pip, log: $d/pip.log)"
     mkdir -p "$d/src"
-    (cd "$here" && git ls-files -co --exclude-standard pyproject.toml README.md nodetap cli agent netsetup replay forwarder bpf proto \
-      | tar -cf - -T - | tar -C "$d/src" -xf -)
+    (cd "$here" && project_files | tar --null -cf - -T - | tar -C "$d/src" -xf -)
     "$venv/bin/python" -m pip install -q --no-warn-script-location --no-compile --target "$site" "$d/src" \
       >"$d/pip.log" 2>&1 || { tail -20 "$d/pip.log" >&2; die "pip install into the image failed"; }
     rm -rf "$site/nodetap_core"
