@@ -92,6 +92,8 @@ start_node() {
   ensure_packages containerd runc
   local d
   for d in "${host_dirs[@]}"; do [[ -e $d ]] || echo "$d" >>"$state/made-dirs"; done
+  # containerd makes a cgroup named for its namespace (k8s.io) in every hierarchy
+  for d in $(cgroup_hierarchies); do [[ -e $d/k8s.io ]] || echo "$d/k8s.io" >>"$state/made-cgroups"; done
   # the BPF filesystem, where a node's init system mounts it (the agent pins under it)
   if ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf || die "cannot mount the BPF filesystem on /sys/fs/bpf"
@@ -114,7 +116,9 @@ start_node() {
     echo "$t" >>"$ctrd_root/imported"
   done
   local h
-  for h in $(cgroup_hierarchies); do mkdir -p "$h/$cgroup_root" 2>/dev/null || true; done
+  for h in $(cgroup_hierarchies); do
+    mkdir -p "$h/$cgroup_root" 2>/dev/null || true
+  done
   write_kubelet_config
   mkdir -p "$data/kubelet"
   start kubelet "$cache/bin/kubelet" --config "$state/kubelet.yaml" \
@@ -158,12 +162,17 @@ stop_node() {
     [[ -d $h/$cgroup_root ]] || continue
     find "$h/$cgroup_root" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
+  local d
+  if [[ -f $state/made-cgroups ]]; then
+    while read -r d; do
+      [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done <"$state/made-cgroups"
+  fi
   rm -rf "$data"
   if [[ -f $state/mounted-bpffs ]]; then
     rmdir /sys/fs/bpf/nodetap 2>/dev/null || true
     umount /sys/fs/bpf 2>/dev/null || log "/sys/fs/bpf still in use: left mounted"
   fi
-  local d
   if [[ -f $state/made-dirs ]]; then
     while read -r d; do rm -rf "$d"; done <"$state/made-dirs"
   fi
