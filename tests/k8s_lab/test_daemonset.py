@@ -245,6 +245,26 @@ def test_annotated_pod_is_captured_with_its_identity_from_the_api(
         assert p["direction"] == "INBOUND" and p["http"]["res"]["statusCode"] == 200
 
 
+def test_agent_captures_under_the_runtime_default_seccomp_profile(
+    demo: dict[str, Any], traffic: dict[str, Any]
+) -> None:
+    """Issue 22's open point: the shipped agent asks for `seccompProfile: RuntimeDefault`;
+    containerd's default profile (Debian bookworm's 1.6.20 here) lets bpf() and
+    perf_event_open() through with CAP_BPF and CAP_PERFMON: the agent's process runs under
+    that seccomp filter, without CAP_SYS_ADMIN, and captured (the traffic fixture)."""
+    lab: K8sLab = demo["lab"]
+    pod = _agent_pod(lab)
+    sc = pod["spec"]["containers"][0]["securityContext"]
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    pid = _agent_pid(lab, pod["metadata"]["uid"])
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    assert status["Seccomp"].strip() == "2"  # filter mode: the runtime's profile
+    assert not int(status["CapEff"], 16) & (1 << 21)  # no CAP_SYS_ADMIN
+    assert _tagged(traffic["pairs"], f"web-{traffic['run']}")
+
+
 def test_pod_not_annotated_is_not_captured(demo: dict[str, Any], traffic: dict[str, Any]) -> None:
     plain = demo["ports"]["plain"]
     assert not _tagged(traffic["pairs"], f"plain-{traffic['run']}")
