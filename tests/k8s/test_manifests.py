@@ -285,3 +285,19 @@ def test_dockerfile_copies_what_exists_and_installs_bcc() -> None:
             for src in line.split()[1:-1]:
                 assert (repo / src).exists(), f"Dockerfile copies missing {src}"
     assert Path(repo / ".dockerignore").read_text().count(".venv") == 1
+
+
+def test_k8s_lab_pods_on_the_host_network_listen_on_loopback() -> None:
+    """overlays/k8s-lab puts nodetap's pods on the host network: their listeners are moved to
+    loopback by argument position (patchesJson6902), so a reordering of the base's args
+    shows here."""
+    objs = render(_kubectl(), DAEMONSET / "overlays" / "k8s-lab")
+    listeners = 0
+    for name, spec in _pod_specs(objs):
+        assert spec.get("hostNetwork"), name
+        for c in spec["containers"]:
+            for a in c.get("args", []):
+                if a.startswith(("--listen=", "--metrics-addr=")):
+                    assert a.split("=", 1)[1].startswith("127.0.0.1:"), (name, a)
+                    listeners += 1
+    assert listeners == 5
