@@ -116,7 +116,7 @@ def test_base_security_posture() -> None:
     )
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    # host paths: read-only but nodetap's own BPF folder and its spool (the redaction key
+    # host paths: read-only but tracefs, nodetap's own BPF folder and its spool (the redaction key
     # comes from the Secret nodetap-redaction-key, made by the install Job)
     volumes = {v["name"]: v for v in pod["volumes"]}
     writable = set()
@@ -124,7 +124,9 @@ def test_base_security_posture() -> None:
         host = volumes[m["name"]].get("hostPath")
         if host and not m.get("readOnly"):
             writable.add(host["path"])
-    assert writable == {"/sys/fs/bpf/nodetap", "/var/lib/nodetap/spool"}
+    # tracefs writable (BCC writes uprobe_events for the TLS uprobes), debugfs not mounted
+    assert writable == {"/sys/fs/bpf/nodetap", "/var/lib/nodetap/spool", "/sys/kernel/tracing"}
+    assert "/sys/kernel/debug" not in {v.get("hostPath", {}).get("path") for v in volumes.values()}
     mounted = {
         volumes[m["name"]]["hostPath"]["path"]
         for m in agent["volumeMounts"]
