@@ -4,7 +4,8 @@ test makes, given as a Secret); a python3 ssl client in the same pod sends keep-
 (kubectl exec). The agent's TLS uprobes (tracefs writable in its pod) turn them into plaintext
 RRPairs with meta.source "tls" and the pod's identity; `nodetap status` in the agent's pod
 shows the pod's process with its library, "hooked", and the pod; after uninstall no uprobe
-of the agent is left in tracefs."""
+of the agent is left in tracefs. Named to run right after test_daemonset.py, before
+test_manifests_rbac.py leaves overlays/lab applied (its Job's template, immutable, differs)."""
 
 from __future__ import annotations
 
