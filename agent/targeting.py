@@ -92,12 +92,21 @@ class NamespaceIndex:
             return self._meta.get(name)
 
 
+def _holds_kubepods(path: str) -> bool:
+    """Whether a directory is a kubelet's cgroup root (--cgroup-root /NAME, cgroupfs or
+    systemd driver): it holds kubepods or kubepods.slice."""
+    return any(os.path.isdir(os.path.join(path, k)) for k in ("kubepods", "kubepods.slice"))
+
+
 def _walk_pod_cgroups(root: Path, max_depth: int = 8) -> Iterator[tuple[str, Path]]:
     """(pod uid, directory) for every pod cgroup directory and its descendants under root.
-    Descends only into kubepods subtrees, so a node's other cgroups cost nothing."""
-    stack: list[tuple[Path, str | None, int]] = [(root, None, 0)]
+    Descends only into kubepods subtrees (a directory named kube*, or one holding kubepods:
+    a kubelet's --cgroup-root of another name), and everywhere inside them (the cgroupfs
+    driver's QoS levels are plain "besteffort", "burstable"), so a node's other cgroups cost
+    nothing."""
+    stack: list[tuple[Path, str | None, int, bool]] = [(root, None, 0, False)]
     while stack:
-        path, uid, depth = stack.pop()
+        path, uid, depth, inside = stack.pop()
         try:
             entries = list(os.scandir(path))
         except OSError:
@@ -108,8 +117,9 @@ def _walk_pod_cgroups(root: Path, max_depth: int = 8) -> Iterator[tuple[str, Pat
             child_uid = uid or pod_uid_from_path("/kubepods/" + e.name)
             if child_uid is not None:
                 yield child_uid, Path(e.path)
-            if depth < max_depth and (child_uid is not None or "kube" in e.name):
-                stack.append((Path(e.path), child_uid, depth + 1))
+            child_inside = inside or "kube" in e.name or _holds_kubepods(e.path)
+            if depth < max_depth and (child_uid is not None or child_inside):
+                stack.append((Path(e.path), child_uid, depth + 1, child_inside))
 
 
 class Targeting:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A real single-node Kubernetes control plane on loopback, from Debian's packages and sources,
+# A real single-node Kubernetes cluster on loopback, from Debian's packages and sources,
 # for the tests under tests/k8s_lab (issue 26). As root:
 #
 #   scripts/k8s-lab.sh build        # once: build the server binaries (cached, see below)
-#   scripts/k8s-lab.sh up           # start etcd, kube-apiserver and kube-controller-manager
+#   scripts/k8s-lab.sh up           # start etcd, kube-apiserver, kube-controller-manager,
+#                                   # kube-scheduler, containerd and a kubelet (node 127.0.0.1)
 #   scripts/k8s-lab.sh kubeconfig   # print the path of the admin kubeconfig
 #   scripts/k8s-lab.sh status       # which lab processes run
 #   scripts/k8s-lab.sh restart-apiserver   # stop and start the API server (watch tests)
@@ -15,23 +16,43 @@
 # The vendored github.com/modern-go/reflect2 v1.0.1 crashes with Go >= 1.18: Debian's 1.0.2
 # copy replaces it.
 #
-# The build (about five minutes per binary on one core) is cached in a directory keyed by the
-# Debian source version, so a machine that built it once starts the lab in seconds:
+# The build (about five minutes per binary on one core; the node's binaries, kube-scheduler and
+# kubelet, are built apart from the control plane's and added to the same cache) is cached in a
+# directory keyed by the Debian source version, so a machine that built it once starts the lab
+# in seconds:
 #   $NODETAP_K8S_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/nodetap/k8s-<version>)
 # The running lab keeps its certificates, etcd data and logs in $NODETAP_K8S_STATE (default
-# /run/nodetap-k8s-lab); `down` removes it. Ports (loopback only): etcd 127.0.0.1:23790
-# (peer 23800), API server 127.0.0.1:16443, controller-manager 10257.
+# /run/nodetap-k8s-lab), containerd's images and the kubelet's pods in $NODETAP_K8S_DATA (default
+# /var/lib/nodetap-k8s-lab); `down` removes both, and every mount, cgroup and process the lab
+# made. Ports (loopback only): etcd 127.0.0.1:23790 (peer +10, $NODETAP_K8S_ETCD_PORT), API
+# server 16443 ($NODETAP_K8S_API_PORT), controller-manager 10257 and scheduler 10259
+# ($NODETAP_K8S_CM_PORT), kubelet 10250 and its healthz 10248 ($NODETAP_K8S_KUBELET_PORT).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 state=${NODETAP_K8S_STATE:-/run/nodetap-k8s-lab}
 api_port=${NODETAP_K8S_API_PORT:-16443}
-etcd_port=23790
-etcd_peer_port=23800
-# No scheduler yet: the lab has no kubelet, so there is nothing to schedule pods onto.
-bins=(kube-apiserver kube-controller-manager)
+etcd_port=${NODETAP_K8S_ETCD_PORT:-23790}
+etcd_peer_port=$((etcd_port + 10))
+cm_port=${NODETAP_K8S_CM_PORT:-10257}
+sched_port=$((cm_port + 2))
+kubelet_port=${NODETAP_K8S_KUBELET_PORT:-10250}
+# node data on disk (containerd's images and snapshots, the kubelet's pods), removed by `down`
+data=${NODETAP_K8S_DATA:-/var/lib/nodetap-k8s-lab}
+# The node's name is its address: a kubelet refuses a loopback --node-ip, but takes an address
+# given as its hostname as is (a name would make it report the host's outward address, where
+# the API server would then look for the kubelet, which listens on loopback only).
+node=127.0.0.1
+# The control plane, then the node's binaries (built separately, so a cache with the control
+# plane from an earlier build is reused and only the node's are added).
+control_bins=(kube-apiserver kube-controller-manager)
+node_bins=(kube-scheduler kubelet)
+bins=("${control_bins[@]}" "${node_bins[@]}")
 log() { echo "k8s-lab: $*" >&2; }
 die() { echo "k8s-lab: $*" >&2; exit 1; }
+
+# shellcheck source=scripts/k8s-lab-node.sh
+. "$here/scripts/k8s-lab-node.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root (the lab binds ports, writes $state and may install packages)"
 
@@ -77,9 +98,13 @@ cmd_build() {
   ensure_deb_src
   local cache
   cache=$(cache_dir)
-  local b have=1
-  for b in "${bins[@]}"; do [[ -x $cache/bin/$b ]] || have=0; done
-  if ((have)); then log "binaries cached in $cache"; return; fi
+  local b todo=()
+  for b in "${bins[@]}"; do [[ -x $cache/bin/$b ]] || todo+=("$b"); done
+  if ((${#todo[@]} == 0)); then
+    log "binaries cached in $cache"
+    "$here/scripts/k8s-lab-images.sh" build >/dev/null
+    return
+  fi
   mkdir -p "$cache"
   local work
   work=$(mktemp -d "$cache/build.XXXXXX")
@@ -89,15 +114,19 @@ cmd_build() {
     && dpkg-source -q -x --no-check ./*.dsc src >/dev/null) || die "apt-get source kubernetes failed"
   rm -rf "$work/src/vendor/github.com/modern-go/reflect2"
   cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$work/src/vendor/github.com/modern-go/"
-  log "building ${bins[*]} (about five minutes a binary on one core; log: $work/build.log)"
+  log "building ${todo[*]} (about five minutes a binary on one core; log: $work/build.log)"
+  local t0=$SECONDS
   (cd "$work/src" && env -u GOFLAGS PATH="/usr/lib/go-1.19/bin:$PATH" HOME="$work/home" \
     GOCACHE="$cache/gocache" KUBE_GIT_VERSION=v1.20.2 KUBE_GIT_TREE_STATE=clean \
-    make WHAT="${bins[*]/#/cmd/}" >"$work/build.log" 2>&1) \
-    || { tail -30 "$work/build.log" >&2; die "building ${bins[*]} failed"; }
+    make WHAT="${todo[*]/#/cmd/}" >"$work/build.log" 2>&1) \
+    || { tail -30 "$work/build.log" >&2; die "building ${todo[*]} failed"; }
   mkdir -p "$cache/bin"
-  for b in "${bins[@]}"; do install -m 0755 "$work/src/_output/bin/$b" "$cache/bin/$b"; done
+  for b in "${todo[@]}"; do install -m 0755 "$work/src/_output/bin/$b" "$cache/bin/$b"; done
   rm -rf "$cache/gocache"
-  log "built into $cache/bin"
+  log "built ${todo[*]} in $((SECONDS - t0)) s, into $cache/bin"
+  trap - EXIT
+  rm -rf "$work"
+  "$here/scripts/k8s-lab-images.sh" build >/dev/null
 }
 
 # --- certificates --------------------------------------------------------------------------
@@ -151,11 +180,15 @@ make_pki() {
   cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
   cert admin admin system:masters
   cert controller-manager system:kube-controller-manager ""
+  cert scheduler system:kube-scheduler ""
+  cert kubelet "system:node:$node" system:nodes "IP:127.0.0.1,DNS:localhost"
   cert etcd etcd "" "IP:127.0.0.1,DNS:localhost"
   openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
   openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
   kubeconfig_for admin admin
   kubeconfig_for controller-manager controller-manager
+  kubeconfig_for scheduler scheduler
+  kubeconfig_for kubelet kubelet
 }
 
 # --- processes -----------------------------------------------------------------------------
@@ -229,7 +262,7 @@ cmd_up() {
     --cert-file "$pki/etcd.crt" --key-file "$pki/etcd.key" --client-cert-auth --trusted-ca-file "$pki/ca.crt"
   start_apiserver "$cache"
   start kube-controller-manager "$cache/bin/kube-controller-manager" \
-    --bind-address 127.0.0.1 --kubeconfig "$state/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$cm_port" --kubeconfig "$state/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$state/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$state/controller-manager.kubeconfig" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
@@ -239,18 +272,20 @@ cmd_up() {
   # default namespace's account, which is what manifests applied next need
   wait_ready kube-controller-manager 60 \
     kubectl --kubeconfig "$state/admin.kubeconfig" -n default get serviceaccount default
+  start_node
   log "up: kubectl --kubeconfig $state/admin.kubeconfig"
 }
 
 cmd_down() {
   local name
+  stop_node
   for name in kube-controller-manager kube-apiserver etcd; do stop_pid_of "$name"; done
   rm -rf "$state"
 }
 
 cmd_status() {
   local name
-  for name in etcd kube-apiserver kube-controller-manager; do
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
     if running "$name"; then echo "$name running (pid $(cat "$state/$name.pid"))"; else echo "$name stopped"; fi
   done
 }

@@ -20,6 +20,7 @@ TARGETS = [
     "overlays/canary",
     "overlays/privileged",
     "overlays/scale-out",
+    "overlays/k8s-lab",  # issue 26: the Kubernetes lab's (scripts/k8s-lab.sh)
     "replay",
     "replay-agent",
 ]
@@ -115,14 +116,17 @@ def test_base_security_posture() -> None:
     )
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    # host paths: read-only but nodetap's own BPF folder and its spool
+    # host paths: read-only but tracefs, nodetap's own BPF folder and its spool (the redaction key
+    # comes from the Secret nodetap-redaction-key, made by the install Job)
     volumes = {v["name"]: v for v in pod["volumes"]}
     writable = set()
     for m in agent["volumeMounts"]:
         host = volumes[m["name"]].get("hostPath")
         if host and not m.get("readOnly"):
             writable.add(host["path"])
-    assert writable == {"/sys/fs/bpf/nodetap", "/var/lib/nodetap/spool"}
+    # tracefs writable (BCC writes uprobe_events for the TLS uprobes), debugfs not mounted
+    assert writable == {"/sys/fs/bpf/nodetap", "/var/lib/nodetap/spool", "/sys/kernel/tracing"}
+    assert "/sys/kernel/debug" not in {v.get("hostPath", {}).get("path") for v in volumes.values()}
     mounted = {
         volumes[m["name"]]["hostPath"]["path"]
         for m in agent["volumeMounts"]
@@ -283,3 +287,19 @@ def test_dockerfile_copies_what_exists_and_installs_bcc() -> None:
             for src in line.split()[1:-1]:
                 assert (repo / src).exists(), f"Dockerfile copies missing {src}"
     assert Path(repo / ".dockerignore").read_text().count(".venv") == 1
+
+
+def test_k8s_lab_pods_on_the_host_network_listen_on_loopback() -> None:
+    """overlays/k8s-lab puts nodetap's pods on the host network: their listeners are moved to
+    loopback by argument position (patchesJson6902), so a reordering of the base's args
+    shows here."""
+    objs = render(_kubectl(), DAEMONSET / "overlays" / "k8s-lab")
+    listeners = 0
+    for name, spec in _pod_specs(objs):
+        assert spec.get("hostNetwork"), name
+        for c in spec["containers"]:
+            for a in c.get("args", []):
+                if a.startswith(("--listen=", "--metrics-addr=")):
+                    assert a.split("=", 1)[1].startswith("127.0.0.1:"), (name, a)
+                    listeners += 1
+    assert listeners == 5

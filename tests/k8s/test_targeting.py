@@ -192,3 +192,23 @@ def test_kernel_sees_the_same_cgroup_ids() -> None:
         assert os.stat(b.scope).st_ino not in counts
         assert set(counts) <= t.cgroup_ids()
         assert skipped >= 5000  # the untargeted pod's calls stopped at the filter
+
+
+def test_pod_cgroups_under_a_kubelet_cgroup_root_of_another_name(tmp_path: Path) -> None:
+    """A kubelet's --cgroup-root (cgroupfs driver) whose name has no "kube" in it, as the
+    Kubernetes lab's /nodetap-lab: the scan finds the pods under its kubepods."""
+    uid = "29a1a2e7-9379-44cf-b327-12a60c0cdeae"
+    scope = tmp_path / "nodetap-lab" / "kubepods" / "besteffort" / f"pod{uid}" / ("ab" * 32)
+    scope.mkdir(parents=True)
+    (tmp_path / "system.slice" / "other").mkdir(parents=True)
+    pods = PodIndex()
+    pods.replace(
+        [
+            PodInfo.from_model(
+                make_pod("web", "lab", uid=uid, annotations={"nodetap.io/capture": "true"})
+            )
+        ]
+    )
+    t = Targeting(pods, cgroup_root=tmp_path)
+    assert t.cgroup_ids() == {os.stat(scope).st_ino, os.stat(scope.parent).st_ino}
+    assert t.status()[0]["captured"]

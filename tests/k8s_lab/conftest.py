@@ -21,7 +21,7 @@ def k8s_lab() -> Iterator[K8sLab]:
     if given:
         yield K8sLab(Path(given))
         return
-    lab_script("up", timeout=240)
+    lab_script("up", timeout=600)  # the images are rebuilt when the source changed
     try:
         yield K8sLab(Path(lab_script("kubeconfig").strip()))
     finally:
