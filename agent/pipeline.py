@@ -142,7 +142,7 @@ def run_syscall(
     given to the Pipeline."""
     from agent.capture import SyscallCapture
     from agent.metrics import register_capture
-    from agent.tls.coverage import pod_noter
+    from agent.tls.coverage import PodNotes
     from agent.tls.coverage import status_rows as tls_status_rows
 
     cfg.enrich = node.enricher.enrich
@@ -155,7 +155,9 @@ def run_syscall(
     if cap.tls is not None:  # TLS coverage per process, and per pod (agent/tls/coverage.py)
         node.tls_rows = lambda: tls_status_rows(cap.tls, node.enricher.enrich)
         if node.targeting is not None:
-            cap.tls.on_row = pod_noter(node.enricher.enrich, node.targeting.note)
+            t = node.targeting
+            notes = PodNotes(node.enricher.enrich, t.note, t.forget)
+            cap.tls.on_row, cap.tls.on_gone = notes.row, notes.gone
     unregister = register_capture(cap)
     try:
         if on_started is not None:

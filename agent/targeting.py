@@ -162,6 +162,18 @@ class Targeting:
                 if entry["uid"] == pod_uid:
                     entry["notes"] = dict(self._notes[pod_uid])
 
+    def forget(self, pod_uid: str, topic: str) -> None:
+        """Remove a note (its process is gone); a pod left with none drops its entry."""
+        with self._lock:
+            notes = self._notes.get(pod_uid)
+            if notes is None or notes.pop(topic, None) is None:
+                return
+            if not notes:
+                del self._notes[pod_uid]
+            for entry in self._status:
+                if entry["uid"] == pod_uid:
+                    entry["notes"] = dict(notes)
+
     # --- computing ----------------------------------------------------------------------
     def _scan_cgroups(self) -> dict[str, list[tuple[str, int]]]:
         found: dict[str, list[tuple[str, int]]] = {}

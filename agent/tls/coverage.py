@@ -114,8 +114,11 @@ class TlsCoverage:
         self._thread: threading.Thread | None = None
         self._cg_mount = procfs.cgroup2_mount()
         self.scans = 0
-        # called with each new row (outside the lock): a pod's note in `nodetap status`
+        # called with each new row and each gone process's pid (outside the lock): a pod's
+        # note in `nodetap status`, removed when its process is gone
         self.on_row: Callable[[Coverage], None] | None = None
+        self.on_gone: Callable[[int], None] | None = None
+        self._gone: list[int] = []  # pids released since the callbacks last ran
 
     # ---- the rescan ----
 
@@ -192,9 +195,7 @@ class TlsCoverage:
             self.scans += 1
             if self.scans % RECHECK_ROUNDS == 0:  # forget processes that are gone
                 self._known = {p: v for p, v in self._known.items() if _starttime(p) == v[0]}
-        if self.on_row is not None:
-            for row in new:
-                self.on_row(row)
+        self._tell(new)
 
     def look_new(self) -> None:
         """The processes that exec'd lately, looked at again (their libraries are mapped
@@ -242,6 +243,15 @@ class TlsCoverage:
                     held = self._held.pop(pid, None)
                     if held is not None:
                         self.attacher.release(held, pid)
+        self._tell(new)
+
+    def _tell(self, new: list[Coverage]) -> None:
+        """The callbacks, outside the lock: gone processes first (a reused pid is both)."""
+        with self._lock:
+            gone, self._gone = self._gone, []
+        if self.on_gone is not None:
+            for pid in gone:
+                self.on_gone(pid)
         if self.on_row is not None:
             for row in new:
                 self.on_row(row)
@@ -326,6 +336,7 @@ class TlsCoverage:
     def _release(self, pid: int) -> None:
         row = self.rows.pop(pid)
         self._seen.pop(pid, None)
+        self._gone.append(pid)
         if row.target is not None:
             self.attacher.release(row.target.key, pid)
 
@@ -373,20 +384,34 @@ def status_rows(cov: TlsCoverage, who: Callable[[int], Any] | None = None) -> li
     return out
 
 
-def pod_noter(
-    who: Callable[[int], Any], note: Callable[[str, str, str], None]
-) -> Callable[[Coverage], None]:
-    """An ``on_row`` that notes each process's coverage on its pod (agent/targeting.py)."""
+class PodNotes:
+    """Each targeted process's coverage as a note on its pod (agent/targeting.py), removed
+    when the process is gone: ``row`` and ``gone`` are TlsCoverage's on_row and on_gone."""
 
-    def on_row(row: Coverage) -> None:
+    def __init__(
+        self,
+        who: Callable[[int], Any],
+        note: Callable[[str, str, str], None],
+        forget: Callable[[str, str], None],
+    ) -> None:
+        self._who = who
+        self._note = note
+        self._forget = forget
+        self._pods: dict[int, str] = {}  # pid -> the pod uid its note is on
+
+    def row(self, row: Coverage) -> None:
         try:
-            uid = getattr(who(row.pid), "pod_uid", "")
+            uid = getattr(self._who(row.pid), "pod_uid", "")
         except Exception:  # enrichment must never cost a capture
             return
         if uid:
-            note(uid, f"tls pid {row.pid}", "TLS " + describe(row))
+            self._pods[row.pid] = uid
+            self._note(uid, f"tls pid {row.pid}", "TLS " + describe(row))
 
-    return on_row
+    def gone(self, pid: int) -> None:
+        uid = self._pods.pop(pid, None)
+        if uid is not None:
+            self._forget(uid, f"tls pid {pid}")
 
 
 def metric(cov: TlsCoverage | None) -> GaugeMetricFamily:

@@ -105,6 +105,10 @@ def test_targeting_real_cgroups_ids_reasons_and_enrichment() -> None:
         assert t.pod_for_cgroup(os.stat(a.scope).st_ino) == a.uid
         t.note(a.uid, "tls", "TLS library not hooked")
         assert t.status()[0]["notes"] == {"tls": "TLS library not hooked"}
+        t.forget(a.uid, "tls")  # its process is gone
+        assert t.status()[0]["notes"] == {}
+        t.refresh()
+        assert t.status()[0]["notes"] == {}
 
         # the process really runs in the cgroup whose id is in the filter
         rel = Path(f"/proc/{a.proc.pid}/cgroup").read_text().split("0::", 1)[1].strip()

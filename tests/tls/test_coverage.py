@@ -45,8 +45,10 @@ def _wait_rows(
 
 def test_process_started_later_is_hooked_then_released(cert: Cert) -> None:
     port = free_port()
+    gone: list[int] = []
     with live_capture(ports=[port], tls_rescan_interval=0.3) as lc:
         assert lc.cap.tls is not None
+        lc.cap.tls.on_gone = gone.append  # a pod's note of the process is removed by it
         with tls_nginx(cert, tls_port=port) as late:
             pids = late.pids()
             rows = _wait_rows(lc.cap, lambda rows: pids <= {r.pid for r in rows})
@@ -58,6 +60,10 @@ def test_process_started_later_is_hooked_then_released(cert: Cert) -> None:
             assert all(p.http.res.body == FILES["a.txt"] for p in pairs)
             assert lc.cap.tls.attacher.files
         _wait_rows(lc.cap, lambda rows: not pids & {r.pid for r in rows})
+        deadline = time.monotonic() + 5
+        while not pids <= set(gone) and time.monotonic() < deadline:
+            time.sleep(0.1)  # told right after the rescan's lock
+        assert pids <= set(gone), gone
         # nobody targeted maps the library any more: its probes are gone
         deadline = time.monotonic() + 10
         while lc.cap.tls.attacher.files and time.monotonic() < deadline:

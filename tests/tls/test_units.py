@@ -101,21 +101,26 @@ def test_status_table_lists_tls_processes() -> None:
     assert "openssl" in line and " yes " in line
 
 
-def test_pod_noter_notes_each_process_on_its_pod() -> None:
+def test_pod_notes_note_each_process_on_its_pod_until_it_is_gone() -> None:
     from types import SimpleNamespace
 
     from agent.tls.classify import Coverage
-    from agent.tls.coverage import pod_noter
+    from agent.tls.coverage import PodNotes
 
     notes: list[tuple[str, str, str]] = []
+    forgot: list[tuple[str, str]] = []
     who = {7: SimpleNamespace(pod_uid="uid-1"), 8: SimpleNamespace(pod_uid="")}
-    on_row = pod_noter(lambda pid: who[pid], lambda *a: notes.append(a))
-    on_row(Coverage(7, "srv", "go", "not_hooked", "stripped Go binary (no symbols to probe)"))
-    on_row(Coverage(8, "host", "openssl", "hooked", "/usr/lib/libssl.so.3"))  # not in a pod
+    pods = PodNotes(lambda pid: who[pid], lambda *a: notes.append(a), lambda *a: forgot.append(a))
+    pods.row(Coverage(7, "srv", "go", "not_hooked", "stripped Go binary (no symbols to probe)"))
+    pods.row(Coverage(8, "host", "openssl", "hooked", "/usr/lib/libssl.so.3"))  # not in a pod
     assert notes == [
         ("uid-1", "tls pid 7", "TLS pid 7 (srv): go not hooked: stripped Go binary (no symbols "
          "to probe)")
     ]  # fmt: skip
+    pods.gone(8)
+    pods.gone(7)
+    pods.gone(7)
+    assert forgot == [("uid-1", "tls pid 7")]
 
 
 def test_go_ret_offsets_from_objdump_output() -> None:
