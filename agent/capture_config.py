@@ -58,6 +58,9 @@ class CaptureConfig:
     pids: list[int] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
     cgroup_ids: list[int] = field(default_factory=list)
+    # the cgroup filter on from the start even while cgroup_ids is empty (Kubernetes
+    # targeting: no pod targeted yet means nothing captured, adopted or TLS-probed)
+    cgroup_filter: bool = False
     max_body: int = 1 << 20
     node: str = field(default_factory=lambda: os.environ.get("NODE_NAME") or socket.gethostname())
     poll_interval: float = 0.01

@@ -137,7 +137,8 @@ class CaptureConnections(CaptureLifecycle):
         assert self._conns_map is not None
         from bcc import libbcc
 
-        cg_mount = procfs.cgroup2_mount() if self.cfg.cgroup_ids else None
+        by_cgroup = bool(self.cfg.cgroup_ids) or self.cfg.cgroup_filter
+        cg_mount = procfs.cgroup2_mount() if by_cgroup else None
         wanted_cg = set(self.cfg.cgroup_ids)
         now = time.monotonic_ns()
         fd_map = self._conns_map.map_fd  # type: ignore[attr-defined]
@@ -145,7 +146,7 @@ class CaptureConnections(CaptureLifecycle):
             s = ex.sock
             if not self._port_wanted(s.local_port, s.remote_port):
                 continue
-            if wanted_cg and procfs.cgroup2_id(ex.pid, cg_mount) not in wanted_cg:
+            if by_cgroup and procfs.cgroup2_id(ex.pid, cg_mount) not in wanted_cg:
                 continue
             cid = L.AGENT_CONN_ID_BIT | self._next_agent_id
             self._next_agent_id += 1

@@ -143,7 +143,7 @@ class CaptureLifecycle:
             for port in self.cfg.ports:
                 t[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
             probes.set_config(L.NT_CFG_FILTER_PORTS, 1)
-        if self.cfg.cgroup_ids:
+        if self.cfg.cgroup_ids or self.cfg.cgroup_filter:
             self.set_cgroup_filter(self.cfg.cgroup_ids)
 
     def set_cgroup_filter(self, cgroup_ids: list[int] | set[int] | None) -> None:

@@ -146,6 +146,12 @@ def run_syscall(
     from agent.tls.coverage import status_rows as tls_status_rows
 
     cfg.enrich = node.enricher.enrich
+    if node.targeting is not None:
+        # the targeted pods' cgroups from the first instant: armed before node.attach below,
+        # the capture would otherwise take every process's new and open connections (and
+        # probe every TLS process) on the node until then
+        cfg.cgroup_filter = True
+        cfg.cgroup_ids = sorted(node.targeting.cgroup_ids())
     cfg.agent_version = node.version
     if node.enricher.node:
         cfg.node = node.enricher.node

@@ -4,6 +4,7 @@ other's connections never enter the kernel's table, so they cost no events."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -76,3 +77,34 @@ def test_only_the_targeted_cgroup_is_captured() -> None:
     # every data record belongs to A's two connections (one read, two writes each)
     assert s["conns_tracked"] == 2
     assert s["data_records"] == 6
+
+
+def test_a_filter_with_no_cgroup_yet_takes_nothing_until_a_cgroup_is_targeted() -> None:
+    """Kubernetes targeting before any pod is targeted (agent/pipeline.py sets
+    cgroup_filter): a connection open before the start is not adopted and a new one is not
+    taken; once the server's cgroup is targeted, new connections are."""
+    tag = f"nodetap-test-{os.getpid()}"
+    with server_in_cgroup(tag + "-c") as (port, cg):
+        early = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            early.request("GET", "/bytes/10")
+            assert len(early.getresponse().read()) == 10
+            with live_capture(cgroup_filter=True) as lc:
+                early.request("GET", "/bytes/20")  # open before the capture: not adopted
+                early.getresponse().read()
+                _curl(port, 30)  # new, in a cgroup not targeted yet
+                lc.settle()
+                assert lc.pairs == []
+                lc.cap.set_cgroup_filter([cg])
+                _curl(port, 40)
+                lc.wait_for(1)
+                lc.settle()
+                s = lc.cap.summary()
+        finally:
+            early.close()
+    assert [len(p.http.res.body) for p in lc.pairs] == [40]
+    assert s["conns_preexisting"] == 0
+
+
+def _curl(port: int, n: int) -> None:
+    subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/bytes/{n}"], check=True, timeout=30)
