@@ -115,6 +115,17 @@ def _agent_ready(lab: K8sLab) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def _forwarder_creds(lab: K8sLab, d: Path) -> Path:
+    """The forwarder's CA and the token, from the install's Secrets, as files in d."""
+    for secret, key, name in (("nodetap-forwarder-tls", "ca\\.crt", "ca.crt"),
+                              ("nodetap-token", "token", "token")):  # fmt: skip
+        data = lab.kubectl("-n", "nodetap", "get", "secret", secret, "-o",
+                           f"jsonpath={{.data.{key}}}")  # fmt: skip
+        (d / name).write_bytes(base64.b64decode(data))
+        (d / name).chmod(0o600)
+    return d
+
+
 def test_agent_pod_becomes_ready_on_the_lab_node(installed: K8sLab) -> None:
     pod = _agent_ready(installed)
     assert pod["spec"]["nodeName"] == "127.0.0.1"
@@ -161,13 +172,7 @@ def demo(installed: K8sLab, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for port in ports.values():
             wait_for_port("127.0.0.1", port, timeout=120)
         _agent_ready(lab)
-        d = tmp_path_factory.mktemp("forwarder")
-        for secret, key, name in (("nodetap-forwarder-tls", "ca\\.crt", "ca.crt"),
-                                  ("nodetap-token", "token", "token")):  # fmt: skip
-            data = lab.kubectl("-n", "nodetap", "get", "secret", secret, "-o",
-                               f"jsonpath={{.data.{key}}}")  # fmt: skip
-            (d / name).write_bytes(base64.b64decode(data))
-            (d / name).chmod(0o600)
+        d = _forwarder_creds(lab, tmp_path_factory.mktemp("forwarder"))
         yield {"lab": lab, "ports": ports, "creds": d}
     finally:
         lab.kubectl("delete", "namespace", APP_NS, "--ignore-not-found", "--wait=false",

@@ -28,6 +28,7 @@ from tests.k8s_lab.test_daemonset import (
     _agent_pod,
     _agent_ready,
     _export,
+    _forwarder_creds,
     _wait,
     installed,  # noqa: F401  (the module's installation)
 )
@@ -117,13 +118,7 @@ def https_pod(
         _agent_ready(lab)
         pod = json.loads(lab.kubectl("-n", NS, "get", "pods", "-l", "app=https", "-o",
                                      "json"))["items"][0]  # fmt: skip
-        creds = tmp_path_factory.mktemp("forwarder")
-        for secret, key, fname in (("nodetap-forwarder-tls", "ca\\.crt", "ca.crt"),
-                                   ("nodetap-token", "token", "token")):  # fmt: skip
-            data = lab.kubectl("-n", "nodetap", "get", "secret", secret, "-o",
-                               f"jsonpath={{.data.{key}}}")  # fmt: skip
-            (creds / fname).write_bytes(base64.b64decode(data))
-            (creds / fname).chmod(0o600)
+        creds = _forwarder_creds(lab, tmp_path_factory.mktemp("forwarder"))
         yield {"lab": lab, "port": port, "pod": pod, "creds": creds}
     finally:
         lab.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
