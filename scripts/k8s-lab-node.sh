@@ -35,6 +35,10 @@ state = "$state/containerd"
   sandbox_image = "docker.io/nodetap-lab/pause:3.2"
   # this machine does not let a process lower its OOM score adjustment
   restrict_oom_score_adj = true
+  # a pod that is not on the host network (overlays/lab's, which tests/k8s_lab applies) gets
+  # a network namespace even though no CNI plugin runs: made under the lab's state, where
+  # `down` unmounts and removes it, not in /run/netns where each run left one
+  netns_mounts_under_state_dir = true
   enable_selinux = false
   disable_apparmor = true
   [plugins."io.containerd.grpc.v1.cri".cni]

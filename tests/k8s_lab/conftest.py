@@ -5,6 +5,7 @@ $NODETAP_K8S_KUBECONFIG set, the tests use that running lab and leave it running
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +22,21 @@ def k8s_lab() -> Iterator[K8sLab]:
     if given:
         yield K8sLab(Path(given))
         return
+    netns_before = _netns()
     lab_script("up", timeout=600)  # the images are rebuilt when the source changed
     try:
         yield K8sLab(Path(lab_script("kubeconfig").strip()))
     finally:
         lab_script("down", timeout=120)
+        left = sorted(_netns() - netns_before)
+        for name in left:  # removed, and the run fails: `down` owes that
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+        assert not left, f"the lab left network namespaces in /run/netns: {left}"
+
+
+def _netns() -> set[str]:
+    """The network namespaces containerd's CRI names (cni-UUID) in /run/netns."""
+    try:
+        return {n for n in os.listdir("/run/netns") if n.startswith("cni-")}
+    except FileNotFoundError:
+        return set()
