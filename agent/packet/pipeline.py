@@ -34,21 +34,6 @@ def _clamp(ts: int) -> int:
     return min(max(ts, 0), (1 << 64) - 1)
 
 
-class _FlowsView:
-    """The flow table's size (flows open, keys tracked), as the Python table showed it."""
-
-    def __init__(self, pipe: PacketPipeline) -> None:
-        self._pipe = pipe
-
-    @property
-    def open_flows(self) -> int:
-        return self._pipe.table_size()[0]
-
-    @property
-    def _by_key(self) -> range:
-        return range(self._pipe.table_size()[1])
-
-
 class PacketPipeline:
     """Decodes frames, reassembles TCP, decodes HTTP, emits RRPairs (all in the core).
 
@@ -85,7 +70,6 @@ class PacketPipeline:
         self._ts: list[int] = []
         self._linktype = -1
         self._warned: set[int] = set()
-        self.flows = _FlowsView(self)
 
     def frame(self, ts_ns: int, linktype: int, buf: bytes) -> None:
         """One captured frame (batched; the core sees it at the next batch or flush)."""
@@ -119,6 +103,7 @@ class PacketPipeline:
                 self.core.feed_frames(self._linktype, frames, [_clamp(t) for t in ts])
 
     def table_size(self) -> tuple[int, int]:
+        """The flow table's size: (flows open, keys tracked)."""
         self._feed()
         return self.core.table_size()
 

@@ -208,14 +208,15 @@ def test_a_million_tiny_flows_stay_bounded() -> None:
         flags = 0x02 | (0x08 if data else 0)
         pipe.frame(i * 1000, LinkType.ETHERNET, _frame(sport, 80, i, 0, flags, data, src, dst))
         if i % 100_000 == 0:
-            assert pipe.flows.open_flows <= max_flows
-            assert len(pipe.flows._by_key) <= 2 * max_flows
+            open_flows, keys = pipe.table_size()
+            assert open_flows <= max_flows
+            assert keys <= 2 * max_flows
     s = pipe.summary()
     assert s["flows"] == 1_000_000
     assert s["open_flows"] == max_flows
     assert s["evicted_limit"] >= 1_000_000 - max_flows - 100
     pipe.finish()
-    assert pipe.flows.open_flows == 0 and len(pipe.flows._by_key) == 0
+    assert pipe.table_size() == (0, 0)
     assert len(pairs) == 1_000_000 // 50  # each flow with a request line: one incomplete pair
 
 
