@@ -158,9 +158,7 @@ class Targeting:
         ``note(uid, "protocol", "protocol not recognised on :5432")``."""
         with self._lock:
             self._notes.setdefault(pod_uid, {})[topic] = message
-            for entry in self._status:
-                if entry["uid"] == pod_uid:
-                    entry["notes"] = dict(self._notes[pod_uid])
+            self._show_notes(pod_uid)
 
     def forget(self, pod_uid: str, topic: str) -> None:
         """Remove a note (its process is gone); a pod left with none drops its entry."""
@@ -170,9 +168,13 @@ class Targeting:
                 return
             if not notes:
                 del self._notes[pod_uid]
-            for entry in self._status:
-                if entry["uid"] == pod_uid:
-                    entry["notes"] = dict(notes)
+            self._show_notes(pod_uid)
+
+    def _show_notes(self, pod_uid: str) -> None:
+        """The pod's notes into its status entry (under the lock)."""
+        for entry in self._status:
+            if entry["uid"] == pod_uid:
+                entry["notes"] = dict(self._notes.get(pod_uid, {}))
 
     # --- computing ----------------------------------------------------------------------
     def _scan_cgroups(self) -> dict[str, list[tuple[str, int]]]:
