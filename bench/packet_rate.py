@@ -28,10 +28,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from capture_overhead import cpu_seconds, wait_cpu_seconds  # noqa: E402
 
 from tests.support.servers import nginx  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 AGENT = r"""
 import json, sys, threading
@@ -59,17 +60,6 @@ print(json.dumps(out), flush=True)
 """
 
 
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-
-
-def _wait_cpu(proc: subprocess.Popen[bytes]) -> float:
-    _pid, _status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = 0
-    return ru.ru_utime + ru.ru_stime
-
-
 def one_round(port: int, url: str, requests: int, connections: int) -> dict[str, float]:
     agent = subprocess.Popen(
         [sys.executable, "-c", AGENT, str(port)], cwd=REPO,
@@ -78,14 +68,14 @@ def one_round(port: int, url: str, requests: int, connections: int) -> dict[str,
     assert agent.stdout is not None and agent.stdin is not None
     if agent.stdout.readline().strip() != b"ready":
         raise SystemExit("the packet capture did not start")
-    agent_cpu0 = _cpu_of(agent.pid)
+    agent_cpu0 = cpu_seconds(agent.pid)
     tcpdump = subprocess.Popen(
         ["tcpdump", "-i", "lo", "-n", "-B", "32768", "-w", "/dev/null", f"tcp port {port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert tcpdump.stderr is not None
     tcpdump.stderr.readline()  # "listening on lo ..."
-    dump_cpu0 = _cpu_of(tcpdump.pid)
+    dump_cpu0 = cpu_seconds(tcpdump.pid)
     try:
         subprocess.run(
             ["h2load", "--h1", "-n", str(requests), "-c", str(connections), url],
@@ -96,9 +86,9 @@ def one_round(port: int, url: str, requests: int, connections: int) -> dict[str,
         tcpdump.send_signal(signal.SIGINT)
         agent.stdin.close()
     dump_err = tcpdump.stderr.read().decode()
-    dump_cpu = _wait_cpu(tcpdump) - dump_cpu0
+    dump_cpu = wait_cpu_seconds(tcpdump, 60) - dump_cpu0
     summary = json.loads(agent.stdout.read())
-    agent_cpu = _wait_cpu(agent) - agent_cpu0
+    agent_cpu = wait_cpu_seconds(agent, 120) - agent_cpu0
     m = re.search(r"(\d+) packets captured", dump_err)
     d = re.search(r"(\d+) packets dropped by kernel", dump_err)
     return {
