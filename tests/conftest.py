@@ -7,7 +7,9 @@ machine with BPF: when ``CI`` is set, a skip of such a test is turned into a fai
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Generator
 
 import pytest
@@ -26,6 +28,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
         for name in Lab.clean_orphans():
             print(f"conftest: removed namespace {name} left by an earlier run", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _own_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Generator[None, None, None]:
+    """Each test's child processes get their own TMPDIR.
+
+    A capture keeps its crash ledger in TMPDIR (agent/backlog_ledger.py): one test that kills
+    a capture would otherwise make the next test's capture warn about it. Session and module
+    fixtures are set up before this one and keep the shared folder. The name is short, so
+    Unix sockets made in it stay under the 108-byte limit.
+    """
+    folder = tempfile.mkdtemp(prefix="nt-")
+    monkeypatch.setenv("TMPDIR", folder)
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
