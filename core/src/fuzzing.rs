@@ -165,6 +165,57 @@ pub fn h2(data: &[u8]) {
     }
 }
 
+/// Deterministic mutations for the bounded fuzz-style unit tests (here, rules/tests.rs,
+/// packet/fuzz.rs): a fixed xorshift sequence, so every run tries the same inputs and no
+/// test depends on time.
+#[cfg(test)]
+pub(crate) struct Mutator(u64);
+
+#[cfg(test)]
+impl Mutator {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// One of `items`.
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+
+    /// Fewer than `max_edits` edits of v: a byte overwritten, inserted or removed, or up to
+    /// 16 bytes of v repeated elsewhere in it. v is never left empty.
+    pub(crate) fn mutate(&mut self, v: &mut Vec<u8>, max_edits: u64) {
+        for _ in 0..(self.next() % max_edits) {
+            let r = self.next();
+            let at = (r >> 8) as usize % (v.len() + 1);
+            match r % 4 {
+                0 if at < v.len() => v[at] = (r >> 32) as u8,
+                1 => v.insert(at, (r >> 40) as u8),
+                2 if at < v.len() => {
+                    v.remove(at);
+                }
+                _ => {
+                    let from = (r >> 20) as usize % (v.len() + 1);
+                    let piece: Vec<u8> = v[from..].iter().take(16).copied().collect();
+                    v.splice(at..at, piece);
+                }
+            }
+            if v.is_empty() {
+                v.push(0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Seeds: the framing cases the Python differential tests use, as the fuzz targets read
@@ -183,36 +234,13 @@ mod tests {
         b"\x10GET / HTTP/1.1\r\nBad Header\r\n\r\nGET / HTTP/1.1\r\n\r\n\xff\x11HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 B\r\n\r\n",
     ];
 
-    /// A bounded fuzz-style loop: seeds mutated by a fixed xorshift sequence (no timing, the
-    /// same inputs every run), through both targets' bodies.
+    /// A bounded fuzz-style loop: seeds mutated (super::Mutator) through both targets' bodies.
     #[test]
     fn mutated_seeds_do_not_panic() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut m = super::Mutator::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
-            let seed = SEEDS[(next() % SEEDS.len() as u64) as usize];
-            let mut v = seed.to_vec();
-            for _ in 0..(next() % 8) {
-                let r = next();
-                let at = (r >> 8) as usize % (v.len() + 1);
-                match r % 4 {
-                    0 if at < v.len() => v[at] = (r >> 32) as u8,
-                    1 => v.insert(at, (r >> 40) as u8),
-                    2 if at < v.len() => {
-                        v.remove(at);
-                    }
-                    _ => {
-                        let from = (r >> 20) as usize % (v.len() + 1);
-                        let piece: Vec<u8> = v[from..].iter().take(16).copied().collect();
-                        v.splice(at..at, piece);
-                    }
-                }
-            }
+            let mut v = m.pick(SEEDS).to_vec();
+            m.mutate(&mut v, 8);
             super::http1(&v);
             super::records(&v);
         }
@@ -249,27 +277,10 @@ mod tests {
             &[0x40, 1, b'x', 1, b'y', 0xbe, 0xbf, 0x3f, 0xe1, 0x1f],
         ));
         seeds.push(b);
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut m = super::Mutator::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..5000 {
-            let mut v = seeds[(next() % 2) as usize].clone();
-            for _ in 0..(next() % 6) {
-                let r = next();
-                let at = (r >> 8) as usize % (v.len() + 1);
-                match r % 3 {
-                    0 if at < v.len() => v[at] = (r >> 32) as u8,
-                    1 => v.insert(at, (r >> 40) as u8),
-                    _ if at < v.len() => {
-                        v.remove(at);
-                    }
-                    _ => {}
-                }
-            }
+            let mut v = m.pick(&seeds).clone();
+            m.mutate(&mut v, 6);
             super::h2(&v);
         }
     }

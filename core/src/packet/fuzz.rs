@@ -110,29 +110,10 @@ mod tests {
     fn mutated_frames_do_not_panic() {
         let base = seed();
         super::frames(&base);
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut m = crate::fuzzing::Mutator::new(0x1234_5678_9abc_def1);
         for _ in 0..3000 {
             let mut v = base.clone();
-            for _ in 0..(next() % 8) {
-                let r = next();
-                let at = (r >> 8) as usize % v.len();
-                match r % 3 {
-                    0 => v[at] = (r >> 32) as u8,
-                    1 => v.insert(at, (r >> 40) as u8),
-                    _ => {
-                        v.remove(at);
-                    }
-                }
-                if v.is_empty() {
-                    v.push(0);
-                }
-            }
+            m.mutate(&mut v, 8);
             super::frames(&v);
         }
     }

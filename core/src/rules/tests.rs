@@ -115,27 +115,10 @@ fn mutated_inputs_do_not_panic() {
         b"/x/1\xfdeyJhbGciOi.eyJzdWIiOi.sig\xfd[{\"\\ud83d\\ude00\": -0.5e3}]\xfd\xfd",
         b"\xfd\xfd{\"a\":\"\\u00e9\"}\xfdORD-123 abc x.y\xfdjson",
     ];
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut m = crate::fuzzing::Mutator::new(0x2545_f491_4f6c_dd1d);
     for _ in 0..3000 {
-        let mut v = seeds[(next() % seeds.len() as u64) as usize].to_vec();
-        for _ in 0..(next() % 8) {
-            let r = next();
-            let at = (r >> 8) as usize % (v.len() + 1);
-            match r % 3 {
-                0 if at < v.len() => v[at] = (r >> 32) as u8,
-                1 => v.insert(at, (r >> 40) as u8),
-                _ if at < v.len() => {
-                    v.remove(at);
-                }
-                _ => {}
-            }
-        }
+        let mut v = m.pick(seeds).to_vec();
+        m.mutate(&mut v, 8);
         fuzz::rules_target(&v);
     }
     // deeply nested JSON is hashed whole, never recursed into without bound
