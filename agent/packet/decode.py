@@ -202,6 +202,8 @@ def decode_dpkt(linktype: int, buf: bytes) -> Segment:
         seg = net.data
         announced = net.len - net.hl * 4 if net.len else -1
     elif isinstance(net, ip6.IP6):
+        if not hasattr(net, "p"):  # dpkt gives up inside bad extension headers, silently
+            raise Malformed("IPv6 extension headers truncated or invalid")
         if net.p != ip.IP_PROTO_TCP:
             raise NotTcp("not TCP")
         if ip.IP_PROTO_FRAGMENT in net.extension_hdrs:

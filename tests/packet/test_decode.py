@@ -78,3 +78,14 @@ def test_ipv4_oddities() -> None:
     tso[16:18] = b"\0\0"  # total length 0 (segmentation offload): use what was captured
     s = _both(LinkType.ETHERNET, bytes(tso))
     assert isinstance(s, Segment) and s.payload == b"abc"
+
+
+def test_ipv6_with_broken_extension_headers_is_malformed() -> None:
+    """dpkt stops inside a garbled extension header chain without raising and leaves no next
+    protocol: that is a malformed frame, not an AttributeError (found by random frames)."""
+    frame = bytes.fromhex(
+        "6000000606063281060045060660600600006045290045ff126006ffff2d450645450060451760008906"
+        "e74506ff600060ff063660d2000045cb4500ff004500ffff06ff0645ff60ffff60"
+    )
+    for lt in (LinkType.RAW, LinkType.IPV6):
+        assert _both(lt, frame) is Malformed
