@@ -455,7 +455,10 @@ def for_capture(cap: Any) -> TlsCoverage:
     """The TLS coverage of a started SyscallCapture (its probes loaded with TLS on),
     rescanning in a thread of its own."""
     from agent import bpf_layout as L
+    from agent.loader import find_tracefs
+    from agent.tls import stale_probes
 
+    stale_probes.sweep(find_tracefs())  # what killed captures left: before adding our own
     probes = cap.probes
     config = probes.table("config")
     opened: deque[int] = deque(maxlen=MAX_YOUNG * 8)

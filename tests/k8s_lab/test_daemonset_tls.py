@@ -3,14 +3,17 @@ the host network serves HTTPS with Debian's OpenSSL 3 (python3's ssl module, a c
 test makes, given as a Secret); a python3 ssl client in the same pod sends keep-alive requests
 (kubectl exec). The agent's TLS uprobes (tracefs writable in its pod) turn them into plaintext
 RRPairs with meta.source "tls" and the pod's identity; `nodetap status` in the agent's pod
-shows the pod's process with its library, "hooked", and the pod; after uninstall no uprobe
-of the agent is left in tracefs. Named to run right after test_daemonset.py, before
-test_manifests_rbac.py leaves overlays/lab applied (its Job's template, immutable, differs)."""
+shows the pod's process with its library, "hooked", and the pod; a killed agent's uprobes
+are removed by its restart; after uninstall no uprobe of the agent is left in tracefs. Named
+to run right after test_daemonset.py, before test_manifests_rbac.py leaves overlays/lab
+applied (its Job's template, immutable, differs)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import time
 import uuid
@@ -29,6 +32,7 @@ from tests.k8s_lab.test_daemonset import (
     _agent_ready,
     _export,
     _forwarder_creds,
+    _ready,
     _wait,
     installed,  # noqa: F401  (the module's installation)
 )
@@ -205,6 +209,44 @@ def test_status_shows_the_pods_tls_process_hooked_with_its_pod(
         and not line.rstrip().endswith(" 0.0")
         for line in metrics.splitlines()
     ), metrics[-2000:]  # fmt: skip
+
+
+def _uprobes_of(pid: int) -> list[str]:
+    text = Path("/sys/kernel/tracing/uprobe_events").read_text()
+    return [line for line in text.splitlines() if line.split()[0].endswith(f"_bcc_{pid}")]
+
+
+def test_a_killed_agents_uprobes_are_removed_when_it_restarts(
+    https_pod: dict[str, Any], tls_traffic: dict[str, Any]
+) -> None:
+    """In its pod BCC makes the TLS uprobes through tracefs (uprobe_events), which the kernel
+    keeps when the process that made them is killed: the agent killed with SIGKILL (as an OOM
+    kill would) leaves them, and the restarted agent (the kubelet restarts its container)
+    removes them before it hooks the pod's server again (agent/tls/stale_probes.py)."""
+    lab: K8sLab = https_pod["lab"]
+    pod = _agent_pod(lab)
+    pid = _agent_pid(lab, pod["metadata"]["uid"])
+    assert pid, "the agent's process not found on the node"
+    left = _uprobes_of(pid)
+    assert left, "the agent's TLS uprobes are not in tracefs"
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not Path(f"/proc/{pid}").exists(), "the agent's process to end", 60,
+          lambda: "")  # fmt: skip
+
+    def restarted() -> int:
+        p = _agent_pod(lab)
+        restarts = p.get("status", {}).get("containerStatuses", [{}])[0].get("restartCount", 0)
+        return _agent_pid(lab, p["metadata"]["uid"]) if restarts >= 1 and _ready(p) else 0
+
+    new = _wait(restarted, "the agent's container to restart and be Ready", 180,
+                lambda: _agent_debug(lab))  # fmt: skip
+    assert new != pid
+    name = https_pod["pod"]["metadata"]["name"]
+    _wait(lambda: any(r.get("pod") == name and r["state"] == "hooked"
+                      for r in _status(lab).get("tls") or []),
+          "the restarted agent to hook the server", 120, lambda: _agent_debug(lab))  # fmt: skip
+    assert _uprobes_of(pid) == [], "the killed agent's uprobes are still in tracefs"
+    assert _uprobes_of(new), "the restarted agent's own uprobes are not in tracefs"
 
 
 def test_uninstall_leaves_no_uprobe_in_tracefs(
