@@ -8,7 +8,7 @@
 # overlay, replay/, replay-agent/) needs its own kustomize `images:` entry, because kubectl
 # 1.20's kustomize (which the Kubernetes lab uses) has no components to share one. This
 # rewrites the `nodetap` entry of each of them, so the name and tag are given once. The lab
-# overlay keeps its locally built `nodetap:dev` unless --lab is given.
+# overlays (lab, lab-replay) keep their locally built `nodetap:dev` unless --lab is given.
 set -euo pipefail
 
 usage() {
@@ -80,7 +80,7 @@ tag_re='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'
 for f in "${files[@]}"; do
     rel="${f#"$dir"/}"
     keep=0 # the lab overlay keeps its local image, renamed from whatever base now sets
-    [[ $lab -eq 0 && "$rel" == overlays/lab/* ]] && keep=1
+    [[ $lab -eq 0 && ( "$rel" == overlays/lab/* || "$rel" == overlays/lab-replay/* ) ]] && keep=1
     overlay=0
     [[ "$rel" == overlays/* ]] && overlay=1
     was="$(current "$f" "$old")"

@@ -18,7 +18,7 @@ kubectl -n nodetap exec deploy/nodetap-forwarder -- \
 
 echo "== replay them against the demo service"
 kubectl -n nodetap delete job nodetap-replay --ignore-not-found
-kubectl kustomize daemonset/replay | kubectl apply -f -
+kubectl kustomize daemonset/overlays/lab-replay | kubectl apply -f -
 kubectl -n nodetap wait --for=condition=complete job/nodetap-replay --timeout=600s \
   || kubectl -n nodetap wait --for=condition=failed job/nodetap-replay --timeout=1s || true
 kubectl -n nodetap logs job/nodetap-replay -c replay

@@ -22,6 +22,7 @@ examples:
   nodetap replay cap.jsonl --target http://10.0.0.5:8080 --rate 500/s --duration 1m --loop
   nodetap replay -r cap.jsonl --target http://127.0.0.1:8080 -n shop -l app=cart -o json
   nodetap replay --snapshot before-release --forwarder 127.0.0.1:7070 --target http://svc:80
+  nodetap replay --forwarder 127.0.0.1:7070 --since 15m --target http://svc:80
   nodetap replay cap.jsonl --target http://127.0.0.1:8080 --connection close --report r.json
   nodetap replay cap.jsonl --target http://10.1.2.3:80 --netns client --flush-stale
   nodetap replay cap.jsonl --target http://127.0.0.1:8080 --notrack
@@ -92,7 +93,15 @@ def register(sub: Any) -> None:
     f.add_argument(
         "--snapshot", metavar="SNAPSHOT", help="replay this snapshot, by id or name (--forwarder)"
     )
-    f.add_argument("--forwarder", metavar="ADDR", help="the forwarder holding --snapshot")
+    f.add_argument(
+        "--forwarder", metavar="ADDR", help="the forwarder holding --snapshot or --since's RRPairs"
+    )
+    f.add_argument(
+        "--since",
+        metavar="TIME",
+        help="replay the RRPairs stored from this time (--forwarder): RFC 3339, Unix seconds, 10m",
+    )
+    f.add_argument("--until", metavar="TIME", help="and before this time (same forms as --since)")
     f.add_argument("--forwarder-token-file", metavar="FILE", help="the forwarder's bearer token")
     f.add_argument("--forwarder-tls-ca", metavar="PEM", help="CA certificate of the forwarder")
     d = p.add_argument_group("distributed")
@@ -107,21 +116,47 @@ def run(args: argparse.Namespace) -> int:
         if args.capture:
             raise ConfigError("give the capture once: as CAPTURE or as -r FILE")
         args.capture = args.read
-    if args.snapshot or args.forwarder:
-        if not (args.snapshot and args.forwarder):
-            raise ConfigError("--snapshot ID and --forwarder ADDR go together")
+    if args.until and not args.since:
+        raise ConfigError("--until needs --since (the start of the stored RRPairs to replay)")
+    if args.snapshot or args.forwarder or args.since:
+        if not args.forwarder:
+            raise ConfigError(
+                "--snapshot ID and --since TIME read a forwarder: add --forwarder ADDR"
+            )
+        if not (args.snapshot or args.since):
+            raise ConfigError(
+                "--forwarder ADDR needs what to replay: --snapshot ID or --since TIME"
+            )
         if args.capture:
-            raise ConfigError("give a capture file or --snapshot, not both")
-        with tempfile.TemporaryDirectory(prefix="nodetap-snapshot-") as tmp:
-            args.capture = _download_snapshot(args, tmp)
+            raise ConfigError("give a capture file or --snapshot/--since, not both")
+        with tempfile.TemporaryDirectory(prefix="nodetap-stored-") as tmp:
+            args.capture = _download(args, tmp)
             return _run(args)
     if not args.capture:
-        raise ConfigError("give a capture file (RRPair JSONL) or --snapshot ID --forwarder ADDR")
+        raise ConfigError(
+            "give a capture file (RRPair JSONL), or --forwarder ADDR with --snapshot ID or "
+            "--since TIME"
+        )
+    _check_readable(args.capture)
     if _selection(args) is not None:
         with tempfile.TemporaryDirectory(prefix="nodetap-selected-") as tmp:
             args.capture = _select_local(args, tmp)
             return _run(args)
     return _run(args)
+
+
+def _check_readable(path: str) -> None:
+    """A capture file that cannot be opened is one clear line, before any work."""
+    if path == "-":
+        return
+    try:
+        open(path, "rb").close()
+    except FileNotFoundError:
+        raise InputError(f"capture file {path} not found") from None
+    except OSError as e:
+        raise InputError(
+            f"cannot read capture file {path}: {e.strerror or e}; check its owner and mode"
+        ) from None
 
 
 def _selection(args: argparse.Namespace) -> Any:
@@ -156,46 +191,57 @@ def _select_local(args: argparse.Namespace, folder: str) -> str:
     return path
 
 
-def _download_snapshot(args: argparse.Namespace, folder: str) -> str:
-    """Write the snapshot's RRPairs to a JSONL file (streamed: constant memory)."""
-    from forwarder.client import ForwarderClient, export_pairs
-    from forwarder.filters import parse_filters
-    from nodetap import jsonl
-    from nodetap.transport import ClientTLS
-    from nodetap.v1 import forwarder_pb2 as fpb
-
-    token = read_token(args.forwarder_token_file, "--forwarder-token-file")
-    tls = ClientTLS(args.forwarder_tls_ca) if args.forwarder_tls_ca else None
+def _snapshot_id(args: argparse.Namespace, client: Any) -> str:
+    """The id of the one snapshot whose id or name is --snapshot."""
     import grpc
 
-    with ForwarderClient(args.forwarder, token=token, tls=tls) as c:
-        try:
-            snapshots = c.stub.ListSnapshots(
-                fpb.ListSnapshotsRequest(), metadata=c.metadata, timeout=60
-            ).snapshots
-        except grpc.RpcError as e:
-            raise c.error(e) from None
+    from nodetap.v1 import forwarder_pb2 as fpb
+
+    try:
+        snapshots = client.stub.ListSnapshots(
+            fpb.ListSnapshotsRequest(), metadata=client.metadata, timeout=60
+        ).snapshots
+    except grpc.RpcError as e:
+        raise client.error(e) from None
     ids = [s.id for s in snapshots if args.snapshot in (s.id, s.name)]
     if len(ids) != 1:
         raise InputError(
             f"{'no' if not ids else len(ids)} snapshots with the id or name {args.snapshot!r} "
             f"in {args.forwarder}; see nodetap snapshot list" + ("; give the id" if ids else "")
         )
-    path = os.path.join(folder, "snapshot.jsonl")
+    return str(ids[0])
+
+
+def _download(args: argparse.Namespace, folder: str) -> str:
+    """Write the snapshot's RRPairs, or those stored since --since (until --until), to a JSONL
+    file (streamed: constant memory)."""
+    from forwarder.client import ForwarderClient, export_pairs
+    from forwarder.filters import parse_filters
+    from nodetap import jsonl
+    from nodetap.transport import ClientTLS
+
+    token = read_token(args.forwarder_token_file, "--forwarder-token-file")
+    tls = ClientTLS(args.forwarder_tls_ca) if args.forwarder_tls_ca else None
+    sid = ""
+    if args.snapshot:
+        with ForwarderClient(args.forwarder, token=token, tls=tls) as c:
+            sid = _snapshot_id(args, c)
+    what = f"snapshot {args.snapshot}" if sid else f"stored since {args.since}"
+    path = os.path.join(folder, "stored.jsonl")
     n = 0
     with open(path, "w", encoding="utf-8") as out:
         for pair in export_pairs(
             args.forwarder,
-            snapshot_id=ids[0],
-            flt=_selection(args) or parse_filters([]),
+            snapshot_id=sid,
+            flt=parse_filters(selection.items(args), args.since, args.until),
             token=token,
             tls=tls,
         ):
             jsonl.write(out, pair)
             n += 1
     if n == 0:
-        raise InputError(f"snapshot {args.snapshot} on {args.forwarder} holds no such RRPairs")
-    print(f"snapshot {args.snapshot}: {n} RRPairs from {args.forwarder}", file=sys.stderr)
+        raise InputError(f"no such RRPairs {what} on {args.forwarder}; nothing to replay")
+    print(f"{what}: {n} RRPairs from {args.forwarder}", file=sys.stderr)
     return path
 
 

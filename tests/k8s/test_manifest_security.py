@@ -114,11 +114,13 @@ def test_agent_memory_limit_covers_its_measured_peak(target: str) -> None:
 def test_replay_job_reads_the_forwarder_with_tls_and_token() -> None:
     job = _get(_render("replay"), "Job", "nodetap-replay")
     pod = job["spec"]["template"]["spec"]
-    (fetch,) = pod["initContainers"]
-    flags = _flags(fetch)
-    secrets = _mounted(pod, fetch)
-    assert secrets[flags["--tls-ca"].rsplit("/", 1)[0]] == "nodetap-forwarder-tls"
-    assert secrets[flags["--token-file"].rsplit("/", 1)[0]] == "nodetap-token"
+    assert "initContainers" not in pod  # the replay reads the forwarder itself
+    (replay,) = pod["containers"]
+    flags = _flags(replay)
+    secrets = _mounted(pod, replay)
+    assert secrets[flags["--forwarder-tls-ca"].rsplit("/", 1)[0]] == "nodetap-forwarder-tls"
+    assert secrets[flags["--forwarder-token-file"].rsplit("/", 1)[0]] == "nodetap-token"
+    assert flags["--since"] and flags["--forwarder"].startswith("nodetap-forwarder.")
 
 
 def test_lab_replay_agent_gets_its_tls_files() -> None:

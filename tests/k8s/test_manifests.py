@@ -23,6 +23,8 @@ TARGETS = [
     "overlays/k8s-lab",  # issue 26: the Kubernetes lab's (scripts/k8s-lab.sh)
     "replay",
     "replay-agent",
+    "overlays/lab-replay",  # the labs' replay Job (vagrant/demo.sh)
+    "overlays/k8s-lab-replay",  # the same on the Kubernetes lab (tests/k8s_lab)
 ]
 # the oldest and newest schemas kubernetes-validate ships (strict: unknown fields fail)
 VERSIONS = ("1.25.0", kubernetes_validate.latest_version())

@@ -42,14 +42,21 @@ def test_one_command_sets_every_manifest(copy: Path) -> None:
     done = _run("--dir", str(copy), image)
     assert done.returncode == 0, done.stderr
     for target in TARGETS:
-        # overlays/k8s-lab (the Kubernetes lab's) builds on overlays/lab's local image
-        want = {"nodetap:dev"} if target in ("overlays/lab", "overlays/k8s-lab") else {image}
+        # the labs' overlays (and the Kubernetes lab's, built on them) keep the local image
+        local = (
+            "overlays/lab",
+            "overlays/k8s-lab",
+            "overlays/lab-replay",
+            "overlays/k8s-lab-replay",
+        )
+        want = {"nodetap:dev"} if target in local else {image}
         assert _images(copy, target) == want, target
     # and again: the overlays now name what base/ gives, and still follow
     again = "ghcr.io/me/agent:2"
     assert _run("--dir", str(copy), again).returncode == 0
     assert _images(copy, "overlays/production") == {again}
     assert _images(copy, "overlays/lab") == {"nodetap:dev"}
+    assert _images(copy, "overlays/lab-replay") == {"nodetap:dev"}
     # the checked-in tree is untouched
     assert image not in {i for t in TARGETS for i in _images(DAEMONSET, t)}
 

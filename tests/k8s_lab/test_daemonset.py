@@ -298,6 +298,75 @@ def test_relabelling_takes_effect_without_restarting_the_agent(
     assert after["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
+# --- the labs' demo steps: the replay Job (vagrant/demo.sh's step 4) ----------------------
+REPLAY_OVERLAY = REPO / "daemonset" / "overlays" / "k8s-lab-replay"
+LOAD_GENERATOR = "nodetap.io/load-generator"
+REPLAY_AGENT = "app.kubernetes.io/component=replay-agent"
+
+
+def _replayed_urls(log: str) -> dict[str, int]:
+    """How often http.server's access log shows each URL ("GET /?t=x HTTP/1.1" 200)."""
+    seen: dict[str, int] = {}
+    for line in log.splitlines():
+        if '"GET ' in line:
+            url = line.split('"GET ', 1)[1].split(" ", 1)[0]
+            seen[url] = seen.get(url, 0) + 1
+    return seen
+
+
+def test_lab_replay_job_replays_the_captured_pairs_against_the_pod(
+    demo: dict[str, Any], traffic: dict[str, Any]
+) -> None:
+    """Issue 26's item 5: the Vagrant lab's steps on this lab. The node is labelled as
+    vagrant/provision-k8s.sh does; the lab's replay agent (Pending until then) becomes Ready;
+    the replay Job of overlays/lab-replay (here k8s-lab-replay: Service names through
+    /etc/hosts) fetches the captured RRPairs from the forwarder and replays them against the
+    annotated pod, whose own access log then shows every captured request a second time.
+    Before overlays/lab-replay, daemonset/replay's Job stayed Pending on a one-node lab
+    (2 CPUs asked, anti-affinity with the replay agent, an image the lab does not have)."""
+    lab: K8sLab = demo["lab"]
+    port = demo["ports"]["web"]
+    lab.kubectl("label", "node", "127.0.0.1", f"{LOAD_GENERATOR}=true", "--overwrite")
+    try:
+        _wait(
+            lambda: any(_ready(p) for p in json.loads(lab.kubectl(
+                "-n", "nodetap", "get", "pods", "-l", REPLAY_AGENT, "-o", "json"))["items"]),
+            "the replay agent's pod to be Ready", 180,
+            _describe(lab, "nodetap", f"pods -l {REPLAY_AGENT}"),
+        )  # fmt: skip
+        captured = {
+            p["http"]["req"]["url"] for p in _tagged(_export(demo), f"web-{traffic['run']}")
+        }
+        assert captured
+        job = lab.kubectl("kustomize", str(REPLAY_OVERLAY))
+        assert "--target=http://demo.demo.svc:80" in job
+        # the demo service's port here is the test pod's (the Vagrant lab's demo listens on 80)
+        job = job.replace(
+            "--target=http://demo.demo.svc:80", f"--target=http://demo.demo.svc:{port}"
+        )
+        lab.kubectl("apply", "-f", "-", stdin=job)
+        describe = _describe(lab, "nodetap", "job nodetap-replay")
+        done = _wait(
+            lambda: [c["type"] for c in json.loads(lab.kubectl(
+                "-n", "nodetap", "get", "job", "nodetap-replay", "-o", "json",
+            )).get("status", {}).get("conditions", []) if c["status"] == "True"],
+            "the replay Job to finish", 300, describe,
+        )  # fmt: skip
+        report = lab.kubectl("-n", "nodetap", "logs", "job/nodetap-replay", "-c", "replay")
+        assert done == ["Complete"], f"{done}: {report}\n{describe()}"
+        lines = {ln.split(maxsplit=1)[0]: ln for ln in report.splitlines() if ln.strip()}
+        assert lines["errors"].split()[1] == "0", report
+        assert int(lines["requests"].split()[1]) >= len(captured), report
+        assert lines["mismatches"].split()[1] == "0", report
+        log = lab.kubectl("-n", APP_NS, "logs", "deploy/web")
+        twice = {url for url, n in _replayed_urls(log).items() if n >= 2}
+        assert captured <= twice, f"not replayed: {sorted(captured - twice)}"
+    finally:
+        lab.kubectl("-n", "nodetap", "delete", "job", "nodetap-replay", "--ignore-not-found",
+                    check=False, timeout=120)  # fmt: skip
+        lab.kubectl("label", "node", "127.0.0.1", f"{LOAD_GENERATOR}-", check=False)
+
+
 def _nodetap_rules() -> list[str]:
     """Rules of nodetap's on the node: nft tables, iptables rules, tc filters on loopback."""
     found = []
