@@ -47,6 +47,8 @@ conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=30)
 for i in range(10):
     conn.request("GET", f"/bytes/{100_000 + i}")
     assert len(conn.getresponse().read()) == 100_000 + i
+    if i == 4:
+        print("half", flush=True)
     time.sleep(0.25)
 conn.close()
 """
@@ -196,22 +198,30 @@ def test_kernel_drops_are_counted_and_flag_gaps(lab_server: tuple[Lab, Link, int
     and the metric count them, and the exchanges that lost bytes carry the gap flag."""
     _lab, link, port = lab_server
     before = REGISTRY.get_sample_value("nodetap_packet_kernel_drops_total") or 0.0
-    stalled = threading.Event()
+    stalled, release = threading.Event(), threading.Event()
 
     def stall(pair: pb.RRPair) -> None:
         if not stalled.is_set():
             stalled.set()
-            time.sleep(1.0)  # the reader stops draining the socket meanwhile
+            release.wait(30)  # the reader stops draining the ring until the test says
 
     base = f"http://{link.b_ip}:{port}"
     with packet_capture(link.a_dev, [port], on_pair=stall, rcvbuf=1 << 16) as run:
         _curl("-o", "/dev/null", f"{base}/status/204")
         _wait(stalled.is_set)
         # one connection that lasts longer than the stall: its bytes before and after the
-        # stall are seen, those during it are lost
-        subprocess.run(
-            [sys.executable, "-c", SLOW_CLIENT, link.b_ip, str(port)], check=True, timeout=60
-        )
+        # stall are seen, those during it are lost. The stall ends once five of its 100 kB
+        # answers went by (not after a fixed time: a loaded machine may start the client late)
+        client = subprocess.Popen(
+            [sys.executable, "-c", SLOW_CLIENT, link.b_ip, str(port)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert client.stdout is not None
+            assert client.stdout.readline().strip() == "half"
+        finally:
+            release.set()
+        assert client.wait(timeout=60) == 0
         time.sleep(0.5)
     # the stop flushed the connections whose end was dropped too
     summary = run.summary
