@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from agent.sinks.forwarder import ForwarderSink
 from forwarder.server import serve
+from nodetap.v1 import rrpair_pb2 as pb
 from tests.forwarder.traffic import Req, exchange_pairs
 from tests.support.servers import nginx
 
@@ -27,17 +30,26 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@contextmanager
+def _forwarder_holding(pairs: list[pb.RRPair], store: Path) -> Iterator[str]:
+    """A forwarder on a free port that has stored the pairs; its address."""
+    h = serve("127.0.0.1:0", str(store))
+    addr = f"127.0.0.1:{h.port}"
+    try:
+        sink = ForwarderSink(addr, spool_dir=None, token=None, tls=None)
+        for p in pairs:
+            sink.put(p)
+        assert sink.flush(timeout=30)
+        sink.close(timeout=10)
+        yield addr
+    finally:
+        h.stop(0)
+
+
 def test_replay_a_snapshot_from_the_forwarder(tmp_path: Path) -> None:
     with nginx() as srv:
         pairs = list(exchange_pairs(srv.port, [Req("GET", f"/hello?s={i}") for i in range(12)]))
-        h = serve("127.0.0.1:0", str(tmp_path / "store"))
-        addr = f"127.0.0.1:{h.port}"
-        try:
-            sink = ForwarderSink(addr, spool_dir=None, token=None, tls=None)
-            for p in pairs:
-                sink.put(p)
-            assert sink.flush(timeout=30)
-            sink.close(timeout=10)
+        with _forwarder_holding(pairs, tmp_path / "store") as addr:
             sid = cli("snapshot", "create", "--forwarder", addr, "--name", "t").stdout.strip()
             before = len(srv.access_log_lines())
             report = tmp_path / "report.json"
@@ -49,8 +61,6 @@ def test_replay_a_snapshot_from_the_forwarder(tmp_path: Path) -> None:
             served = srv.access_log_lines(at_least=before + 12)[before:]
             bad = cli("replay", "--snapshot", "snap-nope", "--forwarder", addr,
                       "--target", srv.url, check=False)  # fmt: skip
-        finally:
-            h.stop(0)
     assert sorted(line.split('"')[1] for line in served) == sorted(
         f"GET /hello?s={i} HTTP/1.1" for i in range(12)
     )
@@ -62,14 +72,7 @@ def test_replay_a_snapshot_from_the_forwarder(tmp_path: Path) -> None:
 def test_replay_what_the_forwarder_stored_since(tmp_path: Path) -> None:
     with nginx() as srv:
         pairs = list(exchange_pairs(srv.port, [Req("GET", f"/since?s={i}") for i in range(7)]))
-        h = serve("127.0.0.1:0", str(tmp_path / "store"))
-        addr = f"127.0.0.1:{h.port}"
-        try:
-            sink = ForwarderSink(addr, spool_dir=None, token=None, tls=None)
-            for p in pairs:
-                sink.put(p)
-            assert sink.flush(timeout=30)
-            sink.close(timeout=10)
+        with _forwarder_holding(pairs, tmp_path / "store") as addr:
             before = len(srv.access_log_lines())
             r = cli("replay", "--forwarder", addr, "--since", "10m", "--target", srv.url,
                     "--ignore-header", "Date", "--no-progress")  # fmt: skip
@@ -77,8 +80,6 @@ def test_replay_what_the_forwarder_stored_since(tmp_path: Path) -> None:
             # a window that ends before anything was stored: nothing to replay, one line
             empty = cli("replay", "--forwarder", addr, "--since", "10m", "--until", "5m",
                         "--target", srv.url, check=False)  # fmt: skip
-        finally:
-            h.stop(0)
     assert "stored since 10m: 7 RRPairs" in r.stderr
     assert sorted(line.split('"')[1] for line in served) == sorted(
         f"GET /since?s={i} HTTP/1.1" for i in range(7)
