@@ -177,7 +177,7 @@ class Enricher:
             pod=pod.name,
             namespace=pod.namespace,
             labels=dict(pod.labels),
-            container=pod.containers.get(ref.container_id, ""),
+            container=pod.container_of(ref.container_id),
             workload=pod.workload,
         )
 

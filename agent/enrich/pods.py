@@ -38,6 +38,9 @@ class PodInfo:
     # container id (without the runtime:// prefix) -> container name
     containers: dict[str, str] = field(default_factory=dict)
     container_names: tuple[str, ...] = ()
+    # the name of the pod's only container when its spec has exactly one and no init or
+    # ephemeral container: what a process of the pod runs in before its status names it
+    sole_container: str = ""
     owner_kind: str = ""
     owner_name: str = ""
     # "Kind/name" of the owning workload, e.g. "Deployment/web"; "" for a bare pod.
@@ -47,6 +50,12 @@ class PodInfo:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def container_of(self, container_id: str) -> str:
+        """The container's name: from the pod's status, or, while the status does not list
+        the container's id yet (the kubelet reports a started container a moment later;
+        longer on a loaded node), the pod's only container."""
+        return self.containers.get(container_id) or self.sole_container
 
     @classmethod
     def from_model(cls, pod: Any, resolver: OwnerResolver | None = None) -> PodInfo:
@@ -77,6 +86,10 @@ class PodInfo:
         for ref in meta.owner_references or ():
             if ref.controller or not owner_kind:
                 owner_kind, owner_name = ref.kind, ref.name
+        names = tuple(c.name for c in (spec.containers or ())) if spec is not None else ()
+        others = spec is not None and bool(
+            spec.init_containers or getattr(spec, "ephemeral_containers", None)
+        )
         labels = dict(meta.labels or {})
         workload = ""
         if owner_kind:
@@ -95,9 +108,8 @@ class PodInfo:
             host_network=bool(spec.host_network) if spec is not None else False,
             pod_ips=tuple(ips),
             containers=containers,
-            container_names=tuple(c.name for c in (spec.containers or ()))
-            if spec is not None
-            else (),
+            container_names=names,
+            sole_container=names[0] if len(names) == 1 and not others else "",
             owner_kind=owner_kind,
             owner_name=owner_name,
             workload=workload,

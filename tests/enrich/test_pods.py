@@ -42,6 +42,29 @@ def test_pod_info_from_model() -> None:
     assert info.node_name == "node-1" and info.phase == "Running"
 
 
+def test_container_named_before_the_status_lists_its_id() -> None:
+    """The kubelet reports a started container's id a moment after it runs (seconds on a
+    loaded node): a pod with one container names it meanwhile; with more, or with an init or
+    ephemeral container, the id alone decides."""
+    starting = PodInfo.from_model(make_pod("web", uid=UID, containers={"web": ""}))
+    assert starting.containers == {}
+    assert starting.container_of(CID_A) == "web"
+    running = PodInfo.from_model(
+        make_pod("web", uid=UID, containers={"web": f"containerd://{CID_A}"})
+    )
+    assert running.container_of(CID_A) == "web"
+    two = PodInfo.from_model(make_pod("p", uid=UID, containers={"a": "", "b": ""}))
+    assert two.container_of(CID_A) == ""
+    with_init = make_pod("p", uid=UID, containers={"web": ""})
+    assert with_init.spec is not None
+    with_init.spec.init_containers = [client.V1Container(name="setup", image="busybox")]
+    assert PodInfo.from_model(with_init).container_of(CID_A) == ""
+    debugged = make_pod("p", uid=UID, containers={"web": ""})
+    assert debugged.spec is not None
+    debugged.spec.ephemeral_containers = [client.V1EphemeralContainer(name="dbg", image="busybox")]
+    assert PodInfo.from_model(debugged).container_of(CID_A) == ""
+
+
 def test_workloads_for_each_owner_kind() -> None:
     for kind, name, want in [
         ("StatefulSet", "db", "StatefulSet/db"),
