@@ -7,6 +7,7 @@ returns a ForwarderHandle (``.port``, ``.stop(grace)``), so one process can embe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -67,6 +68,17 @@ def _check_filter(flt: fpb.Filter, context: grpc.ServicerContext) -> None:
     problem = bad_filter(flt)
     if problem:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
+@contextlib.contextmanager
+def _store_unavailable(context: grpc.ServicerContext) -> Iterator[None]:
+    """A store that cannot answer now (NATS failing over, a disk error) is UNAVAILABLE with
+    what went wrong, which clients retry, not UNKNOWN "Exception iterating responses"."""
+    try:
+        yield
+    except StorageError as e:
+        log.warning("%s", e)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"{e}; try again")
 
 
 class ForwarderService(fgrpc.ForwarderServicer):
@@ -145,14 +157,17 @@ class ForwarderService(fgrpc.ForwarderServicer):
         _check_filter(request.filter, context)
         self.readers.acquire(context)
         try:
-            if request.snapshot_id:
-                if self.store.get_snapshot(request.snapshot_id) is None:
-                    context.abort(grpc.StatusCode.NOT_FOUND, f"no snapshot {request.snapshot_id}")
-                yield from self.store.snapshot_pairs(
-                    request.snapshot_id, request.filter, int(request.limit)
-                )
-            else:
-                yield from self.store.query(request.filter, int(request.limit))
+            with _store_unavailable(context):
+                if request.snapshot_id:
+                    if self.store.get_snapshot(request.snapshot_id) is None:
+                        context.abort(
+                            grpc.StatusCode.NOT_FOUND, f"no snapshot {request.snapshot_id}"
+                        )
+                    yield from self.store.snapshot_pairs(
+                        request.snapshot_id, request.filter, int(request.limit)
+                    )
+                else:
+                    yield from self.store.query(request.filter, int(request.limit))
         finally:
             self.readers.release()
 
@@ -160,20 +175,24 @@ class ForwarderService(fgrpc.ForwarderServicer):
         self, request: fpb.CreateSnapshotRequest, context: grpc.ServicerContext
     ) -> fpb.Snapshot:
         _check_filter(request.filter, context)
-        return self.store.create_snapshot(request.name, request.filter)
+        with _store_unavailable(context):
+            return self.store.create_snapshot(request.name, request.filter)
 
     def ListSnapshots(
         self, request: fpb.ListSnapshotsRequest, context: grpc.ServicerContext
     ) -> fpb.ListSnapshotsResponse:
-        return fpb.ListSnapshotsResponse(snapshots=self.store.list_snapshots())
+        with _store_unavailable(context):
+            return fpb.ListSnapshotsResponse(snapshots=self.store.list_snapshots())
 
     def DeleteSnapshot(
         self, request: fpb.DeleteSnapshotRequest, context: grpc.ServicerContext
     ) -> fpb.DeleteSnapshotResponse:
-        return fpb.DeleteSnapshotResponse(deleted=self.store.delete_snapshot(request.id))
+        with _store_unavailable(context):
+            return fpb.DeleteSnapshotResponse(deleted=self.store.delete_snapshot(request.id))
 
     def Stats(self, request: fpb.StatsRequest, context: grpc.ServicerContext) -> fpb.StatsResponse:
-        return self.store.stats()
+        with _store_unavailable(context):
+            return self.store.stats()
 
 
 # -- lifecycle ------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def read_range(
                 READ_RESUMED.inc()
                 with contextlib.suppress(Exception):
                     session.lt.run(sub.unsubscribe(), 5)
-                sub = _subscribe(session, stream, subject, start, next_seq)
+                sub, resumes = _resubscribe(session, stream, subject, start, next_seq, resumes)
                 continue
             for msg in msgs:
                 md = msg.metadata
@@ -153,6 +153,29 @@ def _open_once(
     if start is not None and last.time is not None and last.time < start:
         return None  # the last one arrived before the range starts
     return _subscribe(session, stream, subject, start, 0), int(last.seq or 0)
+
+
+def _resubscribe(
+    session: NatsSession,
+    stream: str,
+    subject: str,
+    start: dt.datetime | None,
+    from_seq: int,
+    resumes: int,
+) -> tuple[Any, int]:
+    """_subscribe for a read that stalled, and the resumes used: the new consumer may be
+    asked for while the stream still elects a leader, so a refusal is waited out like the
+    stall was (from the read's resumes left), not the end of the read."""
+    while True:
+        try:
+            return _subscribe(session, stream, subject, start, from_seq), resumes
+        except StorageError as e:
+            resumes += 1
+            if resumes > READ_RESUMES:
+                raise
+            log.info("%s; trying the resumed read again", e)
+            READ_RESUMED.inc()
+            time.sleep(1.0)
 
 
 def _subscribe(

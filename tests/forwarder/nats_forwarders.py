@@ -18,10 +18,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from forwarder import client
+from nodetap.errors import PeerError
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
 from tests.forwarder.helpers import ROOT, start_producer, stop
-from tests.support.nats_cluster import NatsCluster, start_nats_forwarder
+from tests.support.nats_cluster import NatsCluster, forwarder_log, start_nats_forwarder
 from tests.support.servers import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -51,8 +52,10 @@ def forwarders(
             addrs.append(f"127.0.0.1:{port}")
         yield addrs
     finally:
-        for p in procs:
+        for addr, p in zip(addrs, procs, strict=False):
             stop(p)
+            # shown with the test's report when it fails
+            print(f"--- forwarder {addr} (stderr, -v) ---\n{forwarder_log(p)}")
 
 
 class LiveTail:
@@ -103,6 +106,21 @@ def nginx_producer(addr: str, web_port: int, prefix: str, n: int, *extra: str) -
 
 def export_ids(addr: str, flt: fpb.Filter | None = None, snapshot_id: str = "") -> list[str]:
     return [p.id for p in client.export_pairs(addr, flt=flt, snapshot_id=snapshot_id)]
+
+
+def export_after_failover(addr: str, timeout: float = 90) -> list[pb.RRPair]:
+    """Every stored RRPair, read from addr as a client does right after a NATS node was lost:
+    a read that meets the failover (the stream or the client still moving) is UNAVAILABLE,
+    and is asked again (the README's contract: a stalled read is an error, never short)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return list(client.export_pairs(addr))
+        except PeerError as e:
+            if "UNAVAILABLE" not in str(e) or time.monotonic() > deadline:
+                raise
+            print(f"export from {addr}: {e}; again")
+            time.sleep(1)
 
 
 def pairs(prefix: str, n: int, size: int = 100) -> list[pb.RRPair]:

@@ -36,7 +36,12 @@ from tests.forwarder.nats_forwarders import (
     stats,
     wait_for,
 )
-from tests.support.nats_cluster import NatsCluster, nats_cluster, start_nats_forwarder
+from tests.support.nats_cluster import (
+    NatsCluster,
+    forwarder_log,
+    nats_cluster,
+    start_nats_forwarder,
+)
 from tests.support.servers import free_port, nginx
 
 
@@ -78,6 +83,7 @@ def test_store_sqlite_spells_out_the_default(tmp_path: Path) -> None:
         assert ingest(f"127.0.0.1:{port}", "agent-q", 1, pairs("q", 3)).stored == 3
     finally:
         stop(proc)
+        print(forwarder_log(proc))
     assert sorted(p.id for p in stored(data)) == ["q-0", "q-1", "q-2"]
 
 
@@ -126,6 +132,7 @@ def test_agent_restarted_on_its_spool_resends_to_another_forwarder_once(
         finally:
             stop(fa)
             stop(prod)
+            print(forwarder_log(fa))
         assert list((tmp_path / "spool").glob("*.seg"))
         again = start_producer(b, "--input", str(empty), *spool, "--hold")
         try:
@@ -214,6 +221,11 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
             with pytest.raises(grpc.RpcError) as e:
                 ingest(b, "agent-y", 1, pairs("y", 2))
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            # reads too: UNAVAILABLE saying why (clients retry), not UNKNOWN
+            with grpc.insecure_channel(b) as ch, pytest.raises(grpc.RpcError) as e:
+                client.stub(ch).Stats(fpb.StatsRequest(), timeout=30)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+            assert "NATS JetStream" in (e.value.details() or "")
             read_until(prod, f"put {3 * n // 4}")  # the capture goes on, the agent spools
             assert list((tmp_path / "spool").glob("*.seg"))
             cluster.start_all()

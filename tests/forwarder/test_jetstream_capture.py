@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forwarder import client
 from tests.forwarder.helpers import CountedClient, capture_to_forwarder, stop
-from tests.forwarder.nats_forwarders import LiveTail, forwarders
+from tests.forwarder.nats_forwarders import LiveTail, export_after_failover, forwarders
 from tests.support.nats_cluster import nats_cluster
 from tests.support.servers import nginx
 
@@ -33,7 +32,7 @@ def test_capture_into_jetstream_survives_a_nats_node_kill(tmp_path: Path) -> Non
             cap.wait(timeout=90)
             summary = cap.stderr.read()
             assert cap.returncode == 0, summary
-            urls = sorted(p.http.req.url for p in client.export_pairs(b))
+            urls = sorted(p.http.req.url for p in export_after_failover(b))
             want = sorted(f"/hello?i={i}" for i in range(n) for _ in (0, 1))
             assert urls == want  # inbound and outbound of each request, exactly once, via B
             assert tail.wait_count(2 * n, 20) == want  # B's live tail saw what A ingested

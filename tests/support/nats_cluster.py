@@ -178,22 +178,42 @@ def nats_cluster(n: int = 3, extra_conf: str = "") -> Iterator[NatsCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# forwarder pid -> the file its stderr (with -v) goes to: a failing test prints it
+FORWARDER_LOGS: dict[int, Path] = {}
+
+
 def start_nats_forwarder(port: int, store: str, *extra: str) -> subprocess.Popen[bytes]:
-    """A real `nodetap forwarder --store nats://...` process on 127.0.0.1:port."""
+    """A real `nodetap forwarder -v --store nats://...` process on 127.0.0.1:port; its
+    stderr goes to a file (forwarder_log), not to a pipe nobody reads."""
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    argv = [sys.executable, "-m", "cli", "forwarder", "--listen", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen(
-        [*argv, "--store", store, *extra],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    argv = [sys.executable, "-m", "cli", "forwarder", "-v", "--listen", f"127.0.0.1:{port}"]
+    fd, log = tempfile.mkstemp(prefix="nodetap-forwarder-", suffix=".log")
+    try:
+        proc = subprocess.Popen(
+            [*argv, "--store", store, *extra], cwd=root, stdout=subprocess.DEVNULL, stderr=fd
+        )
+    finally:
+        os.close(fd)
+    FORWARDER_LOGS[proc.pid] = Path(log)
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
     except TimeoutError:
         proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"forwarder did not start: {err.decode(errors='replace')}") from None
+        proc.wait()
+        raise AssertionError(f"forwarder did not start: {forwarder_log(proc)}") from None
     return proc
+
+
+def forwarder_log(proc: subprocess.Popen[bytes], tail: int = 4000) -> str:
+    """The end of a forwarder's stderr (start_nats_forwarder); the file is removed."""
+    path = FORWARDER_LOGS.pop(proc.pid, None)
+    if path is None:
+        return ""
+    try:
+        return path.read_text(errors="replace")[-tail:]
+    except OSError:
+        return ""
+    finally:
+        path.unlink(missing_ok=True)
