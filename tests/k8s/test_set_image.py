@@ -41,14 +41,9 @@ def test_one_command_sets_every_manifest(copy: Path) -> None:
     image = "registry.example.com:5000/team/nodetap:1.2.3"
     done = _run("--dir", str(copy), image)
     assert done.returncode == 0, done.stderr
+    # the labs' overlays (and the Kubernetes lab's, built on them) keep the local image
+    local = ("overlays/lab", "overlays/k8s-lab", "overlays/lab-replay", "overlays/k8s-lab-replay")
     for target in TARGETS:
-        # the labs' overlays (and the Kubernetes lab's, built on them) keep the local image
-        local = (
-            "overlays/lab",
-            "overlays/k8s-lab",
-            "overlays/lab-replay",
-            "overlays/k8s-lab-replay",
-        )
         want = {"nodetap:dev"} if target in local else {image}
         assert _images(copy, target) == want, target
     # and again: the overlays now name what base/ gives, and still follow

@@ -35,11 +35,6 @@ def test_only_our_probes_of_processes_that_are_gone_are_stale() -> None:
     assert stale_probes.stale("") == []
 
 
-def _ours(pid: int) -> list[str]:
-    text = (find_tracefs() / "uprobe_events").read_text()
-    return [line for line in text.splitlines() if line.split()[0].endswith(f"_bcc_{pid}")]
-
-
 def _capture(tmp_path: Path, site: TlsNginx, name: str) -> tuple[subprocess.Popen[bytes], str]:
     addr = f"127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "cli", "capture", "--port", str(site.tls_port),
@@ -47,8 +42,6 @@ def _capture(tmp_path: Path, site: TlsNginx, name: str) -> tuple[subprocess.Pope
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     line = proc.stderr.readline().decode()
-    if line.startswith("nodetap: warning: 1 earlier capture(s)"):  # the killed one's ledger
-        line = proc.stderr.readline().decode()
     assert line.startswith("nodetap: capturing"), line + proc.stderr.read().decode()
     return proc, addr
 
