@@ -73,6 +73,7 @@ def read_range(
     opened = _open(session, stream, subject, start)
     if opened is None:
         return
+    sub: Any
     sub, last_seq = opened
     _, until = range_ns(flt)
     stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
@@ -82,21 +83,28 @@ def read_range(
     try:
         while True:
             try:
+                if sub is None:
+                    sub = _subscribe(session, stream, subject, start, next_seq)
                 msgs = session.call(next_batch(sub, BATCH, READ_IDLE_S), READ_IDLE_S + 5)
                 if not msgs:
                     raise StorageError(f"NATS JetStream: no message for {READ_IDLE_S}s mid-read")
             except StorageError as e:
                 # A NATS node that dies mid-read can leave the consumer waiting on it while
                 # the client moves to another server: start a new consumer where this one
-                # stopped, a few times, before the read fails.
+                # stopped, a few times, before the read fails. The new consumer may be asked
+                # for while the stream still elects a leader: a refusal is waited out the same
+                # way, a moment later.
                 resumes += 1
                 if resumes > READ_RESUMES:
                     raise
                 log.info("%s; resuming the read at sequence %d", e, next_seq)
                 READ_RESUMED.inc()
-                with contextlib.suppress(Exception):
-                    session.lt.run(sub.unsubscribe(), 5)
-                sub, resumes = _resubscribe(session, stream, subject, start, next_seq, resumes)
+                if sub is None:
+                    time.sleep(1.0)
+                else:
+                    with contextlib.suppress(Exception):
+                        session.lt.run(sub.unsubscribe(), 5)
+                    sub = None
                 continue
             for msg in msgs:
                 md = msg.metadata
@@ -116,8 +124,9 @@ def read_range(
                 if md.sequence.stream >= last_seq:
                     return  # not num_pending == 0: a lagging replica's count can be short
     finally:
-        with contextlib.suppress(Exception):
-            session.lt.run(sub.unsubscribe(), 5)
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                session.lt.run(sub.unsubscribe(), 5)
 
 
 def _open(
@@ -153,29 +162,6 @@ def _open_once(
     if start is not None and last.time is not None and last.time < start:
         return None  # the last one arrived before the range starts
     return _subscribe(session, stream, subject, start, 0), int(last.seq or 0)
-
-
-def _resubscribe(
-    session: NatsSession,
-    stream: str,
-    subject: str,
-    start: dt.datetime | None,
-    from_seq: int,
-    resumes: int,
-) -> tuple[Any, int]:
-    """_subscribe for a read that stalled, and the resumes used: the new consumer may be
-    asked for while the stream still elects a leader, so a refusal is waited out like the
-    stall was (from the read's resumes left), not the end of the read."""
-    while True:
-        try:
-            return _subscribe(session, stream, subject, start, from_seq), resumes
-        except StorageError as e:
-            resumes += 1
-            if resumes > READ_RESUMES:
-                raise
-            log.info("%s; trying the resumed read again", e)
-            READ_RESUMED.inc()
-            time.sleep(1.0)
 
 
 def _subscribe(
