@@ -22,10 +22,20 @@ def stub(ch: grpc.Channel) -> fgrpc.ForwarderStub:
     return fgrpc.ForwarderStub(ch)  # type: ignore[no-untyped-call]
 
 
+# trailing metadata of an UNAVAILABLE answer that the forwarder's store gave (NATS failing
+# over or down): the forwarder runs, the call may be made again
+STORE_UNAVAILABLE = "nodetap-store-unavailable"
+
+
 def rpc_error(e: grpc.RpcError, addr: str) -> PeerError:
     """A one-line PeerError for a failed call to the forwarder at addr."""
     code = e.code() if hasattr(e, "code") else None
     details = e.details() if hasattr(e, "details") else str(e)
+    trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    if code == grpc.StatusCode.UNAVAILABLE and any(
+        k == STORE_UNAVAILABLE for k, _ in trailers or ()
+    ):
+        return PeerError(f"forwarder {addr}: store unavailable ({details})")
     if code == grpc.StatusCode.UNAVAILABLE:
         return PeerError(f"forwarder {addr} unreachable ({details}); is it running there?")
     if code == grpc.StatusCode.UNAUTHENTICATED:

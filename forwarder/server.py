@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter
 
 from forwarder import listen_policy
+from forwarder.client import STORE_UNAVAILABLE
 from forwarder.live_tail import DEFAULT_BUFFER_BYTES, DEFAULT_MAX_READERS, SUBSCRIBERS, Hub, Readers
 from forwarder.storage import Store, open_store
 from forwarder.validate import bad_batch, bad_filter
@@ -78,6 +79,8 @@ def _store_unavailable(context: grpc.ServicerContext) -> Iterator[None]:
         yield
     except StorageError as e:
         log.warning("%s", e)
+        # marked, so that clients tell it from a forwarder they cannot reach (also UNAVAILABLE)
+        context.set_trailing_metadata(((STORE_UNAVAILABLE, "1"),))
         context.abort(grpc.StatusCode.UNAVAILABLE, f"{e}; try again")
 
 

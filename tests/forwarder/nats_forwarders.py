@@ -108,7 +108,7 @@ def export_ids(addr: str, flt: fpb.Filter | None = None, snapshot_id: str = "") 
     return [p.id for p in client.export_pairs(addr, flt=flt, snapshot_id=snapshot_id)]
 
 
-def export_after_failover(addr: str, timeout: float = 90) -> list[pb.RRPair]:
+def export_after_failover(addr: str, timeout: float = 180) -> list[pb.RRPair]:
     """Every stored RRPair, read from addr as a client does right after a NATS node was lost:
     a read that meets the failover (the stream or the client still moving) is UNAVAILABLE,
     and is asked again (the README's contract: a stalled read is an error, never short)."""
@@ -117,7 +117,7 @@ def export_after_failover(addr: str, timeout: float = 90) -> list[pb.RRPair]:
         try:
             return list(client.export_pairs(addr))
         except PeerError as e:
-            if "UNAVAILABLE" not in str(e) or time.monotonic() > deadline:
+            if "store unavailable" not in str(e) or time.monotonic() > deadline:
                 raise
             print(f"export from {addr}: {e}; again")
             time.sleep(1)

@@ -25,6 +25,7 @@ from tests.forwarder.nats_forwarders import (
     SERVING,
     LiveTail,
     expected,
+    export_after_failover,
     export_ids,
     forwarder_error,
     forwarders,
@@ -200,7 +201,8 @@ def test_nats_node_sigkilled_mid_ingest_loses_and_duplicates_nothing(
             stop(prod)
         assert counters["acked"] == n
         assert counters["dropped_spool_full"] == counters["dropped_queue_full"] == 0
-        assert sorted(export_ids(b)) == expected("kill", n)  # R3: written on, nothing lost
+        # R3: written on, nothing lost (read as a client does right after a failover)
+        assert sorted(p.id for p in export_after_failover(b)) == expected("kill", n)
 
 
 @pytest.mark.slow
@@ -226,6 +228,8 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
                 client.stub(ch).Stats(fpb.StatsRequest(), timeout=30)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
             assert "NATS JetStream" in (e.value.details() or "")
+            said = str(client.rpc_error(e.value, b))  # the forwarder runs: not "unreachable"
+            assert said.startswith(f"forwarder {b}: store unavailable (NATS JetStream"), said
             read_until(prod, f"put {3 * n // 4}")  # the capture goes on, the agent spools
             assert list((tmp_path / "spool").glob("*.seg"))
             cluster.start_all()
