@@ -37,7 +37,7 @@ state = "$state/containerd"
   restrict_oom_score_adj = true
   # a pod that is not on the host network (overlays/lab's, which tests/k8s_lab applies) gets
   # a network namespace even though no CNI plugin runs: made under the lab's state, where
-  # `down` unmounts and removes it, not in /run/netns where each run left one
+  # down unmounts and removes it, not in /run/netns where each run left one
   netns_mounts_under_state_dir = true
   enable_selinux = false
   disable_apparmor = true

@@ -199,7 +199,18 @@ start() { # name argv...: start in the background, pid in $state/name.pid, log i
   echo $! >"$state/$name.pid"
 }
 
-running() { [[ -f $state/$1.pid ]] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+# The pid the lab recorded for a process, if that pid is still the program the lab started:
+# after a killed run (a machine's session ending, say) the pid may belong to someone else now.
+pid_of() {
+  local pid exe
+  [[ -f $state/$1.pid ]] || return 1
+  pid=$(cat "$state/$1.pid")
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  [[ $(basename "${exe% (deleted)}") == "$1" ]] || return 1
+  echo "$pid"
+}
+
+running() { pid_of "$1" >/dev/null; }
 
 wait_ready() { # what seconds command...
   local what=$1 secs=$2
@@ -228,8 +239,10 @@ start_apiserver() {
 
 stop_pid_of() { # name: SIGTERM, then SIGKILL after 5 s, by the pid the lab recorded
   local pid
-  [[ -f $state/$1.pid ]] || return 0
-  pid=$(cat "$state/$1.pid")
+  if ! pid=$(pid_of "$1"); then
+    rm -f "$state/$1.pid"
+    return 0
+  fi
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
@@ -251,7 +264,14 @@ cmd_up() {
     [[ -x $cache/bin/$b ]] || die "$b not built: run scripts/k8s-lab.sh build first"
   done
   if running kube-apiserver; then log "already up"; return; fi
-  rm -rf "$state"
+  if [[ -e $state || -e $data ]]; then
+    # a lab that was not brought down (its processes killed with the machine's session, say)
+    # left mounts (secret volumes, containerd's network namespaces), cgroups and folders:
+    # removed first, or removing its state fails on a busy mount
+    log "removing what an earlier lab left"
+    cmd_down
+  fi
+  mkdir -p "$state"
   mkdir -p "$state"
   make_pki
   local pki=$state/pki
@@ -280,7 +300,7 @@ cmd_down() {
   local name
   stop_node
   for name in kube-controller-manager kube-apiserver etcd; do stop_pid_of "$name"; done
-  rm -rf "$state"
+  rm -rf "$state" 2>/dev/null || die "cannot remove $state: a mount under it is still busy (grep $state /proc/self/mountinfo), unmount it and run down again"
 }
 
 cmd_status() {

@@ -14,7 +14,9 @@ import pytest
 from tests.k8s_lab.lab import K8sLab, lab_script
 
 
-@pytest.fixture(scope="session")
+# package scope: the lab is brought down as soon as its tests are done, not at the end of the
+# whole run (it costs CPU, and a run killed in between would leave its mounts behind)
+@pytest.fixture(scope="package")
 def k8s_lab() -> Iterator[K8sLab]:
     if os.geteuid() != 0:
         pytest.skip("the Kubernetes lab needs root")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import signal
 import struct
 import subprocess
@@ -23,7 +24,12 @@ def tcpdump(
     path: Path, iface: str, bpf_filter: str, netns: str | None = None, extra: tuple[str, ...] = ()
 ) -> Iterator[None]:
     """Run tcpdump writing `path` for the duration of the block; stopped by PID."""
+    # In immediate mode libpcap's ring has one slot per snapshot length: the default (262144)
+    # leaves 256 slots in 64 MiB, which a loaded machine fills (-i any also queues each
+    # loopback packet's outgoing copy). No TCP segment here exceeds 64 KiB (lo's and veths'
+    # gso_max_size) plus a link header, so 65600 bytes capture them whole in four times the slots.
     argv = ["tcpdump", "-i", iface, "-w", str(path), "-U", "--immediate-mode", "-n", "-B", "65536"]
+    argv += ["-s", "65600"]
     argv += extra
     argv += bpf_filter.split()
     if netns:
@@ -60,6 +66,13 @@ def tcpdump(
         from tests.packet.differential import assert_same_paths
 
         assert_same_paths(path)  # the core path against the Python oracle
+
+
+def kernel_drops(path: Path) -> int:
+    """How many packets the kernel dropped for the tcpdump that wrote `path` (its own count)."""
+    log = path.with_suffix(".tcpdump.log").read_text()
+    found = re.search(r"(\d+) packets? dropped by kernel", log)
+    return int(found.group(1)) if found else 0
 
 
 @dataclass
