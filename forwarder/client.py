@@ -6,7 +6,8 @@ channel itself comes from nodetap.transport.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -27,14 +28,25 @@ def stub(ch: grpc.Channel) -> fgrpc.ForwarderStub:
 STORE_UNAVAILABLE = "nodetap-store-unavailable"
 
 
+# How long an Export whose store is unavailable (a NATS node lost, the stream electing a new
+# leader: seconds) is asked again before it fails; the pause between tries grows to 8 s.
+STORE_RETRY_S = 60.0
+
+
+def store_unavailable(e: grpc.RpcError) -> bool:
+    """The forwarder answered, but its store could not serve the call now."""
+    code = e.code() if hasattr(e, "code") else None
+    trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
+    return code == grpc.StatusCode.UNAVAILABLE and any(
+        k == STORE_UNAVAILABLE for k, _ in trailers or ()
+    )
+
+
 def rpc_error(e: grpc.RpcError, addr: str) -> PeerError:
     """A one-line PeerError for a failed call to the forwarder at addr."""
     code = e.code() if hasattr(e, "code") else None
     details = e.details() if hasattr(e, "details") else str(e)
-    trailers = e.trailing_metadata() if hasattr(e, "trailing_metadata") else None
-    if code == grpc.StatusCode.UNAVAILABLE and any(
-        k == STORE_UNAVAILABLE for k, _ in trailers or ()
-    ):
+    if store_unavailable(e):
         return PeerError(f"forwarder {addr}: store unavailable ({details})")
     if code == grpc.StatusCode.UNAVAILABLE:
         return PeerError(f"forwarder {addr} unreachable ({details}); is it running there?")
@@ -69,6 +81,35 @@ class ForwarderClient:
         self.close()
 
 
+def export_from(
+    c: ForwarderClient,
+    req: fpb.ExportRequest,
+    *,
+    retry_s: float = STORE_RETRY_S,
+    on_retry: Callable[[PeerError, float], None] | None = None,
+) -> Iterator[pb.RRPair]:
+    """The RRPairs an Export request selects, oldest first; a failure is a one-line PeerError.
+    A store that is unavailable before the first RRPair came is asked again for up to retry_s
+    (on_retry(error, pause) is told before each pause); once RRPairs came, a failure ends the
+    export (asking again would repeat them)."""
+    deadline = time.monotonic() + retry_s
+    pause = 1.0
+    while True:
+        came = False
+        try:
+            for pair in c.stub.Export(req, metadata=c.metadata):
+                came = True
+                yield pair
+            return
+        except grpc.RpcError as e:
+            if came or not store_unavailable(e) or time.monotonic() + pause > deadline:
+                raise c.error(e) from None
+            if on_retry is not None:
+                on_retry(c.error(e), pause)
+        time.sleep(pause)
+        pause = min(2 * pause, 8.0)
+
+
 def export_pairs(
     addr: str,
     *,
@@ -77,12 +118,10 @@ def export_pairs(
     token: str | None = None,
     tls: ClientTLS | None = None,
     limit: int = 0,
+    on_retry: Callable[[PeerError, float], None] | None = None,
 ) -> Iterator[pb.RRPair]:
-    """Stream stored RRPairs (or a snapshot's) from a forwarder, oldest first; a failure is a
-    one-line PeerError. For `nodetap replay --snapshot ID --forwarder ADDR`."""
+    """Stream stored RRPairs (or a snapshot's) from a forwarder, oldest first, as export_from
+    does. For `nodetap replay --snapshot ID --forwarder ADDR`."""
     req = fpb.ExportRequest(filter=flt or fpb.Filter(), snapshot_id=snapshot_id, limit=limit)
     with ForwarderClient(addr, token=token, tls=tls) as c:
-        try:
-            yield from c.stub.Export(req, metadata=c.metadata)
-        except grpc.RpcError as e:
-            raise c.error(e) from None
+        yield from export_from(c, req, on_retry=on_retry)

@@ -20,10 +20,11 @@ from cli.options.output import (
     add_write_argument,
     resolve_format,
 )
+from forwarder.client import export_from
 from forwarder.export import FORMATS, PcapWriter, write
 from forwarder.filters import FILTER_HELP, matches, parse_filters
 from nodetap import jsonl
-from nodetap.errors import ConfigError, InputError, StorageError
+from nodetap.errors import ConfigError, InputError, PeerError, StorageError
 from nodetap.jsonl import private_opener
 from nodetap.v1 import forwarder_pb2 as fpb
 from nodetap.v1 import rrpair_pb2 as pb
@@ -136,12 +137,14 @@ def open_output(path: str) -> Iterator[IO[bytes]]:
         yield fp
 
 
+def say_retry(e: PeerError, pause: float) -> None:
+    """One stderr line for an Export asked again (its store was unavailable)."""
+    print(f"nodetap: {e}; asking again in {pause:g}s", file=sys.stderr, flush=True)
+
+
 def remote_pairs(args: argparse.Namespace, request: fpb.ExportRequest) -> Iterator[pb.RRPair]:
     with client_from_args(args) as c:
-        try:
-            yield from c.stub.Export(request, metadata=c.metadata)
-        except grpc.RpcError as e:
-            raise c.error(e) from None
+        yield from export_from(c, request, on_retry=say_retry)
 
 
 def follow_pairs(args: argparse.Namespace, flt: fpb.Filter) -> Iterator[pb.RRPair]:

@@ -215,6 +215,7 @@ def _snapshot_id(args: argparse.Namespace, client: Any) -> str:
 def _download(args: argparse.Namespace, folder: str) -> str:
     """Write the snapshot's RRPairs, or those stored since --since (until --until), to a JSONL
     file (streamed: constant memory)."""
+    from cli.commands.export import say_retry
     from forwarder.client import ForwarderClient, export_pairs
     from forwarder.filters import parse_filters
     from nodetap import jsonl
@@ -236,6 +237,7 @@ def _download(args: argparse.Namespace, folder: str) -> str:
             flt=parse_filters(selection.items(args), args.since, args.until),
             token=token,
             tls=tls,
+            on_retry=say_retry,
         ):
             jsonl.write(out, pair)
             n += 1

@@ -150,6 +150,9 @@ def _open(
 def _open_once(
     session: NatsSession, stream: str, subject: str, start: dt.datetime | None
 ) -> tuple[Any, int] | None:
+    if not session.nc.is_connected:
+        # asked now, the request would wait out its whole timeout in the client's buffer
+        raise StorageError("NATS JetStream: not connected to any NATS server (reconnecting)")
     js = session.js
     # Where the read ends: the last message under subject, asked of the stream's leader (a
     # consumer's pending count comes from whichever replica serves it, maybe one catching up).

@@ -8,7 +8,10 @@ NATS (credentials, TLS): test_jetstream_auth.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +217,7 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
     with forwarders(cluster, 2, metrics=True) as (a, b), nginx() as web:
         assert readyz(a) == 200
         prod = nginx_producer(a, web.port, "down", n, *spool)
+        exporter: subprocess.Popen[str] | None = None
         try:
             read_until(prod, f"put {n // 4}")
             cluster.kill_all()
@@ -230,14 +234,31 @@ def test_all_nats_down_then_back_agents_spool_and_drain_once(
             assert "NATS JetStream" in (e.value.details() or "")
             said = str(client.rpc_error(e.value, b))  # the forwarder runs: not "unreachable"
             assert said.startswith(f"forwarder {b}: store unavailable (NATS JetStream"), said
+            # `nodetap export` asks again while the store is unavailable, saying so
+            err = tmp_path / "export.err"
+            with err.open("w") as errf:
+                exporter = subprocess.Popen(
+                    [sys.executable, "-m", "cli", "export", "--forwarder", b, "-w", "-"],
+                    stdout=subprocess.PIPE,
+                    stderr=errf,
+                    text=True,
+                )
+            wait_for(lambda: "asking again" in err.read_text(), 30, "the export's retry line")
             read_until(prod, f"put {3 * n // 4}")  # the capture goes on, the agent spools
             assert list((tmp_path / "spool").glob("*.seg"))
             cluster.start_all()
             cluster.wait_ready()
+            out, _ = exporter.communicate(timeout=90)
+            assert exporter.returncode == 0, err.read_text()
+            assert f"forwarder {b}: store unavailable" in err.read_text()
+            assert {json.loads(line)["id"] for line in out.splitlines()} <= set(expected("down", n))
             assert read_until(prod, "FLUSHED", timeout=120) == "FLUSHED true"
             counters = finish_producer(prod)
         finally:
             stop(prod)
+            if exporter is not None and exporter.poll() is None:
+                exporter.kill()
+                exporter.wait()
         assert health(a) == SERVING and readyz(b) == 200
         assert counters["acked"] == n and counters["spooled"] > 0
         assert sorted(export_ids(b)) == expected("down", n)  # drained, each exactly once
