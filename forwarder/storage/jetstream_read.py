@@ -36,7 +36,10 @@ LATE_MARGIN_S = 600.0
 READ_IDLE_S = 10.0
 READ_OPEN_TRIES = 3
 READ_OPEN_TIMEOUT_S = 15.0
-READ_RESUMES = 3
+# A read that stalls (a NATS node lost mid-read) tries to go on for this long without getting
+# a message before it fails: after a node is SIGKILLed, NATS can leave JetStream requests
+# unanswered for one or two of nats-py's 10 s request timeouts while leaders are elected.
+READ_RESUME_S = 60.0
 BATCH = 256
 
 READ_MESSAGES = Counter(
@@ -79,7 +82,7 @@ def read_range(
     stop_ns = until + int(LATE_MARGIN_S * 1e9) if until is not None else None
     n = 0
     next_seq = 0  # the stream sequence after the last message delivered (0: none yet)
-    resumes = 0
+    give_up_at: float | None = None  # while stalled: when the read stops trying
     try:
         while True:
             try:
@@ -91,11 +94,13 @@ def read_range(
             except StorageError as e:
                 # A NATS node that dies mid-read can leave the consumer waiting on it while
                 # the client moves to another server: start a new consumer where this one
-                # stopped, a few times, before the read fails. The new consumer may be asked
-                # for while the stream still elects a leader: a refusal is waited out the same
-                # way, a moment later.
-                resumes += 1
-                if resumes > READ_RESUMES:
+                # stopped, for up to READ_RESUME_S without a message, before the read fails.
+                # The new consumer may be asked for while the stream still elects a leader: a
+                # refusal is waited out the same way, a moment later.
+                now = time.monotonic()
+                if give_up_at is None:
+                    give_up_at = now + READ_RESUME_S
+                elif now > give_up_at:
                     raise
                 log.info("%s; resuming the read at sequence %d", e, next_seq)
                 READ_RESUMED.inc()
@@ -106,6 +111,7 @@ def read_range(
                         session.lt.run(sub.unsubscribe(), 5)
                     sub = None
                 continue
+            give_up_at = None
             for msg in msgs:
                 md = msg.metadata
                 next_seq = md.sequence.stream + 1

@@ -31,6 +31,10 @@ class LoopThread:
         try:
             return fut.result(timeout)
         except concurrent.futures.TimeoutError:
+            if fut.done():
+                # the coroutine's own timeout (nats-py's request timeouts are TimeoutErrors,
+                # as concurrent.futures' is): its error, not a wait that outlived ours
+                raise
             fut.cancel()
             raise TimeoutError(f"no answer in {timeout}s") from None
 

@@ -209,22 +209,24 @@ def test_nats_node_sigkilled_mid_ingest_loses_and_duplicates_nothing(
 
 
 @pytest.mark.slow
-def test_export_goes_on_when_its_nats_node_is_killed_mid_read(cluster: NatsCluster) -> None:
-    """A read is whole or an error, never short: the NATS server the forwarder reads through
-    is SIGKILLed while the Export streams, and the export still has every RRPair, once.
-    (Which mechanism carries the read on depends on where the kill lands: the client's ordered
-    consumer resetting itself, or the forwarder's resume after a stall.)"""
+def test_export_goes_on_when_its_consumers_nats_node_is_killed_mid_read(
+    cluster: NatsCluster,
+) -> None:
+    """A read is whole or an error, never short: the NATS server that holds the read's
+    consumer is SIGKILLed while the Export streams, and the export still has every RRPair,
+    once. (Which mechanism carries the read on depends on where the kill lands: the client's
+    ordered consumer resetting itself, or the forwarder's resume after a stall, which then
+    may wait out unanswered requests while NATS elects leaders.)"""
     n, size, batch = 3000, 4096, 250  # 12 MB: more than one read batch in flight
     sent = pairs("mid", n, size)
-    # the forwarder is given one server (it learns the others from it, as clients do), so the
-    # node killed is the one its connection, and its read's deliveries, go through
-    with forwarders(cluster.nodes[0].url, 1) as (b,):
+    with forwarders(cluster, 1) as (b,):
         for seq, start in enumerate(range(0, n, batch), 1):
             assert ingest(b, "agent-mid", seq, sent[start : start + batch]).seq == seq
         with grpc.insecure_channel(b) as ch:
             call = client.stub(ch).Export(fpb.ExportRequest(), timeout=180)
             got = [next(call).id]  # the read is open, its first batch delivered
-            cluster.kill(0)
+            (leader,) = cluster.consumer_leaders("NODETAP_RRPAIRS")
+            cluster.kill(next(i for i, nd in enumerate(cluster.nodes) if nd.name == leader))
             try:
                 got += [p.id for p in call]
             except grpc.RpcError as e:

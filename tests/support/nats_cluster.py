@@ -106,8 +106,8 @@ class NatsCluster:
         for i in range(len(self.nodes)):
             self.kill(i, sig)
 
-    def jsz(self, i: int) -> dict[str, object]:
-        url = f"http://127.0.0.1:{self.nodes[i].http}/jsz"
+    def jsz(self, i: int, query: str = "") -> dict[str, object]:
+        url = f"http://127.0.0.1:{self.nodes[i].http}/jsz{query}"
         with urllib.request.urlopen(url, timeout=2) as r:
             data: dict[str, object] = json.load(r)
         return data
@@ -125,6 +125,26 @@ class NatsCluster:
                 if leader:
                     return str(leader)
         return None
+
+    def consumer_leaders(self, stream: str) -> list[str]:
+        """The names of the nodes that lead stream's consumers now."""
+        leaders: set[str] = set()
+        for i, node in enumerate(self.nodes):
+            if not node.running:
+                continue
+            try:
+                jsz = self.jsz(i, "?consumers=true")
+            except (OSError, ValueError):
+                continue
+            for account in jsz.get("account_details") or []:  # type: ignore[attr-defined]
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") != stream:
+                        continue
+                    for consumer in detail.get("consumer_detail") or []:
+                        leader = (consumer.get("cluster") or {}).get("leader")
+                        if leader:
+                            leaders.add(str(leader))
+        return sorted(leaders)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the running nodes agree on a JetStream meta leader."""
