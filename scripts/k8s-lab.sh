@@ -272,7 +272,6 @@ cmd_up() {
     cmd_down
   fi
   mkdir -p "$state"
-  mkdir -p "$state"
   make_pki
   local pki=$state/pki
   start etcd etcd --name lab --data-dir "$state/etcd" \
