@@ -34,7 +34,7 @@ def tcpdump(
     argv += bpf_filter.split()
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
-    errlog = path.with_suffix(".tcpdump.log")
+    errlog = tcpdump_log(path)
     done = False
     with open(errlog, "wb") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
@@ -68,9 +68,14 @@ def tcpdump(
         assert_same_paths(path)  # the core path against the Python oracle
 
 
+def tcpdump_log(path: Path) -> Path:
+    """Where the tcpdump that writes `path` writes its stderr."""
+    return path.with_suffix(".tcpdump.log")
+
+
 def kernel_drops(path: Path) -> int:
     """How many packets the kernel dropped for the tcpdump that wrote `path` (its own count)."""
-    log = path.with_suffix(".tcpdump.log").read_text()
+    log = tcpdump_log(path).read_text()
     found = re.search(r"(\d+) packets? dropped by kernel", log)
     return int(found.group(1)) if found else 0
 
