@@ -102,10 +102,11 @@ def export_from(
                 yield pair
             return
         except grpc.RpcError as e:
+            err = c.error(e)
             if came or not store_unavailable(e) or time.monotonic() + pause > deadline:
-                raise c.error(e) from None
+                raise err from None
             if on_retry is not None:
-                on_retry(c.error(e), pause)
+                on_retry(err, pause)
         time.sleep(pause)
         pause = min(2 * pause, 8.0)
 
