@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from nodetap.errors import NodetapError
+from nodetap.signals import stop_on_signals
 from replay.plan import Plan
 from replay.runner import run_replay
 
@@ -34,7 +35,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop_on_signals(stop, (signal.SIGTERM,))
     # Stop with the service, even when it is killed with SIGKILL.
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if len(argv) > 1 and os.getppid() != int(argv[1]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from cli.options.capture import REGISTER_READS, add_capture_arguments
 from cli.table import TableWriter
 from nodetap import jsonl, rrpair_json
 from nodetap.errors import ConfigError
+from nodetap.signals import stop_on_signals
 from nodetap.v1 import rrpair_pb2 as pb
 
 if TYPE_CHECKING:
@@ -135,12 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
         preflight()  # not root, no BCC, no headers...: say so before anything else starts
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(stop)
 
     from agent.capture_config import default_decoder
     from cli.options.rules import from_args as rules_from_args

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from typing import Any
 from cli.options import units
 from cli.options.tokens import read_token
 from nodetap.errors import ConfigError
+from nodetap.signals import stop_on_signals
 from nodetap.transport import DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -221,12 +221,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = metrics_http.serve(args.metrics_addr, ready=getattr(store, "healthy", _always))
     print(f"nodetap forwarder: listening on {handle.address}", flush=True)
     done = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_signals(done)
     try:
         while not done.wait(1.0):
             pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from cli.options import units
 from cli.options.metrics import add_arguments as add_metrics_arguments
 from cli.options.tokens import read_token
+from nodetap.signals import stop_on_signals
 
 EPILOG = """\
 examples:
@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(args.max_processes, args.max_vusers, args.max_upload, args.max_runs)
     # Before the port opens: a SIGTERM that comes as soon as it does still cleans up.
     done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    stop_on_signals(done)
     server, svc, port = serve(
         args.listen, allow, token, args.tls_cert, args.tls_key, args.netns, limits, args.work_dir
     )

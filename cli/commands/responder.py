@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from typing import Any
+
+from nodetap.signals import stop_on_signals
 
 EPILOG = """\
 examples:
@@ -69,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
             "give --direction any or another capture"
         )
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     r = Responder(mocks, host, port)
     r.listen()
     deps = ", ".join(mocks.dependencies) or "-"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -62,11 +64,14 @@ def test_table_rows_come_while_capturing() -> None:
             [sys.executable, "-m", "cli", "capture", "--port", str(ngx.port), "-o",
              "table", "--duration", "60"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONFAULTHANDLER="1"),  # SIGABRT prints every thread's stack
         )  # fmt: skip
+        assert proc.stderr is not None and proc.stdout is not None
         err: list[str] = []
+        stderr = proc.stderr
+        reader = threading.Thread(target=lambda: err.extend(iter(stderr.readline, "")))
         try:
-            assert proc.stderr is not None and proc.stdout is not None
-            start = proc.stderr.readline()
+            start = stderr.readline()
             assert start.startswith("nodetap: capturing"), start
             curl(ngx.url + "/hello?watch=1")
             lines: queue.Queue[str] = queue.Queue()
@@ -78,7 +83,8 @@ def test_table_rows_come_while_capturing() -> None:
 
             threading.Thread(target=pump, daemon=True).start()
             # read on: a full stderr pipe would stall the capture
-            threading.Thread(target=lambda: err.extend(proc.stderr or []), daemon=True).start()
+            reader.daemon = True
+            reader.start()
             rows: list[str] = []
             deadline = time.monotonic() + 60
             while len(rows) < 3 and time.monotonic() < deadline:  # header + both sides
@@ -93,9 +99,15 @@ def test_table_rows_come_while_capturing() -> None:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-                raise AssertionError(f"capture ignored SIGTERM for 30 s: {err[-20:]}") from None
+                proc.send_signal(signal.SIGABRT)  # where it is stuck, on stderr
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                reader.join(timeout=10)
+                tail = "".join(err[-60:])
+                raise AssertionError(f"capture ignored SIGTERM for 30 s:\n{tail}") from None
 
 
 @pytest.mark.parametrize(("duration", "ttfb"), [(17, 8), (30, 21), (100_001, 3), (5, 9)])
