@@ -35,6 +35,7 @@ import grpc  # noqa: E402
 from agent.sinks.forwarder import ForwarderSink  # noqa: E402
 from forwarder import client  # noqa: E402
 from nodetap import transport  # noqa: E402
+from nodetap.signals import stop_on_signals  # noqa: E402
 from nodetap.transport import ClientTLS  # noqa: E402
 from nodetap.v1 import forwarder_pb2 as fpb  # noqa: E402
 from nodetap.v1 import rrpair_pb2 as pb  # noqa: E402
@@ -85,8 +86,10 @@ def ceiling_server(port: int, cert: str | None, key: str | None) -> None:
     else:
         server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
-    signal.signal(signal.SIGTERM, lambda *a: server.stop(0))
-    server.wait_for_termination()
+    stop = threading.Event()
+    stop_on_signals(stop, (signal.SIGTERM,))  # server.stop in a handler could deadlock
+    stop.wait()
+    server.stop(0)
 
 
 # -- helpers ------------------------------------------------------------------------------------
