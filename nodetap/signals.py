@@ -28,10 +28,14 @@ def stop_on_signals(
     signal.signal requires). The pipe and its thread last as long as the process."""
     r, w = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(w, False)  # a handler never waits: a full pipe has a wake-up in it
+    owner = os.getpid()
 
     def handler(signum: int, frame: object) -> None:
-        with contextlib.suppress(OSError):
-            os.write(w, b"\0")
+        # a forked child (a replay worker) inherits the handler, not the thread: its
+        # signal must not stop the parent through the shared pipe
+        if os.getpid() == owner:
+            with contextlib.suppress(OSError):
+                os.write(w, b"\0")
 
     def relay() -> None:
         while os.read(r, 64):

@@ -56,3 +56,28 @@ def test_signals_raining_on_event_wait_never_hang_the_main_thread() -> None:
             child.wait()
     assert child.returncode == 0
     assert int(out) > 0  # the signals did wake the loop
+
+
+FORKED = """
+import os, signal, threading
+from nodetap.signals import stop_on_signals
+
+stop = threading.Event()
+stop_on_signals(stop)
+pid = os.fork()
+if pid == 0:  # a forked worker inherits the handler: its SIGTERM is its own business
+    os.kill(os.getpid(), signal.SIGTERM)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(stop.wait(1.0), flush=True)
+os.kill(os.getpid(), signal.SIGTERM)
+print(stop.wait(10.0), flush=True)
+"""
+
+
+def test_a_forked_childs_signal_does_not_stop_the_parent() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", FORKED], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
