@@ -69,7 +69,7 @@ def test_table_rows_come_while_capturing() -> None:
         assert proc.stderr is not None and proc.stdout is not None
         err: list[str] = []
         stderr = proc.stderr
-        reader = threading.Thread(target=lambda: err.extend(iter(stderr.readline, "")))
+        reader = threading.Thread(target=lambda: err.extend(iter(stderr.readline, "")), daemon=True)
         try:
             start = stderr.readline()
             assert start.startswith("nodetap: capturing"), start
@@ -83,7 +83,6 @@ def test_table_rows_come_while_capturing() -> None:
 
             threading.Thread(target=pump, daemon=True).start()
             # read on: a full stderr pipe would stall the capture
-            reader.daemon = True
             reader.start()
             rows: list[str] = []
             deadline = time.monotonic() + 60

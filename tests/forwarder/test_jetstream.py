@@ -195,9 +195,7 @@ def test_nats_node_sigkilled_mid_ingest_loses_and_duplicates_nothing(
         prod = nginx_producer(a, web.port, "kill", n)
         try:
             read_until(prod, f"put {n // 3}")
-            leader = cluster.meta_leader()
-            victim = next(i for i, nd in enumerate(cluster.nodes) if nd.name == leader)
-            cluster.kill(victim)  # SIGKILL the JetStream meta leader mid-ingest
+            cluster.kill_named(cluster.meta_leader())  # SIGKILL the meta leader mid-ingest
             assert read_until(prod, "FLUSHED", timeout=120) == "FLUSHED true"
             counters = finish_producer(prod)
         finally:
@@ -226,7 +224,7 @@ def test_export_goes_on_when_its_consumers_nats_node_is_killed_mid_read(
             call = client.stub(ch).Export(fpb.ExportRequest(), timeout=180)
             got = [next(call).id]  # the read is open, its first batch delivered
             (leader,) = cluster.consumer_leaders("NODETAP_RRPAIRS")
-            cluster.kill(next(i for i, nd in enumerate(cluster.nodes) if nd.name == leader))
+            cluster.kill_named(leader)
             try:
                 got += [p.id for p in call]
             except grpc.RpcError as e:

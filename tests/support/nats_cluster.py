@@ -98,6 +98,10 @@ class NatsCluster:
             node.proc.wait(timeout=15)
         node.proc = None
 
+    def kill_named(self, name: str | None, sig: int = signal.SIGKILL) -> None:
+        """Kill the node called ``name`` (a leader, as /jsz names it)."""
+        self.kill(next(i for i, n in enumerate(self.nodes) if n.name == name), sig)
+
     def start_all(self) -> None:
         for i in range(len(self.nodes)):
             self.start(i)
@@ -112,30 +116,31 @@ class NatsCluster:
             data: dict[str, object] = json.load(r)
         return data
 
-    def meta_leader(self) -> str | None:
+    def _running_jsz(self, query: str = "") -> Iterator[tuple[NatsNode, dict[str, object]]]:
+        """Each running node with its /jsz, those that answer."""
         for i, node in enumerate(self.nodes):
             if not node.running:
                 continue
-            with contextlib.suppress(OSError, ValueError):
-                jsz = self.jsz(i)
-                if len(self.nodes) == 1 and jsz.get("config"):
-                    return node.name  # not clustered: JetStream is up
-                meta = jsz.get("meta_cluster") or {}
-                leader = meta.get("leader") if isinstance(meta, dict) else None
-                if leader:
-                    return str(leader)
+            try:
+                jsz = self.jsz(i, query)
+            except (OSError, ValueError):
+                continue
+            yield node, jsz
+
+    def meta_leader(self) -> str | None:
+        for node, jsz in self._running_jsz():
+            if len(self.nodes) == 1 and jsz.get("config"):
+                return node.name  # not clustered: JetStream is up
+            meta = jsz.get("meta_cluster") or {}
+            leader = meta.get("leader") if isinstance(meta, dict) else None
+            if leader:
+                return str(leader)
         return None
 
     def consumer_leaders(self, stream: str) -> list[str]:
         """The names of the nodes that lead stream's consumers now."""
         leaders: set[str] = set()
-        for i, node in enumerate(self.nodes):
-            if not node.running:
-                continue
-            try:
-                jsz = self.jsz(i, "?consumers=true")
-            except (OSError, ValueError):
-                continue
+        for _, jsz in self._running_jsz("?consumers=true"):
             for account in jsz.get("account_details") or []:  # type: ignore[attr-defined]
                 for detail in account.get("stream_detail") or []:
                     if detail.get("name") != stream:
